@@ -1,0 +1,117 @@
+//! HTTP pieces both servers share: Trove's header names, the client used
+//! between servers (connect and stall timeouts, never a total one), logging
+//! set-up and the shutdown signal.
+
+use std::time::Duration;
+
+/// md5 of the whole value, 32 hex digits (minikeyvalue's header).
+pub const CONTENT_MD5: &str = "content-md5";
+/// sha256 of the whole value, 64 hex digits.
+pub const KEY_SHA256: &str = "key-sha256";
+/// md5 of the whole value, 32 hex digits (sent by volumes).
+pub const KEY_MD5: &str = "key-md5";
+/// Length of the whole value in bytes.
+pub const KEY_SIZE: &str = "key-size";
+/// Comma-joined `host:port` of the volumes holding the value.
+pub const KEY_VOLUMES: &str = "key-volumes";
+/// `balanced` when the stored volumes equal the current placement.
+pub const KEY_BALANCE: &str = "key-balance";
+
+/// Timeouts for requests from one Trove server to another.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// Giving up on a TCP connect.
+    pub connect: Duration,
+    /// Giving up when no byte has moved for this long. There is no total
+    /// timeout: a large transfer may take as long as it needs while it
+    /// keeps moving.
+    pub stall: Duration,
+}
+
+/// The client for server-to-server calls: no redirects followed (a
+/// streaming body cannot be re-sent), no proxy, `TCP_NODELAY`, and a
+/// connect timeout.
+///
+/// It deliberately has no read timeout: reqwest's `read_timeout` also runs
+/// from the start of a request until its response headers, which would cut
+/// an upload that takes longer. Callers bound each wait themselves with
+/// [`Timeouts::stall`] (per chunk sent or received, and for the answer after
+/// the last byte), and small control requests use a per-request timeout.
+pub fn client(timeouts: Timeouts) -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .tcp_nodelay(true)
+        .connect_timeout(timeouts.connect)
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build()
+        .expect("the HTTP client's configuration is valid")
+}
+
+/// Parses a duration flag: `250ms`, `30s`, `5m`, `2h`, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration like 500ms, 30s, 5m or 1h"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        "d" => n * 86400.0,
+        _ => return Err(format!("`{s}` has an unknown unit; use ms, s, m, h or d")),
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("`{s}` is not a valid duration"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Logs to stderr through `tracing`, filtered by `RUST_LOG` (default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Resolves on SIGINT (ctrl-c) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown signal received, finishing in-flight requests");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5y").is_err());
+    }
+}

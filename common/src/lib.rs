@@ -1,0 +1,23 @@
+//! # trove-common
+//!
+//! The pieces of Trove that the master and the volumes must agree on, kept
+//! free of any server so they can be unit-tested on their own:
+//!
+//! - [`placement`]: rendezvous hashing — which volumes hold a key.
+//! - [`key`]: what a key is, how it is decoded from a request path, how it is
+//!   written into a URL and which file name it maps to on a volume.
+//! - [`record`]: the index record (master) and the blob sidecar (volume).
+//! - [`digest`]: sha256 + md5 computed together over a stream.
+//! - [`range`]: HTTP `Range: bytes=…` parsing and resolution.
+//! - [`http`]: header names, the inter-server HTTP client, logging and
+//!   shutdown-signal helpers shared by both binaries.
+
+pub mod digest;
+pub mod http;
+pub mod key;
+pub mod placement;
+pub mod range;
+pub mod record;
+
+/// The version both binaries report in `/-/status`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

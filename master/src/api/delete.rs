@@ -1,0 +1,64 @@
+//! `DELETE /key` (remove everywhere) and `UNLINK /key` (soft delete).
+
+use crate::error::ApiError;
+use crate::AppState;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
+use trove_common::key::Key;
+use trove_common::record::{Record, State};
+
+/// Unlinks the key (so it reads as absent at once), removes every replica,
+/// then the record. A replica that cannot be removed leaves the key
+/// unlinked, and a later `DELETE` finishes the job.
+pub async fn delete(state: Arc<AppState>, key: Key) -> Result<Response, ApiError> {
+    // Its own task, like a write: a client hanging up cannot stop it half-way.
+    tokio::spawn(async move {
+        let _guard = state.locks.try_lock(&key).ok_or(ApiError::Busy)?;
+        let record = state
+            .index
+            .get(&key)?
+            .filter(|r| r.state != State::Writing)
+            .ok_or(ApiError::NotFound)?;
+        if record.state == State::Live {
+            if state.config.protect {
+                return Err(ApiError::Protected);
+            }
+            unlink_record(&state, &key, &record).await?;
+        }
+        let client = state.volumes.client();
+        let deletes = record.volumes.iter().map(|addr| client.delete(addr, &key));
+        for result in futures::future::join_all(deletes).await {
+            if let Err(e) = result {
+                state.volumes.note_error(&e);
+                return Err(e.into());
+            }
+        }
+        state.index.remove(&key, Some(State::Unlinked)).await?;
+        tracing::info!(key = %key, "deleted");
+        Ok(StatusCode::NO_CONTENT.into_response())
+    })
+    .await?
+}
+
+/// Soft delete: the key reads as absent and is listed by `?unlinked`; its
+/// bytes stay until `DELETE`.
+pub async fn unlink(state: Arc<AppState>, key: Key) -> Result<Response, ApiError> {
+    let _guard = state.locks.try_lock(&key).ok_or(ApiError::Busy)?;
+    let record = state
+        .index
+        .get(&key)?
+        .filter(|r| r.state == State::Live)
+        .ok_or(ApiError::NotFound)?;
+    unlink_record(&state, &key, &record).await?;
+    tracing::info!(key = %key, "unlinked");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn unlink_record(state: &AppState, key: &Key, record: &Record) -> Result<(), ApiError> {
+    let unlinked = Record {
+        state: State::Unlinked,
+        ..record.clone()
+    };
+    Ok(state.index.put(key, unlinked, Some(State::Live)).await?)
+}

@@ -1,0 +1,37 @@
+//! `GET`/`HEAD /key`: a `302` to a healthy replica, answered from the index
+//! alone, with the value's size and digests in headers.
+
+use crate::client::VolumeClient;
+use crate::error::ApiError;
+use crate::AppState;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use trove_common::http::{CONTENT_MD5, KEY_BALANCE, KEY_SHA256, KEY_SIZE, KEY_VOLUMES};
+use trove_common::key::Key;
+use trove_common::record::State;
+
+pub fn get(state: &AppState, key: Key) -> Result<Response, ApiError> {
+    let record = state
+        .index
+        .get(&key)?
+        .filter(|r| r.state == State::Live)
+        .ok_or(ApiError::NotFound)?;
+    let addr = state
+        .volumes
+        .pick_replica(&record.volumes)
+        .ok_or_else(|| ApiError::ReplicasDown(record.volumes.join(",")))?;
+    let balanced = state.volumes.placement().is_balanced(key.as_bytes(), &record.volumes);
+    Ok((
+        StatusCode::FOUND,
+        [
+            (header::LOCATION.as_str(), VolumeClient::url(addr, &key)),
+            (header::CONTENT_LENGTH.as_str(), "0".to_string()),
+            (CONTENT_MD5, record.md5),
+            (KEY_SHA256, record.sha256),
+            (KEY_SIZE, record.size.to_string()),
+            (KEY_VOLUMES, record.volumes.join(",")),
+            (KEY_BALANCE, if balanced { "balanced" } else { "unbalanced" }.to_string()),
+        ],
+    )
+        .into_response())
+}

@@ -1,0 +1,44 @@
+//! `PUT`/`POST /key`: parse what the client announced, then hand the body
+//! to the write path.
+
+use crate::error::ApiError;
+use crate::write::{self, Upload};
+use crate::AppState;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
+use trove_common::digest::parse_content_md5;
+use trove_common::http::{CONTENT_MD5, KEY_SHA256};
+use trove_common::key::Key;
+
+pub async fn put(state: Arc<AppState>, key: Key, req: Request<Body>) -> Result<Response, ApiError> {
+    let headers = req.headers();
+    let len = match headers.get(header::CONTENT_LENGTH) {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok())
+                .ok_or_else(|| ApiError::BadRequest("Content-Length is not a number".into()))?,
+        ),
+    };
+    if len == Some(0) {
+        return Err(ApiError::EmptyBody);
+    }
+    let content_md5 = match headers.get(CONTENT_MD5) {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| ApiError::BadRequest("Content-MD5 is not ASCII".into()))
+                .and_then(|s| parse_content_md5(s).map_err(|e| ApiError::BadRequest(e.to_string())))?,
+        ),
+    };
+    let body = req.into_body();
+    // The write runs in its own task so that a client hanging up cannot
+    // cancel it half-way: it always finishes or cleans up after itself.
+    let record = tokio::spawn(write::write(state, key.clone(), Upload { len, content_md5 }, body)).await??;
+    tracing::info!(key = %key, size = record.size, volumes = ?record.volumes, "stored");
+    Ok((StatusCode::CREATED, [(KEY_SHA256, record.sha256)]).into_response())
+}

@@ -1,0 +1,106 @@
+//! The one place where the master's errors become HTTP answers.
+//!
+//! Every error carries a one-line reason a person can act on, except `404`
+//! for a key, whose body is empty (as minikeyvalue's). Server faults (5xx)
+//! are logged; client mistakes are not.
+
+use crate::client::VolumeError;
+use crate::index::IndexError;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use std::time::Duration;
+use trove_common::key::KeyError;
+
+/// Every way a master request can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("empty body: Trove does not store empty values")]
+    EmptyBody,
+    #[error("key exists: keys are write-once, DELETE it first")]
+    Exists,
+    #[error("this master runs with --protect: UNLINK the key before DELETE")]
+    Protected,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("another write or delete of this key is in progress; retry later")]
+    Busy,
+    #[error("not found")]
+    NotFound,
+    #[error("more than {0} keys match; page through them with &limit=N and &start=")]
+    TooManyKeys(usize),
+    #[error("method {0} is not supported; use GET, HEAD, PUT, POST, DELETE or UNLINK")]
+    Method(String),
+    #[error("Content-MD5 mismatch: the client sent {sent} but the body's md5 is {got}; nothing was stored")]
+    Md5Mismatch { sent: String, got: String },
+    #[error("the upload was cut off: {0}; nothing was stored")]
+    ClientBody(String),
+    #[error("no bytes arrived for {0:?}; upload abandoned, nothing was stored")]
+    ClientStalled(Duration),
+    #[error("only {healthy} healthy volume(s), {needed} needed for a write; see GET /-/status")]
+    NotEnoughVolumes { healthy: usize, needed: usize },
+    #[error("every replica of this key is down ({0}); see GET /-/status")]
+    ReplicasDown(String),
+    #[error("{0}")]
+    Volume(#[from] VolumeError),
+    #[error("replica {addr} stored sha256 {got} but {expected} was sent; nothing was stored")]
+    ReplicaMismatch { addr: String, expected: String, got: String },
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        use ApiError::*;
+        match self {
+            Key(KeyError::TooLong(_)) => StatusCode::URI_TOO_LONG,
+            Key(_) | BadRequest(_) | Md5Mismatch { .. } | ClientBody(_) => StatusCode::BAD_REQUEST,
+            EmptyBody => StatusCode::LENGTH_REQUIRED,
+            Exists | Protected | Forbidden(_) => StatusCode::FORBIDDEN,
+            Busy => StatusCode::CONFLICT,
+            NotFound => StatusCode::NOT_FOUND,
+            TooManyKeys(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Method(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ClientStalled(_) => StatusCode::REQUEST_TIMEOUT,
+            NotEnoughVolumes { .. } | ReplicasDown(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Volume(e) => match e {
+                VolumeError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+                VolumeError::Status { status: 507, .. } => StatusCode::INSUFFICIENT_STORAGE,
+                _ => StatusCode::BAD_GATEWAY,
+            },
+            ReplicaMismatch { .. } => StatusCode::BAD_GATEWAY,
+            Index(_) | Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status == StatusCode::NOT_FOUND {
+            return (status, [(header::CONTENT_LENGTH, "0")]).into_response();
+        }
+        if status.is_server_error() {
+            tracing::error!(status = status.as_u16(), error = %self, "request failed");
+        }
+        let mut resp = (status, format!("{self}\n")).into_response();
+        if status == StatusCode::METHOD_NOT_ALLOWED {
+            resp.headers_mut().insert(
+                header::ALLOW,
+                header::HeaderValue::from_static("GET, HEAD, PUT, POST, DELETE, UNLINK"),
+            );
+        }
+        resp
+    }
+}
+
+impl From<tokio::task::JoinError> for ApiError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}

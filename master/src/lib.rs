@@ -1,0 +1,90 @@
+//! # trove-master
+//!
+//! The master keeps the index of every key and answers the HTTP API; it
+//! never stores or serves a value's bytes itself. Reads are `302` redirects
+//! to a volume; writes stream through to every replica at once.
+//!
+//! - [`index`]: the RocksDB index of key → [`trove_common::record::Record`].
+//! - [`volumes`]: the volume roster and the health monitor.
+//! - [`client`]: HTTP calls to volumes.
+//! - [`locks`]: one operation per key at a time.
+//! - [`write`]: the streaming, all-or-nothing write path.
+//! - [`api`]: HTTP handlers, one file per operation.
+//! - [`error`]: the one place where errors become status codes.
+
+pub mod api;
+pub mod client;
+pub mod error;
+pub mod index;
+pub mod locks;
+pub mod volumes;
+pub mod write;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use trove_common::http::Timeouts;
+use trove_common::placement::Placement;
+
+/// How the master runs (from `trove-master serve`).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The RocksDB index directory.
+    pub db: PathBuf,
+    /// Volumes and replica count.
+    pub placement: Placement,
+    /// `DELETE` of a live key is refused; `UNLINK` it first.
+    pub protect: bool,
+    /// Sync every index write to disk (on unless `--no-fsync`).
+    pub fsync: bool,
+    /// Timeouts for calls to volumes.
+    pub timeouts: Timeouts,
+    /// How often the monitor polls every volume.
+    pub health_interval: Duration,
+}
+
+/// What every handler shares.
+pub struct AppState {
+    pub index: index::Index,
+    pub volumes: Arc<volumes::Volumes>,
+    pub locks: Arc<locks::KeyLocks>,
+    pub config: Config,
+}
+
+impl AppState {
+    /// Opens the index and sets up the volume roster (not yet polled).
+    pub fn open(config: Config) -> anyhow::Result<AppState> {
+        use anyhow::Context;
+        let index = index::Index::open(&config.db, config.fsync)
+            .with_context(|| format!("cannot open the index at {}", config.db.display()))?;
+        let client = client::VolumeClient::new(config.timeouts);
+        Ok(AppState {
+            index,
+            volumes: Arc::new(volumes::Volumes::new(config.placement.clone(), client)),
+            locks: Arc::default(),
+            config,
+        })
+    }
+}
+
+/// Serves on `listener` until `shutdown` resolves, with the volume monitor
+/// running alongside.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let state = Arc::new(state);
+    let monitor = tokio::spawn(Arc::clone(&state.volumes).monitor(state.config.health_interval));
+    let counts = state.index.counts();
+    tracing::info!(
+        live = counts.live,
+        unlinked = counts.unlinked,
+        volumes = state.config.placement.volumes().len(),
+        replicas = state.config.placement.replicas(),
+        "index open"
+    );
+    let result = axum::serve(listener, api::router(state)).with_graceful_shutdown(shutdown).await;
+    monitor.abort();
+    Ok(result?)
+}

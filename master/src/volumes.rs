@@ -1,0 +1,201 @@
+//! The volume roster: which volumes exist, which are healthy, and the
+//! monitor that keeps that knowledge fresh.
+//!
+//! The master never probes a volume on the request path. A background task
+//! polls every volume's `/-/status` each interval (learning its free space
+//! and blob count as it goes); a call that finds a volume unreachable marks
+//! it down at once, and the next successful poll brings it back.
+
+use crate::client::{VolumeClient, VolumeError};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use trove_common::placement::{Placement, VolumeSpec};
+use trove_common::record::now_ms;
+
+/// What the master last learned about one volume.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Health {
+    pub healthy: bool,
+    /// Unix ms of the last successful poll.
+    pub last_seen: Option<u64>,
+    /// Why the last poll or call failed, while unhealthy.
+    pub last_error: Option<String>,
+    pub free_bytes: Option<u64>,
+    pub used_bytes: Option<u64>,
+    pub blobs: Option<u64>,
+}
+
+/// The configured volumes and their health.
+pub struct Volumes {
+    placement: Placement,
+    health: HashMap<String, RwLock<Health>>,
+    client: VolumeClient,
+    /// Spreads reads across replicas.
+    next_read: AtomicUsize,
+}
+
+impl Volumes {
+    /// Every volume starts unhealthy until its first successful poll.
+    pub fn new(placement: Placement, client: VolumeClient) -> Volumes {
+        let health = placement
+            .volumes()
+            .iter()
+            .map(|v| (v.addr.clone(), RwLock::new(Health::default())))
+            .collect();
+        Volumes {
+            placement,
+            health,
+            client,
+            next_read: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn placement(&self) -> &Placement {
+        &self.placement
+    }
+
+    pub fn client(&self) -> &VolumeClient {
+        &self.client
+    }
+
+    /// Whether `addr` is a configured volume that answered its last poll.
+    pub fn is_healthy(&self, addr: &str) -> bool {
+        self.health
+            .get(addr)
+            .is_some_and(|h| h.read().unwrap_or_else(|p| p.into_inner()).healthy)
+    }
+
+    /// How many volumes are healthy now.
+    pub fn healthy_count(&self) -> usize {
+        self.placement.volumes().iter().filter(|v| self.is_healthy(&v.addr)).count()
+    }
+
+    /// A snapshot of every volume with its health, in configured order.
+    pub fn snapshot(&self) -> Vec<(VolumeSpec, Health)> {
+        self.placement
+            .volumes()
+            .iter()
+            .map(|v| {
+                let h = self.health[&v.addr].read().unwrap_or_else(|p| p.into_inner()).clone();
+                (v.clone(), h)
+            })
+            .collect()
+    }
+
+    /// The replica of a record to send a reader to: a healthy one, rotating
+    /// between them. A volume no longer in the list (removed, not yet
+    /// rebalanced) cannot be monitored and is used only when no configured
+    /// replica is healthy. `None` when every replica is down.
+    pub fn pick_replica<'a>(&self, stored: &'a [String]) -> Option<&'a str> {
+        let healthy: Vec<&str> = stored.iter().map(String::as_str).filter(|a| self.is_healthy(a)).collect();
+        let candidates = if healthy.is_empty() {
+            stored
+                .iter()
+                .map(String::as_str)
+                .filter(|a| !self.health.contains_key(*a))
+                .collect()
+        } else {
+            healthy
+        };
+        if candidates.is_empty() {
+            return None;
+        }
+        let n = self.next_read.fetch_add(1, Ordering::Relaxed);
+        Some(candidates[n % candidates.len()])
+    }
+
+    /// Records that a call to `addr` found it unreachable.
+    pub fn mark_down(&self, addr: &str, error: &str) {
+        if let Some(h) = self.health.get(addr) {
+            let mut h = h.write().unwrap_or_else(|p| p.into_inner());
+            if h.healthy {
+                tracing::warn!(volume = %addr, error = %error, "volume marked down");
+            }
+            h.healthy = false;
+            h.last_error = Some(error.to_string());
+        }
+    }
+
+    /// Marks the volume of a failed call down when the failure says it is
+    /// unreachable (not when it merely refused the request), so reads and
+    /// writes avoid it until the monitor sees it again.
+    pub fn note_error(&self, e: &VolumeError) {
+        if let VolumeError::Unreachable { addr, .. } | VolumeError::Timeout { addr, .. } = e {
+            self.mark_down(addr, &e.to_string());
+        }
+    }
+
+    /// Polls every volume once, concurrently.
+    pub async fn poll_all(&self) {
+        let polls = self.placement.volumes().iter().map(|v| async move {
+            let result = self.client.status(&v.addr).await;
+            let mut h = self.health[&v.addr].write().unwrap_or_else(|p| p.into_inner());
+            match result {
+                Ok(status) => {
+                    if !h.healthy {
+                        tracing::info!(volume = %v.addr, "volume healthy");
+                    }
+                    h.healthy = true;
+                    h.last_seen = Some(now_ms());
+                    h.last_error = None;
+                    h.free_bytes = status["free_bytes"].as_u64();
+                    h.used_bytes = status["used_bytes"].as_u64();
+                    h.blobs = status["blobs"].as_u64();
+                }
+                Err(e) => {
+                    if h.healthy || h.last_error.is_none() {
+                        tracing::warn!(volume = %v.addr, error = %e, "volume unhealthy");
+                    }
+                    h.healthy = false;
+                    h.last_error = Some(e.to_string());
+                }
+            }
+        });
+        futures::future::join_all(polls).await;
+    }
+
+    /// Polls every `interval` until the task is dropped.
+    pub async fn monitor(self: Arc<Self>, interval: Duration) {
+        loop {
+            let started = Instant::now();
+            self.poll_all().await;
+            tokio::time::sleep(interval.saturating_sub(started.elapsed())).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trove_common::http::Timeouts;
+
+    fn volumes() -> Volumes {
+        let specs = trove_common::placement::parse_volume_list("a:1,b:2,c:3").unwrap();
+        let t = Timeouts { connect: Duration::from_secs(1), stall: Duration::from_secs(1) };
+        Volumes::new(Placement::new(specs, 2).unwrap(), VolumeClient::new(t))
+    }
+
+    fn set_healthy(v: &Volumes, addr: &str) {
+        v.health[addr].write().unwrap().healthy = true;
+    }
+
+    #[test]
+    fn reads_go_to_healthy_replicas_in_turn() {
+        let v = volumes();
+        let stored = vec!["a:1".to_string(), "b:2".to_string()];
+        assert_eq!(v.pick_replica(&stored), None, "nothing healthy yet");
+        set_healthy(&v, "a:1");
+        set_healthy(&v, "b:2");
+        let picks: Vec<_> = (0..4).map(|_| v.pick_replica(&stored).unwrap()).collect();
+        assert!(picks.contains(&"a:1") && picks.contains(&"b:2"));
+        v.mark_down("a:1", "refused");
+        assert!((0..4).all(|_| v.pick_replica(&stored) == Some("b:2")));
+        assert_eq!(v.healthy_count(), 1);
+        // A volume no longer configured is a last resort.
+        let old = vec!["gone:9".to_string(), "a:1".to_string()];
+        assert_eq!(v.pick_replica(&old), Some("gone:9"));
+    }
+}

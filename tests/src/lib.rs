@@ -1,0 +1,347 @@
+//! # trove-tests
+//!
+//! A harness that runs real `trove-master` and `trove-volume` processes on
+//! 127.0.0.1, each cluster in its own temp dir, and stops them on drop.
+//! Servers are started with `--port 0` and print the address they bound on
+//! their first line of stdout, so tests never race for ports; readiness is
+//! awaited with bounded polling, never a fixed sleep.
+//!
+//! The binaries are found next to the test executable's folder
+//! (`target/<profile>/`); build them first with `cargo build --release
+//! --bins` (`scripts/test.sh` does).
+
+use bytes::Bytes;
+use futures::Stream;
+use sha2::{Digest, Sha256};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a server may take to start, or a condition to come true.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// Where the binaries are: `target/<profile>/`, the parent of the test
+/// executable's `deps/` folder.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} not found: build the binaries first (cargo build --release --bins, as scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// One running server process, killed on drop.
+pub struct Server {
+    child: Option<Child>,
+    bin: PathBuf,
+    args: Vec<String>,
+    log: PathBuf,
+    /// `127.0.0.1:port`
+    pub addr: String,
+}
+
+impl Server {
+    /// Starts `bin` with `args` and waits for its "listening on" line.
+    /// `--port 0` in `args` is replaced by the bound port on restart.
+    pub fn start(bin: PathBuf, args: Vec<String>, log: PathBuf) -> Server {
+        let mut s = Server { child: None, bin, args, log, addr: String::new() };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let mut child = Command::new(&self.bin)
+            .args(&self.args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.bin.display()));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.split("listening on ").nth(1) {
+                    let _ = tx.send(addr.trim().to_string());
+                }
+            }
+        });
+        let addr = rx.recv_timeout(WAIT).unwrap_or_else(|_| {
+            let _ = child.kill();
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            panic!("{} did not start within {WAIT:?}; its log:\n{log}", self.bin.display())
+        });
+        self.child = Some(child);
+        // Restart on the same port.
+        if let Some(i) = self.args.iter().position(|a| a == "--port") {
+            self.args[i + 1] = addr.rsplit(':').next().expect("host:port").to_string();
+        }
+        self.addr = addr;
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// SIGKILL, and wait for the process to be gone.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the process again, with the same arguments and port.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// The server's log so far (stderr).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Peak resident memory (VmHWM) in bytes.
+    pub fn peak_rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM line");
+        let kb: u64 = line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).expect("VmHWM kB");
+        kb * 1024
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Options for [`Cluster::start`].
+#[derive(Clone)]
+pub struct ClusterOptions {
+    pub volumes: usize,
+    pub replicas: usize,
+    /// Extra `trove-master serve` flags.
+    pub master_args: Vec<String>,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        ClusterOptions { volumes: 3, replicas: 2, master_args: vec![] }
+    }
+}
+
+/// A master and its volumes in one temp dir.
+pub struct Cluster {
+    pub master: Server,
+    pub volumes: Vec<Server>,
+    pub dir: tempfile::TempDir,
+    /// Follows no redirects.
+    pub http: reqwest::Client,
+}
+
+impl Cluster {
+    /// A master with 3 volumes and 2 replicas, ready.
+    pub async fn start_default() -> Cluster {
+        Cluster::start(ClusterOptions::default()).await
+    }
+
+    pub async fn start(opts: ClusterOptions) -> Cluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let volumes: Vec<Server> = (0..opts.volumes)
+            .map(|i| {
+                let data = dir.path().join(format!("vol{i}"));
+                Server::start(
+                    bin("trove-volume"),
+                    vec![
+                        "--bind".into(),
+                        "127.0.0.1".into(),
+                        "--port".into(),
+                        "0".into(),
+                        "--stall-timeout".into(),
+                        "5s".into(),
+                        data.display().to_string(),
+                    ],
+                    dir.path().join(format!("vol{i}.log")),
+                )
+            })
+            .collect();
+        let list: Vec<&str> = volumes.iter().map(|v| v.addr.as_str()).collect();
+        let mut args: Vec<String> = vec![
+            "serve".into(),
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--port".into(),
+            "0".into(),
+            "--db".into(),
+            dir.path().join("db").display().to_string(),
+            "--volumes".into(),
+            list.join(","),
+            "--replicas".into(),
+            opts.replicas.to_string(),
+            "--health-interval".into(),
+            "200ms".into(),
+            "--stall-timeout".into(),
+            "5s".into(),
+        ];
+        args.extend(opts.master_args.iter().cloned());
+        let master = Server::start(bin("trove-master"), args, dir.path().join("master.log"));
+        let cluster = Cluster { master, volumes, dir, http: no_redirects() };
+        cluster.wait_until_ready().await;
+        cluster
+    }
+
+    /// `http://master<key>`
+    pub fn url(&self, key: &str) -> String {
+        format!("http://{}{key}", self.master.addr)
+    }
+
+    /// A volume's data dir.
+    pub fn volume_dir(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("vol{i}"))
+    }
+
+    /// Waits for `/-/ready`.
+    pub async fn wait_until_ready(&self) {
+        let url = self.url("/-/ready");
+        let http = &self.http;
+        wait_for("master ready", || async {
+            http.get(&url).send().await.is_ok_and(|r| r.status() == 200)
+        })
+        .await;
+    }
+
+    /// The master's `/-/status`.
+    pub async fn status(&self) -> serde_json::Value {
+        self.http.get(self.url("/-/status")).send().await.unwrap().json().await.unwrap()
+    }
+
+    /// Waits until the master sees volume `i` as `healthy`.
+    pub async fn wait_volume_health(&self, i: usize, healthy: bool) {
+        let addr = self.volumes[i].addr.clone();
+        wait_for(&format!("volume {addr} healthy={healthy}"), || async {
+            let status = self.status().await;
+            status["volumes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|v| v["address"] == addr.as_str() && v["healthy"] == healthy)
+        })
+        .await;
+    }
+
+    /// Which volume (by index) has `addr`.
+    pub fn volume_index(&self, addr: &str) -> usize {
+        self.volumes.iter().position(|v| v.addr == addr).expect("a volume of this cluster")
+    }
+
+    /// Files in volume `i`'s temp dir (uploads in progress).
+    pub fn temp_files(&self, i: usize) -> usize {
+        std::fs::read_dir(self.volume_dir(i).join("tmp")).map(|d| d.count()).unwrap_or(0)
+    }
+
+    /// PUT `body` at `key`; returns the status.
+    pub async fn put(&self, key: &str, body: impl Into<reqwest::Body>) -> u16 {
+        self.http.put(self.url(key)).body(body).send().await.unwrap().status().as_u16()
+    }
+
+    /// GET `key` through the master, following the redirect by hand.
+    /// Returns the final status and body.
+    pub async fn get(&self, key: &str) -> (u16, Bytes) {
+        let resp = self.http.get(self.url(key)).send().await.unwrap();
+        if resp.status() != 302 {
+            let status = resp.status().as_u16();
+            return (status, resp.bytes().await.unwrap());
+        }
+        let location = resp.headers()["location"].to_str().unwrap().to_string();
+        let resp = self.http.get(location).send().await.unwrap();
+        (resp.status().as_u16(), resp.bytes().await.unwrap())
+    }
+}
+
+/// A client that follows no redirects (to see the master's 302s).
+pub fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .unwrap()
+}
+
+/// Polls `cond` every 50 ms until it holds; panics after [`WAIT`].
+pub async fn wait_for<F, Fut>(what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + WAIT;
+    while !cond().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Deterministic pseudo-random bytes: `size` bytes from `seed`, produced in
+/// 64 KiB chunks, never all in memory. The sha256 of what was produced is
+/// left in the returned handle once the stream has ended.
+pub fn pattern(size: u64, seed: u64) -> (impl Stream<Item = Result<Bytes, std::io::Error>>, Arc<Mutex<Option<String>>>) {
+    let digest = Arc::new(Mutex::new(None));
+    let out = Arc::clone(&digest);
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut left = size;
+    let mut hasher = Some(Sha256::new());
+    let stream = futures::stream::poll_fn(move |_| {
+        if left == 0 {
+            if let Some(h) = hasher.take() {
+                *out.lock().unwrap() = Some(hex::encode(h.finalize()));
+            }
+            return std::task::Poll::Ready(None);
+        }
+        let n = left.min(64 * 1024) as usize;
+        let mut buf = Vec::with_capacity(n + 8);
+        while buf.len() < n {
+            // xorshift64*
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            buf.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+        }
+        buf.truncate(n);
+        left -= n as u64;
+        if let Some(h) = hasher.as_mut() {
+            h.update(&buf);
+        }
+        std::task::Poll::Ready(Some(Ok(Bytes::from(buf))))
+    });
+    (stream, digest)
+}
+
+/// `size` pattern bytes in memory (for small values).
+pub fn pattern_bytes(size: usize, seed: u64) -> Vec<u8> {
+    use futures::StreamExt;
+    let (stream, _) = pattern(size as u64, seed);
+    futures::executor::block_on(stream.map(|c| c.unwrap().to_vec()).concat())
+}
+
+/// Hex sha256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Hex md5 of `bytes`.
+pub fn md5_hex(bytes: &[u8]) -> String {
+    use md5::Digest as _;
+    hex::encode(md5::Md5::digest(bytes))
+}

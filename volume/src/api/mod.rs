@@ -1,0 +1,41 @@
+//! The volume's HTTP surface: key paths dispatch on the method, `/-/…`
+//! paths are operations.
+
+mod blobs;
+mod delete;
+mod get;
+mod ops;
+mod put;
+
+use crate::error::ApiError;
+use crate::AppState;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::Method;
+use axum::response::Response;
+use axum::routing::get as get_route;
+use axum::Router;
+use std::sync::Arc;
+use trove_common::key::Key;
+
+/// All routes of a volume.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/-/healthy", get_route(ops::healthy))
+        .route("/-/status", get_route(ops::status))
+        .route("/-/blobs", get_route(blobs::list))
+        .fallback(key_request)
+        .with_state(state)
+}
+
+/// A request on a key path.
+async fn key_request(State(state): State<Arc<AppState>>, req: Request<Body>) -> Result<Response, ApiError> {
+    let key = Key::from_path(req.uri().path())?;
+    match *req.method() {
+        Method::PUT => put::put(&state, key, req).await,
+        Method::GET => get::get(&state, key, req.headers(), false).await,
+        Method::HEAD => get::get(&state, key, req.headers(), true).await,
+        Method::DELETE => delete::delete(&state, key).await,
+        ref m => Err(ApiError::Method(m.to_string())),
+    }
+}

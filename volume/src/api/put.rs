@@ -1,0 +1,52 @@
+//! `PUT /<key>`: stream the body into a durable blob.
+
+use crate::error::ApiError;
+use crate::AppState;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use trove_common::digest::parse_sha256_hex;
+use trove_common::http::{KEY_MD5, KEY_SHA256, KEY_SIZE};
+use trove_common::key::Key;
+
+pub async fn put(state: &AppState, key: Key, req: Request<Body>) -> Result<Response, ApiError> {
+    let expected_len = content_length(req.headers())?;
+    let expected_sha256 = match req.headers().get(KEY_SHA256) {
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(parse_sha256_hex)
+                .ok_or_else(|| ApiError::BadRequest("Key-Sha256 must be 64 hex digits".into()))?,
+        ),
+        None => None,
+    };
+    let body = req.into_body().into_data_stream();
+    let meta = state
+        .store
+        .write_stream(&key, body, expected_len, expected_sha256, state.config.stall_timeout)
+        .await?;
+    tracing::debug!(key = %key, size = meta.size, "stored");
+    Ok((
+        StatusCode::CREATED,
+        [
+            (KEY_SHA256, meta.sha256),
+            (KEY_MD5, meta.md5),
+            (KEY_SIZE, meta.size.to_string()),
+        ],
+    )
+        .into_response())
+}
+
+/// The announced body length, if any.
+pub(crate) fn content_length(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .map(|v| {
+            v.to_str()
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok())
+                .ok_or_else(|| ApiError::BadRequest("Content-Length is not a number".into()))
+        })
+        .transpose()
+}

@@ -1,0 +1,63 @@
+//! The one place where a volume's errors become HTTP answers.
+
+use crate::store::StoreError;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use trove_common::key::KeyError;
+
+/// Every way a volume request can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("method {0} is not supported here")]
+    Method(String),
+    #[error("{0}")]
+    Unsatisfiable(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Key(KeyError::TooLong(_)) => StatusCode::URI_TOO_LONG,
+            ApiError::Key(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Method(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Unsatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
+            ApiError::Store(e) => match e {
+                StoreError::NotFound => StatusCode::NOT_FOUND,
+                StoreError::LengthMismatch { .. }
+                | StoreError::DigestMismatch { .. }
+                | StoreError::BodyAborted(_) => StatusCode::BAD_REQUEST,
+                StoreError::Stalled(_) => StatusCode::REQUEST_TIMEOUT,
+                StoreError::NoSpace(_) | StoreError::ReadOnly(_) => StatusCode::INSUFFICIENT_STORAGE,
+                StoreError::Corrupt(_) | StoreError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status == StatusCode::NOT_FOUND {
+            return (status, [(axum::http::header::CONTENT_LENGTH, "0")]).into_response();
+        }
+        if status.is_server_error() {
+            tracing::error!(status = status.as_u16(), error = %self, "request failed");
+        }
+        (status, format!("{self}\n")).into_response()
+    }
+}
+
+impl From<tokio::task::JoinError> for ApiError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}

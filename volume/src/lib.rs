@@ -1,0 +1,57 @@
+//! # trove-volume
+//!
+//! A volume server: it stores blobs on its disks and streams them in and out
+//! over HTTP. It knows nothing of placement or of other volumes; the master
+//! decides what goes where, and callers name keys, never file paths.
+//!
+//! - [`store`]: data dirs, the on-disk layout, durable writes.
+//! - [`api`]: the HTTP handlers, one file per operation.
+//! - [`error`]: the one place where errors become status codes.
+
+pub mod api;
+pub mod error;
+pub mod store;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use store::BlobStore;
+
+/// How the server runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Data dirs, one per disk.
+    pub dirs: Vec<PathBuf>,
+    /// fsync every write (on by default).
+    pub fsync: bool,
+    /// Abandon an upload when no byte arrives for this long.
+    pub stall_timeout: Duration,
+}
+
+/// What every handler shares.
+pub struct AppState {
+    pub store: Arc<BlobStore>,
+    pub config: Config,
+}
+
+/// Serves on `listener` until `shutdown` resolves. Opens the data dirs
+/// first (see [`BlobStore::open`]).
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let dirs = config.dirs.clone();
+    let fsync = config.fsync;
+    let store = tokio::task::spawn_blocking(move || BlobStore::open(dirs, fsync)).await??;
+    let (blobs, bytes) = store.counts();
+    tracing::info!(blobs, bytes, fsync, dirs = ?config.dirs, "data dirs open");
+    let state = Arc::new(AppState {
+        store: Arc::new(store),
+        config,
+    });
+    axum::serve(listener, api::router(state))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,59 @@
+//! `trove-volume`: serve blobs from one or more data dirs.
+
+use clap::Parser;
+use std::path::PathBuf;
+use std::time::Duration;
+use trove_common::http::parse_duration;
+
+/// A Trove volume server: stores blobs in DIRs and streams them over HTTP.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// Port to listen on (0 picks a free one; the address is printed on stdout).
+    #[arg(long, env = "TROVE_PORT", default_value_t = 3001)]
+    port: u16,
+    /// Address to bind. Volumes trust every caller unless a secret is set:
+    /// keep them on a private network.
+    #[arg(long, env = "TROVE_BIND", default_value = "0.0.0.0")]
+    bind: String,
+    /// Do not fsync writes. Faster, but a power loss can lose values the
+    /// master already acknowledged.
+    #[arg(long, env = "TROVE_NO_FSYNC")]
+    no_fsync: bool,
+    /// Abandon an upload when no byte arrives for this long.
+    #[arg(long, env = "TROVE_STALL_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    stall_timeout: Duration,
+    /// Data dirs, one per disk; created if missing. Keys are spread across
+    /// them by hash.
+    #[arg(env = "TROVE_DIRS", value_delimiter = ',', required = true)]
+    dirs: Vec<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    use anyhow::Context;
+    trove_common::http::init_logging();
+    let args = Args::parse();
+    let listener = tokio::net::TcpListener::bind((args.bind.as_str(), args.port))
+        .await
+        .with_context(|| format!("cannot listen on {}:{}", args.bind, args.port))?;
+    let addr = listener.local_addr()?;
+    let config = trove_volume::Config {
+        dirs: args.dirs,
+        fsync: !args.no_fsync,
+        stall_timeout: args.stall_timeout,
+    };
+    let server = tokio::spawn(trove_volume::run(
+        listener,
+        config,
+        trove_common::http::shutdown_signal(),
+    ));
+    // Printed once the socket is bound, for people and for tests.
+    println!("trove-volume listening on {addr}");
+    let result = server.await.context("server task failed")?;
+    if let Err(e) = &result {
+        eprintln!("trove-volume: {e:#}");
+        std::process::exit(1);
+    }
+    Ok(())
+}

@@ -1,0 +1,671 @@
+//! The blob store: a volume's data directories and everything that touches
+//! files.
+//!
+//! Layout, per data dir (the recommended layout of DESIGN.md, so a human can
+//! recover data with `ls` and `cat`):
+//!
+//! ```text
+//! <dir>/aa/bb/<h>        the value's bytes
+//! <dir>/aa/bb/<h>.meta   JSON sidecar: key, size, sha256, md5, created
+//! <dir>/tmp/             uploads in progress; emptied at start-up
+//! ```
+//!
+//! `h` is the hex sha256 of the key and `aa`, `bb` its first two bytes, so
+//! a key can never name a path. A key lives in the data dir chosen by its
+//! hash; lookups fall back to the other dirs so that adding a dir does not
+//! hide blobs written before.
+//!
+//! Writes go through [`BlobStore::write_stream`]: temp file, verify, fsync,
+//! rename, fsync dir — with a guard that deletes the temp file on any
+//! failure or cancellation. The sidecar is renamed into place after the
+//! data, and deleted before it, so a sidecar always describes bytes that
+//! exist; a data file without a sidecar is a crash leftover and is removed
+//! at start-up.
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use trove_common::digest::{ContentHasher, Digests};
+use trove_common::key::Key;
+use trove_common::record::{now_ms, BlobMeta};
+
+/// Name of the temporary-upload folder inside each data dir.
+const TMP_DIR: &str = "tmp";
+/// Suffix of a blob's sidecar.
+const META_SUFFIX: &str = ".meta";
+/// Chunks buffered between the HTTP body and the blocking writer thread.
+const WRITE_QUEUE: usize = 16;
+/// Write buffer in front of each temp file.
+const WRITE_BUFFER: usize = 1 << 20;
+/// Renames of the same key are serialised through one of these stripes.
+const LOCK_STRIPES: usize = 256;
+
+/// What can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("no blob for this key")]
+    NotFound,
+    #[error("body is {got} bytes but Content-Length announced {expected}")]
+    LengthMismatch { expected: u64, got: u64 },
+    #[error("body sha256 is {got} but Key-Sha256 announced {expected}")]
+    DigestMismatch { expected: String, got: String },
+    #[error("the upload was cut off: {0}")]
+    BodyAborted(String),
+    #[error("no bytes arrived for {0:?}; upload abandoned")]
+    Stalled(Duration),
+    #[error("data dir is full: {0}")]
+    NoSpace(io::Error),
+    #[error("data dir is read-only: {0}")]
+    ReadOnly(io::Error),
+    #[error("blob is damaged: {0}")]
+    Corrupt(String),
+    #[error("I/O error: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Turns an I/O error into the store error a caller can act on.
+fn io_error(e: io::Error) -> StoreError {
+    match e.raw_os_error() {
+        Some(nix::libc::ENOSPC) | Some(nix::libc::EDQUOT) => StoreError::NoSpace(e),
+        Some(nix::libc::EROFS) => StoreError::ReadOnly(e),
+        _ => StoreError::Io(e),
+    }
+}
+
+/// Space figures of one data dir.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DirStatus {
+    pub path: String,
+    pub free_bytes: u64,
+    pub total_bytes: u64,
+}
+
+/// A volume's data dirs.
+pub struct BlobStore {
+    dirs: Vec<PathBuf>,
+    fsync: bool,
+    blobs: AtomicU64,
+    blob_bytes: AtomicU64,
+    stripes: Vec<Mutex<()>>,
+}
+
+/// An open blob, ready to be served.
+pub struct OpenBlob {
+    pub file: File,
+    pub meta: BlobMeta,
+}
+
+impl BlobStore {
+    /// Opens (creating if needed) the data dirs: checks each is writable,
+    /// empties its `tmp/`, removes data files left without a sidecar by a
+    /// crash, and counts the blobs. Blocking.
+    pub fn open(dirs: Vec<PathBuf>, fsync: bool) -> anyhow::Result<BlobStore> {
+        use anyhow::Context;
+        anyhow::ensure!(!dirs.is_empty(), "give at least one data dir");
+        let store = BlobStore {
+            dirs,
+            fsync,
+            blobs: AtomicU64::new(0),
+            blob_bytes: AtomicU64::new(0),
+            stripes: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+        };
+        for dir in &store.dirs {
+            let tmp = dir.join(TMP_DIR);
+            fs::create_dir_all(&tmp)
+                .with_context(|| format!("cannot create data dir {}", dir.display()))?;
+            for entry in fs::read_dir(&tmp)? {
+                let path = entry?.path();
+                fs::remove_file(&path)
+                    .with_context(|| format!("cannot remove stale temp file {}", path.display()))?;
+            }
+            let probe = tmp.join("write-probe");
+            File::create(&probe)
+                .and_then(|mut f| f.write_all(b"ok"))
+                .with_context(|| format!("data dir {} is not writable", dir.display()))?;
+            fs::remove_file(&probe)?;
+        }
+        let (mut blobs, mut bytes) = (0, 0);
+        store.walk(|data, meta| {
+            if meta.exists() {
+                blobs += 1;
+                bytes += fs::metadata(data).map(|m| m.len()).unwrap_or(0);
+            } else {
+                tracing::warn!(path = %data.display(), "removing data file without sidecar (left by a crash)");
+                let _ = fs::remove_file(data);
+            }
+        })?;
+        store.blobs.store(blobs, Ordering::Relaxed);
+        store.blob_bytes.store(bytes, Ordering::Relaxed);
+        Ok(store)
+    }
+
+    /// Whether writes are fsynced.
+    pub fn fsync(&self) -> bool {
+        self.fsync
+    }
+
+    /// Number of blobs and their total size.
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.blobs.load(Ordering::Relaxed),
+            self.blob_bytes.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Free and total space of each data dir.
+    pub fn dir_status(&self) -> Vec<DirStatus> {
+        self.dirs
+            .iter()
+            .map(|d| {
+                let (free, total) = nix::sys::statvfs::statvfs(d)
+                    .map(|s| {
+                        let frag = s.fragment_size();
+                        (s.blocks_available() * frag, s.blocks() * frag)
+                    })
+                    .unwrap_or((0, 0));
+                DirStatus {
+                    path: d.display().to_string(),
+                    free_bytes: free,
+                    total_bytes: total,
+                }
+            })
+            .collect()
+    }
+
+    /// The data dir a key is written to.
+    fn home_dir(&self, key: &Key) -> &Path {
+        let h = key.hash();
+        let n = u64::from_be_bytes(h[..8].try_into().expect("8 bytes"));
+        &self.dirs[(n % self.dirs.len() as u64) as usize]
+    }
+
+    /// `(data, sidecar)` paths of a key inside `dir`.
+    fn paths_in(dir: &Path, key: &Key) -> (PathBuf, PathBuf) {
+        let data = dir.join(key.blob_relpath());
+        let mut meta = data.clone().into_os_string();
+        meta.push(META_SUFFIX);
+        (data, meta.into())
+    }
+
+    /// Where the key's blob is: its home dir first, then the others.
+    fn locate(&self, key: &Key) -> Option<(PathBuf, PathBuf)> {
+        let home = self.home_dir(key);
+        std::iter::once(home)
+            .chain(self.dirs.iter().map(PathBuf::as_path).filter(|d| *d != home))
+            .map(|d| Self::paths_in(d, key))
+            .find(|(_, meta)| meta.exists())
+    }
+
+    fn stripe(&self, key: &Key) -> std::sync::MutexGuard<'_, ()> {
+        let i = key.hash()[0] as usize % self.stripes.len();
+        self.stripes[i].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Opens a key's blob and its sidecar. Blocking.
+    pub fn open_blob(&self, key: &Key) -> Result<OpenBlob, StoreError> {
+        let (data, meta_path) = self.locate(key).ok_or(StoreError::NotFound)?;
+        let meta = read_meta(&meta_path)?;
+        let file = match File::open(&data) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::NotFound),
+            Err(e) => return Err(e.into()),
+        };
+        let len = file.metadata()?.len();
+        if len != meta.size {
+            return Err(StoreError::Corrupt(format!(
+                "{} is {len} bytes but its sidecar says {}",
+                data.display(),
+                meta.size
+            )));
+        }
+        Ok(OpenBlob { file, meta })
+    }
+
+    /// Deletes a key's blob; `false` when there was none. Blocking.
+    pub fn delete(&self, key: &Key) -> Result<bool, StoreError> {
+        let _stripe = self.stripe(key);
+        let Some((data, meta)) = self.locate(key) else {
+            return Ok(false);
+        };
+        let size = fs::metadata(&data).map(|m| m.len()).unwrap_or(0);
+        // Sidecar first: a sidecar must never outlive its data.
+        fs::remove_file(&meta).map_err(io_error)?;
+        match fs::remove_file(&data) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_error(e)),
+        }
+        if self.fsync {
+            sync_dir(data.parent().expect("blob has a parent"))?;
+        }
+        self.blobs.fetch_sub(1, Ordering::Relaxed);
+        self.blob_bytes.fetch_sub(size, Ordering::Relaxed);
+        Ok(true)
+    }
+
+    /// Calls `f(data, sidecar)` for every data file in every data dir.
+    fn walk(&self, mut f: impl FnMut(&Path, &Path)) -> io::Result<()> {
+        for dir in &self.dirs {
+            for a in read_dir_sorted(dir)? {
+                if a.file_name().is_some_and(|n| n == TMP_DIR) || !a.is_dir() {
+                    continue;
+                }
+                for b in read_dir_sorted(&a)? {
+                    if !b.is_dir() {
+                        continue;
+                    }
+                    for data in read_dir_sorted(&b)? {
+                        let name = data.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+                        // Blob files are named by 64 hex digits; skip sidecars and anything else.
+                        if name.len() != 64 || !name.bytes().all(|c| c.is_ascii_hexdigit()) {
+                            continue;
+                        }
+                        let mut meta = data.clone().into_os_string();
+                        meta.push(META_SUFFIX);
+                        f(&data, Path::new(&meta));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends every blob's sidecar to `tx` until the walk ends or the
+    /// receiver goes away. Blocking.
+    pub fn list(&self, tx: mpsc::Sender<BlobMeta>) -> io::Result<()> {
+        let mut closed = false;
+        self.walk(|_, meta| {
+            if closed {
+                return;
+            }
+            match read_meta(meta) {
+                Ok(m) => closed = tx.blocking_send(m).is_err(),
+                Err(StoreError::NotFound) => {} // deleted while listing
+                Err(e) => tracing::warn!(path = %meta.display(), error = %e, "unreadable sidecar skipped"),
+            }
+        })
+    }
+
+    /// Streams `body` into the key's blob, replacing any blob already there
+    /// atomically. `expected_len` / `expected_sha256` (when given) are
+    /// checked before anything becomes visible; `stall` bounds the wait for
+    /// each chunk. On any error, nothing is left behind.
+    pub async fn write_stream<S, E>(
+        self: &Arc<Self>,
+        key: &Key,
+        body: S,
+        expected_len: Option<u64>,
+        expected_sha256: Option<[u8; 32]>,
+        stall: Duration,
+    ) -> Result<BlobMeta, StoreError>
+    where
+        S: Stream<Item = Result<Bytes, E>>,
+        E: std::fmt::Display,
+    {
+        let (tx, mut rx) = mpsc::channel::<WriteMsg>(WRITE_QUEUE);
+        let store = Arc::clone(self);
+        let key_owned = key.clone();
+        // The disk work (hashing, write, fsync, rename) runs on a blocking
+        // thread; this task only moves chunks from the socket to it.
+        let writer = tokio::task::spawn_blocking(move || {
+            let mut w = store.begin_write(&key_owned)?;
+            while let Some(msg) = rx.blocking_recv() {
+                match msg {
+                    WriteMsg::Data(chunk) => w.write(&chunk)?,
+                    WriteMsg::Finish => return w.commit(expected_len, expected_sha256),
+                }
+            }
+            // Sender dropped without Finish: the upload was abandoned, and
+            // the writer's guard removes the temp file.
+            Err(StoreError::BodyAborted("upload cancelled".into()))
+        });
+
+        futures::pin_mut!(body);
+        let mut received: u64 = 0;
+        let outcome: Result<(), StoreError> = loop {
+            match tokio::time::timeout(stall, body.next()).await {
+                Err(_) => break Err(StoreError::Stalled(stall)),
+                Ok(None) => break Ok(()),
+                Ok(Some(Err(e))) => break Err(StoreError::BodyAborted(e.to_string())),
+                Ok(Some(Ok(chunk))) => {
+                    received += chunk.len() as u64;
+                    if expected_len.is_some_and(|n| received > n) {
+                        break Err(StoreError::LengthMismatch {
+                            expected: expected_len.unwrap_or(0),
+                            got: received,
+                        });
+                    }
+                    if tx.send(WriteMsg::Data(chunk)).await.is_err() {
+                        break Ok(()); // the writer failed; its error is below
+                    }
+                }
+            }
+        };
+        match outcome {
+            Ok(()) => {
+                let _ = tx.send(WriteMsg::Finish).await;
+                drop(tx);
+                writer.await.map_err(|e| StoreError::Io(io::Error::other(e)))?
+            }
+            Err(e) => {
+                drop(tx); // the writer sees no Finish and discards the temp file
+                let _ = writer.await;
+                Err(e)
+            }
+        }
+    }
+
+    fn begin_write(&self, key: &Key) -> Result<BlobWriter<'_>, StoreError> {
+        let dir = self.home_dir(key).to_path_buf();
+        let name: u64 = rand::random();
+        let temp = TempFile {
+            path: dir.join(TMP_DIR).join(format!("{name:016x}.tmp")),
+        };
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp.path)
+            .map_err(io_error)?;
+        Ok(BlobWriter {
+            store: self,
+            key: key.clone(),
+            dir,
+            file: BufWriter::with_capacity(WRITE_BUFFER, file),
+            temp,
+            hasher: ContentHasher::new(),
+        })
+    }
+}
+
+enum WriteMsg {
+    Data(Bytes),
+    Finish,
+}
+
+/// Deletes its file when dropped, unless [`TempFile::keep`] was called.
+struct TempFile {
+    path: PathBuf,
+}
+
+impl TempFile {
+    /// The file was renamed away: nothing to clean up.
+    fn keep(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// One upload in progress, on a blocking thread.
+struct BlobWriter<'a> {
+    store: &'a BlobStore,
+    key: Key,
+    dir: PathBuf,
+    file: BufWriter<File>,
+    temp: TempFile,
+    hasher: ContentHasher,
+}
+
+impl BlobWriter<'_> {
+    fn write(&mut self, chunk: &[u8]) -> Result<(), StoreError> {
+        self.hasher.update(chunk);
+        self.file.write_all(chunk).map_err(io_error)
+    }
+
+    /// Verifies, makes durable, and renames into place.
+    fn commit(
+        self,
+        expected_len: Option<u64>,
+        expected_sha256: Option<[u8; 32]>,
+    ) -> Result<BlobMeta, StoreError> {
+        let BlobWriter {
+            store,
+            key,
+            dir,
+            file,
+            temp,
+            hasher,
+        } = self;
+        let file = file.into_inner().map_err(|e| io_error(e.into_error()))?;
+        let digests: Digests = hasher.finish();
+        if let Some(expected) = expected_len.filter(|n| *n != digests.size) {
+            return Err(StoreError::LengthMismatch {
+                expected,
+                got: digests.size,
+            });
+        }
+        if let Some(expected) = expected_sha256.filter(|s| *s != digests.sha256) {
+            return Err(StoreError::DigestMismatch {
+                expected: hex::encode(expected),
+                got: digests.sha256_hex(),
+            });
+        }
+        if store.fsync {
+            file.sync_all().map_err(io_error)?;
+        }
+        drop(file);
+        let meta = BlobMeta {
+            key: key.as_str().to_string(),
+            size: digests.size,
+            sha256: digests.sha256_hex(),
+            md5: digests.md5_hex(),
+            created: now_ms(),
+        };
+        let meta_temp = TempFile {
+            path: temp.path.with_extension("meta.tmp"),
+        };
+        {
+            let mut f = File::create(&meta_temp.path).map_err(io_error)?;
+            f.write_all(&meta.encode()).map_err(io_error)?;
+            if store.fsync {
+                f.sync_all().map_err(io_error)?;
+            }
+        }
+        let (data_path, meta_path) = BlobStore::paths_in(&dir, &key);
+        let parent = data_path.parent().expect("blob has a parent");
+        let _stripe = store.stripe(&key);
+        create_dirs_durably(parent, store.fsync)?;
+        let replaced = fs::metadata(&data_path).map(|m| m.len()).ok();
+        // Data first, sidecar second: a sidecar always describes bytes that
+        // are in place.
+        fs::rename(&temp.path, &data_path).map_err(io_error)?;
+        temp.keep();
+        fs::rename(&meta_temp.path, &meta_path).map_err(io_error)?;
+        meta_temp.keep();
+        if store.fsync {
+            sync_dir(parent)?;
+        }
+        match replaced {
+            Some(old) => {
+                store.blob_bytes.fetch_sub(old, Ordering::Relaxed);
+            }
+            None => {
+                store.blobs.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        store.blob_bytes.fetch_add(meta.size, Ordering::Relaxed);
+        Ok(meta)
+    }
+}
+
+/// Reads a sidecar.
+fn read_meta(path: &Path) -> Result<BlobMeta, StoreError> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::NotFound),
+        Err(e) => return Err(e.into()),
+    };
+    BlobMeta::decode(&bytes).map_err(|e| StoreError::Corrupt(format!("{}: {e}", path.display())))
+}
+
+/// fsyncs a directory, so that renames and unlinks in it are durable.
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_error)
+}
+
+/// `create_dir_all`, then (with fsync) syncs each new dir's parent so the
+/// new entries survive a crash.
+fn create_dirs_durably(dir: &Path, fsync: bool) -> Result<(), StoreError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut missing = vec![];
+    let mut d = dir;
+    while !d.is_dir() {
+        missing.push(d.to_path_buf());
+        match d.parent() {
+            Some(p) => d = p,
+            None => break,
+        }
+    }
+    fs::create_dir_all(dir).map_err(io_error)?;
+    if fsync {
+        for m in missing {
+            if let Some(p) = m.parent() {
+                sync_dir(p)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn read_dir_sorted(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut entries: Vec<PathBuf> = match fs::read_dir(dir) {
+        Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(e),
+    };
+    entries.sort();
+    Ok(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(k: &str) -> Key {
+        Key::new(k).unwrap()
+    }
+
+    fn chunks(parts: &[&'static [u8]]) -> impl Stream<Item = Result<Bytes, io::Error>> {
+        futures::stream::iter(parts.iter().map(|p| Ok(Bytes::from_static(p))).collect::<Vec<_>>())
+    }
+
+    fn tmp_is_empty(dir: &Path) -> bool {
+        fs::read_dir(dir.join(TMP_DIR)).unwrap().next().is_none()
+    }
+
+    const STALL: Duration = Duration::from_secs(5);
+
+    #[tokio::test]
+    async fn writes_reads_and_deletes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(BlobStore::open(vec![dir.path().into()], true).unwrap());
+        let k = key("/a/b");
+        let meta = store.write_stream(&k, chunks(&[b"hel", b"lo"]), Some(5), None, STALL).await.unwrap();
+        assert_eq!(meta.size, 5);
+        assert_eq!(meta.md5, "5d41402abc4b2a76b9719d911017c592");
+        // The file is where the hash says, with its sidecar beside it.
+        let (data, sidecar) = BlobStore::paths_in(dir.path(), &k);
+        assert_eq!(data, dir.path().join(k.blob_relpath()));
+        assert_eq!(fs::read(&data).unwrap(), b"hello");
+        assert_eq!(BlobMeta::decode(&fs::read(&sidecar).unwrap()).unwrap(), meta);
+        assert_eq!(store.counts(), (1, 5));
+        assert!(tmp_is_empty(dir.path()));
+
+        let blob = store.open_blob(&k).unwrap();
+        assert_eq!(blob.meta, meta);
+        // Replacing is atomic and keeps the counts right.
+        store.write_stream(&k, chunks(&[b"bye"]), None, None, STALL).await.unwrap();
+        assert_eq!(fs::read(&data).unwrap(), b"bye");
+        assert_eq!(store.counts(), (1, 3));
+
+        assert!(store.delete(&k).unwrap());
+        assert!(!store.delete(&k).unwrap());
+        assert!(matches!(store.open_blob(&k), Err(StoreError::NotFound)));
+        assert_eq!(store.counts(), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn failed_writes_leave_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(BlobStore::open(vec![dir.path().into()], false).unwrap());
+        let k = key("/x");
+        let short = store.write_stream(&k, chunks(&[b"abc"]), Some(10), None, STALL).await;
+        assert!(matches!(short, Err(StoreError::LengthMismatch { expected: 10, got: 3 })));
+        let long = store.write_stream(&k, chunks(&[b"abc", b"def"]), Some(4), None, STALL).await;
+        assert!(matches!(long, Err(StoreError::LengthMismatch { .. })));
+        let bad_sha = store.write_stream(&k, chunks(&[b"abc"]), None, Some([0; 32]), STALL).await;
+        assert!(matches!(bad_sha, Err(StoreError::DigestMismatch { .. })));
+        let broken = futures::stream::iter(vec![
+            Ok(Bytes::from_static(b"abc")),
+            Err(io::Error::other("connection reset")),
+        ]);
+        let aborted = store.write_stream(&k, broken, None, None, STALL).await;
+        assert!(matches!(aborted, Err(StoreError::BodyAborted(_))));
+        let stalled = store
+            .write_stream(&k, futures::stream::pending::<Result<Bytes, io::Error>>(), None, None, Duration::from_millis(50))
+            .await;
+        assert!(matches!(stalled, Err(StoreError::Stalled(_))));
+        assert!(matches!(store.open_blob(&k), Err(StoreError::NotFound)));
+        assert!(tmp_is_empty(dir.path()));
+        assert_eq!(store.counts(), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn several_dirs_list_and_recover() {
+        let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+        let paths: Vec<PathBuf> = dirs.iter().map(|d| d.path().to_path_buf()).collect();
+        let store = Arc::new(BlobStore::open(paths.clone(), false).unwrap());
+        for i in 0..20 {
+            let k = key(&format!("/k{i}"));
+            store.write_stream(&k, chunks(&[b"v"]), None, None, STALL).await.unwrap();
+        }
+        // Both dirs got some keys.
+        for d in &dirs {
+            assert!(fs::read_dir(d.path()).unwrap().count() > 1);
+        }
+        let (tx, mut rx) = mpsc::channel(100);
+        let s = Arc::clone(&store);
+        tokio::task::spawn_blocking(move || s.list(tx)).await.unwrap().unwrap();
+        let mut listed = vec![];
+        while let Some(m) = rx.recv().await {
+            listed.push(m.key);
+        }
+        listed.sort();
+        assert_eq!(listed.len(), 20);
+
+        // A crash leftover: a data file without sidecar, a temp file.
+        let orphan = dirs[0].path().join("ab/cd").join("ab".repeat(32));
+        fs::create_dir_all(orphan.parent().unwrap()).unwrap();
+        fs::write(&orphan, b"junk").unwrap();
+        fs::write(dirs[0].path().join("tmp/1.tmp"), b"junk").unwrap();
+        drop(store);
+        let store = BlobStore::open(paths, false).unwrap();
+        assert!(!orphan.exists());
+        assert!(tmp_is_empty(dirs[0].path()));
+        assert_eq!(store.counts(), (20, 20));
+        // A key is found even when the dir list changed order.
+        let k = key("/k3");
+        assert!(store.open_blob(&k).is_ok());
+    }
+
+    #[test]
+    fn unwritable_dir_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a-file");
+        fs::write(&file, b"").unwrap();
+        let err = BlobStore::open(vec![file.clone()], false).err().unwrap();
+        assert!(format!("{err:#}").contains("cannot create data dir"), "{err:#}");
+    }
+}
