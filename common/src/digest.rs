@@ -86,7 +86,10 @@ mod tests {
         h.update(b"lo");
         let d = h.finish();
         assert_eq!(d.size, 5);
-        assert_eq!(d.sha256_hex(), "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
+        assert_eq!(
+            d.sha256_hex(),
+            "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
         assert_eq!(d.md5_hex(), "5d41402abc4b2a76b9719d911017c592");
     }
 
@@ -95,7 +98,10 @@ mod tests {
         // md5("hello") in base64, as `openssl md5 -binary | base64` prints it.
         let md5 = parse_content_md5("XUFAKrxLKna5cZ2REBfFkg==").unwrap();
         assert_eq!(hex::encode(md5), "5d41402abc4b2a76b9719d911017c592");
-        assert_eq!(parse_content_md5("5d41402abc4b2a76b9719d911017c592"), Err(BadContentMd5));
+        assert_eq!(
+            parse_content_md5("5d41402abc4b2a76b9719d911017c592"),
+            Err(BadContentMd5)
+        );
         assert_eq!(parse_content_md5("aGVsbG8="), Err(BadContentMd5));
         assert!(parse_sha256_hex("zz").is_none());
     }

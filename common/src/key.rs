@@ -186,7 +186,15 @@ mod tests {
 
     #[test]
     fn url_path_round_trips() {
-        for k in ["/plain", "/sp ace/x", "/q?uery#frag", "/%percent", "/✓/ü", "/nul\0", "/a+b&c=d"] {
+        for k in [
+            "/plain",
+            "/sp ace/x",
+            "/q?uery#frag",
+            "/%percent",
+            "/✓/ü",
+            "/nul\0",
+            "/a+b&c=d",
+        ] {
             let key = Key::new(k).unwrap();
             let url = key.url_path();
             assert!(!url.contains(['?', '#', ' ', '\0']), "{url}");
@@ -201,12 +209,19 @@ mod tests {
         let key = Key::new("/photos/a.jpg").unwrap();
         let h = hex::encode(key.hash());
         assert_eq!(h, GOLDEN_HASH);
-        assert_eq!(key.blob_relpath(), PathBuf::from(format!("{}/{}/{}", &h[..2], &h[2..4], h)));
+        assert_eq!(
+            key.blob_relpath(),
+            PathBuf::from(format!("{}/{}/{}", &h[..2], &h[2..4], h))
+        );
         // A hostile key is still just a hash on disk.
         let evil = Key::new("/../../etc/passwd").unwrap();
         let p = evil.blob_relpath();
         assert_eq!(p.components().count(), 3);
-        assert!(p.to_str().unwrap().chars().all(|c| c.is_ascii_hexdigit() || c == '/'));
+        assert!(p
+            .to_str()
+            .unwrap()
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() || c == '/'));
     }
     const GOLDEN_HASH: &str = "3a9ecb83c83c4d14a2ab4405fd310b78a877453c7e58bd9c8281901016f33010";
 }

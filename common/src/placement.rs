@@ -40,7 +40,9 @@ pub enum PlacementError {
     NoVolumes,
     #[error("--replicas must be at least 1")]
     ZeroReplicas,
-    #[error("--replicas is {replicas} but only {volumes} volume(s) are listed; add volumes or lower --replicas")]
+    #[error(
+        "--replicas is {replicas} but only {volumes} volume(s) are listed; add volumes or lower --replicas"
+    )]
     TooFewVolumes { replicas: usize, volumes: usize },
 }
 
@@ -73,9 +75,7 @@ impl FromStr for VolumeSpec {
         };
         let valid = match addr.rsplit_once(':') {
             Some((host, port)) => {
-                !host.is_empty()
-                    && !host.contains('/')
-                    && port.parse::<u16>().is_ok_and(|p| p != 0)
+                !host.is_empty() && !host.contains('/') && port.parse::<u16>().is_ok_and(|p| p != 0)
             }
             None => false,
         };
@@ -154,8 +154,7 @@ impl Placement {
 
     /// Every volume, best first, for `key`.
     pub fn order(&self, key: &[u8]) -> Vec<&VolumeSpec> {
-        let mut scored: Vec<(f64, &VolumeSpec)> =
-            self.volumes.iter().map(|v| (score(key, v), v)).collect();
+        let mut scored: Vec<(f64, &VolumeSpec)> = self.volumes.iter().map(|v| (score(key, v), v)).collect();
         // Ties are astronomically unlikely; break them by address so the
         // order is total and deterministic anyway.
         scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.addr.cmp(&b.1.addr)));
@@ -244,7 +243,16 @@ mod tests {
         assert_eq!(v.weight, 2.5);
         assert_eq!(v.zone.as_deref(), Some("rack1"));
         assert_eq!(v.to_string(), "host:3001=2.5@rack1");
-        for bad in ["host", ":3001", "host:0", "host:x", "host:3001=0", "host:3001=-1", "host:3001@", "host:3001=abc"] {
+        for bad in [
+            "host",
+            ":3001",
+            "host:0",
+            "host:x",
+            "host:3001=0",
+            "host:3001=-1",
+            "host:3001@",
+            "host:3001=abc",
+        ] {
             assert!(bad.parse::<VolumeSpec>().is_err(), "{bad} should not parse");
         }
         assert_eq!(parse_volume_list("a:1, b:2,").unwrap().len(), 2);
@@ -254,13 +262,22 @@ mod tests {
     fn rejects_bad_replica_counts() {
         assert_eq!(
             Placement::new(vols(2), 3).unwrap_err(),
-            PlacementError::TooFewVolumes { replicas: 3, volumes: 2 }
+            PlacementError::TooFewVolumes {
+                replicas: 3,
+                volumes: 2
+            }
         );
-        assert_eq!(Placement::new(vols(2), 0).unwrap_err(), PlacementError::ZeroReplicas);
+        assert_eq!(
+            Placement::new(vols(2), 0).unwrap_err(),
+            PlacementError::ZeroReplicas
+        );
         assert_eq!(Placement::new(vec![], 1).unwrap_err(), PlacementError::NoVolumes);
         let mut dup = vols(2);
         dup.push(dup[0].clone());
-        assert!(matches!(Placement::new(dup, 1), Err(PlacementError::Duplicate(_))));
+        assert!(matches!(
+            Placement::new(dup, 1),
+            Err(PlacementError::Duplicate(_))
+        ));
     }
 
     /// Golden values: if this test fails, placement changed and every
@@ -318,7 +335,10 @@ mod tests {
                 .count();
             let expected = KEYS as f64 / (n + 1) as f64;
             let ratio = moved as f64 / expected;
-            assert!((0.9..1.1).contains(&ratio), "n={n}: moved {moved}, expected ~{expected}");
+            assert!(
+                (0.9..1.1).contains(&ratio),
+                "n={n}: moved {moved}, expected ~{expected}"
+            );
         }
         // With 3 replicas on 3 → 4 volumes, a quarter of all replica copies move,
         // and every move goes to the new volume.

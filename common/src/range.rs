@@ -86,12 +86,27 @@ mod tests {
 
     #[test]
     fn parses() {
-        assert_eq!(ByteRange::parse("bytes=0-99"), Ok(ByteRange::Bounded { first: 0, last: 99 }));
+        assert_eq!(
+            ByteRange::parse("bytes=0-99"),
+            Ok(ByteRange::Bounded { first: 0, last: 99 })
+        );
         assert_eq!(ByteRange::parse("bytes=5-"), Ok(ByteRange::From(5)));
         assert_eq!(ByteRange::parse("bytes=-10"), Ok(ByteRange::Suffix(10)));
-        assert_eq!(ByteRange::parse(" bytes= 1 - 2 "), Ok(ByteRange::Bounded { first: 1, last: 2 }));
+        assert_eq!(
+            ByteRange::parse(" bytes= 1 - 2 "),
+            Ok(ByteRange::Bounded { first: 1, last: 2 })
+        );
         assert_eq!(ByteRange::parse("bytes=0-1,3-4"), Err(RangeError::Multiple));
-        for bad in ["", "bytes=", "bytes=-", "items=0-1", "bytes=a-b", "bytes=5-1", "bytes=+1-2", "bytes=99999999999999999999-"] {
+        for bad in [
+            "",
+            "bytes=",
+            "bytes=-",
+            "items=0-1",
+            "bytes=a-b",
+            "bytes=5-1",
+            "bytes=+1-2",
+            "bytes=99999999999999999999-",
+        ] {
             assert_eq!(ByteRange::parse(bad), Err(RangeError::Malformed), "{bad}");
         }
     }

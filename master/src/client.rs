@@ -30,7 +30,11 @@ pub enum VolumeError {
     Timeout { addr: String, timeout: Duration },
     /// The volume answered with an error status.
     #[error("volume {addr} answered {status}: {message}")]
-    Status { addr: String, status: u16, message: String },
+    Status {
+        addr: String,
+        status: u16,
+        message: String,
+    },
     /// The volume answered 2xx but not what the protocol promises.
     #[error("volume {addr} sent an invalid answer: {message}")]
     Protocol { addr: String, message: String },
@@ -39,7 +43,10 @@ pub enum VolumeError {
 impl VolumeError {
     fn from_reqwest(addr: &str, e: reqwest::Error, timeout: Duration) -> VolumeError {
         if e.is_timeout() {
-            VolumeError::Timeout { addr: addr.to_string(), timeout }
+            VolumeError::Timeout {
+                addr: addr.to_string(),
+                timeout,
+            }
         } else {
             // The chain names the real cause (refused, reset…).
             let mut message = e.to_string();
@@ -48,13 +55,19 @@ impl VolumeError {
                 message = format!("{message}: {s}");
                 source = s.source();
             }
-            VolumeError::Unreachable { addr: addr.to_string(), message }
+            VolumeError::Unreachable {
+                addr: addr.to_string(),
+                message,
+            }
         }
     }
 
     /// Whether the volume itself seems down (not just unhappy with a request).
     pub fn is_unreachable(&self) -> bool {
-        matches!(self, VolumeError::Unreachable { .. } | VolumeError::Timeout { .. })
+        matches!(
+            self,
+            VolumeError::Unreachable { .. } | VolumeError::Timeout { .. }
+        )
     }
 
     /// The volume's own status, when it answered.
@@ -75,7 +88,10 @@ pub struct VolumeClient {
 
 impl VolumeClient {
     pub fn new(timeouts: Timeouts) -> VolumeClient {
-        VolumeClient { http: client(timeouts), timeouts }
+        VolumeClient {
+            http: client(timeouts),
+            timeouts,
+        }
     }
 
     pub fn timeouts(&self) -> Timeouts {
@@ -90,7 +106,13 @@ impl VolumeClient {
     /// Streams `body` to `addr` as the blob of `key`. `len` (when known) is
     /// sent as `Content-Length` so the volume checks it. Resolves once the
     /// volume has the blob durably.
-    pub async fn put<S>(&self, addr: &str, key: &Key, body: S, len: Option<u64>) -> Result<Stored, VolumeError>
+    pub async fn put<S>(
+        &self,
+        addr: &str,
+        key: &Key,
+        body: S,
+        len: Option<u64>,
+    ) -> Result<Stored, VolumeError>
     where
         S: Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
     {
@@ -146,7 +168,10 @@ impl VolumeClient {
             .await?
             .json()
             .await
-            .map_err(|e| VolumeError::Protocol { addr: addr.to_string(), message: e.to_string() })
+            .map_err(|e| VolumeError::Protocol {
+                addr: addr.to_string(),
+                message: e.to_string(),
+            })
     }
 }
 
@@ -158,5 +183,9 @@ async fn check_status(addr: &str, resp: reqwest::Response) -> Result<reqwest::Re
     }
     let status = resp.status().as_u16();
     let message = resp.text().await.unwrap_or_default().trim().to_string();
-    Err(VolumeError::Status { addr: addr.to_string(), status, message })
+    Err(VolumeError::Status {
+        addr: addr.to_string(),
+        status,
+        message,
+    })
 }

@@ -47,7 +47,11 @@ pub enum ApiError {
     #[error("{0}")]
     Volume(#[from] VolumeError),
     #[error("replica {addr} stored sha256 {got} but {expected} was sent; nothing was stored")]
-    ReplicaMismatch { addr: String, expected: String, got: String },
+    ReplicaMismatch {
+        addr: String,
+        expected: String,
+        got: String,
+    },
     #[error(transparent)]
     Index(#[from] IndexError),
     #[error("internal error: {0}")]

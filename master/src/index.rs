@@ -133,7 +133,9 @@ impl Index {
         let this = self.clone();
         let k = key.clone();
         tokio::task::spawn_blocking(move || {
-            this.inner.db.put_opt(k.as_bytes(), record.encode(), &this.write_opts())?;
+            this.inner
+                .db
+                .put_opt(k.as_bytes(), record.encode(), &this.write_opts())?;
             this.count(previous, -1);
             this.count(Some(record.state), 1);
             Ok(())
@@ -170,7 +172,13 @@ impl Index {
             .map_err(|e| IndexError::Task(e.to_string()))?
     }
 
-    fn list_blocking(&self, prefix: &str, start: Option<&str>, limit: usize, state: State) -> Result<Page, IndexError> {
+    fn list_blocking(
+        &self,
+        prefix: &str,
+        start: Option<&str>,
+        limit: usize,
+        state: State,
+    ) -> Result<Page, IndexError> {
         let from = match start {
             Some(s) if s > prefix => s,
             _ => prefix,
@@ -225,21 +233,39 @@ mod tests {
         for k in ["/a/1", "/a/2", "/a/3", "/b/1", "/a0"] {
             index.put(&key(k), rec(State::Live), None).await.unwrap();
         }
-        index.put(&key("/a/2"), rec(State::Unlinked), Some(State::Live)).await.unwrap();
+        index
+            .put(&key("/a/2"), rec(State::Unlinked), Some(State::Live))
+            .await
+            .unwrap();
         assert_eq!(index.get(&key("/a/2")).unwrap().unwrap().state, State::Unlinked);
         assert!(index.get(&key("/zz")).unwrap().is_none());
 
         let all = index.list("/a/".into(), None, 10, State::Live).await.unwrap();
-        assert_eq!(all, Page { keys: vec!["/a/1".into(), "/a/3".into()], next: None });
+        assert_eq!(
+            all,
+            Page {
+                keys: vec!["/a/1".into(), "/a/3".into()],
+                next: None
+            }
+        );
         let first = index.list("/".into(), None, 2, State::Live).await.unwrap();
         assert_eq!(first.keys, vec!["/a/1", "/a/3"]);
         assert_eq!(first.next.as_deref(), Some("/a0"));
         let rest = index.list("/".into(), first.next, 2, State::Live).await.unwrap();
-        assert_eq!(rest, Page { keys: vec!["/a0".into(), "/b/1".into()], next: None });
+        assert_eq!(
+            rest,
+            Page {
+                keys: vec!["/a0".into(), "/b/1".into()],
+                next: None
+            }
+        );
         let unlinked = index.list("/".into(), None, 10, State::Unlinked).await.unwrap();
         assert_eq!(unlinked.keys, vec!["/a/2"]);
         // A start before the prefix is the prefix.
-        let before = index.list("/b".into(), Some("/a".into()), 10, State::Live).await.unwrap();
+        let before = index
+            .list("/b".into(), Some("/a".into()), 10, State::Live)
+            .await
+            .unwrap();
         assert_eq!(before.keys, vec!["/b/1"]);
 
         index.remove(&key("/a/2"), Some(State::Unlinked)).await.unwrap();

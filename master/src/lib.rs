@@ -84,7 +84,9 @@ pub async fn run(
         replicas = state.config.placement.replicas(),
         "index open"
     );
-    let result = axum::serve(listener, api::router(state)).with_graceful_shutdown(shutdown).await;
+    let result = axum::serve(listener, api::router(state))
+        .with_graceful_shutdown(shutdown)
+        .await;
     monitor.abort();
     Ok(result?)
 }

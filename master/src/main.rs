@@ -98,7 +98,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}:{}", args.bind, args.port))?;
     let addr = listener.local_addr()?;
-    let server = tokio::spawn(trove_master::run(listener, state, trove_common::http::shutdown_signal()));
+    let server = tokio::spawn(trove_master::run(
+        listener,
+        state,
+        trove_common::http::shutdown_signal(),
+    ));
     // Printed once the socket is bound, for people and for tests.
     println!("trove-master listening on {addr}");
     server.await.context("server task failed")?

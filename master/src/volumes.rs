@@ -70,7 +70,11 @@ impl Volumes {
 
     /// How many volumes are healthy now.
     pub fn healthy_count(&self) -> usize {
-        self.placement.volumes().iter().filter(|v| self.is_healthy(&v.addr)).count()
+        self.placement
+            .volumes()
+            .iter()
+            .filter(|v| self.is_healthy(&v.addr))
+            .count()
     }
 
     /// A snapshot of every volume with its health, in configured order.
@@ -79,7 +83,10 @@ impl Volumes {
             .volumes()
             .iter()
             .map(|v| {
-                let h = self.health[&v.addr].read().unwrap_or_else(|p| p.into_inner()).clone();
+                let h = self.health[&v.addr]
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
                 (v.clone(), h)
             })
             .collect()
@@ -90,7 +97,11 @@ impl Volumes {
     /// rebalanced) cannot be monitored and is used only when no configured
     /// replica is healthy. `None` when every replica is down.
     pub fn pick_replica<'a>(&self, stored: &'a [String]) -> Option<&'a str> {
-        let healthy: Vec<&str> = stored.iter().map(String::as_str).filter(|a| self.is_healthy(a)).collect();
+        let healthy: Vec<&str> = stored
+            .iter()
+            .map(String::as_str)
+            .filter(|a| self.is_healthy(a))
+            .collect();
         let candidates = if healthy.is_empty() {
             stored
                 .iter()
@@ -174,7 +185,10 @@ mod tests {
 
     fn volumes() -> Volumes {
         let specs = trove_common::placement::parse_volume_list("a:1,b:2,c:3").unwrap();
-        let t = Timeouts { connect: Duration::from_secs(1), stall: Duration::from_secs(1) };
+        let t = Timeouts {
+            connect: Duration::from_secs(1),
+            stall: Duration::from_secs(1),
+        };
         Volumes::new(Placement::new(specs, 2).unwrap(), VolumeClient::new(t))
     }
 

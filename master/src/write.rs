@@ -83,7 +83,10 @@ pub async fn write(state: Arc<AppState>, key: Key, upload: Upload, body: Body) -
             md5: digests.md5_hex(),
             created: now_ms(),
         };
-        state.index.put(&key, record.clone(), Some(State::Writing)).await?;
+        state
+            .index
+            .put(&key, record.clone(), Some(State::Writing))
+            .await?;
         Ok(record)
     }
     .await;
@@ -204,7 +207,10 @@ async fn stream_to_replicas(
     for (i, addr) in targets.iter().enumerate() {
         let handle = uploads.0[i].take().expect("each upload is awaited once");
         let stored = match timeout(stall, handle).await {
-            Err(_) => Err(VolumeError::Timeout { addr: addr.clone(), timeout: stall }),
+            Err(_) => Err(VolumeError::Timeout {
+                addr: addr.clone(),
+                timeout: stall,
+            }),
             Ok(joined) => joined?,
         };
         let stored = stored.inspect_err(|e| state.volumes.note_error(e))?;

@@ -26,7 +26,10 @@ pub const WAIT: Duration = Duration::from_secs(30);
 /// executable's `deps/` folder.
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>");
     let path = dir.join(name);
     assert!(
         path.exists(),
@@ -50,7 +53,13 @@ impl Server {
     /// Starts `bin` with `args` and waits for its "listening on" line.
     /// `--port 0` in `args` is replaced by the bound port on restart.
     pub fn start(bin: PathBuf, args: Vec<String>, log: PathBuf) -> Server {
-        let mut s = Server { child: None, bin, args, log, addr: String::new() };
+        let mut s = Server {
+            child: None,
+            bin,
+            args,
+            log,
+            addr: String::new(),
+        };
         s.spawn();
         s
     }
@@ -80,7 +89,10 @@ impl Server {
         let addr = rx.recv_timeout(WAIT).unwrap_or_else(|_| {
             let _ = child.kill();
             let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-            panic!("{} did not start within {WAIT:?}; its log:\n{log}", self.bin.display())
+            panic!(
+                "{} did not start within {WAIT:?}; its log:\n{log}",
+                self.bin.display()
+            )
         });
         self.child = Some(child);
         // Restart on the same port.
@@ -116,8 +128,15 @@ impl Server {
     /// Peak resident memory (VmHWM) in bytes.
     pub fn peak_rss(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
-        let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM line");
-        let kb: u64 = line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).expect("VmHWM kB");
+        let line = status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .expect("VmHWM line");
+        let kb: u64 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .expect("VmHWM kB");
         kb * 1024
     }
 }
@@ -139,7 +158,11 @@ pub struct ClusterOptions {
 
 impl Default for ClusterOptions {
     fn default() -> Self {
-        ClusterOptions { volumes: 3, replicas: 2, master_args: vec![] }
+        ClusterOptions {
+            volumes: 3,
+            replicas: 2,
+            master_args: vec![],
+        }
     }
 }
 
@@ -198,7 +221,12 @@ impl Cluster {
         ];
         args.extend(opts.master_args.iter().cloned());
         let master = Server::start(bin("trove-master"), args, dir.path().join("master.log"));
-        let cluster = Cluster { master, volumes, dir, http: no_redirects() };
+        let cluster = Cluster {
+            master,
+            volumes,
+            dir,
+            http: no_redirects(),
+        };
         cluster.wait_until_ready().await;
         cluster
     }
@@ -225,7 +253,14 @@ impl Cluster {
 
     /// The master's `/-/status`.
     pub async fn status(&self) -> serde_json::Value {
-        self.http.get(self.url("/-/status")).send().await.unwrap().json().await.unwrap()
+        self.http
+            .get(self.url("/-/status"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     /// Waits until the master sees volume `i` as `healthy`.
@@ -244,17 +279,29 @@ impl Cluster {
 
     /// Which volume (by index) has `addr`.
     pub fn volume_index(&self, addr: &str) -> usize {
-        self.volumes.iter().position(|v| v.addr == addr).expect("a volume of this cluster")
+        self.volumes
+            .iter()
+            .position(|v| v.addr == addr)
+            .expect("a volume of this cluster")
     }
 
     /// Files in volume `i`'s temp dir (uploads in progress).
     pub fn temp_files(&self, i: usize) -> usize {
-        std::fs::read_dir(self.volume_dir(i).join("tmp")).map(|d| d.count()).unwrap_or(0)
+        std::fs::read_dir(self.volume_dir(i).join("tmp"))
+            .map(|d| d.count())
+            .unwrap_or(0)
     }
 
     /// PUT `body` at `key`; returns the status.
     pub async fn put(&self, key: &str, body: impl Into<reqwest::Body>) -> u16 {
-        self.http.put(self.url(key)).body(body).send().await.unwrap().status().as_u16()
+        self.http
+            .put(self.url(key))
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
     }
 
     /// GET `key` through the master, following the redirect by hand.
@@ -296,7 +343,13 @@ where
 /// Deterministic pseudo-random bytes: `size` bytes from `seed`, produced in
 /// 64 KiB chunks, never all in memory. The sha256 of what was produced is
 /// left in the returned handle once the stream has ended.
-pub fn pattern(size: u64, seed: u64) -> (impl Stream<Item = Result<Bytes, std::io::Error>>, Arc<Mutex<Option<String>>>) {
+pub fn pattern(
+    size: u64,
+    seed: u64,
+) -> (
+    impl Stream<Item = Result<Bytes, std::io::Error>>,
+    Arc<Mutex<Option<String>>>,
+) {
     let digest = Arc::new(Mutex::new(None));
     let out = Arc::clone(&digest);
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -304,9 +357,6 @@ pub fn pattern(size: u64, seed: u64) -> (impl Stream<Item = Result<Bytes, std::i
     let mut hasher = Some(Sha256::new());
     let stream = futures::stream::poll_fn(move |_| {
         if left == 0 {
-            if let Some(h) = hasher.take() {
-                *out.lock().unwrap() = Some(hex::encode(h.finalize()));
-            }
             return std::task::Poll::Ready(None);
         }
         let n = left.min(64 * 1024) as usize;
@@ -322,6 +372,13 @@ pub fn pattern(size: u64, seed: u64) -> (impl Stream<Item = Result<Bytes, std::i
         left -= n as u64;
         if let Some(h) = hasher.as_mut() {
             h.update(&buf);
+        }
+        // Set with the last chunk: a client that knows the length may not
+        // poll the stream once more to see it end.
+        if left == 0 {
+            if let Some(h) = hasher.take() {
+                *out.lock().unwrap() = Some(hex::encode(h.finalize()));
+            }
         }
         std::task::Poll::Ready(Some(Ok(Bytes::from(buf))))
     });

@@ -16,7 +16,12 @@ async fn put_get_head_delete() {
     assert_eq!(c.put("/photos/a.jpg", value.clone()).await, 201);
 
     for method in [Method::GET, Method::HEAD] {
-        let r = c.http.request(method.clone(), c.url("/photos/a.jpg")).send().await.unwrap();
+        let r = c
+            .http
+            .request(method.clone(), c.url("/photos/a.jpg"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 302, "{method}");
         let h = r.headers();
         assert_eq!(h["content-length"], "0");
@@ -27,7 +32,11 @@ async fn put_get_head_delete() {
         let vols: Vec<&str> = h["key-volumes"].to_str().unwrap().split(',').collect();
         assert_eq!(vols.len(), 2);
         let location = h["location"].to_str().unwrap();
-        assert!(vols.iter().any(|v| location == format!("http://{v}/photos/a.jpg")), "{location}");
+        assert!(
+            vols.iter()
+                .any(|v| location == format!("http://{v}/photos/a.jpg")),
+            "{location}"
+        );
     }
 
     // The volume answers the redirect with the bytes and their metadata.
@@ -42,11 +51,23 @@ async fn put_get_head_delete() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-length"], (3 << 20).to_string().as_str());
     assert_eq!(r.headers()["accept-ranges"], "bytes");
-    assert_eq!(r.headers()["etag"], format!("\"{}\"", sha256_hex(&value)).as_str());
+    assert_eq!(
+        r.headers()["etag"],
+        format!("\"{}\"", sha256_hex(&value)).as_str()
+    );
     assert!(r.headers().contains_key("last-modified"));
 
     // POST writes too; keys are write-once.
-    assert_eq!(c.http.post(c.url("/posted")).body("x").send().await.unwrap().status(), 201);
+    assert_eq!(
+        c.http
+            .post(c.url("/posted"))
+            .body("x")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
     assert_eq!(c.put("/photos/a.jpg", "again").await, 403);
 
     let r = c.http.delete(c.url("/photos/a.jpg")).send().await.unwrap();
@@ -54,8 +75,20 @@ async fn put_get_head_delete() {
     let r = c.http.get(c.url("/photos/a.jpg")).send().await.unwrap();
     assert_eq!(r.status(), 404);
     assert_eq!(r.headers()["content-length"], "0");
-    assert_eq!(c.http.delete(c.url("/photos/a.jpg")).send().await.unwrap().status(), 404);
-    assert_eq!(c.http.get(&location).send().await.unwrap().status(), 404, "gone from the volume");
+    assert_eq!(
+        c.http
+            .delete(c.url("/photos/a.jpg"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        c.http.get(&location).send().await.unwrap().status(),
+        404,
+        "gone from the volume"
+    );
     // Deleted keys can be written again.
     assert_eq!(c.put("/photos/a.jpg", "new").await, 201);
     assert_eq!(c.get("/photos/a.jpg").await.1, "new");
@@ -64,13 +97,24 @@ async fn put_get_head_delete() {
 #[tokio::test]
 async fn empty_bodies_are_refused() {
     let c = Cluster::start_default().await;
-    let r = c.http.put(c.url("/empty")).header("content-length", "0").send().await.unwrap();
+    let r = c
+        .http
+        .put(c.url("/empty"))
+        .header("content-length", "0")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 411);
     assert!(!r.text().await.unwrap().is_empty(), "a reason is given");
     // A chunked body that turns out empty is refused too, and leaves nothing.
-    let chunked = reqwest::Body::wrap_stream(futures::stream::iter(Vec::<Result<Vec<u8>, std::io::Error>>::new()));
+    let chunked = reqwest::Body::wrap_stream(futures::stream::iter(
+        Vec::<Result<Vec<u8>, std::io::Error>>::new(),
+    ));
     assert_eq!(c.put("/empty", chunked).await, 411);
-    trove_tests::wait_for("clean-up of the empty write", || async { c.put("/empty", "now").await == 201 }).await;
+    trove_tests::wait_for("clean-up of the empty write", || async {
+        c.put("/empty", "now").await == 201
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -78,15 +122,36 @@ async fn chunked_bodies_and_odd_keys() {
     let c = Cluster::start_default().await;
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..50).map(|i| Ok(vec![i as u8; 100_000])).collect();
     let expected: Vec<u8> = (0..50).flat_map(|i| vec![i as u8; 100_000]).collect();
-    assert_eq!(c.put("/chunked", reqwest::Body::wrap_stream(futures::stream::iter(chunks))).await, 201);
+    assert_eq!(
+        c.put(
+            "/chunked",
+            reqwest::Body::wrap_stream(futures::stream::iter(chunks))
+        )
+        .await,
+        201
+    );
     assert_eq!(c.get("/chunked").await.1, expected);
 
-    for key in ["/sp%20ace/x", "/%C3%BC/%E2%9C%93", "/a%3Fb%23c", "/a/../b", "/nul%00byte"] {
+    for key in [
+        "/sp%20ace/x",
+        "/%C3%BC/%E2%9C%93",
+        "/a%3Fb%23c",
+        "/a/../b",
+        "/nul%00byte",
+    ] {
         assert_eq!(c.put(key, key.to_string()).await, 201, "{key}");
         let (status, body) = c.get(key).await;
         assert_eq!((status, body.as_ref()), (200, key.as_bytes()), "{key}");
     }
-    let list: serde_json::Value = c.http.get(c.url("/sp%20ace/?list")).send().await.unwrap().json().await.unwrap();
+    let list: serde_json::Value = c
+        .http
+        .get(c.url("/sp%20ace/?list"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(list, json!({"next": "", "keys": ["/sp ace/x"]}));
 }
 
@@ -94,19 +159,48 @@ async fn chunked_bodies_and_odd_keys() {
 async fn content_md5_is_checked() {
     let c = Cluster::start_default().await;
     // md5("hello") = 5d41402abc4b2a76b9719d911017c592, base64 below.
-    let r = c.http.put(c.url("/good")).header("content-md5", "XUFAKrxLKna5cZ2REBfFkg==").body("hello").send().await.unwrap();
+    let r = c
+        .http
+        .put(c.url("/good"))
+        .header("content-md5", "XUFAKrxLKna5cZ2REBfFkg==")
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201);
-    let r = c.http.put(c.url("/bad")).header("content-md5", "XUFAKrxLKna5cZ2REBfFkg==").body("hellO").send().await.unwrap();
+    let r = c
+        .http
+        .put(c.url("/bad"))
+        .header("content-md5", "XUFAKrxLKna5cZ2REBfFkg==")
+        .body("hellO")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("Content-MD5 mismatch"));
     assert_eq!(c.get("/bad").await.0, 404);
-    let r = c.http.put(c.url("/bad")).header("content-md5", "not base64!").body("x").send().await.unwrap();
+    let r = c
+        .http
+        .put(c.url("/bad"))
+        .header("content-md5", "not base64!")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     // Nothing of /bad is left on any volume once the clean-up ran.
     trove_tests::wait_for("clean-up of the rejected write", || async {
         let mut blobs = 0;
         for v in &c.volumes {
-            let listing = c.http.get(format!("http://{}/-/blobs", v.addr)).send().await.unwrap().text().await.unwrap();
+            let listing = c
+                .http
+                .get(format!("http://{}/-/blobs", v.addr))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
             blobs += listing.lines().filter(|l| l.contains("\"/bad\"")).count();
         }
         blobs == 0
@@ -125,10 +219,18 @@ async fn concurrent_write_of_one_key_conflicts() {
         let (http, url) = (c.http.clone(), c.url("/busy"));
         tokio::spawn(async move { http.put(url).body(body).send().await.unwrap().status() })
     };
-    // While the first write is in flight, the key is locked.
-    trove_tests::wait_for("the second writer to get 409", || async { c.put("/busy", "second").await == 409 }).await;
+    // Once the first write is in flight, the key is locked.
+    trove_tests::wait_for("the first write to start", || async {
+        c.status().await["keys"]["writing"] == 1
+    })
+    .await;
+    assert_eq!(c.put("/busy", "second").await, 409);
     assert_eq!(c.http.delete(c.url("/busy")).send().await.unwrap().status(), 409);
-    assert_eq!(c.http.get(c.url("/busy")).send().await.unwrap().status(), 404, "not visible while writing");
+    assert_eq!(
+        c.http.get(c.url("/busy")).send().await.unwrap().status(),
+        404,
+        "not visible while writing"
+    );
     tx.send(Ok(vec![2; 1000])).await.unwrap();
     drop(tx);
     assert_eq!(first.await.unwrap(), 201);
@@ -159,25 +261,75 @@ async fn unlink_and_listings() {
             (status, r.text().await.unwrap())
         }
     };
-    assert_eq!(list("/l/?list").await, (200, r#"{"next":"","keys":["/l/a","/l/b","/l/c"]}"#.into()));
-    assert_eq!(list("/l/?list&limit=2").await, (200, r#"{"next":"/l/c","keys":["/l/a","/l/b"]}"#.into()));
-    assert_eq!(list("/l/?list&start=%2Fl%2Fb&limit=1").await, (200, r#"{"next":"/l/c","keys":["/l/b"]}"#.into()));
-    assert_eq!(list("/nothing/?list").await, (200, r#"{"next":"","keys":[]}"#.into()));
-    assert_eq!(list("/?list").await.1, r#"{"next":"","keys":["/l/a","/l/b","/l/c","/l2/x"]}"#);
+    assert_eq!(
+        list("/l/?list").await,
+        (200, r#"{"next":"","keys":["/l/a","/l/b","/l/c"]}"#.into())
+    );
+    assert_eq!(
+        list("/l/?list&limit=2").await,
+        (200, r#"{"next":"/l/c","keys":["/l/a","/l/b"]}"#.into())
+    );
+    assert_eq!(
+        list("/l/?list&start=%2Fl%2Fb&limit=1").await,
+        (200, r#"{"next":"/l/c","keys":["/l/b"]}"#.into())
+    );
+    assert_eq!(
+        list("/nothing/?list").await,
+        (200, r#"{"next":"","keys":[]}"#.into())
+    );
+    assert_eq!(
+        list("/?list").await.1,
+        r#"{"next":"","keys":["/l/a","/l/b","/l/c","/l2/x"]}"#
+    );
     assert_eq!(list("/l/?list&limit=ten").await.0, 400);
-    assert_eq!(list("/l/?unlinked").await, (200, r#"{"next":"","keys":[]}"#.into()));
+    assert_eq!(
+        list("/l/?unlinked").await,
+        (200, r#"{"next":"","keys":[]}"#.into())
+    );
 
     // UNLINK: reads as absent, listed as unlinked, bytes kept until DELETE.
-    assert_eq!(c.http.request(unlink(), c.url("/l/b")).send().await.unwrap().status(), 204);
+    assert_eq!(
+        c.http
+            .request(unlink(), c.url("/l/b"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
     assert_eq!(c.http.get(c.url("/l/b")).send().await.unwrap().status(), 404);
-    assert_eq!(c.http.request(unlink(), c.url("/l/b")).send().await.unwrap().status(), 404);
-    assert_eq!(c.http.request(unlink(), c.url("/nope")).send().await.unwrap().status(), 404);
+    assert_eq!(
+        c.http
+            .request(unlink(), c.url("/l/b"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        c.http
+            .request(unlink(), c.url("/nope"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
     assert_eq!(list("/l/?list").await.1, r#"{"next":"","keys":["/l/a","/l/c"]}"#);
     assert_eq!(list("/l/?unlinked").await.1, r#"{"next":"","keys":["/l/b"]}"#);
     let blobs: usize = {
         let mut n = 0;
         for v in &c.volumes {
-            let t = c.http.get(format!("http://{}/-/blobs", v.addr)).send().await.unwrap().text().await.unwrap();
+            let t = c
+                .http
+                .get(format!("http://{}/-/blobs", v.addr))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
             n += t.lines().filter(|l| l.contains("\"/l/b\"")).count();
         }
         n
@@ -188,7 +340,15 @@ async fn unlink_and_listings() {
     assert_eq!(list("/l/?unlinked").await.1, r#"{"next":"","keys":[]}"#);
 
     // An unlinked key may be written again.
-    assert_eq!(c.http.request(unlink(), c.url("/l/c")).send().await.unwrap().status(), 204);
+    assert_eq!(
+        c.http
+            .request(unlink(), c.url("/l/c"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
     assert_eq!(c.put("/l/c", "v2").await, 201);
     assert_eq!(c.get("/l/c").await.1, "v2");
 }
@@ -201,7 +361,16 @@ async fn bad_requests_get_clear_answers() {
     let r = c.http.get(c.url("/k?foo=1")).send().await.unwrap();
     assert_eq!(r.status(), 403);
     assert!(!r.text().await.unwrap().is_empty());
-    assert_eq!(c.http.put(c.url("/k2?list")).body("v").send().await.unwrap().status(), 403);
+    assert_eq!(
+        c.http
+            .put(c.url("/k2?list"))
+            .body("v")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
     // Keys over 4096 bytes: 414; exactly 4096 is fine.
     let long = format!("/{}", "x".repeat(4096));
     assert_eq!(c.put(&long, "v").await, 414);
@@ -213,7 +382,12 @@ async fn bad_requests_get_clear_answers() {
     // Bad escapes, unknown methods, the empty key.
     assert_eq!(c.put("/bad%zzescape", "v").await, 400);
     assert_eq!(c.put("/", "v").await, 400);
-    let r = c.http.request(Method::from_bytes(b"BREW").unwrap(), c.url("/k")).send().await.unwrap();
+    let r = c
+        .http
+        .request(Method::from_bytes(b"BREW").unwrap(), c.url("/k"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 405);
     assert!(r.headers().contains_key("allow"));
 }
@@ -221,7 +395,10 @@ async fn bad_requests_get_clear_answers() {
 #[tokio::test]
 async fn operations_endpoints() {
     let c = Cluster::start_default().await;
-    assert_eq!(c.http.get(c.url("/-/healthy")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        c.http.get(c.url("/-/healthy")).send().await.unwrap().status(),
+        200
+    );
     assert_eq!(c.http.get(c.url("/-/ready")).send().await.unwrap().status(), 200);
     assert_eq!(c.put("/s", "value").await, 201);
     let status = c.status().await;
@@ -243,25 +420,49 @@ async fn operations_endpoints() {
             let s = c.status().await;
             let vols = s["volumes"].as_array().unwrap().clone();
             vols.iter().map(|v| v["blobs"].as_u64().unwrap()).sum::<u64>() == 2
-                && vols.iter().map(|v| v["used_bytes"].as_u64().unwrap()).sum::<u64>() == 10
+                && vols
+                    .iter()
+                    .map(|v| v["used_bytes"].as_u64().unwrap())
+                    .sum::<u64>()
+                    == 10
         })
         .await;
     }
     // A volume's own status and listing.
     let v = &c.volumes[0].addr;
-    let vs: serde_json::Value = c.http.get(format!("http://{v}/-/status")).send().await.unwrap().json().await.unwrap();
+    let vs: serde_json::Value = c
+        .http
+        .get(format!("http://{v}/-/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(vs["dirs"][0]["free_bytes"].as_u64().unwrap() > 0);
 }
 
 #[tokio::test]
 async fn protect_requires_unlink_before_delete() {
-    let c = Cluster::start(ClusterOptions { master_args: vec!["--protect".into()], ..Default::default() }).await;
+    let c = Cluster::start(ClusterOptions {
+        master_args: vec!["--protect".into()],
+        ..Default::default()
+    })
+    .await;
     assert_eq!(c.put("/p", "v").await, 201);
     let r = c.http.delete(c.url("/p")).send().await.unwrap();
     assert_eq!(r.status(), 403);
     assert!(r.text().await.unwrap().contains("UNLINK"));
     assert_eq!(c.get("/p").await.1, "v");
-    assert_eq!(c.http.request(unlink(), c.url("/p")).send().await.unwrap().status(), 204);
+    assert_eq!(
+        c.http
+            .request(unlink(), c.url("/p"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
     assert_eq!(c.http.delete(c.url("/p")).send().await.unwrap().status(), 204);
 }
 
@@ -269,22 +470,45 @@ async fn protect_requires_unlink_before_delete() {
 async fn volume_ranges() {
     let c = Cluster::start_default().await;
     assert_eq!(c.put("/r", "01234").await, 201);
-    let location = c.http.get(c.url("/r")).send().await.unwrap().headers()["location"].to_str().unwrap().to_string();
+    let location = c.http.get(c.url("/r")).send().await.unwrap().headers()["location"]
+        .to_str()
+        .unwrap()
+        .to_string();
     let range = |spec: &'static str| {
         let (http, url) = (c.http.clone(), location.clone());
         async move {
             let r = http.get(url).header("range", spec).send().await.unwrap();
             let status = r.status().as_u16();
-            let cr = r.headers().get("content-range").map(|v| v.to_str().unwrap().to_string());
+            let cr = r
+                .headers()
+                .get("content-range")
+                .map(|v| v.to_str().unwrap().to_string());
             (status, cr, r.text().await.unwrap())
         }
     };
-    assert_eq!(range("bytes=1-2").await, (206, Some("bytes 1-2/5".into()), "12".into()));
-    assert_eq!(range("bytes=2-5").await, (206, Some("bytes 2-4/5".into()), "234".into()), "clamped");
-    assert_eq!(range("bytes=3-").await, (206, Some("bytes 3-4/5".into()), "34".into()));
-    assert_eq!(range("bytes=-2").await, (206, Some("bytes 3-4/5".into()), "34".into()));
+    assert_eq!(
+        range("bytes=1-2").await,
+        (206, Some("bytes 1-2/5".into()), "12".into())
+    );
+    assert_eq!(
+        range("bytes=2-5").await,
+        (206, Some("bytes 2-4/5".into()), "234".into()),
+        "clamped"
+    );
+    assert_eq!(
+        range("bytes=3-").await,
+        (206, Some("bytes 3-4/5".into()), "34".into())
+    );
+    assert_eq!(
+        range("bytes=-2").await,
+        (206, Some("bytes 3-4/5".into()), "34".into())
+    );
     assert_eq!(range("bytes=5-9").await.0, 416);
     assert_eq!(range("bytes=5-9").await.1, Some("bytes */5".into()));
     assert_eq!(range("bytes=0-0,2-3").await.0, 416, "multiple ranges are refused");
-    assert_eq!(range("bytes=oops").await, (200, None, "01234".into()), "malformed ranges are ignored");
+    assert_eq!(
+        range("bytes=oops").await,
+        (200, None, "01234".into()),
+        "malformed ranges are ignored"
+    );
 }

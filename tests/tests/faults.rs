@@ -56,7 +56,10 @@ async fn writes_go_around_a_down_volume() {
     assert_eq!(r.status(), 503);
     assert!(r.text().await.unwrap().contains("healthy"));
     assert_eq!(c.http.get(c.url("/-/ready")).send().await.unwrap().status(), 503);
-    assert_eq!(c.http.get(c.url("/-/healthy")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        c.http.get(c.url("/-/healthy")).send().await.unwrap().status(),
+        200
+    );
 
     // Volumes come back, and so does the cluster.
     c.volumes[0].restart();
@@ -70,7 +73,12 @@ async fn reads_go_to_the_replica_that_is_up() {
     let mut c = Cluster::start_default().await;
     assert_eq!(c.put("/r", "replicated").await, 201);
     let r = c.http.get(c.url("/r")).send().await.unwrap();
-    let vols: Vec<String> = r.headers()["key-volumes"].to_str().unwrap().split(',').map(String::from).collect();
+    let vols: Vec<String> = r.headers()["key-volumes"]
+        .to_str()
+        .unwrap()
+        .split(',')
+        .map(String::from)
+        .collect();
     let down = c.volume_index(&vols[0]);
     c.volumes[down].kill();
     c.wait_volume_health(down, false).await;
@@ -90,7 +98,11 @@ async fn reads_go_to_the_replica_that_is_up() {
 /// Sends a PUT's head and `sent` bytes of a `declared`-byte body by hand.
 fn partial_put(addr: &str, key: &str, declared: usize, sent: usize) -> TcpStream {
     let mut s = TcpStream::connect(addr).unwrap();
-    write!(s, "PUT {key} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {declared}\r\n\r\n").unwrap();
+    write!(
+        s,
+        "PUT {key} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {declared}\r\n\r\n"
+    )
+    .unwrap();
     let chunk = vec![7u8; 64 * 1024];
     let mut left = sent;
     while left > 0 {
@@ -103,12 +115,26 @@ fn partial_put(addr: &str, key: &str, declared: usize, sent: usize) -> TcpStream
 
 /// After a failed upload: nothing visible, no temp file, the key writable.
 async fn assert_nothing_left(c: &Cluster, key: &str) {
-    wait_for("temp files to be removed", || async { (0..c.volumes.len()).all(|i| c.temp_files(i) == 0) }).await;
+    wait_for("temp files to be removed", || async {
+        (0..c.volumes.len()).all(|i| c.temp_files(i) == 0)
+    })
+    .await;
     assert_eq!(c.http.get(c.url(key)).send().await.unwrap().status(), 404);
-    let list: serde_json::Value = c.http.get(c.url("/?list")).send().await.unwrap().json().await.unwrap();
+    let list: serde_json::Value = c
+        .http
+        .get(c.url("/?list"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(list["keys"], serde_json::json!([]));
     // The lock is released once clean-up is done; the same PUT then works.
-    wait_for("the key to be writable again", || async { c.put(key, "retry").await == 201 }).await;
+    wait_for("the key to be writable again", || async {
+        c.put(key, "retry").await == 201
+    })
+    .await;
     assert_eq!(c.get(key).await.1, "retry");
 }
 
@@ -117,7 +143,10 @@ async fn client_disconnecting_mid_upload_leaves_nothing() {
     let c = Cluster::start_default().await;
     let s = partial_put(&c.master.addr, "/cut", 8 << 20, 1 << 20);
     // Let the bytes reach the volumes' temp files before hanging up.
-    wait_for("the upload to reach the volumes", || async { (0..3).any(|i| c.temp_files(i) > 0) }).await;
+    wait_for("the upload to reach the volumes", || async {
+        (0..3).any(|i| c.temp_files(i) > 0)
+    })
+    .await;
     drop(s);
     assert_nothing_left(&c, "/cut").await;
 }
@@ -131,6 +160,9 @@ async fn body_shorter_than_content_length_leaves_nothing() {
     let mut answer = String::new();
     let _ = s.read_to_string(&mut answer);
     // Either a 400 naming the problem, or the connection closed unanswered.
-    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 400"),
+        "{answer}"
+    );
     assert_nothing_left(&c, "/short").await;
 }

@@ -11,8 +11,13 @@ const MASTER_PEAK_RSS_LIMIT: u64 = 64 << 20;
 
 #[tokio::test]
 async fn one_gib_round_trip_with_bounded_master_memory() {
-    let c = Cluster::start(ClusterOptions { replicas: 3, ..Default::default() }).await;
+    let c = Cluster::start(ClusterOptions {
+        replicas: 3,
+        ..Default::default()
+    })
+    .await;
     let (body, sent_sha) = pattern(GIB, 42);
+    let started = std::time::Instant::now();
     let r = c
         .http
         .put(c.url("/big/one-gib"))
@@ -25,6 +30,11 @@ async fn one_gib_round_trip_with_bounded_master_memory() {
     let sent_sha = sent_sha.lock().unwrap().clone().expect("the whole body was sent");
 
     let peak = c.master.peak_rss();
+    eprintln!(
+        "1 GiB x3 PUT in {:.1?}; master peak RSS {} MiB",
+        started.elapsed(),
+        peak >> 20
+    );
     assert!(
         peak < MASTER_PEAK_RSS_LIMIT,
         "master peak RSS {} MiB during a 1 GiB PUT (limit {} MiB)",
@@ -35,7 +45,10 @@ async fn one_gib_round_trip_with_bounded_master_memory() {
     let head = c.http.head(c.url("/big/one-gib")).send().await.unwrap();
     assert_eq!(head.headers()["key-sha256"], sent_sha.as_str());
     assert_eq!(head.headers()["key-size"], GIB.to_string().as_str());
-    assert_eq!(head.headers()["key-volumes"].to_str().unwrap().split(',').count(), 3);
+    assert_eq!(
+        head.headers()["key-volumes"].to_str().unwrap().split(',').count(),
+        3
+    );
 
     // Read it back from the replica the master picks, streaming.
     let location = head.headers()["location"].to_str().unwrap().to_string();
@@ -51,5 +64,9 @@ async fn one_gib_round_trip_with_bounded_master_memory() {
         hasher.update(&chunk);
     }
     assert_eq!(got, GIB);
-    assert_eq!(hex::encode(hasher.finalize()), sent_sha, "read back byte-identical");
+    assert_eq!(
+        hex::encode(hasher.finalize()),
+        sent_sha,
+        "read back byte-identical"
+    );
 }

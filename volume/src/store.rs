@@ -117,8 +117,7 @@ impl BlobStore {
         };
         for dir in &store.dirs {
             let tmp = dir.join(TMP_DIR);
-            fs::create_dir_all(&tmp)
-                .with_context(|| format!("cannot create data dir {}", dir.display()))?;
+            fs::create_dir_all(&tmp).with_context(|| format!("cannot create data dir {}", dir.display()))?;
             for entry in fs::read_dir(&tmp)? {
                 let path = entry?.path();
                 fs::remove_file(&path)
@@ -558,7 +557,12 @@ mod tests {
     }
 
     fn chunks(parts: &[&'static [u8]]) -> impl Stream<Item = Result<Bytes, io::Error>> {
-        futures::stream::iter(parts.iter().map(|p| Ok(Bytes::from_static(p))).collect::<Vec<_>>())
+        futures::stream::iter(
+            parts
+                .iter()
+                .map(|p| Ok(Bytes::from_static(p)))
+                .collect::<Vec<_>>(),
+        )
     }
 
     fn tmp_is_empty(dir: &Path) -> bool {
@@ -572,7 +576,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(BlobStore::open(vec![dir.path().into()], true).unwrap());
         let k = key("/a/b");
-        let meta = store.write_stream(&k, chunks(&[b"hel", b"lo"]), Some(5), None, STALL).await.unwrap();
+        let meta = store
+            .write_stream(&k, chunks(&[b"hel", b"lo"]), Some(5), None, STALL)
+            .await
+            .unwrap();
         assert_eq!(meta.size, 5);
         assert_eq!(meta.md5, "5d41402abc4b2a76b9719d911017c592");
         // The file is where the hash says, with its sidecar beside it.
@@ -586,7 +593,10 @@ mod tests {
         let blob = store.open_blob(&k).unwrap();
         assert_eq!(blob.meta, meta);
         // Replacing is atomic and keeps the counts right.
-        store.write_stream(&k, chunks(&[b"bye"]), None, None, STALL).await.unwrap();
+        store
+            .write_stream(&k, chunks(&[b"bye"]), None, None, STALL)
+            .await
+            .unwrap();
         assert_eq!(fs::read(&data).unwrap(), b"bye");
         assert_eq!(store.counts(), (1, 3));
 
@@ -601,11 +611,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(BlobStore::open(vec![dir.path().into()], false).unwrap());
         let k = key("/x");
-        let short = store.write_stream(&k, chunks(&[b"abc"]), Some(10), None, STALL).await;
-        assert!(matches!(short, Err(StoreError::LengthMismatch { expected: 10, got: 3 })));
-        let long = store.write_stream(&k, chunks(&[b"abc", b"def"]), Some(4), None, STALL).await;
+        let short = store
+            .write_stream(&k, chunks(&[b"abc"]), Some(10), None, STALL)
+            .await;
+        assert!(matches!(
+            short,
+            Err(StoreError::LengthMismatch { expected: 10, got: 3 })
+        ));
+        let long = store
+            .write_stream(&k, chunks(&[b"abc", b"def"]), Some(4), None, STALL)
+            .await;
         assert!(matches!(long, Err(StoreError::LengthMismatch { .. })));
-        let bad_sha = store.write_stream(&k, chunks(&[b"abc"]), None, Some([0; 32]), STALL).await;
+        let bad_sha = store
+            .write_stream(&k, chunks(&[b"abc"]), None, Some([0; 32]), STALL)
+            .await;
         assert!(matches!(bad_sha, Err(StoreError::DigestMismatch { .. })));
         let broken = futures::stream::iter(vec![
             Ok(Bytes::from_static(b"abc")),
@@ -614,7 +633,13 @@ mod tests {
         let aborted = store.write_stream(&k, broken, None, None, STALL).await;
         assert!(matches!(aborted, Err(StoreError::BodyAborted(_))));
         let stalled = store
-            .write_stream(&k, futures::stream::pending::<Result<Bytes, io::Error>>(), None, None, Duration::from_millis(50))
+            .write_stream(
+                &k,
+                futures::stream::pending::<Result<Bytes, io::Error>>(),
+                None,
+                None,
+                Duration::from_millis(50),
+            )
             .await;
         assert!(matches!(stalled, Err(StoreError::Stalled(_))));
         assert!(matches!(store.open_blob(&k), Err(StoreError::NotFound)));
@@ -629,7 +654,10 @@ mod tests {
         let store = Arc::new(BlobStore::open(paths.clone(), false).unwrap());
         for i in 0..20 {
             let k = key(&format!("/k{i}"));
-            store.write_stream(&k, chunks(&[b"v"]), None, None, STALL).await.unwrap();
+            store
+                .write_stream(&k, chunks(&[b"v"]), None, None, STALL)
+                .await
+                .unwrap();
         }
         // Both dirs got some keys.
         for d in &dirs {
@@ -637,7 +665,10 @@ mod tests {
         }
         let (tx, mut rx) = mpsc::channel(100);
         let s = Arc::clone(&store);
-        tokio::task::spawn_blocking(move || s.list(tx)).await.unwrap().unwrap();
+        tokio::task::spawn_blocking(move || s.list(tx))
+            .await
+            .unwrap()
+            .unwrap();
         let mut listed = vec![];
         while let Some(m) = rx.recv().await {
             listed.push(m.key);

@@ -20,7 +20,10 @@ pub fn get(state: &AppState, key: Key) -> Result<Response, ApiError> {
         .volumes
         .pick_replica(&record.volumes)
         .ok_or_else(|| ApiError::ReplicasDown(record.volumes.join(",")))?;
-    let balanced = state.volumes.placement().is_balanced(key.as_bytes(), &record.volumes);
+    let balanced = state
+        .volumes
+        .placement()
+        .is_balanced(key.as_bytes(), &record.volumes);
     Ok((
         StatusCode::FOUND,
         [
@@ -30,7 +33,10 @@ pub fn get(state: &AppState, key: Key) -> Result<Response, ApiError> {
             (KEY_SHA256, record.sha256),
             (KEY_SIZE, record.size.to_string()),
             (KEY_VOLUMES, record.volumes.join(",")),
-            (KEY_BALANCE, if balanced { "balanced" } else { "unbalanced" }.to_string()),
+            (
+                KEY_BALANCE,
+                if balanced { "balanced" } else { "unbalanced" }.to_string(),
+            ),
         ],
     )
         .into_response())

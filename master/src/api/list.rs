@@ -32,16 +32,25 @@ impl ListQuery {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
             match name {
                 "list" | "unlinked" => {
-                    let s = if name == "list" { State::Live } else { State::Unlinked };
+                    let s = if name == "list" {
+                        State::Live
+                    } else {
+                        State::Unlinked
+                    };
                     if state.is_some_and(|prev| prev != s) {
-                        return Err(ApiError::BadRequest("use either ?list or ?unlinked, not both".into()));
+                        return Err(ApiError::BadRequest(
+                            "use either ?list or ?unlinked, not both".into(),
+                        ));
                     }
                     state = Some(s);
                 }
                 "start" => {
                     let raw = percent_decode(value.as_bytes())
                         .map_err(|e| ApiError::BadRequest(format!("start: {e}")))?;
-                    start = Some(String::from_utf8(raw).map_err(|_| ApiError::BadRequest("start is not UTF-8".into()))?);
+                    start = Some(
+                        String::from_utf8(raw)
+                            .map_err(|_| ApiError::BadRequest("start is not UTF-8".into()))?,
+                    );
                 }
                 "limit" => {
                     limit = Some(value.parse::<usize>().map_err(|_| {
@@ -82,16 +91,47 @@ mod tests {
     #[test]
     fn parses_listing_queries() {
         let q = ListQuery::parse("list").unwrap().unwrap();
-        assert_eq!(q, ListQuery { state: State::Live, start: None, limit: None });
-        let q = ListQuery::parse("unlinked&start=%2Fa%20b&limit=10").unwrap().unwrap();
-        assert_eq!(q, ListQuery { state: State::Unlinked, start: Some("/a b".into()), limit: Some(10) });
-        assert_eq!(ListQuery::parse("list=1&limit=0").unwrap().unwrap().limit, Some(0));
+        assert_eq!(
+            q,
+            ListQuery {
+                state: State::Live,
+                start: None,
+                limit: None
+            }
+        );
+        let q = ListQuery::parse("unlinked&start=%2Fa%20b&limit=10")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            q,
+            ListQuery {
+                state: State::Unlinked,
+                start: Some("/a b".into()),
+                limit: Some(10)
+            }
+        );
+        assert_eq!(
+            ListQuery::parse("list=1&limit=0").unwrap().unwrap().limit,
+            Some(0)
+        );
         assert!(ListQuery::parse("foo").unwrap().is_none());
         assert!(ListQuery::parse("list&foo=1").unwrap().is_none());
         assert!(ListQuery::parse("start=x").unwrap().is_none());
-        assert!(matches!(ListQuery::parse("list&limit=ten"), Err(ApiError::BadRequest(_))));
-        assert!(matches!(ListQuery::parse("list&limit=-1"), Err(ApiError::BadRequest(_))));
-        assert!(matches!(ListQuery::parse("list&unlinked"), Err(ApiError::BadRequest(_))));
-        assert!(matches!(ListQuery::parse("list&start=%zz"), Err(ApiError::BadRequest(_))));
+        assert!(matches!(
+            ListQuery::parse("list&limit=ten"),
+            Err(ApiError::BadRequest(_))
+        ));
+        assert!(matches!(
+            ListQuery::parse("list&limit=-1"),
+            Err(ApiError::BadRequest(_))
+        ));
+        assert!(matches!(
+            ListQuery::parse("list&unlinked"),
+            Err(ApiError::BadRequest(_))
+        ));
+        assert!(matches!(
+            ListQuery::parse("list&start=%zz"),
+            Err(ApiError::BadRequest(_))
+        ));
     }
 }

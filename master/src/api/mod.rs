@@ -34,9 +34,12 @@ async fn key_request(State(state): State<Arc<AppState>>, req: Request<Body>) -> 
     if let Some(query) = req.uri().query().filter(|q| !q.is_empty()) {
         return match (list::ListQuery::parse(query)?, &method) {
             (Some(q), &Method::GET | &Method::HEAD) => list::list(&state, req.uri().path(), q).await,
-            (Some(_), _) => Err(ApiError::Forbidden(format!("?list and ?unlinked are read with GET, not {method}"))),
+            (Some(_), _) => Err(ApiError::Forbidden(format!(
+                "?list and ?unlinked are read with GET, not {method}"
+            ))),
             (None, _) => Err(ApiError::Forbidden(
-                "unsupported query string: only ?list and ?unlinked (with start= and limit=) are understood".into(),
+                "unsupported query string: only ?list and ?unlinked (with start= and limit=) are understood"
+                    .into(),
             )),
         };
     }

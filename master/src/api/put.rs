@@ -38,7 +38,13 @@ pub async fn put(state: Arc<AppState>, key: Key, req: Request<Body>) -> Result<R
     let body = req.into_body();
     // The write runs in its own task so that a client hanging up cannot
     // cancel it half-way: it always finishes or cleans up after itself.
-    let record = tokio::spawn(write::write(state, key.clone(), Upload { len, content_md5 }, body)).await??;
+    let record = tokio::spawn(write::write(
+        state,
+        key.clone(),
+        Upload { len, content_md5 },
+        body,
+    ))
+    .await??;
     tracing::info!(key = %key, size = record.size, volumes = ?record.volumes, "stored");
     Ok((StatusCode::CREATED, [(KEY_SHA256, record.sha256)]).into_response())
 }

@@ -18,12 +18,20 @@ use trove_common::range::{ByteRange, RangeError};
 /// enough that a slow reader applies back-pressure early.
 const CHUNK: usize = 1 << 20;
 
-pub async fn get(state: &AppState, key: Key, headers: &HeaderMap, head_only: bool) -> Result<Response, ApiError> {
+pub async fn get(
+    state: &AppState,
+    key: Key,
+    headers: &HeaderMap,
+    head_only: bool,
+) -> Result<Response, ApiError> {
     let store = state.store.clone();
     let blob = tokio::task::spawn_blocking(move || store.open_blob(&key)).await??;
     let len = blob.meta.size;
 
-    let range = match headers.get(header::RANGE).map(|v| v.to_str().map(ByteRange::parse)) {
+    let range = match headers
+        .get(header::RANGE)
+        .map(|v| v.to_str().map(ByteRange::parse))
+    {
         None | Some(Err(_)) | Some(Ok(Err(RangeError::Malformed))) => None,
         Some(Ok(Err(e @ RangeError::Multiple))) => return Err(ApiError::Unsatisfiable(e.to_string())),
         Some(Ok(Ok(r))) => Some(r),
@@ -58,7 +66,11 @@ pub async fn get(state: &AppState, key: Key, headers: &HeaderMap, head_only: boo
             HeaderValue::from_str(&format!("bytes {}-{}/{len}", span.start, span.end - 1)).expect("ascii"),
         );
     }
-    let body = if head_only { Body::empty() } else { mapped_body(blob, span)? };
+    let body = if head_only {
+        Body::empty()
+    } else {
+        mapped_body(blob, span)?
+    };
     Ok(resp.body(body).expect("valid response"))
 }
 

@@ -24,7 +24,13 @@ pub async fn put(state: &AppState, key: Key, req: Request<Body>) -> Result<Respo
     let body = req.into_body().into_data_stream();
     let meta = state
         .store
-        .write_stream(&key, body, expected_len, expected_sha256, state.config.stall_timeout)
+        .write_stream(
+            &key,
+            body,
+            expected_len,
+            expected_sha256,
+            state.config.stall_timeout,
+        )
         .await?;
     tracing::debug!(key = %key, size = meta.size, "stored");
     Ok((
