@@ -66,6 +66,43 @@ impl Record {
     }
 }
 
+/// Where a blob is in its life, as its volume knows it. `rebuild` uses this
+/// to tell finished writes from failed ones when the index is lost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BlobState {
+    /// Stored, but the master has not (yet) confirmed the write: every
+    /// replica of a failed write stays pending.
+    #[default]
+    Pending,
+    /// The master confirmed that every replica has it.
+    Live,
+    /// The key was unlinked; the bytes wait for `DELETE`.
+    Unlinked,
+}
+
+impl BlobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BlobState::Pending => "pending",
+            BlobState::Live => "live",
+            BlobState::Unlinked => "unlinked",
+        }
+    }
+}
+
+impl std::str::FromStr for BlobState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "pending" => Ok(BlobState::Pending),
+            "live" => Ok(BlobState::Live),
+            "unlinked" => Ok(BlobState::Unlinked),
+            _ => Err(format!("`{s}` is not a blob state (pending, live, unlinked)")),
+        }
+    }
+}
+
 /// The sidecar a volume keeps beside each blob (`<hash>.meta`) and streams
 /// as one line of `GET /-/blobs`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,6 +116,8 @@ pub struct BlobMeta {
     pub md5: String,
     /// When the blob was stored, Unix milliseconds.
     pub created: u64,
+    #[serde(default)]
+    pub state: BlobState,
 }
 
 impl BlobMeta {
@@ -134,10 +173,17 @@ mod tests {
             sha256: "s".into(),
             md5: "m".into(),
             created: 2,
+            state: BlobState::Live,
         };
         assert_eq!(
             String::from_utf8(m.encode()).unwrap(),
-            r#"{"key":"/a","size":1,"sha256":"s","md5":"m","created":2}"#
+            r#"{"key":"/a","size":1,"sha256":"s","md5":"m","created":2,"state":"live"}"#
+        );
+        let old = BlobMeta::decode(br#"{"key":"/a","size":1,"sha256":"s","md5":"m","created":2}"#).unwrap();
+        assert_eq!(
+            old.state,
+            BlobState::Pending,
+            "a sidecar without state is pending"
         );
         assert_eq!(BlobMeta::decode(&m.encode()).unwrap(), m);
     }

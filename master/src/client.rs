@@ -6,11 +6,26 @@
 //! [`VolumeClient::put`] bounds the wait for the answer after the last byte.
 
 use bytes::Bytes;
-use futures::Stream;
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt};
+use serde::Deserialize;
 use std::time::Duration;
 use trove_common::digest::parse_sha256_hex;
 use trove_common::http::{client, Timeouts, KEY_SHA256, KEY_SIZE};
-use trove_common::key::Key;
+use trove_common::key::{encode_query_value, Key};
+use trove_common::record::{BlobMeta, BlobState};
+
+/// A volume's answer to `GET /-/verify`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Verified {
+    /// The sidecar.
+    pub meta: BlobMeta,
+    /// What the bytes hash to now.
+    pub actual_sha256: String,
+    pub actual_size: u64,
+    /// The bytes match the sidecar.
+    pub ok: bool,
+}
 
 /// What a volume reports after storing a blob.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,6 +170,115 @@ impl VolumeClient {
         check_status(addr, resp).await.map(|_| true)
     }
 
+    /// Records `state` in the sidecar of `key` on `addr`.
+    pub async fn mark(&self, addr: &str, key: &Key, state: BlobState) -> Result<(), VolumeError> {
+        let url = format!(
+            "http://{addr}/-/mark?key={}&state={}",
+            encode_query_value(key.as_str()),
+            state.as_str()
+        );
+        let resp = self.http.post(url).timeout(self.timeouts.stall).send().await;
+        let resp = resp.map_err(|e| VolumeError::from_reqwest(addr, e, self.timeouts.stall))?;
+        check_status(addr, resp).await.map(|_| ())
+    }
+
+    /// What `addr` holds for `key`, from a `HEAD`: `None` when absent.
+    pub async fn head(&self, addr: &str, key: &Key) -> Result<Option<Stored>, VolumeError> {
+        let resp = self
+            .http
+            .head(Self::url(addr, key))
+            .timeout(self.timeouts.stall)
+            .send()
+            .await;
+        let resp = resp.map_err(|e| VolumeError::from_reqwest(addr, e, self.timeouts.stall))?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let resp = check_status(addr, resp).await?;
+        let sha256 = resp
+            .headers()
+            .get(KEY_SHA256)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_sha256_hex);
+        // A HEAD's body is empty, so reqwest's content_length() is 0: read the header.
+        let size = resp
+            .headers()
+            .get(reqwest::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| s.parse().ok());
+        match (sha256, size) {
+            (Some(sha256), Some(size)) => Ok(Some(Stored { sha256, size })),
+            _ => Err(VolumeError::Protocol {
+                addr: addr.to_string(),
+                message: "HEAD without Key-Sha256 and Content-Length".into(),
+            }),
+        }
+    }
+
+    /// Has `addr` re-read its blob of `key` and hash it; `None` when absent.
+    /// The wait is bounded by the stall timeout plus 1 s per MiB of `size`.
+    pub async fn verify(&self, addr: &str, key: &Key, size: u64) -> Result<Option<Verified>, VolumeError> {
+        let url = format!("http://{addr}/-/verify?key={}", encode_query_value(key.as_str()));
+        let timeout = self.slow_call_timeout(size);
+        let resp = self.http.get(url).timeout(timeout).send().await;
+        let resp = resp.map_err(|e| VolumeError::from_reqwest(addr, e, timeout))?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let report = check_status(addr, resp).await?.json::<Verified>().await;
+        report.map(Some).map_err(|e| VolumeError::Protocol {
+            addr: addr.to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Has `dest` copy `key` from `source`, checking it against `sha256`;
+    /// the copy is stored as live. Bounded like [`VolumeClient::verify`].
+    pub async fn pull(
+        &self,
+        dest: &str,
+        key: &Key,
+        source: &str,
+        sha256: &str,
+        size: u64,
+    ) -> Result<(), VolumeError> {
+        let url = format!(
+            "http://{dest}/-/pull?key={}&from={source}&sha256={sha256}&state=live",
+            encode_query_value(key.as_str())
+        );
+        let timeout = self.slow_call_timeout(size);
+        let resp = self.http.post(url).timeout(timeout).send().await;
+        let resp = resp.map_err(|e| VolumeError::from_reqwest(dest, e, timeout))?;
+        check_status(dest, resp).await.map(|_| ())
+    }
+
+    /// Streams `GET /-/blobs` of `addr`: one sidecar per item. Each line
+    /// must arrive within the stall timeout.
+    pub async fn blobs(
+        &self,
+        addr: &str,
+    ) -> Result<BoxStream<'static, Result<BlobMeta, VolumeError>>, VolumeError> {
+        let stall = self.timeouts.stall;
+        let resp = tokio::time::timeout(stall, self.http.get(format!("http://{addr}/-/blobs")).send())
+            .await
+            .map_err(|_| VolumeError::Timeout {
+                addr: addr.to_string(),
+                timeout: stall,
+            })?
+            .map_err(|e| VolumeError::from_reqwest(addr, e, stall))?;
+        let resp = check_status(addr, resp).await?;
+        let addr = addr.to_string();
+        let bytes = resp.bytes_stream();
+        Ok(ndjson_lines(addr, bytes, stall).boxed())
+    }
+
+    /// A call whose work grows with the blob (a pull, a deep verify): the
+    /// stall timeout plus one second per MiB, i.e. it fails only if the
+    /// volume moves less than 1 MiB/s.
+    fn slow_call_timeout(&self, size: u64) -> Duration {
+        self.timeouts.stall + Duration::from_secs(size >> 20)
+    }
+
     /// `GET /-/status` of a volume, as JSON.
     pub async fn status(&self, addr: &str) -> Result<serde_json::Value, VolumeError> {
         let resp = self
@@ -173,6 +297,60 @@ impl VolumeClient {
                 message: e.to_string(),
             })
     }
+}
+
+/// Splits a byte stream into NDJSON sidecars, each line within `stall`.
+fn ndjson_lines<S>(
+    addr: String,
+    bytes: S,
+    stall: Duration,
+) -> impl Stream<Item = Result<BlobMeta, VolumeError>>
+where
+    S: Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
+{
+    let bytes = Box::pin(bytes);
+    futures::stream::unfold(
+        (bytes, Vec::<u8>::new(), addr, false),
+        move |(mut bytes, mut buf, addr, done)| async move {
+            loop {
+                if let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = buf.drain(..=pos).collect();
+                    let item = BlobMeta::decode(&line[..pos]).map_err(|e| VolumeError::Protocol {
+                        addr: addr.clone(),
+                        message: format!("bad /-/blobs line: {e}"),
+                    });
+                    return Some((item, (bytes, buf, addr, done)));
+                }
+                if done {
+                    return None;
+                }
+                match tokio::time::timeout(stall, bytes.next()).await {
+                    Err(_) => {
+                        let e = VolumeError::Timeout {
+                            addr: addr.clone(),
+                            timeout: stall,
+                        };
+                        return Some((Err(e), (bytes, Vec::new(), addr, true)));
+                    }
+                    Ok(Some(Ok(chunk))) => buf.extend_from_slice(&chunk),
+                    Ok(Some(Err(e))) => {
+                        let e = VolumeError::from_reqwest(&addr, e, stall);
+                        return Some((Err(e), (bytes, Vec::new(), addr, true)));
+                    }
+                    Ok(None) => {
+                        if !buf.is_empty() {
+                            let e = VolumeError::Protocol {
+                                addr: addr.clone(),
+                                message: "/-/blobs ended mid-line".into(),
+                            };
+                            return Some((Err(e), (bytes, Vec::new(), addr, true)));
+                        }
+                        return None;
+                    }
+                }
+            }
+        },
+    )
 }
 
 /// Passes 2xx answers through; turns others into [`VolumeError::Status`]

@@ -28,6 +28,10 @@ pub enum ApiError {
     Forbidden(String),
     #[error("another write or delete of this key is in progress; retry later")]
     Busy,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("no {0} is running or has run since this master started")]
+    NoSuchJob(String),
     #[error("not found")]
     NotFound,
     #[error("more than {0} keys match; page through them with &limit=N and &start=")]
@@ -66,8 +70,9 @@ impl ApiError {
             Key(_) | BadRequest(_) | Md5Mismatch { .. } | ClientBody(_) => StatusCode::BAD_REQUEST,
             EmptyBody => StatusCode::LENGTH_REQUIRED,
             Exists | Protected | Forbidden(_) => StatusCode::FORBIDDEN,
-            Busy => StatusCode::CONFLICT,
+            Busy | Conflict(_) => StatusCode::CONFLICT,
             NotFound => StatusCode::NOT_FOUND,
+            NoSuchJob(_) => StatusCode::NOT_FOUND,
             TooManyKeys(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Method(_) => StatusCode::METHOD_NOT_ALLOWED,
             ClientStalled(_) => StatusCode::REQUEST_TIMEOUT,
@@ -86,7 +91,7 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status == StatusCode::NOT_FOUND {
+        if matches!(self, ApiError::NotFound) {
             return (status, [(header::CONTENT_LENGTH, "0")]).into_response();
         }
         if status.is_server_error() {

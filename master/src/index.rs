@@ -172,6 +172,54 @@ impl Index {
             .map_err(|e| IndexError::Task(e.to_string()))?
     }
 
+    /// Writes many records at once (for `rebuild`, into a fresh index).
+    /// Blocking.
+    pub fn import(&self, records: Vec<(Key, Record)>) -> Result<(), IndexError> {
+        let mut batch = rocksdb::WriteBatch::default();
+        for (key, record) in &records {
+            batch.put(key.as_bytes(), record.encode());
+        }
+        self.inner.db.write_opt(batch, &self.write_opts())?;
+        for (_, record) in &records {
+            self.count(Some(record.state), 1);
+        }
+        Ok(())
+    }
+
+    /// Up to `limit` records after `after` (exclusive), in key order: how
+    /// admin jobs walk the whole index in pages, holding no iterator (and
+    /// no snapshot) between pages.
+    pub async fn scan(&self, after: Option<String>, limit: usize) -> Result<Vec<(Key, Record)>, IndexError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mode = match &after {
+                Some(a) => IteratorMode::From(a.as_bytes(), Direction::Forward),
+                None => IteratorMode::Start,
+            };
+            let mut out = Vec::with_capacity(limit);
+            for item in this.inner.db.iterator(mode) {
+                let (k, v) = item?;
+                if after.as_deref().is_some_and(|a| a.as_bytes() == &*k) {
+                    continue;
+                }
+                let Ok(key) = std::str::from_utf8(&k)
+                    .map_err(|_| ())
+                    .and_then(|s| Key::new(s).map_err(|_| ()))
+                else {
+                    tracing::warn!(key = ?String::from_utf8_lossy(&k), "index holds an invalid key; skipped");
+                    continue;
+                };
+                out.push((key, Record::decode(&v)?));
+                if out.len() == limit {
+                    break;
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| IndexError::Task(e.to_string()))?
+    }
+
     fn list_blocking(
         &self,
         prefix: &str,

@@ -9,14 +9,19 @@
 //! - [`client`]: HTTP calls to volumes.
 //! - [`locks`]: one operation per key at a time.
 //! - [`write`]: the streaming, all-or-nothing write path.
+//! - [`jobs`]: rebalance, verify and gc, run inside the live master.
+//! - [`rebuild`]: recreate a lost index from the volumes (offline).
 //! - [`api`]: HTTP handlers, one file per operation.
 //! - [`error`]: the one place where errors become status codes.
 
 pub mod api;
+pub mod cli;
 pub mod client;
 pub mod error;
 pub mod index;
+pub mod jobs;
 pub mod locks;
+pub mod rebuild;
 pub mod volumes;
 pub mod write;
 
@@ -48,6 +53,7 @@ pub struct AppState {
     pub index: index::Index,
     pub volumes: Arc<volumes::Volumes>,
     pub locks: Arc<locks::KeyLocks>,
+    pub jobs: jobs::Jobs,
     pub config: Config,
 }
 
@@ -62,6 +68,7 @@ impl AppState {
             index,
             volumes: Arc::new(volumes::Volumes::new(config.placement.clone(), client)),
             locks: Arc::default(),
+            jobs: jobs::Jobs::default(),
             config,
         })
     }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 use trove_common::http::{parse_duration, Timeouts};
 use trove_common::placement::{parse_volume_list, Placement, VolumeSpec};
+use trove_master::jobs::{JobKind, JobParams, JobState};
 
 /// Trove's master: keeps the key index and answers the HTTP API.
 #[derive(Parser, Debug)]
@@ -19,6 +20,77 @@ struct Cli {
 enum Command {
     /// Serve the HTTP API.
     Serve(ServeArgs),
+    /// Recreate a lost index from the volumes alone, into a new --db that
+    /// no running master holds.
+    Rebuild(RebuildArgs),
+    /// Move every key whose volumes differ from its placement under the
+    /// current volume list (run after adding or removing a volume).
+    Rebalance(RebalanceArgs),
+    /// Check every key's replicas (presence, size, sha256); --deep re-hashes
+    /// the bytes, --repair re-copies bad replicas from a good one.
+    Verify(VerifyArgs),
+    /// Delete blobs no live record references (failed writes, deletes done
+    /// while a volume was down), older than a grace period.
+    Gc(GcArgs),
+}
+
+/// Where the running master is, and how hard to work.
+#[derive(clap::Args, Debug)]
+struct JobArgs {
+    /// The running master.
+    #[arg(long, env = "TROVE_MASTER", default_value = "http://127.0.0.1:3000")]
+    master: String,
+    /// Keys worked on at once.
+    #[arg(long, env = "TROVE_CONCURRENCY", default_value_t = 4)]
+    concurrency: usize,
+}
+
+#[derive(clap::Args, Debug)]
+struct RebalanceArgs {
+    #[command(flatten)]
+    job: JobArgs,
+    /// Only count the keys and bytes that would move.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+#[derive(clap::Args, Debug)]
+struct VerifyArgs {
+    #[command(flatten)]
+    job: JobArgs,
+    /// Have the volumes re-read and re-hash every replica (bit rot).
+    #[arg(long)]
+    deep: bool,
+    /// Re-copy missing or corrupt replicas from a good one.
+    #[arg(long)]
+    repair: bool,
+}
+
+#[derive(clap::Args, Debug)]
+struct GcArgs {
+    #[command(flatten)]
+    job: JobArgs,
+    /// Only blobs older than this are removed (writes in flight are safe
+    /// anyway: they hold their key's lock).
+    #[arg(long, env = "TROVE_GC_GRACE", default_value = "1h", value_parser = parse_duration)]
+    grace: Duration,
+    /// Only count what would be deleted.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+#[derive(clap::Args, Debug)]
+struct RebuildArgs {
+    /// Directory for the new index: must not exist or be empty.
+    #[arg(long, env = "TROVE_DB")]
+    db: PathBuf,
+    /// Every volume that holds data, as for `serve`.
+    #[arg(long, env = "TROVE_VOLUMES", value_parser = parse_volumes, required = true)]
+    volumes: Vec<Vec<VolumeSpec>>,
+    #[arg(long, env = "TROVE_CONNECT_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    connect_timeout: Duration,
+    #[arg(long, env = "TROVE_STALL_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    stall_timeout: Duration,
 }
 
 #[derive(clap::Args, Debug)]
@@ -71,12 +143,98 @@ async fn main() {
     trove_common::http::init_logging();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(args).await.map(|()| 0),
+        Command::Rebuild(args) => rebuild(args).await,
+        Command::Rebalance(a) => {
+            job(
+                &a.job,
+                JobKind::Rebalance,
+                JobParams {
+                    dry_run: a.dry_run,
+                    ..a.job.params()
+                },
+            )
+            .await
+        }
+        Command::Verify(a) => {
+            let params = JobParams {
+                deep: a.deep,
+                repair: a.repair,
+                ..a.job.params()
+            };
+            job(&a.job, JobKind::Verify, params).await
+        }
+        Command::Gc(a) => {
+            let params = JobParams {
+                grace_secs: Some(a.grace.as_secs()),
+                dry_run: a.dry_run,
+                ..a.job.params()
+            };
+            job(&a.job, JobKind::Gc, params).await
+        }
     };
-    if let Err(e) = result {
-        eprintln!("trove-master: {e:#}");
-        std::process::exit(1);
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("trove-master: {e:#}");
+            std::process::exit(1);
+        }
     }
+}
+
+impl JobArgs {
+    fn params(&self) -> JobParams {
+        JobParams {
+            concurrency: Some(self.concurrency),
+            ..Default::default()
+        }
+    }
+}
+
+/// Runs an admin job on the master; the exit code is 0 only when it
+/// finished with nothing failed and nothing left broken.
+async fn job(args: &JobArgs, kind: JobKind, params: JobParams) -> anyhow::Result<i32> {
+    let started = std::time::Instant::now();
+    let report = trove_master::cli::run_job(&args.master, kind, params).await?;
+    println!("{}", trove_master::cli::summary(&report, started.elapsed()));
+    for p in &report.problems {
+        println!("  {p}");
+    }
+    if report.problems_dropped > 0 {
+        println!("  … and {} more (see the master's log)", report.problems_dropped);
+    }
+    if let Some(e) = &report.error {
+        println!("error: {e}");
+    }
+    let unrepaired = kind == JobKind::Verify && report.found > report.changed;
+    Ok(match report.state {
+        JobState::Cancelled => 130,
+        JobState::Done if report.failed == 0 && !unrepaired => 0,
+        _ => 1,
+    })
+}
+
+async fn rebuild(args: RebuildArgs) -> anyhow::Result<i32> {
+    let volumes: Vec<VolumeSpec> = args.volumes.into_iter().flatten().collect();
+    let placement = Placement::new(volumes, 1).context("bad --volumes")?;
+    let timeouts = Timeouts {
+        connect: args.connect_timeout,
+        stall: args.stall_timeout,
+    };
+    let report = trove_master::rebuild::rebuild(&args.db, &placement, timeouts).await?;
+    println!(
+        "rebuilt {}: {} blob(s) read, {} live key(s), {} unlinked, {} never confirmed (left for gc), {} conflict(s)",
+        args.db.display(),
+        report.blobs,
+        report.live,
+        report.unlinked,
+        report.unconfirmed,
+        report.conflicts.len()
+    );
+    for c in &report.conflicts {
+        println!("  {c}");
+    }
+    Ok(0)
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {

@@ -12,8 +12,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
+use trove_common::key::Key;
 use trove_common::placement::{Placement, VolumeSpec};
-use trove_common::record::now_ms;
+use trove_common::record::{now_ms, BlobState};
 
 /// What the master last learned about one volume.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -137,6 +138,26 @@ impl Volumes {
         if let VolumeError::Unreachable { addr, .. } | VolumeError::Timeout { addr, .. } = e {
             self.mark_down(addr, &e.to_string());
         }
+    }
+
+    /// Records `state` in the sidecars of `key` on every volume of `addrs`,
+    /// in parallel. The first failure is returned (after all have run).
+    pub async fn mark_all(&self, key: &Key, addrs: &[String], state: BlobState) -> Result<(), VolumeError> {
+        let marks = addrs.iter().map(|a| self.client.mark(a, key, state));
+        let mut first_error = None;
+        for result in futures::future::join_all(marks).await {
+            if let Err(e) = result {
+                self.note_error(&e);
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// A healthy replica among `stored` other than `not`, to copy from.
+    pub fn source_for(&self, stored: &[String], not: &str) -> Option<String> {
+        let others: Vec<String> = stored.iter().filter(|a| *a != not).cloned().collect();
+        self.pick_replica(&others).map(str::to_string)
     }
 
     /// Polls every volume once, concurrently.

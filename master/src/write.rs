@@ -21,7 +21,7 @@ use tokio::time::timeout;
 use tokio_stream::wrappers::ReceiverStream;
 use trove_common::digest::{ContentHasher, Digests};
 use trove_common::key::Key;
-use trove_common::record::{now_ms, Record, State};
+use trove_common::record::{now_ms, BlobState, Record, State};
 
 use crate::client::{Stored, VolumeError};
 
@@ -75,6 +75,9 @@ pub async fn write(state: Arc<AppState>, key: Key, upload: Upload, body: Body) -
                 got: digests.md5_hex(),
             });
         }
+        // The volumes learn the write is complete (for `rebuild`), then the
+        // index makes it visible.
+        state.volumes.mark_all(&key, &targets, BlobState::Live).await?;
         let record = Record {
             state: State::Live,
             volumes: targets.clone(),

@@ -18,6 +18,9 @@ pub enum ApiError {
     Unsatisfiable(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Another volume (the source of a pull) failed.
+    #[error("pull failed: {0}")]
+    Upstream(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -38,6 +41,7 @@ impl ApiError {
                 StoreError::NoSpace(_) | StoreError::ReadOnly(_) => StatusCode::INSUFFICIENT_STORAGE,
                 StoreError::Corrupt(_) | StoreError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
+            ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -14,8 +14,8 @@ pub mod store;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 use store::BlobStore;
+use trove_common::http::Timeouts;
 
 /// How the server runs.
 #[derive(Debug, Clone)]
@@ -24,14 +24,17 @@ pub struct Config {
     pub dirs: Vec<PathBuf>,
     /// fsync every write (on by default).
     pub fsync: bool,
-    /// Abandon an upload when no byte arrives for this long.
-    pub stall_timeout: Duration,
+    /// Connect and stall timeouts: for uploads to this volume, and for
+    /// pulls from other volumes.
+    pub timeouts: Timeouts,
 }
 
 /// What every handler shares.
 pub struct AppState {
     pub store: Arc<BlobStore>,
     pub config: Config,
+    /// For pulls from other volumes.
+    pub http: reqwest::Client,
 }
 
 /// Serves on `listener` until `shutdown` resolves. Opens the data dirs
@@ -48,6 +51,7 @@ pub async fn run(
     tracing::info!(blobs, bytes, fsync, dirs = ?config.dirs, "data dirs open");
     let state = Arc::new(AppState {
         store: Arc::new(store),
+        http: trove_common::http::client(config.timeouts),
         config,
     });
     axum::serve(listener, api::router(state))

@@ -3,7 +3,7 @@
 use clap::Parser;
 use std::path::PathBuf;
 use std::time::Duration;
-use trove_common::http::parse_duration;
+use trove_common::http::{parse_duration, Timeouts};
 
 /// A Trove volume server: stores blobs in DIRs and streams them over HTTP.
 #[derive(Parser, Debug)]
@@ -20,9 +20,13 @@ struct Args {
     /// master already acknowledged.
     #[arg(long, env = "TROVE_NO_FSYNC")]
     no_fsync: bool,
-    /// Abandon an upload when no byte arrives for this long.
+    /// Abandon an upload (or a pull from another volume) when no byte has
+    /// moved for this long.
     #[arg(long, env = "TROVE_STALL_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     stall_timeout: Duration,
+    /// Give up connecting to another volume (for a pull) after this long.
+    #[arg(long, env = "TROVE_CONNECT_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    connect_timeout: Duration,
     /// Data dirs, one per disk; created if missing. Keys are spread across
     /// them by hash.
     #[arg(env = "TROVE_DIRS", value_delimiter = ',', required = true)]
@@ -41,7 +45,10 @@ async fn main() -> anyhow::Result<()> {
     let config = trove_volume::Config {
         dirs: args.dirs,
         fsync: !args.no_fsync,
-        stall_timeout: args.stall_timeout,
+        timeouts: Timeouts {
+            connect: args.connect_timeout,
+            stall: args.stall_timeout,
+        },
     };
     let server = tokio::spawn(trove_volume::run(
         listener,

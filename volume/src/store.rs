@@ -33,7 +33,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use trove_common::digest::{ContentHasher, Digests};
 use trove_common::key::Key;
-use trove_common::record::{now_ms, BlobMeta};
+use trove_common::record::{now_ms, BlobMeta, BlobState};
 
 /// Name of the temporary-upload folder inside each data dir.
 const TMP_DIR: &str = "tmp";
@@ -292,15 +292,14 @@ impl BlobStore {
     }
 
     /// Streams `body` into the key's blob, replacing any blob already there
-    /// atomically. `expected_len` / `expected_sha256` (when given) are
-    /// checked before anything becomes visible; `stall` bounds the wait for
-    /// each chunk. On any error, nothing is left behind.
+    /// atomically. What `expected` announces is checked before anything
+    /// becomes visible; `stall` bounds the wait for each chunk. On any
+    /// error, nothing is left behind.
     pub async fn write_stream<S, E>(
         self: &Arc<Self>,
         key: &Key,
         body: S,
-        expected_len: Option<u64>,
-        expected_sha256: Option<[u8; 32]>,
+        expected: Expected,
         stall: Duration,
     ) -> Result<BlobMeta, StoreError>
     where
@@ -317,7 +316,7 @@ impl BlobStore {
             while let Some(msg) = rx.blocking_recv() {
                 match msg {
                     WriteMsg::Data(chunk) => w.write(&chunk)?,
-                    WriteMsg::Finish => return w.commit(expected_len, expected_sha256),
+                    WriteMsg::Finish => return w.commit(expected),
                 }
             }
             // Sender dropped without Finish: the upload was abandoned, and
@@ -334,9 +333,9 @@ impl BlobStore {
                 Ok(Some(Err(e))) => break Err(StoreError::BodyAborted(e.to_string())),
                 Ok(Some(Ok(chunk))) => {
                     received += chunk.len() as u64;
-                    if expected_len.is_some_and(|n| received > n) {
+                    if let Some(len) = expected.len.filter(|n| received > *n) {
                         break Err(StoreError::LengthMismatch {
-                            expected: expected_len.unwrap_or(0),
+                            expected: len,
                             got: received,
                         });
                     }
@@ -358,6 +357,69 @@ impl BlobStore {
                 Err(e)
             }
         }
+    }
+
+    /// Writes `meta` to a temp file in `dir`'s tmp folder (fsynced when
+    /// fsync is on), ready to be renamed into place.
+    fn stage_meta(&self, dir: &Path, meta: &BlobMeta) -> Result<TempFile, StoreError> {
+        let name: u64 = rand::random();
+        let temp = TempFile {
+            path: dir.join(TMP_DIR).join(format!("{name:016x}.meta.tmp")),
+        };
+        let mut f = File::create(&temp.path).map_err(io_error)?;
+        f.write_all(&meta.encode()).map_err(io_error)?;
+        if self.fsync {
+            f.sync_all().map_err(io_error)?;
+        }
+        Ok(temp)
+    }
+
+    /// Changes the state recorded in a blob's sidecar (atomically, durably).
+    /// Blocking.
+    pub fn set_state(&self, key: &Key, state: BlobState) -> Result<BlobMeta, StoreError> {
+        let _stripe = self.stripe(key);
+        let (data, meta_path) = self.locate(key).ok_or(StoreError::NotFound)?;
+        let mut meta = read_meta(&meta_path)?;
+        if meta.state == state {
+            return Ok(meta);
+        }
+        meta.state = state;
+        let dir = data.ancestors().nth(3).expect("<dir>/aa/bb/<hash>").to_path_buf();
+        let temp = self.stage_meta(&dir, &meta)?;
+        fs::rename(&temp.path, &meta_path).map_err(io_error)?;
+        temp.keep();
+        if self.fsync {
+            sync_dir(meta_path.parent().expect("sidecar has a parent"))?;
+        }
+        Ok(meta)
+    }
+
+    /// Re-reads a blob and checks its bytes against its sidecar (bit rot,
+    /// truncation). Blocking; reads the whole file.
+    pub fn verify(&self, key: &Key) -> Result<Verified, StoreError> {
+        let (data, meta_path) = self.locate(key).ok_or(StoreError::NotFound)?;
+        let meta = read_meta(&meta_path)?;
+        let mut file = File::open(&data).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => StoreError::NotFound,
+            _ => e.into(),
+        })?;
+        let mut hasher = ContentHasher::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = io::Read::read(&mut file, &mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        let d = hasher.finish();
+        let ok = d.size == meta.size && d.sha256_hex() == meta.sha256;
+        Ok(Verified {
+            actual_sha256: d.sha256_hex(),
+            actual_size: d.size,
+            ok,
+            meta,
+        })
     }
 
     fn begin_write(&self, key: &Key) -> Result<BlobWriter<'_>, StoreError> {
@@ -385,6 +447,30 @@ impl BlobStore {
 enum WriteMsg {
     Data(Bytes),
     Finish,
+}
+
+/// What an upload must turn out to be, checked before anything becomes
+/// visible, and the state its sidecar starts in.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Expected {
+    /// The announced length (`Content-Length`).
+    pub len: Option<u64>,
+    /// The announced sha256 (`Key-Sha256`, or the record's for a pull).
+    pub sha256: Option<[u8; 32]>,
+    /// The sidecar's state once stored.
+    pub state: BlobState,
+}
+
+/// The result of re-reading a blob.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Verified {
+    /// What the sidecar says.
+    pub meta: BlobMeta,
+    /// What the bytes on disk hash to now.
+    pub actual_sha256: String,
+    pub actual_size: u64,
+    /// Both agree with the sidecar.
+    pub ok: bool,
 }
 
 /// Deletes its file when dropped, unless [`TempFile::keep`] was called.
@@ -422,11 +508,7 @@ impl BlobWriter<'_> {
     }
 
     /// Verifies, makes durable, and renames into place.
-    fn commit(
-        self,
-        expected_len: Option<u64>,
-        expected_sha256: Option<[u8; 32]>,
-    ) -> Result<BlobMeta, StoreError> {
+    fn commit(self, expected: Expected) -> Result<BlobMeta, StoreError> {
         let BlobWriter {
             store,
             key,
@@ -437,15 +519,15 @@ impl BlobWriter<'_> {
         } = self;
         let file = file.into_inner().map_err(|e| io_error(e.into_error()))?;
         let digests: Digests = hasher.finish();
-        if let Some(expected) = expected_len.filter(|n| *n != digests.size) {
+        if let Some(len) = expected.len.filter(|n| *n != digests.size) {
             return Err(StoreError::LengthMismatch {
-                expected,
+                expected: len,
                 got: digests.size,
             });
         }
-        if let Some(expected) = expected_sha256.filter(|s| *s != digests.sha256) {
+        if let Some(sha) = expected.sha256.filter(|s| *s != digests.sha256) {
             return Err(StoreError::DigestMismatch {
-                expected: hex::encode(expected),
+                expected: hex::encode(sha),
                 got: digests.sha256_hex(),
             });
         }
@@ -459,17 +541,9 @@ impl BlobWriter<'_> {
             sha256: digests.sha256_hex(),
             md5: digests.md5_hex(),
             created: now_ms(),
+            state: expected.state,
         };
-        let meta_temp = TempFile {
-            path: temp.path.with_extension("meta.tmp"),
-        };
-        {
-            let mut f = File::create(&meta_temp.path).map_err(io_error)?;
-            f.write_all(&meta.encode()).map_err(io_error)?;
-            if store.fsync {
-                f.sync_all().map_err(io_error)?;
-            }
-        }
+        let meta_temp = store.stage_meta(&dir, &meta)?;
         let (data_path, meta_path) = BlobStore::paths_in(&dir, &key);
         let parent = data_path.parent().expect("blob has a parent");
         let _stripe = store.stripe(&key);
@@ -565,11 +639,23 @@ mod tests {
         )
     }
 
+    fn sha256_hex(b: &[u8]) -> String {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(b))
+    }
+
     fn tmp_is_empty(dir: &Path) -> bool {
         fs::read_dir(dir.join(TMP_DIR)).unwrap().next().is_none()
     }
 
     const STALL: Duration = Duration::from_secs(5);
+
+    fn len(n: u64) -> Expected {
+        Expected {
+            len: Some(n),
+            ..Default::default()
+        }
+    }
 
     #[tokio::test]
     async fn writes_reads_and_deletes() {
@@ -577,7 +663,7 @@ mod tests {
         let store = Arc::new(BlobStore::open(vec![dir.path().into()], true).unwrap());
         let k = key("/a/b");
         let meta = store
-            .write_stream(&k, chunks(&[b"hel", b"lo"]), Some(5), None, STALL)
+            .write_stream(&k, chunks(&[b"hel", b"lo"]), len(5), STALL)
             .await
             .unwrap();
         assert_eq!(meta.size, 5);
@@ -594,11 +680,26 @@ mod tests {
         assert_eq!(blob.meta, meta);
         // Replacing is atomic and keeps the counts right.
         store
-            .write_stream(&k, chunks(&[b"bye"]), None, None, STALL)
+            .write_stream(&k, chunks(&[b"bye"]), Expected::default(), STALL)
             .await
             .unwrap();
         assert_eq!(fs::read(&data).unwrap(), b"bye");
         assert_eq!(store.counts(), (1, 3));
+
+        assert_eq!(blob.meta.state, BlobState::Pending);
+        assert_eq!(
+            store.set_state(&k, BlobState::Live).unwrap().state,
+            BlobState::Live
+        );
+        assert_eq!(store.open_blob(&k).unwrap().meta.state, BlobState::Live);
+        assert!(store.verify(&k).unwrap().ok);
+        // One flipped byte is found by verify (the sidecar still says "bye").
+        fs::write(&data, b"bYe").unwrap();
+        let v = store.verify(&k).unwrap();
+        assert!(!v.ok);
+        assert_eq!(v.meta.sha256, sha256_hex(b"bye"));
+        assert_eq!(v.actual_sha256, sha256_hex(b"bYe"));
+        assert!(tmp_is_empty(dir.path()));
 
         assert!(store.delete(&k).unwrap());
         assert!(!store.delete(&k).unwrap());
@@ -611,33 +712,38 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(BlobStore::open(vec![dir.path().into()], false).unwrap());
         let k = key("/x");
-        let short = store
-            .write_stream(&k, chunks(&[b"abc"]), Some(10), None, STALL)
-            .await;
+        let short = store.write_stream(&k, chunks(&[b"abc"]), len(10), STALL).await;
         assert!(matches!(
             short,
             Err(StoreError::LengthMismatch { expected: 10, got: 3 })
         ));
         let long = store
-            .write_stream(&k, chunks(&[b"abc", b"def"]), Some(4), None, STALL)
+            .write_stream(&k, chunks(&[b"abc", b"def"]), len(4), STALL)
             .await;
         assert!(matches!(long, Err(StoreError::LengthMismatch { .. })));
         let bad_sha = store
-            .write_stream(&k, chunks(&[b"abc"]), None, Some([0; 32]), STALL)
+            .write_stream(
+                &k,
+                chunks(&[b"abc"]),
+                Expected {
+                    sha256: Some([0; 32]),
+                    ..Default::default()
+                },
+                STALL,
+            )
             .await;
         assert!(matches!(bad_sha, Err(StoreError::DigestMismatch { .. })));
         let broken = futures::stream::iter(vec![
             Ok(Bytes::from_static(b"abc")),
             Err(io::Error::other("connection reset")),
         ]);
-        let aborted = store.write_stream(&k, broken, None, None, STALL).await;
+        let aborted = store.write_stream(&k, broken, Expected::default(), STALL).await;
         assert!(matches!(aborted, Err(StoreError::BodyAborted(_))));
         let stalled = store
             .write_stream(
                 &k,
                 futures::stream::pending::<Result<Bytes, io::Error>>(),
-                None,
-                None,
+                Expected::default(),
                 Duration::from_millis(50),
             )
             .await;
@@ -655,7 +761,7 @@ mod tests {
         for i in 0..20 {
             let k = key(&format!("/k{i}"));
             store
-                .write_stream(&k, chunks(&[b"v"]), None, None, STALL)
+                .write_stream(&k, chunks(&[b"v"]), Expected::default(), STALL)
                 .await
                 .unwrap();
         }

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 use trove_common::key::Key;
-use trove_common::record::{Record, State};
+use trove_common::record::{BlobState, Record, State};
 
 /// Unlinks the key (so it reads as absent at once), removes every replica,
 /// then the record. A replica that cannot be removed leaves the key
@@ -51,6 +51,16 @@ pub async fn unlink(state: Arc<AppState>, key: Key) -> Result<Response, ApiError
         .filter(|r| r.state == State::Live)
         .ok_or(ApiError::NotFound)?;
     unlink_record(&state, &key, &record).await?;
+    // The volumes learn it too, so that `rebuild` does not revive it. The
+    // index is the truth: a volume that misses this only matters if the
+    // index is lost before the key is deleted.
+    if let Err(e) = state
+        .volumes
+        .mark_all(&key, &record.volumes, BlobState::Unlinked)
+        .await
+    {
+        tracing::warn!(key = %key, error = %e, "a volume did not record the unlink");
+    }
     tracing::info!(key = %key, "unlinked");
     Ok(StatusCode::NO_CONTENT.into_response())
 }

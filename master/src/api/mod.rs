@@ -3,6 +3,7 @@
 
 mod delete;
 mod get;
+mod jobs;
 mod list;
 mod ops;
 mod put;
@@ -13,7 +14,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::Method;
 use axum::response::Response;
-use axum::routing::get as get_route;
+use axum::routing::{any, get as get_route};
 use axum::Router;
 use std::sync::Arc;
 use trove_common::key::Key;
@@ -24,6 +25,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/-/healthy", get_route(ops::healthy))
         .route("/-/ready", get_route(ops::ready))
         .route("/-/status", get_route(ops::status))
+        .route("/-/{job}", any(jobs::job))
         .fallback(key_request)
         .with_state(state)
 }

@@ -1,6 +1,7 @@
 //! The volume's HTTP surface: key paths dispatch on the method, `/-/…`
 //! paths are operations.
 
+mod admin;
 mod blobs;
 mod delete;
 mod get;
@@ -13,7 +14,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::Method;
 use axum::response::Response;
-use axum::routing::get as get_route;
+use axum::routing::{get as get_route, post};
 use axum::Router;
 use std::sync::Arc;
 use trove_common::key::Key;
@@ -24,6 +25,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/-/healthy", get_route(ops::healthy))
         .route("/-/status", get_route(ops::status))
         .route("/-/blobs", get_route(blobs::list))
+        .route("/-/pull", post(admin::pull))
+        .route("/-/verify", get_route(admin::verify))
+        .route("/-/mark", post(admin::mark))
         .fallback(key_request)
         .with_state(state)
 }

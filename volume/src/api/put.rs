@@ -1,6 +1,8 @@
-//! `PUT /<key>`: stream the body into a durable blob.
+//! `PUT /<key>`: stream the body into a durable blob. It starts *pending*;
+//! the master marks it live once every replica has it (`POST /-/mark`).
 
 use crate::error::ApiError;
+use crate::store::Expected;
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::Request;
@@ -9,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use trove_common::digest::parse_sha256_hex;
 use trove_common::http::{KEY_MD5, KEY_SHA256, KEY_SIZE};
 use trove_common::key::Key;
+use trove_common::record::BlobState;
 
 pub async fn put(state: &AppState, key: Key, req: Request<Body>) -> Result<Response, ApiError> {
     let expected_len = content_length(req.headers())?;
@@ -22,15 +25,14 @@ pub async fn put(state: &AppState, key: Key, req: Request<Body>) -> Result<Respo
         None => None,
     };
     let body = req.into_body().into_data_stream();
+    let expected = Expected {
+        len: expected_len,
+        sha256: expected_sha256,
+        state: BlobState::Pending,
+    };
     let meta = state
         .store
-        .write_stream(
-            &key,
-            body,
-            expected_len,
-            expected_sha256,
-            state.config.stall_timeout,
-        )
+        .write_stream(&key, body, expected, state.config.timeouts.stall)
         .await?;
     tracing::debug!(key = %key, size = meta.size, "stored");
     Ok((

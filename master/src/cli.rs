@@ -1,0 +1,138 @@
+//! The client side of the admin jobs: `trove-master rebalance|verify|gc`
+//! asks the running master to start the job, then follows it — a progress
+//! bar with counts, bytes and rate on a terminal, a log line every few
+//! seconds otherwise — and prints the outcome. Ctrl-C stops the job (it is
+//! safe to run again).
+
+use crate::jobs::{JobKind, JobParams, JobReport, JobState};
+use anyhow::{bail, Context};
+use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+/// How often the job's progress is fetched.
+const POLL: Duration = Duration::from_millis(250);
+/// How often progress is logged when stderr is not a terminal.
+const LOG_EVERY: Duration = Duration::from_secs(5);
+
+/// What the job does to an item, for messages.
+fn verb(kind: JobKind, dry_run: bool) -> &'static str {
+    match (kind, dry_run) {
+        (JobKind::Rebalance, false) => "moved",
+        (JobKind::Rebalance, true) => "would move",
+        (JobKind::Verify, _) => "repaired",
+        (JobKind::Gc, false) => "deleted",
+        (JobKind::Gc, true) => "would delete",
+    }
+}
+
+fn unit(kind: JobKind) -> &'static str {
+    match kind {
+        JobKind::Gc => "blobs",
+        _ => "keys",
+    }
+}
+
+/// One line of counts.
+pub fn summary(r: &JobReport, elapsed: Duration) -> String {
+    let secs = elapsed.as_secs_f64().max(0.001);
+    let mut line = format!(
+        "{} {} {}: {} scanned, {} {} ({}, {}/s), {} skipped, {} failed",
+        r.job.name(),
+        match r.state {
+            JobState::Running => "running",
+            JobState::Done => "done",
+            JobState::Cancelled => "stopped",
+            JobState::Failed => "failed",
+        },
+        unit(r.job),
+        r.scanned,
+        r.changed,
+        verb(r.job, r.params.dry_run),
+        HumanBytes(r.bytes),
+        HumanBytes((r.bytes as f64 / secs) as u64),
+        r.skipped,
+        r.failed,
+    );
+    if r.job == JobKind::Verify {
+        line.push_str(&format!(", {} bad replica(s) found", r.found));
+    }
+    line
+}
+
+/// Starts `kind` on the master at `master` and follows it to the end.
+pub async fn run_job(master: &str, kind: JobKind, params: JobParams) -> anyhow::Result<JobReport> {
+    let http = reqwest::Client::builder().no_proxy().build()?;
+    let url = format!("{}/-/{}", master.trim_end_matches('/'), kind.name());
+    let resp = http
+        .post(&url)
+        .json(&params)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the master at {master}"))?;
+    if !resp.status().is_success() {
+        let status = resp.status();
+        bail!(
+            "the master refused: {status}: {}",
+            resp.text().await.unwrap_or_default().trim()
+        );
+    }
+    let mut report: JobReport = resp.json().await.context("unexpected answer from the master")?;
+    let started = Instant::now();
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = ProgressBar::new(report.total);
+        bar.set_style(
+            ProgressStyle::with_template("{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg}")
+                .expect("valid template"),
+        );
+        bar.set_prefix(kind.name());
+        bar
+    });
+    let mut last_log = Instant::now();
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let mut stopping = false;
+    while report.state == JobState::Running {
+        tokio::select! {
+            _ = &mut ctrl_c, if !stopping => {
+                stopping = true;
+                eprintln!("stopping the {} (safe to run again later)…", kind.name());
+                let _ = http.delete(&url).send().await;
+            }
+            _ = tokio::time::sleep(POLL) => {}
+        }
+        report = http
+            .get(&url)
+            .send()
+            .await
+            .with_context(|| format!("lost the master at {master}"))?
+            .json()
+            .await
+            .context("unexpected answer from the master")?;
+        let secs = started.elapsed().as_secs_f64().max(0.001);
+        match &bar {
+            Some(bar) => {
+                bar.set_length(report.total.max(report.scanned));
+                bar.set_position(report.scanned);
+                bar.set_message(format!(
+                    "{} · {} {} · {} ({}/s) · {} failed",
+                    unit(kind),
+                    report.changed,
+                    verb(kind, report.params.dry_run),
+                    HumanBytes(report.bytes),
+                    HumanBytes((report.bytes as f64 / secs) as u64),
+                    report.failed
+                ));
+            }
+            None if last_log.elapsed() >= LOG_EVERY => {
+                last_log = Instant::now();
+                eprintln!("{}", summary(&report, started.elapsed()));
+            }
+            None => {}
+        }
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    Ok(report)
+}

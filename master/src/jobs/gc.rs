@@ -1,0 +1,172 @@
+//! `gc`: reclaim space no live record uses.
+//!
+//! 1. Dead writes: a record still *writing* whose key nobody holds (the
+//!    master restarted mid-write) and older than the grace period — its
+//!    replicas are deleted, then the record.
+//! 2. Orphan blobs: every blob on every healthy volume that no record
+//!    references on that volume (a failed write whose clean-up could not
+//!    reach the volume, a delete done while the volume was down, the old
+//!    copy of a rebalance) and older than the grace period.
+//!
+//! A blob is deleted only under its key's lock, after re-reading the
+//! record, so a key being written or deleted meanwhile is never touched.
+//! Unlinked keys are referenced: their bytes wait for `DELETE`.
+
+use super::{for_each_record, JobParams, Progress};
+use crate::client::VolumeError;
+use crate::AppState;
+use futures::StreamExt;
+use std::sync::Arc;
+use trove_common::key::Key;
+use trove_common::record::{now_ms, BlobMeta, Record, State};
+
+/// Default grace period: blobs younger than this are never collected.
+pub const DEFAULT_GRACE_SECS: u64 = 3600;
+
+pub async fn run(state: Arc<AppState>, params: JobParams, progress: Arc<Progress>) -> anyhow::Result<()> {
+    let grace_ms = params
+        .grace_secs
+        .unwrap_or(DEFAULT_GRACE_SECS)
+        .saturating_mul(1000);
+    let cutoff = now_ms().saturating_sub(grace_ms);
+    let concurrency = params.concurrency();
+
+    for_each_record(&state, &progress, concurrency, |key, record| {
+        let (state, progress, params) = (&state, &progress, &params);
+        async move {
+            if record.state == State::Writing && record.created <= cutoff {
+                clear_dead_write(state, progress, params.dry_run, &key).await;
+            }
+        }
+    })
+    .await?;
+
+    for (spec, health) in state.volumes.snapshot() {
+        if progress.cancelled() {
+            break;
+        }
+        let addr = spec.addr;
+        if !health.healthy {
+            Progress::add(&progress.skipped, health.blobs.unwrap_or(0));
+            progress.problem(format!("volume {addr} is down; its orphans wait for the next gc"));
+            continue;
+        }
+        Progress::add(&progress.total, health.blobs.unwrap_or(0));
+        let blobs = match state.volumes.client().blobs(&addr).await {
+            Ok(b) => b,
+            Err(e) => {
+                Progress::add(&progress.failed, 1);
+                progress.problem(format!("cannot list blobs of {addr}: {e}"));
+                continue;
+            }
+        };
+        let (state, progress, params, addr) = (&state, &progress, &params, &addr);
+        blobs
+            .take_while(|_| futures::future::ready(!progress.cancelled()))
+            .for_each_concurrent(concurrency, |meta| async move {
+                match meta {
+                    Ok(meta) => {
+                        Progress::add(&progress.scanned, 1);
+                        if meta.created <= cutoff {
+                            collect_blob(state, progress, params.dry_run, addr, meta).await;
+                        }
+                    }
+                    Err(e) => {
+                        Progress::add(&progress.failed, 1);
+                        progress.problem(format!("listing of {addr} broke off: {e}"));
+                    }
+                }
+            })
+            .await;
+    }
+    Ok(())
+}
+
+/// Whether `record` keeps the blob of its key on `addr` alive.
+fn references(record: Option<&Record>, addr: &str) -> bool {
+    record.is_some_and(|r| r.state != State::Writing && r.volumes.iter().any(|v| v == addr))
+}
+
+async fn collect_blob(state: &AppState, progress: &Progress, dry_run: bool, addr: &str, meta: BlobMeta) {
+    let key = match Key::new(&meta.key) {
+        Ok(k) => k,
+        Err(e) => {
+            progress.problem(format!(
+                "volume {addr} holds a blob with an invalid key {:?}: {e}",
+                meta.key
+            ));
+            return;
+        }
+    };
+    // A cheap look first; the lock only for candidates.
+    match state.index.get(&key) {
+        Ok(r) if references(r.as_ref(), addr) => return,
+        Ok(_) => {}
+        Err(e) => {
+            Progress::add(&progress.failed, 1);
+            progress.problem(format!("{key}: {e}"));
+            return;
+        }
+    }
+    let Some(_guard) = state.locks.try_lock(&key) else {
+        Progress::add(&progress.skipped, 1);
+        return;
+    };
+    match state.index.get(&key) {
+        Ok(r) if references(r.as_ref(), addr) => return,
+        Ok(_) => {}
+        Err(e) => {
+            Progress::add(&progress.failed, 1);
+            progress.problem(format!("{key}: {e}"));
+            return;
+        }
+    }
+    if dry_run {
+        Progress::add(&progress.changed, 1);
+        Progress::add(&progress.bytes, meta.size);
+        return;
+    }
+    match state.volumes.client().delete(addr, &key).await {
+        Ok(_) => {
+            tracing::info!(key = %key, volume = %addr, size = meta.size, "gc removed an orphan");
+            Progress::add(&progress.changed, 1);
+            Progress::add(&progress.bytes, meta.size);
+        }
+        Err(e) => fail(state, progress, &key, addr, e),
+    }
+}
+
+async fn clear_dead_write(state: &AppState, progress: &Progress, dry_run: bool, key: &Key) {
+    let Some(_guard) = state.locks.try_lock(key) else {
+        return; // a write is in progress after all
+    };
+    let record = match state.index.get(key) {
+        Ok(Some(r)) if r.state == State::Writing => r,
+        _ => return,
+    };
+    if dry_run {
+        Progress::add(&progress.changed, 1);
+        return;
+    }
+    for addr in &record.volumes {
+        if let Err(e) = state.volumes.client().delete(addr, key).await {
+            return fail(state, progress, key, addr, e);
+        }
+    }
+    match state.index.remove(key, Some(State::Writing)).await {
+        Ok(()) => {
+            tracing::info!(key = %key, "gc cleared a dead write");
+            Progress::add(&progress.changed, 1);
+        }
+        Err(e) => {
+            Progress::add(&progress.failed, 1);
+            progress.problem(format!("{key}: {e}"));
+        }
+    }
+}
+
+fn fail(state: &AppState, progress: &Progress, key: &Key, addr: &str, e: VolumeError) {
+    state.volumes.note_error(&e);
+    Progress::add(&progress.failed, 1);
+    progress.problem(format!("{key}: cannot delete from {addr}: {e}"));
+}

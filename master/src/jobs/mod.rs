@@ -1,0 +1,301 @@
+//! Admin jobs that run inside the live master: `rebalance`, `verify`, `gc`.
+//!
+//! A job is started with `POST /-/<job>` (parameters as a JSON body), runs
+//! as a background task, reports its progress at `GET /-/<job>`, and is
+//! stopped by `DELETE /-/<job>`. At most one of each kind runs at a time.
+//! Every job is idempotent: it works key by key, under the key's lock, and
+//! re-checks the record under that lock before acting, so stopping it at
+//! any point and running it again is safe, and it never races a client's
+//! write or delete of the same key.
+
+pub mod gc;
+pub mod rebalance;
+pub mod verify;
+
+use crate::AppState;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use trove_common::key::Key;
+use trove_common::record::{now_ms, Record};
+
+/// Records fetched from the index per page while a job walks it.
+pub const PAGE: usize = 1000;
+/// Problems kept in a report; more are counted, not kept.
+const MAX_PROBLEMS: usize = 1000;
+
+/// The kinds of job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobKind {
+    Rebalance,
+    Verify,
+    Gc,
+}
+
+impl JobKind {
+    pub fn parse(name: &str) -> Option<JobKind> {
+        match name {
+            "rebalance" => Some(JobKind::Rebalance),
+            "verify" => Some(JobKind::Verify),
+            "gc" => Some(JobKind::Gc),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            JobKind::Rebalance => "rebalance",
+            JobKind::Verify => "verify",
+            JobKind::Gc => "gc",
+        }
+    }
+}
+
+/// Where a job is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Running,
+    Done,
+    Cancelled,
+    Failed,
+}
+
+/// Parameters any job may take (each job reads the ones it knows).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobParams {
+    /// Keys worked on at once (default 4).
+    pub concurrency: Option<usize>,
+    /// rebalance, gc: count what would change, change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// verify: have the volumes re-hash every replica.
+    #[serde(default)]
+    pub deep: bool,
+    /// verify: re-copy missing or corrupt replicas from a good one.
+    #[serde(default)]
+    pub repair: bool,
+    /// gc: only blobs older than this many seconds are removed (default 3600).
+    pub grace_secs: Option<u64>,
+}
+
+impl JobParams {
+    pub fn concurrency(&self) -> usize {
+        self.concurrency.unwrap_or(4).clamp(1, 256)
+    }
+}
+
+/// Live counters of a running job, shared with its task.
+#[derive(Default)]
+pub struct Progress {
+    /// Items (keys, or blobs for gc) the job expects to look at.
+    pub total: AtomicU64,
+    /// Items looked at so far.
+    pub scanned: AtomicU64,
+    /// Items changed (moved, repaired, deleted) — or that would be, in a dry run.
+    pub changed: AtomicU64,
+    /// Bytes copied or freed (or that would be).
+    pub bytes: AtomicU64,
+    /// Items left alone for now (busy key, volume down): a later run retries.
+    pub skipped: AtomicU64,
+    /// Items the job failed to handle.
+    pub failed: AtomicU64,
+    /// Problems found (verify: bad replicas), whether fixed or not.
+    pub found: AtomicU64,
+    problems: Mutex<Vec<String>>,
+    problems_dropped: AtomicU64,
+    cancel: AtomicBool,
+}
+
+impl Progress {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Notes something an operator should read (kept up to a limit).
+    pub fn problem(&self, message: String) {
+        tracing::warn!(problem = %message, "admin job");
+        let mut p = self.problems.lock().unwrap_or_else(|e| e.into_inner());
+        if p.len() < MAX_PROBLEMS {
+            p.push(message);
+        } else {
+            self.problems_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether the job was asked to stop.
+    pub fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
+}
+
+/// What `GET /-/<job>` answers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobReport {
+    pub job: JobKind,
+    pub state: JobState,
+    pub params: JobParams,
+    /// Unix ms.
+    pub started: u64,
+    pub finished: Option<u64>,
+    pub total: u64,
+    pub scanned: u64,
+    pub changed: u64,
+    pub bytes: u64,
+    pub skipped: u64,
+    pub failed: u64,
+    pub found: u64,
+    pub problems: Vec<String>,
+    pub problems_dropped: u64,
+    /// Why the job stopped, when it failed.
+    pub error: Option<String>,
+}
+
+struct Run {
+    params: JobParams,
+    started: u64,
+    progress: Arc<Progress>,
+    outcome: Mutex<Option<(JobState, u64, Option<String>)>>,
+}
+
+impl Run {
+    fn report(&self, job: JobKind) -> JobReport {
+        let p = &self.progress;
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let outcome = self.outcome.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let (state, finished, error) = match outcome {
+            Some((s, at, e)) => (s, Some(at), e),
+            None => (JobState::Running, None, None),
+        };
+        JobReport {
+            job,
+            state,
+            params: self.params.clone(),
+            started: self.started,
+            finished,
+            total: get(&p.total),
+            scanned: get(&p.scanned),
+            changed: get(&p.changed),
+            bytes: get(&p.bytes),
+            skipped: get(&p.skipped),
+            failed: get(&p.failed),
+            found: get(&p.found),
+            problems: p.problems.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            problems_dropped: get(&p.problems_dropped),
+            error,
+        }
+    }
+}
+
+/// The last run of each kind of job.
+#[derive(Default)]
+pub struct Jobs {
+    runs: Mutex<HashMap<JobKind, Arc<Run>>>,
+}
+
+/// A start refused because the same job is running.
+#[derive(Debug, thiserror::Error)]
+#[error("a {0} is already running (GET /-/{0} shows its progress, DELETE /-/{0} stops it)")]
+pub struct AlreadyRunning(pub &'static str);
+
+impl Jobs {
+    /// Starts `kind` unless it is running.
+    pub fn start(
+        &self,
+        state: Arc<AppState>,
+        kind: JobKind,
+        params: JobParams,
+    ) -> Result<JobReport, AlreadyRunning> {
+        let mut runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(run) = runs.get(&kind) {
+            if run.outcome.lock().unwrap_or_else(|e| e.into_inner()).is_none() {
+                return Err(AlreadyRunning(kind.name()));
+            }
+        }
+        let run = Arc::new(Run {
+            params: params.clone(),
+            started: now_ms(),
+            progress: Arc::default(),
+            outcome: Mutex::new(None),
+        });
+        runs.insert(kind, Arc::clone(&run));
+        tracing::info!(job = kind.name(), ?params, "job started");
+        let task_run = Arc::clone(&run);
+        tokio::spawn(async move {
+            let progress = Arc::clone(&task_run.progress);
+            let result = match kind {
+                JobKind::Rebalance => rebalance::run(state, params, progress).await,
+                JobKind::Verify => verify::run(state, params, progress).await,
+                JobKind::Gc => gc::run(state, params, progress).await,
+            };
+            let outcome = match result {
+                Ok(()) if task_run.progress.cancelled() => (JobState::Cancelled, None),
+                Ok(()) => (JobState::Done, None),
+                Err(e) => (JobState::Failed, Some(format!("{e:#}"))),
+            };
+            let report = task_run.report(kind);
+            tracing::info!(
+                job = kind.name(),
+                state = ?outcome.0,
+                scanned = report.scanned,
+                changed = report.changed,
+                failed = report.failed,
+                "job finished"
+            );
+            *task_run.outcome.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some((outcome.0, now_ms(), outcome.1));
+        });
+        Ok(run.report(kind))
+    }
+
+    /// The running or last run of `kind`.
+    pub fn report(&self, kind: JobKind) -> Option<JobReport> {
+        let runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
+        runs.get(&kind).map(|r| r.report(kind))
+    }
+
+    /// Asks a running job to stop after the keys in hand; `false` if none runs.
+    pub fn cancel(&self, kind: JobKind) -> bool {
+        let runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
+        match runs.get(&kind) {
+            Some(run) if run.outcome.lock().unwrap_or_else(|e| e.into_inner()).is_none() => {
+                run.progress.cancel.store(true, Ordering::Relaxed);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Walks every record of the index in pages, calling `f` on up to
+/// `concurrency` of them at once, until done or cancelled.
+pub async fn for_each_record<F, Fut>(
+    state: &AppState,
+    progress: &Progress,
+    concurrency: usize,
+    f: F,
+) -> anyhow::Result<()>
+where
+    F: Fn(Key, Record) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    use futures::StreamExt;
+    let mut after: Option<String> = None;
+    loop {
+        if progress.cancelled() {
+            return Ok(());
+        }
+        let page = state.index.scan(after.clone(), PAGE).await?;
+        let Some((last, _)) = page.last() else {
+            return Ok(());
+        };
+        after = Some(last.as_str().to_string());
+        futures::stream::iter(page)
+            .for_each_concurrent(concurrency, |(key, record)| f(key, record))
+            .await;
+    }
+}

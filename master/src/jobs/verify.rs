@@ -1,0 +1,138 @@
+//! `verify`: check that every live key's replicas exist with the recorded
+//! size and sha256 — from the volumes' sidecars (`HEAD`), or with `deep`
+//! by having each volume re-hash the bytes (`GET /-/verify`). With
+//! `repair`, each bad replica is re-copied from a good one (`POST
+//! /-/pull`, checked against the recorded sha256).
+
+use super::{for_each_record, JobParams, Progress};
+use crate::client::VolumeError;
+use crate::AppState;
+use std::sync::Arc;
+use trove_common::key::Key;
+use trove_common::record::{Record, State};
+
+/// The state of one replica.
+enum Replica {
+    Good,
+    Missing,
+    Corrupt(String),
+    /// Could not be checked (volume down or failing).
+    Unchecked(VolumeError),
+}
+
+pub async fn run(state: Arc<AppState>, params: JobParams, progress: Arc<Progress>) -> anyhow::Result<()> {
+    Progress::add(&progress.total, state.index.counts().live.max(0) as u64);
+    for_each_record(&state, &progress, params.concurrency(), |key, record| {
+        let (state, progress, params) = (&state, &progress, &params);
+        async move {
+            if record.state != State::Live {
+                return;
+            }
+            Progress::add(&progress.scanned, 1);
+            Progress::add(&progress.bytes, record.size * record.volumes.len() as u64);
+            check_key(state, progress, params, &key, &record).await;
+        }
+    })
+    .await
+}
+
+async fn check_replica(state: &AppState, deep: bool, key: &Key, record: &Record, addr: &str) -> Replica {
+    let client = state.volumes.client();
+    if deep {
+        match client.verify(addr, key, record.size).await {
+            Ok(None) => Replica::Missing,
+            Ok(Some(v)) if !v.ok => Replica::Corrupt(format!(
+                "bytes hash to {} ({} bytes), stored as {}",
+                v.actual_sha256, v.actual_size, v.meta.sha256
+            )),
+            Ok(Some(v)) if v.meta.sha256 != record.sha256 || v.actual_size != record.size => {
+                Replica::Corrupt(format!(
+                    "holds {} ({} bytes), the index records {} ({} bytes)",
+                    v.meta.sha256, v.actual_size, record.sha256, record.size
+                ))
+            }
+            Ok(Some(_)) => Replica::Good,
+            Err(e) => Replica::Unchecked(e),
+        }
+    } else {
+        match client.head(addr, key).await {
+            Ok(None) => Replica::Missing,
+            Ok(Some(s)) if s.size != record.size || hex::encode(s.sha256) != record.sha256 => {
+                Replica::Corrupt(format!(
+                    "holds {} ({} bytes), the index records {} ({} bytes)",
+                    hex::encode(s.sha256),
+                    s.size,
+                    record.sha256,
+                    record.size
+                ))
+            }
+            Ok(Some(_)) => Replica::Good,
+            Err(e) => Replica::Unchecked(e),
+        }
+    }
+}
+
+async fn check_key(state: &AppState, progress: &Progress, params: &JobParams, key: &Key, record: &Record) {
+    let checks = record
+        .volumes
+        .iter()
+        .map(|a| check_replica(state, params.deep, key, record, a));
+    let results = futures::future::join_all(checks).await;
+    let mut good = vec![];
+    let mut bad = vec![];
+    for (addr, r) in record.volumes.iter().zip(results) {
+        match r {
+            Replica::Good => good.push(addr.clone()),
+            Replica::Missing => {
+                progress.problem(format!("{key}: replica on {addr} is missing"));
+                bad.push(addr.clone());
+            }
+            Replica::Corrupt(why) => {
+                progress.problem(format!("{key}: replica on {addr} is corrupt: {why}"));
+                bad.push(addr.clone());
+            }
+            Replica::Unchecked(e) => {
+                state.volumes.note_error(&e);
+                Progress::add(&progress.skipped, 1);
+                progress.problem(format!("{key}: replica on {addr} not checked: {e}"));
+            }
+        }
+    }
+    Progress::add(&progress.found, bad.len() as u64);
+    if !params.repair || bad.is_empty() {
+        return;
+    }
+    if good.is_empty() {
+        Progress::add(&progress.failed, bad.len() as u64);
+        progress.problem(format!("{key}: no good replica left to repair from"));
+        return;
+    }
+    let Some(_guard) = state.locks.try_lock(key) else {
+        Progress::add(&progress.skipped, bad.len() as u64);
+        return;
+    };
+    // Under the lock, the record must still be the one checked.
+    match state.index.get(key) {
+        Ok(Some(r)) if r == *record => {}
+        _ => {
+            Progress::add(&progress.skipped, bad.len() as u64);
+            return;
+        }
+    }
+    let client = state.volumes.client();
+    for addr in bad {
+        match client
+            .pull(&addr, key, &good[0], &record.sha256, record.size)
+            .await
+        {
+            Ok(()) => {
+                Progress::add(&progress.changed, 1);
+                progress.problem(format!("{key}: replica on {addr} repaired from {}", good[0]));
+            }
+            Err(e) => {
+                Progress::add(&progress.failed, 1);
+                progress.problem(format!("{key}: repair of {addr} from {} failed: {e}", good[0]));
+            }
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! `trove-master rebuild`: recreate a lost index from the volumes alone.
+//!
+//! Every volume's `GET /-/blobs` is read in parallel and staged, line by
+//! line, in a scratch RocksDB beside the new index (keyed by key, then
+//! volume), so memory does not grow with the number of keys. The staged
+//! sidecars are then read back key by key and merged:
+//!
+//! - replicas of a key holding the same sha256 become one record, with its
+//!   volumes in placement order and its size, sha256 and md5 restored;
+//! - a key any replica knows as unlinked comes back unlinked;
+//! - a key whose replicas are all *pending* was never confirmed by the
+//!   master (a failed or interrupted write) and is not revived — `gc`
+//!   removes those blobs;
+//! - confirmed replicas that disagree (different sha256) are reported with
+//!   their locations, and the key is left out rather than guessed.
+
+use crate::client::VolumeClient;
+use crate::index::Index;
+use anyhow::{bail, Context};
+use futures::StreamExt;
+use rocksdb::{IteratorMode, Options, WriteBatch, DB};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use trove_common::http::Timeouts;
+use trove_common::key::Key;
+use trove_common::placement::Placement;
+use trove_common::record::{BlobMeta, BlobState, Record, State};
+
+/// Staged lines written per batch.
+const BATCH: usize = 1000;
+
+/// What a rebuild found.
+#[derive(Debug, Default)]
+pub struct RebuildReport {
+    /// Blob sidecars read from all volumes.
+    pub blobs: u64,
+    pub live: u64,
+    pub unlinked: u64,
+    /// Keys left out because no replica was confirmed.
+    pub unconfirmed: u64,
+    /// Keys left out because replicas disagree, one line each.
+    pub conflicts: Vec<String>,
+}
+
+/// Writes a fresh index at `db` from the volumes of `placement`.
+pub async fn rebuild(db: &Path, placement: &Placement, timeouts: Timeouts) -> anyhow::Result<RebuildReport> {
+    if db.exists()
+        && std::fs::read_dir(db)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
+        bail!(
+            "{} is not empty: rebuild writes a fresh index; move the old one away or pass a new --db",
+            db.display()
+        );
+    }
+    let staging_path = PathBuf::from(format!("{}.rebuild-staging", db.display()));
+    if staging_path.exists() {
+        std::fs::remove_dir_all(&staging_path)
+            .with_context(|| format!("cannot remove an old {}", staging_path.display()))?;
+    }
+    let staging = {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        DB::open(&opts, &staging_path).with_context(|| format!("cannot create {}", staging_path.display()))?
+    };
+    let client = VolumeClient::new(timeouts);
+    let mut report = RebuildReport::default();
+
+    // Read every volume at once; any failure aborts (a partial listing
+    // would silently drop keys).
+    let reads = placement
+        .volumes()
+        .iter()
+        .map(|v| stage_volume(&client, &staging, &v.addr));
+    for result in futures::future::join_all(reads).await {
+        report.blobs += result?;
+    }
+
+    let index =
+        Index::open(db, true).with_context(|| format!("cannot create the index at {}", db.display()))?;
+    let mut group: Vec<(String, BlobMeta)> = vec![];
+    let mut batch: Vec<(Key, Record)> = vec![];
+    for item in staging.iterator(IteratorMode::Start) {
+        let (k, v) = item?;
+        let (key_bytes, addr) = split_staging_key(&k).context("damaged staging entry")?;
+        let meta = BlobMeta::decode(&v)?;
+        if group.first().is_some_and(|(_, m)| m.key.as_bytes() != key_bytes) {
+            merge(placement, std::mem::take(&mut group), &mut report, &mut batch);
+        }
+        group.push((addr, meta));
+        if batch.len() >= BATCH {
+            index.import(std::mem::take(&mut batch))?;
+        }
+    }
+    merge(placement, group, &mut report, &mut batch);
+    index.import(batch)?;
+    drop(staging);
+    let _ = std::fs::remove_dir_all(&staging_path);
+    Ok(report)
+}
+
+/// Streams one volume's listing into the staging DB; returns the count.
+async fn stage_volume(client: &VolumeClient, staging: &DB, addr: &str) -> anyhow::Result<u64> {
+    let mut lines = client
+        .blobs(addr)
+        .await
+        .with_context(|| format!("cannot list volume {addr}; every volume must answer for a rebuild"))?;
+    let mut batch = WriteBatch::default();
+    let mut n = 0;
+    while let Some(meta) = lines.next().await {
+        let meta = meta.with_context(|| format!("listing of volume {addr} broke off"))?;
+        batch.put(staging_key(meta.key.as_bytes(), addr), meta.encode());
+        n += 1;
+        if batch.len() >= BATCH {
+            staging.write(std::mem::take(&mut batch))?;
+        }
+    }
+    staging.write(batch)?;
+    tracing::info!(volume = %addr, blobs = n, "volume listed");
+    Ok(n)
+}
+
+/// `len(key) as u16 ‖ key ‖ addr`: every entry of one key is contiguous.
+fn staging_key(key: &[u8], addr: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(2 + key.len() + addr.len());
+    k.extend_from_slice(&(key.len() as u16).to_be_bytes());
+    k.extend_from_slice(key);
+    k.extend_from_slice(addr.as_bytes());
+    k
+}
+
+fn split_staging_key(k: &[u8]) -> Option<(&[u8], String)> {
+    let len = u16::from_be_bytes(k.get(..2)?.try_into().ok()?) as usize;
+    let key = k.get(2..2 + len)?;
+    let addr = String::from_utf8(k.get(2 + len..)?.to_vec()).ok()?;
+    Some((key, addr))
+}
+
+/// Turns every replica of one key into at most one record.
+fn merge(
+    placement: &Placement,
+    group: Vec<(String, BlobMeta)>,
+    report: &mut RebuildReport,
+    out: &mut Vec<(Key, Record)>,
+) {
+    let Some((_, first)) = group.first() else {
+        return;
+    };
+    let Ok(key) = Key::new(&first.key) else {
+        report
+            .conflicts
+            .push(format!("{:?}: not a valid key; left out", first.key));
+        return;
+    };
+    let confirmed: Vec<&(String, BlobMeta)> = group
+        .iter()
+        .filter(|(_, m)| m.state != BlobState::Pending)
+        .collect();
+    if confirmed.is_empty() {
+        report.unconfirmed += 1;
+        return;
+    }
+    let mut by_sha: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (addr, m) in &confirmed {
+        by_sha.entry(m.sha256.as_str()).or_default().push(addr.as_str());
+    }
+    if by_sha.len() > 1 {
+        let sides: Vec<String> = by_sha
+            .iter()
+            .map(|(sha, addrs)| format!("sha256 {sha} on {}", addrs.join(",")))
+            .collect();
+        report.conflicts.push(format!(
+            "{key}: replicas disagree: {}; left out",
+            sides.join(" vs ")
+        ));
+        return;
+    }
+    let meta = &confirmed[0].1;
+    let order: Vec<&str> = placement
+        .order(key.as_bytes())
+        .iter()
+        .map(|v| v.addr.as_str())
+        .collect();
+    let mut volumes: Vec<String> = group
+        .iter()
+        .filter(|(_, m)| m.sha256 == meta.sha256)
+        .map(|(a, _)| a.clone())
+        .collect();
+    volumes.sort_by_key(|a| order.iter().position(|o| o == a).unwrap_or(usize::MAX));
+    let unlinked = confirmed.iter().any(|(_, m)| m.state == BlobState::Unlinked);
+    if unlinked {
+        report.unlinked += 1;
+    } else {
+        report.live += 1;
+    }
+    out.push((
+        key,
+        Record {
+            state: if unlinked { State::Unlinked } else { State::Live },
+            volumes,
+            size: meta.size,
+            sha256: meta.sha256.clone(),
+            md5: meta.md5.clone(),
+            created: group.iter().map(|(_, m)| m.created).min().unwrap_or(meta.created),
+        },
+    ));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trove_common::placement::parse_volume_list;
+
+    fn meta(key: &str, sha: &str, state: BlobState) -> BlobMeta {
+        BlobMeta {
+            key: key.into(),
+            size: 3,
+            sha256: sha.into(),
+            md5: "m".into(),
+            created: 10,
+            state,
+        }
+    }
+
+    #[test]
+    fn merges_replicas_by_rule() {
+        let placement = Placement::new(parse_volume_list("a:1,b:2,c:3").unwrap(), 1).unwrap();
+        let mut report = RebuildReport::default();
+        let mut out = vec![];
+        let g = |m: Vec<(&str, BlobMeta)>| m.into_iter().map(|(a, m)| (a.to_string(), m)).collect::<Vec<_>>();
+        // Two live replicas and a pending one with the same bytes: one record, three volumes.
+        merge(
+            &placement,
+            g(vec![
+                ("c:3", meta("/k", "s1", BlobState::Live)),
+                ("a:1", meta("/k", "s1", BlobState::Pending)),
+                ("b:2", meta("/k", "s1", BlobState::Live)),
+            ]),
+            &mut report,
+            &mut out,
+        );
+        let order: Vec<String> = placement.order(b"/k").iter().map(|v| v.addr.clone()).collect();
+        assert_eq!(out[0].1.volumes, order, "volumes in placement order");
+        assert_eq!(out[0].1.state, State::Live);
+        // Only pending replicas: never confirmed, not revived.
+        merge(
+            &placement,
+            g(vec![("a:1", meta("/p", "s", BlobState::Pending))]),
+            &mut report,
+            &mut out,
+        );
+        assert_eq!(report.unconfirmed, 1);
+        // Unlinked anywhere: unlinked.
+        merge(
+            &placement,
+            g(vec![
+                ("a:1", meta("/u", "s", BlobState::Live)),
+                ("b:2", meta("/u", "s", BlobState::Unlinked)),
+            ]),
+            &mut report,
+            &mut out,
+        );
+        assert_eq!(out[1].1.state, State::Unlinked);
+        // Disagreeing confirmed replicas: reported with both locations, left out.
+        merge(
+            &placement,
+            g(vec![
+                ("a:1", meta("/x", "s1", BlobState::Live)),
+                ("b:2", meta("/x", "s2", BlobState::Live)),
+            ]),
+            &mut report,
+            &mut out,
+        );
+        assert_eq!(out.len(), 2);
+        assert!(report.conflicts[0].contains("s1 on a:1") && report.conflicts[0].contains("s2 on b:2"));
+        assert_eq!((report.live, report.unlinked), (1, 1));
+    }
+
+    #[test]
+    fn staging_keys_round_trip() {
+        let k = staging_key(b"/a\0b", "h:1");
+        assert_eq!(split_staging_key(&k), Some((&b"/a\0b"[..], "h:1".to_string())));
+    }
+}

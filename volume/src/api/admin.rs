@@ -1,0 +1,115 @@
+//! Calls the master makes for admin jobs and the write path:
+//!
+//! - `POST /-/pull?key=K&from=HOST:PORT[&sha256=HEX][&state=live]`: copy a
+//!   blob from another volume, verified by sha256 before it becomes visible
+//!   (rebalance and repair move data volume to volume, never through the
+//!   master).
+//! - `GET /-/verify?key=K`: re-read a blob and report whether its bytes
+//!   still match its sidecar (bit rot).
+//! - `POST /-/mark?key=K&state=S`: record the key's state in the sidecar
+//!   (`live` once the master confirmed a write, `unlinked` on UNLINK).
+
+use crate::error::ApiError;
+use crate::store::Expected;
+use crate::AppState;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures::StreamExt;
+use serde::Deserialize;
+use std::sync::Arc;
+use trove_common::digest::parse_sha256_hex;
+use trove_common::http::{KEY_MD5, KEY_SHA256, KEY_SIZE};
+use trove_common::key::Key;
+use trove_common::record::BlobState;
+
+#[derive(Deserialize)]
+pub struct PullQuery {
+    key: String,
+    from: String,
+    sha256: Option<String>,
+    state: Option<String>,
+}
+
+pub async fn pull(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<PullQuery>,
+) -> Result<Response, ApiError> {
+    let key = Key::new(&q.key)?;
+    let sha256 = match &q.sha256 {
+        Some(s) => Some(
+            parse_sha256_hex(s).ok_or_else(|| ApiError::BadRequest("sha256 must be 64 hex digits".into()))?,
+        ),
+        None => None,
+    };
+    let blob_state = parse_state(q.state.as_deref().unwrap_or("live"))?;
+    let from = q.from.trim_start_matches("http://").trim_end_matches('/');
+    let url = format!("http://{from}{}", key.url_path());
+    let stall = state.config.timeouts.stall;
+    let resp = tokio::time::timeout(stall, state.http.get(&url).send())
+        .await
+        .map_err(|_| ApiError::Upstream(format!("{from} did not answer within {stall:?}")))?
+        .map_err(|e| ApiError::Upstream(format!("cannot reach {from}: {e}")))?;
+    if !resp.status().is_success() {
+        return Err(ApiError::Upstream(format!(
+            "{from} answered {} for {key}",
+            resp.status()
+        )));
+    }
+    let expected = Expected {
+        len: resp.content_length(),
+        sha256,
+        state: blob_state,
+    };
+    let body = resp.bytes_stream().map(|r| r.map_err(std::io::Error::other));
+    let meta = state.store.write_stream(&key, body, expected, stall).await?;
+    tracing::info!(key = %key, from = %from, size = meta.size, "pulled");
+    Ok((
+        StatusCode::CREATED,
+        [
+            (KEY_SHA256, meta.sha256),
+            (KEY_MD5, meta.md5),
+            (KEY_SIZE, meta.size.to_string()),
+        ],
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+pub struct KeyQuery {
+    key: String,
+    state: Option<String>,
+}
+
+pub async fn verify(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<KeyQuery>,
+) -> Result<Response, ApiError> {
+    let key = Key::new(&q.key)?;
+    let store = state.store.clone();
+    let report = tokio::task::spawn_blocking(move || store.verify(&key)).await??;
+    if !report.ok {
+        tracing::warn!(key = %report.meta.key, expected = %report.meta.sha256, actual = %report.actual_sha256, "blob is corrupt");
+    }
+    Ok(Json(report).into_response())
+}
+
+pub async fn mark(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<KeyQuery>,
+) -> Result<Response, ApiError> {
+    let key = Key::new(&q.key)?;
+    let new_state = parse_state(
+        q.state
+            .as_deref()
+            .ok_or_else(|| ApiError::BadRequest("state= is required".into()))?,
+    )?;
+    let store = state.store.clone();
+    let meta = tokio::task::spawn_blocking(move || store.set_state(&key, new_state)).await??;
+    Ok(Json(meta).into_response())
+}
+
+fn parse_state(s: &str) -> Result<BlobState, ApiError> {
+    s.parse().map_err(ApiError::BadRequest)
+}
