@@ -32,6 +32,8 @@ pub enum ApiError {
     Conflict(String),
     #[error("no {0} is running or has run since this master started")]
     NoSuchJob(String),
+    #[error("no operation /-/{0}; see the README for the operations")]
+    NoSuchOperation(String),
     #[error("not found")]
     NotFound,
     #[error("more than {0} keys match; page through them with &limit=N and &start=")]
@@ -72,7 +74,7 @@ impl ApiError {
             Exists | Protected | Forbidden(_) => StatusCode::FORBIDDEN,
             Busy | Conflict(_) => StatusCode::CONFLICT,
             NotFound => StatusCode::NOT_FOUND,
-            NoSuchJob(_) => StatusCode::NOT_FOUND,
+            NoSuchJob(_) | NoSuchOperation(_) => StatusCode::NOT_FOUND,
             TooManyKeys(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Method(_) => StatusCode::METHOD_NOT_ALLOWED,
             ClientStalled(_) => StatusCode::REQUEST_TIMEOUT,

@@ -11,6 +11,7 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use std::sync::Arc;
+use trove_common::key::KeyError;
 
 pub async fn job(
     State(state): State<Arc<AppState>>,
@@ -18,7 +19,13 @@ pub async fn job(
     method: Method,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let kind = JobKind::parse(&name).ok_or(ApiError::NotFound)?;
+    let Some(kind) = JobKind::parse(&name) else {
+        // Not an operation: still never a key.
+        return Err(match method {
+            Method::GET | Method::HEAD => ApiError::NoSuchOperation(name),
+            _ => ApiError::Key(KeyError::Reserved),
+        });
+    };
     match method {
         Method::POST => {
             let params: JobParams = if body.iter().all(u8::is_ascii_whitespace) {
