@@ -37,7 +37,7 @@ fn unit(kind: JobKind) -> &'static str {
 pub fn summary(r: &JobReport, elapsed: Duration) -> String {
     let secs = elapsed.as_secs_f64().max(0.001);
     let mut line = format!(
-        "{} {} {}: {} scanned, {} {} ({}, {}/s), {} skipped, {} failed",
+        "{} {}: {} {} scanned, {} {} ({}, {}/s), {} skipped, {} failed",
         r.job.name(),
         match r.state {
             JobState::Running => "running",
@@ -45,8 +45,8 @@ pub fn summary(r: &JobReport, elapsed: Duration) -> String {
             JobState::Cancelled => "stopped",
             JobState::Failed => "failed",
         },
-        unit(r.job),
         r.scanned,
+        unit(r.job),
         r.changed,
         verb(r.job, r.params.dry_run),
         HumanBytes(r.bytes),

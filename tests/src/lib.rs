@@ -120,6 +120,12 @@ impl Server {
         self.spawn();
     }
 
+    /// Replaces the value of `flag` (for the next restart).
+    pub fn set_arg(&mut self, flag: &str, value: &str) {
+        let i = self.args.iter().position(|a| a == flag).expect("flag present");
+        self.args[i + 1] = value.to_string();
+    }
+
     /// The server's log so far (stderr).
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -154,6 +160,8 @@ pub struct ClusterOptions {
     pub replicas: usize,
     /// Extra `trove-master serve` flags.
     pub master_args: Vec<String>,
+    /// Extra `trove-volume` flags.
+    pub volume_args: Vec<String>,
 }
 
 impl Default for ClusterOptions {
@@ -162,6 +170,7 @@ impl Default for ClusterOptions {
             volumes: 3,
             replicas: 2,
             master_args: vec![],
+            volume_args: vec![],
         }
     }
 }
@@ -173,6 +182,22 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     /// Follows no redirects.
     pub http: reqwest::Client,
+    volume_args: Vec<String>,
+}
+
+fn start_volume(dir: &Path, i: usize, extra: &[String]) -> Server {
+    let data = dir.join(format!("vol{i}"));
+    let mut args: Vec<String> = vec![
+        "--bind".into(),
+        "127.0.0.1".into(),
+        "--port".into(),
+        "0".into(),
+        "--stall-timeout".into(),
+        "5s".into(),
+    ];
+    args.extend(extra.iter().cloned());
+    args.push(data.display().to_string());
+    Server::start(bin("trove-volume"), args, dir.join(format!("vol{i}.log")))
 }
 
 impl Cluster {
@@ -184,22 +209,7 @@ impl Cluster {
     pub async fn start(opts: ClusterOptions) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let volumes: Vec<Server> = (0..opts.volumes)
-            .map(|i| {
-                let data = dir.path().join(format!("vol{i}"));
-                Server::start(
-                    bin("trove-volume"),
-                    vec![
-                        "--bind".into(),
-                        "127.0.0.1".into(),
-                        "--port".into(),
-                        "0".into(),
-                        "--stall-timeout".into(),
-                        "5s".into(),
-                        data.display().to_string(),
-                    ],
-                    dir.path().join(format!("vol{i}.log")),
-                )
-            })
+            .map(|i| start_volume(dir.path(), i, &opts.volume_args))
             .collect();
         let list: Vec<&str> = volumes.iter().map(|v| v.addr.as_str()).collect();
         let mut args: Vec<String> = vec![
@@ -226,9 +236,74 @@ impl Cluster {
             volumes,
             dir,
             http: no_redirects(),
+            volume_args: opts.volume_args,
         };
         cluster.wait_until_ready().await;
         cluster
+    }
+
+    /// Starts one more volume (not yet known to the master); its index.
+    pub fn add_volume(&mut self) -> usize {
+        let i = self.volumes.len();
+        self.volumes
+            .push(start_volume(self.dir.path(), i, &self.volume_args));
+        i
+    }
+
+    /// Restarts the master with `--volumes` set to the volumes `which`.
+    pub async fn restart_master_with_volumes(&mut self, which: &[usize]) {
+        let list: Vec<&str> = which.iter().map(|i| self.volumes[*i].addr.as_str()).collect();
+        self.master.set_arg("--volumes", &list.join(","));
+        self.master.restart();
+        self.wait_until_ready().await;
+    }
+
+    /// Runs `trove-master <args> --master <this master>` (an admin job) and
+    /// returns its exit code and stdout.
+    pub async fn admin(&self, args: &[&str]) -> (i32, String) {
+        let out = tokio::process::Command::new(bin("trove-master"))
+            .args(args)
+            .args(["--master", &format!("http://{}", self.master.addr)])
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .expect("trove-master runs");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        eprintln!(
+            "$ trove-master {}\n{stdout}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code().unwrap_or(-1), stdout)
+    }
+
+    /// Every blob sidecar on volume `i` (its `/-/blobs`).
+    pub async fn blobs(&self, i: usize) -> Vec<serde_json::Value> {
+        let url = format!("http://{}/-/blobs", self.volumes[i].addr);
+        let text = self.http.get(url).send().await.unwrap().text().await.unwrap();
+        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+
+    /// Where volume `i` keeps the bytes of `key` (single data dir).
+    pub fn blob_path(&self, i: usize, key: &str) -> PathBuf {
+        let h = sha256_hex(key.as_bytes());
+        self.volume_dir(i).join(&h[0..2]).join(&h[2..4]).join(&h)
+    }
+
+    /// The master's answer to `HEAD key`.
+    pub async fn head(&self, key: &str) -> reqwest::Response {
+        self.http.head(self.url(key)).send().await.unwrap()
+    }
+
+    /// PUTs `values` (key, bytes) with `concurrency` writers; panics unless
+    /// every one gets 201.
+    pub async fn put_all(&self, values: Vec<(String, Vec<u8>)>, concurrency: usize) {
+        use futures::StreamExt;
+        futures::stream::iter(values)
+            .for_each_concurrent(concurrency, |(k, v)| async move {
+                assert_eq!(self.put(&k, v).await, 201, "PUT {k}");
+            })
+            .await;
     }
 
     /// `http://master<key>`

@@ -294,7 +294,10 @@ where
             return Ok(());
         };
         after = Some(last.as_str().to_string());
+        // Stop taking keys as soon as the job is cancelled; keys in hand
+        // finish.
         futures::stream::iter(page)
+            .take_while(|_| futures::future::ready(!progress.cancelled()))
             .for_each_concurrent(concurrency, |(key, record)| f(key, record))
             .await;
     }

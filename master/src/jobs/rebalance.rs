@@ -4,20 +4,28 @@
 //! Per key, under its lock: each missing home volume pulls a copy from a
 //! current replica (`POST /-/pull`, checked against the record's sha256 —
 //! the bytes go volume to volume, never through the master); then the
-//! record switches to the new volumes; then the old copies are deleted. A
-//! reader is sent to the old volumes until the switch and to the new ones
-//! after it, and both hold the value at that moment.
+//! record switches to the new volumes. The old copies are deleted
+//! [`DRAIN`] later, so that a reader redirected to an old volume just
+//! before the switch still finds the value there; that deletion re-takes
+//! the key's lock and re-reads the record, and skips any copy the record
+//! references again by then.
 
 use super::{for_each_record, JobParams, Progress};
 use crate::AppState;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinSet;
 use trove_common::key::Key;
 use trove_common::record::{Record, State};
 
+/// How long old copies outlive the switch of a record to its new volumes:
+/// longer than a client takes to follow a redirect.
+pub const DRAIN: Duration = Duration::from_secs(2);
+
 /// What happened to one key.
 enum Outcome {
-    /// Copied to `copies` new volumes.
-    Moved { copies: u64 },
+    /// Copied to `copies` new volumes; `old` copies are to be removed.
+    Moved { copies: u64, old: Vec<String> },
     /// Already in place (or deleted meanwhile).
     InPlace,
     /// Left for a later run.
@@ -26,8 +34,9 @@ enum Outcome {
 
 pub async fn run(state: Arc<AppState>, params: JobParams, progress: Arc<Progress>) -> anyhow::Result<()> {
     Progress::add(&progress.total, state.index.counts().live.max(0) as u64);
-    for_each_record(&state, &progress, params.concurrency(), |key, record| {
-        let (state, progress, params) = (&state, &progress, &params);
+    let removals = std::sync::Mutex::new(JoinSet::new());
+    let walked = for_each_record(&state, &progress, params.concurrency(), |key, record| {
+        let (state, progress, params, removals) = (&state, &progress, &params, &removals);
         async move {
             if record.state != State::Live {
                 return;
@@ -43,10 +52,13 @@ pub async fn run(state: Arc<AppState>, params: JobParams, progress: Arc<Progress
                 Progress::add(&progress.bytes, record.size * new_copies);
                 return;
             }
-            match move_key(state, &key, progress).await {
-                Ok(Outcome::Moved { copies }) => {
+            match move_key(state, &key).await {
+                Ok(Outcome::Moved { copies, old }) => {
                     Progress::add(&progress.changed, 1);
                     Progress::add(&progress.bytes, record.size * copies);
+                    let (state, progress) = (Arc::clone(state), Arc::clone(progress));
+                    let mut removals = removals.lock().unwrap_or_else(|e| e.into_inner());
+                    removals.spawn(remove_old_copies(state, progress, key, old));
                 }
                 Ok(Outcome::InPlace) => {}
                 Ok(Outcome::Skipped(why)) => {
@@ -60,7 +72,49 @@ pub async fn run(state: Arc<AppState>, params: JobParams, progress: Arc<Progress
             }
         }
     })
-    .await
+    .await;
+    // Old copies still waiting for their drain are removed before the job
+    // reports done (also when it was stopped).
+    let mut removals = removals.into_inner().unwrap_or_else(|e| e.into_inner());
+    while removals.join_next().await.is_some() {}
+    walked
+}
+
+/// After [`DRAIN`], deletes the copies of `key` on `old` volumes that the
+/// record still does not reference.
+async fn remove_old_copies(state: Arc<AppState>, progress: Arc<Progress>, key: Key, old: Vec<String>) {
+    tokio::time::sleep(DRAIN).await;
+    // The key may be busy with a client's write or delete: wait a little.
+    let mut guard = None;
+    for _ in 0..50 {
+        guard = state.locks.try_lock(&key);
+        if guard.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let Some(_guard) = guard else {
+        progress.problem(format!(
+            "{key}: old copies on {} stay for now (key busy); gc will remove them",
+            old.join(",")
+        ));
+        return;
+    };
+    let record = match state.index.get(&key) {
+        Ok(r) => r,
+        Err(e) => return progress.problem(format!("{key}: {e}")),
+    };
+    for addr in old {
+        if record.as_ref().is_some_and(|r| r.volumes.contains(&addr)) {
+            continue;
+        }
+        if let Err(e) = state.volumes.client().delete(&addr, &key).await {
+            state.volumes.note_error(&e);
+            progress.problem(format!(
+                "{key}: moved, but the old copy on {addr} remains ({e}); gc will remove it"
+            ));
+        }
+    }
 }
 
 /// The key's placement under the current volume list, in order.
@@ -73,7 +127,7 @@ fn home_of(state: &AppState, key: &Key) -> Vec<String> {
         .collect()
 }
 
-async fn move_key(state: &AppState, key: &Key, progress: &Progress) -> Result<Outcome, String> {
+async fn move_key(state: &AppState, key: &Key) -> Result<Outcome, String> {
     let Some(_guard) = state.locks.try_lock(key) else {
         return Ok(Outcome::Skipped("a write or delete holds the key".into()));
     };
@@ -131,16 +185,14 @@ async fn move_key(state: &AppState, key: &Key, progress: &Progress) -> Result<Ou
         .put(key, moved, Some(State::Live))
         .await
         .map_err(|e| e.to_string())?;
-    for old in record.volumes.iter().filter(|a| !home.contains(a)) {
-        if let Err(e) = client.delete(old, key).await {
-            state.volumes.note_error(&e);
-            progress.problem(format!(
-                "{key}: moved, but the old copy on {old} remains ({e}); gc will remove it"
-            ));
-        }
-    }
     tracing::info!(key = %key, from = ?record.volumes, to = ?home, "rebalanced");
     Ok(Outcome::Moved {
         copies: targets.len() as u64,
+        old: record
+            .volumes
+            .iter()
+            .filter(|a| !home.contains(a))
+            .cloned()
+            .collect(),
     })
 }

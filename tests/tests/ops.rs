@@ -1,0 +1,565 @@
+//! The admin jobs on live clusters: rebalance after adding and removing a
+//! volume, rebuild of a lost index, verify/repair of bit rot and lost
+//! replicas, gc of orphans — with real processes, and client traffic
+//! running alongside.
+
+use serde_json::Value;
+use std::io::{Seek, SeekFrom, Write};
+use std::time::Duration;
+use trove_tests::{pattern_bytes, sha256_hex, wait_for, Cluster, ClusterOptions};
+
+fn value(i: usize) -> Vec<u8> {
+    pattern_bytes(1024 + (i * 37) % 4096, i as u64)
+}
+
+fn dataset(n: usize) -> Vec<(String, Vec<u8>)> {
+    (0..n).map(|i| (format!("/data/{i:04}"), value(i))).collect()
+}
+
+fn header(r: &reqwest::Response, name: &str) -> String {
+    r.headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+/// Every key reads back intact (through the redirect) and is balanced,
+/// with `replicas` volumes.
+async fn assert_all_readable_and_balanced(c: &Cluster, data: &[(String, Vec<u8>)], replicas: usize) {
+    for (k, v) in data {
+        let r = c.head(k).await;
+        assert_eq!(r.status(), 302, "{k}");
+        assert_eq!(header(&r, "key-balance"), "balanced", "{k}");
+        assert_eq!(header(&r, "key-volumes").split(',').count(), replicas, "{k}");
+        let (status, body) = c.get(k).await;
+        assert_eq!(status, 200, "{k}");
+        assert_eq!(sha256_hex(&body), sha256_hex(v), "{k} intact");
+    }
+}
+
+async fn job(c: &Cluster, name: &str) -> Value {
+    c.http
+        .get(c.url(&format!("/-/{name}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn total_blobs(c: &Cluster, vols: &[usize]) -> usize {
+    let mut n = 0;
+    for i in vols {
+        n += c.blobs(*i).await.len();
+    }
+    n
+}
+
+#[tokio::test]
+async fn adding_a_volume_then_rebalancing_moves_a_quarter_of_the_data() {
+    let mut c = Cluster::start(ClusterOptions {
+        replicas: 3,
+        ..Default::default()
+    })
+    .await;
+    let data = dataset(1000);
+    c.put_all(data.clone(), 16).await;
+    let new = c.add_volume();
+    c.restart_master_with_volumes(&[0, 1, 2, 3]).await;
+    let unbalanced = {
+        let mut n = 0;
+        for (k, _) in &data {
+            if header(&c.head(k).await, "key-balance") == "unbalanced" {
+                n += 1;
+            }
+        }
+        n
+    };
+    // The new volume is in the top 3 of 4 for about 3/4 of the keys.
+    assert!((650..850).contains(&unbalanced), "{unbalanced} unbalanced keys");
+
+    let (code, out) = c.admin(&["rebalance", "--dry-run"]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains(&format!("{unbalanced} would move")), "{out}");
+    assert_eq!(total_blobs(&c, &[new]).await, 0, "a dry run moves nothing");
+
+    // Start, stop half-way, run again: stopping is safe.
+    let r = c
+        .http
+        .post(c.url("/-/rebalance"))
+        .body(r#"{"concurrency":2}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let again = c.http.post(c.url("/-/rebalance")).send().await.unwrap();
+    assert_eq!(again.status(), 409, "a second start while one runs is refused");
+    assert_eq!(
+        c.http
+            .delete(c.url("/-/rebalance"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        202
+    );
+    wait_for("the rebalance to stop", || async {
+        job(&c, "rebalance").await["state"] != "running"
+    })
+    .await;
+    let stopped = job(&c, "rebalance").await;
+    assert_eq!(stopped["state"], "cancelled", "{stopped}");
+    let moved_first = stopped["changed"].as_u64().unwrap();
+
+    let (code, out) = c.admin(&["rebalance", "--concurrency", "8"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("rebalance done: 1000 keys scanned"), "{out}");
+    let moved_second = job(&c, "rebalance").await["changed"].as_u64().unwrap();
+    assert_eq!(
+        moved_first + moved_second,
+        unbalanced,
+        "each key moved once, by one run or the other"
+    );
+
+    assert_all_readable_and_balanced(&c, &data, 3).await;
+    // Old copies are gone: exactly 3 copies of each key remain, and the new
+    // volume took about a quarter of them.
+    assert_eq!(total_blobs(&c, &[0, 1, 2, 3]).await, 3000);
+    let share = total_blobs(&c, &[new]).await as f64 / 3000.0;
+    assert!(
+        (0.2..0.3).contains(&share),
+        "new volume holds {share} of all copies"
+    );
+    assert_eq!(c.status().await["keys"]["live"], 1000, "no key lost");
+
+    // Nothing left to do.
+    let (code, out) = c.admin(&["rebalance"]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("1000 keys scanned, 0 moved"), "{out}");
+}
+
+#[tokio::test]
+async fn removing_a_volume_then_rebalancing_restores_every_replica() {
+    let mut c = Cluster::start(ClusterOptions {
+        volumes: 4,
+        replicas: 2,
+        ..Default::default()
+    })
+    .await;
+    let data = dataset(300);
+    c.put_all(data.clone(), 16).await;
+    let gone = c.volumes[3].addr.clone();
+    // The disk died: the volume is gone, and so is it from the list.
+    c.volumes[3].kill();
+    c.restart_master_with_volumes(&[0, 1, 2]).await;
+    let (code, out) = c.admin(&["rebalance"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert_all_readable_and_balanced(&c, &data, 2).await;
+    for (k, _) in &data {
+        assert!(!header(&c.head(k).await, "key-volumes").contains(&gone));
+    }
+    assert_eq!(total_blobs(&c, &[0, 1, 2]).await, 600);
+}
+
+/// (status, content-md5, key-sha256, key-size, key-volumes) of a key.
+async fn record_of(c: &Cluster, key: &str) -> (u16, String, String, String, String) {
+    let r = c.head(key).await;
+    (
+        r.status().as_u16(),
+        header(&r, "content-md5"),
+        header(&r, "key-sha256"),
+        header(&r, "key-size"),
+        header(&r, "key-volumes"),
+    )
+}
+
+#[tokio::test]
+async fn rebuild_recreates_the_index_from_the_volumes() {
+    let mut c = Cluster::start_default().await;
+    let data = dataset(100);
+    c.put_all(data.clone(), 16).await;
+    let unlink = reqwest::Method::from_bytes(b"UNLINK").unwrap();
+    for (k, _) in &data[..5] {
+        assert_eq!(
+            c.http
+                .request(unlink.clone(), c.url(k))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            204
+        );
+    }
+    // A write the master never confirmed (as if it failed half-way): a
+    // blob on a volume, still pending.
+    let v0 = c.volumes[0].addr.clone();
+    let r = c
+        .http
+        .put(format!("http://{v0}/never/confirmed"))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    // Replicas that disagree: one copy of /data/0050 replaced behind the
+    // master's back (and marked live), so its two replicas differ.
+    let conflicted = "/data/0050";
+    let first = record_of(&c, conflicted)
+        .await
+        .4
+        .split(',')
+        .next()
+        .unwrap()
+        .to_string();
+    let r = c
+        .http
+        .put(format!("http://{first}{conflicted}"))
+        .body("other bytes")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let mark = format!("http://{first}/-/mark?key=%2Fdata%2F0050&state=live");
+    assert_eq!(c.http.post(mark).send().await.unwrap().status(), 200);
+
+    let mut before = vec![];
+    for (k, _) in &data {
+        before.push(record_of(&c, k).await);
+    }
+    let unlinked_before = c
+        .http
+        .get(c.url("/?unlinked"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+
+    // The index is lost.
+    c.master.kill();
+    let db = c.dir.path().join("db");
+    std::fs::remove_dir_all(&db).unwrap();
+    let volumes: Vec<&str> = c.volumes.iter().map(|v| v.addr.as_str()).collect();
+    let out = std::process::Command::new(trove_tests::bin("trove-master"))
+        .args([
+            "rebuild",
+            "--db",
+            db.to_str().unwrap(),
+            "--volumes",
+            &volumes.join(","),
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("94 live key(s), 5 unlinked, 1 never confirmed"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("/data/0050: replicas disagree"), "{stdout}");
+    // A second rebuild into the same dir is refused.
+    let out = std::process::Command::new(trove_tests::bin("trove-master"))
+        .args([
+            "rebuild",
+            "--db",
+            db.to_str().unwrap(),
+            "--volumes",
+            &volumes.join(","),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not empty"));
+
+    c.master.restart();
+    c.wait_until_ready().await;
+    for ((k, _), expected) in data.iter().zip(&before) {
+        let got = record_of(&c, k).await;
+        if k == conflicted {
+            assert_eq!(got.0, 404, "a conflicted key is left out, not guessed");
+        } else {
+            assert_eq!(&got, expected, "{k}: same record, digests included");
+        }
+    }
+    let unlinked_after = c
+        .http
+        .get(c.url("/?unlinked"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(unlinked_after, unlinked_before, "unlinked keys stay unlinked");
+    assert_eq!(
+        c.http
+            .get(c.url("/never/confirmed"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+}
+
+/// Flips one byte of a file in place (same inode, same length).
+fn flip_byte(path: &std::path::Path, offset: u64) {
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut b = [0u8; 1];
+    f.seek(SeekFrom::Start(offset)).unwrap();
+    std::io::Read::read_exact(&mut f, &mut b).unwrap();
+    f.seek(SeekFrom::Start(offset)).unwrap();
+    f.write_all(&[b[0] ^ 0x01]).unwrap();
+    f.sync_all().unwrap();
+}
+
+#[tokio::test]
+async fn verify_finds_bit_rot_and_lost_replicas_and_repair_fixes_them() {
+    let c = Cluster::start_default().await;
+    let data = dataset(20);
+    c.put_all(data.clone(), 8).await;
+
+    let rotten = "/data/0007";
+    let rotten_vol = record_of(&c, rotten)
+        .await
+        .4
+        .split(',')
+        .next()
+        .unwrap()
+        .to_string();
+    let rotten_path = c.blob_path(c.volume_index(&rotten_vol), rotten);
+    flip_byte(&rotten_path, 100);
+
+    // Sidecars still agree with the index: only a deep check sees it.
+    let (code, out) = c.admin(&["verify"]).await;
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = c.admin(&["verify", "--deep"]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("1 bad replica(s) found"), "{out}");
+    assert!(
+        out.contains(&format!("{rotten}: replica on {rotten_vol} is corrupt")),
+        "{out}"
+    );
+    assert_eq!(out.matches("is corrupt").count(), 1, "exactly that one");
+
+    let (code, out) = c.admin(&["verify", "--deep", "--repair"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("1 repaired"), "{out}");
+    assert_eq!(
+        std::fs::read(&rotten_path).unwrap(),
+        data[7].1,
+        "the bytes are restored"
+    );
+    let (code, out) = c.admin(&["verify", "--deep"]).await;
+    assert_eq!(code, 0, "{out}");
+
+    // A lost replica (blob and sidecar gone): the plain verify sees it.
+    let lost = "/data/0011";
+    let lost_vol = record_of(&c, lost).await.4.split(',').nth(1).unwrap().to_string();
+    let lost_path = c.blob_path(c.volume_index(&lost_vol), lost);
+    std::fs::remove_file(&lost_path).unwrap();
+    std::fs::remove_file(lost_path.with_extension("meta")).unwrap();
+    let (code, out) = c.admin(&["verify"]).await;
+    assert_eq!(code, 1);
+    assert!(
+        out.contains(&format!("{lost}: replica on {lost_vol} is missing")),
+        "{out}"
+    );
+    let (code, _) = c.admin(&["verify", "--repair"]).await;
+    assert_eq!(code, 0);
+    assert_eq!(std::fs::read(&lost_path).unwrap(), data[11].1);
+    assert_all_readable_and_balanced(&c, &data, 2).await;
+}
+
+/// A slow streaming body: `chunks` × 256 KiB, one every 20 ms.
+fn slow_body(chunks: usize) -> reqwest::Body {
+    let stream = futures::stream::unfold(0usize, move |i| async move {
+        if i == chunks {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        Some((Ok::<_, std::io::Error>(vec![i as u8; 256 * 1024]), i + 1))
+    });
+    reqwest::Body::wrap_stream(stream)
+}
+
+#[tokio::test]
+async fn gc_removes_orphans_and_keeps_everything_live() {
+    let mut c = Cluster::start_default().await;
+    let data = dataset(30);
+    c.put_all(data.clone(), 8).await;
+
+    // Writes in flight when a volume dies: some fail, some may land elsewhere.
+    let writes: Vec<_> = (0..6)
+        .map(|i| {
+            let (http, url) = (c.http.clone(), c.url(&format!("/slow/{i}")));
+            tokio::spawn(async move {
+                http.put(url)
+                    .body(slow_body(40))
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+            })
+        })
+        .collect();
+    wait_for("the slow writes to start", || async {
+        c.status().await["keys"]["writing"] == 6
+    })
+    .await;
+    c.volumes[0].kill();
+    let mut acked = vec![];
+    for (i, w) in writes.into_iter().enumerate() {
+        let status = w.await.unwrap().unwrap_or(0);
+        assert!(status == 201 || status >= 500, "slow write {i}: {status}");
+        if status == 201 {
+            acked.push(i);
+        }
+    }
+    c.volumes[0].restart();
+    c.wait_volume_health(0, true).await;
+    // An orphan for sure: a blob no record knows (a failed write whose
+    // clean-up could not reach its volume).
+    let v2 = c.volumes[2].addr.clone();
+    assert_eq!(
+        c.http
+            .put(format!("http://{v2}/orphan"))
+            .body("junk")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
+
+    // Within the grace period nothing is touched.
+    let (code, out) = c.admin(&["gc"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(" 0 deleted"), "{out}");
+    let (code, out) = c.admin(&["gc", "--grace", "0s"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains(" 0 deleted"), "{out}");
+
+    // Every blob left is a replica a live record names.
+    for i in 0..3 {
+        let addr = c.volumes[i].addr.clone();
+        for blob in c.blobs(i).await {
+            let key = trove_common::key::encode_path(blob["key"].as_str().unwrap());
+            let r = c.head(&key).await;
+            assert_eq!(r.status(), 302, "orphan {key} left on {addr}");
+            assert!(
+                header(&r, "key-volumes").contains(&addr),
+                "{key} on {addr} is not a replica"
+            );
+        }
+    }
+    assert_all_readable_and_balanced(&c, &data, 2).await;
+    for i in acked {
+        let (status, body) = c.get(&format!("/slow/{i}")).await;
+        assert_eq!(
+            (status, body.len()),
+            (200, 40 * 256 * 1024),
+            "acknowledged /slow/{i}"
+        );
+    }
+    assert_eq!(c.status().await["keys"]["writing"], 0);
+}
+
+#[tokio::test]
+async fn gc_clears_a_write_the_master_died_in() {
+    let mut c = Cluster::start_default().await;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+    tx.send(Ok(vec![1; 1000])).await.unwrap();
+    let body = reqwest::Body::wrap_stream(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }));
+    let put = {
+        let (http, url) = (c.http.clone(), c.url("/interrupted"));
+        tokio::spawn(async move { http.put(url).body(body).send().await })
+    };
+    wait_for("the write to start", || async {
+        c.status().await["keys"]["writing"] == 1
+    })
+    .await;
+    c.master.kill();
+    assert!(put.await.unwrap().is_err(), "the client sees the connection drop");
+    drop(tx);
+    c.master.restart();
+    c.wait_until_ready().await;
+    assert_eq!(
+        c.status().await["keys"]["writing"],
+        1,
+        "the dead write's record survived"
+    );
+    assert_eq!(
+        c.http.get(c.url("/interrupted")).send().await.unwrap().status(),
+        404
+    );
+    let (code, out) = c.admin(&["gc", "--grace", "0s"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(c.status().await["keys"]["writing"], 0);
+    assert_eq!(c.put("/interrupted", "again").await, 201);
+}
+
+#[tokio::test]
+async fn traffic_during_rebalance_succeeds() {
+    let mut c = Cluster::start_default().await;
+    let data: Vec<(String, Vec<u8>)> = (0..300)
+        .map(|i| (format!("/busy/{i:03}"), pattern_bytes(64 * 1024, i)))
+        .collect();
+    c.put_all(data.clone(), 16).await;
+    c.add_volume();
+    c.restart_master_with_volumes(&[0, 1, 2, 3]).await;
+    let r = c
+        .http
+        .post(c.url("/-/rebalance"))
+        .body(r#"{"concurrency":2}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+
+    // Readers and writers while it runs; bounded in count.
+    let readers = async {
+        let mut reads = 0;
+        for round in 0..20 {
+            for (k, v) in data.iter().skip(round % 7).step_by(7) {
+                let (status, body) = c.get(k).await;
+                assert_eq!(status, 200, "read of {k} during rebalance");
+                assert_eq!(sha256_hex(&body), sha256_hex(v), "{k} intact during rebalance");
+                reads += 1;
+            }
+            if job(&c, "rebalance").await["state"] != "running" {
+                break;
+            }
+        }
+        reads
+    };
+    let written: Vec<(String, Vec<u8>)> = (0..60)
+        .map(|i| (format!("/during/{i}"), pattern_bytes(32 * 1024, 1000 + i)))
+        .collect();
+    let writers = c.put_all(written.clone(), 4);
+    let (reads, ()) = tokio::join!(readers, writers);
+    assert!(reads > 0);
+    wait_for("the rebalance to finish", || async {
+        job(&c, "rebalance").await["state"] != "running"
+    })
+    .await;
+    let report = job(&c, "rebalance").await;
+    assert_eq!(report["state"], "done", "{report}");
+    assert_eq!(report["failed"], 0, "{report}");
+    // Keys skipped because a writer held them are moved by a second run.
+    let (code, out) = c.admin(&["rebalance"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert_all_readable_and_balanced(&c, &data, 2).await;
+    assert_all_readable_and_balanced(&c, &written, 2).await;
+}
