@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Builds Trove and runs a local cluster in the foreground: a master on
 # 127.0.0.1:3000 and three volumes on 127.0.0.1:3001-3003, all data under
-# ./cluster-data (or $TROVE_DATA). Ctrl-C stops everything.
+# ./cluster-data (or $TROVE_DATA). Ctrl-C stops everything; the data stays.
 #
-#   TROVE_REPLICAS=2 scripts/cluster.sh     # fewer replicas
+#   TROVE_REPLICAS=2 scripts/cluster.sh         # fewer replicas
+#   TROVE_CLUSTER_VOLUMES=4 scripts/cluster.sh  # volumes 3001-3004
 #   TROVE_DATA=/srv/trove scripts/cluster.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +14,7 @@ cargo build --release --bins
 bin="$CARGO_TARGET_DIR/release"
 data="${TROVE_DATA:-$PWD/cluster-data}"
 replicas="${TROVE_REPLICAS:-3}"
+count="${TROVE_CLUSTER_VOLUMES:-3}"
 mkdir -p "$data"
 
 pids=()
@@ -25,7 +27,7 @@ stop() {
 trap stop EXIT INT TERM
 
 volumes=()
-for i in 1 2 3; do
+for i in $(seq 1 "$count"); do
     port=$((3000 + i))
     "$bin/trove-volume" --bind 127.0.0.1 --port "$port" "$data/volume$i" >"$data/volume$i.log" 2>&1 &
     pids+=($!)
@@ -60,6 +62,10 @@ Try:
   curl "http://127.0.0.1:3000/greetings/?list"                          # list keys under a prefix
   curl -X DELETE http://127.0.0.1:3000/greetings/hello.txt              # delete (204)
   curl -s http://127.0.0.1:3000/-/status                                # cluster status
+
+Admin commands (see the README's "Operating" section):
+  export PATH="$bin:\$PATH"
+  trove-master verify --deep && trove-master gc --dry-run
 
 Ctrl-C stops the cluster.
 MSG

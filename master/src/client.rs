@@ -63,13 +63,17 @@ impl VolumeError {
                 timeout,
             }
         } else {
-            // The chain names the real cause (refused, reset…).
-            let mut message = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                message = format!("{message}: {s}");
-                source = s.source();
+            // The innermost cause is the one a person can act on
+            // ("Connection refused", "Connection reset by peer").
+            let mut cause: &dyn std::error::Error = &e;
+            while let Some(inner) = cause.source() {
+                cause = inner;
             }
+            let message = if e.is_connect() {
+                format!("cannot connect: {cause}")
+            } else {
+                cause.to_string()
+            };
             VolumeError::Unreachable {
                 addr: addr.to_string(),
                 message,
