@@ -32,6 +32,11 @@ pub enum KeyError {
     TooLong(usize),
     #[error("paths under /-/ are reserved for operations and cannot be keys")]
     Reserved,
+    /// URL parsers (browsers, curl, reqwest) collapse `.` and `..`
+    /// segments, so such a key could not be fetched from a volume, and
+    /// `/a/../b` would silently address `/b`.
+    #[error("the key has a `.` or `..` path segment, which URLs cannot carry; rename it")]
+    DotSegment,
 }
 
 /// A validated key.
@@ -47,6 +52,9 @@ impl Key {
         }
         if key.starts_with(RESERVED_PREFIX) || key == "/-" {
             return Err(KeyError::Reserved);
+        }
+        if key.split('/').any(|segment| segment == "." || segment == "..") {
+            return Err(KeyError::DotSegment);
         }
         Ok(Key(key))
     }
@@ -164,7 +172,7 @@ mod tests {
         assert_eq!(Key::from_path("/a%20b%2Fc").unwrap().as_str(), "/a b/c");
         assert_eq!(Key::from_path("/%E2%9C%93").unwrap().as_str(), "/✓");
         assert_eq!(Key::from_path("/nul%00byte").unwrap().as_str(), "/nul\0byte");
-        assert_eq!(Key::from_path("/a/../b").unwrap().as_str(), "/a/../b");
+        assert_eq!(Key::from_path("/a/..b/.c/d.").unwrap().as_str(), "/a/..b/.c/d.");
     }
 
     #[test]
@@ -177,6 +185,9 @@ mod tests {
         assert_eq!(Key::from_path("/%4"), Err(KeyError::BadEscape));
         assert_eq!(Key::from_path("/%FF%FE"), Err(KeyError::NotUtf8));
         assert_eq!(Key::from_path("a"), Err(KeyError::NotAbsolute));
+        for dots in ["/a/../b", "/..", "/a/.", "/./a", "/a/%2E%2E/b", "/a/%2e/b"] {
+            assert_eq!(Key::from_path(dots), Err(KeyError::DotSegment), "{dots}");
+        }
         let long = format!("/{}", "x".repeat(MAX_KEY_LEN));
         assert_eq!(Key::from_path(&long), Err(KeyError::TooLong(MAX_KEY_LEN + 1)));
         assert!(Key::from_path(&long[..MAX_KEY_LEN]).is_ok());
@@ -214,7 +225,7 @@ mod tests {
             PathBuf::from(format!("{}/{}/{}", &h[..2], &h[2..4], h))
         );
         // A hostile key is still just a hash on disk.
-        let evil = Key::new("/../../etc/passwd").unwrap();
+        let evil = Key::new("/..%2F..%2Fetc/passwd").unwrap();
         let p = evil.blob_relpath();
         assert_eq!(p.components().count(), 3);
         assert!(p

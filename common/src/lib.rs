@@ -9,6 +9,7 @@
 //! - [`record`]: the index record (master) and the blob sidecar (volume).
 //! - [`digest`]: sha256 + md5 computed together over a stream.
 //! - [`range`]: HTTP `Range: bytes=…` parsing and resolution.
+//! - [`signing`]: HMAC-signed URLs between master, clients and volumes.
 //! - [`http`]: header names, the inter-server HTTP client, logging and
 //!   shutdown-signal helpers shared by both binaries.
 
@@ -18,6 +19,7 @@ pub mod key;
 pub mod placement;
 pub mod range;
 pub mod record;
+pub mod signing;
 
 /// The version both binaries report in `/-/status`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -12,8 +12,9 @@ use serde::Deserialize;
 use std::time::Duration;
 use trove_common::digest::parse_sha256_hex;
 use trove_common::http::{client, Timeouts, KEY_SHA256, KEY_SIZE};
-use trove_common::key::{encode_query_value, Key};
+use trove_common::key::Key;
 use trove_common::record::{BlobMeta, BlobState};
+use trove_common::signing::{url as signed_url, Signer};
 
 /// A volume's answer to `GET /-/verify`.
 #[derive(Debug, Clone, Deserialize)]
@@ -103,13 +104,19 @@ impl VolumeError {
 pub struct VolumeClient {
     http: reqwest::Client,
     timeouts: Timeouts,
+    /// Signs every URL when the cluster has a secret.
+    signer: Option<Signer>,
+    /// How long a signed URL stays valid.
+    url_ttl: Duration,
 }
 
 impl VolumeClient {
-    pub fn new(timeouts: Timeouts) -> VolumeClient {
+    pub fn new(timeouts: Timeouts, signer: Option<Signer>, url_ttl: Duration) -> VolumeClient {
         VolumeClient {
             http: client(timeouts),
             timeouts,
+            signer,
+            url_ttl,
         }
     }
 
@@ -117,9 +124,15 @@ impl VolumeClient {
         self.timeouts
     }
 
-    /// The URL of `key` on volume `addr`.
-    pub fn url(addr: &str, key: &Key) -> String {
-        format!("http://{addr}{}", key.url_path())
+    /// The URL for a `method` request on `addr` (signed when a secret is
+    /// set): `path` is a key or an operation, `params` its query.
+    pub fn url(&self, method: &str, addr: &str, path: &str, params: &[(&str, &str)]) -> String {
+        signed_url(self.signer.as_ref(), self.url_ttl, method, addr, path, params)
+    }
+
+    /// The URL of `key` on `addr`, for `method`.
+    pub fn key_url(&self, method: &str, addr: &str, key: &Key) -> String {
+        self.url(method, addr, key.as_str(), &[])
     }
 
     /// Streams `body` to `addr` as the blob of `key`. `len` (when known) is
@@ -137,7 +150,7 @@ impl VolumeClient {
     {
         let mut req = self
             .http
-            .put(Self::url(addr, key))
+            .put(self.key_url("PUT", addr, key))
             .body(reqwest::Body::wrap_stream(body));
         if let Some(len) = len {
             req = req.header(reqwest::header::CONTENT_LENGTH, len);
@@ -163,7 +176,7 @@ impl VolumeClient {
     pub async fn delete(&self, addr: &str, key: &Key) -> Result<bool, VolumeError> {
         let resp = self
             .http
-            .delete(Self::url(addr, key))
+            .delete(self.key_url("DELETE", addr, key))
             .timeout(self.timeouts.stall)
             .send()
             .await
@@ -176,10 +189,11 @@ impl VolumeClient {
 
     /// Records `state` in the sidecar of `key` on `addr`.
     pub async fn mark(&self, addr: &str, key: &Key, state: BlobState) -> Result<(), VolumeError> {
-        let url = format!(
-            "http://{addr}/-/mark?key={}&state={}",
-            encode_query_value(key.as_str()),
-            state.as_str()
+        let url = self.url(
+            "POST",
+            addr,
+            "/-/mark",
+            &[("key", key.as_str()), ("state", state.as_str())],
         );
         let resp = self.http.post(url).timeout(self.timeouts.stall).send().await;
         let resp = resp.map_err(|e| VolumeError::from_reqwest(addr, e, self.timeouts.stall))?;
@@ -190,7 +204,7 @@ impl VolumeClient {
     pub async fn head(&self, addr: &str, key: &Key) -> Result<Option<Stored>, VolumeError> {
         let resp = self
             .http
-            .head(Self::url(addr, key))
+            .head(self.key_url("HEAD", addr, key))
             .timeout(self.timeouts.stall)
             .send()
             .await;
@@ -222,7 +236,7 @@ impl VolumeClient {
     /// Has `addr` re-read its blob of `key` and hash it; `None` when absent.
     /// The wait is bounded by the stall timeout plus 1 s per MiB of `size`.
     pub async fn verify(&self, addr: &str, key: &Key, size: u64) -> Result<Option<Verified>, VolumeError> {
-        let url = format!("http://{addr}/-/verify?key={}", encode_query_value(key.as_str()));
+        let url = self.url("GET", addr, "/-/verify", &[("key", key.as_str())]);
         let timeout = self.slow_call_timeout(size);
         let resp = self.http.get(url).timeout(timeout).send().await;
         let resp = resp.map_err(|e| VolumeError::from_reqwest(addr, e, timeout))?;
@@ -246,10 +260,13 @@ impl VolumeClient {
         sha256: &str,
         size: u64,
     ) -> Result<(), VolumeError> {
-        let url = format!(
-            "http://{dest}/-/pull?key={}&from={source}&sha256={sha256}&state=live",
-            encode_query_value(key.as_str())
-        );
+        let params = [
+            ("key", key.as_str()),
+            ("from", source),
+            ("sha256", sha256),
+            ("state", "live"),
+        ];
+        let url = self.url("POST", dest, "/-/pull", &params);
         let timeout = self.slow_call_timeout(size);
         let resp = self.http.post(url).timeout(timeout).send().await;
         let resp = resp.map_err(|e| VolumeError::from_reqwest(dest, e, timeout))?;
@@ -263,13 +280,16 @@ impl VolumeClient {
         addr: &str,
     ) -> Result<BoxStream<'static, Result<BlobMeta, VolumeError>>, VolumeError> {
         let stall = self.timeouts.stall;
-        let resp = tokio::time::timeout(stall, self.http.get(format!("http://{addr}/-/blobs")).send())
-            .await
-            .map_err(|_| VolumeError::Timeout {
-                addr: addr.to_string(),
-                timeout: stall,
-            })?
-            .map_err(|e| VolumeError::from_reqwest(addr, e, stall))?;
+        let resp = tokio::time::timeout(
+            stall,
+            self.http.get(self.url("GET", addr, "/-/blobs", &[])).send(),
+        )
+        .await
+        .map_err(|_| VolumeError::Timeout {
+            addr: addr.to_string(),
+            timeout: stall,
+        })?
+        .map_err(|e| VolumeError::from_reqwest(addr, e, stall))?;
         let resp = check_status(addr, resp).await?;
         let addr = addr.to_string();
         let bytes = resp.bytes_stream();
@@ -287,7 +307,7 @@ impl VolumeClient {
     pub async fn status(&self, addr: &str) -> Result<serde_json::Value, VolumeError> {
         let resp = self
             .http
-            .get(format!("http://{addr}/-/status"))
+            .get(self.url("GET", addr, "/-/status", &[]))
             .timeout(self.timeouts.stall)
             .send()
             .await

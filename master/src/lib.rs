@@ -30,6 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use trove_common::http::Timeouts;
 use trove_common::placement::Placement;
+use trove_common::signing::Signer;
 
 /// How the master runs (from `trove-master serve`).
 #[derive(Debug, Clone)]
@@ -46,6 +47,10 @@ pub struct Config {
     pub timeouts: Timeouts,
     /// How often the monitor polls every volume.
     pub health_interval: Duration,
+    /// Signs redirects and volume requests when the cluster has a secret.
+    pub signer: Option<Signer>,
+    /// How long a signed URL stays valid.
+    pub url_ttl: Duration,
 }
 
 /// What every handler shares.
@@ -63,7 +68,7 @@ impl AppState {
         use anyhow::Context;
         let index = index::Index::open(&config.db, config.fsync)
             .with_context(|| format!("cannot open the index at {}", config.db.display()))?;
-        let client = client::VolumeClient::new(config.timeouts);
+        let client = client::VolumeClient::new(config.timeouts, config.signer.clone(), config.url_ttl);
         Ok(AppState {
             index,
             volumes: Arc::new(volumes::Volumes::new(config.placement.clone(), client)),

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 use trove_common::http::{parse_duration, Timeouts};
 use trove_common::placement::{parse_volume_list, Placement, VolumeSpec};
+use trove_common::signing::Signer;
 use trove_master::jobs::{JobKind, JobParams, JobState};
 
 /// Trove's master: keeps the key index and answers the HTTP API.
@@ -91,6 +92,9 @@ struct RebuildArgs {
     connect_timeout: Duration,
     #[arg(long, env = "TROVE_STALL_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     stall_timeout: Duration,
+    /// The cluster's secret, if it has one (volumes refuse unsigned listings).
+    #[arg(long, env = "TROVE_SECRET", hide_env_values = true)]
+    secret: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -131,6 +135,13 @@ struct ServeArgs {
     /// How often to poll every volume's health.
     #[arg(long, env = "TROVE_HEALTH_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     health_interval: Duration,
+    /// Shared secret: sign every redirect and volume request (HMAC-SHA256);
+    /// volumes started with the same secret refuse anything unsigned.
+    #[arg(long, env = "TROVE_SECRET", hide_env_values = true)]
+    secret: Option<String>,
+    /// How long a signed URL (a redirect, a volume request) stays valid.
+    #[arg(long, env = "TROVE_URL_TTL", default_value = "5m", value_parser = parse_duration)]
+    url_ttl: Duration,
 }
 
 /// `--volumes a,b,c` as one flag value (clap calls this once per flag).
@@ -221,7 +232,8 @@ async fn rebuild(args: RebuildArgs) -> anyhow::Result<i32> {
         connect: args.connect_timeout,
         stall: args.stall_timeout,
     };
-    let report = trove_master::rebuild::rebuild(&args.db, &placement, timeouts).await?;
+    let signer = args.secret.as_deref().filter(|s| !s.is_empty()).map(Signer::new);
+    let report = trove_master::rebuild::rebuild(&args.db, &placement, timeouts, signer).await?;
     println!(
         "rebuilt {}: {} blob(s) read, {} live key(s), {} unlinked, {} never confirmed (left for gc), {} conflict(s)",
         args.db.display(),
@@ -250,6 +262,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             stall: args.stall_timeout,
         },
         health_interval: args.health_interval,
+        signer: args.secret.as_deref().filter(|s| !s.is_empty()).map(Signer::new),
+        url_ttl: args.url_ttl,
     };
     let state = trove_master::AppState::open(config)?;
     let listener = tokio::net::TcpListener::bind((args.bind.as_str(), args.port))

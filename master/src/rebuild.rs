@@ -25,6 +25,7 @@ use trove_common::http::Timeouts;
 use trove_common::key::Key;
 use trove_common::placement::Placement;
 use trove_common::record::{BlobMeta, BlobState, Record, State};
+use trove_common::signing::Signer;
 
 /// Staged lines written per batch.
 const BATCH: usize = 1000;
@@ -43,7 +44,12 @@ pub struct RebuildReport {
 }
 
 /// Writes a fresh index at `db` from the volumes of `placement`.
-pub async fn rebuild(db: &Path, placement: &Placement, timeouts: Timeouts) -> anyhow::Result<RebuildReport> {
+pub async fn rebuild(
+    db: &Path,
+    placement: &Placement,
+    timeouts: Timeouts,
+    signer: Option<Signer>,
+) -> anyhow::Result<RebuildReport> {
     if db.exists()
         && std::fs::read_dir(db)
             .map(|mut d| d.next().is_some())
@@ -64,7 +70,21 @@ pub async fn rebuild(db: &Path, placement: &Placement, timeouts: Timeouts) -> an
         opts.create_if_missing(true);
         DB::open(&opts, &staging_path).with_context(|| format!("cannot create {}", staging_path.display()))?
     };
-    let client = VolumeClient::new(timeouts);
+    // Listings are single requests: a short-lived signature is enough.
+    let client = VolumeClient::new(timeouts, signer, std::time::Duration::from_secs(300));
+    let result = merge_into_index(db, placement, &client, &staging).await;
+    drop(staging);
+    let _ = std::fs::remove_dir_all(&staging_path);
+    result
+}
+
+/// Stages every volume's listing, then merges it into a new index at `db`.
+async fn merge_into_index(
+    db: &Path,
+    placement: &Placement,
+    client: &VolumeClient,
+    staging: &DB,
+) -> anyhow::Result<RebuildReport> {
     let mut report = RebuildReport::default();
 
     // Read every volume at once; any failure aborts (a partial listing
@@ -95,8 +115,6 @@ pub async fn rebuild(db: &Path, placement: &Placement, timeouts: Timeouts) -> an
     }
     merge(placement, group, &mut report, &mut batch);
     index.import(batch)?;
-    drop(staging);
-    let _ = std::fs::remove_dir_all(&staging_path);
     Ok(report)
 }
 

@@ -210,7 +210,10 @@ mod tests {
             connect: Duration::from_secs(1),
             stall: Duration::from_secs(1),
         };
-        Volumes::new(Placement::new(specs, 2).unwrap(), VolumeClient::new(t))
+        Volumes::new(
+            Placement::new(specs, 2).unwrap(),
+            VolumeClient::new(t, None, Duration::from_secs(60)),
+        )
     }
 
     fn set_healthy(v: &Volumes, addr: &str) {

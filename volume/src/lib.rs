@@ -5,7 +5,8 @@
 //! decides what goes where, and callers name keys, never file paths.
 //!
 //! - [`store`]: data dirs, the on-disk layout, durable writes.
-//! - [`api`]: the HTTP handlers, one file per operation.
+//! - [`api`]: the HTTP handlers, one file per operation, and the signature
+//!   check in front of them.
 //! - [`error`]: the one place where errors become status codes.
 
 pub mod api;
@@ -14,8 +15,10 @@ pub mod store;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 use store::BlobStore;
 use trove_common::http::Timeouts;
+use trove_common::signing::Signer;
 
 /// How the server runs.
 #[derive(Debug, Clone)]
@@ -27,6 +30,10 @@ pub struct Config {
     /// Connect and stall timeouts: for uploads to this volume, and for
     /// pulls from other volumes.
     pub timeouts: Timeouts,
+    /// With a secret, every request but `/-/healthy` must be signed.
+    pub signer: Option<Signer>,
+    /// How long the URLs this volume signs (for pulls) stay valid.
+    pub url_ttl: Duration,
 }
 
 /// What every handler shares.

@@ -4,6 +4,7 @@ use clap::Parser;
 use std::path::PathBuf;
 use std::time::Duration;
 use trove_common::http::{parse_duration, Timeouts};
+use trove_common::signing::Signer;
 
 /// A Trove volume server: stores blobs in DIRs and streams them over HTTP.
 #[derive(Parser, Debug)]
@@ -24,6 +25,14 @@ struct Args {
     /// moved for this long.
     #[arg(long, env = "TROVE_STALL_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     stall_timeout: Duration,
+    /// Shared secret (the master's --secret): refuse every request that is
+    /// not signed with it (403), except /-/healthy.
+    #[arg(long, env = "TROVE_SECRET", hide_env_values = true)]
+    secret: Option<String>,
+    /// How long the URLs this volume signs (to pull from another volume)
+    /// stay valid.
+    #[arg(long, env = "TROVE_URL_TTL", default_value = "5m", value_parser = parse_duration)]
+    url_ttl: Duration,
     /// Give up connecting to another volume (for a pull) after this long.
     #[arg(long, env = "TROVE_CONNECT_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
     connect_timeout: Duration,
@@ -49,6 +58,8 @@ async fn main() -> anyhow::Result<()> {
             connect: args.connect_timeout,
             stall: args.stall_timeout,
         },
+        signer: args.secret.as_deref().filter(|s| !s.is_empty()).map(Signer::new),
+        url_ttl: args.url_ttl,
     };
     let server = tokio::spawn(trove_volume::run(
         listener,

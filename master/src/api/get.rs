@@ -1,7 +1,6 @@
 //! `GET`/`HEAD /key`: a `302` to a healthy replica, answered from the index
 //! alone, with the value's size and digests in headers.
 
-use crate::client::VolumeClient;
 use crate::error::ApiError;
 use crate::AppState;
 use axum::http::{header, StatusCode};
@@ -27,7 +26,10 @@ pub fn get(state: &AppState, key: Key) -> Result<Response, ApiError> {
     Ok((
         StatusCode::FOUND,
         [
-            (header::LOCATION.as_str(), VolumeClient::url(addr, &key)),
+            (
+                header::LOCATION.as_str(),
+                state.volumes.client().key_url("GET", addr, &key),
+            ),
             (header::CONTENT_LENGTH.as_str(), "0".to_string()),
             (CONTENT_MD5, record.md5),
             (KEY_SHA256, record.sha256),

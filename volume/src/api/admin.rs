@@ -45,7 +45,14 @@ pub async fn pull(
     };
     let blob_state = parse_state(q.state.as_deref().unwrap_or("live"))?;
     let from = q.from.trim_start_matches("http://").trim_end_matches('/');
-    let url = format!("http://{from}{}", key.url_path());
+    let url = trove_common::signing::url(
+        state.config.signer.as_ref(),
+        state.config.url_ttl,
+        "GET",
+        from,
+        key.as_str(),
+        &[],
+    );
     let stall = state.config.timeouts.stall;
     let resp = tokio::time::timeout(stall, state.http.get(&url).send())
         .await

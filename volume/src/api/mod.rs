@@ -2,6 +2,7 @@
 //! paths are operations.
 
 mod admin;
+mod auth;
 mod blobs;
 mod delete;
 mod get;
@@ -21,15 +22,22 @@ use trove_common::key::Key;
 
 /// All routes of a volume.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/-/healthy", get_route(ops::healthy))
+    let checked = Router::new()
         .route("/-/status", get_route(ops::status))
         .route("/-/blobs", get_route(blobs::list))
         .route("/-/pull", post(admin::pull))
         .route("/-/verify", get_route(admin::verify))
         .route("/-/mark", post(admin::mark))
         .fallback(key_request)
-        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            auth::check_signature,
+        ))
+        .with_state(Arc::clone(&state));
+    // Liveness needs no signature.
+    Router::new()
+        .route("/-/healthy", get_route(ops::healthy))
+        .merge(checked)
 }
 
 /// A request on a key path.
