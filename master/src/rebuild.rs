@@ -92,7 +92,7 @@ async fn merge_into_index(
     let reads = placement
         .volumes()
         .iter()
-        .map(|v| stage_volume(&client, &staging, &v.addr));
+        .map(|v| stage_volume(client, staging, &v.addr));
     for result in futures::future::join_all(reads).await {
         report.blobs += result?;
     }
