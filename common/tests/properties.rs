@@ -121,7 +121,10 @@ fn placement_is_balanced() {
     let mut counts = std::collections::HashMap::new();
     let mut runner = proptest::test_runner::TestRunner::deterministic();
     for _ in 0..30_000 {
-        let key = proptest::collection::vec(any::<u8>(), 1..40).new_tree(&mut runner).unwrap().current();
+        let key = proptest::collection::vec(any::<u8>(), 1..40)
+            .new_tree(&mut runner)
+            .unwrap()
+            .current();
         *counts.entry(p.home(&key)[0].addr.clone()).or_insert(0usize) += 1;
     }
     for (addr, n) in counts {
