@@ -34,6 +34,10 @@ pub struct Record {
     pub md5: String,
     /// When the write started (writing) or finished (live), Unix milliseconds.
     pub created: u64,
+    /// Volumes among `volumes` whose copy `verify` found missing or corrupt:
+    /// readers are never sent there, and `verify --repair` re-copies them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub damaged: Vec<String>,
 }
 
 /// A stored record that cannot be decoded: the index is damaged or was
@@ -52,7 +56,17 @@ impl Record {
             sha256: String::new(),
             md5: String::new(),
             created: now_ms,
+            damaged: vec![],
         }
+    }
+
+    /// The volumes a reader may be sent to: all but the damaged ones.
+    pub fn readable(&self) -> Vec<String> {
+        self.volumes
+            .iter()
+            .filter(|v| !self.damaged.contains(v))
+            .cloned()
+            .collect()
     }
 
     /// The bytes stored in the index.
@@ -118,6 +132,10 @@ pub struct BlobMeta {
     pub created: u64,
     #[serde(default)]
     pub state: BlobState,
+    /// The volume's own `verify` found the bytes no longer match: the blob
+    /// is not served until it is replaced.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub damaged: bool,
 }
 
 impl BlobMeta {
@@ -152,6 +170,7 @@ mod tests {
             sha256: "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824".into(),
             md5: "5d41402abc4b2a76b9719d911017c592".into(),
             created: 1_700_000_000_000,
+            damaged: vec![],
         };
         let encoded = String::from_utf8(r.encode()).unwrap();
         assert_eq!(
@@ -161,6 +180,15 @@ mod tests {
         assert_eq!(Record::decode(encoded.as_bytes()).unwrap(), r);
         let w = Record::writing(vec!["a:1".into()], 7);
         assert_eq!(Record::decode(&w.encode()).unwrap(), w);
+        let d = Record {
+            damaged: vec!["b:2".into()],
+            ..r.clone()
+        };
+        assert!(String::from_utf8(d.encode())
+            .unwrap()
+            .ends_with(r#","damaged":["b:2"]}"#));
+        assert_eq!(Record::decode(&d.encode()).unwrap(), d);
+        assert_eq!(d.readable(), vec!["a:1".to_string()]);
         assert!(Record::decode(b"{not json").is_err());
         assert!(Record::decode(br#"{"state":"gone"}"#).is_err());
     }
@@ -174,6 +202,7 @@ mod tests {
             md5: "m".into(),
             created: 2,
             state: BlobState::Live,
+            damaged: false,
         };
         assert_eq!(
             String::from_utf8(m.encode()).unwrap(),

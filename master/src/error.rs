@@ -48,6 +48,8 @@ pub enum ApiError {
     ClientStalled(Duration),
     #[error("only {healthy} healthy volume(s), {needed} needed for a write; see GET /-/status")]
     NotEnoughVolumes { healthy: usize, needed: usize },
+    #[error("only {writable} volume(s) have room for this value, {needed} needed (each keeps --min-free spare); see GET /-/status")]
+    NotEnoughSpace { writable: usize, needed: usize },
     #[error("every replica of this key is down ({0}); see GET /-/status")]
     ReplicasDown(String),
     #[error("{0}")]
@@ -79,6 +81,7 @@ impl ApiError {
             Method(_) => StatusCode::METHOD_NOT_ALLOWED,
             ClientStalled(_) => StatusCode::REQUEST_TIMEOUT,
             NotEnoughVolumes { .. } | ReplicasDown(_) => StatusCode::SERVICE_UNAVAILABLE,
+            NotEnoughSpace { .. } => StatusCode::INSUFFICIENT_STORAGE,
             Volume(e) => match e {
                 VolumeError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
                 VolumeError::Status { status: 507, .. } => StatusCode::INSUFFICIENT_STORAGE,

@@ -267,6 +267,7 @@ mod tests {
             sha256: "s".into(),
             md5: "m".into(),
             created: 0,
+            damaged: vec![],
         }
     }
 

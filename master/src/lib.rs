@@ -51,6 +51,8 @@ pub struct Config {
     pub signer: Option<Signer>,
     /// How long a signed URL stays valid.
     pub url_ttl: Duration,
+    /// Volumes with less free space take no new writes.
+    pub min_free: u64,
 }
 
 /// What every handler shares.
@@ -71,7 +73,11 @@ impl AppState {
         let client = client::VolumeClient::new(config.timeouts, config.signer.clone(), config.url_ttl);
         Ok(AppState {
             index,
-            volumes: Arc::new(volumes::Volumes::new(config.placement.clone(), client)),
+            volumes: Arc::new(volumes::Volumes::new(
+                config.placement.clone(),
+                client,
+                config.min_free,
+            )),
             locks: Arc::default(),
             jobs: jobs::Jobs::default(),
             config,

@@ -4,7 +4,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
-use trove_common::http::{parse_duration, Timeouts};
+use trove_common::http::{parse_duration, parse_size, Timeouts};
 use trove_common::placement::{parse_volume_list, Placement, VolumeSpec};
 use trove_common::signing::Signer;
 use trove_master::jobs::{JobKind, JobParams, JobState};
@@ -139,6 +139,10 @@ struct ServeArgs {
     /// volumes started with the same secret refuse anything unsigned.
     #[arg(long, env = "TROVE_SECRET", hide_env_values = true)]
     secret: Option<String>,
+    /// A volume with less free space than this takes no new writes (they
+    /// go to the next volume in the key's order, as when it is down).
+    #[arg(long, env = "TROVE_MIN_FREE", default_value = "256MiB", value_parser = parse_size)]
+    min_free: u64,
     /// How long a signed URL (a redirect, a volume request) stays valid.
     #[arg(long, env = "TROVE_URL_TTL", default_value = "5m", value_parser = parse_duration)]
     url_ttl: Duration,
@@ -264,6 +268,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         health_interval: args.health_interval,
         signer: args.secret.as_deref().filter(|s| !s.is_empty()).map(Signer::new),
         url_ttl: args.url_ttl,
+        min_free: args.min_free,
     };
     let state = trove_master::AppState::open(config)?;
     let listener = tokio::net::TcpListener::bind((args.bind.as_str(), args.port))

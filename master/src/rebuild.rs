@@ -171,6 +171,8 @@ fn merge(
             .push(format!("{:?}: not a valid key; left out", first.key));
         return;
     };
+    // A copy its volume found damaged is no evidence of anything.
+    let group: Vec<(String, BlobMeta)> = group.into_iter().filter(|(_, m)| !m.damaged).collect();
     let confirmed: Vec<&(String, BlobMeta)> = group
         .iter()
         .filter(|(_, m)| m.state != BlobState::Pending)
@@ -221,6 +223,7 @@ fn merge(
             sha256: meta.sha256.clone(),
             md5: meta.md5.clone(),
             created: group.iter().map(|(_, m)| m.created).min().unwrap_or(meta.created),
+            damaged: vec![],
         },
     ));
 }
@@ -238,6 +241,7 @@ mod tests {
             md5: "m".into(),
             created: 10,
             state,
+            damaged: false,
         }
     }
 

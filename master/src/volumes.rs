@@ -24,6 +24,8 @@ pub struct Health {
     pub last_seen: Option<u64>,
     /// Why the last poll or call failed, while unhealthy.
     pub last_error: Option<String>,
+    /// Healthy, and more than `--min-free` bytes free: takes new writes.
+    pub writable: bool,
     pub free_bytes: Option<u64>,
     pub used_bytes: Option<u64>,
     pub blobs: Option<u64>,
@@ -36,11 +38,13 @@ pub struct Volumes {
     client: VolumeClient,
     /// Spreads reads across replicas.
     next_read: AtomicUsize,
+    /// A volume with less free space than this takes no new writes.
+    min_free: u64,
 }
 
 impl Volumes {
     /// Every volume starts unhealthy until its first successful poll.
-    pub fn new(placement: Placement, client: VolumeClient) -> Volumes {
+    pub fn new(placement: Placement, client: VolumeClient, min_free: u64) -> Volumes {
         let health = placement
             .volumes()
             .iter()
@@ -51,6 +55,7 @@ impl Volumes {
             health,
             client,
             next_read: AtomicUsize::new(0),
+            min_free,
         }
     }
 
@@ -69,6 +74,18 @@ impl Volumes {
             .is_some_and(|h| h.read().unwrap_or_else(|p| p.into_inner()).healthy)
     }
 
+    /// Whether `addr` can take a new write of `len` bytes (unknown: 0):
+    /// healthy, and (as of its last poll) with `len` plus `--min-free` bytes
+    /// free. A full volume is skipped like a down one, so writes go on
+    /// elsewhere instead of failing.
+    pub fn can_take(&self, addr: &str, len: Option<u64>) -> bool {
+        self.health.get(addr).is_some_and(|h| {
+            let h = h.read().unwrap_or_else(|p| p.into_inner());
+            let need = len.unwrap_or(0).saturating_add(self.min_free);
+            h.healthy && h.free_bytes.is_none_or(|free| free >= need)
+        })
+    }
+
     /// How many volumes are healthy now.
     pub fn healthy_count(&self) -> usize {
         self.placement
@@ -84,10 +101,11 @@ impl Volumes {
             .volumes()
             .iter()
             .map(|v| {
-                let h = self.health[&v.addr]
+                let mut h = self.health[&v.addr]
                     .read()
                     .unwrap_or_else(|p| p.into_inner())
                     .clone();
+                h.writable = self.can_take(&v.addr, None);
                 (v.clone(), h)
             })
             .collect()
@@ -213,6 +231,7 @@ mod tests {
         Volumes::new(
             Placement::new(specs, 2).unwrap(),
             VolumeClient::new(t, None, Duration::from_secs(60)),
+            0,
         )
     }
 

@@ -49,14 +49,20 @@ pub async fn write(state: Arc<AppState>, key: Key, upload: Upload, body: Body) -
     }
     let placement = state.volumes.placement();
     let targets: Vec<String> = placement
-        .choose(key.as_bytes(), |v| state.volumes.is_healthy(&v.addr))
+        .choose(key.as_bytes(), |v| state.volumes.can_take(&v.addr, upload.len))
         .into_iter()
         .map(|v| v.addr.clone())
         .collect();
     if targets.len() < placement.replicas() {
-        return Err(ApiError::NotEnoughVolumes {
-            healthy: state.volumes.healthy_count(),
-            needed: placement.replicas(),
+        let healthy = state.volumes.healthy_count();
+        let needed = placement.replicas();
+        return Err(if healthy >= needed {
+            ApiError::NotEnoughSpace {
+                writable: targets.len(),
+                needed,
+            }
+        } else {
+            ApiError::NotEnoughVolumes { healthy, needed }
         });
     }
     state
@@ -85,6 +91,7 @@ pub async fn write(state: Arc<AppState>, key: Key, upload: Upload, body: Body) -
             sha256: digests.sha256_hex(),
             md5: digests.md5_hex(),
             created: now_ms(),
+            damaged: vec![],
         };
         state
             .index

@@ -18,6 +18,8 @@ pub enum ApiError {
     Unsatisfiable(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("this copy failed verification (its bytes no longer match their sha256) and is not served; the master sends readers to another replica, and `trove-master verify --repair` replaces it")]
+    Damaged,
     /// Another volume (the source of a pull) failed.
     #[error("pull failed: {0}")]
     Upstream(String),
@@ -42,6 +44,7 @@ impl ApiError {
                 StoreError::Corrupt(_) | StoreError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
             ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            ApiError::Damaged => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

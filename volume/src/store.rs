@@ -377,13 +377,20 @@ impl BlobStore {
     /// Changes the state recorded in a blob's sidecar (atomically, durably).
     /// Blocking.
     pub fn set_state(&self, key: &Key, state: BlobState) -> Result<BlobMeta, StoreError> {
+        self.update_meta(key, |m| m.state = state)
+    }
+
+    /// Rewrites a blob's sidecar with `change` applied, if it changes
+    /// anything (atomically, durably). Blocking.
+    fn update_meta(&self, key: &Key, change: impl FnOnce(&mut BlobMeta)) -> Result<BlobMeta, StoreError> {
         let _stripe = self.stripe(key);
         let (data, meta_path) = self.locate(key).ok_or(StoreError::NotFound)?;
         let mut meta = read_meta(&meta_path)?;
-        if meta.state == state {
+        let before = meta.clone();
+        change(&mut meta);
+        if meta == before {
             return Ok(meta);
         }
-        meta.state = state;
         let dir = data.ancestors().nth(3).expect("<dir>/aa/bb/<hash>").to_path_buf();
         let temp = self.stage_meta(&dir, &meta)?;
         fs::rename(&temp.path, &meta_path).map_err(io_error)?;
@@ -414,6 +421,13 @@ impl BlobStore {
         }
         let d = hasher.finish();
         let ok = d.size == meta.size && d.sha256_hex() == meta.sha256;
+        // A blob known to be wrong is never served again; a replacement
+        // (a pull, a new PUT) brings a fresh sidecar.
+        let meta = if ok || meta.damaged {
+            meta
+        } else {
+            self.update_meta(key, |m| m.damaged = true)?
+        };
         Ok(Verified {
             actual_sha256: d.sha256_hex(),
             actual_size: d.size,
@@ -542,6 +556,7 @@ impl BlobWriter<'_> {
             md5: digests.md5_hex(),
             created: now_ms(),
             state: expected.state,
+            damaged: false,
         };
         let meta_temp = store.stage_meta(&dir, &meta)?;
         let (data_path, meta_path) = BlobStore::paths_in(&dir, &key);

@@ -15,9 +15,10 @@ pub fn get(state: &AppState, key: Key) -> Result<Response, ApiError> {
         .get(&key)?
         .filter(|r| r.state == State::Live)
         .ok_or(ApiError::NotFound)?;
+    let readable = record.readable();
     let addr = state
         .volumes
-        .pick_replica(&record.volumes)
+        .pick_replica(&readable)
         .ok_or_else(|| ApiError::ReplicasDown(record.volumes.join(",")))?;
     let balanced = state
         .volumes

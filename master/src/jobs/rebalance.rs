@@ -149,10 +149,13 @@ async fn move_key(state: &AppState, key: &Key) -> Result<Outcome, String> {
         return Ok(Outcome::Skipped(format!("home volume {down} is down")));
     }
     let client = state.volumes.client();
-    let targets: Vec<&String> = home.iter().filter(|a| !record.volumes.contains(a)).collect();
-    let record = &record;
+    // A damaged copy counts as missing: a home volume holding one gets a
+    // fresh copy.
+    let readable = record.readable();
+    let targets: Vec<&String> = home.iter().filter(|a| !readable.contains(a)).collect();
+    let (record, readable) = (&record, &readable);
     let copies = targets.iter().map(|dest| async move {
-        let source = state.volumes.source_for(&record.volumes, dest).ok_or_else(|| {
+        let source = state.volumes.source_for(readable, dest).ok_or_else(|| {
             format!(
                 "no healthy replica to copy from (stored on {})",
                 record.volumes.join(",")
@@ -178,6 +181,7 @@ async fn move_key(state: &AppState, key: &Key) -> Result<Outcome, String> {
     }
     let moved = Record {
         volumes: home.clone(),
+        damaged: vec![],
         ..record.clone()
     };
     state

@@ -95,44 +95,73 @@ async fn check_key(state: &AppState, progress: &Progress, params: &JobParams, ke
                 state.volumes.note_error(&e);
                 Progress::add(&progress.skipped, 1);
                 progress.problem(format!("{key}: replica on {addr} not checked: {e}"));
+                // What was known to be damaged stays so.
+                if record.damaged.contains(addr) {
+                    bad.push(addr.clone());
+                }
             }
         }
     }
-    Progress::add(&progress.found, bad.len() as u64);
-    if !params.repair || bad.is_empty() {
-        return;
-    }
-    if good.is_empty() {
+    Progress::add(
+        &progress.found,
+        bad.iter().filter(|a| !good.contains(a)).count() as u64,
+    );
+    let repairing = params.repair && !bad.is_empty();
+    if repairing && good.is_empty() {
         Progress::add(&progress.failed, bad.len() as u64);
         progress.problem(format!("{key}: no good replica left to repair from"));
         return;
     }
+    if !repairing && same_set(&bad, &record.damaged) {
+        return;
+    }
     let Some(_guard) = state.locks.try_lock(key) else {
-        Progress::add(&progress.skipped, bad.len() as u64);
+        Progress::add(&progress.skipped, 1);
         return;
     };
     // Under the lock, the record must still be the one checked.
     match state.index.get(key) {
         Ok(Some(r)) if r == *record => {}
         _ => {
-            Progress::add(&progress.skipped, bad.len() as u64);
+            Progress::add(&progress.skipped, 1);
             return;
         }
     }
-    let client = state.volumes.client();
-    for addr in bad {
-        match client
-            .pull(&addr, key, &good[0], &record.sha256, record.size)
-            .await
-        {
-            Ok(()) => {
-                Progress::add(&progress.changed, 1);
-                progress.problem(format!("{key}: replica on {addr} repaired from {}", good[0]));
-            }
-            Err(e) => {
-                Progress::add(&progress.failed, 1);
-                progress.problem(format!("{key}: repair of {addr} from {} failed: {e}", good[0]));
+    let mut still_bad = bad.clone();
+    if repairing {
+        let client = state.volumes.client();
+        for addr in &bad {
+            match client
+                .pull(addr, key, &good[0], &record.sha256, record.size)
+                .await
+            {
+                Ok(()) => {
+                    still_bad.retain(|a| a != addr);
+                    Progress::add(&progress.changed, 1);
+                    progress.problem(format!("{key}: replica on {addr} repaired from {}", good[0]));
+                }
+                Err(e) => {
+                    Progress::add(&progress.failed, 1);
+                    progress.problem(format!("{key}: repair of {addr} from {} failed: {e}", good[0]));
+                }
             }
         }
     }
+    // Readers are never sent to a known-bad copy — unless every copy is
+    // bad, when marking would only make the key unreadable.
+    if good.is_empty() || same_set(&still_bad, &record.damaged) {
+        return;
+    }
+    let updated = Record {
+        damaged: still_bad,
+        ..record.clone()
+    };
+    if let Err(e) = state.index.put(key, updated, Some(record.state)).await {
+        Progress::add(&progress.failed, 1);
+        progress.problem(format!("{key}: cannot record damaged replicas: {e}"));
+    }
+}
+
+fn same_set(a: &[String], b: &[String]) -> bool {
+    a.len() == b.len() && a.iter().all(|x| b.contains(x))
 }

@@ -26,6 +26,9 @@ pub async fn get(
 ) -> Result<Response, ApiError> {
     let store = state.store.clone();
     let blob = tokio::task::spawn_blocking(move || store.open_blob(&key)).await??;
+    if blob.meta.damaged {
+        return Err(ApiError::Damaged);
+    }
     let len = blob.meta.size;
 
     let range = match headers
