@@ -113,25 +113,59 @@ pub fn init_logging() {
         .init();
 }
 
-/// Resolves on SIGINT (ctrl-c) or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// A future that resolves on SIGINT (ctrl-c) or SIGTERM. The handlers are
+/// installed when this is called, not when the future is first polled, so
+/// a signal that arrives right after start-up is not lost (nor allowed to
+/// kill the process the default way).
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).ok();
+    let mut int = signal(SignalKind::interrupt()).ok();
+    async move {
+        let term = async {
+            match term.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        let int = async {
+            match int.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = term => {},
+            _ = int => {},
         }
-    };
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+        tracing::info!("shutdown signal received, finishing in-flight requests");
     }
-    tracing::info!("shutdown signal received, finishing in-flight requests");
 }
+
+/// Reads and discards up to `limit` bytes of `body`, each chunk within
+/// `stall`. A server that refuses an upload half-way does this before
+/// answering, so the client gets the answer instead of a connection reset
+/// in the middle of sending.
+pub async fn drain<S, E>(body: &mut S, limit: u64, stall: Duration)
+where
+    S: futures::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+{
+    use futures::StreamExt;
+    let mut drained = 0u64;
+    while drained < limit {
+        match tokio::time::timeout(stall, body.next()).await {
+            Ok(Some(Ok(chunk))) => drained += chunk.len() as u64,
+            _ => return,
+        }
+    }
+}
+
+/// How much of a refused upload [`drain`] reads at most.
+pub const DRAIN_LIMIT: u64 = 64 << 20;
 
 #[cfg(test)]
 mod tests {

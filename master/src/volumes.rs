@@ -27,6 +27,8 @@ pub struct Health {
     /// Healthy, and more than `--min-free` bytes free: takes new writes.
     pub writable: bool,
     pub free_bytes: Option<u64>,
+    /// The volume says it cannot store new blobs (read-only data dirs).
+    pub read_only: bool,
     pub used_bytes: Option<u64>,
     pub blobs: Option<u64>,
 }
@@ -82,7 +84,7 @@ impl Volumes {
         self.health.get(addr).is_some_and(|h| {
             let h = h.read().unwrap_or_else(|p| p.into_inner());
             let need = len.unwrap_or(0).saturating_add(self.min_free);
-            h.healthy && h.free_bytes.is_none_or(|free| free >= need)
+            h.healthy && !h.read_only && h.free_bytes.is_none_or(|free| free >= need)
         })
     }
 
@@ -192,6 +194,7 @@ impl Volumes {
                     h.last_seen = Some(now_ms());
                     h.last_error = None;
                     h.free_bytes = status["free_bytes"].as_u64();
+                    h.read_only = status["writable"] == false;
                     h.used_bytes = status["used_bytes"].as_u64();
                     h.blobs = status["blobs"].as_u64();
                 }

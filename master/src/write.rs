@@ -180,6 +180,14 @@ async fn stream_to_replicas(
             }
         }
     };
+    if let Err(Err(_)) | Err(Ok(ApiError::Volume(_))) = &pumped {
+        // A replica failed while the client is still sending: read on (up
+        // to a limit) so that the client gets our answer, not a reset.
+        for tx in &senders {
+            let _ = tx.try_send(Err(std::io::Error::other("write abandoned")));
+        }
+        trove_common::http::drain(&mut body, trove_common::http::DRAIN_LIMIT, stall).await;
+    }
     if pumped.is_ok() {
         drop(senders); // a clean end of every replica's body
     } else {

@@ -187,14 +187,10 @@ pub struct Cluster {
 
 fn start_volume(dir: &Path, i: usize, extra: &[String]) -> Server {
     let data = dir.join(format!("vol{i}"));
-    let mut args: Vec<String> = vec![
-        "--bind".into(),
-        "127.0.0.1".into(),
-        "--port".into(),
-        "0".into(),
-        "--stall-timeout".into(),
-        "5s".into(),
-    ];
+    let mut args: Vec<String> = vec!["--bind".into(), "127.0.0.1".into(), "--port".into(), "0".into()];
+    if !extra.iter().any(|a| a == "--stall-timeout") {
+        args.extend(["--stall-timeout".into(), "5s".into()]);
+    }
     args.extend(extra.iter().cloned());
     args.push(data.display().to_string());
     Server::start(bin("trove-volume"), args, dir.join(format!("vol{i}.log")))
@@ -226,9 +222,10 @@ impl Cluster {
             opts.replicas.to_string(),
             "--health-interval".into(),
             "200ms".into(),
-            "--stall-timeout".into(),
-            "5s".into(),
         ];
+        if !opts.master_args.iter().any(|a| a == "--stall-timeout") {
+            args.extend(["--stall-timeout".into(), "5s".into()]);
+        }
         args.extend(opts.master_args.iter().cloned());
         let master = Server::start(bin("trove-master"), args, dir.path().join("master.log"));
         let cluster = Cluster {
@@ -316,12 +313,18 @@ impl Cluster {
         self.dir.path().join(format!("vol{i}"))
     }
 
-    /// Waits for `/-/ready`.
+    /// Waits for `/-/ready`, and for the master to see every volume it
+    /// knows as healthy (so that writes land where placement says).
     pub async fn wait_until_ready(&self) {
         let url = self.url("/-/ready");
         let http = &self.http;
         wait_for("master ready", || async {
             http.get(&url).send().await.is_ok_and(|r| r.status() == 200)
+        })
+        .await;
+        wait_for("every volume healthy", || async {
+            let s = self.status().await;
+            s["healthy_volumes"] == s["volumes"].as_array().map_or(0, |v| v.len())
         })
         .await;
     }

@@ -84,6 +84,8 @@ pub struct DirStatus {
     pub path: String,
     pub free_bytes: u64,
     pub total_bytes: u64,
+    /// New blobs can be written (the dir is there and not read-only).
+    pub writable: bool,
 }
 
 /// A volume's data dirs.
@@ -168,10 +170,12 @@ impl BlobStore {
                         (s.blocks_available() * frag, s.blocks() * frag)
                     })
                     .unwrap_or((0, 0));
+                let writable = nix::unistd::access(&d.join(TMP_DIR), nix::unistd::AccessFlags::W_OK).is_ok();
                 DirStatus {
                     path: d.display().to_string(),
                     free_bytes: free,
                     total_bytes: total,
+                    writable,
                 }
             })
             .collect()
@@ -340,7 +344,11 @@ impl BlobStore {
                         });
                     }
                     if tx.send(WriteMsg::Data(chunk)).await.is_err() {
-                        break Ok(()); // the writer failed; its error is below
+                        // The writer failed (a full disk…). Read on for a
+                        // while, so that the caller gets our answer rather
+                        // than a connection reset in the middle of sending.
+                        trove_common::http::drain(&mut body, trove_common::http::DRAIN_LIMIT, stall).await;
+                        break Ok(());
                     }
                 }
             }

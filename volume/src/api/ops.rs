@@ -18,8 +18,10 @@ pub struct VolumeStatus {
     /// Blobs stored, and their total size.
     pub blobs: u64,
     pub used_bytes: u64,
-    /// Free space summed over the data dirs.
+    /// Free space summed over the writable data dirs.
     pub free_bytes: u64,
+    /// At least one data dir takes new blobs.
+    pub writable: bool,
     pub fsync: bool,
     pub dirs: Vec<DirStatus>,
 }
@@ -34,7 +36,8 @@ pub async fn status(State(state): State<Arc<AppState>>) -> Json<VolumeStatus> {
         version: trove_common::VERSION,
         blobs,
         used_bytes,
-        free_bytes: dirs.iter().map(|d| d.free_bytes).sum(),
+        free_bytes: dirs.iter().filter(|d| d.writable).map(|d| d.free_bytes).sum(),
+        writable: dirs.iter().any(|d| d.writable),
         fsync: state.store.fsync(),
         dirs,
     })
