@@ -48,16 +48,20 @@ pub fn client(timeouts: Timeouts) -> reqwest::Client {
         .expect("the HTTP client's configuration is valid")
 }
 
-/// Parses a duration flag: `250ms`, `30s`, `5m`, `2h`, or plain seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
+/// `"1.5GiB"` → `(1.5, "GiB")`; `None` when it does not start with a number.
+fn number_and_unit(s: &str) -> Option<(f64, &str)> {
     let split = s
         .find(|c: char| !c.is_ascii_digit() && c != '.')
         .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration like 500ms, 30s, 5m or 1h"))?;
+    Some((num.parse().ok()?, unit.trim()))
+}
+
+/// Parses a duration flag: `250ms`, `30s`, `5m`, `2h`, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (n, unit) =
+        number_and_unit(s).ok_or_else(|| format!("`{s}` is not a duration like 500ms, 30s, 5m or 1h"))?;
     let secs = match unit {
         "ms" => n / 1000.0,
         "" | "s" => n,
@@ -76,14 +80,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// (also `KB`/`MB`/`GB`/`TB` as powers of 1000).
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a size like 512MiB or 1GiB"))?;
-    let scale: f64 = match unit.trim() {
+    let (n, unit) = number_and_unit(s).ok_or_else(|| format!("`{s}` is not a size like 512MiB or 1GiB"))?;
+    let scale: f64 = match unit {
         "" | "B" => 1.0,
         "KiB" => 1024.0,
         "MiB" => 1024.0 * 1024.0,

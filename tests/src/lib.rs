@@ -329,16 +329,21 @@ impl Cluster {
         .await;
     }
 
-    /// The master's `/-/status`.
-    pub async fn status(&self) -> serde_json::Value {
+    /// `GET` a master path, as JSON (a listing, a job report…).
+    pub async fn json(&self, path: &str) -> serde_json::Value {
         self.http
-            .get(self.url("/-/status"))
+            .get(self.url(path))
             .send()
             .await
             .unwrap()
             .json()
             .await
             .unwrap()
+    }
+
+    /// The master's `/-/status`.
+    pub async fn status(&self) -> serde_json::Value {
+        self.json("/-/status").await
     }
 
     /// Waits until the master sees volume `i` as `healthy`.

@@ -143,15 +143,7 @@ async fn chunked_bodies_and_odd_keys() {
         let (status, body) = c.get(key).await;
         assert_eq!((status, body.as_ref()), (200, key.as_bytes()), "{key}");
     }
-    let list: serde_json::Value = c
-        .http
-        .get(c.url("/sp%20ace/?list"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: serde_json::Value = c.json("/sp%20ace/?list").await;
     assert_eq!(list, json!({"next": "", "keys": ["/sp ace/x"]}));
 }
 

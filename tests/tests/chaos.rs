@@ -234,15 +234,7 @@ async fn assert_recovered(c: &Cluster, writes: &[Write], replicas: usize, lost_a
         assert_eq!(c.temp_files(i), 0, "temp files left on {addr}");
     }
     // Every live key has its full replica count.
-    let list: serde_json::Value = c
-        .http
-        .get(c.url("/?list"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: serde_json::Value = c.json("/?list").await;
     for key in list["keys"].as_array().unwrap() {
         let key = trove_common::key::encode_path(key.as_str().unwrap());
         let vols = c.head(&key).await.headers()["key-volumes"]

@@ -120,15 +120,7 @@ async fn assert_nothing_left(c: &Cluster, key: &str) {
     })
     .await;
     assert_eq!(c.http.get(c.url(key)).send().await.unwrap().status(), 404);
-    let list: serde_json::Value = c
-        .http
-        .get(c.url("/?list"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: serde_json::Value = c.json("/?list").await;
     assert_eq!(list["keys"], serde_json::json!([]));
     // The lock is released once clean-up is done; the same PUT then works.
     wait_for("the key to be writable again", || async {

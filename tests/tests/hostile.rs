@@ -114,15 +114,7 @@ async fn hostile_keys_are_refused_and_never_escape_the_data_dirs() {
         }
     }
     // Nothing was stored anywhere, and nothing escaped.
-    let list: serde_json::Value = c
-        .http
-        .get(c.url("/?list"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: serde_json::Value = c.json("/?list").await;
     assert_eq!(list["keys"], serde_json::json!([]));
     for i in 0..3 {
         assert!(c.blobs(i).await.is_empty());
@@ -233,15 +225,7 @@ async fn operations_paths_and_methods() {
         400
     );
     assert_eq!(status(&raw(v, &with_body("GET", "/-/verify?key=%2Fnope"))), 404);
-    let list: serde_json::Value = c
-        .http
-        .get(c.url("/?list"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: serde_json::Value = c.json("/?list").await;
     assert_eq!(list["keys"], serde_json::json!([]));
     assert_still_serving(&c).await;
 }

@@ -38,14 +38,7 @@ async fn assert_all_readable_and_balanced(c: &Cluster, data: &[(String, Vec<u8>)
 }
 
 async fn job(c: &Cluster, name: &str) -> Value {
-    c.http
-        .get(c.url(&format!("/-/{name}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    c.json(&format!("/-/{name}")).await
 }
 
 async fn total_blobs(c: &Cluster, vols: &[usize]) -> usize {

@@ -82,6 +82,19 @@ pub async fn run(state: Arc<AppState>, params: JobParams, progress: Arc<Progress
     Ok(())
 }
 
+/// Whether no record keeps the blob of `key` on `addr` alive (an index
+/// error counts as referenced, and as a failure).
+fn unreferenced(state: &AppState, progress: &Progress, key: &Key, addr: &str) -> bool {
+    match state.index.get(key) {
+        Ok(r) => !references(r.as_ref(), addr),
+        Err(e) => {
+            Progress::add(&progress.failed, 1);
+            progress.problem(format!("{key}: {e}"));
+            false
+        }
+    }
+}
+
 /// Whether `record` keeps the blob of its key on `addr` alive.
 fn references(record: Option<&Record>, addr: &str) -> bool {
     record.is_some_and(|r| r.state != State::Writing && r.volumes.iter().any(|v| v == addr))
@@ -98,28 +111,16 @@ async fn collect_blob(state: &AppState, progress: &Progress, dry_run: bool, addr
             return;
         }
     };
-    // A cheap look first; the lock only for candidates.
-    match state.index.get(&key) {
-        Ok(r) if references(r.as_ref(), addr) => return,
-        Ok(_) => {}
-        Err(e) => {
-            Progress::add(&progress.failed, 1);
-            progress.problem(format!("{key}: {e}"));
-            return;
-        }
+    // A cheap look first; the lock only for candidates, and then look again.
+    if !unreferenced(state, progress, &key, addr) {
+        return;
     }
     let Some(_guard) = state.locks.try_lock(&key) else {
         Progress::add(&progress.skipped, 1);
         return;
     };
-    match state.index.get(&key) {
-        Ok(r) if references(r.as_ref(), addr) => return,
-        Ok(_) => {}
-        Err(e) => {
-            Progress::add(&progress.failed, 1);
-            progress.problem(format!("{key}: {e}"));
-            return;
-        }
+    if !unreferenced(state, progress, &key, addr) {
+        return;
     }
     if dry_run {
         Progress::add(&progress.changed, 1);

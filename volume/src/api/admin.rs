@@ -13,14 +13,12 @@ use crate::error::ApiError;
 use crate::store::Expected;
 use crate::AppState;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::StreamExt;
 use serde::Deserialize;
 use std::sync::Arc;
 use trove_common::digest::parse_sha256_hex;
-use trove_common::http::{KEY_MD5, KEY_SHA256, KEY_SIZE};
 use trove_common::key::Key;
 use trove_common::record::BlobState;
 
@@ -72,15 +70,7 @@ pub async fn pull(
     let body = resp.bytes_stream().map(|r| r.map_err(std::io::Error::other));
     let meta = state.store.write_stream(&key, body, expected, stall).await?;
     tracing::info!(key = %key, from = %from, size = meta.size, "pulled");
-    Ok((
-        StatusCode::CREATED,
-        [
-            (KEY_SHA256, meta.sha256),
-            (KEY_MD5, meta.md5),
-            (KEY_SIZE, meta.size.to_string()),
-        ],
-    )
-        .into_response())
+    Ok(super::put::stored(meta))
 }
 
 #[derive(Deserialize)]

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use trove_common::digest::parse_sha256_hex;
 use trove_common::http::{KEY_MD5, KEY_SHA256, KEY_SIZE};
 use trove_common::key::Key;
-use trove_common::record::BlobState;
+use trove_common::record::{BlobMeta, BlobState};
 
 pub async fn put(state: &AppState, key: Key, req: Request<Body>) -> Result<Response, ApiError> {
     let expected_len = content_length(req.headers())?;
@@ -35,7 +35,12 @@ pub async fn put(state: &AppState, key: Key, req: Request<Body>) -> Result<Respo
         .write_stream(&key, body, expected, state.config.timeouts.stall)
         .await?;
     tracing::debug!(key = %key, size = meta.size, "stored");
-    Ok((
+    Ok(stored(meta))
+}
+
+/// `201` with the digests and size of what was stored.
+pub(crate) fn stored(meta: BlobMeta) -> Response {
+    (
         StatusCode::CREATED,
         [
             (KEY_SHA256, meta.sha256),
@@ -43,7 +48,7 @@ pub async fn put(state: &AppState, key: Key, req: Request<Body>) -> Result<Respo
             (KEY_SIZE, meta.size.to_string()),
         ],
     )
-        .into_response())
+        .into_response()
 }
 
 /// The announced body length, if any.
