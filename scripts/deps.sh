@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and running Trove needs and this machine lacks:
 # libclang (RocksDB's Rust bindings are generated with it), a C++ compiler
-# (RocksDB itself), and curl (the README's examples). Debian/Ubuntu only;
+# (RocksDB itself), curl (the README's examples) and nginx (the benchmark's
+# reference; trove-bench runs its own instance on free ports). Debian/Ubuntu only;
 # elsewhere it says what to install.
 set -euo pipefail
 
@@ -19,6 +20,7 @@ need=()
 dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
 command -v c++ >/dev/null 2>&1 || need+=(g++)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+[ -x /usr/sbin/nginx ] || need+=(nginx)
 
 if ((${#need[@]})); then
     sudo=""

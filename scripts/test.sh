@@ -15,6 +15,8 @@ cargo fmt --all --check
 cargo clippy --release --workspace --all-targets -- -D warnings
 # The integration tests run the binaries, so build them first.
 cargo build --release --workspace --bins
+# A tiny run of the benchmark, so that the command cannot rot.
+"$CARGO_TARGET_DIR/release/trove-bench" --smoke
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --release --workspace --no-fail-fast
 else

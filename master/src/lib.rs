@@ -102,6 +102,11 @@ pub async fn run(
         replicas = state.config.placement.replicas(),
         "index open"
     );
+    // TCP_NODELAY: a redirect or a 201 goes out at once, instead of waiting
+    // out Nagle's algorithm against the client's delayed ACK (~40 ms).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let result = axum::serve(listener, api::router(state))
         .with_graceful_shutdown(shutdown)
         .await;

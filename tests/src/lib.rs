@@ -22,14 +22,15 @@ use std::time::{Duration, Instant};
 /// How long a server may take to start, or a condition to come true.
 pub const WAIT: Duration = Duration::from_secs(30);
 
-/// Where the binaries are: `target/<profile>/`, the parent of the test
-/// executable's `deps/` folder.
+/// Where the binaries are: `target/<profile>/`.
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps/<test>");
+    // A test runs from target/<profile>/deps/, a binary (trove-bench) from
+    // target/<profile>/ itself.
+    let mut dir = exe.parent().expect("the executable's folder");
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir = dir.parent().expect("target/<profile>");
+    }
     let path = dir.join(name);
     assert!(
         path.exists(),

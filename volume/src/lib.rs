@@ -61,6 +61,10 @@ pub async fn run(
         http: trove_common::http::client(config.timeouts),
         config,
     });
+    // TCP_NODELAY: small answers go out at once (see the master's run()).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, api::router(state))
         .with_graceful_shutdown(shutdown)
         .await?;
