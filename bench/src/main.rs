@@ -187,6 +187,13 @@ impl Bench {
         let size = self.args.size;
         let label = format!("{} MiB", size / MIB);
         let (mut put_fsync, mut put_nofsync, mut put_ref) = (Samples::new(), Samples::new(), Samples::new());
+        let cpu = |c: &Cluster| {
+            (
+                c.master.cpu_seconds(),
+                c.volumes.iter().map(|v| v.cpu_seconds()).sum::<f64>(),
+            )
+        };
+        let (master_before, volumes_before) = cpu(fsync);
         for i in 0..self.args.iterations {
             for (cluster, samples) in [(fsync, &mut put_fsync), (no_fsync, &mut put_nofsync)] {
                 let url = cluster.url(&format!("/bench/put-{i}"));
@@ -207,6 +214,8 @@ impl Bench {
                 }
             }
         }
+        let (master_after, volumes_after) = cpu(fsync);
+        let gib_put = (size * self.args.iterations as u64) as f64 / (1u64 << 30) as f64;
         let rss = fsync.master.peak_rss();
         rows.push(Row::new(
             &format!("PUT {label} ×3 replicas, fsync (MiB/s)"),
@@ -224,6 +233,17 @@ impl Bench {
             "master peak RSS during the PUTs (MiB)",
             (rss / MIB) as f64,
             "≤ 64",
+        ));
+        // Where the PUT's time goes: CPU seconds per GiB stored (×3 replicas).
+        rows.push(Row::single(
+            "CPU s per GiB PUT ×3: master (md5 + sha256 + proxying)",
+            (master_after - master_before) / gib_put,
+            "—",
+        ));
+        rows.push(Row::single(
+            "CPU s per GiB PUT ×3: three volumes together",
+            (volumes_after - volumes_before) / gib_put,
+            "—",
         ));
 
         // The value to read: in Trove and, byte for byte, in nginx's root.
