@@ -13,7 +13,7 @@ use std::time::Duration;
 use trove_common::digest::parse_sha256_hex;
 use trove_common::http::{client, Timeouts, KEY_SHA256, KEY_SIZE};
 use trove_common::key::Key;
-use trove_common::record::{BlobMeta, BlobState};
+use trove_common::record::{BlobMeta, BlobState, Record};
 use trove_common::signing::{url as signed_url, Signer};
 
 /// A volume's answer to `GET /-/verify`.
@@ -188,13 +188,20 @@ impl VolumeClient {
     }
 
     /// Records `state` in the sidecar of `key` on `addr`.
-    pub async fn mark(&self, addr: &str, key: &Key, state: BlobState) -> Result<(), VolumeError> {
-        let url = self.url(
-            "POST",
-            addr,
-            "/-/mark",
-            &[("key", key.as_str()), ("state", state.as_str())],
-        );
+    /// Records `state` (and, when given, the value's md5, which volumes do
+    /// not compute themselves) in the sidecar of `key` on `addr`.
+    pub async fn mark(
+        &self,
+        addr: &str,
+        key: &Key,
+        state: BlobState,
+        md5: Option<&str>,
+    ) -> Result<(), VolumeError> {
+        let mut params = vec![("key", key.as_str()), ("state", state.as_str())];
+        if let Some(md5) = md5 {
+            params.push(("md5", md5));
+        }
+        let url = self.url("POST", addr, "/-/mark", &params);
         let resp = self.http.post(url).timeout(self.timeouts.stall).send().await;
         let resp = resp.map_err(|e| VolumeError::from_reqwest(addr, e, self.timeouts.stall))?;
         check_status(addr, resp).await.map(|_| ())
@@ -250,20 +257,22 @@ impl VolumeClient {
         })
     }
 
-    /// Has `dest` copy `key` from `source`, checking it against `sha256`;
-    /// the copy is stored as live. Bounded like [`VolumeClient::verify`].
+    /// Has `dest` copy `key` from `source`, checking it against the
+    /// record's sha256; the copy is stored as live, with the record's md5.
+    /// Bounded like [`VolumeClient::verify`].
     pub async fn pull(
         &self,
         dest: &str,
         key: &Key,
         source: &str,
-        sha256: &str,
-        size: u64,
+        record: &Record,
     ) -> Result<(), VolumeError> {
+        let size = record.size;
         let params = [
             ("key", key.as_str()),
             ("from", source),
-            ("sha256", sha256),
+            ("sha256", record.sha256.as_str()),
+            ("md5", record.md5.as_str()),
             ("state", "live"),
         ];
         let url = self.url("POST", dest, "/-/pull", &params);

@@ -162,8 +162,14 @@ impl Volumes {
 
     /// Records `state` in the sidecars of `key` on every volume of `addrs`,
     /// in parallel. The first failure is returned (after all have run).
-    pub async fn mark_all(&self, key: &Key, addrs: &[String], state: BlobState) -> Result<(), VolumeError> {
-        let marks = addrs.iter().map(|a| self.client.mark(a, key, state));
+    pub async fn mark_all(
+        &self,
+        key: &Key,
+        addrs: &[String],
+        state: BlobState,
+        md5: Option<&str>,
+    ) -> Result<(), VolumeError> {
+        let marks = addrs.iter().map(|a| self.client.mark(a, key, state, md5));
         let mut first_error = None;
         for result in futures::future::join_all(marks).await {
             if let Err(e) = result {

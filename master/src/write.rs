@@ -75,7 +75,7 @@ pub async fn write(state: Arc<AppState>, key: Key, upload: Upload, body: Body) -
         if digests.size == 0 {
             return Err(ApiError::EmptyBody);
         }
-        if let Some(sent) = upload.content_md5.filter(|m| *m != digests.md5) {
+        if let Some(sent) = upload.content_md5.filter(|m| Some(*m) != digests.md5) {
             return Err(ApiError::Md5Mismatch {
                 sent: hex::encode(sent),
                 got: digests.md5_hex(),
@@ -83,7 +83,11 @@ pub async fn write(state: Arc<AppState>, key: Key, upload: Upload, body: Body) -
         }
         // The volumes learn the write is complete (for `rebuild`), then the
         // index makes it visible.
-        state.volumes.mark_all(&key, &targets, BlobState::Live).await?;
+        let md5 = digests.md5_hex();
+        state
+            .volumes
+            .mark_all(&key, &targets, BlobState::Live, Some(&md5))
+            .await?;
         let record = Record {
             state: State::Live,
             volumes: targets.clone(),

@@ -9,6 +9,7 @@
 
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
+use std::collections::HashSet;
 use std::future::Future;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -58,11 +59,14 @@ impl Client {
 }
 
 /// Runs the load while `fault` runs; returns every write's outcome once
-/// both are done. `acked` counts 201s as they come.
+/// both are done. `acked` counts 201s as they come; readers leave alone
+/// the keys the fault puts in `corrupted` (nothing can know they are bad
+/// until `verify` runs).
 async fn under_load<F: Future<Output = ()>>(
     client: &Client,
     tag: &str,
     acked: Arc<AtomicUsize>,
+    corrupted: &Mutex<HashSet<String>>,
     fault: F,
 ) -> Vec<Write> {
     let done = Arc::new(Mutex::new(Vec::<Write>::new()));
@@ -100,7 +104,7 @@ async fn under_load<F: Future<Output = ()>>(
             })
         })
         .collect();
-    let readers = read_while_writing(client, Arc::clone(&done));
+    let readers = read_while_writing(client, Arc::clone(&done), corrupted);
     let ((), read_count) = tokio::join!(fault, readers);
     for w in writers {
         w.await.unwrap();
@@ -117,7 +121,11 @@ async fn under_load<F: Future<Output = ()>>(
 /// Reads acknowledged values while the writers run; each read may be
 /// retried (a replica may be going down) for up to 30 s, but must succeed
 /// with the right bytes.
-async fn read_while_writing(c: &Client, done: Arc<Mutex<Vec<Write>>>) -> usize {
+async fn read_while_writing(
+    c: &Client,
+    done: Arc<Mutex<Vec<Write>>>,
+    corrupted: &Mutex<HashSet<String>>,
+) -> usize {
     let mut reads = 0;
     for round in 0..400 {
         let target = {
@@ -135,7 +143,11 @@ async fn read_while_writing(c: &Client, done: Arc<Mutex<Vec<Write>>>) -> usize {
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            match read_sha(c, &key).await {
+            let result = read_sha(c, &key).await;
+            if corrupted.lock().unwrap().contains(&key) {
+                break;
+            }
+            match result {
                 Ok(got) if got == sha => break,
                 Ok(got) => panic!("{key} read back as {got}, written as {sha}"),
                 Err(e) => {
@@ -276,7 +288,7 @@ async fn volume_killed_mid_writes() {
         c.volumes[1].restart();
         c.wait_volume_health(1, true).await;
     };
-    let writes = under_load(&client, "vkill", Arc::clone(&acked), fault).await;
+    let writes = under_load(&client, "vkill", Arc::clone(&acked), &Mutex::default(), fault).await;
     assert_failures_are_5xx(&writes);
     assert_recovered(&c, &writes, 2, false).await;
 }
@@ -292,7 +304,7 @@ async fn master_killed_mid_writes() {
         c.master.restart();
         c.wait_until_ready().await;
     };
-    let writes = under_load(&client, "mkill", Arc::clone(&acked), fault).await;
+    let writes = under_load(&client, "mkill", Arc::clone(&acked), &Mutex::default(), fault).await;
     // Writes cut off by the kill fail at the transport; none hung.
     let cut = writes.iter().filter(|w| w.result.is_err()).count();
     eprintln!("{cut} writes cut off by the master's death");
@@ -321,7 +333,7 @@ async fn volume_frozen_past_the_stall_timeout() {
         signal(frozen, "-CONT");
         c.wait_volume_health(1, true).await;
     };
-    let writes = under_load(&client, "frozen", Arc::clone(&acked), fault).await;
+    let writes = under_load(&client, "frozen", Arc::clone(&acked), &Mutex::default(), fault).await;
     assert_failures_are_5xx(&writes);
     for w in writes.iter().filter(|w| w.result != Ok(201)) {
         // Failed fast: the stall timeout (2 s) plus the time to send up to 16 MiB.
@@ -408,7 +420,7 @@ async fn disk_full_then_read_only() {
     c.wait_volume_health(2, true).await;
     let client = Client::of(&c);
     let acked = Arc::new(AtomicUsize::new(0));
-    let writes = under_load(&client, "full", Arc::clone(&acked), async {}).await;
+    let writes = under_load(&client, "full", Arc::clone(&acked), &Mutex::default(), async {}).await;
     // The small disk filled: writes that still reached it got 507 (the
     // volume said it is full), the rest went elsewhere.
     for w in writes.iter().filter(|w| w.result != Ok(201)) {
@@ -467,6 +479,7 @@ async fn flipped_byte_found_skipped_and_repaired() {
     let client = Client::of(&c);
     let acked = Arc::new(AtomicUsize::new(0));
     let rotten: Mutex<Option<(String, String)>> = Mutex::new(None);
+    let corrupted = Mutex::new(HashSet::new());
     let fault = async {
         after_acks(&acked, 8).await;
         // The first key written by writer 0 is acknowledged by now or soon.
@@ -480,6 +493,7 @@ async fn flipped_byte_found_skipped_and_repaired() {
             .to_string();
         let addr = vols.split(',').next().unwrap().to_string();
         let path = c.blob_path(c.volume_index(&addr), "/rot/0-0");
+        corrupted.lock().unwrap().insert("/rot/0-0".to_string());
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[1000] ^= 0x20;
         // Flip in place (same inode), as bit rot would.
@@ -489,7 +503,7 @@ async fn flipped_byte_found_skipped_and_repaired() {
         f.write_all(&bytes[1000..1001]).unwrap();
         *rotten.lock().unwrap() = Some(("/rot/0-0".into(), addr));
     };
-    let writes = under_load(&client, "rot", Arc::clone(&acked), fault).await;
+    let writes = under_load(&client, "rot", Arc::clone(&acked), &corrupted, fault).await;
     let (key, bad) = rotten.lock().unwrap().clone().unwrap();
 
     let (code, out) = c.admin(&["verify", "--deep"]).await;

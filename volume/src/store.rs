@@ -313,6 +313,7 @@ impl BlobStore {
         let (tx, mut rx) = mpsc::channel::<WriteMsg>(WRITE_QUEUE);
         let store = Arc::clone(self);
         let key_owned = key.clone();
+        let announced_len = expected.len;
         // The disk work (hashing, write, fsync, rename) runs on a blocking
         // thread; this task only moves chunks from the socket to it.
         let writer = tokio::task::spawn_blocking(move || {
@@ -337,7 +338,7 @@ impl BlobStore {
                 Ok(Some(Err(e))) => break Err(StoreError::BodyAborted(e.to_string())),
                 Ok(Some(Ok(chunk))) => {
                     received += chunk.len() as u64;
-                    if let Some(len) = expected.len.filter(|n| received > *n) {
+                    if let Some(len) = announced_len.filter(|n| received > *n) {
                         break Err(StoreError::LengthMismatch {
                             expected: len,
                             got: received,
@@ -382,10 +383,20 @@ impl BlobStore {
         Ok(temp)
     }
 
-    /// Changes the state recorded in a blob's sidecar (atomically, durably).
-    /// Blocking.
-    pub fn set_state(&self, key: &Key, state: BlobState) -> Result<BlobMeta, StoreError> {
-        self.update_meta(key, |m| m.state = state)
+    /// Changes the state recorded in a blob's sidecar, and its md5 when
+    /// given (atomically, durably). Blocking.
+    pub fn set_state(
+        &self,
+        key: &Key,
+        state: BlobState,
+        md5: Option<String>,
+    ) -> Result<BlobMeta, StoreError> {
+        self.update_meta(key, |m| {
+            m.state = state;
+            if let Some(md5) = md5 {
+                m.md5 = md5;
+            }
+        })
     }
 
     /// Rewrites a blob's sidecar with `change` applied, if it changes
@@ -418,7 +429,7 @@ impl BlobStore {
             io::ErrorKind::NotFound => StoreError::NotFound,
             _ => e.into(),
         })?;
-        let mut hasher = ContentHasher::new();
+        let mut hasher = ContentHasher::sha256_only();
         let mut buf = vec![0u8; 1 << 20];
         loop {
             let n = io::Read::read(&mut file, &mut buf)?;
@@ -461,7 +472,7 @@ impl BlobStore {
             dir,
             file: BufWriter::with_capacity(WRITE_BUFFER, file),
             temp,
-            hasher: ContentHasher::new(),
+            hasher: ContentHasher::sha256_only(),
         })
     }
 }
@@ -473,7 +484,7 @@ enum WriteMsg {
 
 /// What an upload must turn out to be, checked before anything becomes
 /// visible, and the state its sidecar starts in.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Expected {
     /// The announced length (`Content-Length`).
     pub len: Option<u64>,
@@ -481,6 +492,10 @@ pub struct Expected {
     pub sha256: Option<[u8; 32]>,
     /// The sidecar's state once stored.
     pub state: BlobState,
+    /// The value's md5 (hex), when the caller knows it: volumes hash only
+    /// sha256, and learn the md5 from the master (here for a pull, or later
+    /// with `set_state`).
+    pub md5: Option<String>,
 }
 
 /// The result of re-reading a blob.
@@ -561,7 +576,7 @@ impl BlobWriter<'_> {
             key: key.as_str().to_string(),
             size: digests.size,
             sha256: digests.sha256_hex(),
-            md5: digests.md5_hex(),
+            md5: expected.md5.unwrap_or_default(),
             created: now_ms(),
             state: expected.state,
             damaged: false,
@@ -690,7 +705,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(meta.size, 5);
-        assert_eq!(meta.md5, "5d41402abc4b2a76b9719d911017c592");
+        assert_eq!(meta.md5, "", "volumes do not compute md5");
         // The file is where the hash says, with its sidecar beside it.
         let (data, sidecar) = BlobStore::paths_in(dir.path(), &k);
         assert_eq!(data, dir.path().join(k.blob_relpath()));
@@ -710,10 +725,9 @@ mod tests {
         assert_eq!(store.counts(), (1, 3));
 
         assert_eq!(blob.meta.state, BlobState::Pending);
-        assert_eq!(
-            store.set_state(&k, BlobState::Live).unwrap().state,
-            BlobState::Live
-        );
+        let md5 = "5d41402abc4b2a76b9719d911017c592".to_string();
+        let marked = store.set_state(&k, BlobState::Live, Some(md5.clone())).unwrap();
+        assert_eq!((marked.state, marked.md5), (BlobState::Live, md5));
         assert_eq!(store.open_blob(&k).unwrap().meta.state, BlobState::Live);
         assert!(store.verify(&k).unwrap().ok);
         // One flipped byte is found by verify (the sidecar still says "bye").

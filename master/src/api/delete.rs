@@ -56,7 +56,7 @@ pub async fn unlink(state: Arc<AppState>, key: Key) -> Result<Response, ApiError
     // index is lost before the key is deleted.
     if let Err(e) = state
         .volumes
-        .mark_all(&key, &record.volumes, BlobState::Unlinked)
+        .mark_all(&key, &record.volumes, BlobState::Unlinked, None)
         .await
     {
         tracing::warn!(key = %key, error = %e, "a volume did not record the unlink");

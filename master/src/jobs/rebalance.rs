@@ -161,13 +161,10 @@ async fn move_key(state: &AppState, key: &Key) -> Result<Outcome, String> {
                 record.volumes.join(",")
             )
         })?;
-        client
-            .pull(dest, key, &source, &record.sha256, record.size)
-            .await
-            .map_err(|e| {
-                state.volumes.note_error(&e);
-                format!("copy to {dest} failed: {e}")
-            })
+        client.pull(dest, key, &source, record).await.map_err(|e| {
+            state.volumes.note_error(&e);
+            format!("copy to {dest} failed: {e}")
+        })
     });
     let results = futures::future::join_all(copies).await;
     if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {

@@ -131,10 +131,7 @@ async fn check_key(state: &AppState, progress: &Progress, params: &JobParams, ke
     if repairing {
         let client = state.volumes.client();
         for addr in &bad {
-            match client
-                .pull(addr, key, &good[0], &record.sha256, record.size)
-                .await
-            {
+            match client.pull(addr, key, &good[0], record).await {
                 Ok(()) => {
                     still_bad.retain(|a| a != addr);
                     Progress::add(&progress.changed, 1);

@@ -27,6 +27,7 @@ pub struct PullQuery {
     key: String,
     from: String,
     sha256: Option<String>,
+    md5: Option<String>,
     state: Option<String>,
 }
 
@@ -66,6 +67,7 @@ pub async fn pull(
         len: resp.content_length(),
         sha256,
         state: blob_state,
+        md5: q.md5.as_deref().map(parse_md5).transpose()?,
     };
     let body = resp.bytes_stream().map(|r| r.map_err(std::io::Error::other));
     let meta = state.store.write_stream(&key, body, expected, stall).await?;
@@ -77,6 +79,7 @@ pub async fn pull(
 pub struct KeyQuery {
     key: String,
     state: Option<String>,
+    md5: Option<String>,
 }
 
 pub async fn verify(
@@ -103,8 +106,18 @@ pub async fn mark(
             .ok_or_else(|| ApiError::BadRequest("state= is required".into()))?,
     )?;
     let store = state.store.clone();
-    let meta = tokio::task::spawn_blocking(move || store.set_state(&key, new_state)).await??;
+    let md5 = q.md5.as_deref().map(parse_md5).transpose()?;
+    let meta = tokio::task::spawn_blocking(move || store.set_state(&key, new_state, md5)).await??;
     Ok(Json(meta).into_response())
+}
+
+/// A hex md5 (32 hex digits), lower-cased.
+fn parse_md5(s: &str) -> Result<String, ApiError> {
+    if s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(s.to_ascii_lowercase())
+    } else {
+        Err(ApiError::BadRequest("md5 must be 32 hex digits".into()))
+    }
 }
 
 fn parse_state(s: &str) -> Result<BlobState, ApiError> {

@@ -61,8 +61,10 @@ pub async fn get(
         .header(header::ACCEPT_RANGES, "bytes")
         .header(header::ETAG, format!("\"{}\"", blob.meta.sha256))
         .header(header::LAST_MODIFIED, httpdate::fmt_http_date(last_modified))
-        .header(KEY_SHA256, &blob.meta.sha256)
-        .header(KEY_MD5, &blob.meta.md5);
+        .header(KEY_SHA256, &blob.meta.sha256);
+    if !blob.meta.md5.is_empty() {
+        resp = resp.header(KEY_MD5, &blob.meta.md5);
+    }
     if status == StatusCode::PARTIAL_CONTENT {
         resp = resp.header(
             header::CONTENT_RANGE,

@@ -29,6 +29,7 @@ pub async fn put(state: &AppState, key: Key, req: Request<Body>) -> Result<Respo
         len: expected_len,
         sha256: expected_sha256,
         state: BlobState::Pending,
+        md5: None,
     };
     let meta = state
         .store
@@ -38,17 +39,20 @@ pub async fn put(state: &AppState, key: Key, req: Request<Body>) -> Result<Respo
     Ok(stored(meta))
 }
 
-/// `201` with the digests and size of what was stored.
+/// `201` with the sha256 and size of what was stored (and its md5, when
+/// the volume knows it).
 pub(crate) fn stored(meta: BlobMeta) -> Response {
-    (
+    let mut resp = (
         StatusCode::CREATED,
-        [
-            (KEY_SHA256, meta.sha256),
-            (KEY_MD5, meta.md5),
-            (KEY_SIZE, meta.size.to_string()),
-        ],
+        [(KEY_SHA256, meta.sha256), (KEY_SIZE, meta.size.to_string())],
     )
-        .into_response()
+        .into_response();
+    if let Ok(md5) = meta.md5.parse() {
+        if !meta.md5.is_empty() {
+            resp.headers_mut().insert(KEY_MD5, md5);
+        }
+    }
+    resp
 }
 
 /// The announced body length, if any.
