@@ -308,7 +308,7 @@ impl VolumeClient {
     /// A call whose work grows with the blob (a pull, a deep verify): the
     /// stall timeout plus one second per MiB, i.e. it fails only if the
     /// volume moves less than 1 MiB/s.
-    fn slow_call_timeout(&self, size: u64) -> Duration {
+    pub fn slow_call_timeout(&self, size: u64) -> Duration {
         self.timeouts.stall + Duration::from_secs(size >> 20)
     }
 
@@ -393,7 +393,15 @@ async fn check_status(addr: &str, resp: reqwest::Response) -> Result<reqwest::Re
         return Ok(resp);
     }
     let status = resp.status().as_u16();
-    let message = resp.text().await.unwrap_or_default().trim().to_string();
+    // Bounded: a volume that sends a status and then stalls must not hold
+    // up the caller (and a key lock) for ever.
+    let text = tokio::time::timeout(Duration::from_secs(5), resp.text()).await;
+    let message = text
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default()
+        .trim()
+        .to_string();
     Err(VolumeError::Status {
         addr: addr.to_string(),
         status,

@@ -212,13 +212,17 @@ async fn stream_to_replicas(
         }
         Err(Err(i)) => {
             let handle = uploads.0[i].take().expect("each upload is awaited once");
-            let e = match handle.await {
-                Ok(Err(v)) => v,
-                Ok(Ok(_)) => VolumeError::Protocol {
+            let e = match timeout(stall, handle).await {
+                Err(_) => VolumeError::Timeout {
+                    addr: targets[i].clone(),
+                    timeout: stall,
+                },
+                Ok(Ok(Err(v))) => v,
+                Ok(Ok(Ok(_))) => VolumeError::Protocol {
                     addr: targets[i].clone(),
                     message: "answered before the whole body was sent".into(),
                 },
-                Err(e) => return Err(e.into()),
+                Ok(Err(e)) => return Err(e.into()),
             };
             state.volumes.note_error(&e);
             return Err(e.into());
@@ -226,12 +230,16 @@ async fn stream_to_replicas(
     }
 
     let digests = hasher.finish();
+    // After the last byte a volume fsyncs the whole value before answering:
+    // allow the stall timeout plus a second per MiB, as for other calls
+    // whose work grows with the value.
+    let answer_within = client.slow_call_timeout(digests.size);
     for (i, addr) in targets.iter().enumerate() {
         let handle = uploads.0[i].take().expect("each upload is awaited once");
-        let stored = match timeout(stall, handle).await {
+        let stored = match timeout(answer_within, handle).await {
             Err(_) => Err(VolumeError::Timeout {
                 addr: addr.clone(),
-                timeout: stall,
+                timeout: answer_within,
             }),
             Ok(joined) => joined?,
         };

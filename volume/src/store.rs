@@ -212,6 +212,10 @@ impl BlobStore {
 
     /// Opens a key's blob and its sidecar. Blocking.
     pub fn open_blob(&self, key: &Key) -> Result<OpenBlob, StoreError> {
+        // Under the key's stripe, so that a replacement cannot slip in
+        // between reading the sidecar and opening the data: the open file
+        // stays what the sidecar describes, whatever is renamed later.
+        let _stripe = self.stripe(key);
         let (data, meta_path) = self.locate(key).ok_or(StoreError::NotFound)?;
         let meta = read_meta(&meta_path)?;
         let file = match File::open(&data) {
@@ -230,15 +234,33 @@ impl BlobStore {
         Ok(OpenBlob { file, meta })
     }
 
-    /// Deletes a key's blob; `false` when there was none. Blocking.
+    /// Deletes a key's blob — every copy, in every data dir (a copy can be
+    /// left in another dir when the dir list changed); `false` when there
+    /// was none. Blocking.
     pub fn delete(&self, key: &Key) -> Result<bool, StoreError> {
         let _stripe = self.stripe(key);
-        let Some((data, meta)) = self.locate(key) else {
-            return Ok(false);
+        let mut found = false;
+        for dir in &self.dirs {
+            found |= self.remove_copy(dir, key)?;
+        }
+        Ok(found)
+    }
+
+    /// Removes the copy of `key` in `dir`, if there is one (caller holds
+    /// the key's stripe). The sidecar goes first: a sidecar must never
+    /// outlive its data.
+    fn remove_copy(&self, dir: &Path, key: &Key) -> Result<bool, StoreError> {
+        let (data, meta) = Self::paths_in(dir, key);
+        let size = match fs::metadata(&data) {
+            Ok(m) => m.len(),
+            Err(_) if !meta.exists() => return Ok(false),
+            Err(_) => 0,
         };
-        let size = fs::metadata(&data).map(|m| m.len()).unwrap_or(0);
-        // Sidecar first: a sidecar must never outlive its data.
-        fs::remove_file(&meta).map_err(io_error)?;
+        match fs::remove_file(&meta) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_error(e)),
+        }
         match fs::remove_file(&data) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -441,11 +463,17 @@ impl BlobStore {
         let d = hasher.finish();
         let ok = d.size == meta.size && d.sha256_hex() == meta.sha256;
         // A blob known to be wrong is never served again; a replacement
-        // (a pull, a new PUT) brings a fresh sidecar.
+        // (a pull, a new PUT) brings a fresh sidecar. Only the copy that was
+        // hashed is marked: one that replaced it meanwhile is left alone.
         let meta = if ok || meta.damaged {
             meta
         } else {
-            self.update_meta(key, |m| m.damaged = true)?
+            let (sha256, created) = (meta.sha256.clone(), meta.created);
+            self.update_meta(key, |m| {
+                if m.sha256 == sha256 && m.created == created {
+                    m.damaged = true;
+                }
+            })?
         };
         Ok(Verified {
             actual_sha256: d.sha256_hex(),
@@ -586,24 +614,24 @@ impl BlobWriter<'_> {
         let parent = data_path.parent().expect("blob has a parent");
         let _stripe = store.stripe(&key);
         create_dirs_durably(parent, store.fsync)?;
-        let replaced = fs::metadata(&data_path).map(|m| m.len()).ok();
-        // Data first, sidecar second: a sidecar always describes bytes that
-        // are in place.
+        // Replacing: the old copy goes first (sidecar, then data), so that
+        // no moment — and no crash — pairs the old sidecar with new bytes.
+        // A crash after this leaves new data without a sidecar, which
+        // start-up removes: the replacement was never acknowledged.
+        for other in &store.dirs {
+            store.remove_copy(other, &key)?;
+        }
         fs::rename(&temp.path, &data_path).map_err(io_error)?;
         temp.keep();
-        fs::rename(&meta_temp.path, &meta_path).map_err(io_error)?;
+        if let Err(e) = fs::rename(&meta_temp.path, &meta_path) {
+            let _ = fs::remove_file(&data_path);
+            return Err(io_error(e));
+        }
         meta_temp.keep();
         if store.fsync {
             sync_dir(parent)?;
         }
-        match replaced {
-            Some(old) => {
-                store.blob_bytes.fetch_sub(old, Ordering::Relaxed);
-            }
-            None => {
-                store.blobs.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+        store.blobs.fetch_add(1, Ordering::Relaxed);
         store.blob_bytes.fetch_add(meta.size, Ordering::Relaxed);
         Ok(meta)
     }
@@ -832,6 +860,47 @@ mod tests {
         // A key is found even when the dir list changed order.
         let k = key("/k3");
         assert!(store.open_blob(&k).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_new_dir_list_leaves_one_copy() {
+        let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+        let (a, b) = (dirs[0].path().to_path_buf(), dirs[1].path().to_path_buf());
+        let old = Arc::new(BlobStore::open(vec![a.clone()], false).unwrap());
+        let keys: Vec<Key> = (0..8).map(|i| key(&format!("/moved/{i}"))).collect();
+        for k in &keys {
+            old.write_stream(k, chunks(&[b"old"]), Expected::default(), STALL)
+                .await
+                .unwrap();
+        }
+        drop(old);
+        // A second disk: some keys now belong there. Rewriting them must
+        // not leave the old copy behind, nor must deleting them.
+        let store = Arc::new(BlobStore::open(vec![a.clone(), b.clone()], false).unwrap());
+        for k in &keys {
+            store
+                .write_stream(k, chunks(&[b"new"]), Expected::default(), STALL)
+                .await
+                .unwrap();
+            let copies = [&a, &b]
+                .iter()
+                .filter(|d| d.join(k.blob_relpath()).exists())
+                .count();
+            assert_eq!(copies, 1, "{k}");
+            let mut blob = store.open_blob(k).unwrap();
+            let mut bytes = vec![];
+            io::Read::read_to_end(&mut blob.file, &mut bytes).unwrap();
+            assert_eq!(bytes, b"new");
+        }
+        assert_eq!(store.counts(), (8, 24));
+        for k in &keys {
+            assert!(store.delete(k).unwrap());
+            assert!(
+                matches!(store.open_blob(k), Err(StoreError::NotFound)),
+                "{k} came back"
+            );
+        }
+        assert_eq!(store.counts(), (0, 0));
     }
 
     #[test]

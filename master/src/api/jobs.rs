@@ -51,6 +51,6 @@ pub async fn job(
                 Err(ApiError::NoSuchJob(name))
             }
         }
-        other => Err(ApiError::Method(other.to_string())),
+        _ => Err(ApiError::Key(KeyError::Reserved)),
     }
 }

@@ -17,7 +17,7 @@ use axum::response::Response;
 use axum::routing::{any, get as get_route};
 use axum::Router;
 use std::sync::Arc;
-use trove_common::key::Key;
+use trove_common::key::{Key, KeyError};
 
 /// All routes of the master.
 pub fn router(state: Arc<AppState>) -> Router {
@@ -27,6 +27,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/-/status", get_route(ops::status))
         .route("/-/{job}", any(jobs::job))
         .fallback(key_request)
+        // A write to an operation path: never a key (DESIGN.md: 400).
+        .method_not_allowed_fallback(|| async { ApiError::Key(KeyError::Reserved) })
         .with_state(state)
 }
 

@@ -227,11 +227,18 @@ impl Jobs {
         let task_run = Arc::clone(&run);
         tokio::spawn(async move {
             let progress = Arc::clone(&task_run.progress);
-            let result = match kind {
-                JobKind::Rebalance => rebalance::run(state, params, progress).await,
-                JobKind::Verify => verify::run(state, params, progress).await,
-                JobKind::Gc => gc::run(state, params, progress).await,
-            };
+            // The job runs in a task of its own, so that even a panic ends
+            // it as failed (instead of leaving it "running" for ever).
+            let job = tokio::spawn(async move {
+                match kind {
+                    JobKind::Rebalance => rebalance::run(state, params, progress).await,
+                    JobKind::Verify => verify::run(state, params, progress).await,
+                    JobKind::Gc => gc::run(state, params, progress).await,
+                }
+            });
+            let result = job
+                .await
+                .unwrap_or_else(|e| Err(anyhow::anyhow!("the job stopped unexpectedly: {e}")));
             let outcome = match result {
                 Ok(()) if task_run.progress.cancelled() => (JobState::Cancelled, None),
                 Ok(()) => (JobState::Done, None),

@@ -67,6 +67,10 @@ async fn check_replica(state: &AppState, deep: bool, key: &Key, record: &Record,
                 ))
             }
             Ok(Some(_)) => Replica::Good,
+            // A volume refuses to serve a copy its own verify found bad.
+            Err(VolumeError::Status { status: 503, .. }) => {
+                Replica::Corrupt("its volume found it damaged and does not serve it".into())
+            }
             Err(e) => Replica::Unchecked(e),
         }
     }

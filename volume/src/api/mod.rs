@@ -29,6 +29,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/-/verify", get_route(admin::verify))
         .route("/-/mark", post(admin::mark))
         .fallback(key_request)
+        .method_not_allowed_fallback(reserved)
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
             auth::check_signature,
@@ -37,7 +38,13 @@ pub fn router(state: Arc<AppState>) -> Router {
     // Liveness needs no signature.
     Router::new()
         .route("/-/healthy", get_route(ops::healthy))
+        .method_not_allowed_fallback(reserved)
         .merge(checked)
+}
+
+/// Another method on an operation path: those paths are never keys.
+async fn reserved() -> ApiError {
+    ApiError::Key(trove_common::key::KeyError::Reserved)
 }
 
 /// A request on a key path.
