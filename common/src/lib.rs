@@ -8,6 +8,7 @@
 //!   written into a URL and which file name it maps to on a volume.
 //! - [`record`]: the index record (master) and the blob sidecar (volume).
 //! - [`digest`]: sha256 + md5 computed together over a stream.
+//! - [`metrics`]: Prometheus text for `/-/metrics`.
 //! - [`range`]: HTTP `Range: bytes=…` parsing and resolution.
 //! - [`signing`]: HMAC-signed URLs between master, clients and volumes.
 //! - [`http`]: header names, the inter-server HTTP client, logging and
@@ -16,6 +17,7 @@
 pub mod digest;
 pub mod http;
 pub mod key;
+pub mod metrics;
 pub mod placement;
 pub mod range;
 pub mod record;

@@ -61,6 +61,7 @@ pub struct AppState {
     pub volumes: Arc<volumes::Volumes>,
     pub locks: Arc<locks::KeyLocks>,
     pub jobs: jobs::Jobs,
+    pub metrics: Arc<trove_common::metrics::HttpMetrics>,
     pub config: Config,
 }
 
@@ -80,6 +81,7 @@ impl AppState {
             )),
             locks: Arc::default(),
             jobs: jobs::Jobs::default(),
+            metrics: Arc::default(),
             config,
         })
     }

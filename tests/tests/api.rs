@@ -432,6 +432,40 @@ async fn operations_endpoints() {
         .await
         .unwrap();
     assert!(vs["dirs"][0]["free_bytes"].as_u64().unwrap() > 0);
+
+    // Prometheus metrics, on the master and on a volume.
+    let metrics = c
+        .http
+        .get(c.url("/-/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "trove_requests_total{method=\"PUT\",status=\"201\"} 1",
+        "trove_keys{state=\"live\"} 1",
+        &format!("trove_volume_up{{volume=\"{v}\"}} 1"),
+        "# TYPE trove_request_duration_seconds histogram",
+        "trove_received_bytes_total 5",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} missing from:\n{metrics}"
+        );
+    }
+    let vm = c
+        .http
+        .get(format!("http://{v}/-/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(vm.contains("# TYPE trove_blobs gauge"), "{vm}");
+    assert!(vm.contains("trove_dir_free_bytes{dir="), "{vm}");
 }
 
 #[tokio::test]

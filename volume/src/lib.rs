@@ -42,6 +42,7 @@ pub struct AppState {
     pub config: Config,
     /// For pulls from other volumes.
     pub http: reqwest::Client,
+    pub metrics: Arc<trove_common::metrics::HttpMetrics>,
 }
 
 /// Serves on `listener` until `shutdown` resolves. Opens the data dirs
@@ -59,6 +60,7 @@ pub async fn run(
     let state = Arc::new(AppState {
         store: Arc::new(store),
         http: trove_common::http::client(config.timeouts),
+        metrics: Arc::default(),
         config,
     });
     // TCP_NODELAY: small answers go out at once (see the master's run()).

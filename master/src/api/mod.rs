@@ -25,10 +25,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/-/healthy", get_route(ops::healthy))
         .route("/-/ready", get_route(ops::ready))
         .route("/-/status", get_route(ops::status))
+        .route("/-/metrics", get_route(ops::metrics))
         .route("/-/{job}", any(jobs::job))
         .fallback(key_request)
         // A write to an operation path: never a key (DESIGN.md: 400).
         .method_not_allowed_fallback(|| async { ApiError::Key(KeyError::Reserved) })
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state.metrics),
+            trove_common::metrics::track,
+        ))
         .with_state(state)
 }
 

@@ -5,7 +5,7 @@ use crate::index::KeyCounts;
 use crate::volumes::Health;
 use crate::AppState;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::Json;
 use serde::Serialize;
 use std::sync::Arc;
@@ -52,6 +52,65 @@ struct VolumeStatus {
 struct IndexStatus {
     path: String,
     disk_bytes: u64,
+}
+
+/// Prometheus text: the HTTP metrics, then the cluster's gauges.
+pub async fn metrics(
+    State(state): State<Arc<AppState>>,
+) -> ([(header::HeaderName, &'static str); 1], String) {
+    use trove_common::metrics::gauge;
+    let mut out = String::new();
+    state.metrics.render(&mut out);
+    let snapshot = state.volumes.snapshot();
+    let per_volume = |f: &dyn Fn(&Health) -> Option<f64>| -> Vec<(Vec<(&str, String)>, f64)> {
+        snapshot
+            .iter()
+            .filter_map(|(spec, h)| f(h).map(|v| (vec![("volume", spec.addr.clone())], v)))
+            .collect()
+    };
+    let up = |h: &Health| Some(if h.healthy { 1.0 } else { 0.0 });
+    gauge(
+        &mut out,
+        "trove_volume_up",
+        "1 while the volume answers its health poll.",
+        &per_volume(&up),
+    );
+    let writable = |h: &Health| Some(if h.writable { 1.0 } else { 0.0 });
+    gauge(
+        &mut out,
+        "trove_volume_writable",
+        "1 while the volume takes new writes.",
+        &per_volume(&writable),
+    );
+    let free = |h: &Health| h.free_bytes.map(|b| b as f64);
+    gauge(
+        &mut out,
+        "trove_volume_free_bytes",
+        "Free bytes the volume last reported.",
+        &per_volume(&free),
+    );
+    let blobs = |h: &Health| h.blobs.map(|b| b as f64);
+    gauge(
+        &mut out,
+        "trove_volume_blobs",
+        "Blobs the volume last reported.",
+        &per_volume(&blobs),
+    );
+    let c = state.index.counts();
+    let keys: Vec<(Vec<(&str, String)>, f64)> =
+        [("live", c.live), ("writing", c.writing), ("unlinked", c.unlinked)]
+            .into_iter()
+            .map(|(s, n)| (vec![("state", s.to_string())], n as f64))
+            .collect();
+    gauge(&mut out, "trove_keys", "Keys in the index, by state.", &keys);
+    let disk = vec![(vec![], state.index.disk_size() as f64)];
+    gauge(
+        &mut out,
+        "trove_index_disk_bytes",
+        "Size of the index's SST files.",
+        &disk,
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }
 
 /// The whole cluster as this master sees it.

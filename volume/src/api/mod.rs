@@ -38,8 +38,14 @@ pub fn router(state: Arc<AppState>) -> Router {
     // Liveness needs no signature.
     Router::new()
         .route("/-/healthy", get_route(ops::healthy))
+        .route("/-/metrics", get_route(ops::metrics))
         .method_not_allowed_fallback(reserved)
         .merge(checked)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state.metrics),
+            trove_common::metrics::track,
+        ))
+        .with_state(state)
 }
 
 /// Another method on an operation path: those paths are never keys.
