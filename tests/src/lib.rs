@@ -286,6 +286,22 @@ impl Cluster {
         (out.status.code().unwrap_or(-1), stdout)
     }
 
+    /// Runs `trove-master rebuild --db <db> --volumes <every volume> <extra>`.
+    pub fn rebuild(&self, db: &Path, extra: &[&str]) -> std::process::Output {
+        let volumes: Vec<&str> = self.volumes.iter().map(|v| v.addr.as_str()).collect();
+        Command::new(bin("trove-master"))
+            .args([
+                "rebuild",
+                "--db",
+                db.to_str().unwrap(),
+                "--volumes",
+                &volumes.join(","),
+            ])
+            .args(extra)
+            .output()
+            .expect("trove-master runs")
+    }
+
     /// Every blob sidecar on volume `i` (its `/-/blobs`).
     pub async fn blobs(&self, i: usize) -> Vec<serde_json::Value> {
         let url = format!("http://{}/-/blobs", self.volumes[i].addr);

@@ -234,17 +234,7 @@ async fn rebuild_recreates_the_index_from_the_volumes() {
     c.master.kill();
     let db = c.dir.path().join("db");
     std::fs::remove_dir_all(&db).unwrap();
-    let volumes: Vec<&str> = c.volumes.iter().map(|v| v.addr.as_str()).collect();
-    let out = std::process::Command::new(trove_tests::bin("trove-master"))
-        .args([
-            "rebuild",
-            "--db",
-            db.to_str().unwrap(),
-            "--volumes",
-            &volumes.join(","),
-        ])
-        .output()
-        .unwrap();
+    let out = c.rebuild(&db, &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -257,16 +247,7 @@ async fn rebuild_recreates_the_index_from_the_volumes() {
     );
     assert!(stdout.contains("/data/0050: replicas disagree"), "{stdout}");
     // A second rebuild into the same dir is refused.
-    let out = std::process::Command::new(trove_tests::bin("trove-master"))
-        .args([
-            "rebuild",
-            "--db",
-            db.to_str().unwrap(),
-            "--volumes",
-            &volumes.join(","),
-        ])
-        .output()
-        .unwrap();
+    let out = c.rebuild(&db, &[]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not empty"));
 

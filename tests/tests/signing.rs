@@ -155,20 +155,9 @@ async fn admin_jobs_and_rebuild_sign_their_calls() {
     // Rebuild needs the secret to list the volumes.
     c.master.kill();
     let db = c.dir.path().join("db2");
-    let volumes: Vec<&str> = c.volumes.iter().map(|v| v.addr.as_str()).collect();
-    let rebuild = |secret: Option<&str>| {
-        let mut cmd = std::process::Command::new(trove_tests::bin("trove-master"));
-        cmd.args([
-            "rebuild",
-            "--db",
-            db.to_str().unwrap(),
-            "--volumes",
-            &volumes.join(","),
-        ]);
-        if let Some(s) = secret {
-            cmd.args(["--secret", s]);
-        }
-        cmd.output().unwrap()
+    let rebuild = |secret: Option<&str>| match secret {
+        Some(s) => c.rebuild(&db, &["--secret", s]),
+        None => c.rebuild(&db, &[]),
     };
     let out = rebuild(None);
     assert!(!out.status.success());
