@@ -48,6 +48,20 @@ pub fn client(timeouts: Timeouts) -> reqwest::Client {
         .expect("the HTTP client's configuration is valid")
 }
 
+/// The announced body length: `Ok(None)` without a `Content-Length`, an
+/// error when it is not a number.
+pub fn content_length(headers: &axum::http::HeaderMap) -> Result<Option<u64>, &'static str> {
+    headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .map(|v| {
+            v.to_str()
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok())
+                .ok_or("Content-Length is not a number")
+        })
+        .transpose()
+}
+
 /// `"1.5GiB"` → `(1.5, "GiB")`; `None` when it does not start with a number.
 fn number_and_unit(s: &str) -> Option<(f64, &str)> {
     let split = s

@@ -126,12 +126,7 @@ pub async fn track(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    let length = |h: &axum::http::HeaderMap| {
-        h.get(axum::http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|s| s.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
+    let length = |h: &axum::http::HeaderMap| crate::http::content_length(h).ok().flatten().unwrap_or(0);
     let method = req.method().clone();
     let bytes_in = length(req.headers());
     let started = std::time::Instant::now();

@@ -2,9 +2,9 @@
 //!
 //! RocksDB's default comparator is bytewise, which is exactly the order
 //! listings promise. Writes are synced to the WAL unless `--no-fsync`, so a
-//! `201` survives a crash of the master. All calls block; async callers use
-//! the `*_blocking`-free async wrappers, which run them on tokio's blocking
-//! pool.
+//! `201` survives a crash of the master. Point reads (`get`) run inline
+//! (memtable or block cache); writes, listings and scans run on tokio's
+//! blocking pool.
 
 use rocksdb::{BlockBasedOptions, Cache, Direction, IteratorMode, Options, WriteOptions, DB};
 use serde::Serialize;

@@ -163,8 +163,9 @@ async fn stream_to_replicas(
 
     let mut hasher = ContentHasher::new();
     let mut body = body.into_data_stream();
-    // Reads the body and hands each chunk to every replica. `Err(Some(i))`:
-    // replica `i` stopped taking bytes (its own error is in its task).
+    // Reads the body and hands each chunk to every replica. `Err(Err(i))`:
+    // replica `i` stopped taking bytes (its own error is in its task);
+    // `Err(Ok(e))`: the write failed with `e`.
     let pumped: Result<(), Result<ApiError, usize>> = 'pump: loop {
         let chunk = match timeout(stall, body.next()).await {
             Err(_) => break Err(Ok(ApiError::ClientStalled(stall))),
@@ -184,14 +185,6 @@ async fn stream_to_replicas(
             }
         }
     };
-    if let Err(Err(_)) | Err(Ok(ApiError::Volume(_))) = &pumped {
-        // A replica failed while the client is still sending: read on (up
-        // to a limit) so that the client gets our answer, not a reset.
-        for tx in &senders {
-            let _ = tx.try_send(Err(std::io::Error::other("write abandoned")));
-        }
-        trove_common::http::drain(&mut body, trove_common::http::DRAIN_LIMIT, stall).await;
-    }
     if pumped.is_ok() {
         drop(senders); // a clean end of every replica's body
     } else {
@@ -200,6 +193,11 @@ async fn stream_to_replicas(
         // gets an error, and returning aborts the uploads outright.
         for tx in &senders {
             let _ = tx.try_send(Err(std::io::Error::other("write abandoned")));
+        }
+        if let Err(Err(_)) | Err(Ok(ApiError::Volume(_))) = &pumped {
+            // A replica failed while the client is still sending: read on
+            // (up to a limit) so that the client gets our answer, not a reset.
+            trove_common::http::drain(&mut body, trove_common::http::DRAIN_LIMIT, stall).await;
         }
     }
     match pumped {

@@ -357,6 +357,27 @@ impl Cluster {
         .await;
     }
 
+    /// `GET` a master path, as text.
+    pub async fn text(&self, path: &str) -> String {
+        self.http
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// How many volumes hold a blob of `key` (by their `/-/blobs`).
+    pub async fn copies_of(&self, key: &str) -> usize {
+        let mut n = 0;
+        for i in 0..self.volumes.len() {
+            n += self.blobs(i).await.iter().filter(|b| b["key"] == key).count();
+        }
+        n
+    }
+
     /// `GET` a master path, as JSON (a listing, a job report…).
     pub async fn json(&self, path: &str) -> serde_json::Value {
         self.http

@@ -182,20 +182,7 @@ async fn content_md5_is_checked() {
     assert_eq!(r.status(), 400);
     // Nothing of /bad is left on any volume once the clean-up ran.
     trove_tests::wait_for("clean-up of the rejected write", || async {
-        let mut blobs = 0;
-        for v in &c.volumes {
-            let listing = c
-                .http
-                .get(format!("http://{}/-/blobs", v.addr))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            blobs += listing.lines().filter(|l| l.contains("\"/bad\"")).count();
-        }
-        blobs == 0
+        c.copies_of("/bad").await == 0
     })
     .await;
     assert!((0..3).all(|i| c.temp_files(i) == 0));
@@ -310,23 +297,11 @@ async fn unlink_and_listings() {
     );
     assert_eq!(list("/l/?list").await.1, r#"{"next":"","keys":["/l/a","/l/c"]}"#);
     assert_eq!(list("/l/?unlinked").await.1, r#"{"next":"","keys":["/l/b"]}"#);
-    let blobs: usize = {
-        let mut n = 0;
-        for v in &c.volumes {
-            let t = c
-                .http
-                .get(format!("http://{}/-/blobs", v.addr))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            n += t.lines().filter(|l| l.contains("\"/l/b\"")).count();
-        }
-        n
-    };
-    assert_eq!(blobs, 2, "unlinked bytes stay on both replicas");
+    assert_eq!(
+        c.copies_of("/l/b").await,
+        2,
+        "unlinked bytes stay on both replicas"
+    );
     // DELETE finishes the job.
     assert_eq!(c.http.delete(c.url("/l/b")).send().await.unwrap().status(), 204);
     assert_eq!(list("/l/?unlinked").await.1, r#"{"next":"","keys":[]}"#);
@@ -434,15 +409,7 @@ async fn operations_endpoints() {
     assert!(vs["dirs"][0]["free_bytes"].as_u64().unwrap() > 0);
 
     // Prometheus metrics, on the master and on a volume.
-    let metrics = c
-        .http
-        .get(c.url("/-/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = c.text("/-/metrics").await;
     for line in [
         "trove_requests_total{method=\"PUT\",status=\"201\"} 1",
         "trove_keys{state=\"live\"} 1",

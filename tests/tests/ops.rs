@@ -220,15 +220,7 @@ async fn rebuild_recreates_the_index_from_the_volumes() {
     for (k, _) in &data {
         before.push(record_of(&c, k).await);
     }
-    let unlinked_before = c
-        .http
-        .get(c.url("/?unlinked"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let unlinked_before = c.text("/?unlinked").await;
 
     // The index is lost.
     c.master.kill();
@@ -261,15 +253,7 @@ async fn rebuild_recreates_the_index_from_the_volumes() {
             assert_eq!(&got, expected, "{k}: same record, digests included");
         }
     }
-    let unlinked_after = c
-        .http
-        .get(c.url("/?unlinked"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let unlinked_after = c.text("/?unlinked").await;
     assert_eq!(unlinked_after, unlinked_before, "unlinked keys stay unlinked");
     assert_eq!(
         c.http

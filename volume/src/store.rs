@@ -191,9 +191,8 @@ impl BlobStore {
     /// `(data, sidecar)` paths of a key inside `dir`.
     fn paths_in(dir: &Path, key: &Key) -> (PathBuf, PathBuf) {
         let data = dir.join(key.blob_relpath());
-        let mut meta = data.clone().into_os_string();
-        meta.push(META_SUFFIX);
-        (data, meta.into())
+        let meta = sidecar_of(&data);
+        (data, meta)
     }
 
     /// Where the key's blob is: its home dir first, then the others.
@@ -291,9 +290,7 @@ impl BlobStore {
                         if name.len() != 64 || !name.bytes().all(|c| c.is_ascii_hexdigit()) {
                             continue;
                         }
-                        let mut meta = data.clone().into_os_string();
-                        meta.push(META_SUFFIX);
-                        f(&data, Path::new(&meta));
+                        f(&data, &sidecar_of(&data));
                     }
                 }
             }
@@ -635,6 +632,13 @@ impl BlobWriter<'_> {
         store.blob_bytes.fetch_add(meta.size, Ordering::Relaxed);
         Ok(meta)
     }
+}
+
+/// The sidecar's path beside a data file: `<h>.meta`.
+fn sidecar_of(data: &Path) -> PathBuf {
+    let mut meta = data.as_os_str().to_owned();
+    meta.push(META_SUFFIX);
+    meta.into()
 }
 
 /// Reads a sidecar.

@@ -6,24 +6,16 @@ use crate::write::{self, Upload};
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 use trove_common::digest::parse_content_md5;
-use trove_common::http::{CONTENT_MD5, KEY_SHA256};
+use trove_common::http::{content_length, CONTENT_MD5, KEY_SHA256};
 use trove_common::key::Key;
 
 pub async fn put(state: Arc<AppState>, key: Key, req: Request<Body>) -> Result<Response, ApiError> {
     let headers = req.headers();
-    let len = match headers.get(header::CONTENT_LENGTH) {
-        None => None,
-        Some(v) => Some(
-            v.to_str()
-                .ok()
-                .and_then(|s| s.parse::<u64>().ok())
-                .ok_or_else(|| ApiError::BadRequest("Content-Length is not a number".into()))?,
-        ),
-    };
+    let len = content_length(headers).map_err(|e| ApiError::BadRequest(e.into()))?;
     if len == Some(0) {
         return Err(ApiError::EmptyBody);
     }

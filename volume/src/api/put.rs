@@ -6,15 +6,15 @@ use crate::store::Expected;
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use trove_common::digest::parse_sha256_hex;
-use trove_common::http::{KEY_MD5, KEY_SHA256, KEY_SIZE};
+use trove_common::http::{content_length, KEY_MD5, KEY_SHA256, KEY_SIZE};
 use trove_common::key::Key;
 use trove_common::record::{BlobMeta, BlobState};
 
 pub async fn put(state: &AppState, key: Key, req: Request<Body>) -> Result<Response, ApiError> {
-    let expected_len = content_length(req.headers())?;
+    let expected_len = content_length(req.headers()).map_err(|e| ApiError::BadRequest(e.into()))?;
     let expected_sha256 = match req.headers().get(KEY_SHA256) {
         Some(v) => Some(
             v.to_str()
@@ -53,17 +53,4 @@ pub(crate) fn stored(meta: BlobMeta) -> Response {
         }
     }
     resp
-}
-
-/// The announced body length, if any.
-pub(crate) fn content_length(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
-    headers
-        .get(header::CONTENT_LENGTH)
-        .map(|v| {
-            v.to_str()
-                .ok()
-                .and_then(|s| s.parse::<u64>().ok())
-                .ok_or_else(|| ApiError::BadRequest("Content-Length is not a number".into()))
-        })
-        .transpose()
 }
