@@ -792,6 +792,22 @@ mod tests {
         assert_eq!(store.counts(), (0, 0));
     }
 
+    #[test]
+    fn replace_file_swaps_or_renames() {
+        let dir = tempfile::tempdir().unwrap();
+        let (new, target) = (dir.path().join("new"), dir.path().join("target"));
+        fs::write(&target, b"old").unwrap();
+        fs::write(&new, b"new").unwrap();
+        replace_file(&new, &target).unwrap();
+        assert_eq!(fs::read(&target).unwrap(), b"new");
+        assert_eq!(fs::read(&new).unwrap(), b"old", "the old file is handed back");
+        // No target: a plain rename.
+        fs::remove_file(&target).unwrap();
+        replace_file(&new, &target).unwrap();
+        assert_eq!(fs::read(&target).unwrap(), b"old");
+        assert!(!new.exists());
+    }
+
     #[tokio::test]
     async fn failed_writes_leave_nothing() {
         let dir = tempfile::tempdir().unwrap();
