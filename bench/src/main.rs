@@ -186,7 +186,11 @@ impl Bench {
     ) -> anyhow::Result<()> {
         let size = self.args.size;
         let label = format!("{} MiB", size / MIB);
-        let (mut put_fsync, mut put_nofsync, mut put_ref) = (Samples::new(), Samples::new(), Samples::new());
+        let (mut put_fsync, mut put_nofsync, mut put_ref) = (
+            Samples::after_warm_up(),
+            Samples::after_warm_up(),
+            Samples::after_warm_up(),
+        );
         let cpu = |c: &Cluster| {
             (
                 c.master.cpu_seconds(),
@@ -199,7 +203,6 @@ impl Bench {
         // than into pages just freed (dd: 400 MB/s against 2.9 GB/s), and
         // without it the first writer of the run paid for that alone.
         for i in 0..=self.args.iterations {
-            let counted = i > 0;
             if i == 1 {
                 (master_before, volumes_before) = cpu(fsync);
             }
@@ -207,9 +210,7 @@ impl Bench {
                 let url = cluster.url(&format!("/bench/put-{i}"));
                 let t = Instant::now();
                 self.put(&url, size).await?;
-                if counted {
-                    samples.push(mib_per_s(size, t.elapsed()));
-                }
+                samples.push(mib_per_s(size, t.elapsed()));
                 self.delete(&url).await?;
             }
             if let Some(n) = &self.nginx {
@@ -218,9 +219,7 @@ impl Bench {
                 for r in futures::future::join_all(puts).await {
                     r?;
                 }
-                if counted {
-                    put_ref.push(mib_per_s(size, t.elapsed()));
-                }
+                put_ref.push(mib_per_s(size, t.elapsed()));
                 for d in &n.dav {
                     self.delete(&format!("{d}/put-{i}")).await?;
                 }
@@ -324,26 +323,25 @@ impl Bench {
     async fn parallel_values(&self, c: &Cluster, rows: &mut Vec<Row>) -> anyhow::Result<()> {
         const N: usize = 16;
         let size = if self.args.smoke { MIB } else { 16 * MIB };
-        let (mut put, mut put_ref, mut get, mut get_ref) =
-            (Samples::new(), Samples::new(), Samples::new(), Samples::new());
+        let (mut put, mut put_ref, mut get, mut get_ref) = (
+            Samples::after_warm_up(),
+            Samples::after_warm_up(),
+            Samples::after_warm_up(),
+            Samples::after_warm_up(),
+        );
         // Run 0 is a warm-up and is not counted (see `large_values`).
         for i in 0..=self.args.iterations {
-            let counted = i > 0;
             let urls: Vec<String> = (0..N).map(|k| c.url(&format!("/bench/par-{i}-{k}"))).collect();
             let t = Instant::now();
             for r in futures::future::join_all(urls.iter().map(|u| self.put(u, size))).await {
                 r?;
             }
-            if counted {
-                put.push(mib_per_s(size * N as u64, t.elapsed()));
-            }
+            put.push(mib_per_s(size * N as u64, t.elapsed()));
             let t = Instant::now();
             for r in futures::future::join_all(urls.iter().map(|u| self.get(u, None))).await {
                 r?;
             }
-            if counted {
-                get.push(mib_per_s(size * N as u64, t.elapsed()));
-            }
+            get.push(mib_per_s(size * N as u64, t.elapsed()));
             for u in &urls {
                 self.delete(u).await?;
             }
@@ -356,16 +354,12 @@ impl Bench {
                 for r in futures::future::join_all(urls.iter().map(|u| self.put(u, size))).await {
                     r?;
                 }
-                if counted {
-                    put_ref.push(mib_per_s(size * N as u64, t.elapsed()));
-                }
+                put_ref.push(mib_per_s(size * N as u64, t.elapsed()));
                 let t = Instant::now();
                 for r in futures::future::join_all(urls[..N].iter().map(|u| self.get(u, None))).await {
                     r?;
                 }
-                if counted {
-                    get_ref.push(mib_per_s(size * N as u64, t.elapsed()));
-                }
+                get_ref.push(mib_per_s(size * N as u64, t.elapsed()));
                 for u in &urls {
                     self.delete(u).await?;
                 }

@@ -2,19 +2,38 @@
 
 /// Repeated measurements of one thing.
 #[derive(Debug, Clone, Default)]
-pub struct Samples(Vec<f64>);
+pub struct Samples {
+    values: Vec<f64>,
+    /// Pushes still to be ignored (warm-up runs).
+    skip: usize,
+}
 
 impl Samples {
     pub fn new() -> Samples {
-        Samples(vec![])
+        Samples {
+            values: vec![],
+            skip: 0,
+        }
+    }
+
+    /// Samples whose first push is a warm-up run, not counted.
+    pub fn after_warm_up() -> Samples {
+        Samples {
+            skip: 1,
+            ..Samples::new()
+        }
     }
 
     pub fn push(&mut self, v: f64) {
-        self.0.push(v);
+        if self.skip > 0 {
+            self.skip -= 1;
+        } else {
+            self.values.push(v);
+        }
     }
 
     pub fn median(&self) -> Option<f64> {
-        let mut v = self.0.clone();
+        let mut v = self.values.clone();
         if v.is_empty() {
             return None;
         }
@@ -32,9 +51,9 @@ impl Samples {
         let Some(m) = self.median() else {
             return "—".into();
         };
-        let min = self.0.iter().copied().fold(f64::INFINITY, f64::min);
-        let max = self.0.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        if self.0.len() == 1 {
+        let min = self.values.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = self.values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        if self.values.len() == 1 {
             num(m)
         } else {
             format!("{} ({}–{})", num(m), num(min), num(max))
