@@ -562,3 +562,56 @@ fn flip_byte(path: &std::path::Path, at: u64) {
     f.seek(SeekFrom::Start(at)).unwrap();
     f.write_all(&[byte[0] ^ 0x20]).unwrap();
 }
+
+/// A write that fails on a frozen volume (`504` after the stall timeout)
+/// may be retried at once: the key is free as soon as the write fails, the
+/// retry goes to the healthy volumes, and the failed write's late clean-up
+/// never touches the retry's blobs.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_failed_on_a_frozen_volume_can_be_retried_at_once() {
+    let c = Cluster::start_default().await;
+    let stop = |sig: &str| {
+        let pid = c.volumes[0].pid().to_string();
+        assert!(std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+            .success());
+    };
+    stop("-STOP");
+    let value = pattern_bytes(64 << 10, 50);
+    let mut retried = None;
+    for i in 0..20 {
+        let key = format!("/frozen/{i}");
+        match c.put(&key, value.clone()).await {
+            201 => continue,
+            504 => {
+                // The very next request, no waiting: it must succeed.
+                assert_eq!(c.put(&key, value.clone()).await, 201, "the retry of {key}");
+                retried = Some(key);
+                break;
+            }
+            other => panic!("PUT {key}: {other}"),
+        }
+    }
+    stop("-CONT");
+    let key = retried.expect("no write reached the frozen volume in 20 keys");
+    // Whatever the failed write left on the thawed volume is its own: the
+    // retry's value stays readable, whole, on every replica it names.
+    c.wait_until_ready().await;
+    let head = c.head(&key).await;
+    let replicas: Vec<String> = head.headers()["key-volumes"]
+        .to_str()
+        .unwrap()
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    assert!(
+        !replicas.contains(&c.volumes[0].addr),
+        "the retry went to the frozen volume"
+    );
+    let (code, out) = c.admin(&["verify", "--deep"]).await;
+    assert_eq!(code, 0, "{out}");
+    let (status, body) = c.get(&key).await;
+    assert_eq!((status, sha256_hex(&body)), (200, sha256_hex(&value)));
+}
