@@ -13,6 +13,8 @@
 //! - [`signing`]: HMAC-signed URLs between master, clients and volumes.
 //! - [`http`]: header names, the inter-server HTTP client, logging and
 //!   shutdown-signal helpers shared by both binaries.
+//! - [`server`]: the accept loop both servers run, with its connection
+//!   limits and timeouts.
 
 pub mod digest;
 pub mod http;
@@ -21,6 +23,7 @@ pub mod metrics;
 pub mod placement;
 pub mod range;
 pub mod record;
+pub mod server;
 pub mod signing;
 
 /// The version both binaries report in `/-/status`.
