@@ -101,7 +101,9 @@ impl ConnectionMetrics {
             "Connections answered 503 (or closed) for being over --max-connections.",
             self.refused.load(Ordering::Relaxed),
         );
-        out.push_str("# HELP trove_connections_timed_out_total Connections closed by the server, by timeout.\n");
+        out.push_str(
+            "# HELP trove_connections_timed_out_total Connections closed by the server, by timeout.\n",
+        );
         out.push_str("# TYPE trove_connections_timed_out_total counter\n");
         for why in Timeout::ALL {
             let n = self.timed_out[why as usize].load(Ordering::Relaxed);

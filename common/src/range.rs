@@ -102,11 +102,7 @@ pub fn if_range_matches(if_range: &str, etag: &str, last_modified: std::time::Sy
         return !v.starts_with("W/") && v == etag;
     }
     // Dates are compared to the second, the resolution of an HTTP date.
-    let secs = |t: std::time::SystemTime| {
-        t.duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .ok()
-    };
+    let secs = |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).ok();
     match httpdate::parse_http_date(v) {
         Ok(date) => secs(date).is_some() && secs(date) == secs(last_modified),
         Err(_) => false,
@@ -133,7 +129,13 @@ mod tests {
         assert_eq!(ByteRange::parse("bytes=0-1, ,3-4"), Err(RangeError::Multiple));
         // The unit is case-insensitive; empty list elements are ignored.
         let first_six = Ok(ByteRange::Bounded { first: 0, last: 5 });
-        for ok in ["Bytes=0-5", "BYTES=0-5", "bytes=, 0-5", "bytes=0-5,", "bytes=,,0-5, ,"] {
+        for ok in [
+            "Bytes=0-5",
+            "BYTES=0-5",
+            "bytes=, 0-5",
+            "bytes=0-5,",
+            "bytes=,,0-5, ,",
+        ] {
             assert_eq!(ByteRange::parse(ok), first_six, "{ok}");
         }
         // Positions past u64 saturate: a first byte that far is never in a
@@ -144,7 +146,10 @@ mod tests {
         );
         assert_eq!(
             ByteRange::parse("bytes=2-99999999999999999999"),
-            Ok(ByteRange::Bounded { first: 2, last: u64::MAX })
+            Ok(ByteRange::Bounded {
+                first: 2,
+                last: u64::MAX
+            })
         );
         assert_eq!(
             ByteRange::parse("bytes=-99999999999999999999"),
@@ -179,7 +184,10 @@ mod tests {
         assert_eq!(ByteRange::Suffix(0).resolve(5), Err(Unsatisfiable { len: 5 }));
         assert_eq!(ByteRange::Suffix(1).resolve(0), Err(Unsatisfiable { len: 0 }));
         let huge = |s| ByteRange::parse(s).unwrap();
-        assert_eq!(huge("bytes=99999999999999999999-").resolve(5), Err(Unsatisfiable { len: 5 }));
+        assert_eq!(
+            huge("bytes=99999999999999999999-").resolve(5),
+            Err(Unsatisfiable { len: 5 })
+        );
         assert_eq!(huge("bytes=2-99999999999999999999").resolve(5), Ok(2..5));
         assert_eq!(huge("bytes=-99999999999999999999").resolve(5), Ok(0..5));
     }
@@ -191,7 +199,10 @@ mod tests {
         let modified = UNIX_EPOCH + Duration::from_millis(1_700_000_000_250);
         assert!(if_range_matches(etag, etag, modified));
         assert!(if_range_matches(&format!(" {etag} "), etag, modified));
-        assert!(!if_range_matches(&format!("W/{etag}"), etag, modified), "weak tags never match");
+        assert!(
+            !if_range_matches(&format!("W/{etag}"), etag, modified),
+            "weak tags never match"
+        );
         assert!(!if_range_matches("\"0000\"", etag, modified));
         assert!(!if_range_matches(&etag[..20], etag, modified));
         // Last-Modified of that instant, to the second.

@@ -48,7 +48,9 @@ pub enum ApiError {
     },
     #[error("job parameters are a small JSON object: at most {0} bytes")]
     ParamsTooLarge(usize),
-    #[error("Key-Sha256 mismatch: the client sent {sent} but the body's sha256 is {got}; nothing was stored")]
+    #[error(
+        "Key-Sha256 mismatch: the client sent {sent} but the body's sha256 is {got}; nothing was stored"
+    )]
     Sha256Mismatch { sent: String, got: String },
     #[error("Content-MD5 mismatch: the client sent {sent} but the body's md5 is {got}; nothing was stored")]
     Md5Mismatch { sent: String, got: String },

@@ -621,7 +621,12 @@ pub mod raw {
             match s.read(&mut buf) {
                 Ok(0) => return total,
                 Ok(n) => total += n as u64,
-                Err(e) if matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted) => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
+                    ) =>
+                {
                     return total
                 }
                 Err(e) => panic!("the server did not close the connection within {WAIT:?} ({e})"),

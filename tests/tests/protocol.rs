@@ -8,7 +8,9 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use trove_tests::raw::{self, connect, read_answer, wait_closed};
-use trove_tests::{bin, lone_volume, metric, pattern_bytes, sha256_hex, wait_for, Cluster, ClusterOptions, WAIT};
+use trove_tests::{
+    bin, lone_volume, metric, pattern_bytes, sha256_hex, wait_for, Cluster, ClusterOptions, WAIT,
+};
 
 /// `http://volume/key…` from the master's redirect for `key`.
 async fn location(c: &Cluster, key: &str) -> String {
@@ -38,17 +40,26 @@ async fn if_range_never_splices_two_versions() {
     assert_eq!(old_etag, format!("\"{}\"", sha256_hex(&old)));
 
     // The key is deleted and written again, same length, other bytes.
-    assert_eq!(c.http.delete(c.url("/resume")).send().await.unwrap().status(), 204);
+    assert_eq!(
+        c.http.delete(c.url("/resume")).send().await.unwrap().status(),
+        204
+    );
     assert_eq!(c.put("/resume", new.clone()).await, 201);
     let url = location(&c, "/resume").await;
     let head = c.http.head(&url).send().await.unwrap();
     let etag = head.headers()["etag"].to_str().unwrap().to_string();
     let modified = head.headers()["last-modified"].to_str().unwrap().to_string();
-    let earlier = httpdate::fmt_http_date(httpdate::parse_http_date(&modified).unwrap() - Duration::from_secs(86_400));
+    let earlier =
+        httpdate::fmt_http_date(httpdate::parse_http_date(&modified).unwrap() - Duration::from_secs(86_400));
 
     let range = ("range", "bytes=50000-");
     // A resume of the old version: the whole new value, never its tail.
-    for stale in [old_etag.as_str(), &format!("W/{etag}"), &earlier, "not a validator"] {
+    for stale in [
+        old_etag.as_str(),
+        &format!("W/{etag}"),
+        &earlier,
+        "not a validator",
+    ] {
         let (status, body) = get_with(&c, &url, &[range, ("if-range", stale)]).await;
         assert_eq!(status, 200, "If-Range: {stale}");
         assert!(body == new, "If-Range: {stale}: the whole current value");
@@ -94,7 +105,8 @@ async fn idle_connections_are_closed() {
     assert_eq!(wait_closed(&mut silent), 0);
     // A keep-alive connection after one request.
     let mut kept = connect(&v.addr);
-    kept.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    kept.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
     let (head, _) = read_answer(&mut kept);
     assert_eq!(raw::status(&head), 200, "{head}");
     assert_eq!(wait_closed(&mut kept), 0);
@@ -114,7 +126,8 @@ async fn headers_that_never_finish_are_cut_off() {
     for addr in [&c.master.addr, &c.volumes[0].addr] {
         // Half a request, then nothing (the idle timeout is a minute).
         let mut half = connect(addr);
-        half.write_all(b"PUT /half HTTP/1.1\r\nHost: x\r\nContent-Le").unwrap();
+        half.write_all(b"PUT /half HTTP/1.1\r\nHost: x\r\nContent-Le")
+            .unwrap();
         assert_eq!(wait_closed(&mut half), 0, "{addr}");
         // A slowloris: a byte every 100 ms never finishes its headers, and
         // is cut off while it still sends.
@@ -152,9 +165,7 @@ async fn an_answer_nobody_reads_is_dropped_after_the_stall_timeout() {
         .unwrap();
     assert_eq!(put.status(), 201);
     let mut reader = connect(&v.addr);
-    reader
-        .write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
+    reader.write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     let stalled = r#"trove_connections_timed_out_total{reason="stall"}"#;
     wait_for("the volume to drop the unread answer", || async {
         metric(&http, &v.addr, stalled).await == 1.0
@@ -182,7 +193,10 @@ async fn connections_over_the_limit_are_refused_with_a_reason() {
     let (head, body) = read_answer(&mut extra);
     assert_eq!(raw::status(&head), 503, "{head}");
     let body = String::from_utf8(body).unwrap();
-    assert!(body.contains("too many connections") && body.contains("3"), "{body}");
+    assert!(
+        body.contains("too many connections") && body.contains("3"),
+        "{body}"
+    );
     assert_eq!(wait_closed(&mut extra), 0);
     // A slot frees when a connection closes.
     drop(held);
@@ -239,9 +253,19 @@ async fn early_refusals_reach_clients_that_send_the_body_first() {
         (m, "PUT /taken HTTP/1.1\r\nHost: x\r\n", 403, "key exists"),
         (m, "PUT /busy HTTP/1.1\r\nHost: x\r\n", 409, "in progress"),
         (m, "PUT /-/x HTTP/1.1\r\nHost: x\r\n", 400, "reserved"),
-        (m, "PUT /md5 HTTP/1.1\r\nHost: x\r\nContent-MD5: nope\r\n", 400, "Content-MD5"),
+        (
+            m,
+            "PUT /md5 HTTP/1.1\r\nHost: x\r\nContent-MD5: nope\r\n",
+            400,
+            "Content-MD5",
+        ),
         (m, "POST /-/rebalance HTTP/1.1\r\nHost: x\r\n", 413, "at most"),
-        (v, "PUT /sha HTTP/1.1\r\nHost: x\r\nKey-Sha256: nope\r\n", 400, "Key-Sha256"),
+        (
+            v,
+            "PUT /sha HTTP/1.1\r\nHost: x\r\nKey-Sha256: nope\r\n",
+            400,
+            "Key-Sha256",
+        ),
     ];
     for (addr, head, code, reason) in cases {
         let (answer, body) = send_all_then_read(addr, head, size);
@@ -324,7 +348,10 @@ async fn wrong_methods_get_405_with_allow() {
         assert_eq!(resp.status(), 405, "{method} {path} on {addr}");
         assert_eq!(resp.headers()["allow"], allow, "{method} {path} on {addr}");
         let reason = resp.text().await.unwrap();
-        assert!(reason.contains(method.as_str()) && reason.contains("use"), "{reason}");
+        assert!(
+            reason.contains(method.as_str()) && reason.contains("use"),
+            "{reason}"
+        );
     }
     // A path under /-/ that is no operation is never a key.
     let resp = c.http.put(c.url("/-/nothing")).body("x").send().await.unwrap();
@@ -354,10 +381,26 @@ async fn checksums_sent_twice_or_wrong_store_nothing() {
         }
     };
     let refused = [
-        ("/md5-twice", vec![("content-md5", md5.clone()), ("content-md5", wrong_md5.into())], "more than once"),
-        ("/sha-twice", vec![("key-sha256", sha.clone()), ("key-sha256", sha.clone())], "more than once"),
-        ("/sha-wrong", vec![("key-sha256", wrong_sha)], "Key-Sha256 mismatch"),
-        ("/sha-bad", vec![("key-sha256", "12ab".to_string())], "64 hex digits"),
+        (
+            "/md5-twice",
+            vec![("content-md5", md5.clone()), ("content-md5", wrong_md5.into())],
+            "more than once",
+        ),
+        (
+            "/sha-twice",
+            vec![("key-sha256", sha.clone()), ("key-sha256", sha.clone())],
+            "more than once",
+        ),
+        (
+            "/sha-wrong",
+            vec![("key-sha256", wrong_sha)],
+            "Key-Sha256 mismatch",
+        ),
+        (
+            "/sha-bad",
+            vec![("key-sha256", "12ab".to_string())],
+            "64 hex digits",
+        ),
     ];
     for (key, headers, reason) in refused {
         let (status, body) = put(key, headers).await;
@@ -369,7 +412,11 @@ async fn checksums_sent_twice_or_wrong_store_nothing() {
         c.copies_of("/sha-wrong").await == 0
     })
     .await;
-    let (status, body) = put("/sha-right", vec![("key-sha256", sha.clone()), ("content-md5", md5)]).await;
+    let (status, body) = put(
+        "/sha-right",
+        vec![("key-sha256", sha.clone()), ("content-md5", md5)],
+    )
+    .await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(c.get("/sha-right").await, (200, value.into()));
 }
@@ -377,7 +424,11 @@ async fn checksums_sent_twice_or_wrong_store_nothing() {
 #[tokio::test]
 async fn listing_parameters_given_twice_are_refused() {
     let c = Cluster::start_default().await;
-    for query in ["?list&limit=1&limit=2", "?list&start=%2Fa&start=%2Fb", "?unlinked&limit=5&limit=5"] {
+    for query in [
+        "?list&limit=1&limit=2",
+        "?list&start=%2Fa&start=%2Fb",
+        "?unlinked&limit=5&limit=5",
+    ] {
         let resp = c.http.get(c.url(&format!("/{query}"))).send().await.unwrap();
         assert_eq!(resp.status(), 400, "{query}");
         assert!(resp.text().await.unwrap().contains("more than once"), "{query}");
@@ -421,11 +472,24 @@ async fn one_volume_under_two_names_is_refused_at_start_up() {
     let db = dir.path().join("db");
     let (code, _, stderr) = run_to_failure(
         "trove-master",
-        &["serve", "--port", "0", "--bind", "127.0.0.1", "--db", db.to_str().unwrap(), "--volumes", &volumes, "--replicas", "1"],
+        &[
+            "serve",
+            "--port",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--db",
+            db.to_str().unwrap(),
+            "--volumes",
+            &volumes,
+            "--replicas",
+            "1",
+        ],
     );
     assert_eq!(code, Some(1), "{stderr}");
     assert!(
-        stderr.contains(&format!("127.0.0.1:{port} and localhost:{port}")) && stderr.contains("list each volume once"),
+        stderr.contains(&format!("127.0.0.1:{port} and localhost:{port}"))
+            && stderr.contains("list each volume once"),
         "{stderr}"
     );
 }
@@ -441,5 +505,8 @@ async fn a_volume_with_an_unusable_data_dir_fails_before_listening() {
     );
     assert_eq!(code, Some(1), "{stderr}");
     assert!(!stdout.contains("listening"), "{stdout}");
-    assert!(stderr.contains("trove-volume:") && stderr.contains("file"), "{stderr}");
+    assert!(
+        stderr.contains("trove-volume:") && stderr.contains("file"),
+        "{stderr}"
+    );
 }

@@ -44,14 +44,8 @@ pub(super) fn request(
 }
 
 /// Wraps an answer's body so the connection stays busy until it is sent.
-pub(super) fn response(
-    resp: axum::response::Response,
-    guard: BusyGuard,
-) -> hyper::Response<ResponseBody> {
-    resp.map(|inner| ResponseBody {
-        inner,
-        _guard: guard,
-    })
+pub(super) fn response(resp: axum::response::Response, guard: BusyGuard) -> hyper::Response<ResponseBody> {
+    resp.map(|inner| ResponseBody { inner, _guard: guard })
 }
 
 /// A request body that drains itself when dropped unread.

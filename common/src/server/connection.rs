@@ -167,7 +167,9 @@ async fn watchdog(mut phase: watch::Receiver<Phase>, limits: ConnectionLimits) -
     loop {
         // A timeout too large to add (`--idle-timeout 1000000000h`) never fires.
         let deadline = match *phase.borrow_and_update() {
-            Phase::Idle(since) => since.checked_add(limits.idle_timeout).map(|at| (at, Timeout::Idle)),
+            Phase::Idle(since) => since
+                .checked_add(limits.idle_timeout)
+                .map(|at| (at, Timeout::Idle)),
             Phase::Headers(since) => since
                 .checked_add(limits.header_timeout)
                 .map(|at| (at, Timeout::Headers)),

@@ -36,10 +36,12 @@ pub async fn job(
             }
             let body = axum::body::to_bytes(req.into_body(), MAX_PARAMS)
                 .await
-                .map_err(|e| match e.into_inner().downcast::<http_body_util::LengthLimitError>() {
-                    Ok(_) => ApiError::ParamsTooLarge(MAX_PARAMS),
-                    Err(e) => ApiError::ClientBody(e.to_string()),
-                })?;
+                .map_err(
+                    |e| match e.into_inner().downcast::<http_body_util::LengthLimitError>() {
+                        Ok(_) => ApiError::ParamsTooLarge(MAX_PARAMS),
+                        Err(e) => ApiError::ClientBody(e.to_string()),
+                    },
+                )?;
             let params: JobParams = if body.iter().all(u8::is_ascii_whitespace) {
                 JobParams::default()
             } else {

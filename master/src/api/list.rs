@@ -46,8 +46,12 @@ impl ListQuery {
                 }
                 // The last of two values silently winning would hide a
                 // caller's mistake.
-                "start" | "limit" if (name == "start" && start.is_some()) || (name == "limit" && limit.is_some()) => {
-                    return Err(ApiError::BadRequest(format!("{name} was given more than once; give it once")));
+                "start" | "limit"
+                    if (name == "start" && start.is_some()) || (name == "limit" && limit.is_some()) =>
+                {
+                    return Err(ApiError::BadRequest(format!(
+                        "{name} was given more than once; give it once"
+                    )));
                 }
                 "start" => {
                     let raw = percent_decode(value.as_bytes())
@@ -68,7 +72,6 @@ impl ListQuery {
         Ok(state.map(|state| ListQuery { state, start, limit }))
     }
 }
-
 
 #[derive(Serialize)]
 struct Listing {
@@ -139,7 +142,11 @@ mod tests {
             ListQuery::parse("list&start=%zz"),
             Err(ApiError::BadRequest(_))
         ));
-        for repeated in ["list&limit=1&limit=2", "list&start=a&start=b", "list&limit=1&start=a&limit=1"] {
+        for repeated in [
+            "list&limit=1&limit=2",
+            "list&start=a&start=b",
+            "list&limit=1&start=a&limit=1",
+        ] {
             assert!(
                 matches!(ListQuery::parse(repeated), Err(ApiError::BadRequest(_))),
                 "{repeated}"

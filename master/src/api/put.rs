@@ -7,10 +7,10 @@ use crate::write::{self, Upload};
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::Request;
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
-use axum::http::HeaderMap;
 use trove_common::digest::{parse_content_md5, parse_sha256_hex};
 use trove_common::http::{content_length, CONTENT_MD5, KEY_SHA256};
 use trove_common::key::Key;
@@ -26,8 +26,7 @@ pub async fn put(state: Arc<AppState>, key: Key, req: Request<Body>) -> Result<R
         .transpose()?;
     let key_sha256 = one_header(headers, KEY_SHA256, "Key-Sha256")?
         .map(|s| {
-            parse_sha256_hex(s)
-                .ok_or_else(|| ApiError::BadRequest("Key-Sha256 must be 64 hex digits".into()))
+            parse_sha256_hex(s).ok_or_else(|| ApiError::BadRequest("Key-Sha256 must be 64 hex digits".into()))
         })
         .transpose()?;
     let body = req.into_body();
@@ -38,8 +37,7 @@ pub async fn put(state: Arc<AppState>, key: Key, req: Request<Body>) -> Result<R
     };
     // The write runs in its own task so that a client hanging up cannot
     // cancel it half-way: it always finishes or cleans up after itself.
-    let record = tokio::spawn(write::write(state, key.clone(), upload, body))
-    .await??;
+    let record = tokio::spawn(write::write(state, key.clone(), upload, body)).await??;
     tracing::info!(key = %key, size = record.size, volumes = ?record.volumes, "stored");
     Ok((StatusCode::CREATED, [(KEY_SHA256, record.sha256)]).into_response())
 }

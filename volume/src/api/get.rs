@@ -37,9 +37,10 @@ pub async fn get(
     // another version) would splice new bytes onto old ones: it gets the
     // whole current value instead. An `If-Range` that is not text matches
     // nothing.
-    let current = headers
-        .get(header::IF_RANGE)
-        .is_none_or(|v| v.to_str().is_ok_and(|v| if_range_matches(v, &etag, last_modified)));
+    let current = headers.get(header::IF_RANGE).is_none_or(|v| {
+        v.to_str()
+            .is_ok_and(|v| if_range_matches(v, &etag, last_modified))
+    });
     let range = match headers
         .get(header::RANGE)
         .filter(|_| current)
