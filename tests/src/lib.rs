@@ -546,14 +546,8 @@ pub fn lone_volume(dir: &Path, extra: &[&str]) -> Server {
 /// One series of a server's `/-/metrics` (e.g.
 /// `trove_connections_timed_out_total{reason="idle"}`); 0 when absent.
 pub async fn metric(http: &reqwest::Client, addr: &str, series: &str) -> f64 {
-    let text = http
-        .get(format!("http://{addr}/-/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let resp = http.get(format!("http://{addr}/-/metrics")).send().await;
+    let text = resp.unwrap().text().await.unwrap();
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or(0.0)

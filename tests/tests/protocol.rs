@@ -510,3 +510,42 @@ async fn a_volume_with_an_unusable_data_dir_fails_before_listening() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn shutdown_finishes_answers_in_flight_and_closes_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = lone_volume(dir.path(), &[]);
+    let size = 8 << 20;
+    let http = trove_tests::no_redirects();
+    let put = http
+        .put(format!("http://{}/big", v.addr))
+        .body(pattern_bytes(size, 4))
+        .send()
+        .await;
+    assert_eq!(put.unwrap().status(), 201);
+    let mut idle = connect(&v.addr);
+    let mut half = connect(&v.addr);
+    half.write_all(b"GET /big HTTP/1.1\r\nHo").unwrap();
+    // A download under way: its first byte has arrived.
+    let mut download = connect(&v.addr);
+    download
+        .write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut first = [0u8; 1];
+    std::io::Read::read_exact(&mut download, &mut first).unwrap();
+
+    let term = Command::new("kill")
+        .args(["-TERM", &v.pid().to_string()])
+        .status();
+    assert!(term.unwrap().success());
+    // Connections with no request in progress close at once, even one
+    // whose headers are still arriving; the download finishes.
+    assert_eq!(wait_closed(&mut idle), 0);
+    assert_eq!(wait_closed(&mut half), 0);
+    let rest = wait_closed(&mut download);
+    assert!(rest + 1 > size as u64, "the download was cut at {rest} bytes");
+    wait_for("the volume to stop accepting", || async {
+        TcpStream::connect(&v.addr).is_err()
+    })
+    .await;
+}

@@ -18,6 +18,7 @@ use super::connection::BusyGuard;
 use crate::http::{drain, DRAIN_LIMIT};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -43,9 +44,19 @@ pub(super) fn request(
     })
 }
 
-/// Wraps an answer's body so the connection stays busy until it is sent.
-pub(super) fn response(resp: axum::response::Response, guard: BusyGuard) -> hyper::Response<ResponseBody> {
-    resp.map(|inner| ResponseBody { inner, _guard: guard })
+/// Wraps an answer's body so the connection stays busy until it is sent
+/// (or dropped): the guard lives in the frame mapping, which passes every
+/// frame through unchanged.
+pub(super) fn response(
+    resp: axum::response::Response,
+    guard: BusyGuard,
+) -> hyper::Response<impl Body<Data = Bytes, Error = axum::Error> + Send + 'static> {
+    resp.map(|inner| {
+        inner.map_frame(move |frame| {
+            let _busy = &guard;
+            frame
+        })
+    })
 }
 
 /// A request body that drains itself when dropped unread.
@@ -105,31 +116,5 @@ impl Drop for RequestBody {
             // once the drain is over.
             drop(guard);
         });
-    }
-}
-
-/// An answer's body, passed through unchanged.
-pub(super) struct ResponseBody {
-    inner: axum::body::Body,
-    _guard: BusyGuard,
-}
-
-impl Body for ResponseBody {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }

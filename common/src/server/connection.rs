@@ -134,12 +134,19 @@ impl Connection {
             served = conn.as_mut() => served.map_err(Closed::Error),
             why = &mut watchdog => Err(Closed::Timeout(why)),
             () = stop => {
-                // Finishes the request in progress; an idle connection
-                // closes at once.
-                conn.as_mut().graceful_shutdown();
-                tokio::select! {
-                    served = conn.as_mut() => served.map_err(Closed::Error),
-                    why = &mut watchdog => Err(Closed::Timeout(why)),
+                if matches!(*shared.phase.borrow(), Phase::Busy) {
+                    // The request in progress is finished, then the
+                    // connection closes.
+                    conn.as_mut().graceful_shutdown();
+                    tokio::select! {
+                        served = conn.as_mut() => served.map_err(Closed::Error),
+                        why = &mut watchdog => Err(Closed::Timeout(why)),
+                    }
+                } else {
+                    // Idle, or headers still arriving: no request has been
+                    // handled, so closing loses nothing (and a client that
+                    // trickles its headers cannot delay the shutdown).
+                    Ok(())
                 }
             }
         };
