@@ -549,3 +549,66 @@ async fn shutdown_finishes_answers_in_flight_and_closes_the_rest() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn idle_sockets_cannot_starve_a_master_with_few_descriptors() {
+    let c = Cluster::start_default().await;
+    // A second master over the same volumes, with 128 descriptors: by
+    // default it serves 64 connections at once.
+    let volumes: Vec<&str> = c.volumes.iter().map(|v| v.addr.as_str()).collect();
+    let master = bin("trove-master").display().to_string();
+    let db = c.dir.path().join("db-low").display().to_string();
+    let args: Vec<String> = [
+        "-c",
+        "ulimit -n 128 && exec \"$0\" \"$@\"",
+        &master,
+        "serve",
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--db",
+        &db,
+        "--volumes",
+        &volumes.join(","),
+        "--replicas",
+        "2",
+        "--health-interval",
+        "200ms",
+        "--idle-timeout",
+        "2s",
+    ]
+    .map(String::from)
+    .to_vec();
+    let low = trove_tests::Server::start("/bin/sh".into(), args, c.dir.path().join("low.log"));
+    let ready = format!("http://{}/-/ready", low.addr);
+    wait_for("the second master to be ready", || async {
+        c.http.get(&ready).send().await.is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    // Far more idle sockets than it has descriptors.
+    let idle: Vec<TcpStream> = (0..300).map(|_| connect(&low.addr)).collect();
+    // Meanwhile a PUT never hangs: it is refused at once (503, or a closed
+    // connection while refusals are many) until the idle sockets time out,
+    // then it is stored.
+    let url = format!("http://{}/starved", low.addr);
+    wait_for("a PUT to be stored", || async {
+        let put = c
+            .http
+            .put(&url)
+            .body("v")
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await;
+        match put {
+            Ok(r) if r.status() == 201 => true,
+            Ok(r) if r.status() == 503 => false,
+            Err(e) if !e.is_timeout() => false,
+            other => panic!("a PUT hung or failed otherwise: {other:?}"),
+        }
+    })
+    .await;
+    drop(idle);
+    assert!(metric(&c.http, &low.addr, "trove_connections_refused_total").await > 0.0);
+    assert_eq!(c.http.head(&url).send().await.unwrap().status(), 302);
+}
