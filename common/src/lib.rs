@@ -6,6 +6,7 @@
 //! - [`placement`]: rendezvous hashing — which volumes hold a key.
 //! - [`key`]: what a key is, how it is decoded from a request path, how it is
 //!   written into a URL and which file name it maps to on a volume.
+//! - [`protocol`]: the master↔volume calls' queries and answers, typed.
 //! - [`record`]: the index record (master) and the blob sidecar (volume).
 //! - [`digest`]: sha256 + md5 computed together over a stream.
 //! - [`metrics`]: Prometheus text for `/-/metrics`.
@@ -23,6 +24,7 @@ pub mod http;
 pub mod key;
 pub mod metrics;
 pub mod placement;
+pub mod protocol;
 pub mod range;
 pub mod record;
 pub mod server;

@@ -1,4 +1,5 @@
-//! `VolumeClient`: the master's calls to volume servers.
+//! `VolumeClient`: the master's calls to volume servers, with the queries
+//! and answers of `trove_common::protocol`.
 //!
 //! Every call has a connect timeout; small calls also have a total timeout
 //! of one stall period. An upload has no total timeout (it may take as long
@@ -7,26 +8,20 @@
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
-use futures::{Stream, StreamExt};
-use serde::Deserialize;
+use futures::{Stream, StreamExt, TryStreamExt};
+use serde::de::DeserializeOwned;
 use std::time::Duration;
+use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
+use tokio_util::io::StreamReader;
 use trove_common::digest::parse_sha256_hex;
 use trove_common::http::{client, Timeouts, KEY_SHA256, KEY_SIZE, TROVE_WRITE};
 use trove_common::key::Key;
+pub use trove_common::protocol::Verified;
+use trove_common::protocol::{
+    query_pairs, AbortQuery, Aborted, KeyQuery, MarkQuery, PullQuery, VolumeStatus, MAX_BLOBS_LINE,
+};
 use trove_common::record::{BlobMeta, BlobState, Record};
 use trove_common::signing::{url as signed_url, Signer};
-
-/// A volume's answer to `GET /-/verify`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Verified {
-    /// The sidecar.
-    pub meta: BlobMeta,
-    /// What the bytes hash to now.
-    pub actual_sha256: String,
-    pub actual_size: u64,
-    /// The bytes match the sidecar.
-    pub ok: bool,
-}
 
 /// What a volume reports after storing a blob.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,6 +130,48 @@ impl VolumeClient {
         self.url(method, addr, key.as_str(), &[])
     }
 
+    /// The URL of operation `path` on `addr` with a typed `query`.
+    fn op_url<Q: serde::Serialize>(&self, method: &str, addr: &str, path: &str, query: &Q) -> String {
+        let pairs = query_pairs(query);
+        let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        self.url(method, addr, path, &pairs)
+    }
+
+    /// Sends `req` to `addr`, bounded by `timeout` when given; an answer
+    /// that is not 2xx becomes [`VolumeError::Status`].
+    async fn call(
+        &self,
+        addr: &str,
+        req: reqwest::RequestBuilder,
+        timeout: Option<Duration>,
+    ) -> Result<reqwest::Response, VolumeError> {
+        let req = match timeout {
+            Some(t) => req.timeout(t),
+            None => req,
+        };
+        let limit = timeout.unwrap_or(self.timeouts.stall);
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| VolumeError::from_reqwest(addr, e, limit))?;
+        check_status(addr, resp).await
+    }
+
+    /// [`VolumeClient::call`] for a request about one blob: `None` when
+    /// the volume answers `404`.
+    async fn call_for_blob(
+        &self,
+        addr: &str,
+        req: reqwest::RequestBuilder,
+        timeout: Duration,
+    ) -> Result<Option<reqwest::Response>, VolumeError> {
+        match self.call(addr, req, Some(timeout)).await {
+            Ok(resp) => Ok(Some(resp)),
+            Err(VolumeError::Status { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Streams `body` to `addr` as the blob of `key`, for master write
     /// `write`. `len` (when known) is sent as `Content-Length` so the volume
     /// checks it. Resolves once the volume has the blob durably.
@@ -157,36 +194,17 @@ impl VolumeClient {
         if let Some(len) = len {
             req = req.header(reqwest::header::CONTENT_LENGTH, len);
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| VolumeError::from_reqwest(addr, e, self.timeouts.stall))?;
-        let resp = check_status(addr, resp).await?;
-        let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok());
-        let sha256 = header(KEY_SHA256).and_then(parse_sha256_hex);
-        let size = header(KEY_SIZE).and_then(|s| s.parse().ok());
-        match (sha256, size) {
-            (Some(sha256), Some(size)) => Ok(Stored { sha256, size }),
-            _ => Err(VolumeError::Protocol {
-                addr: addr.to_string(),
-                message: "201 without Key-Sha256 and Key-Size".into(),
-            }),
-        }
+        let resp = self.call(addr, req, None).await?;
+        stored(addr, &resp, KEY_SIZE)
     }
 
     /// Deletes `key` from `addr`; `Ok(false)` when it was not there.
     pub async fn delete(&self, addr: &str, key: &Key) -> Result<bool, VolumeError> {
-        let resp = self
-            .http
-            .delete(self.key_url("DELETE", addr, key))
-            .timeout(self.timeouts.stall)
-            .send()
-            .await
-            .map_err(|e| VolumeError::from_reqwest(addr, e, self.timeouts.stall))?;
-        if resp.status() == reqwest::StatusCode::NOT_FOUND {
-            return Ok(false);
-        }
-        check_status(addr, resp).await.map(|_| true)
+        let req = self.http.delete(self.key_url("DELETE", addr, key));
+        Ok(self
+            .call_for_blob(addr, req, self.timeouts.stall)
+            .await?
+            .is_some())
     }
 
     /// Records `state` (and, when given, the value's md5, which volumes do
@@ -200,95 +218,54 @@ impl VolumeClient {
         md5: Option<&str>,
         write: Option<&str>,
     ) -> Result<(), VolumeError> {
-        let mut params = vec![("key", key.as_str()), ("state", state.as_str())];
-        if let Some(md5) = md5 {
-            params.push(("md5", md5));
-        }
-        if let Some(write) = write {
-            params.push(("write", write));
-        }
-        self.post_op(addr, "/-/mark", &params).await.map(|_| ())
+        let query = MarkQuery {
+            key: key.as_str().to_string(),
+            state,
+            md5: md5.map(str::to_string),
+            write: write.map(str::to_string),
+        };
+        let req = self.http.post(self.op_url("POST", addr, "/-/mark", &query));
+        self.call(addr, req, Some(self.timeouts.stall)).await.map(|_| ())
     }
 
     /// Undoes master write `write` of `key` on `addr`: its blob goes, the
     /// value it replaced comes back; another write's blob is left alone.
     /// Returns the size of the blob removed, if there was one.
     pub async fn abort(&self, addr: &str, key: &Key, write: &str) -> Result<Option<u64>, VolumeError> {
-        #[derive(Deserialize)]
-        struct Aborted {
-            removed_bytes: Option<u64>,
-        }
-        let resp = self
-            .post_op(addr, "/-/abort", &[("key", key.as_str()), ("write", write)])
-            .await?;
-        let aborted: Aborted = resp.json().await.map_err(|e| VolumeError::Protocol {
-            addr: addr.to_string(),
-            message: e.to_string(),
-        })?;
-        Ok(aborted.removed_bytes)
-    }
-
-    /// A small `POST` to an operation path, bounded by the stall timeout.
-    async fn post_op(
-        &self,
-        addr: &str,
-        path: &str,
-        params: &[(&str, &str)],
-    ) -> Result<reqwest::Response, VolumeError> {
-        let url = self.url("POST", addr, path, params);
-        let resp = self.http.post(url).timeout(self.timeouts.stall).send().await;
-        let resp = resp.map_err(|e| VolumeError::from_reqwest(addr, e, self.timeouts.stall))?;
-        check_status(addr, resp).await
+        let query = AbortQuery {
+            key: key.as_str().to_string(),
+            write: write.to_string(),
+        };
+        let req = self.http.post(self.op_url("POST", addr, "/-/abort", &query));
+        let resp = self.call(addr, req, Some(self.timeouts.stall)).await?;
+        Ok(json::<Aborted>(addr, resp).await?.removed_bytes)
     }
 
     /// What `addr` holds for `key`, from a `HEAD`: `None` when absent.
     pub async fn head(&self, addr: &str, key: &Key) -> Result<Option<Stored>, VolumeError> {
-        let resp = self
-            .http
-            .head(self.key_url("HEAD", addr, key))
-            .timeout(self.timeouts.stall)
-            .send()
-            .await;
-        let resp = resp.map_err(|e| VolumeError::from_reqwest(addr, e, self.timeouts.stall))?;
-        if resp.status() == reqwest::StatusCode::NOT_FOUND {
-            return Ok(None);
-        }
-        let resp = check_status(addr, resp).await?;
-        let sha256 = resp
-            .headers()
-            .get(KEY_SHA256)
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_sha256_hex);
-        // A HEAD's body is empty, so reqwest's content_length() is 0: read the header.
-        let size = resp
-            .headers()
-            .get(reqwest::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|s| s.parse().ok());
-        match (sha256, size) {
-            (Some(sha256), Some(size)) => Ok(Some(Stored { sha256, size })),
-            _ => Err(VolumeError::Protocol {
-                addr: addr.to_string(),
-                message: "HEAD without Key-Sha256 and Content-Length".into(),
-            }),
+        let req = self.http.head(self.key_url("HEAD", addr, key));
+        match self.call_for_blob(addr, req, self.timeouts.stall).await? {
+            // A HEAD's body is empty, so reqwest's content_length() is 0:
+            // the size is read from the header.
+            Some(resp) => stored(addr, &resp, reqwest::header::CONTENT_LENGTH.as_str()).map(Some),
+            None => Ok(None),
         }
     }
 
     /// Has `addr` re-read its blob of `key` and hash it; `None` when absent.
     /// The wait is bounded by the stall timeout plus 1 s per MiB of `size`.
     pub async fn verify(&self, addr: &str, key: &Key, size: u64) -> Result<Option<Verified>, VolumeError> {
-        let url = self.url("GET", addr, "/-/verify", &[("key", key.as_str())]);
-        let timeout = self.slow_call_timeout(size);
-        let resp = self.http.get(url).timeout(timeout).send().await;
-        let resp = resp.map_err(|e| VolumeError::from_reqwest(addr, e, timeout))?;
-        if resp.status() == reqwest::StatusCode::NOT_FOUND {
-            return Ok(None);
+        let query = KeyQuery {
+            key: key.as_str().to_string(),
+        };
+        let req = self.http.get(self.op_url("GET", addr, "/-/verify", &query));
+        match self
+            .call_for_blob(addr, req, self.slow_call_timeout(size))
+            .await?
+        {
+            Some(resp) => json(addr, resp).await.map(Some),
+            None => Ok(None),
         }
-        let report = check_status(addr, resp).await?.json::<Verified>().await;
-        report.map(Some).map_err(|e| VolumeError::Protocol {
-            addr: addr.to_string(),
-            message: e.to_string(),
-        })
     }
 
     /// Has `dest` copy `key` from `source`, checking it against the
@@ -301,42 +278,35 @@ impl VolumeClient {
         source: &str,
         record: &Record,
     ) -> Result<(), VolumeError> {
-        let size = record.size;
-        let params = [
-            ("key", key.as_str()),
-            ("from", source),
-            ("sha256", record.sha256.as_str()),
-            ("md5", record.md5.as_str()),
-            ("state", "live"),
-        ];
-        let url = self.url("POST", dest, "/-/pull", &params);
-        let timeout = self.slow_call_timeout(size);
-        let resp = self.http.post(url).timeout(timeout).send().await;
-        let resp = resp.map_err(|e| VolumeError::from_reqwest(dest, e, timeout))?;
-        check_status(dest, resp).await.map(|_| ())
+        let query = PullQuery {
+            key: key.as_str().to_string(),
+            from: source.to_string(),
+            sha256: Some(record.sha256.clone()),
+            md5: Some(record.md5.clone()),
+            state: Some(BlobState::Live),
+        };
+        let req = self.http.post(self.op_url("POST", dest, "/-/pull", &query));
+        let timeout = self.slow_call_timeout(record.size);
+        self.call(dest, req, Some(timeout)).await.map(|_| ())
     }
 
     /// Streams `GET /-/blobs` of `addr`: one sidecar per item. Each line
-    /// must arrive within the stall timeout.
+    /// must arrive within the stall timeout, and be at most
+    /// [`MAX_BLOBS_LINE`] bytes.
     pub async fn blobs(
         &self,
         addr: &str,
     ) -> Result<BoxStream<'static, Result<BlobMeta, VolumeError>>, VolumeError> {
         let stall = self.timeouts.stall;
-        let resp = tokio::time::timeout(
-            stall,
-            self.http.get(self.url("GET", addr, "/-/blobs", &[])).send(),
-        )
-        .await
-        .map_err(|_| VolumeError::Timeout {
-            addr: addr.to_string(),
-            timeout: stall,
-        })?
-        .map_err(|e| VolumeError::from_reqwest(addr, e, stall))?;
-        let resp = check_status(addr, resp).await?;
-        let addr = addr.to_string();
-        let bytes = resp.bytes_stream();
-        Ok(ndjson_lines(addr, bytes, stall).boxed())
+        let req = self.http.get(self.url("GET", addr, "/-/blobs", &[]));
+        // No total timeout: the listing streams for as long as it moves.
+        let resp = tokio::time::timeout(stall, self.call(addr, req, None))
+            .await
+            .map_err(|_| VolumeError::Timeout {
+                addr: addr.to_string(),
+                timeout: stall,
+            })??;
+        Ok(ndjson_lines(addr.to_string(), resp.bytes_stream(), stall).boxed())
     }
 
     /// A call whose work grows with the blob (a pull, a deep verify): the
@@ -346,27 +316,40 @@ impl VolumeClient {
         self.timeouts.stall + Duration::from_secs(size >> 20)
     }
 
-    /// `GET /-/status` of a volume, as JSON.
-    pub async fn status(&self, addr: &str) -> Result<serde_json::Value, VolumeError> {
-        let resp = self
-            .http
-            .get(self.url("GET", addr, "/-/status", &[]))
-            .timeout(self.timeouts.stall)
-            .send()
-            .await
-            .map_err(|e| VolumeError::from_reqwest(addr, e, self.timeouts.stall))?;
-        check_status(addr, resp)
-            .await?
-            .json()
-            .await
-            .map_err(|e| VolumeError::Protocol {
-                addr: addr.to_string(),
-                message: e.to_string(),
-            })
+    /// `GET /-/status` of a volume.
+    pub async fn status(&self, addr: &str) -> Result<VolumeStatus, VolumeError> {
+        let req = self.http.get(self.url("GET", addr, "/-/status", &[]));
+        let resp = self.call(addr, req, Some(self.timeouts.stall)).await?;
+        json(addr, resp).await
     }
 }
 
-/// Splits a byte stream into NDJSON sidecars, each line within `stall`.
+/// What a volume says it stored: `Key-Sha256` and the size from the header
+/// `size_header`.
+fn stored(addr: &str, resp: &reqwest::Response, size_header: &str) -> Result<Stored, VolumeError> {
+    let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok());
+    let sha256 = header(KEY_SHA256).and_then(parse_sha256_hex);
+    let size = header(size_header).and_then(|s| s.parse().ok());
+    match (sha256, size) {
+        (Some(sha256), Some(size)) => Ok(Stored { sha256, size }),
+        _ => Err(VolumeError::Protocol {
+            addr: addr.to_string(),
+            message: format!("answer without Key-Sha256 and {size_header}"),
+        }),
+    }
+}
+
+/// A JSON answer, decoded.
+async fn json<T: DeserializeOwned>(addr: &str, resp: reqwest::Response) -> Result<T, VolumeError> {
+    resp.json().await.map_err(|e| VolumeError::Protocol {
+        addr: addr.to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// Splits a byte stream into NDJSON sidecars, each line within `stall` and
+/// at most [`MAX_BLOBS_LINE`] bytes: a faulty or hostile volume cannot make
+/// the master buffer without bound. The stream ends after its first error.
 fn ndjson_lines<S>(
     addr: String,
     bytes: S,
@@ -375,47 +358,35 @@ fn ndjson_lines<S>(
 where
     S: Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
 {
-    let bytes = Box::pin(bytes);
+    let reader = StreamReader::new(bytes.map_err(std::io::Error::other));
+    let lines = FramedRead::new(reader, LinesCodec::new_with_max_length(MAX_BLOBS_LINE));
     futures::stream::unfold(
-        (bytes, Vec::<u8>::new(), addr, false),
-        move |(mut bytes, mut buf, addr, done)| async move {
-            loop {
-                if let Some(pos) = buf.iter().position(|b| *b == b'\n') {
-                    let line: Vec<u8> = buf.drain(..=pos).collect();
-                    let item = BlobMeta::decode(&line[..pos]).map_err(|e| VolumeError::Protocol {
-                        addr: addr.clone(),
-                        message: format!("bad /-/blobs line: {e}"),
-                    });
-                    return Some((item, (bytes, buf, addr, done)));
-                }
-                if done {
-                    return None;
-                }
-                match tokio::time::timeout(stall, bytes.next()).await {
-                    Err(_) => {
-                        let e = VolumeError::Timeout {
-                            addr: addr.clone(),
-                            timeout: stall,
-                        };
-                        return Some((Err(e), (bytes, Vec::new(), addr, true)));
-                    }
-                    Ok(Some(Ok(chunk))) => buf.extend_from_slice(&chunk),
-                    Ok(Some(Err(e))) => {
-                        let e = VolumeError::from_reqwest(&addr, e, stall);
-                        return Some((Err(e), (bytes, Vec::new(), addr, true)));
-                    }
-                    Ok(None) => {
-                        if !buf.is_empty() {
-                            let e = VolumeError::Protocol {
-                                addr: addr.clone(),
-                                message: "/-/blobs ended mid-line".into(),
-                            };
-                            return Some((Err(e), (bytes, Vec::new(), addr, true)));
-                        }
-                        return None;
-                    }
-                }
+        (Box::pin(lines), addr, false),
+        move |(mut lines, addr, done)| async move {
+            if done {
+                return None;
             }
+            let item = match tokio::time::timeout(stall, lines.next()).await {
+                Err(_) => Err(VolumeError::Timeout {
+                    addr: addr.clone(),
+                    timeout: stall,
+                }),
+                Ok(None) => return None,
+                Ok(Some(Ok(line))) => BlobMeta::decode(line.as_bytes()).map_err(|e| VolumeError::Protocol {
+                    addr: addr.clone(),
+                    message: format!("bad /-/blobs line: {e}"),
+                }),
+                Ok(Some(Err(LinesCodecError::MaxLineLengthExceeded))) => Err(VolumeError::Protocol {
+                    addr: addr.clone(),
+                    message: format!("a /-/blobs line is longer than {MAX_BLOBS_LINE} bytes"),
+                }),
+                Ok(Some(Err(LinesCodecError::Io(e)))) => Err(VolumeError::Unreachable {
+                    addr: addr.clone(),
+                    message: format!("/-/blobs broke off: {e}"),
+                }),
+            };
+            let done = item.is_err();
+            Some((item, (lines, addr, done)))
         },
     )
 }

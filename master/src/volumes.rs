@@ -230,24 +230,18 @@ impl Volumes {
                     h.healthy = true;
                     h.last_seen = Some(now_ms());
                     h.last_error = None;
-                    h.free_bytes = status["free_bytes"].as_u64();
-                    h.read_only = status["writable"] == false;
-                    h.used_bytes = status["used_bytes"].as_u64();
-                    h.blobs = status["blobs"].as_u64();
-                    let ids: Option<Vec<String>> = status["dirs"].as_array().map(|dirs| {
-                        dirs.iter()
-                            .filter_map(|d| d["id"].as_str().map(str::to_string))
-                            .collect()
-                    });
-                    if let (Some(old), Some(new)) = (&h.data_ids, &ids) {
-                        if old.iter().any(|id| !new.contains(id)) {
+                    h.free_bytes = Some(status.free_bytes);
+                    h.read_only = !status.writable;
+                    h.used_bytes = Some(status.used_bytes);
+                    h.blobs = Some(status.blobs);
+                    let ids: Vec<String> = status.dirs.into_iter().map(|d| d.id).collect();
+                    if let Some(old) = &h.data_ids {
+                        if old.iter().any(|id| !ids.contains(id)) {
                             tracing::warn!(volume = %v.addr, "volume came back without a data dir it had (emptied or replaced disk): readers of older keys go to other replicas until `verify --repair` has run");
                             h.lost_data_at = Some(now_ms());
                         }
                     }
-                    if ids.is_some() {
-                        h.data_ids = ids;
-                    }
+                    h.data_ids = Some(ids);
                 }
                 Err(e) => {
                     if h.healthy || h.last_error.is_none() {

@@ -298,3 +298,51 @@ async fn a_thousand_idle_connections() {
     drop(idle);
     assert_still_serving(&c).await;
 }
+
+/// A faulty or hostile volume whose `/-/blobs` is one endless line (here
+/// 64 MiB without a newline) cannot make the master buffer it: `rebuild`
+/// stops at the line limit with a clear error.
+#[test]
+fn a_volume_sending_an_endless_line_is_cut_off() {
+    use std::io::BufRead;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let fake = listener.local_addr().unwrap().to_string();
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = std::sync::Arc::clone(&sent);
+    std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+        let mut line = String::new();
+        while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+            line.clear();
+        }
+        let mut out = stream;
+        let _ = out.write_all(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n",
+        );
+        let chunk = vec![b'a'; 1 << 20];
+        for _ in 0..64 {
+            let framed = [format!("{:x}\r\n", chunk.len()).as_bytes(), &chunk, b"\r\n"].concat();
+            if out.write_all(&framed).is_err() {
+                return; // the master hung up: what this test wants
+            }
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        let _ = out.write_all(b"0\r\n\r\n");
+    });
+    let db = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(trove_tests::bin("trove-master"))
+        .args(["rebuild", "--db"])
+        .arg(db.path().join("index"))
+        .args(["--volumes", &fake])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "rebuild accepted an endless line");
+    assert!(stderr.contains("longer than 8388608 bytes"), "{stderr}");
+    let mib = sent.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        mib < 64,
+        "the master read all {mib} MiB instead of stopping at the limit"
+    );
+}

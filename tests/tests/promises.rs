@@ -136,6 +136,10 @@ async fn a_failed_rewrite_leaves_the_unlinked_key_as_it_was() {
             .await
             .unwrap();
         sock.write_all(&pattern_bytes(1_000_000, 3)).await.unwrap();
+        wait_for("the write to start", || async {
+            c.status().await["keys"]["writing"] == 1
+        })
+        .await;
         drop(sock);
         wait_restored(&c, "/k/a", &sha1, 2).await;
         // The volumes notice the cut uploads and drop their temp files.

@@ -16,20 +16,36 @@ pub async fn delete(state: Arc<AppState>, key: Key) -> Result<Response, ApiError
     // Its own task, like a write: a client hanging up cannot stop it half-way.
     tokio::spawn(async move {
         let _guard = state.locks.try_lock(&key).ok_or(ApiError::Busy)?;
-        let record = state
-            .index
-            .get(&key)?
-            .filter(|r| r.state != State::Writing)
-            .ok_or(ApiError::NotFound)?;
-        if record.state == State::Live {
-            if state.config.protect {
-                return Err(ApiError::Protected);
+        let record = state.index.get(&key)?.ok_or(ApiError::NotFound)?;
+        let mut volumes = record.volumes.clone();
+        let mut stored = record.state;
+        match record.state {
+            State::Live => {
+                if state.config.protect {
+                    return Err(ApiError::Protected);
+                }
+                unlink_record(&state, &key, &record).await?;
+                crash::point("delete-unlinked");
+                stored = State::Unlinked;
             }
-            unlink_record(&state, &key, &record).await?;
-            crash::point("delete-unlinked");
+            State::Unlinked => {}
+            // With the lock free, a *writing* record is a failed write
+            // whose clean-up has not finished. Over an unlinked key, the
+            // key is still that unlinked key: deleting it removes the
+            // failed write's blobs as well. Otherwise there is no key.
+            State::Writing => {
+                let replaced = record.replaces.as_deref().ok_or(ApiError::NotFound)?;
+                volumes.extend(
+                    replaced
+                        .volumes
+                        .iter()
+                        .filter(|v| !record.volumes.contains(v))
+                        .cloned(),
+                );
+            }
         }
         let client = state.volumes.client();
-        let deletes = record.volumes.iter().map(|addr| client.delete(addr, &key));
+        let deletes = volumes.iter().map(|addr| client.delete(addr, &key));
         for result in futures::future::join_all(deletes).await {
             if let Err(e) = result {
                 state.volumes.note_error(&e);
@@ -37,7 +53,7 @@ pub async fn delete(state: Arc<AppState>, key: Key) -> Result<Response, ApiError
             }
         }
         crash::point("delete-removed");
-        state.index.remove(&key, Some(State::Unlinked)).await?;
+        state.index.remove(&key, Some(stored)).await?;
         tracing::info!(key = %key, "deleted");
         Ok(StatusCode::NO_CONTENT.into_response())
     })

@@ -1,4 +1,5 @@
-//! Calls the master makes for admin jobs and the write path:
+//! Calls the master makes for admin jobs and the write path (their
+//! queries and answers are `trove_common::protocol`'s):
 //!
 //! - `POST /-/pull?key=K&from=HOST:PORT[&sha256=HEX][&state=live]`: copy a
 //!   blob from another volume, verified by sha256 before it becomes visible
@@ -19,20 +20,11 @@ use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::StreamExt;
-use serde::Deserialize;
 use std::sync::Arc;
 use trove_common::digest::parse_sha256_hex;
 use trove_common::key::Key;
+use trove_common::protocol::{AbortQuery, KeyQuery, MarkQuery, PullQuery};
 use trove_common::record::BlobState;
-
-#[derive(Deserialize)]
-pub struct PullQuery {
-    key: String,
-    from: String,
-    sha256: Option<String>,
-    md5: Option<String>,
-    state: Option<String>,
-}
 
 pub async fn pull(
     State(state): State<Arc<AppState>>,
@@ -45,7 +37,7 @@ pub async fn pull(
         ),
         None => None,
     };
-    let blob_state = parse_state(q.state.as_deref().unwrap_or("live"))?;
+    let blob_state = q.state.unwrap_or(BlobState::Live);
     let from = q.from.trim_start_matches("http://").trim_end_matches('/');
     let url = trove_common::signing::url(
         state.config.signer.as_ref(),
@@ -79,14 +71,6 @@ pub async fn pull(
     Ok(super::put::stored(meta))
 }
 
-#[derive(Deserialize)]
-pub struct KeyQuery {
-    key: String,
-    state: Option<String>,
-    md5: Option<String>,
-    write: Option<String>,
-}
-
 pub async fn verify(
     State(state): State<Arc<AppState>>,
     Query(q): Query<KeyQuery>,
@@ -102,14 +86,10 @@ pub async fn verify(
 
 pub async fn mark(
     State(state): State<Arc<AppState>>,
-    Query(q): Query<KeyQuery>,
+    Query(q): Query<MarkQuery>,
 ) -> Result<Response, ApiError> {
     let key = Key::new(&q.key)?;
-    let new_state = parse_state(
-        q.state
-            .as_deref()
-            .ok_or_else(|| ApiError::BadRequest("state= is required".into()))?,
-    )?;
+    let new_state = q.state;
     let store = state.store.clone();
     let md5 = q.md5.as_deref().map(parse_md5).transpose()?;
     let write = q.write.as_deref().map(parse_write).transpose()?;
@@ -120,14 +100,10 @@ pub async fn mark(
 
 pub async fn abort(
     State(state): State<Arc<AppState>>,
-    Query(q): Query<KeyQuery>,
+    Query(q): Query<AbortQuery>,
 ) -> Result<Response, ApiError> {
     let key = Key::new(&q.key)?;
-    let write = parse_write(
-        q.write
-            .as_deref()
-            .ok_or_else(|| ApiError::BadRequest("write= is required".into()))?,
-    )?;
+    let write = parse_write(&q.write)?;
     let store = state.store.clone();
     let k = key.clone();
     let aborted = tokio::task::spawn_blocking(move || store.abort(&k, &write)).await??;
@@ -152,8 +128,4 @@ fn parse_md5(s: &str) -> Result<String, ApiError> {
     } else {
         Err(ApiError::BadRequest("md5 must be 32 hex digits".into()))
     }
-}
-
-fn parse_state(s: &str) -> Result<BlobState, ApiError> {
-    s.parse().map_err(ApiError::BadRequest)
 }

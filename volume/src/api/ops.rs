@@ -1,30 +1,14 @@
 //! `/-/healthy` and `/-/status`.
 
-use crate::store::DirStatus;
 use crate::AppState;
 use axum::extract::State;
 use axum::http::header;
 use axum::Json;
-use serde::Serialize;
 use std::sync::Arc;
+use trove_common::protocol::VolumeStatus;
 
 pub async fn healthy() -> &'static str {
     "ok\n"
-}
-
-/// What `GET /-/status` answers.
-#[derive(Serialize)]
-pub struct VolumeStatus {
-    pub version: &'static str,
-    /// Blobs stored, and their total size.
-    pub blobs: u64,
-    pub used_bytes: u64,
-    /// Free space summed over the writable data dirs.
-    pub free_bytes: u64,
-    /// At least one data dir takes new blobs.
-    pub writable: bool,
-    pub fsync: bool,
-    pub dirs: Vec<DirStatus>,
 }
 
 /// Prometheus text: the HTTP metrics, then the store's gauges.
@@ -71,7 +55,7 @@ pub async fn status(State(state): State<Arc<AppState>>) -> Json<VolumeStatus> {
         .unwrap_or_default();
     let (blobs, used_bytes) = state.store.counts();
     Json(VolumeStatus {
-        version: trove_common::VERSION,
+        version: trove_common::VERSION.to_string(),
         blobs,
         used_bytes,
         free_bytes: dirs.iter().filter(|d| d.writable).map(|d| d.free_bytes).sum(),

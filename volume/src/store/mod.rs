@@ -38,11 +38,11 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use trove_common::digest::{ContentHasher, Digests};
 use trove_common::key::Key;
+use trove_common::protocol::{DirStatus, Verified};
 use trove_common::record::{now_ms, BlobMeta, BlobState};
 
 pub mod blocks;
 mod previous;
-pub use previous::Aborted;
 
 /// Name of the temporary-upload folder inside each data dir.
 const TMP_DIR: &str = "tmp";
@@ -93,18 +93,6 @@ fn io_error(e: io::Error) -> StoreError {
         Some(nix::libc::EROFS) => StoreError::ReadOnly(e),
         _ => StoreError::Io(e),
     }
-}
-
-/// Space figures of one data dir.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct DirStatus {
-    pub path: String,
-    /// The dir's identity (see `volume-id`).
-    pub id: String,
-    pub free_bytes: u64,
-    pub total_bytes: u64,
-    /// New blobs can be written (the dir is there and not read-only).
-    pub writable: bool,
 }
 
 /// A volume's data dirs.
@@ -611,18 +599,6 @@ pub struct Expected {
     /// copy it replaces is set aside until that write is confirmed or
     /// aborted. Without it (a pull), the new copy replaces outright.
     pub write: Option<String>,
-}
-
-/// The result of re-reading a blob.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Verified {
-    /// What the sidecar says.
-    pub meta: BlobMeta,
-    /// What the bytes on disk hash to now.
-    pub actual_sha256: String,
-    pub actual_size: u64,
-    /// Both agree with the sidecar.
-    pub ok: bool,
 }
 
 /// Deletes its file when dropped, unless [`TempFile::keep`] was called.

@@ -18,6 +18,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use trove_common::key::Key;
+use trove_common::protocol::Aborted;
 use trove_common::record::{BlobMeta, BlobState};
 
 /// Suffix of a previous value's data file (its sidecar adds `.meta`).
@@ -101,15 +102,6 @@ pub(super) fn listed(data: &Path) -> Result<Option<BlobMeta>, StoreError> {
         Err(StoreError::NotFound) => previous(),
         Err(e) => Err(e),
     }
-}
-
-/// What [`BlobStore::abort`] did.
-#[derive(Debug, Default, serde::Serialize)]
-pub struct Aborted {
-    /// The size of the write's blob, when there was one to remove.
-    pub removed_bytes: Option<u64>,
-    /// A previous value was put back.
-    pub restored: bool,
 }
 
 impl BlobStore {
