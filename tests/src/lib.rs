@@ -534,3 +534,4 @@ pub fn md5_hex(bytes: &[u8]) -> String {
     use md5::Digest as _;
     hex::encode(md5::Md5::digest(bytes))
 }
+pub mod docker;
