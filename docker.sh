@@ -93,9 +93,11 @@ running() {
     [ "$(docker container inspect -f '{{.State.Running}}' "$1" 2>/dev/null)" = true ]
 }
 
-label_of() { # KIND NAME LABEL
-    docker "$1" inspect -f "{{index .Config.Labels \"$3\"}}" "$2" 2>/dev/null ||
-        docker "$1" inspect -f "{{index .Labels \"$3\"}}" "$2" 2>/dev/null || true
+label_of() { # container|volume NAME LABEL
+    local labels=.Labels
+    if [ "$1" = container ]; then labels=.Config.Labels; fi
+    # (Some docker versions print a blank line first.)
+    docker "$1" inspect -f "{{index $labels \"$3\"}}" "$2" 2>/dev/null | tr -d '[:space:]' || true
 }
 
 # How many volumes the cluster has: the highest N of any <project>-volN
@@ -183,9 +185,10 @@ ensure_network() {
 
 # Waits until `trove-master probe URL` succeeds inside CONTAINER.
 wait_for() { # CONTAINER URL WHAT
-    local i
+    local i restarts
+    restarts="$(docker container inspect -f '{{.RestartCount}}' "$1")"
     for i in $(seq 1 120); do
-        if ! running "$1"; then
+        if ! running "$1" || [ "$(docker container inspect -f '{{.RestartCount}}' "$1")" != "$restarts" ]; then
             docker logs --tail 20 "$1" >&2 || true
             die "$1 stopped while starting (its last log lines are above)"
         fi
@@ -294,6 +297,11 @@ cmd_up() {
     inherit_settings
     check_secret
     have="$(volume_count)"
+    if [ "$have" -gt 0 ] && ! exists volume "$project-index"; then
+        # A fresh index over volumes full of blobs would make them all
+        # orphans (and gc would delete them).
+        die "the volumes of $project hold data but its index volume $project-index is gone: ./docker.sh rebuild recovers the index from them (./docker.sh down --purge deletes everything instead)"
+    fi
     volumes="${volumes:-$((have > 3 ? have : 3))}"
     [[ "$volumes" =~ ^[1-9][0-9]*$ ]] || die "--volumes must be a positive number"
     if [ "$volumes" -lt "$have" ]; then

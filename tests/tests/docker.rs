@@ -14,7 +14,7 @@
 
 use std::time::Duration;
 use trove_tests::docker::workload::{Client, History, LoadOptions, Outcome, Served, Workload};
-use trove_tests::docker::{docker, DockerCluster, Options, STALL};
+use trove_tests::docker::{docker, wait_healthy, DockerCluster, Options, STALL};
 use trove_tests::wait_for;
 
 fn client(c: &DockerCluster) -> Client {
@@ -42,11 +42,13 @@ async fn partitioned_volume() {
     let c = DockerCluster::up(Options::default()).await;
     let load = load(&c, "/part");
     load.wait_acked(10).await;
-    c.docker(&["network", "disconnect", &c.network(), &c.volume(2)]).await;
+    c.docker(&["network", "disconnect", &c.network(), &c.volume(2)])
+        .await;
     // The master reports it down, and writes go on with the other two.
     c.wait_volume_health(2, false).await;
     load.wait_more_acked(10).await;
-    c.docker(&["network", "connect", &c.network(), &c.volume(2)]).await;
+    c.docker(&["network", "connect", &c.network(), &c.volume(2)])
+        .await;
     c.wait_volume_health(2, true).await;
     load.wait_more_acked(4).await;
     finish(&c, load, false).await;
@@ -57,7 +59,11 @@ async fn partitioned_volume() {
     assert!(unbalanced > 0, "no key was written during the partition");
     let (code, out) = c.admin(&["rebalance"]).await;
     assert_eq!(code, 0, "{out}");
-    assert_eq!(c.unbalanced("/part").await, 0, "rebalance left keys away from home");
+    assert_eq!(
+        c.unbalanced("/part").await,
+        0,
+        "rebalance left keys away from home"
+    );
     eprintln!("rebalance moved {unbalanced} keys home");
     c.heal_and_check("/part").await;
 }
@@ -113,7 +119,12 @@ async fn key_placed_on(c: &DockerCluster, i: usize, prefix: &str) -> String {
     .unwrap();
     (0..)
         .map(|n| format!("{prefix}-{n}"))
-        .find(|k| placement.home(k.as_bytes()).iter().any(|v| v.addr == c.volume_addr(i)))
+        .find(|k| {
+            placement
+                .home(k.as_bytes())
+                .iter()
+                .any(|v| v.addr == c.volume_addr(i))
+        })
         .unwrap()
 }
 
@@ -192,7 +203,11 @@ async fn master_restarted_then_lost() {
     }
     for (key, sha) in history.acknowledged() {
         if !deleted.contains(&key) {
-            assert_eq!(client.read(&key).await.served, Served::Bytes(sha), "{key} after rebuild");
+            assert_eq!(
+                client.read(&key).await.served,
+                Served::Bytes(sha),
+                "{key} after rebuild"
+            );
         }
     }
     c.heal_and_check("/index").await;
@@ -216,7 +231,10 @@ async fn grow_by_one_volume() {
     let (code, out) = c.docker_sh(&["add-volume"]).await;
     assert_eq!(code, 0, "{out}");
     assert_eq!(c.volume_count().await, 4);
-    wait_for("reads after the growth", || async { load.reads() > reads_before + 20 }).await;
+    wait_for("reads after the growth", || async {
+        load.reads() > reads_before + 20
+    })
+    .await;
     finish(&c, load, false).await;
 
     // With 2 replicas, the new volume enters a key's top two for half of
@@ -245,7 +263,12 @@ async fn grow_by_one_volume() {
 async fn stored_bytes(c: &DockerCluster, n: usize) -> u64 {
     let mut total = 0;
     for i in 1..=n {
-        total += c.blobs(i).await.iter().map(|b| b["size"].as_u64().unwrap()).sum::<u64>();
+        total += c
+            .blobs(i)
+            .await
+            .iter()
+            .map(|b| b["size"].as_u64().unwrap())
+            .sum::<u64>();
     }
     total
 }
@@ -277,7 +300,11 @@ async fn signed_urls_on_the_whole_cluster() {
     };
     assert_eq!(status(location.clone()).await, 200, "the master's redirect");
     assert_eq!(status(bare.clone()).await, 403, "no signature");
-    let tampered = format!("{}{}", &location[..location.len() - 1], if location.ends_with('0') { '1' } else { '0' });
+    let tampered = format!(
+        "{}{}",
+        &location[..location.len() - 1],
+        if location.ends_with('0') { '1' } else { '0' }
+    );
     assert_eq!(status(tampered).await, 403, "a tampered signature");
     let foreign = trove_common::signing::url(
         Some(&trove_common::signing::Signer::new("another secret")),
@@ -300,26 +327,38 @@ async fn signed_urls_on_the_whole_cluster() {
 #[ignore = "needs Docker and the image: scripts/test.sh runs it"]
 async fn image_and_published_ports() {
     let c = DockerCluster::up(Options::default()).await;
-    let image = docker(&["container", "inspect", "-f", "{{.Config.Image}}", &c.name("master")]).await;
+    let image = docker(&[
+        "container",
+        "inspect",
+        "-f",
+        "{{.Config.Image}}",
+        &c.name("master"),
+    ])
+    .await;
     let image = image.trim();
-    let size: u64 = docker(&["image", "inspect", "-f", "{{.Size}}", image]).await.trim().parse().unwrap();
+    let size: u64 = docker(&["image", "inspect", "-f", "{{.Size}}", image])
+        .await
+        .trim()
+        .parse()
+        .unwrap();
     eprintln!("{image}: {} MB", size / 1_000_000);
     assert!(size < 200_000_000, "{image} is {size} bytes");
     // Not root: the image's user, and the servers' processes.
     let user = docker(&["image", "inspect", "-f", "{{.Config.User}}", image]).await;
     assert_eq!(user.trim(), "10001:10001");
-    let uids = docker(&["top", &c.name("master"), "-o", "uid"]).await;
-    assert!(uids.lines().skip(1).all(|l| l.trim() == "10001"), "{uids}");
+    let uids = docker(&["top", &c.name("master"), "-o", "pid,uid"]).await;
+    let uids: Vec<&str> = uids
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    assert!(!uids.is_empty() && uids.iter().all(|u| *u == "10001"), "{uids:?}");
     for bin in ["trove-master", "trove-volume"] {
         let help = docker(&["run", "--rm", image, bin, "--help"]).await;
         assert!(help.contains("Usage"), "{bin} --help: {help}");
     }
     // The health checks use the binary itself, and Docker sees them pass.
-    wait_for("Docker to report the master healthy", || async {
-        let health = docker(&["inspect", "-f", "{{.State.Health.Status}}", &c.name("master")]).await;
-        health.trim() == "healthy"
-    })
-    .await;
+    wait_healthy(&c.name("master")).await;
     // The master is published on 127.0.0.1 only, and answers there.
     let published = c.published_master().await;
     assert!(published.starts_with("127.0.0.1:"), "{published}");

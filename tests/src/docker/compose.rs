@@ -4,8 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{client, docker, repo, run, unique_project, Names};
-use crate::wait_for;
+use super::{client, docker, repo, run, unique_project, wait_healthy, Names};
 
 /// `docker compose` where the plugin exists, else `docker-compose`.
 async fn compose_command() -> Vec<String> {
@@ -45,12 +44,7 @@ impl ComposeCluster {
         };
         let (code, _) = cluster.compose(&["up", "-d"]).await;
         assert_eq!(code, 0, "compose up failed");
-        let master = cluster.container("master").await;
-        wait_for("Docker to report the master healthy", || async {
-            let health = docker(&["inspect", "-f", "{{.State.Health.Status}}", &master]).await;
-            health.trim() == "healthy"
-        })
-        .await;
+        wait_healthy(&cluster.container("master").await).await;
         // Service name → address on the project's network.
         let mut map = HashMap::new();
         for service in ["vol1", "vol2", "vol3", "master"] {
@@ -104,7 +98,10 @@ impl Drop for ComposeCluster {
             .status()
             .is_ok_and(|s| s.success());
         if !ok {
-            eprintln!("compose down for {} FAILED: remove its containers and volumes by hand", self.project);
+            eprintln!(
+                "compose down for {} FAILED: remove its containers and volumes by hand",
+                self.project
+            );
         }
     }
 }

@@ -11,9 +11,10 @@
 //! knows; on Linux the host can reach the containers' addresses on the
 //! bridge network, so the harness's HTTP client resolves container names
 //! itself, from `docker network inspect` ([`Names`]), refreshed after every
-//! change the harness makes (a restarted or reconnected container may get a
-//! new address; a disconnected or stopped one keeps its old one, where
-//! nothing answers any more, as with a partitioned or dead host).
+//! change the harness makes and whenever a name is new (a restarted or
+//! reconnected container may get a new address; a disconnected or stopped
+//! one keeps its old one, where nothing answers any more, as with a
+//! partitioned or dead host).
 //!
 //! Needs the image (`./docker.sh build`, as `scripts/test.sh` does first).
 
@@ -51,29 +52,73 @@ pub fn unique_project() -> String {
     format!("trove-test-{:08x}", rand::random::<u32>())
 }
 
-/// Container names → addresses on the test network, for reqwest.
+/// Container names → addresses on a Docker network, for reqwest.
 #[derive(Default)]
-pub struct Names(RwLock<HashMap<String, IpAddr>>);
+pub struct Names {
+    /// The network whose containers are looked up on a miss (none: only
+    /// the names given to [`Names::update`]).
+    network: Option<String>,
+    map: RwLock<HashMap<String, IpAddr>>,
+}
 
 impl Names {
+    /// Names of the containers on `network`.
+    pub fn of_network(network: String) -> Names {
+        Names {
+            network: Some(network),
+            map: RwLock::default(),
+        }
+    }
+
     /// Adds or updates names. A name that is not given keeps its last
     /// address, as a client's DNS cache would: a stopped or disconnected
     /// container is then unreachable at it, as a dead host is.
     pub fn update(&self, map: HashMap<String, IpAddr>) {
-        self.0.write().unwrap().extend(map);
+        self.map.write().unwrap().extend(map);
     }
 
     fn get(&self, name: &str) -> Option<IpAddr> {
-        self.0.read().unwrap().get(name).copied()
+        self.map.read().unwrap().get(name).copied()
+    }
+
+    /// Re-reads the addresses of the network's containers.
+    pub async fn refresh(&self) {
+        let Some(network) = &self.network else {
+            return;
+        };
+        let format = "{{range .Containers}}{{.Name}} {{.IPv4Address}}\n{{end}}";
+        let (code, out, _) = run_quietly("docker", &["network", "inspect", network, "-f", format], &[]).await;
+        if code != 0 {
+            return;
+        }
+        let map = out
+            .lines()
+            .filter_map(|line| {
+                let (name, cidr) = line.split_once(' ')?;
+                let ip = cidr.split('/').next()?.parse().ok()?;
+                Some((name.to_string(), ip))
+            })
+            .collect();
+        self.update(map);
     }
 }
 
-impl reqwest::dns::Resolve for Names {
+/// Resolves from the map; a name not seen yet (a container started by
+/// `docker.sh` while it still runs, as `add-volume` does) makes it look
+/// again.
+struct Resolver(Arc<Names>);
+
+impl reqwest::dns::Resolve for Resolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let found = self.get(name.as_str());
+        let names = Arc::clone(&self.0);
         let name = name.as_str().to_string();
         Box::pin(async move {
-            let ip = found.ok_or_else(|| format!("{name} has no address on the cluster's network (stopped or disconnected)"))?;
+            if names.get(&name).is_none() {
+                names.refresh().await;
+            }
+            let ip = names
+                .get(&name)
+                .ok_or_else(|| format!("{name} is not a container on the cluster's network"))?;
             let addrs: reqwest::dns::Addrs = Box::new(std::iter::once(SocketAddr::new(ip, 0)));
             Ok(addrs)
         })
@@ -87,16 +132,23 @@ pub fn client(names: Arc<Names>) -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
-        .dns_resolver(names)
+        .dns_resolver(Resolver(names))
         .connect_timeout(Duration::from_secs(2))
         .read_timeout(Duration::from_secs(10))
         .build()
         .expect("an HTTP client")
 }
 
-/// Runs `program args` with `env`, returning (exit code, stdout); stdout and
-/// stderr are echoed to the test's output.
+/// Runs `program args` with `env`, returning (exit code, stdout); the
+/// command, its stdout and its stderr are echoed to the test's output.
 async fn run(program: &str, args: &[&str], env: &[(String, String)]) -> (i32, String) {
+    let (code, stdout, stderr) = run_quietly(program, args, env).await;
+    eprintln!("$ {program} {}\n{stdout}{stderr}", args.join(" "));
+    (code, stdout)
+}
+
+/// [`run`] without the echo (for polling); (exit code, stdout, stderr).
+async fn run_quietly(program: &str, args: &[&str], env: &[(String, String)]) -> (i32, String, String) {
     let mut command = tokio::process::Command::new(program);
     command.args(args).stdin(Stdio::null()).kill_on_drop(true);
     // Only what the cluster is meant to see: no TROVE_* of the caller's.
@@ -111,13 +163,11 @@ async fn run(program: &str, args: &[&str], env: &[(String, String)]) -> (i32, St
         .output()
         .await
         .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    eprintln!(
-        "$ {program} {}\n{stdout}{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), stdout)
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// `docker args`, which must succeed; its stdout.
@@ -125,6 +175,22 @@ pub async fn docker(args: &[&str]) -> String {
     let (code, out) = run("docker", args, &[]).await;
     assert_eq!(code, 0, "docker {} failed", args.join(" "));
     out
+}
+
+/// What Docker says of a container's health check (`healthy`,
+/// `starting`…), polled twice a second until it is `healthy`.
+pub async fn wait_healthy(container: &str) {
+    wait_for(&format!("Docker to report {container} healthy"), || async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (_, health, _) = run_quietly(
+            "docker",
+            &["inspect", "-f", "{{.State.Health.Status}}", container],
+            &[],
+        )
+        .await;
+        health.trim() == "healthy"
+    })
+    .await;
 }
 
 /// Whether the Docker engine answers. The docker suite is run on purpose
@@ -192,7 +258,7 @@ impl DockerCluster {
         if let Some(secret) = &opts.secret {
             env.push(("TROVE_SECRET".into(), secret.clone()));
         }
-        let names = Arc::new(Names::default());
+        let names = Arc::new(Names::of_network(format!("{project}-net")));
         let cluster = DockerCluster {
             project,
             replicas: opts.replicas,
@@ -233,30 +299,7 @@ impl DockerCluster {
 
     /// Re-reads which container has which address on the network.
     pub async fn refresh_names(&self) {
-        let (code, out) = run(
-            "docker",
-            &[
-                "network",
-                "inspect",
-                &self.network(),
-                "-f",
-                "{{range .Containers}}{{.Name}} {{.IPv4Address}}\n{{end}}",
-            ],
-            &[],
-        )
-        .await;
-        if code != 0 {
-            return;
-        }
-        let map = out
-            .lines()
-            .filter_map(|line| {
-                let (name, cidr) = line.split_once(' ')?;
-                let ip = cidr.split('/').next()?.parse().ok()?;
-                Some((name.to_string(), ip))
-            })
-            .collect();
-        self.names.update(map);
+        self.names.refresh().await;
     }
 
     pub fn network(&self) -> String {
@@ -380,7 +423,12 @@ impl DockerCluster {
     /// The master's `HEAD` of `key`: (status, Key-Volumes, Key-Balance).
     pub async fn head(&self, key: &str) -> (u16, Vec<String>, String) {
         let url = self.url(&trove_common::key::encode_path(key));
-        let r = self.http.head(&url).send().await.unwrap_or_else(|e| panic!("HEAD {key}: {e}"));
+        let r = self
+            .http
+            .head(&url)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("HEAD {key}: {e}"));
         let header = |name: &str| {
             r.headers()
                 .get(name)
@@ -389,7 +437,11 @@ impl DockerCluster {
                 .to_string()
         };
         let volumes = header("key-volumes");
-        let volumes = volumes.split(',').filter(|v| !v.is_empty()).map(String::from).collect();
+        let volumes = volumes
+            .split(',')
+            .filter(|v| !v.is_empty())
+            .map(String::from)
+            .collect();
         (r.status().as_u16(), volumes, header("key-balance"))
     }
 
@@ -446,7 +498,11 @@ impl DockerCluster {
         assert!(holders.is_empty(), "orphans: {holders:?}");
         let status = self.status().await.expect("the master answers");
         assert_eq!(status["keys"]["writing"], 0, "writes left half-done");
-        eprintln!("healed: {} live keys, each on {} volumes, no orphan", live.len(), self.replicas);
+        eprintln!(
+            "healed: {} live keys, each on {} volumes, no orphan",
+            live.len(),
+            self.replicas
+        );
     }
 }
 
@@ -472,7 +528,12 @@ impl Drop for DockerCluster {
                 .args(if kind == "container" { &["-a"][..] } else { &[][..] })
                 .output();
             let ids: Vec<String> = list
-                .map(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().map(String::from).collect())
+                .map(|o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .split_whitespace()
+                        .map(String::from)
+                        .collect()
+                })
                 .unwrap_or_default();
             if !ids.is_empty() {
                 let mut rm = std::process::Command::new("docker");

@@ -101,6 +101,8 @@ pub struct Read {
     pub served: Served,
     /// Replicas that failed before one served the bytes.
     pub failovers: u32,
+    /// Why they failed.
+    pub failover_errors: Vec<String>,
     /// Times the master had to be asked again.
     pub master_retries: u32,
     pub took: Duration,
@@ -128,7 +130,7 @@ impl Client {
         let url = format!("{}{}", self.master, trove_common::key::encode_path(key));
         match tokio::time::timeout(HANG, self.http.put(url).body(body).send()).await {
             Err(_) => Outcome::Hung,
-            Ok(Err(e)) => Outcome::Failed(format!("{e:#}")),
+            Ok(Err(e)) => Outcome::Failed(chain(&e)),
             Ok(Ok(r)) => Outcome::Status(r.status().as_u16()),
         }
     }
@@ -140,6 +142,7 @@ impl Client {
             key: key.to_string(),
             served: Served::Hung,
             failovers: 0,
+            failover_errors: Vec::new(),
             master_retries: 0,
             took: Duration::ZERO,
         };
@@ -156,14 +159,12 @@ impl Client {
         loop {
             let why = match self.http.get(&url).send().await {
                 Ok(r) if r.status() == 404 => return Served::Absent,
-                Ok(r) if r.status() == 302 => {
-                    match self.from_replicas(&r, read).await {
-                        Ok(sha) => return Served::Bytes(sha),
-                        Err(why) => why,
-                    }
-                }
+                Ok(r) if r.status() == 302 => match self.read_replicas(&r, read).await {
+                    Ok(sha) => return Served::Bytes(sha),
+                    Err(why) => why,
+                },
                 Ok(r) => format!("the master answered {}", r.status()),
-                Err(e) => format!("the master: {e:#}"),
+                Err(e) => format!("the master: {}", chain(&e)),
             };
             if Instant::now() > deadline {
                 return Served::Failed(why);
@@ -174,7 +175,7 @@ impl Client {
     }
 
     /// The redirect's replica first, then every other one the master listed.
-    async fn from_replicas(&self, redirect: &reqwest::Response, read: &mut Read) -> Result<String, String> {
+    async fn read_replicas(&self, redirect: &reqwest::Response, read: &mut Read) -> Result<String, String> {
         let header = |name: &str| {
             redirect
                 .headers()
@@ -188,13 +189,19 @@ impl Client {
             .ok_or_else(|| format!("a redirect to {location}"))?;
         let (first, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
         let mut replicas = vec![first.to_string()];
-        replicas.extend(header("key-volumes").split(',').filter(|v| *v != first).map(String::from));
+        replicas.extend(
+            header("key-volumes")
+                .split(',')
+                .filter(|v| *v != first)
+                .map(String::from),
+        );
         let mut errors = Vec::new();
         for replica in replicas {
             match self.fetch(&format!("http://{replica}{path}")).await {
                 Ok(sha) => return Ok(sha),
                 Err(e) => {
                     read.failovers += 1;
+                    read.failover_errors.push(e.clone());
                     errors.push(e);
                 }
             }
@@ -204,17 +211,34 @@ impl Client {
 
     /// GET a volume URL; the sha256 of the whole body on a 200.
     async fn fetch(&self, url: &str) -> Result<String, String> {
-        let r = self.http.get(url).send().await.map_err(|e| format!("{url}: {e:#}"))?;
+        let r = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| format!("{url}: {}", chain(&e)))?;
         if r.status() != 200 {
             return Err(format!("{url} answered {}", r.status()));
         }
         let mut hasher = Sha256::new();
         let mut body = r.bytes_stream();
         while let Some(chunk) = body.next().await {
-            hasher.update(chunk.map_err(|e| format!("{url}: the body broke off: {e:#}"))?);
+            hasher.update(chunk.map_err(|e| format!("{url}: the body broke off: {}", chain(&e)))?);
         }
         Ok(hex::encode(hasher.finalize()))
     }
+}
+
+/// An error and its causes (reqwest's own message names only the URL).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Everything the load did.
@@ -278,7 +302,22 @@ impl History {
             self.failed_reads().len(),
             self.reads.iter().map(|r| r.failovers).sum::<u32>(),
             self.reads.iter().map(|r| r.master_retries).sum::<u32>(),
-        )
+        ) + &self.failover_sample()
+    }
+
+    /// Up to three reasons replicas failed, for the test's output.
+    fn failover_sample(&self) -> String {
+        let errors: Vec<&String> = self
+            .reads
+            .iter()
+            .flat_map(|r| &r.failover_errors)
+            .take(3)
+            .collect();
+        if errors.is_empty() {
+            String::new()
+        } else {
+            format!(" (e.g. {errors:?})")
+        }
     }
 
     /// What every case must show: no request hung, no read served bytes
@@ -286,7 +325,10 @@ impl History {
     /// acknowledged key failed (fail-over and retries included).
     pub fn assert_clean(&self) {
         eprintln!("{}", self.summary());
-        assert!(!self.writes.is_empty() && !self.reads.is_empty(), "the load did nothing");
+        assert!(
+            !self.writes.is_empty() && !self.reads.is_empty(),
+            "the load did nothing"
+        );
         for w in &self.writes {
             assert_ne!(w.outcome, Outcome::Hung, "PUT {} hung", w.key);
             if let Outcome::Status(s) = w.outcome {
@@ -304,11 +346,19 @@ impl History {
         let values = self.values();
         for r in &self.reads {
             if let Served::Bytes(sha) = &r.served {
-                assert_eq!(Some(sha), values.get(&r.key), "{} served bytes never written under it", r.key);
+                assert_eq!(
+                    Some(sha),
+                    values.get(&r.key),
+                    "{} served bytes never written under it",
+                    r.key
+                );
             }
         }
         let failed = self.failed_reads();
-        assert!(failed.is_empty(), "reads of acknowledged keys failed: {failed:#?}");
+        assert!(
+            failed.is_empty(),
+            "reads of acknowledged keys failed: {failed:#?}"
+        );
     }
 
     /// The end state: every acknowledged key reads back whole; a key no
@@ -357,7 +407,11 @@ impl Workload {
         let mut tasks = Vec::new();
         for w in 0..opts.writers {
             let (client, prefix) = (client.clone(), prefix.to_string());
-            let (stop, history, acked) = (Arc::clone(&load.stop), Arc::clone(&load.history), Arc::clone(&load.acked));
+            let (stop, history, acked) = (
+                Arc::clone(&load.stop),
+                Arc::clone(&load.history),
+                Arc::clone(&load.acked),
+            );
             let writers_left = Arc::clone(&load.writers_left);
             tasks.push(tokio::spawn(async move {
                 for n in 0..opts.per_writer {
@@ -400,7 +454,11 @@ impl Workload {
         }
         for r in 0..opts.readers {
             let client = client.clone();
-            let (stop, history, acked) = (Arc::clone(&load.stop), Arc::clone(&load.history), Arc::clone(&load.acked));
+            let (stop, history, acked) = (
+                Arc::clone(&load.stop),
+                Arc::clone(&load.history),
+                Arc::clone(&load.acked),
+            );
             tasks.push(tokio::spawn(async move {
                 let mut turn = r;
                 while !stop.load(Ordering::SeqCst) && Instant::now() < until {
@@ -434,7 +492,10 @@ impl Workload {
 
     /// Waits until `n` keys were acknowledged.
     pub async fn wait_acked(&self, n: usize) {
-        wait_for(&format!("{n} acknowledged writes"), || async { self.acked() >= n }).await;
+        wait_for(&format!("{n} acknowledged writes"), || async {
+            self.acked() >= n
+        })
+        .await;
     }
 
     /// Waits for `more` acknowledgements than now.
@@ -444,7 +505,10 @@ impl Workload {
 
     /// Waits until every writer has written its keys (readers go on).
     pub async fn wait_writers_done(&self) {
-        wait_for("the writers to finish", || async { self.writers_left.load(Ordering::SeqCst) == 0 }).await;
+        wait_for("the writers to finish", || async {
+            self.writers_left.load(Ordering::SeqCst) == 0
+        })
+        .await;
     }
 
     /// Stops the load (requests in flight finish) and returns its history.
@@ -455,5 +519,66 @@ impl Workload {
         }
         let history = self.history.lock().unwrap().clone();
         history
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The checker must fail on what it is there to catch.
+    use super::*;
+
+    fn history(write: Outcome, served: Served) -> History {
+        History {
+            writes: vec![WriteAttempt {
+                key: "/k".into(),
+                sha256: "aa".into(),
+                attempt: 1,
+                outcome: write,
+                took: Duration::ZERO,
+            }],
+            reads: vec![Read {
+                key: "/k".into(),
+                served,
+                failovers: 0,
+                failover_errors: vec![],
+                master_retries: 0,
+                took: Duration::ZERO,
+            }],
+        }
+    }
+
+    #[test]
+    fn a_clean_history_passes() {
+        history(Outcome::Status(201), Served::Bytes("aa".into())).assert_clean();
+    }
+
+    #[test]
+    #[should_panic(expected = "served bytes never written under it")]
+    fn bytes_never_written_are_caught() {
+        history(Outcome::Status(201), Served::Bytes("bb".into())).assert_clean();
+    }
+
+    #[test]
+    #[should_panic(expected = "reads of acknowledged keys failed")]
+    fn a_failed_read_is_caught() {
+        history(Outcome::Status(201), Served::Failed("refused".into())).assert_clean();
+    }
+
+    #[test]
+    #[should_panic(expected = "reads of acknowledged keys failed")]
+    fn an_acknowledged_key_read_as_absent_is_caught() {
+        history(Outcome::Status(201), Served::Absent).assert_clean();
+    }
+
+    #[test]
+    #[should_panic(expected = "hung")]
+    fn a_hung_write_is_caught() {
+        history(Outcome::Hung, Served::Bytes("aa".into())).assert_clean();
+    }
+
+    #[test]
+    #[should_panic(expected = "answered 400")]
+    fn a_client_error_is_caught() {
+        history(Outcome::Status(400), Served::Bytes("aa".into())).assert_clean();
     }
 }
