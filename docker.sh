@@ -184,7 +184,7 @@ ensure_network() {
 }
 
 # Waits until `trove-master probe URL` succeeds inside CONTAINER.
-wait_for() { # CONTAINER URL WHAT
+wait_for() { # CONTAINER URL
     local i restarts
     restarts="$(docker container inspect -f '{{.RestartCount}}' "$1")"
     for i in $(seq 1 120); do
@@ -196,27 +196,33 @@ wait_for() { # CONTAINER URL WHAT
         [ "$i" -lt 120 ] && sleep 0.5
     done
     docker logs --tail 20 "$1" >&2 || true
-    die "$1: $3 not reached within 60 s (its last log lines are above)"
+    die "$1: $2 did not answer within 60 s (its last log lines are above)"
 }
 
-server_flags() { # CONTAINER ROLE: what every server container gets
-    echo --detach --name "$1" --hostname "$1" --network "$net" --restart "$restart_policy" \
-        --label "trove.project=$project" --label "trove.role=$2"
+# Brings up one server: a running container is left alone, a stopped one
+# started again, a missing one created with ARGS (what follows the common
+# flags of `docker run`); then waits until PROBE-URL answers inside it
+# (the URL its health check probes too).
+ensure_server() { # NAME ROLE PROBE-URL ARGS...
+    local name="$1" role="$2" url="$3"
+    shift 3
+    if running "$name"; then
+        :
+    elif exists container "$name"; then
+        docker start "$name" >/dev/null
+    else
+        docker run --detach --name "$name" --hostname "$name" --network "$net" \
+            --restart "$restart_policy" --label "trove.project=$project" --label "trove.role=$role" \
+            -e "TROVE_PROBE_URL=$url" "${env_flags[@]}" "$@" >/dev/null
+    fi
+    wait_for "$name" "$url"
 }
 
 start_volume() { # I REPLICAS
     local name="$project-vol$1"
-    if running "$name"; then return 0; fi
-    if exists container "$name"; then
-        docker start "$name" >/dev/null
-    else
-        create_volume "$name-data" data "$2"
-        # shellcheck disable=SC2046 # the flags are words without spaces
-        docker run $(server_flags "$name" volume) --label "trove.volume=$1" \
-            -v "$name-data:/data" -e "TROVE_PROBE_URL=http://127.0.0.1:$volume_port/-/healthy" \
-            "${env_flags[@]}" "$image" trove-volume --port "$volume_port" /data >/dev/null
-    fi
-    wait_for "$name" "http://127.0.0.1:$volume_port/-/healthy" "/-/healthy"
+    create_volume "$name-data" data "$2"
+    ensure_server "$name" volume "http://127.0.0.1:$volume_port/-/healthy" \
+        --label "trove.volume=$1" -v "$name-data:/data" "$image" trove-volume --port "$volume_port" /data
 }
 
 # The host port the master is published on now, or the configured one.
@@ -227,29 +233,19 @@ master_host_port() {
 }
 
 start_master() { # VOLUMES REPLICAS
-    local port
+    local port="${TROVE_DOCKER_PORT:-3000}"
     if exists container "$master" && [ "$(label_of container "$master" trove.volumes)" != "$1" ]; then
         # The volume list changed (add-volume): the master must restart with
         # the new --volumes, on the same host port and the same index.
         port="$(master_host_port)"
         docker stop -t 30 "$master" >/dev/null
         docker rm "$master" >/dev/null
-    else
-        port="${TROVE_DOCKER_PORT:-3000}"
     fi
-    if running "$master"; then return 0; fi
-    if exists container "$master"; then
-        docker start "$master" >/dev/null
-    else
-        create_volume "$project-index" index "$2"
-        # shellcheck disable=SC2046
-        docker run $(server_flags "$master" master) --label "trove.volumes=$1" \
-            -v "$project-index:/data" -p "$publish:$port:$master_port" \
-            -e "TROVE_PROBE_URL=http://127.0.0.1:$master_port/-/ready" \
-            "${env_flags[@]}" "$image" trove-master serve --port "$master_port" --db /data/index \
-            --volumes "$(volume_list "$1")" --replicas "$2" >/dev/null
-    fi
-    wait_for "$master" "http://127.0.0.1:$master_port/-/ready" "/-/ready"
+    create_volume "$project-index" index "$2"
+    ensure_server "$master" master "http://127.0.0.1:$master_port/-/ready" \
+        --label "trove.volumes=$1" -v "$project-index:/data" -p "$publish:$port:$master_port" \
+        "$image" trove-master serve --port "$master_port" --db /data/index \
+        --volumes "$(volume_list "$1")" --replicas "$2"
 }
 
 image_has() { # BINARY
@@ -264,23 +260,15 @@ random_token() {
 }
 
 start_gateway() {
-    local name="$project-s3"
     image_has trove-s3 || return 0
-    if running "$name"; then return 0; fi
-    if exists container "$name"; then
-        docker start "$name" >/dev/null
-    else
-        export TROVE_S3_ACCESS_KEY="${TROVE_S3_ACCESS_KEY:-trove-$(random_token | cut -c1-12)}"
-        export TROVE_S3_SECRET_KEY="${TROVE_S3_SECRET_KEY:-$(random_token)}"
-        # shellcheck disable=SC2046
-        docker run $(server_flags "$name" s3) \
-            -p "$publish:${TROVE_DOCKER_S3_PORT:-9000}:$s3_port" \
-            -e TROVE_S3_ACCESS_KEY -e TROVE_S3_SECRET_KEY \
-            -e "TROVE_PROBE_URL=http://127.0.0.1:$s3_port/" -e TROVE_PROBE_ANY_STATUS=1 \
-            "${env_flags[@]}" "$image" trove-s3 --port "$s3_port" --master "http://$master:$master_port" >/dev/null
-        echo "S3 gateway credentials: access key $TROVE_S3_ACCESS_KEY, secret key $TROVE_S3_SECRET_KEY"
-    fi
-    wait_for "$name" "http://127.0.0.1:$s3_port/" "an answer"
+    # Used only when the container is created; it keeps them.
+    export TROVE_S3_ACCESS_KEY="${TROVE_S3_ACCESS_KEY:-trove-$(random_token | cut -c1-12)}"
+    export TROVE_S3_SECRET_KEY="${TROVE_S3_SECRET_KEY:-$(random_token)}"
+    # Every S3 path wants a signature: any HTTP answer means it serves.
+    ensure_server "$project-s3" s3 "http://127.0.0.1:$s3_port/" \
+        -p "$publish:${TROVE_DOCKER_S3_PORT:-9000}:$s3_port" -e TROVE_PROBE_ANY_STATUS=1 \
+        -e TROVE_S3_ACCESS_KEY -e TROVE_S3_SECRET_KEY \
+        "$image" trove-s3 --port "$s3_port" --master "http://$master:$master_port"
 }
 
 cmd_up() {
@@ -305,7 +293,7 @@ cmd_up() {
     volumes="${volumes:-$((have > 3 ? have : 3))}"
     [[ "$volumes" =~ ^[1-9][0-9]*$ ]] || die "--volumes must be a positive number"
     if [ "$volumes" -lt "$have" ]; then
-        die "this cluster has $have volumes; removing one is not done by resizing (README, Docker: remove a volume)"
+        die "this cluster has $have volumes; removing one is not done by resizing (README: Operating, On several hosts)"
     fi
     recorded="$(recorded_replicas)"
     if [ -n "$recorded" ] && [ -n "$replicas" ] && [ "$replicas" != "$recorded" ]; then
@@ -339,7 +327,9 @@ volume $project-volN-data), $2 replicas, network $net.
   ./docker.sh status | logs master | verify | gc | add-volume | down
 EOF
     if running "$project-s3"; then
-        echo "S3 gateway: http://$publish:$(docker port "$project-s3" "$s3_port/tcp" | head -n 1 | sed 's/.*://')"
+        echo "S3 gateway: http://$publish:$(docker port "$project-s3" "$s3_port/tcp" | head -n 1 | sed 's/.*://')," \
+            "$(docker container inspect -f '{{range .Config.Env}}{{println .}}{{end}}' "$project-s3" |
+                sed -n 's/^TROVE_S3_ACCESS_KEY=/access key /p; s/^TROVE_S3_SECRET_KEY=/secret key /p' | paste -sd ' ')"
     fi
 }
 

@@ -480,6 +480,11 @@ impl Workload {
         Workload { tasks, ..load }
     }
 
+    /// The keys acknowledged so far.
+    pub fn acked_keys(&self) -> Vec<String> {
+        self.acked.lock().unwrap().clone()
+    }
+
     /// How many keys were acknowledged so far.
     pub fn acked(&self) -> usize {
         self.acked.lock().unwrap().len()
