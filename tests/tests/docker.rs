@@ -28,6 +28,15 @@ fn load(c: &DockerCluster, prefix: &str) -> Workload {
     Workload::start(&client(c), prefix, LoadOptions::default())
 }
 
+/// A default cluster (3 volumes, 2 replicas) under load, with the first
+/// writes acknowledged: where most cases start their fault.
+async fn cluster_under_load(prefix: &str) -> (DockerCluster, Workload) {
+    let c = DockerCluster::up(Options::default()).await;
+    let load = load(&c, prefix);
+    load.wait_acked(10).await;
+    (c, load)
+}
+
 /// Stops the load, checks it, and checks that the end state reads back.
 async fn finish(c: &DockerCluster, load: Workload, lost_acks_ok: bool) -> History {
     let history = load.stop().await;
@@ -39,9 +48,7 @@ async fn finish(c: &DockerCluster, load: Workload, lost_acks_ok: bool) -> Histor
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Docker and the image: scripts/test.sh runs it"]
 async fn partitioned_volume() {
-    let c = DockerCluster::up(Options::default()).await;
-    let load = load(&c, "/part");
-    load.wait_acked(10).await;
+    let (c, load) = cluster_under_load("/part").await;
     c.docker(&["network", "disconnect", &c.network(), &c.volume(2)])
         .await;
     // The master reports it down, and writes go on with the other two.
@@ -71,9 +78,7 @@ async fn partitioned_volume() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Docker and the image: scripts/test.sh runs it"]
 async fn frozen_volume() {
-    let c = DockerCluster::up(Options::default()).await;
-    let load = load(&c, "/frozen");
-    load.wait_acked(10).await;
+    let (c, load) = cluster_under_load("/frozen").await;
     // The master takes a frozen volume for healthy until a call to it has
     // stalled for the stall timeout, so a write placed on it right after
     // the freeze fails after that timeout — bounded — and the same write,
@@ -167,9 +172,7 @@ async fn killed_volume_with_its_disk_replaced() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Docker and the image: scripts/test.sh runs it"]
 async fn rolling_restart_of_every_volume() {
-    let c = DockerCluster::up(Options::default()).await;
-    let load = load(&c, "/roll");
-    load.wait_acked(10).await;
+    let (c, load) = cluster_under_load("/roll").await;
     for i in 1..=3 {
         c.docker(&["restart", "-t", "10", &c.volume(i)]).await;
         c.wait_volume_health(i, true).await;
@@ -183,9 +186,7 @@ async fn rolling_restart_of_every_volume() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Docker and the image: scripts/test.sh runs it"]
 async fn master_restarted_then_lost() {
-    let c = DockerCluster::up(Options::default()).await;
-    let load = load(&c, "/index");
-    load.wait_acked(10).await;
+    let (c, load) = cluster_under_load("/index").await;
     c.docker(&["stop", "-t", "10", &c.name("master")]).await;
     c.docker(&["start", &c.name("master")]).await;
     c.wait_all_healthy().await;
