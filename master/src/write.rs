@@ -45,6 +45,8 @@ pub struct Upload {
     pub len: Option<u64>,
     /// The raw md5 from `Content-MD5`, to check against what arrives.
     pub content_md5: Option<[u8; 16]>,
+    /// The sha256 from `Key-Sha256`, likewise.
+    pub key_sha256: Option<[u8; 32]>,
 }
 
 /// Stores `body` under `key` on every replica, then makes it live.
@@ -97,6 +99,12 @@ pub async fn write(state: Arc<AppState>, key: Key, upload: Upload, body: Body) -
             return Err(ApiError::Md5Mismatch {
                 sent: hex::encode(sent),
                 got: digests.md5_hex(),
+            });
+        }
+        if let Some(sent) = upload.key_sha256.filter(|s| *s != digests.sha256) {
+            return Err(ApiError::Sha256Mismatch {
+                sent: hex::encode(sent),
+                got: digests.sha256_hex(),
             });
         }
         let record = Record {
