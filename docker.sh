@@ -38,7 +38,8 @@ Settings (environment):
   TROVE_DOCKER_RESTART   restart policy of the servers (default: unless-stopped)
   TROVE_BIN_DIR          build: take the binaries from here instead of running cargo
   TROVE_SECRET, TROVE_STALL_TIMEOUT, TROVE_CONNECT_TIMEOUT, TROVE_HEALTH_INTERVAL,
-  TROVE_MIN_FREE, TROVE_URL_TTL, TROVE_NO_FSYNC, TROVE_PROTECT, RUST_LOG
+  TROVE_MIN_FREE, TROVE_URL_TTL, TROVE_NO_FSYNC, TROVE_PROTECT, TROVE_HEADER_TIMEOUT,
+  TROVE_IDLE_TIMEOUT, TROVE_MAX_CONNECTIONS, RUST_LOG
                          passed to the servers; later commands keep what the running
                          containers were started with
   TROVE_S3_ACCESS_KEY, TROVE_S3_SECRET_KEY
@@ -60,7 +61,8 @@ volume_port=3001
 s3_port=9000
 # The settings the servers read from their environment, passed through.
 passthrough=(TROVE_SECRET TROVE_STALL_TIMEOUT TROVE_CONNECT_TIMEOUT TROVE_HEALTH_INTERVAL
-    TROVE_MIN_FREE TROVE_URL_TTL TROVE_NO_FSYNC TROVE_PROTECT RUST_LOG)
+    TROVE_MIN_FREE TROVE_URL_TTL TROVE_NO_FSYNC TROVE_PROTECT TROVE_HEADER_TIMEOUT
+    TROVE_IDLE_TIMEOUT TROVE_MAX_CONNECTIONS RUST_LOG)
 
 die() {
     echo "docker.sh: $*" >&2
