@@ -149,6 +149,10 @@ async fn killed_volume_with_its_disk_replaced() {
     let (code, out) = c.docker_sh(&["up"]).await;
     assert_eq!(code, 0, "{out}");
     c.wait_volume_health(2, true).await;
+    // The master sees a new disk (its volume-id) and keeps readers of older
+    // keys away from it until a repair.
+    let lost = c.volume_status(2).await.unwrap()["lost_data_at"].clone();
+    assert!(lost.is_u64(), "lost_data_at: {lost}");
     // New writes may land on it already; none of the old keys is there.
     let on_new_disk = c.blobs(2).await;
     assert!(
@@ -164,6 +168,12 @@ async fn killed_volume_with_its_disk_replaced() {
     assert_eq!(code, 1, "verify must find the lost replicas: {out}");
     let (code, out) = c.admin(&["verify", "--repair"]).await;
     assert_eq!(code, 0, "{out}");
+    wait_for("the master to trust the repaired volume again", || async {
+        c.volume_status(2)
+            .await
+            .is_some_and(|v| v["lost_data_at"].is_null())
+    })
+    .await;
     // heal_and_check: every key on exactly the volumes its record names,
     // the replaced one included.
     c.heal_and_check("/disk").await;

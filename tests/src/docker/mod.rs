@@ -349,15 +349,20 @@ impl DockerCluster {
         r.json().await.ok()
     }
 
-    /// Volume `i`'s health as the master reports it.
-    async fn volume_healthy(&self, i: usize) -> Option<bool> {
+    /// Volume `i` in the master's `/-/status` (health, `lost_data_at`…).
+    pub async fn volume_status(&self, i: usize) -> Option<serde_json::Value> {
         let status = self.status().await?;
         let addr = self.volume_addr(i);
         status["volumes"]
             .as_array()?
             .iter()
             .find(|v| v["address"] == addr.as_str())
-            .and_then(|v| v["healthy"].as_bool())
+            .cloned()
+    }
+
+    /// Volume `i`'s health as the master reports it.
+    async fn volume_healthy(&self, i: usize) -> Option<bool> {
+        self.volume_status(i).await?["healthy"].as_bool()
     }
 
     /// Waits until the master reports volume `i` healthy (or down).
