@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: format and lint checks, unit tests, and the
-# integration tests that start real master and volume processes.
+# Runs the whole test suite: format and lint checks, unit tests, the
+# integration tests that start real master and volume processes, and the
+# docker suite (containers on a private network) when a Docker engine
+# answers — under CI (CI=true) a missing engine is a failure.
 #
 # Everything is built once, in the release profile (RocksDB's C++ takes
 # ~16 minutes to compile from scratch on 2 cores; one profile means one
@@ -10,6 +12,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/trove-target}"
+docker_ok=false
+if docker info >/dev/null 2>&1; then
+    docker_ok=true
+elif [ "${CI:-}" = true ]; then
+    echo "test.sh: the Docker engine does not answer (docker info), and CI must run the docker suite" >&2
+    exit 1
+fi
 
 cargo fmt --all --check
 cargo clippy --release --workspace --all-targets -- -D warnings
@@ -21,4 +30,17 @@ if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --release --workspace --no-fail-fast
 else
     cargo test --release --workspace --no-fail-fast
+fi
+
+# The docker suite (tests/tests/docker.rs, #[ignore]d in the run above):
+# the image from the binaries just built, then clusters of containers.
+if [ "$docker_ok" = true ]; then
+    TROVE_BIN_DIR="$CARGO_TARGET_DIR/release" ./docker.sh build
+    if cargo nextest --version >/dev/null 2>&1; then
+        cargo nextest run --release -p trove-tests --test docker --run-ignored only --no-fail-fast
+    else
+        cargo test --release -p trove-tests --test docker --no-fail-fast -- --ignored
+    fi
+else
+    echo "test.sh: SKIPPED the docker suite (tests/tests/docker.rs): the Docker engine does not answer (docker info)" >&2
 fi

@@ -34,6 +34,9 @@ enum Command {
     /// Delete blobs no live record references (failed writes, deletes done
     /// while a volume was down), older than a grace period.
     Gc(GcArgs),
+    /// GET a URL and exit 0 if it answers 2xx, 1 otherwise: the health
+    /// check of the container image, which has no shell and no curl.
+    Probe(ProbeArgs),
 }
 
 /// Where the running master is, and how hard to work.
@@ -79,6 +82,24 @@ struct GcArgs {
     /// Only count what would be deleted.
     #[arg(long)]
     dry_run: bool,
+}
+
+#[derive(clap::Args, Debug)]
+struct ProbeArgs {
+    /// What to GET, e.g. http://127.0.0.1:3000/-/ready. The image's
+    /// HEALTHCHECK runs `trove-master probe` with this set per container.
+    #[arg(env = "TROVE_PROBE_URL")]
+    url: String,
+    /// Give up (exit 1) when the whole answer has not arrived in this long.
+    #[arg(long, env = "TROVE_PROBE_TIMEOUT", default_value = "3s", value_parser = parse_duration)]
+    timeout: Duration,
+    /// Any HTTP answer counts as alive, not only a 2xx (for a server whose
+    /// every path wants credentials, such as an S3 gateway).
+    #[arg(long, env = "TROVE_PROBE_ANY_STATUS")]
+    any_status: bool,
+    /// Print the answer's body on stdout (to read /-/status without curl).
+    #[arg(long)]
+    print: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -190,6 +211,7 @@ async fn main() {
             };
             job(&a.job, JobKind::Gc, params).await
         }
+        Command::Probe(args) => probe(args).await,
     };
     match result {
         Ok(code) => std::process::exit(code),
@@ -230,6 +252,35 @@ async fn job(args: &JobArgs, kind: JobKind, params: JobParams) -> anyhow::Result
         JobState::Done if report.failed == 0 && !unrepaired => 0,
         _ => 1,
     })
+}
+
+/// One bounded GET. A total timeout is right here, unlike between servers:
+/// a health answer is a few bytes, and a health check must never hang.
+async fn probe(args: ProbeArgs) -> anyhow::Result<i32> {
+    let client = reqwest::Client::builder()
+        .timeout(args.timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()?;
+    let answer = client
+        .get(&args.url)
+        .send()
+        .await
+        .with_context(|| format!("GET {}", args.url))?;
+    let status = answer.status();
+    let body = answer
+        .text()
+        .await
+        .with_context(|| format!("GET {}: reading the answer", args.url))?;
+    if args.print {
+        print!("{body}");
+    }
+    if status.is_success() || args.any_status {
+        Ok(0)
+    } else {
+        eprintln!("trove-master probe: {} answered {status}", args.url);
+        Ok(1)
+    }
 }
 
 /// Refuses a `--volumes` list that names one server twice under two names

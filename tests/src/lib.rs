@@ -652,3 +652,5 @@ pub mod raw {
         }
     }
 }
+
+pub mod docker;
