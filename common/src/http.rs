@@ -16,6 +16,14 @@ pub const KEY_SIZE: &str = "key-size";
 pub const KEY_VOLUMES: &str = "key-volumes";
 /// `balanced` when the stored volumes equal the current placement.
 pub const KEY_BALANCE: &str = "key-balance";
+/// The id of the master write an upload to a volume belongs to.
+pub const TROVE_WRITE: &str = "trove-write";
+
+/// Whether `id` is a well-formed write id: 1 to 64 ASCII letters, digits
+/// or `-`.
+pub fn valid_write_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
 
 /// Timeouts for requests from one Trove server to another.
 #[derive(Debug, Clone, Copy)]

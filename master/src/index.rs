@@ -268,6 +268,8 @@ mod tests {
             md5: "m".into(),
             created: 0,
             damaged: vec![],
+            write: None,
+            replaces: None,
         }
     }
 

@@ -224,6 +224,8 @@ fn merge(
             md5: meta.md5.clone(),
             created: group.iter().map(|(_, m)| m.created).min().unwrap_or(meta.created),
             damaged: vec![],
+            write: None,
+            replaces: None,
         },
     ));
 }
@@ -242,6 +244,8 @@ mod tests {
             created: 10,
             state,
             damaged: false,
+            write: None,
+            crc32c: None,
         }
     }
 
