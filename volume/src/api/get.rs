@@ -1,6 +1,6 @@
 //! `GET`/`HEAD /<key>`: the blob's bytes, whole or one range (honouring
-//! `If-Range`), streamed straight from a memory map of the file, each
-//! block checked against the CRC32C stored with it before it is sent (see
+//! `If-Range`), streamed straight from a memory map of the file, each block
+//! checked against the CRC32C stored with it before it is sent (see
 //! `store::blocks`).
 //!
 //! A block that does not match is never sent: if it is the first, the
