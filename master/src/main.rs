@@ -150,8 +150,9 @@ struct ServeArgs {
     #[arg(long, env = "TROVE_CONNECT_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
     connect_timeout: Duration,
     /// Give up on a volume (or a client upload), or drop an answer the
-    /// client stopped reading, when no byte has moved for this long. There is no total timeout: large transfers take the time
-    /// they need while they keep moving.
+    /// client stopped reading, when no byte has moved for this long. There
+    /// is no total timeout: large transfers take the time they need while
+    /// they keep moving.
     #[arg(long, env = "TROVE_STALL_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     stall_timeout: Duration,
     /// How often to poll every volume's health.

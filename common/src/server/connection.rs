@@ -47,6 +47,10 @@ pub(super) struct Shared {
 impl Shared {
     /// Bytes arrived: on an idle connection, a request has begun.
     fn bytes_arrived(&self) {
+        // The common case, a body arriving, costs one atomic load.
+        if self.busy.load(Ordering::Acquire) > 0 {
+            return;
+        }
         self.phase.send_if_modified(|p| match p {
             Phase::Idle(_) => {
                 *p = Phase::Headers(Instant::now());
@@ -190,7 +194,11 @@ async fn watchdog(mut phase: watch::Receiver<Phase>, limits: ConnectionLimits) -
         };
         match deadline {
             Some((at, why)) => tokio::select! {
-                () = tokio::time::sleep_until(at) => return why,
+                // Unless the phase moved on at the last moment (a request
+                // began just as its deadline came).
+                () = tokio::time::sleep_until(at) => if !phase.has_changed().unwrap_or(true) {
+                    return why;
+                },
                 () = changed => {}
             },
             None => changed.await,

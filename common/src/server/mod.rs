@@ -198,3 +198,29 @@ async fn refuse(mut tcp: TcpStream, max: usize) {
     })
     .await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_must_be_positive() {
+        assert_eq!(parse_timeout("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_timeout("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_timeout("0").unwrap_err().contains("longer than zero"));
+        assert!(parse_timeout("0s").is_err());
+        assert!(parse_timeout("soon").is_err());
+    }
+
+    #[test]
+    fn the_default_limit_leaves_half_the_descriptors() {
+        use nix::sys::resource::{getrlimit, Resource};
+        let (soft, _) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+        let n = default_max_connections() as u64;
+        assert!((16..=1 << 16).contains(&n), "{n}");
+        assert!(
+            n == 16 || n == 1 << 16 || n == soft / 2,
+            "{n} for a limit of {soft}"
+        );
+    }
+}

@@ -44,16 +44,10 @@ impl ListQuery {
                     }
                     state = Some(s);
                 }
-                // The last of two values silently winning would hide a
-                // caller's mistake.
-                "start" | "limit"
-                    if (name == "start" && start.is_some()) || (name == "limit" && limit.is_some()) =>
-                {
-                    return Err(ApiError::BadRequest(format!(
-                        "{name} was given more than once; give it once"
-                    )));
-                }
                 "start" => {
+                    if start.is_some() {
+                        return Err(given_twice(name));
+                    }
                     let raw = percent_decode(value.as_bytes())
                         .map_err(|e| ApiError::BadRequest(format!("start: {e}")))?;
                     start = Some(
@@ -62,6 +56,9 @@ impl ListQuery {
                     );
                 }
                 "limit" => {
+                    if limit.is_some() {
+                        return Err(given_twice(name));
+                    }
                     limit = Some(value.parse::<usize>().map_err(|_| {
                         ApiError::BadRequest(format!("limit must be a non-negative integer, not `{value}`"))
                     })?);
@@ -71,6 +68,12 @@ impl ListQuery {
         }
         Ok(state.map(|state| ListQuery { state, start, limit }))
     }
+}
+
+/// A parameter given twice: taking the last value silently would hide the
+/// caller's mistake.
+fn given_twice(name: &str) -> ApiError {
+    ApiError::BadRequest(format!("{name} was given more than once; give it once"))
 }
 
 #[derive(Serialize)]
