@@ -39,10 +39,15 @@ pub async fn rm(ctx: &Ctx, args: RmArgs) -> anyhow::Result<()> {
         }
     }
     ctx.ui.json(&results);
+    let failed = results.iter().filter(|r| r["deleted"] == false).count();
     match first_error {
         None => Ok(()),
         Some(e) if args.keys.len() == 1 => Err(e.into()),
-        Some(e) => Err(anyhow::Error::new(e).context("some keys were not deleted")),
+        // Each failure was printed; the chain keeps the first for the exit code.
+        Some(e) => Err(anyhow::Error::new(e).context(format!(
+            "{failed} of {} keys were not deleted; the first failure",
+            args.keys.len()
+        ))),
     }
 }
 
