@@ -29,14 +29,8 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::io::AsyncRead;
-use trove_common::http::{CONTENT_MD5, KEY_SHA256};
+use trove_common::http::{CONTENT_MD5, KEY_SHA256, TROVE_EXPIRES_AFTER, TROVE_EXPIRES_AT};
 use trove_common::key::Key;
-
-/// Header asking the master to expire the key this many seconds after the
-/// write.
-pub const EXPIRES_AFTER: &str = "trove-expires-after";
-/// Header asking the master to expire the key at this Unix time (seconds).
-pub const EXPIRES_AT: &str = "trove-expires-at";
 
 /// Read size for files and readers.
 const CHUNK: usize = 256 * 1024;
@@ -52,6 +46,8 @@ pub enum Expiry {
     After(Duration),
     /// At this moment.
     At(SystemTime),
+    /// Never, even on a master with a `--default-ttl`.
+    Never,
 }
 
 /// Options of a write; `Default` is a plain write.
@@ -289,11 +285,14 @@ impl Client {
         }
         match opts.expires {
             None => {}
-            Some(Expiry::After(d)) => req = req.header(EXPIRES_AFTER, d.as_secs().max(1)),
+            Some(Expiry::After(d)) => {
+                req = req.header(TROVE_EXPIRES_AFTER, format!("{}ms", d.as_millis().max(1)))
+            }
             Some(Expiry::At(t)) => {
                 let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-                req = req.header(EXPIRES_AT, secs);
+                req = req.header(TROVE_EXPIRES_AT, secs);
             }
+            Some(Expiry::Never) => req = req.header(TROVE_EXPIRES_AFTER, "never"),
         }
         let send = req.send();
         tokio::pin!(send);

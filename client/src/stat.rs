@@ -5,12 +5,9 @@ use crate::client::{key, status_error, Client};
 use crate::error::{Error, Result};
 use reqwest::header::{HeaderMap, LOCATION};
 use reqwest::{Method, Response};
-use trove_common::http::{CONTENT_MD5, KEY_BALANCE, KEY_SHA256, KEY_SIZE, KEY_VOLUMES};
-
-/// When the value was written (Unix milliseconds), when the master sends it.
-pub const KEY_CREATED: &str = "key-created";
-/// When the key expires (Unix milliseconds), for keys written with a TTL.
-pub const KEY_EXPIRES: &str = "key-expires";
+use trove_common::http::{
+    CONTENT_MD5, KEY_BALANCE, KEY_CREATED, KEY_EXPIRES, KEY_SHA256, KEY_SIZE, KEY_VOLUMES,
+};
 
 /// A key's record, as the master's redirect describes it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -16,6 +16,15 @@ pub const KEY_SIZE: &str = "key-size";
 pub const KEY_VOLUMES: &str = "key-volumes";
 /// `balanced` when the stored volumes equal the current placement.
 pub const KEY_BALANCE: &str = "key-balance";
+/// When the value was written, Unix milliseconds.
+pub const KEY_CREATED: &str = "key-created";
+/// When the key expires, Unix milliseconds (keys written with a TTL).
+pub const KEY_EXPIRES: &str = "key-expires";
+/// On a write: expire the key this long after it (`3600`, `90s`, `1h`,
+/// `7d`), or `never` (overrides the master's `--default-ttl`).
+pub const TROVE_EXPIRES_AFTER: &str = "trove-expires-after";
+/// On a write: expire the key at this time (Unix seconds, or an HTTP date).
+pub const TROVE_EXPIRES_AT: &str = "trove-expires-at";
 
 /// Timeouts for requests from one Trove server to another.
 #[derive(Debug, Clone, Copy)]

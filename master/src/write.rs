@@ -35,6 +35,8 @@ pub struct Upload {
     pub len: Option<u64>,
     /// The raw md5 from `Content-MD5`, to check against what arrives.
     pub content_md5: Option<[u8; 16]>,
+    /// When the key expires (Unix ms), from the TTL headers or `--default-ttl`.
+    pub expires: Option<u64>,
 }
 
 /// Stores `body` under `key` on every replica, then makes it live.
@@ -43,8 +45,11 @@ pub struct Upload {
 /// under the key's lock, so a retry cannot race the clean-up).
 pub async fn write(state: Arc<AppState>, key: Key, upload: Upload, body: Body) -> Result<Record, ApiError> {
     let guard = state.locks.try_lock(&key).ok_or(ApiError::Busy)?;
-    let previous = state.index.get(&key)?.map(|r| r.state);
-    if previous == Some(State::Live) {
+    let found = state.index.get(&key)?;
+    let previous = found.as_ref().map(|r| r.state);
+    // An expired key is absent and may be written again (the expirer leaves
+    // a rewritten key alone).
+    if found.is_some_and(|r| r.state == State::Live && !r.expired(now_ms())) {
         return Err(ApiError::Exists);
     }
     let placement = state.volumes.placement();
@@ -95,6 +100,7 @@ pub async fn write(state: Arc<AppState>, key: Key, upload: Upload, body: Body) -
             sha256: digests.sha256_hex(),
             md5: digests.md5_hex(),
             created: now_ms(),
+            expires: upload.expires,
             damaged: vec![],
         };
         state

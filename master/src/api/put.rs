@@ -27,13 +27,19 @@ pub async fn put(state: Arc<AppState>, key: Key, req: Request<Body>) -> Result<R
                 .and_then(|s| parse_content_md5(s).map_err(|e| ApiError::BadRequest(e.to_string())))?,
         ),
     };
+    let expires =
+        crate::expiry::requested(headers, state.config.default_ttl, trove_common::record::now_ms())?;
     let body = req.into_body();
     // The write runs in its own task so that a client hanging up cannot
     // cancel it half-way: it always finishes or cleans up after itself.
     let record = tokio::spawn(write::write(
         state,
         key.clone(),
-        Upload { len, content_md5 },
+        Upload {
+            len,
+            content_md5,
+            expires,
+        },
         body,
     ))
     .await??;
