@@ -101,18 +101,9 @@ impl Error {
 
     /// A transport failure, described by its innermost cause.
     pub(crate) fn transport(url: &str, e: &reqwest::Error) -> Error {
-        let mut cause: &dyn std::error::Error = e;
-        while let Some(inner) = cause.source() {
-            cause = inner;
-        }
-        let message = if e.is_connect() {
-            format!("cannot connect: {cause}")
-        } else {
-            cause.to_string()
-        };
         Error::Transport {
             url: url.to_string(),
-            message,
+            message: trove_common::http::transport_error(e),
         }
     }
 

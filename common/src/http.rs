@@ -57,6 +57,20 @@ pub fn client(timeouts: Timeouts) -> reqwest::Client {
         .expect("the HTTP client's configuration is valid")
 }
 
+/// A failed request, described for a person: its innermost cause (the one
+/// to act on, "Connection refused"), prefixed when connecting failed.
+pub fn transport_error(e: &reqwest::Error) -> String {
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(inner) = cause.source() {
+        cause = inner;
+    }
+    if e.is_connect() {
+        format!("cannot connect: {cause}")
+    } else {
+        cause.to_string()
+    }
+}
+
 /// The announced body length: `Ok(None)` without a `Content-Length`, an
 /// error when it is not a number.
 pub fn content_length(headers: &axum::http::HeaderMap) -> Result<Option<u64>, &'static str> {

@@ -23,10 +23,9 @@ use serde::Serialize;
 use std::collections::HashSet;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use trove_client::put::file_md5;
-use trove_client::{Client, GetOptions, ListOptions, ProgressFn, PutOptions};
+use trove_client::{Client, GetOptions, ListOptions, PutOptions};
 use trove_common::http::parse_duration;
 
 #[derive(clap::Args, Debug)]
@@ -328,27 +327,18 @@ async fn transfer(ctx: &Ctx, client: &Client, plan: &Plan, args: &TransferArgs, 
     s
 }
 
-/// A progress callback feeding one file's bar and the total.
-fn progress(file: &Option<ProgressBar>, total: &Option<ProgressBar>) -> Option<ProgressFn> {
-    if file.is_none() && total.is_none() {
-        return None;
+/// Whether the local file at `path` hashes to `md5` (hex); its md5 either way.
+async fn local_matches(
+    path: &Path,
+    md5: &str,
+    total: &Option<ProgressBar>,
+) -> anyhow::Result<(bool, [u8; 16])> {
+    let (len, local) = file_md5(path).await?;
+    let same = hex::encode(local) == md5;
+    if let (true, Some(t)) = (same, total) {
+        t.inc(len);
     }
-    let (file, total) = (file.clone(), total.clone());
-    let last = AtomicU64::new(0);
-    Some(Arc::new(move |n| {
-        if let Some(b) = &file {
-            b.set_position(n);
-        }
-        if let Some(t) = &total {
-            // A retry starts again from 0: take back what it had counted.
-            let prev = last.swap(n, Ordering::Relaxed);
-            if n >= prev {
-                t.inc(n - prev);
-            } else {
-                t.set_position(t.position().saturating_sub(prev - n));
-            }
-        }
-    }))
+    Ok((same, local))
 }
 
 async fn upload(
@@ -367,11 +357,8 @@ async fn upload(
         match client.stat(&item.key).await {
             Ok(s) => {
                 if s.size == size {
-                    let (_, local) = file_md5(&item.local).await?;
-                    if hex::encode(local) == s.md5 {
-                        if let Some(t) = total {
-                            t.inc(size);
-                        }
+                    let (same, local) = local_matches(&item.local, &s.md5, total).await?;
+                    if same {
                         return Ok(Outcome::Skipped);
                     }
                     md5 = Some(local);
@@ -384,17 +371,18 @@ async fn upload(
             Err(e) if e.is_not_found() => {}
             Err(e) => return Err(e.into()),
         }
-        let bar = ctx.ui.transfer(&item.key, Some(size));
-        let opts = PutOptions {
-            content_md5: md5,
-            progress: progress(&bar, total),
-            ..opts.clone()
-        };
-        let written = client.put_file(&item.key, &item.local, &opts).await;
-        if let Some(b) = bar {
-            b.finish_and_clear();
-        }
-        Ok(Outcome::Copied(written?.size))
+        let written = ctx
+            .ui
+            .with_bar(&item.key, Some(size), total, |progress| async move {
+                let opts = PutOptions {
+                    content_md5: md5,
+                    progress,
+                    ..opts.clone()
+                };
+                client.put_file(&item.key, &item.local, &opts).await
+            })
+            .await?;
+        Ok(Outcome::Copied(written.size))
     }
     .await;
     result.unwrap_or_else(|e| Outcome::Failed(format!("{e:#}")))
@@ -406,30 +394,27 @@ async fn download(ctx: &Ctx, client: &Client, item: &Item, total: &Option<Progre
         if let Some(t) = total {
             t.inc_length(stat.size);
         }
-        if std::fs::metadata(&item.local).is_ok_and(|m| m.is_file() && m.len() == stat.size) {
-            let (_, local) = file_md5(&item.local).await?;
-            if hex::encode(local) == stat.md5 {
-                if let Some(t) = total {
-                    t.inc(stat.size);
-                }
-                return Ok(Outcome::Skipped);
-            }
+        if std::fs::metadata(&item.local).is_ok_and(|m| m.is_file() && m.len() == stat.size)
+            && local_matches(&item.local, &stat.md5, total).await?.0
+        {
+            return Ok(Outcome::Skipped);
         }
         if let Some(parent) = item.local.parent().filter(|p| !p.as_os_str().is_empty()) {
             tokio::fs::create_dir_all(parent)
                 .await
                 .with_context(|| format!("cannot create {}", parent.display()))?;
         }
-        let bar = ctx.ui.transfer(&item.key, Some(stat.size));
-        let opts = GetOptions {
-            progress: progress(&bar, total),
-            ..Default::default()
-        };
-        let report = client.download(&item.key, &item.local, &opts).await;
-        if let Some(b) = bar {
-            b.finish_and_clear();
-        }
-        Ok(Outcome::Copied(report?.bytes))
+        let report = ctx
+            .ui
+            .with_bar(&item.key, Some(stat.size), total, |progress| async move {
+                let opts = GetOptions {
+                    progress,
+                    ..Default::default()
+                };
+                client.download(&item.key, &item.local, &opts).await
+            })
+            .await?;
+        Ok(Outcome::Copied(report.bytes))
     }
     .await;
     result.unwrap_or_else(|e| Outcome::Failed(format!("{e:#}")))

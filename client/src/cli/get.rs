@@ -29,16 +29,16 @@ pub async fn run(ctx: &Ctx, args: GetArgs) -> anyhow::Result<()> {
             path.push(key.rsplit('/').next().unwrap_or("value"));
         }
         let size = client.stat(&key).await?.size;
-        let bar = ctx.ui.transfer(&key, Some(size));
-        let opts = GetOptions {
-            progress: ui::follow(&bar),
-            ..Default::default()
-        };
-        let report = client.download(&key, &path, &opts).await;
-        if let Some(b) = bar {
-            b.finish_and_clear();
-        }
-        let report = report?;
+        let report = ctx
+            .ui
+            .with_bar(&key, Some(size), &None, |progress| async {
+                let opts = GetOptions {
+                    progress,
+                    ..Default::default()
+                };
+                client.download(&key, &path, &opts).await
+            })
+            .await?;
         ctx.ui.note(&format!(
             "{} → {} ({}, sha256 verified)",
             key,

@@ -32,13 +32,12 @@ pub async fn run(ctx: &Ctx, args: PutArgs) -> anyhow::Result<()> {
     let key = key_arg(&args.key);
     let mut opts = options(args.ttl);
     let written = if args.file == "-" {
-        let bar = ctx.ui.transfer(&key, None);
-        opts.progress = ui::follow(&bar);
-        let w = client.put_reader(&key, tokio::io::stdin(), None, &opts).await;
-        if let Some(b) = bar {
-            b.finish_and_clear();
-        }
-        w?
+        ctx.ui
+            .with_bar(&key, None, &None, |progress| {
+                opts.progress = progress;
+                client.put_reader(&key, tokio::io::stdin(), None, &opts)
+            })
+            .await?
     } else {
         let path = Path::new(&args.file);
         let meta = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -49,13 +48,12 @@ pub async fn run(ctx: &Ctx, args: PutArgs) -> anyhow::Result<()> {
             ))
             .into());
         }
-        let bar = ctx.ui.transfer(&key, Some(meta.len()));
-        opts.progress = ui::follow(&bar);
-        let w = client.put_file(&key, path, &opts).await;
-        if let Some(b) = bar {
-            b.finish_and_clear();
-        }
-        w?
+        ctx.ui
+            .with_bar(&key, Some(meta.len()), &None, |progress| {
+                opts.progress = progress;
+                client.put_file(&key, path, &opts)
+            })
+            .await?
     };
     ctx.ui.json(&written);
     ctx.ui

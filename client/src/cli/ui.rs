@@ -4,6 +4,8 @@
 
 use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use trove_client::ProgressFn;
 
@@ -84,12 +86,52 @@ impl Ui {
         bar.set_message(format!("0/{files} files"));
         Some(m.insert(0, bar))
     }
+
+    /// Runs one transfer of `len` bytes with its own bar, also moving
+    /// `total` (a bulk copy's), and clears the bar at the end. `run` gets
+    /// the progress callback to hand to the client.
+    pub async fn with_bar<T, F, Fut>(
+        &self,
+        name: &str,
+        len: Option<u64>,
+        total: &Option<ProgressBar>,
+        run: F,
+    ) -> T
+    where
+        F: FnOnce(Option<ProgressFn>) -> Fut,
+        Fut: std::future::Future<Output = T>,
+    {
+        let bar = self.transfer(name, len);
+        let out = run(progress(&bar, total)).await;
+        if let Some(b) = bar {
+            b.finish_and_clear();
+        }
+        out
+    }
 }
 
-/// A progress callback that moves `bar` (and nothing when there is none).
-pub fn follow(bar: &Option<ProgressBar>) -> Option<ProgressFn> {
-    let bar = bar.clone()?;
-    Some(std::sync::Arc::new(move |n| bar.set_position(n)))
+/// A progress callback feeding one file's bar and the total (nothing when
+/// there are no bars).
+fn progress(file: &Option<ProgressBar>, total: &Option<ProgressBar>) -> Option<ProgressFn> {
+    if file.is_none() && total.is_none() {
+        return None;
+    }
+    let (file, total) = (file.clone(), total.clone());
+    let last = AtomicU64::new(0);
+    Some(Arc::new(move |n| {
+        if let Some(b) = &file {
+            b.set_position(n);
+        }
+        if let Some(t) = &total {
+            // A retry starts again from 0: take back what it had counted.
+            let prev = last.swap(n, Ordering::Relaxed);
+            if n >= prev {
+                t.inc(n - prev);
+            } else {
+                t.set_position(t.position().saturating_sub(prev - n));
+            }
+        }
+    }))
 }
 
 /// `1.5 MiB`
