@@ -58,6 +58,9 @@ pub struct GetReport {
     pub failures: Vec<String>,
     /// Replicas whose bytes did not match the recorded sha256.
     pub corrupt: Vec<String>,
+    /// Times the master was asked for a fresh redirect because a signed
+    /// URL had expired during a long read.
+    pub relocations: u32,
     /// Whether the sha256 of the whole value was checked.
     pub verified: bool,
 }
@@ -427,6 +430,7 @@ impl Fetch {
                         url: fresh.location.clone(),
                         message: e.to_string(),
                     })?;
+                    self.report().relocations += 1;
                     self.failures += 1;
                 }
                 Err(Refused::Other(reason)) => {

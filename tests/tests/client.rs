@@ -5,10 +5,10 @@
 use futures::{StreamExt, TryStreamExt};
 use std::path::Path;
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::io::AsyncWriteExt;
 use trove_client::{ByteRange, Client, Error, GetOptions, ListOptions, PutOptions, RetryPolicy};
-use trove_tests::{md5_hex, pattern, pattern_bytes, sha256_hex, wait_for, Cluster};
+use trove_tests::{md5_hex, pattern, pattern_bytes, sha256_hex, wait_for, Cluster, ClusterOptions};
 
 fn quick_retries() -> RetryPolicy {
     RetryPolicy {
@@ -190,9 +190,14 @@ async fn library_writes_reads_lists_and_deletes() {
     );
 }
 
-#[tokio::test]
-async fn get_resumes_from_another_replica_when_its_volume_dies() {
-    let mut c = Cluster::start_default().await;
+/// Reads 32 MiB, killing the volume that serves it after the first chunk
+/// (once `before_kill` returns); the read must resume from the other replica
+/// and verify.
+async fn read_through_a_volume_kill<F, Fut>(mut c: Cluster, before_kill: F) -> trove_client::GetReport
+where
+    F: FnOnce(trove_client::Stat) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let client = c.client();
     let (stream, digest) = pattern(32 << 20, 11);
     client
@@ -210,6 +215,7 @@ async fn get_resumes_from_another_replica_when_its_volume_dies() {
     let serving = reader.source().expect("a replica is serving");
     // Far more than a socket can buffer is still to come: kill its volume.
     assert!(read < 8 << 20);
+    before_kill(reader.stat().clone()).await;
     let i = c.volume_index(&serving);
     c.volumes[i].kill();
     while let Some(chunk) = reader.next().await {
@@ -230,6 +236,43 @@ async fn get_resumes_from_another_replica_when_its_volume_dies() {
     assert!(
         report.failures.iter().any(|f| f.starts_with(&serving)),
         "{report:?}"
+    );
+    report
+}
+
+#[tokio::test]
+async fn get_resumes_from_another_replica_when_its_volume_dies() {
+    let c = Cluster::start_default().await;
+    read_through_a_volume_kill(c, |_| async {}).await;
+}
+
+#[tokio::test]
+async fn a_signed_read_resumes_on_another_replica_after_its_url_expired() {
+    const SECRET: &str = "client test secret";
+    let c = Cluster::start(ClusterOptions {
+        master_args: vec!["--secret".into(), SECRET.into(), "--url-ttl".into(), "1s".into()],
+        volume_args: vec!["--secret".into(), SECRET.into()],
+        ..Default::default()
+    })
+    .await;
+    // The redirect's signature is valid on every volume (it covers the
+    // path, not the host), but only until it expires: wait that out before
+    // the kill, so the resumed read must ask the master for a fresh one.
+    let report = read_through_a_volume_kill(c, |stat| async move {
+        let expires: u64 = stat
+            .location
+            .split(['?', '&'])
+            .find_map(|p| p.strip_prefix("expires="))
+            .expect("a signed redirect")
+            .parse()
+            .unwrap();
+        let now_secs = || SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        wait_for("the signed URL to expire", || async { now_secs() > expires }).await;
+    })
+    .await;
+    assert!(
+        report.relocations >= 1,
+        "a fresh redirect was asked for: {report:?}"
     );
 }
 
