@@ -1,6 +1,6 @@
 //! Every way a client call can fail, as a typed error.
 //!
-//! The master's answers map to variants in one place ([`Error::from_status`]);
+//! The master's answers map to variants in one place (`Error::from_status`);
 //! transport failures keep the innermost cause, which is the one a person
 //! can act on ("Connection refused"). [`Error::is_retryable`] says which
 //! failures a repeat could cure; whether a call *may* be repeated is the
