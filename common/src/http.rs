@@ -25,6 +25,14 @@ pub const KEY_EXPIRES: &str = "key-expires";
 pub const TROVE_EXPIRES_AFTER: &str = "trove-expires-after";
 /// On a write: expire the key at this time (Unix seconds, or an HTTP date).
 pub const TROVE_EXPIRES_AT: &str = "trove-expires-at";
+/// The id of the master write an upload to a volume belongs to.
+pub const TROVE_WRITE: &str = "trove-write";
+
+/// Whether `id` is a well-formed write id: 1 to 64 ASCII letters, digits
+/// or `-`.
+pub fn valid_write_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
 
 /// Timeouts for requests from one Trove server to another.
 #[derive(Debug, Clone, Copy)]

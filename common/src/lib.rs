@@ -11,9 +11,11 @@
 //! - [`metrics`]: Prometheus text for `/-/metrics`.
 //! - [`range`]: HTTP `Range: bytes=…` parsing and resolution.
 //! - [`signing`]: HMAC-signed URLs between master, clients and volumes.
+//! - [`crash`]: named crash points for the kill -9 tests.
 //! - [`http`]: header names, the inter-server HTTP client, logging and
 //!   shutdown-signal helpers shared by both binaries.
 
+pub mod crash;
 pub mod digest;
 pub mod http;
 pub mod key;

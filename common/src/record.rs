@@ -42,6 +42,16 @@ pub struct Record {
     /// readers are never sent there, and `verify --repair` re-copies them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub damaged: Vec<String>,
+    /// While *writing*: the write's id, which every replica's upload
+    /// carries, so that cleaning up a failed write touches only the blobs
+    /// that write stored (never a newer write's, never an older value's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write: Option<String>,
+    /// While *writing* over an unlinked key: that key's record, put back
+    /// if the write fails — the volumes keep its bytes aside until the new
+    /// value is confirmed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<Box<Record>>,
 }
 
 /// A stored record that cannot be decoded: the index is damaged or was
@@ -51,8 +61,9 @@ pub struct Record {
 pub struct RecordError(#[from] serde_json::Error);
 
 impl Record {
-    /// A record for a write that has started on `volumes`.
-    pub fn writing(volumes: Vec<String>, now_ms: u64) -> Record {
+    /// A record for write `write` that has started on `volumes`, over the
+    /// unlinked record `replaces` (if any).
+    pub fn writing(volumes: Vec<String>, now_ms: u64, write: String, replaces: Option<Record>) -> Record {
         Record {
             state: State::Writing,
             volumes,
@@ -62,6 +73,8 @@ impl Record {
             created: now_ms,
             expires: None,
             damaged: vec![],
+            write: Some(write),
+            replaces: replaces.map(Box::new),
         }
     }
 
@@ -146,6 +159,17 @@ pub struct BlobMeta {
     /// is not served until it is replaced.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub damaged: bool,
+    /// The id of the master's write that stored this blob (absent for
+    /// copies made by pulls): the confirming mark and a failed write's
+    /// clean-up name it, so neither can act on another write's blob.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write: Option<String>,
+    /// CRC32C of each 1 MiB block of the bytes, 8 hex digits a block,
+    /// computed as they were stored: a volume checks every block it serves
+    /// against it, so corrupt bytes are never served silently. Absent for
+    /// blobs stored before volumes kept it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crc32c: Option<String>,
 }
 
 impl BlobMeta {
@@ -182,6 +206,8 @@ mod tests {
             created: 1_700_000_000_000,
             expires: None,
             damaged: vec![],
+            write: None,
+            replaces: None,
         };
         let encoded = String::from_utf8(r.encode()).unwrap();
         assert_eq!(
@@ -189,8 +215,24 @@ mod tests {
             r#"{"state":"live","volumes":["a:1","b:2"],"size":5,"sha256":"2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824","md5":"5d41402abc4b2a76b9719d911017c592","created":1700000000000}"#
         );
         assert_eq!(Record::decode(encoded.as_bytes()).unwrap(), r);
-        let w = Record::writing(vec!["a:1".into()], 7);
+        let w = Record::writing(vec!["a:1".into()], 7, "w1".into(), None);
+        assert_eq!(
+            String::from_utf8(w.encode()).unwrap(),
+            r#"{"state":"writing","volumes":["a:1"],"size":0,"sha256":"","md5":"","created":7,"write":"w1"}"#
+        );
         assert_eq!(Record::decode(&w.encode()).unwrap(), w);
+        let unlinked = Record {
+            state: State::Unlinked,
+            ..r.clone()
+        };
+        let over = Record::writing(vec!["a:1".into()], 8, "w2".into(), Some(unlinked.clone()));
+        assert!(String::from_utf8(over.encode())
+            .unwrap()
+            .ends_with(r#""write":"w2","replaces":{"state":"unlinked","volumes":["a:1","b:2"],"size":5,"sha256":"2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824","md5":"5d41402abc4b2a76b9719d911017c592","created":1700000000000}}"#));
+        assert_eq!(
+            Record::decode(&over.encode()).unwrap().replaces.as_deref(),
+            Some(&unlinked)
+        );
         let d = Record {
             damaged: vec!["b:2".into()],
             ..r.clone()
@@ -226,11 +268,23 @@ mod tests {
             created: 2,
             state: BlobState::Live,
             damaged: false,
+            write: None,
+            crc32c: None,
         };
         assert_eq!(
             String::from_utf8(m.encode()).unwrap(),
             r#"{"key":"/a","size":1,"sha256":"s","md5":"m","created":2,"state":"live"}"#
         );
+        let w = BlobMeta {
+            write: Some("00ff".into()),
+            crc32c: Some("a9421b7c".into()),
+            ..m.clone()
+        };
+        assert_eq!(
+            String::from_utf8(w.encode()).unwrap(),
+            r#"{"key":"/a","size":1,"sha256":"s","md5":"m","created":2,"state":"live","write":"00ff","crc32c":"a9421b7c"}"#
+        );
+        assert_eq!(BlobMeta::decode(&w.encode()).unwrap(), w);
         let old = BlobMeta::decode(br#"{"key":"/a","size":1,"sha256":"s","md5":"m","created":2}"#).unwrap();
         assert_eq!(
             old.state,

@@ -11,7 +11,7 @@ use futures::{Stream, StreamExt};
 use serde::Deserialize;
 use std::time::Duration;
 use trove_common::digest::parse_sha256_hex;
-use trove_common::http::{client, Timeouts, KEY_SHA256, KEY_SIZE};
+use trove_common::http::{client, Timeouts, KEY_SHA256, KEY_SIZE, TROVE_WRITE};
 use trove_common::key::Key;
 use trove_common::record::{BlobMeta, BlobState, Record};
 use trove_common::signing::{url as signed_url, Signer};
@@ -124,13 +124,14 @@ impl VolumeClient {
         self.url(method, addr, key.as_str(), &[])
     }
 
-    /// Streams `body` to `addr` as the blob of `key`. `len` (when known) is
-    /// sent as `Content-Length` so the volume checks it. Resolves once the
-    /// volume has the blob durably.
+    /// Streams `body` to `addr` as the blob of `key`, for master write
+    /// `write`. `len` (when known) is sent as `Content-Length` so the volume
+    /// checks it. Resolves once the volume has the blob durably.
     pub async fn put<S>(
         &self,
         addr: &str,
         key: &Key,
+        write: &str,
         body: S,
         len: Option<u64>,
     ) -> Result<Stored, VolumeError>
@@ -140,6 +141,7 @@ impl VolumeClient {
         let mut req = self
             .http
             .put(self.key_url("PUT", addr, key))
+            .header(TROVE_WRITE, write)
             .body(reqwest::Body::wrap_stream(body));
         if let Some(len) = len {
             req = req.header(reqwest::header::CONTENT_LENGTH, len);
@@ -176,24 +178,56 @@ impl VolumeClient {
         check_status(addr, resp).await.map(|_| true)
     }
 
-    /// Records `state` in the sidecar of `key` on `addr`.
     /// Records `state` (and, when given, the value's md5, which volumes do
-    /// not compute themselves) in the sidecar of `key` on `addr`.
+    /// not compute themselves) in the sidecar of `key` on `addr`. With
+    /// `write`, only if the blob there is that write's (a `409` otherwise).
     pub async fn mark(
         &self,
         addr: &str,
         key: &Key,
         state: BlobState,
         md5: Option<&str>,
+        write: Option<&str>,
     ) -> Result<(), VolumeError> {
         let mut params = vec![("key", key.as_str()), ("state", state.as_str())];
         if let Some(md5) = md5 {
             params.push(("md5", md5));
         }
-        let url = self.url("POST", addr, "/-/mark", &params);
+        if let Some(write) = write {
+            params.push(("write", write));
+        }
+        self.post_op(addr, "/-/mark", &params).await.map(|_| ())
+    }
+
+    /// Undoes master write `write` of `key` on `addr`: its blob goes, the
+    /// value it replaced comes back; another write's blob is left alone.
+    /// Returns the size of the blob removed, if there was one.
+    pub async fn abort(&self, addr: &str, key: &Key, write: &str) -> Result<Option<u64>, VolumeError> {
+        #[derive(Deserialize)]
+        struct Aborted {
+            removed_bytes: Option<u64>,
+        }
+        let resp = self
+            .post_op(addr, "/-/abort", &[("key", key.as_str()), ("write", write)])
+            .await?;
+        let aborted: Aborted = resp.json().await.map_err(|e| VolumeError::Protocol {
+            addr: addr.to_string(),
+            message: e.to_string(),
+        })?;
+        Ok(aborted.removed_bytes)
+    }
+
+    /// A small `POST` to an operation path, bounded by the stall timeout.
+    async fn post_op(
+        &self,
+        addr: &str,
+        path: &str,
+        params: &[(&str, &str)],
+    ) -> Result<reqwest::Response, VolumeError> {
+        let url = self.url("POST", addr, path, params);
         let resp = self.http.post(url).timeout(self.timeouts.stall).send().await;
         let resp = resp.map_err(|e| VolumeError::from_reqwest(addr, e, self.timeouts.stall))?;
-        check_status(addr, resp).await.map(|_| ())
+        check_status(addr, resp).await
     }
 
     /// What `addr` holds for `key`, from a `HEAD`: `None` when absent.

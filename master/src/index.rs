@@ -385,6 +385,8 @@ mod tests {
             created: 0,
             expires: None,
             damaged: vec![],
+            write: None,
+            replaces: None,
         }
     }
 

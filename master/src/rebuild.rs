@@ -226,6 +226,8 @@ fn merge(
             // Sidecars do not carry expiry times: a rebuilt key has no TTL.
             expires: None,
             damaged: vec![],
+            write: None,
+            replaces: None,
         },
     ));
 }
@@ -244,6 +246,8 @@ mod tests {
             created: 10,
             state,
             damaged: false,
+            write: None,
+            crc32c: None,
         }
     }
 

@@ -31,6 +31,13 @@ pub struct Health {
     pub read_only: bool,
     pub used_bytes: Option<u64>,
     pub blobs: Option<u64>,
+    /// The ids of the volume's data dirs, as last reported.
+    pub data_ids: Option<Vec<String>>,
+    /// When the volume came back with a data dir it did not have before
+    /// (an emptied or replaced disk), Unix ms: it may lack any key written
+    /// before then, so readers of those keys are sent elsewhere until a
+    /// `verify --repair` has run since.
+    pub lost_data_at: Option<u64>,
 }
 
 /// The configured volumes and their health.
@@ -113,15 +120,25 @@ impl Volumes {
             .collect()
     }
 
-    /// The replica of a record to send a reader to: a healthy one, rotating
-    /// between them. A volume no longer in the list (removed, not yet
-    /// rebalanced) cannot be monitored and is used only when no configured
-    /// replica is healthy. `None` when every replica is down.
-    pub fn pick_replica<'a>(&self, stored: &'a [String]) -> Option<&'a str> {
+    /// Whether `addr` can serve a key written at `created` (Unix ms):
+    /// healthy, and not emptied since.
+    fn can_serve(&self, addr: &str, created: u64) -> bool {
+        self.health.get(addr).is_some_and(|h| {
+            let h = h.read().unwrap_or_else(|p| p.into_inner());
+            h.healthy && h.lost_data_at.is_none_or(|lost| created >= lost)
+        })
+    }
+
+    /// The replica of a record (its `stored` volumes, written at `created`)
+    /// to send a reader to: a healthy one that has not lost its data since,
+    /// rotating between them. A volume no longer in the list (removed, not
+    /// yet rebalanced) cannot be monitored and is used only when no
+    /// configured replica can serve. `None` when none can.
+    pub fn pick_replica<'a>(&self, stored: &'a [String], created: u64) -> Option<&'a str> {
         let healthy: Vec<&str> = stored
             .iter()
             .map(String::as_str)
-            .filter(|a| self.is_healthy(a))
+            .filter(|a| self.can_serve(a, created))
             .collect();
         let candidates = if healthy.is_empty() {
             stored
@@ -168,8 +185,9 @@ impl Volumes {
         addrs: &[String],
         state: BlobState,
         md5: Option<&str>,
+        write: Option<&str>,
     ) -> Result<(), VolumeError> {
-        let marks = addrs.iter().map(|a| self.client.mark(a, key, state, md5));
+        let marks = addrs.iter().map(|a| self.client.mark(a, key, state, md5, write));
         let mut first_error = None;
         for result in futures::future::join_all(marks).await {
             if let Err(e) = result {
@@ -181,9 +199,22 @@ impl Volumes {
     }
 
     /// A healthy replica among `stored` other than `not`, to copy from.
-    pub fn source_for(&self, stored: &[String], not: &str) -> Option<String> {
+    pub fn source_for(&self, stored: &[String], created: u64, not: &str) -> Option<String> {
         let others: Vec<String> = stored.iter().filter(|a| *a != not).cloned().collect();
-        self.pick_replica(&others).map(str::to_string)
+        self.pick_replica(&others, created).map(str::to_string)
+    }
+
+    /// A `verify --repair` that started at `since` (Unix ms) has finished
+    /// without failures: every volume emptied before then holds its keys
+    /// again.
+    pub fn data_restored(&self, since: u64) {
+        for (addr, h) in &self.health {
+            let mut h = h.write().unwrap_or_else(|p| p.into_inner());
+            if h.lost_data_at.is_some_and(|lost| lost <= since) {
+                tracing::info!(volume = %addr, "volume repaired: readers may use it for every key again");
+                h.lost_data_at = None;
+            }
+        }
     }
 
     /// Polls every volume once, concurrently.
@@ -203,6 +234,20 @@ impl Volumes {
                     h.read_only = status["writable"] == false;
                     h.used_bytes = status["used_bytes"].as_u64();
                     h.blobs = status["blobs"].as_u64();
+                    let ids: Option<Vec<String>> = status["dirs"].as_array().map(|dirs| {
+                        dirs.iter()
+                            .filter_map(|d| d["id"].as_str().map(str::to_string))
+                            .collect()
+                    });
+                    if let (Some(old), Some(new)) = (&h.data_ids, &ids) {
+                        if old.iter().any(|id| !new.contains(id)) {
+                            tracing::warn!(volume = %v.addr, "volume came back without a data dir it had (emptied or replaced disk): readers of older keys go to other replicas until `verify --repair` has run");
+                            h.lost_data_at = Some(now_ms());
+                        }
+                    }
+                    if ids.is_some() {
+                        h.data_ids = ids;
+                    }
                 }
                 Err(e) => {
                     if h.healthy || h.last_error.is_none() {
@@ -252,16 +297,25 @@ mod tests {
     fn reads_go_to_healthy_replicas_in_turn() {
         let v = volumes();
         let stored = vec!["a:1".to_string(), "b:2".to_string()];
-        assert_eq!(v.pick_replica(&stored), None, "nothing healthy yet");
+        assert_eq!(v.pick_replica(&stored, 0), None, "nothing healthy yet");
         set_healthy(&v, "a:1");
         set_healthy(&v, "b:2");
-        let picks: Vec<_> = (0..4).map(|_| v.pick_replica(&stored).unwrap()).collect();
+        let picks: Vec<_> = (0..4).map(|_| v.pick_replica(&stored, 0).unwrap()).collect();
         assert!(picks.contains(&"a:1") && picks.contains(&"b:2"));
         v.mark_down("a:1", "refused");
-        assert!((0..4).all(|_| v.pick_replica(&stored) == Some("b:2")));
+        assert!((0..4).all(|_| v.pick_replica(&stored, 0) == Some("b:2")));
         assert_eq!(v.healthy_count(), 1);
         // A volume no longer configured is a last resort.
         let old = vec!["gone:9".to_string(), "a:1".to_string()];
-        assert_eq!(v.pick_replica(&old), Some("gone:9"));
+        assert_eq!(v.pick_replica(&old, 0), Some("gone:9"));
+        // A volume that lost its data serves only keys written since.
+        set_healthy(&v, "a:1");
+        v.health["a:1"].write().unwrap().lost_data_at = Some(100);
+        assert!((0..4).all(|_| v.pick_replica(&stored, 99) == Some("b:2")));
+        let picks: Vec<_> = (0..4).map(|_| v.pick_replica(&stored, 100).unwrap()).collect();
+        assert!(picks.contains(&"a:1"));
+        v.data_restored(100);
+        let picks: Vec<_> = (0..4).map(|_| v.pick_replica(&stored, 99).unwrap()).collect();
+        assert!(picks.contains(&"a:1"));
     }
 }

@@ -3,13 +3,22 @@
 //! at once, and make the key *live* only when every replica stored exactly
 //! the bytes that passed through here.
 //!
+//! The order of the last steps is what `rebuild` relies on: the index
+//! commits the live record first, and only then are the replicas marked
+//! live. A replica marked live therefore proves that the master committed
+//! the write, and `rebuild` revives only keys with such a replica — never
+//! a write the master could not have acknowledged. Each write has an id
+//! that its uploads, its confirming mark and its clean-up carry, so that
+//! cleaning up never touches another write's blob, and a key written
+//! again after `UNLINK` keeps its old value (record and bytes) until the
+//! new one is committed.
+//!
 //! Memory stays bounded whatever the value's size: each replica has a queue
 //! of [`REPLICA_QUEUE`] chunks, the chunks are shared (`Bytes` clones are
 //! reference counts), and the body is read only as fast as the slowest
 //! replica takes it — back-pressure, never buffering.
 
 use crate::error::ApiError;
-use crate::locks::KeyGuard;
 use crate::AppState;
 use axum::body::Body;
 use bytes::Bytes;
@@ -19,6 +28,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
 use tokio_stream::wrappers::ReceiverStream;
+use trove_common::crash;
 use trove_common::digest::{ContentHasher, Digests};
 use trove_common::key::Key;
 use trove_common::record::{now_ms, BlobState, Record, State};
@@ -40,18 +50,24 @@ pub struct Upload {
 }
 
 /// Stores `body` under `key` on every replica, then makes it live.
-/// Returns the live record. On any failure nothing becomes visible, and
-/// whatever reached the replicas is removed in the background (still
+/// Returns the live record. On any failure nothing becomes visible, the
+/// key's previous state (absent, or unlinked with its bytes) is restored,
+/// and whatever reached the replicas is removed in the background (still
 /// under the key's lock, so a retry cannot race the clean-up).
 pub async fn write(state: Arc<AppState>, key: Key, upload: Upload, body: Body) -> Result<Record, ApiError> {
     let guard = state.locks.try_lock(&key).ok_or(ApiError::Busy)?;
-    let found = state.index.get(&key)?;
-    let previous = found.as_ref().map(|r| r.state);
-    // An expired key is absent and may be written again (the expirer leaves
-    // a rewritten key alone).
-    if found.is_some_and(|r| r.state == State::Live && !r.expired(now_ms())) {
-        return Err(ApiError::Exists);
-    }
+    let existing = state.index.get(&key)?;
+    let previous = existing.as_ref().map(|r| r.state);
+    // What a failure must restore: an unlinked record, an expired one (an
+    // expired key is absent and may be written again; restored, it still
+    // reads as absent and the expirer collects it), or the one a dead
+    // write (the master restarted mid-write) was going to restore.
+    let replaces = match existing {
+        Some(r) if r.state == State::Live && !r.expired(now_ms()) => return Err(ApiError::Exists),
+        Some(r) if r.state != State::Writing => Some(r),
+        Some(r) => r.replaces.map(|b| *b),
+        None => None,
+    };
     let placement = state.volumes.placement();
     let targets: Vec<String> = placement
         .choose(key.as_bytes(), |v| state.volumes.can_take(&v.addr, upload.len))
@@ -70,13 +86,14 @@ pub async fn write(state: Arc<AppState>, key: Key, upload: Upload, body: Body) -
             ApiError::NotEnoughVolumes { healthy, needed }
         });
     }
-    state
-        .index
-        .put(&key, Record::writing(targets.clone(), now_ms()), previous)
-        .await?;
+    let write_id = format!("{:016x}", rand::random::<u64>());
+    let writing = Record::writing(targets.clone(), now_ms(), write_id.clone(), replaces);
+    state.index.put(&key, writing.clone(), previous).await?;
+    crash::point("write-recorded");
 
     let outcome = async {
-        let digests = stream_to_replicas(&state, &key, &targets, upload.len, body).await?;
+        let digests = stream_to_replicas(&state, &key, &write_id, &targets, upload.len, body).await?;
+        crash::point("write-stored");
         if digests.size == 0 {
             return Err(ApiError::EmptyBody);
         }
@@ -86,13 +103,6 @@ pub async fn write(state: Arc<AppState>, key: Key, upload: Upload, body: Body) -
                 got: digests.md5_hex(),
             });
         }
-        // The volumes learn the write is complete (for `rebuild`), then the
-        // index makes it visible.
-        let md5 = digests.md5_hex();
-        state
-            .volumes
-            .mark_all(&key, &targets, BlobState::Live, Some(&md5))
-            .await?;
         let record = Record {
             state: State::Live,
             volumes: targets.clone(),
@@ -102,7 +112,10 @@ pub async fn write(state: Arc<AppState>, key: Key, upload: Upload, body: Body) -
             created: now_ms(),
             expires: upload.expires,
             damaged: vec![],
+            write: None,
+            replaces: None,
         };
+        // The commit point: from here the write has happened.
         state
             .index
             .put(&key, record.clone(), Some(State::Writing))
@@ -111,26 +124,103 @@ pub async fn write(state: Arc<AppState>, key: Key, upload: Upload, body: Body) -
     }
     .await;
 
-    if outcome.is_err() {
-        tokio::spawn(clean_up(Arc::clone(&state), key, targets, guard));
+    let record = match outcome {
+        Ok(record) => record,
+        Err(e) => {
+            // The key is free at once, so a retry need not wait for the
+            // clean-up (which may wait on a frozen volume): the clean-up
+            // touches only this write's blobs, and restores the record
+            // only if no newer write has taken the key meanwhile (a newer
+            // write inherits what to restore).
+            drop(guard);
+            let state = Arc::clone(&state);
+            tokio::spawn(async move {
+                let undone = match undo_on_volumes(&state, &key, &writing).await {
+                    Ok(_) => match state.locks.try_lock(&key) {
+                        Some(_guard) => restore_record(&state, &key, &writing).await,
+                        None => Ok(()),
+                    },
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = undone {
+                    tracing::warn!(key = %key, error = %e, "could not undo a failed write; gc will");
+                }
+            });
+            return Err(e);
+        }
+    };
+    crash::point("write-committed");
+    // Only now may the volumes call their copies confirmed (and drop the
+    // value this one replaced). Every replica already holds the bytes
+    // durably, so a mark that fails does not undo the write: `verify`
+    // confirms such a copy later.
+    if let Err(e) = state
+        .volumes
+        .mark_all(
+            &key,
+            &targets,
+            BlobState::Live,
+            Some(&record.md5),
+            Some(&write_id),
+        )
+        .await
+    {
+        tracing::warn!(key = %key, error = %e, "a replica did not record the confirmation; verify will");
     }
-    outcome
+    crash::point("write-confirmed");
+    Ok(record)
 }
 
-/// Removes a failed write's replicas and its *writing* record, then
-/// releases the key. What cannot be removed now (a volume down) is an
-/// orphan for `gc`.
-async fn clean_up(state: Arc<AppState>, key: Key, targets: Vec<String>, _guard: KeyGuard) {
+/// Undoes a write that did not commit, from its *writing* record: each
+/// replica drops what this write stored and puts back the value it
+/// replaced. Another write's blobs are never touched, so this needs no
+/// lock. Returns how many blobs were removed and their bytes (where the
+/// volume knows). An error (a replica unreachable) leaves the writing
+/// record for `gc` to try again.
+pub(crate) async fn undo_on_volumes(
+    state: &AppState,
+    key: &Key,
+    writing: &Record,
+) -> Result<(u64, u64), ApiError> {
     let client = state.volumes.client();
-    let deletes = targets.iter().map(|addr| client.delete(addr, &key));
-    for (addr, result) in targets.iter().zip(futures::future::join_all(deletes).await) {
-        if let Err(e) = result {
-            tracing::warn!(key = %key, volume = %addr, error = %e, "could not remove a failed write's replica; gc will");
+    let undone = writing.volumes.iter().map(|addr| async move {
+        match writing.write.as_deref() {
+            Some(write_id) => client.abort(addr, key, write_id).await,
+            // A record written before writes had ids: its blobs are the
+            // failed write's own (sizes unknown).
+            None => client.delete(addr, key).await.map(|found| found.then_some(0)),
+        }
+    });
+    let (mut blobs, mut bytes) = (0, 0);
+    for result in futures::future::join_all(undone).await {
+        if let Some(size) = result.inspect_err(|e| state.volumes.note_error(e))? {
+            blobs += 1;
+            bytes += size;
         }
     }
-    if let Err(e) = state.index.remove(&key, Some(State::Writing)).await {
-        tracing::error!(key = %key, error = %e, "could not remove a failed write's record");
+    Ok((blobs, bytes))
+}
+
+/// Gives the key back its record from before the write `writing` (the
+/// unlinked record it replaced, or none) — if the index still holds that
+/// write's record. The caller holds the key's lock.
+pub(crate) async fn restore_record(state: &AppState, key: &Key, writing: &Record) -> Result<(), ApiError> {
+    let current = state.index.get(key)?;
+    if current.as_ref().map(|r| (r.state, r.write.as_deref()))
+        != Some((State::Writing, writing.write.as_deref()))
+    {
+        return Ok(()); // a newer write has the key
     }
+    match writing.replaces.as_deref() {
+        Some(previous) => {
+            state
+                .index
+                .put(key, previous.clone(), Some(State::Writing))
+                .await?
+        }
+        None => state.index.remove(key, Some(State::Writing)).await?,
+    }
+    Ok(())
 }
 
 /// Upload tasks that are aborted if the write gives up early, which drops
@@ -150,6 +240,7 @@ impl Drop for Uploads {
 async fn stream_to_replicas(
     state: &AppState,
     key: &Key,
+    write_id: &str,
     targets: &[String],
     len: Option<u64>,
     body: Body,
@@ -161,9 +252,11 @@ async fn stream_to_replicas(
     for addr in targets {
         let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(REPLICA_QUEUE);
         senders.push(tx);
-        let (client, addr, key) = (client.clone(), addr.clone(), key.clone());
+        let (client, addr, key, write_id) = (client.clone(), addr.clone(), key.clone(), write_id.to_string());
         uploads.0.push(Some(tokio::spawn(async move {
-            client.put(&addr, &key, ReceiverStream::new(rx), len).await
+            client
+                .put(&addr, &key, &write_id, ReceiverStream::new(rx), len)
+                .await
         })));
     }
 

@@ -45,6 +45,8 @@ pub struct Server {
     child: Option<Child>,
     bin: PathBuf,
     args: Vec<String>,
+    /// Extra environment variables (for the next start).
+    envs: Vec<(String, String)>,
     log: PathBuf,
     /// `127.0.0.1:port`
     pub addr: String,
@@ -58,6 +60,7 @@ impl Server {
             child: None,
             bin,
             args,
+            envs: vec![],
             log,
             addr: String::new(),
         };
@@ -74,6 +77,7 @@ impl Server {
         let mut child = Command::new(&self.bin)
             .args(&self.args)
             .env("RUST_LOG", "info")
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
@@ -125,6 +129,26 @@ impl Server {
     pub fn set_arg(&mut self, flag: &str, value: &str) {
         let i = self.args.iter().position(|a| a == flag).expect("flag present");
         self.args[i + 1] = value.to_string();
+    }
+
+    /// Sets (`Some`) or removes (`None`) an environment variable, for the
+    /// next restart.
+    pub fn set_env(&mut self, name: &str, value: Option<&str>) {
+        self.envs.retain(|(k, _)| k != name);
+        if let Some(v) = value {
+            self.envs.push((name.to_string(), v.to_string()));
+        }
+    }
+
+    /// Waits (bounded) until the process has exited on its own, e.g. at a
+    /// crash point; panics if it is still running after [`WAIT`].
+    pub fn wait_exit(&mut self) {
+        let deadline = Instant::now() + WAIT;
+        let child = self.child.as_mut().expect("started");
+        while child.try_wait().expect("wait").is_none() {
+            assert!(Instant::now() < deadline, "{} did not exit", self.bin.display());
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// The server's log so far (stderr).

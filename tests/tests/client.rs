@@ -276,50 +276,84 @@ async fn a_signed_read_resumes_on_another_replica_after_its_url_expired() {
     );
 }
 
+/// Flips one byte of `key`'s first replica on disk, behind its volume's
+/// back; with `unchecked`, also drops the blob's block checksums from its
+/// sidecar (a blob stored by a volume that kept none), so that only the
+/// reader's sha256 can notice. Returns the damaged replica's volume.
+async fn rot(c: &Cluster, key: &str, unchecked: bool) -> String {
+    let bad = c.client().stat(key).await.unwrap().volumes[0].clone();
+    let blob = c.blob_path(c.volume_index(&bad), key);
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes[12_345] ^= 0x01;
+    std::fs::write(&blob, &bytes).unwrap();
+    if unchecked {
+        let sidecar = blob.with_extension("meta");
+        let mut meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&sidecar).unwrap()).unwrap();
+        assert!(meta.as_object_mut().unwrap().remove("crc32c").is_some(), "{meta}");
+        std::fs::write(&sidecar, meta.to_string()).unwrap();
+    }
+    bad
+}
+
 #[tokio::test]
 async fn a_corrupt_replica_is_detected_and_the_value_served_from_another() {
     let c = Cluster::start_default().await;
     let client = c.client();
-    let value = pattern_bytes(1 << 20, 5);
-    client
-        .put_bytes("/rot/value", value.clone().into(), &PutOptions::default())
-        .await
-        .unwrap();
-    let stat = client.stat("/rot/value").await.unwrap();
-    let bad = stat.volumes[0].clone();
-    let good = stat.volumes[1].clone();
-    // Flip one byte on disk behind the volume's back.
-    let blob = c.blob_path(c.volume_index(&bad), "/rot/value");
-    let mut bytes = std::fs::read(&blob).unwrap();
-    bytes[12_345] ^= 0x01;
-    std::fs::write(&blob, &bytes).unwrap();
-
-    // The master alternates replicas: within a few reads, each is first.
-    let mut detected = 0;
-    for i in 0..4 {
-        let out = c.dir.path().join(format!("out{i}"));
-        let report = client
-            .download("/rot/value", &out, &GetOptions::default())
+    let value = pattern_bytes((1 << 20) + 5, 5);
+    for key in ["/rot/checked", "/rot/unchecked"] {
+        client
+            .put_bytes(key, value.clone().into(), &PutOptions::default())
             .await
             .unwrap();
-        assert!(
-            std::fs::read(&out).unwrap() == value,
-            "the file holds the good value"
-        );
-        assert!(report.verified);
-        assert!(!report.corrupt.contains(&good), "{report:?}");
-        if report.corrupt == [bad.clone()] {
-            detected += 1;
-        }
     }
+    // The master alternates replicas: within a few reads, each is first.
+    // Every read delivers the good value; what noticed the rot is reported.
+    let reads = |key: &'static str| {
+        let (c, client, value) = (&c, &client, &value);
+        async move {
+            let mut reports = vec![];
+            for i in 0..4 {
+                let out = c.dir.path().join(format!("out{i}"));
+                let report = client.download(key, &out, &GetOptions::default()).await.unwrap();
+                assert!(
+                    std::fs::read(&out).unwrap() == *value,
+                    "the file holds the good value"
+                );
+                assert!(report.verified);
+                reports.push(report);
+            }
+            reports
+        }
+    };
+
+    // The volume's block checksums catch rot on disk: it refuses the copy,
+    // and the reader moves on to the other replica.
+    let bad = rot(&c, "/rot/checked", false).await;
+    let reports = reads("/rot/checked").await;
     assert!(
-        detected >= 1,
-        "the corrupt replica was served first at least once and caught"
+        reports
+            .iter()
+            .any(|r| r.failures.iter().any(|f| f.starts_with(&bad))),
+        "the damaged replica was tried and refused at least once: {reports:?}"
+    );
+    assert!(reports.iter().all(|r| r.corrupt.is_empty()), "{reports:?}");
+
+    // Bytes the volume cannot check reach the reader: its sha256 catches
+    // them, and the value is fetched again from the other replica.
+    let bad = rot(&c, "/rot/unchecked", true).await;
+    let reports = reads("/rot/unchecked").await;
+    assert!(
+        reports.iter().any(|r| r.corrupt == [bad.clone()]),
+        "the corrupt replica was read at least once and caught: {reports:?}"
+    );
+    assert!(
+        reports.iter().all(|r| r.corrupt.iter().all(|v| v == &bad)),
+        "{reports:?}"
     );
     // To stdout the bytes are gone before the check: it fails loudly, exit 1.
     let mut failures = 0;
     for _ in 0..4 {
-        let r = c.trove(&["get", "/rot/value"]).await;
+        let r = c.trove(&["get", "/rot/unchecked"]).await;
         if r.code == 1 {
             assert!(r.stderr.contains("sha256 mismatch"), "{}", r.stderr);
             failures += 1;

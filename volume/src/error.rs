@@ -40,8 +40,14 @@ impl ApiError {
                 | StoreError::DigestMismatch { .. }
                 | StoreError::BodyAborted(_) => StatusCode::BAD_REQUEST,
                 StoreError::Stalled(_) => StatusCode::REQUEST_TIMEOUT,
+                StoreError::OtherWrite(_) | StoreError::Superseded(_) => StatusCode::CONFLICT,
                 StoreError::NoSpace(_) | StoreError::ReadOnly(_) => StatusCode::INSUFFICIENT_STORAGE,
-                StoreError::Corrupt(_) | StoreError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                // A copy that cannot be served (an unreadable sidecar, a
+                // data file shorter than recorded) is damaged: 503, like a
+                // copy verify found bad, so that the master's verify marks
+                // it and repairs it.
+                StoreError::Corrupt(_) => StatusCode::SERVICE_UNAVAILABLE,
+                StoreError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
             ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ApiError::Damaged => StatusCode::SERVICE_UNAVAILABLE,

@@ -5,6 +5,7 @@ use crate::AppState;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
+use trove_common::crash;
 use trove_common::key::Key;
 use trove_common::record::{now_ms, BlobState, Record, State};
 
@@ -25,6 +26,7 @@ pub async fn delete(state: Arc<AppState>, key: Key) -> Result<Response, ApiError
                 return Err(ApiError::Protected);
             }
             unlink_record(&state, &key, &record).await?;
+            crash::point("delete-unlinked");
         }
         let client = state.volumes.client();
         let deletes = record.volumes.iter().map(|addr| client.delete(addr, &key));
@@ -34,6 +36,7 @@ pub async fn delete(state: Arc<AppState>, key: Key) -> Result<Response, ApiError
                 return Err(e.into());
             }
         }
+        crash::point("delete-removed");
         state.index.remove(&key, Some(State::Unlinked)).await?;
         tracing::info!(key = %key, "deleted");
         Ok(StatusCode::NO_CONTENT.into_response())
@@ -51,12 +54,13 @@ pub async fn unlink(state: Arc<AppState>, key: Key) -> Result<Response, ApiError
         .filter(|r| r.state == State::Live && !r.expired(now_ms()))
         .ok_or(ApiError::NotFound)?;
     unlink_record(&state, &key, &record).await?;
+    crash::point("unlink-recorded");
     // The volumes learn it too, so that `rebuild` does not revive it. The
     // index is the truth: a volume that misses this only matters if the
     // index is lost before the key is deleted.
     if let Err(e) = state
         .volumes
-        .mark_all(&key, &record.volumes, BlobState::Unlinked, None)
+        .mark_all(&key, &record.volumes, BlobState::Unlinked, None, None)
         .await
     {
         tracing::warn!(key = %key, error = %e, "a volume did not record the unlink");

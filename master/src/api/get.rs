@@ -20,7 +20,7 @@ pub fn get(state: &AppState, key: Key) -> Result<Response, ApiError> {
     let readable = record.readable();
     let addr = state
         .volumes
-        .pick_replica(&readable)
+        .pick_replica(&readable, record.created)
         .ok_or_else(|| ApiError::ReplicasDown(record.volumes.join(",")))?;
     let balanced = state
         .volumes
@@ -37,7 +37,8 @@ pub fn get(state: &AppState, key: Key) -> Result<Response, ApiError> {
             (CONTENT_MD5, record.md5),
             (KEY_SHA256, record.sha256),
             (KEY_SIZE, record.size.to_string()),
-            (KEY_VOLUMES, record.volumes.join(",")),
+            // Only the replicas a reader may use: never a damaged one.
+            (KEY_VOLUMES, readable.join(",")),
             (
                 KEY_BALANCE,
                 if balanced { "balanced" } else { "unbalanced" }.to_string(),

@@ -95,9 +95,12 @@ fn unreferenced(state: &AppState, progress: &Progress, key: &Key, addr: &str) ->
     }
 }
 
-/// Whether `record` keeps the blob of its key on `addr` alive.
+/// Whether `record` keeps the blob of its key on `addr` alive: a live or
+/// unlinked record on that volume, or the unlinked record a write in
+/// progress (or a dead one) would restore.
 fn references(record: Option<&Record>, addr: &str) -> bool {
-    record.is_some_and(|r| r.state != State::Writing && r.volumes.iter().any(|v| v == addr))
+    let on = |r: &Record| r.volumes.iter().any(|v| v == addr);
+    record.is_some_and(|r| (r.state != State::Writing && on(r)) || r.replaces.as_deref().is_some_and(on))
 }
 
 async fn collect_blob(state: &AppState, progress: &Progress, dry_run: bool, addr: &str, meta: BlobMeta) {
@@ -146,22 +149,25 @@ async fn clear_dead_write(state: &AppState, progress: &Progress, dry_run: bool, 
         _ => return,
     };
     if dry_run {
-        Progress::add(&progress.changed, 1);
+        Progress::add(&progress.changed, record.volumes.len() as u64);
         return;
     }
-    for addr in &record.volumes {
-        if let Err(e) = state.volumes.client().delete(addr, key).await {
-            return fail(state, progress, key, addr, e);
-        }
-    }
-    match state.index.remove(key, Some(State::Writing)).await {
-        Ok(()) => {
-            tracing::info!(key = %key, "gc cleared a dead write");
-            Progress::add(&progress.changed, 1);
+    let undone = match crate::write::undo_on_volumes(state, key, &record).await {
+        Ok(removed) => crate::write::restore_record(state, key, &record)
+            .await
+            .map(|()| removed),
+        Err(e) => Err(e),
+    };
+    match undone {
+        Ok((blobs, bytes)) => {
+            tracing::info!(key = %key, blobs, bytes, "gc undid a dead write");
+            // Counted like orphans: blobs deleted and their bytes.
+            Progress::add(&progress.changed, blobs);
+            Progress::add(&progress.bytes, bytes);
         }
         Err(e) => {
             Progress::add(&progress.failed, 1);
-            progress.problem(format!("{key}: {e}"));
+            progress.problem(format!("{key}: cannot undo a dead write: {e}"));
         }
     }
 }

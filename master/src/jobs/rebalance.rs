@@ -155,12 +155,15 @@ async fn move_key(state: &AppState, key: &Key) -> Result<Outcome, String> {
     let targets: Vec<&String> = home.iter().filter(|a| !readable.contains(a)).collect();
     let (record, readable) = (&record, &readable);
     let copies = targets.iter().map(|dest| async move {
-        let source = state.volumes.source_for(readable, dest).ok_or_else(|| {
-            format!(
-                "no healthy replica to copy from (stored on {})",
-                record.volumes.join(",")
-            )
-        })?;
+        let source = state
+            .volumes
+            .source_for(readable, record.created, dest)
+            .ok_or_else(|| {
+                format!(
+                    "no healthy replica to copy from (stored on {})",
+                    record.volumes.join(",")
+                )
+            })?;
         client.pull(dest, key, &source, record).await.map_err(|e| {
             state.volumes.note_error(&e);
             format!("copy to {dest} failed: {e}")

@@ -7,9 +7,10 @@
 use super::{for_each_record, JobParams, Progress};
 use crate::client::VolumeError;
 use crate::AppState;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use trove_common::key::Key;
-use trove_common::record::{Record, State};
+use trove_common::record::{now_ms, Record, State};
 
 /// The state of one replica.
 enum Replica {
@@ -21,8 +22,9 @@ enum Replica {
 }
 
 pub async fn run(state: Arc<AppState>, params: JobParams, progress: Arc<Progress>) -> anyhow::Result<()> {
+    let started = now_ms();
     Progress::add(&progress.total, state.index.counts().live.max(0) as u64);
-    for_each_record(&state, &progress, params.concurrency(), |key, record| {
+    let walked = for_each_record(&state, &progress, params.concurrency(), |key, record| {
         let (state, progress, params) = (&state, &progress, &params);
         async move {
             if record.state != State::Live {
@@ -33,7 +35,17 @@ pub async fn run(state: Arc<AppState>, params: JobParams, progress: Arc<Progress
             check_key(state, progress, params, &key, &record).await;
         }
     })
-    .await
+    .await;
+    // A full repair with nothing left failing: volumes that lost their
+    // data before it started hold every key again.
+    if walked.is_ok()
+        && params.repair
+        && !progress.cancelled()
+        && progress.failed.load(Ordering::Relaxed) == 0
+    {
+        state.volumes.data_restored(started);
+    }
+    walked
 }
 
 async fn check_replica(state: &AppState, deep: bool, key: &Key, record: &Record, addr: &str) -> Replica {
@@ -52,7 +64,7 @@ async fn check_replica(state: &AppState, deep: bool, key: &Key, record: &Record,
                 ))
             }
             Ok(Some(_)) => Replica::Good,
-            Err(e) => Replica::Unchecked(e),
+            Err(e) => unservable(e),
         }
     } else {
         match client.head(addr, key).await {
@@ -67,12 +79,21 @@ async fn check_replica(state: &AppState, deep: bool, key: &Key, record: &Record,
                 ))
             }
             Ok(Some(_)) => Replica::Good,
-            // A volume refuses to serve a copy its own verify found bad.
-            Err(VolumeError::Status { status: 503, .. }) => {
-                Replica::Corrupt("its volume found it damaged and does not serve it".into())
-            }
-            Err(e) => Replica::Unchecked(e),
+            Err(e) => unservable(e),
         }
+    }
+}
+
+/// A replica whose volume answered, but with an error: it cannot serve
+/// this copy (a copy its own verify found bad, an unreadable sidecar, a
+/// truncated file, a read error), so readers must not be sent there. Only
+/// a volume that did not answer leaves the replica unchecked.
+fn unservable(e: VolumeError) -> Replica {
+    match e {
+        VolumeError::Status { status, message, .. } if status >= 500 => {
+            Replica::Corrupt(format!("its volume cannot serve it ({status}: {message})"))
+        }
+        e => Replica::Unchecked(e),
     }
 }
 
@@ -96,8 +117,10 @@ async fn check_key(state: &AppState, progress: &Progress, params: &JobParams, ke
                 bad.push(addr.clone());
             }
             Replica::Unchecked(e) => {
+                // Not knowing is not "fine": it counts as a failure, so
+                // the run's exit code says the check is incomplete.
                 state.volumes.note_error(&e);
-                Progress::add(&progress.skipped, 1);
+                Progress::add(&progress.failed, 1);
                 progress.problem(format!("{key}: replica on {addr} not checked: {e}"));
                 // What was known to be damaged stays so.
                 if record.damaged.contains(addr) {

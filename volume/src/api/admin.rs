@@ -6,8 +6,11 @@
 //!   master).
 //! - `GET /-/verify?key=K`: re-read a blob and report whether its bytes
 //!   still match its sidecar (bit rot).
-//! - `POST /-/mark?key=K&state=S`: record the key's state in the sidecar
-//!   (`live` once the master confirmed a write, `unlinked` on UNLINK).
+//! - `POST /-/mark?key=K&state=S[&md5=M][&write=W]`: record the key's
+//!   state in the sidecar (`live` once the master confirmed write `W`,
+//!   `unlinked` on UNLINK); `409` when the blob is not write `W`'s.
+//! - `POST /-/abort?key=K&write=W`: undo master write `W` (its blob goes,
+//!   the value it replaced comes back); never touches another write's blob.
 
 use crate::error::ApiError;
 use crate::store::Expected;
@@ -68,6 +71,7 @@ pub async fn pull(
         sha256,
         state: blob_state,
         md5: q.md5.as_deref().map(parse_md5).transpose()?,
+        write: None,
     };
     let body = resp.bytes_stream().map(|r| r.map_err(std::io::Error::other));
     let meta = state.store.write_stream(&key, body, expected, stall).await?;
@@ -80,6 +84,7 @@ pub struct KeyQuery {
     key: String,
     state: Option<String>,
     md5: Option<String>,
+    write: Option<String>,
 }
 
 pub async fn verify(
@@ -107,8 +112,37 @@ pub async fn mark(
     )?;
     let store = state.store.clone();
     let md5 = q.md5.as_deref().map(parse_md5).transpose()?;
-    let meta = tokio::task::spawn_blocking(move || store.set_state(&key, new_state, md5)).await??;
+    let write = q.write.as_deref().map(parse_write).transpose()?;
+    let meta = tokio::task::spawn_blocking(move || store.set_state(&key, new_state, md5, write.as_deref()))
+        .await??;
     Ok(Json(meta).into_response())
+}
+
+pub async fn abort(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<KeyQuery>,
+) -> Result<Response, ApiError> {
+    let key = Key::new(&q.key)?;
+    let write = parse_write(
+        q.write
+            .as_deref()
+            .ok_or_else(|| ApiError::BadRequest("write= is required".into()))?,
+    )?;
+    let store = state.store.clone();
+    let k = key.clone();
+    let aborted = tokio::task::spawn_blocking(move || store.abort(&k, &write)).await??;
+    tracing::debug!(key = %key, ?aborted, "write aborted");
+    Ok(Json(aborted).into_response())
+}
+
+fn parse_write(s: &str) -> Result<String, ApiError> {
+    if trove_common::http::valid_write_id(s) {
+        Ok(s.to_string())
+    } else {
+        Err(ApiError::BadRequest(
+            "write must be 1-64 letters, digits or -".into(),
+        ))
+    }
 }
 
 /// A hex md5 (32 hex digits), lower-cased.

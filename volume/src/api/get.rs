@@ -1,22 +1,27 @@
 //! `GET`/`HEAD /<key>`: the blob's bytes, whole or one range, streamed
-//! straight from a memory map of the file.
+//! straight from a memory map of the file, each block checked against the
+//! CRC32C stored with it before it is sent (see `store::blocks`).
+//!
+//! A block that does not match is never sent: if it is the first, the
+//! answer is `503` (like any damaged copy); later, the response is cut
+//! off — a reader sees a short body, never wrong bytes. Either way the
+//! copy is marked damaged, so it is not served again and `verify` reports
+//! and repairs it.
 
 use crate::error::ApiError;
-use crate::store::OpenBlob;
+use crate::store::blocks::{self, BLOCK};
+use crate::store::{BlobStore, OpenBlob};
 use crate::AppState;
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 use trove_common::http::{KEY_MD5, KEY_SHA256};
 use trove_common::key::Key;
 use trove_common::range::{ByteRange, RangeError};
-
-/// Size of the pieces the mapped file is handed to the socket in; small
-/// enough that a slow reader applies back-pressure early.
-const CHUNK: usize = 1 << 20;
 
 pub async fn get(
     state: &AppState,
@@ -25,7 +30,8 @@ pub async fn get(
     head_only: bool,
 ) -> Result<Response, ApiError> {
     let store = state.store.clone();
-    let blob = tokio::task::spawn_blocking(move || store.open_blob(&key)).await??;
+    let k = key.clone();
+    let blob = tokio::task::spawn_blocking(move || store.open_blob(&k)).await??;
     if blob.meta.damaged {
         return Err(ApiError::Damaged);
     }
@@ -74,18 +80,78 @@ pub async fn get(
     let body = if head_only {
         Body::empty()
     } else {
-        mapped_body(blob, span)?
+        checked_body(Arc::clone(&state.store), key, blob, span)?
     };
     Ok(resp.body(body).expect("valid response"))
 }
 
-/// The bytes of `span` as a stream of slices of one memory map: no copy
-/// into user space, and memory that the kernel can reclaim at any time.
-fn mapped_body(blob: OpenBlob, span: Range<u64>) -> Result<Body, ApiError> {
-    let len = (span.end - span.start) as usize;
-    if len == 0 {
+/// The bytes of `span` as a stream of slices of one memory map, one block
+/// at a time, each checked before it goes out. The first block is checked
+/// here, before the answer starts, so a damaged small value gets a clean
+/// `503`.
+fn checked_body(store: Arc<BlobStore>, key: Key, blob: OpenBlob, span: Range<u64>) -> Result<Body, ApiError> {
+    if span.is_empty() {
         return Ok(Body::empty());
     }
+    let size = blob.meta.size;
+    let sums = blob.meta.crc32c.as_deref().and_then(|s| blocks::parse(s, size));
+    // Map whole blocks, so each can be checked.
+    let first = span.start / BLOCK;
+    let mapped = first * BLOCK..(span.end.div_ceil(BLOCK) * BLOCK).min(size);
+    let map = map_file(&blob, mapped.clone())?;
+    let block_count = (mapped.end - mapped.start).div_ceil(BLOCK) as usize;
+    let piece = move |i: usize| {
+        let at = i as u64 * BLOCK;
+        let block = map.slice(at as usize..((at + BLOCK).min(map.len() as u64)) as usize);
+        let (from, to) = (mapped.start + at, mapped.start + at + block.len() as u64);
+        let ok = sums
+            .as_deref()
+            .is_none_or(|s| blocks::check(s, first as usize + i, &block));
+        let wanted = span.start.max(from) - from..span.end.min(to) - from;
+        (ok, block.slice(wanted.start as usize..wanted.end as usize))
+    };
+    let (ok, head) = piece(0);
+    if !ok {
+        report_damage(&store, &key, &blob.meta, 0);
+        return Err(ApiError::Damaged);
+    }
+    let meta = blob.meta;
+    let rest = (1..block_count).map(move |i| match piece(i) {
+        (true, bytes) => Ok(bytes),
+        (false, _) => {
+            report_damage(&store, &key, &meta, first + i as u64);
+            Err(std::io::Error::other(
+                "stored bytes fail their checksum; response cut",
+            ))
+        }
+    });
+    // A failed block ends the stream: nothing after it is sent.
+    let chunks = std::iter::once(Ok(head)).chain(rest.scan(false, |failed, item| {
+        if *failed {
+            return None;
+        }
+        *failed = item.is_err();
+        Some(item)
+    }));
+    Ok(Body::from_stream(futures::stream::iter(chunks)))
+}
+
+/// Logs a block that failed its checksum and marks the copy damaged, in
+/// the background (a sidecar update is disk work).
+fn report_damage(store: &Arc<BlobStore>, key: &Key, meta: &trove_common::record::BlobMeta, block: u64) {
+    tracing::error!(key = %key, block, sha256 = %meta.sha256, "stored bytes fail their block checksum: not served, copy marked damaged");
+    let (store, key, meta) = (Arc::clone(store), key.clone(), meta.clone());
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = store.mark_damaged(&key, &meta) {
+            tracing::error!(key = %key, error = %e, "cannot mark a damaged copy");
+        }
+    });
+}
+
+/// `span` of the blob's file as shared bytes over a memory map: no copy
+/// into user space, and memory that the kernel can reclaim at any time.
+fn map_file(blob: &OpenBlob, span: Range<u64>) -> Result<Bytes, ApiError> {
+    let len = (span.end - span.start) as usize;
     // SAFETY: blob files are never modified in place: a replacement is a
     // rename of a new file and a delete is an unlink, and both leave this
     // mapping's inode intact. Only someone truncating the file by hand
@@ -98,9 +164,5 @@ fn mapped_body(blob: OpenBlob, span: Range<u64>) -> Result<Body, ApiError> {
     }
     .map_err(|e| ApiError::Internal(format!("cannot map blob: {e}")))?;
     let _ = map.advise(memmap2::Advice::Sequential);
-    let bytes = Bytes::from_owner(map);
-    let chunks = (0..len)
-        .step_by(CHUNK)
-        .map(move |start| Ok::<_, std::io::Error>(bytes.slice(start..(start + CHUNK).min(len))));
-    Ok(Body::from_stream(futures::stream::iter(chunks)))
+    Ok(Bytes::from_owner(map))
 }

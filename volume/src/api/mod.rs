@@ -28,6 +28,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/-/pull", post(admin::pull))
         .route("/-/verify", get_route(admin::verify))
         .route("/-/mark", post(admin::mark))
+        .route("/-/abort", post(admin::abort))
         .fallback(key_request)
         .method_not_allowed_fallback(reserved)
         .layer(axum::middleware::from_fn_with_state(

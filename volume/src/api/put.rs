@@ -9,7 +9,7 @@ use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use trove_common::digest::parse_sha256_hex;
-use trove_common::http::{content_length, KEY_MD5, KEY_SHA256, KEY_SIZE};
+use trove_common::http::{content_length, valid_write_id, KEY_MD5, KEY_SHA256, KEY_SIZE, TROVE_WRITE};
 use trove_common::key::Key;
 use trove_common::record::{BlobMeta, BlobState};
 
@@ -24,12 +24,25 @@ pub async fn put(state: &AppState, key: Key, req: Request<Body>) -> Result<Respo
         ),
         None => None,
     };
+    let write = match req.headers().get(TROVE_WRITE) {
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .filter(|w| valid_write_id(w))
+                .map(str::to_string)
+                .ok_or_else(|| {
+                    ApiError::BadRequest("Trove-Write must be 1-64 letters, digits or -".into())
+                })?,
+        ),
+        None => None,
+    };
     let body = req.into_body().into_data_stream();
     let expected = Expected {
         len: expected_len,
         sha256: expected_sha256,
         state: BlobState::Pending,
         md5: None,
+        write,
     };
     let meta = state
         .store

@@ -10,6 +10,11 @@
 //! <dir>/tmp/             uploads in progress; emptied at start-up
 //! ```
 //!
+//! A master write that replaces a confirmed copy (a key written again
+//! after `UNLINK`) sets that copy aside as `<h>.prev` + `<h>.prev.meta`
+//! until the master confirms the new one, and puts it back if the write
+//! fails (see [`previous`]).
+//!
 //! `h` is the hex sha256 of the key and `aa`, `bb` its first two bytes, so
 //! a key can never name a path. A key lives in the data dir chosen by its
 //! hash; lookups fall back to the other dirs so that adding a dir does not
@@ -35,8 +40,16 @@ use trove_common::digest::{ContentHasher, Digests};
 use trove_common::key::Key;
 use trove_common::record::{now_ms, BlobMeta, BlobState};
 
+pub mod blocks;
+mod previous;
+pub use previous::Aborted;
+
 /// Name of the temporary-upload folder inside each data dir.
 const TMP_DIR: &str = "tmp";
+/// The file holding a data dir's identity: a random id made when the dir
+/// is first used. A dir that comes back with another id (or none) is not
+/// the one that held the blobs, and the master stops trusting it for them.
+const ID_FILE: &str = "volume-id";
 /// Suffix of a blob's sidecar.
 const META_SUFFIX: &str = ".meta";
 /// Chunks buffered between the HTTP body and the blocking writer thread.
@@ -65,6 +78,10 @@ pub enum StoreError {
     ReadOnly(io::Error),
     #[error("blob is damaged: {0}")]
     Corrupt(String),
+    #[error("the blob here was not stored by write {0}")]
+    OtherWrite(String),
+    #[error("write {0} was superseded by a newer write of the same key, or abandoned")]
+    Superseded(String),
     #[error("I/O error: {0}")]
     Io(#[from] io::Error),
 }
@@ -82,6 +99,8 @@ fn io_error(e: io::Error) -> StoreError {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DirStatus {
     pub path: String,
+    /// The dir's identity (see `volume-id`).
+    pub id: String,
     pub free_bytes: u64,
     pub total_bytes: u64,
     /// New blobs can be written (the dir is there and not read-only).
@@ -91,10 +110,16 @@ pub struct DirStatus {
 /// A volume's data dirs.
 pub struct BlobStore {
     dirs: Vec<PathBuf>,
+    /// Each data dir's id, in the order of `dirs`.
+    ids: Vec<String>,
     fsync: bool,
     blobs: AtomicU64,
     blob_bytes: AtomicU64,
     stripes: Vec<Mutex<()>>,
+    /// The master write each key's upload in progress belongs to: a newer
+    /// write (or the master's abort) takes the key over, and an older
+    /// upload that finishes late is then refused instead of displacing it.
+    writers: Mutex<std::collections::HashMap<String, String>>,
 }
 
 /// An open blob, ready to be served.
@@ -110,13 +135,16 @@ impl BlobStore {
     pub fn open(dirs: Vec<PathBuf>, fsync: bool) -> anyhow::Result<BlobStore> {
         use anyhow::Context;
         anyhow::ensure!(!dirs.is_empty(), "give at least one data dir");
-        let store = BlobStore {
+        let mut store = BlobStore {
             dirs,
+            ids: vec![],
             fsync,
             blobs: AtomicU64::new(0),
             blob_bytes: AtomicU64::new(0),
             stripes: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            writers: Mutex::default(),
         };
+        let mut ids = Vec::with_capacity(store.dirs.len());
         for dir in &store.dirs {
             let tmp = dir.join(TMP_DIR);
             fs::create_dir_all(&tmp).with_context(|| format!("cannot create data dir {}", dir.display()))?;
@@ -130,13 +158,19 @@ impl BlobStore {
                 .and_then(|mut f| f.write_all(b"ok"))
                 .with_context(|| format!("data dir {} is not writable", dir.display()))?;
             fs::remove_file(&probe)?;
+            let id = dir_id(dir, fsync)
+                .with_context(|| format!("cannot read or create the id of data dir {}", dir.display()))?;
+            ids.push(id);
         }
+        store.ids = ids;
         let (mut blobs, mut bytes) = (0, 0);
-        store.walk(|data, meta| {
+        store.walk(|data| {
+            previous::recover(data);
+            let meta = sidecar_of(data);
             if meta.exists() {
                 blobs += 1;
                 bytes += fs::metadata(data).map(|m| m.len()).unwrap_or(0);
-            } else {
+            } else if data.exists() {
                 tracing::warn!(path = %data.display(), "removing data file without sidecar (left by a crash)");
                 let _ = fs::remove_file(data);
             }
@@ -163,7 +197,8 @@ impl BlobStore {
     pub fn dir_status(&self) -> Vec<DirStatus> {
         self.dirs
             .iter()
-            .map(|d| {
+            .zip(&self.ids)
+            .map(|(d, id)| {
                 let (free, total) = nix::sys::statvfs::statvfs(d)
                     .map(|s| {
                         let frag = s.fragment_size();
@@ -173,6 +208,7 @@ impl BlobStore {
                 let writable = nix::unistd::access(&d.join(TMP_DIR), nix::unistd::AccessFlags::W_OK).is_ok();
                 DirStatus {
                     path: d.display().to_string(),
+                    id: id.clone(),
                     free_bytes: free,
                     total_bytes: total,
                     writable,
@@ -241,6 +277,7 @@ impl BlobStore {
         let mut found = false;
         for dir in &self.dirs {
             found |= self.remove_copy(dir, key)?;
+            found |= self.remove_previous(dir, key)?;
         }
         Ok(found)
     }
@@ -273,8 +310,9 @@ impl BlobStore {
         Ok(true)
     }
 
-    /// Calls `f(data, sidecar)` for every data file in every data dir.
-    fn walk(&self, mut f: impl FnMut(&Path, &Path)) -> io::Result<()> {
+    /// Calls `f(data path)` once for every blob hash in every data dir
+    /// that has any file: data, sidecar or a previous value.
+    fn walk(&self, mut f: impl FnMut(&Path)) -> io::Result<()> {
         for dir in &self.dirs {
             for a in read_dir_sorted(dir)? {
                 if a.file_name().is_some_and(|n| n == TMP_DIR) || !a.is_dir() {
@@ -284,13 +322,16 @@ impl BlobStore {
                     if !b.is_dir() {
                         continue;
                     }
-                    for data in read_dir_sorted(&b)? {
-                        let name = data.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
-                        // Blob files are named by 64 hex digits; skip sidecars and anything else.
-                        if name.len() != 64 || !name.bytes().all(|c| c.is_ascii_hexdigit()) {
-                            continue;
-                        }
-                        f(&data, &sidecar_of(&data));
+                    // Blob files are named by 64 hex digits, plus suffixes
+                    // for the sidecar and a previous value; skip anything else.
+                    let mut hashes: Vec<String> = read_dir_sorted(&b)?
+                        .iter()
+                        .filter_map(|p| p.file_name()?.to_str()?.get(..64).map(str::to_string))
+                        .filter(|h| h.bytes().all(|c| c.is_ascii_hexdigit()))
+                        .collect();
+                    hashes.dedup();
+                    for h in hashes {
+                        f(&b.join(h));
                     }
                 }
             }
@@ -302,14 +343,14 @@ impl BlobStore {
     /// receiver goes away. Blocking.
     pub fn list(&self, tx: mpsc::Sender<BlobMeta>) -> io::Result<()> {
         let mut closed = false;
-        self.walk(|_, meta| {
+        self.walk(|data| {
             if closed {
                 return;
             }
-            match read_meta(meta) {
-                Ok(m) => closed = tx.blocking_send(m).is_err(),
-                Err(StoreError::NotFound) => {} // deleted while listing
-                Err(e) => tracing::warn!(path = %meta.display(), error = %e, "unreadable sidecar skipped"),
+            match previous::listed(data) {
+                Ok(Some(m)) => closed = tx.blocking_send(m).is_err(),
+                Ok(None) => {} // deleted while listing
+                Err(e) => tracing::warn!(path = %data.display(), error = %e, "unreadable sidecar skipped"),
             }
         })
     }
@@ -333,10 +374,11 @@ impl BlobStore {
         let store = Arc::clone(self);
         let key_owned = key.clone();
         let announced_len = expected.len;
+        let write = expected.write.clone();
         // The disk work (hashing, write, fsync, rename) runs on a blocking
         // thread; this task only moves chunks from the socket to it.
         let writer = tokio::task::spawn_blocking(move || {
-            let mut w = store.begin_write(&key_owned)?;
+            let mut w = store.begin_write(&key_owned, expected.write.as_deref())?;
             while let Some(msg) = rx.blocking_recv() {
                 match msg {
                     WriteMsg::Data(chunk) => w.write(&chunk)?,
@@ -373,7 +415,7 @@ impl BlobStore {
                 }
             }
         };
-        match outcome {
+        let result = match outcome {
             Ok(()) => {
                 let _ = tx.send(WriteMsg::Finish).await;
                 drop(tx);
@@ -384,7 +426,11 @@ impl BlobStore {
                 let _ = writer.await;
                 Err(e)
             }
+        };
+        if let (Err(_), Some(write)) = (&result, &write) {
+            self.forget_writer(key, write);
         }
+        result
     }
 
     /// Writes `meta` to a temp file in `dir`'s tmp folder (fsynced when
@@ -404,24 +450,52 @@ impl BlobStore {
 
     /// Changes the state recorded in a blob's sidecar, and its md5 when
     /// given (atomically, durably). Blocking.
+    ///
+    /// With `write`, the blob must be the one that master write stored
+    /// (else [`StoreError::OtherWrite`]); confirming it (`live`) drops the
+    /// value it replaced.
     pub fn set_state(
         &self,
         key: &Key,
         state: BlobState,
         md5: Option<String>,
+        write: Option<&str>,
     ) -> Result<BlobMeta, StoreError> {
-        self.update_meta(key, |m| {
+        let _stripe = self.stripe(key);
+        if let Some(write) = write {
+            let (_, meta_path) = self.locate(key).ok_or(StoreError::NotFound)?;
+            if read_meta(&meta_path)?.write.as_deref() != Some(write) {
+                return Err(StoreError::OtherWrite(write.to_string()));
+            }
+        }
+        let meta = self.update_meta_locked(key, |m| {
             m.state = state;
             if let Some(md5) = md5 {
                 m.md5 = md5;
             }
-        })
+        })?;
+        trove_common::crash::point("volume-marked");
+        if write.is_some() && state == BlobState::Live {
+            for dir in &self.dirs {
+                self.remove_previous(dir, key)?;
+            }
+        }
+        Ok(meta)
     }
 
     /// Rewrites a blob's sidecar with `change` applied, if it changes
     /// anything (atomically, durably). Blocking.
     fn update_meta(&self, key: &Key, change: impl FnOnce(&mut BlobMeta)) -> Result<BlobMeta, StoreError> {
         let _stripe = self.stripe(key);
+        self.update_meta_locked(key, change)
+    }
+
+    /// [`BlobStore::update_meta`] for a caller that holds the key's stripe.
+    fn update_meta_locked(
+        &self,
+        key: &Key,
+        change: impl FnOnce(&mut BlobMeta),
+    ) -> Result<BlobMeta, StoreError> {
         let (data, meta_path) = self.locate(key).ok_or(StoreError::NotFound)?;
         let mut meta = read_meta(&meta_path)?;
         let before = meta.clone();
@@ -459,18 +533,10 @@ impl BlobStore {
         }
         let d = hasher.finish();
         let ok = d.size == meta.size && d.sha256_hex() == meta.sha256;
-        // A blob known to be wrong is never served again; a replacement
-        // (a pull, a new PUT) brings a fresh sidecar. Only the copy that was
-        // hashed is marked: one that replaced it meanwhile is left alone.
         let meta = if ok || meta.damaged {
             meta
         } else {
-            let (sha256, created) = (meta.sha256.clone(), meta.created);
-            self.update_meta(key, |m| {
-                if m.sha256 == sha256 && m.created == created {
-                    m.damaged = true;
-                }
-            })?
+            self.mark_damaged(key, &meta)?
         };
         Ok(Verified {
             actual_sha256: d.sha256_hex(),
@@ -480,7 +546,26 @@ impl BlobStore {
         })
     }
 
-    fn begin_write(&self, key: &Key) -> Result<BlobWriter<'_>, StoreError> {
+    /// Records that the copy of `key` described by `seen` is damaged, so it
+    /// is never served again; a replacement (a pull, a new PUT) brings a
+    /// fresh sidecar. Only that copy is marked: one that replaced it
+    /// meanwhile is left alone. Blocking.
+    pub fn mark_damaged(&self, key: &Key, seen: &BlobMeta) -> Result<BlobMeta, StoreError> {
+        let (sha256, created) = (seen.sha256.clone(), seen.created);
+        self.update_meta(key, |m| {
+            if m.sha256 == sha256 && m.created == created {
+                m.damaged = true;
+            }
+        })
+    }
+
+    fn begin_write(&self, key: &Key, write: Option<&str>) -> Result<BlobWriter<'_>, StoreError> {
+        if let Some(write) = write {
+            self.writers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key.as_str().to_string(), write.to_string());
+        }
         let dir = self.home_dir(key).to_path_buf();
         let name: u64 = rand::random();
         let temp = TempFile {
@@ -498,6 +583,7 @@ impl BlobStore {
             file: BufWriter::with_capacity(WRITE_BUFFER, file),
             temp,
             hasher: ContentHasher::sha256_only(),
+            blocks: blocks::BlockSums::default(),
         })
     }
 }
@@ -521,6 +607,10 @@ pub struct Expected {
     /// sha256, and learn the md5 from the master (here for a pull, or later
     /// with `set_state`).
     pub md5: Option<String>,
+    /// The master write this upload belongs to (`Trove-Write`): a confirmed
+    /// copy it replaces is set aside until that write is confirmed or
+    /// aborted. Without it (a pull), the new copy replaces outright.
+    pub write: Option<String>,
 }
 
 /// The result of re-reading a blob.
@@ -561,11 +651,13 @@ struct BlobWriter<'a> {
     file: BufWriter<File>,
     temp: TempFile,
     hasher: ContentHasher,
+    blocks: blocks::BlockSums,
 }
 
 impl BlobWriter<'_> {
     fn write(&mut self, chunk: &[u8]) -> Result<(), StoreError> {
         self.hasher.update(chunk);
+        self.blocks.update(chunk);
         self.file.write_all(chunk).map_err(io_error)
     }
 
@@ -578,6 +670,7 @@ impl BlobWriter<'_> {
             file,
             temp,
             hasher,
+            blocks,
         } = self;
         let file = file.into_inner().map_err(|e| io_error(e.into_error()))?;
         let digests: Digests = hasher.finish();
@@ -605,18 +698,29 @@ impl BlobWriter<'_> {
             created: now_ms(),
             state: expected.state,
             damaged: false,
+            write: expected.write.clone(),
+            crc32c: Some(blocks.finish()),
         };
         let meta_temp = store.stage_meta(&dir, &meta)?;
         let (data_path, meta_path) = BlobStore::paths_in(&dir, &key);
         let parent = data_path.parent().expect("blob has a parent");
         let _stripe = store.stripe(&key);
+        if let Some(write) = &expected.write {
+            // Still this key's newest write? (A newer upload or the
+            // master's abort took it over while this one was in flight.)
+            let mut writers = store.writers.lock().unwrap_or_else(|p| p.into_inner());
+            if writers.get(key.as_str()) != Some(write) {
+                return Err(StoreError::Superseded(write.clone()));
+            }
+            writers.remove(key.as_str());
+        }
         create_dirs_durably(parent, store.fsync)?;
         // Replacing: the old copy goes first (sidecar, then data), so that
         // no moment — and no crash — pairs the old sidecar with new bytes.
         // A crash after this leaves new data without a sidecar, which
         // start-up removes: the replacement was never acknowledged.
         for other in &store.dirs {
-            store.remove_copy(other, &key)?;
+            store.make_room(other, &key, expected.write.is_some())?;
         }
         fs::rename(&temp.path, &data_path).map_err(io_error)?;
         temp.keep();
@@ -628,10 +732,35 @@ impl BlobWriter<'_> {
         if store.fsync {
             sync_dir(parent)?;
         }
+        trove_common::crash::point("volume-stored");
         store.blobs.fetch_add(1, Ordering::Relaxed);
         store.blob_bytes.fetch_add(meta.size, Ordering::Relaxed);
         Ok(meta)
     }
+}
+
+/// The id of data dir `dir`, made (durably) if it has none yet.
+fn dir_id(dir: &Path, fsync: bool) -> io::Result<String> {
+    fs::create_dir_all(dir)?;
+    let path = dir.join(ID_FILE);
+    match fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let id = format!("{:032x}", rand::random::<u128>());
+    let temp = dir.join(format!("{ID_FILE}.tmp"));
+    let mut f = File::create(&temp)?;
+    f.write_all(format!("{id}\n").as_bytes())?;
+    if fsync {
+        f.sync_all()?;
+    }
+    fs::rename(&temp, &path)?;
+    if fsync {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(id)
 }
 
 /// The sidecar's path beside a data file: `<h>.meta`.
@@ -774,7 +903,9 @@ mod tests {
 
         assert_eq!(blob.meta.state, BlobState::Pending);
         let md5 = "5d41402abc4b2a76b9719d911017c592".to_string();
-        let marked = store.set_state(&k, BlobState::Live, Some(md5.clone())).unwrap();
+        let marked = store
+            .set_state(&k, BlobState::Live, Some(md5.clone()), None)
+            .unwrap();
         assert_eq!((marked.state, marked.md5), (BlobState::Live, md5));
         assert_eq!(store.open_blob(&k).unwrap().meta.state, BlobState::Live);
         assert!(store.verify(&k).unwrap().ok);

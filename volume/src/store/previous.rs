@@ -1,0 +1,211 @@
+//! The value a master write replaces, kept until that write is settled.
+//!
+//! A key that was unlinked may be written again. Until the master confirms
+//! the new value (`mark … state=live&write=W`), the confirmed copy it
+//! replaces is kept aside as `<h>.prev` (data) and `<h>.prev.meta`
+//! (sidecar), in the data dir where it was. If the write fails, the master
+//! aborts it (`POST /-/abort?key=K&write=W`): the new blob is removed and
+//! the old copy put back, so a failed write leaves the previous state
+//! exactly as it was.
+//!
+//! Every move is a rename of the data, then of the sidecar; start-up
+//! ([`recover`]) finishes a move a crash interrupted, so a copy is never
+//! lost between its two places.
+
+use super::{io_error, read_meta, sidecar_of, sync_dir, BlobStore, StoreError};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use trove_common::key::Key;
+use trove_common::record::{BlobMeta, BlobState};
+
+/// Suffix of a previous value's data file (its sidecar adds `.meta`).
+const PREV_SUFFIX: &str = ".prev";
+
+/// `(data, sidecar)` of the previous value beside the blob file `data`.
+pub(super) fn prev_of(data: &Path) -> (PathBuf, PathBuf) {
+    let mut prev = data.as_os_str().to_owned();
+    prev.push(PREV_SUFFIX);
+    let prev = PathBuf::from(prev);
+    let meta = sidecar_of(&prev);
+    (prev, meta)
+}
+
+fn exists(p: &Path) -> bool {
+    p.symlink_metadata().is_ok()
+}
+
+/// Finishes a move a crash interrupted, for the blob file `data` (run at
+/// start-up, before anything is served). Moves are data first, then
+/// sidecar, so a half-done one is recognised by a data file and a sidecar
+/// in different places:
+///
+/// - setting aside: `<h>.prev` without its sidecar, `<h>.meta` without its
+///   data → the sidecar follows its data;
+/// - putting back: `<h>` without its sidecar, `<h>.prev.meta` without its
+///   data → the same, the other way.
+///
+/// A previous value beside a confirmed blob is one a crash kept from being
+/// dropped; it goes. Anything else half-present is a leftover and is
+/// removed.
+pub(super) fn recover(data: &Path) {
+    let meta = sidecar_of(data);
+    let (prev, prev_meta) = prev_of(data);
+    let finish = |from: &Path, to: &Path| {
+        tracing::warn!(from = %from.display(), to = %to.display(), "finishing a move interrupted by a crash");
+        if let Err(e) = fs::rename(from, to) {
+            tracing::error!(path = %from.display(), error = %e, "cannot finish an interrupted move");
+        }
+    };
+    match (exists(data), exists(&meta), exists(&prev), exists(&prev_meta)) {
+        (false, true, true, false) => finish(&meta, &prev_meta),
+        (true, false, false, true) => finish(&prev_meta, &meta),
+        _ => {}
+    }
+    // A confirmed blob in place: the write that set the previous value
+    // aside was confirmed, and the crash came before it was dropped.
+    let confirmed = || read_meta(&meta).is_ok_and(|m| m.state != BlobState::Pending);
+    if exists(&prev) && exists(&prev_meta) && exists(data) && confirmed() {
+        tracing::info!(path = %prev.display(), "dropping the previous value of a confirmed write");
+        let _ = fs::remove_file(&prev_meta);
+        let _ = fs::remove_file(&prev);
+    }
+    match (exists(&prev), exists(&prev_meta)) {
+        (true, false) => {
+            tracing::warn!(path = %prev.display(), "removing a previous value without sidecar");
+            let _ = fs::remove_file(&prev);
+        }
+        (false, true) => {
+            tracing::warn!(path = %prev_meta.display(), "removing a previous value's sidecar without data");
+            let _ = fs::remove_file(&prev_meta);
+        }
+        _ => {}
+    }
+}
+
+/// What `GET /-/blobs` reports for the blob file `data`: the
+/// blob, unless it is an unconfirmed write over a previous value — then the
+/// previous value, which is what the volume holds for certain. `None` when
+/// there is neither.
+pub(super) fn listed(data: &Path) -> Result<Option<BlobMeta>, StoreError> {
+    let (_, prev_meta) = prev_of(data);
+    let previous = || match read_meta(&prev_meta) {
+        Ok(m) => Ok(Some(m)),
+        Err(StoreError::NotFound) => Ok(None),
+        Err(e) => Err(e),
+    };
+    match read_meta(&sidecar_of(data)) {
+        Ok(m) if m.state == BlobState::Pending => Ok(previous()?.or(Some(m))),
+        Ok(m) => Ok(Some(m)),
+        Err(StoreError::NotFound) => previous(),
+        Err(e) => Err(e),
+    }
+}
+
+/// What [`BlobStore::abort`] did.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Aborted {
+    /// The size of the write's blob, when there was one to remove.
+    pub removed_bytes: Option<u64>,
+    /// A previous value was put back.
+    pub restored: bool,
+}
+
+impl BlobStore {
+    /// Clears `dir` for a new copy of `key` (caller holds the key's
+    /// stripe). For a master write (`keep_previous`), a confirmed copy is
+    /// set aside as the previous value; an unconfirmed one (a failed
+    /// write's) or an unreadable one is removed. For a pull, which stores a
+    /// confirmed copy, everything goes.
+    pub(super) fn make_room(&self, dir: &Path, key: &Key, keep_previous: bool) -> Result<(), StoreError> {
+        let (data, meta_path) = Self::paths_in(dir, key);
+        let confirmed = keep_previous
+            && exists(&data)
+            && read_meta(&meta_path).is_ok_and(|m| m.state != BlobState::Pending);
+        if !confirmed {
+            if !keep_previous {
+                self.remove_previous(dir, key)?;
+            }
+            return self.remove_copy(dir, key).map(|_| ());
+        }
+        self.remove_previous(dir, key)?;
+        let size = fs::metadata(&data).map(|m| m.len()).unwrap_or(0);
+        let (prev, prev_meta) = prev_of(&data);
+        fs::rename(&data, &prev).map_err(io_error)?;
+        fs::rename(&meta_path, &prev_meta).map_err(io_error)?;
+        self.blobs.fetch_sub(1, Ordering::Relaxed);
+        self.blob_bytes.fetch_sub(size, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Removes the previous value of `key` in `dir`, if any (caller holds
+    /// the key's stripe); sidecar first, as for any copy.
+    pub(super) fn remove_previous(&self, dir: &Path, key: &Key) -> Result<bool, StoreError> {
+        let (data, _) = Self::paths_in(dir, key);
+        let (prev, prev_meta) = prev_of(&data);
+        let mut found = false;
+        for path in [&prev_meta, &prev] {
+            match fs::remove_file(path) {
+                Ok(()) => found = true,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error(e)),
+            }
+        }
+        if found && self.fsync {
+            sync_dir(data.parent().expect("blob has a parent"))?;
+        }
+        Ok(found)
+    }
+
+    /// Undoes master write `write` of `key`: its upload, if still in
+    /// flight, will be refused; its blob, if stored and unconfirmed, is
+    /// removed; the value it replaced is put back. Another write's blob is
+    /// never touched. Idempotent. Blocking.
+    pub fn abort(&self, key: &Key, write: &str) -> Result<Aborted, StoreError> {
+        let _stripe = self.stripe(key);
+        self.forget_writer(key, write);
+        let mut aborted = Aborted::default();
+        for dir in &self.dirs {
+            let (_, meta_path) = Self::paths_in(dir, key);
+            match read_meta(&meta_path) {
+                Ok(m) if m.write.as_deref() == Some(write) && m.state == BlobState::Pending => {
+                    self.remove_copy(dir, key)?;
+                    aborted.removed_bytes = Some(m.size);
+                }
+                _ => {}
+            }
+        }
+        if self.locate(key).is_some() {
+            // A copy is in place (another write's, or a confirmed one): a
+            // previous value stays where it is.
+            return Ok(aborted);
+        }
+        for dir in &self.dirs {
+            let (data, meta_path) = Self::paths_in(dir, key);
+            let (prev, prev_meta) = prev_of(&data);
+            if exists(&prev) && exists(&prev_meta) {
+                let size = fs::metadata(&prev).map(|m| m.len()).unwrap_or(0);
+                fs::rename(&prev, &data).map_err(io_error)?;
+                fs::rename(&prev_meta, &meta_path).map_err(io_error)?;
+                if self.fsync {
+                    sync_dir(data.parent().expect("blob has a parent"))?;
+                }
+                self.blobs.fetch_add(1, Ordering::Relaxed);
+                self.blob_bytes.fetch_add(size, Ordering::Relaxed);
+                aborted.restored = true;
+                return Ok(aborted);
+            }
+        }
+        Ok(aborted)
+    }
+
+    /// Forgets `write` as the key's upload in progress, if it still is
+    /// (the upload failed before it could be committed).
+    pub(super) fn forget_writer(&self, key: &Key, write: &str) {
+        let mut writers = self.writers.lock().unwrap_or_else(|p| p.into_inner());
+        if writers.get(key.as_str()).is_some_and(|w| w == write) {
+            writers.remove(key.as_str());
+        }
+    }
+}
