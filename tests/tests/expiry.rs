@@ -197,3 +197,41 @@ async fn expired_keys_read_as_absent_and_are_collected_even_across_a_restart() {
     );
     assert_eq!(client.stat("/ttl/kept").await.unwrap().size, 5);
 }
+
+#[tokio::test]
+async fn an_expired_key_is_unlisted_and_may_be_written_again_before_it_is_collected() {
+    // The expirer's first pass happens at start-up; the next not within
+    // this test: the key stays in the index, expired.
+    let c = Cluster::start(ClusterOptions {
+        master_args: vec!["--expiry-interval".into(), "1h".into()],
+        ..Default::default()
+    })
+    .await;
+    let client = c.client();
+    client
+        .put_bytes("/ttl/again", "old".into(), &ttl(Duration::from_secs(1)))
+        .await
+        .unwrap();
+    assert_eq!(c.trove(&["ls", "/ttl/"]).await.stdout, "/ttl/again\n");
+    wait_for("the key to expire", || async {
+        c.head("/ttl/again").await.status() == 404
+    })
+    .await;
+    assert_eq!(c.copies_of("/ttl/again").await, 2, "not collected yet");
+    assert_eq!(
+        c.trove(&["ls", "/ttl/"]).await.stdout,
+        "",
+        "an expired key is not listed"
+    );
+    assert_eq!(c.trove(&["unlink", "/ttl/again"]).await.code, 3, "nor unlinked");
+    // Written again, it is an ordinary key.
+    let w = client
+        .put_bytes("/ttl/again", "new".into(), &PutOptions::default())
+        .await
+        .unwrap();
+    let stat = client.stat("/ttl/again").await.unwrap();
+    assert_eq!((stat.sha256, stat.expires), (w.sha256, None));
+    let (status, body) = c.get("/ttl/again").await;
+    assert_eq!((status, &body[..]), (200, &b"new"[..]));
+    assert_eq!(c.status().await["keys"]["live"], 1);
+}
