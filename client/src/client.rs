@@ -238,8 +238,8 @@ impl Client {
             match attempt(url.clone(), earlier).await {
                 Ok(v) => return Ok(v),
                 Err(e) if self.inner.retry.should_retry(n, &e) => {
-                    if e.outcome_unknown() {
-                        earlier = true;
+                    earlier |= e.outcome_unknown();
+                    if e.unreachable() {
                         self.fail_over(i);
                     }
                     let wait = self.inner.retry.backoff(n);

@@ -46,7 +46,13 @@ pub enum Error {
     },
     /// Could not connect, or the connection broke.
     #[error("cannot reach {url}: {message}")]
-    Transport { url: String, message: String },
+    Transport {
+        url: String,
+        message: String,
+        /// The request may have reached the server (the connection broke
+        /// after it was made, rather than never being made).
+        sent: bool,
+    },
     /// No byte moved for the stall timeout.
     #[error("{url}: no progress for {timeout:?}")]
     Stalled { url: String, timeout: Duration },
@@ -104,6 +110,7 @@ impl Error {
         Error::Transport {
             url: url.to_string(),
             message: trove_common::http::transport_error(e),
+            sent: !e.is_connect(),
         }
     }
 
@@ -130,6 +137,12 @@ impl Error {
     /// Whether the failure may have happened after the master acted on the
     /// request (the connection broke while waiting for its answer).
     pub(crate) fn outcome_unknown(&self) -> bool {
+        matches!(self, Error::Transport { sent: true, .. } | Error::Stalled { .. })
+    }
+
+    /// Whether the server could not be reached or went silent (another
+    /// master may do better).
+    pub(crate) fn unreachable(&self) -> bool {
         matches!(self, Error::Transport { .. } | Error::Stalled { .. })
     }
 
@@ -161,5 +174,22 @@ mod tests {
         assert!(matches!(e(502, "replica"), Error::Server { status: 502, .. }));
         assert!(e(503, "").is_retryable() && e(409, "").is_retryable());
         assert!(!e(502, "").is_retryable() && !e(404, "").is_retryable());
+    }
+
+    #[test]
+    fn only_a_request_that_was_made_may_have_acted() {
+        let t = |sent| Error::Transport {
+            url: "http://m/k".into(),
+            message: "x".into(),
+            sent,
+        };
+        assert!(t(false).is_retryable() && t(false).unreachable() && !t(false).outcome_unknown());
+        assert!(t(true).outcome_unknown());
+        let stalled = Error::Stalled {
+            url: "http://m/k".into(),
+            timeout: Duration::from_secs(1),
+        };
+        assert!(stalled.outcome_unknown() && stalled.unreachable());
+        assert!(!Error::Unavailable { message: "x".into() }.unreachable());
     }
 }
