@@ -18,17 +18,22 @@ fn ttl(d: Duration) -> PutOptions {
     }
 }
 
+/// A default cluster whose master runs with `master_args`.
+async fn cluster(master_args: &[&str]) -> Cluster {
+    Cluster::start(ClusterOptions {
+        master_args: master_args.iter().map(|a| a.to_string()).collect(),
+        ..Default::default()
+    })
+    .await
+}
+
 async fn gone_everywhere(c: &Cluster, key: &str) -> bool {
     c.copies_of(key).await == 0 && (0..c.volumes.len()).all(|i| !c.blob_path(i, key).exists())
 }
 
 #[tokio::test]
 async fn ttl_headers_default_ttl_and_the_cli() {
-    let c = Cluster::start(ClusterOptions {
-        master_args: vec!["--default-ttl".into(), "1h".into()],
-        ..Default::default()
-    })
-    .await;
+    let c = cluster(&["--default-ttl", "1h"]).await;
     let client = c.client();
     let before = now_ms();
     client
@@ -104,11 +109,7 @@ async fn ttl_headers_default_ttl_and_the_cli() {
 
 #[tokio::test]
 async fn expired_keys_read_as_absent_and_are_collected_even_across_a_restart() {
-    let mut c = Cluster::start(ClusterOptions {
-        master_args: vec!["--expiry-interval".into(), "100ms".into()],
-        ..Default::default()
-    })
-    .await;
+    let mut c = cluster(&["--expiry-interval", "100ms"]).await;
     let client = c.client();
 
     // A key that expires while it is being read.
@@ -202,11 +203,7 @@ async fn expired_keys_read_as_absent_and_are_collected_even_across_a_restart() {
 async fn an_expired_key_is_unlisted_and_may_be_written_again_before_it_is_collected() {
     // The expirer's first pass happens at start-up; the next not within
     // this test: the key stays in the index, expired.
-    let c = Cluster::start(ClusterOptions {
-        master_args: vec!["--expiry-interval".into(), "1h".into()],
-        ..Default::default()
-    })
-    .await;
+    let c = cluster(&["--expiry-interval", "1h"]).await;
     let client = c.client();
     client
         .put_bytes("/ttl/again", "old".into(), &ttl(Duration::from_secs(1)))
