@@ -34,7 +34,11 @@ pub(crate) struct Inner {
     pub(crate) current: AtomicUsize,
     pub(crate) stall: Duration,
     pub(crate) retry: RetryPolicy,
+    pub(crate) on_retry: Option<RetryFn>,
 }
+
+/// Told about each retry: the error, and the wait before the next attempt.
+pub type RetryFn = Arc<dyn Fn(&Error, Duration) + Send + Sync>;
 
 /// Builds a [`Client`]; every setting has a default but the master.
 ///
@@ -48,12 +52,13 @@ pub(crate) struct Inner {
 ///     .build()
 ///     .unwrap();
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ClientBuilder {
     masters: Vec<String>,
     connect_timeout: Duration,
     stall_timeout: Duration,
     retry: RetryPolicy,
+    on_retry: Option<RetryFn>,
 }
 
 impl Default for ClientBuilder {
@@ -63,6 +68,7 @@ impl Default for ClientBuilder {
             connect_timeout: Duration::from_secs(5),
             stall_timeout: Duration::from_secs(30),
             retry: RetryPolicy::default(),
+            on_retry: None,
         }
     }
 }
@@ -101,6 +107,20 @@ impl ClientBuilder {
         self
     }
 
+    /// Calls `f` before each retry (to tell a user why a call is slow).
+    ///
+    /// ```no_run
+    /// let client = trove_client::Client::builder()
+    ///     .master("http://127.0.0.1:3000")
+    ///     .on_retry(|e, wait| eprintln!("retrying in {wait:?}: {e}"))
+    ///     .build()
+    ///     .unwrap();
+    /// ```
+    pub fn on_retry(mut self, f: impl Fn(&Error, Duration) + Send + Sync + 'static) -> Self {
+        self.on_retry = Some(Arc::new(f));
+        self
+    }
+
     /// Checks the master URLs and builds the client.
     pub fn build(self) -> Result<Client> {
         if self.masters.is_empty() {
@@ -130,6 +150,7 @@ impl ClientBuilder {
                 current: AtomicUsize::new(0),
                 stall: self.stall_timeout,
                 retry: self.retry,
+                on_retry: self.on_retry,
             }),
         })
     }
@@ -244,6 +265,9 @@ impl Client {
                     }
                     let wait = self.inner.retry.backoff(n);
                     tracing::debug!(%url, error = %e, attempt = n, ?wait, "retrying");
+                    if let Some(f) = &self.inner.on_retry {
+                        f(&e, wait);
+                    }
                     tokio::time::sleep(wait).await;
                     n += 1;
                 }

@@ -5,8 +5,9 @@
 use futures::{StreamExt, TryStreamExt};
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use trove_client::{ByteRange, Client, Error, GetOptions, ListOptions, PutOptions, RetryPolicy};
 use trove_tests::{md5_hex, pattern, pattern_bytes, sha256_hex, wait_for, Cluster, ClusterOptions};
 
@@ -411,7 +412,17 @@ async fn bulk_copy_of_500_files_survives_a_master_restart() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let mut child = child;
     let pid = child.id().unwrap();
+    // The CLI says when it retries: collect its stderr as it comes.
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let log = Arc::clone(&stderr);
+    let reader = tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            log.lock().unwrap().push_str(&format!("{line}\n"));
+        }
+    });
     let client = c.client();
     let count = || async {
         let keys: Vec<String> = client
@@ -429,15 +440,18 @@ async fn bulk_copy_of_500_files_survives_a_master_restart() {
     assert!(before < 500, "the copy is mid-way ({before} keys)");
     c.master.kill();
     signal(pid, "CONT");
-    tokio::time::sleep(Duration::from_millis(300)).await; // let it hit the dead master
+    wait_for("the copy to find the master gone and retry", || async {
+        stderr.lock().unwrap().contains("retrying in")
+    })
+    .await;
     c.master.restart();
     c.wait_until_ready().await;
     let out = tokio::time::timeout(Duration::from_secs(300), child.wait_with_output())
         .await
         .expect("the copy finishes")
         .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    reader.await.unwrap();
+    assert!(out.status.success(), "{}", stderr.lock().unwrap());
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["failed"], 0, "{summary}");
     assert_eq!(

@@ -146,11 +146,17 @@ impl Ctx {
             attempts: self.retries.max(1),
             ..RetryPolicy::default()
         };
+        let quiet = self.ui.quiet;
         Client::builder()
             .masters(self.masters.iter().cloned())
             .connect_timeout(self.connect_timeout)
             .stall_timeout(self.stall_timeout)
             .retry(retry)
+            .on_retry(move |e, wait| {
+                if !quiet {
+                    eprintln!("trove: {e}; retrying in {:.1}s", wait.as_secs_f64());
+                }
+            })
             .build()
             .map_err(|e| Usage(e.to_string()).into())
     }
