@@ -395,7 +395,7 @@ async fn bulk_copy_of_500_files_survives_a_master_restart() {
     let mut c = Cluster::start_default().await;
     let src = c.dir.path().join("src");
     let tree = write_tree(&src, 500, 4096);
-    let child = c
+    let mut child = c
         .trove_command()
         .args([
             "cp",
@@ -412,7 +412,6 @@ async fn bulk_copy_of_500_files_survives_a_master_restart() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut child = child;
     let pid = child.id().unwrap();
     // The CLI says when it retries: collect its stderr as it comes.
     let stderr = Arc::new(Mutex::new(String::new()));
