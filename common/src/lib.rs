@@ -14,6 +14,8 @@
 //! - [`crash`]: named crash points for the kill -9 tests.
 //! - [`http`]: header names, the inter-server HTTP client, logging and
 //!   shutdown-signal helpers shared by both binaries.
+//! - [`server`]: the accept loop both servers run, with its connection
+//!   limits and timeouts.
 
 pub mod crash;
 pub mod digest;
@@ -23,6 +25,7 @@ pub mod metrics;
 pub mod placement;
 pub mod range;
 pub mod record;
+pub mod server;
 pub mod signing;
 
 /// The version both binaries report in `/-/status`.

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -33,6 +34,86 @@ struct Inner {
 #[derive(Default)]
 pub struct HttpMetrics {
     inner: Mutex<Inner>,
+    /// Fed by the accept loop ([`crate::server`]).
+    pub connections: ConnectionMetrics,
+}
+
+/// Why the server closed a connection on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timeout {
+    /// No request for the idle timeout.
+    Idle,
+    /// A request's headers were not complete within the header timeout.
+    Headers,
+    /// The client took no byte of an answer for the stall timeout.
+    Stall,
+}
+
+impl Timeout {
+    const ALL: [Timeout; 3] = [Timeout::Idle, Timeout::Headers, Timeout::Stall];
+
+    fn label(self) -> &'static str {
+        match self {
+            Timeout::Idle => "idle",
+            Timeout::Headers => "headers",
+            Timeout::Stall => "stall",
+        }
+    }
+}
+
+/// Client connections: open now, refused for being over the limit, and
+/// closed by each timeout.
+#[derive(Default)]
+pub struct ConnectionMetrics {
+    open: AtomicU64,
+    refused: AtomicU64,
+    timed_out: [AtomicU64; 3],
+}
+
+impl ConnectionMetrics {
+    pub fn opened(&self) {
+        self.open.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn closed(&self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn refused(&self) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn timed_out(&self, why: Timeout) {
+        self.timed_out[why as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String) {
+        let open = self.open.load(Ordering::Relaxed) as f64;
+        gauge(
+            out,
+            "trove_connections_open",
+            "Client connections being served.",
+            &[(vec![], open)],
+        );
+        counter(
+            out,
+            "trove_connections_refused_total",
+            "Connections answered 503 (or closed) for being over --max-connections.",
+            self.refused.load(Ordering::Relaxed),
+        );
+        out.push_str(
+            "# HELP trove_connections_timed_out_total Connections closed by the server, by timeout.\n",
+        );
+        out.push_str("# TYPE trove_connections_timed_out_total counter\n");
+        for why in Timeout::ALL {
+            let n = self.timed_out[why as usize].load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "trove_connections_timed_out_total{{reason=\"{}\"}} {n}",
+                why.label()
+            );
+        }
+    }
 }
 
 /// The method as a label: the known ones, or `OTHER` (so that made-up
@@ -116,6 +197,8 @@ impl HttpMetrics {
             "Response body bytes, as announced by Content-Length.",
             inner.bytes_out,
         );
+        drop(inner);
+        self.connections.render(out);
     }
 }
 
@@ -195,5 +278,7 @@ mod tests {
         assert!(out.contains("trove_received_bytes_total 150"));
         assert!(out.contains("trove_sent_bytes_total 40"));
         assert!(out.contains("trove_volume_up{volume=\"a:1\"} 1"));
+        assert!(out.contains("trove_connections_open 0"), "{out}");
+        assert!(out.contains("trove_connections_timed_out_total{reason=\"stall\"} 0"));
     }
 }

@@ -1,5 +1,6 @@
 //! HTTP byte ranges (RFC 9110 §14): one `Range: bytes=…` spec, parsed and
-//! resolved against a value's length.
+//! resolved against a value's length, and the `If-Range` check that says
+//! whether to honour it.
 
 use std::ops::Range;
 
@@ -34,30 +35,29 @@ pub struct Unsatisfiable {
 }
 
 impl ByteRange {
-    /// Parses a `Range` header value.
+    /// Parses a `Range` header value. The unit is case-insensitive, empty
+    /// list elements (`bytes=, 0-5`) are ignored, and a position too large
+    /// for a `u64` saturates: a first byte that far is past the end of any
+    /// value (unsatisfiable), a last byte that far means "to the end"
+    /// (RFC 9110 §14.1.1).
     pub fn parse(header: &str) -> Result<ByteRange, RangeError> {
-        let spec = header
-            .trim()
-            .strip_prefix("bytes=")
-            .ok_or(RangeError::Malformed)?
-            .trim();
-        if spec.contains(',') {
+        let (unit, set) = header.split_once('=').ok_or(RangeError::Malformed)?;
+        if !unit.trim().eq_ignore_ascii_case("bytes") {
+            return Err(RangeError::Malformed);
+        }
+        let mut specs = set.split(',').map(str::trim).filter(|s| !s.is_empty());
+        let spec = specs.next().ok_or(RangeError::Malformed)?;
+        if specs.next().is_some() {
             return Err(RangeError::Multiple);
         }
         let (first, last) = spec.split_once('-').ok_or(RangeError::Malformed)?;
-        let num = |s: &str| -> Result<u64, RangeError> {
-            let s = s.trim();
-            if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(RangeError::Malformed);
-            }
-            s.parse().map_err(|_| RangeError::Malformed)
-        };
-        match (first.trim().is_empty(), last.trim().is_empty()) {
+        let (first, last) = (first.trim(), last.trim());
+        match (first.is_empty(), last.is_empty()) {
             (true, true) => Err(RangeError::Malformed),
-            (true, false) => Ok(ByteRange::Suffix(num(last)?)),
-            (false, true) => Ok(ByteRange::From(num(first)?)),
+            (true, false) => Ok(ByteRange::Suffix(position(last)?)),
+            (false, true) => Ok(ByteRange::From(position(first)?)),
             (false, false) => {
-                let (first, last) = (num(first)?, num(last)?);
+                let (first, last) = (position(first)?, position(last)?);
                 if first > last {
                     return Err(RangeError::Malformed);
                 }
@@ -80,6 +80,35 @@ impl ByteRange {
     }
 }
 
+/// A byte position: ASCII digits only, saturating at `u64::MAX`.
+fn position(s: &str) -> Result<u64, RangeError> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(RangeError::Malformed);
+    }
+    Ok(s.parse().unwrap_or(u64::MAX))
+}
+
+/// What an `If-Range` header (RFC 9110 §13.1.5) says about a stored value.
+///
+/// The `Range` is honoured only when the validator matches the current
+/// representation: an entity tag by strong comparison (a weak tag never
+/// matches), or an HTTP date equal to its `Last-Modified`. Anything else —
+/// another tag, another date, a value that is neither — means the client's
+/// partial copy is of something else, and it must get the whole value
+/// (`200`), never a range of the new one spliced onto the old.
+pub fn if_range_matches(if_range: &str, etag: &str, last_modified: std::time::SystemTime) -> bool {
+    let v = if_range.trim();
+    if v.starts_with('"') || v.starts_with("W/") {
+        return !v.starts_with("W/") && v == etag;
+    }
+    // Dates are compared to the second, the resolution of an HTTP date.
+    let secs = |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).ok();
+    match httpdate::parse_http_date(v) {
+        Ok(date) => secs(date).is_some() && secs(date) == secs(last_modified),
+        Err(_) => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,15 +126,46 @@ mod tests {
             Ok(ByteRange::Bounded { first: 1, last: 2 })
         );
         assert_eq!(ByteRange::parse("bytes=0-1,3-4"), Err(RangeError::Multiple));
+        assert_eq!(ByteRange::parse("bytes=0-1, ,3-4"), Err(RangeError::Multiple));
+        // The unit is case-insensitive; empty list elements are ignored.
+        let first_six = Ok(ByteRange::Bounded { first: 0, last: 5 });
+        for ok in [
+            "Bytes=0-5",
+            "BYTES=0-5",
+            "bytes=, 0-5",
+            "bytes=0-5,",
+            "bytes=,,0-5, ,",
+        ] {
+            assert_eq!(ByteRange::parse(ok), first_six, "{ok}");
+        }
+        // Positions past u64 saturate: a first byte that far is never in a
+        // value, a last byte that far means "to the end".
+        assert_eq!(
+            ByteRange::parse("bytes=99999999999999999999-"),
+            Ok(ByteRange::From(u64::MAX))
+        );
+        assert_eq!(
+            ByteRange::parse("bytes=2-99999999999999999999"),
+            Ok(ByteRange::Bounded {
+                first: 2,
+                last: u64::MAX
+            })
+        );
+        assert_eq!(
+            ByteRange::parse("bytes=-99999999999999999999"),
+            Ok(ByteRange::Suffix(u64::MAX))
+        );
         for bad in [
             "",
             "bytes=",
+            "bytes=,",
             "bytes=-",
             "items=0-1",
+            "bytes 0-1",
             "bytes=a-b",
             "bytes=5-1",
             "bytes=+1-2",
-            "bytes=99999999999999999999-",
+            "bytes=99999999999999999999-1",
         ] {
             assert_eq!(ByteRange::parse(bad), Err(RangeError::Malformed), "{bad}");
         }
@@ -123,5 +183,33 @@ mod tests {
         assert_eq!(ByteRange::Suffix(50).resolve(5), Ok(0..5));
         assert_eq!(ByteRange::Suffix(0).resolve(5), Err(Unsatisfiable { len: 5 }));
         assert_eq!(ByteRange::Suffix(1).resolve(0), Err(Unsatisfiable { len: 0 }));
+        let huge = |s| ByteRange::parse(s).unwrap();
+        assert_eq!(
+            huge("bytes=99999999999999999999-").resolve(5),
+            Err(Unsatisfiable { len: 5 })
+        );
+        assert_eq!(huge("bytes=2-99999999999999999999").resolve(5), Ok(2..5));
+        assert_eq!(huge("bytes=-99999999999999999999").resolve(5), Ok(0..5));
+    }
+
+    #[test]
+    fn if_range() {
+        use std::time::{Duration, UNIX_EPOCH};
+        let etag = "\"2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824\"";
+        let modified = UNIX_EPOCH + Duration::from_millis(1_700_000_000_250);
+        assert!(if_range_matches(etag, etag, modified));
+        assert!(if_range_matches(&format!(" {etag} "), etag, modified));
+        assert!(
+            !if_range_matches(&format!("W/{etag}"), etag, modified),
+            "weak tags never match"
+        );
+        assert!(!if_range_matches("\"0000\"", etag, modified));
+        assert!(!if_range_matches(&etag[..20], etag, modified));
+        // Last-Modified of that instant, to the second.
+        assert!(if_range_matches("Tue, 14 Nov 2023 22:13:20 GMT", etag, modified));
+        assert!(!if_range_matches("Tue, 14 Nov 2023 22:13:21 GMT", etag, modified));
+        assert!(!if_range_matches("Tue, 14 Nov 2023 22:13:19 GMT", etag, modified));
+        assert!(!if_range_matches("yesterday", etag, modified));
+        assert!(!if_range_matches("", etag, modified));
     }
 }

@@ -40,6 +40,18 @@ pub enum ApiError {
     TooManyKeys(usize),
     #[error("method {0} is not supported; use GET, HEAD, PUT, POST, DELETE or UNLINK")]
     Method(String),
+    #[error("{method} is not allowed on {path}; use {allow}")]
+    WrongMethod {
+        method: String,
+        path: String,
+        allow: &'static str,
+    },
+    #[error("job parameters are a small JSON object: at most {0} bytes")]
+    ParamsTooLarge(usize),
+    #[error(
+        "Key-Sha256 mismatch: the client sent {sent} but the body's sha256 is {got}; nothing was stored"
+    )]
+    Sha256Mismatch { sent: String, got: String },
     #[error("Content-MD5 mismatch: the client sent {sent} but the body's md5 is {got}; nothing was stored")]
     Md5Mismatch { sent: String, got: String },
     #[error("the upload was cut off: {0}; nothing was stored")]
@@ -71,14 +83,16 @@ impl ApiError {
         use ApiError::*;
         match self {
             Key(KeyError::TooLong(_)) => StatusCode::URI_TOO_LONG,
-            Key(_) | BadRequest(_) | Md5Mismatch { .. } | ClientBody(_) => StatusCode::BAD_REQUEST,
+            Key(_) | BadRequest(_) | Md5Mismatch { .. } | Sha256Mismatch { .. } | ClientBody(_) => {
+                StatusCode::BAD_REQUEST
+            }
             EmptyBody => StatusCode::LENGTH_REQUIRED,
             Exists | Protected | Forbidden(_) => StatusCode::FORBIDDEN,
             Busy | Conflict(_) => StatusCode::CONFLICT,
             NotFound => StatusCode::NOT_FOUND,
             NoSuchJob(_) | NoSuchOperation(_) => StatusCode::NOT_FOUND,
-            TooManyKeys(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Method(_) => StatusCode::METHOD_NOT_ALLOWED,
+            TooManyKeys(_) | ParamsTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Method(_) | WrongMethod { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ClientStalled(_) => StatusCode::REQUEST_TIMEOUT,
             NotEnoughVolumes { .. } | ReplicasDown(_) => StatusCode::SERVICE_UNAVAILABLE,
             NotEnoughSpace { .. } => StatusCode::INSUFFICIENT_STORAGE,
@@ -102,12 +116,15 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::error!(status = status.as_u16(), error = %self, "request failed");
         }
+        let allow = match &self {
+            ApiError::Method(_) => Some("GET, HEAD, PUT, POST, DELETE, UNLINK"),
+            ApiError::WrongMethod { allow, .. } => Some(*allow),
+            _ => None,
+        };
         let mut resp = (status, format!("{self}\n")).into_response();
-        if status == StatusCode::METHOD_NOT_ALLOWED {
-            resp.headers_mut().insert(
-                header::ALLOW,
-                header::HeaderValue::from_static("GET, HEAD, PUT, POST, DELETE, UNLINK"),
-            );
+        if let Some(allow) = allow {
+            resp.headers_mut()
+                .insert(header::ALLOW, header::HeaderValue::from_static(allow));
         }
         resp
     }

@@ -32,6 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use trove_common::http::Timeouts;
 use trove_common::placement::Placement;
+use trove_common::server::ConnectionLimits;
 use trove_common::signing::Signer;
 
 /// How the master runs (from `trove-master serve`).
@@ -61,6 +62,8 @@ pub struct Config {
     pub expiry_interval: Duration,
     /// At most this many expired keys are deleted per second.
     pub expiry_rate: u32,
+    /// Timeouts and the connection limit for clients.
+    pub connections: ConnectionLimits,
 }
 
 /// What every handler shares.
@@ -115,14 +118,9 @@ pub async fn run(
         replicas = state.config.placement.replicas(),
         "index open"
     );
-    // TCP_NODELAY: a redirect or a 201 goes out at once, instead of waiting
-    // out Nagle's algorithm against the client's delayed ACK (~40 ms).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let result = axum::serve(listener, api::router(state))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let limits = state.config.connections;
+    let metrics = Arc::clone(&state.metrics);
+    let result = trove_common::server::serve(listener, api::router(state), limits, metrics, shutdown).await;
     monitor.abort();
     expirer.abort();
     Ok(result?)

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 use trove_common::http::{parse_duration, parse_size, Timeouts};
 use trove_common::placement::{parse_volume_list, Placement, VolumeSpec};
+use trove_common::server::ConnectionArgs;
 use trove_common::signing::Signer;
 use trove_master::jobs::{JobKind, JobParams, JobState};
 
@@ -127,8 +128,8 @@ struct ServeArgs {
     /// Give up connecting to a volume after this long.
     #[arg(long, env = "TROVE_CONNECT_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
     connect_timeout: Duration,
-    /// Give up on a volume (or a client upload) when no byte has moved for
-    /// this long. There is no total timeout: large transfers take the time
+    /// Give up on a volume (or a client upload), or drop an answer the
+    /// client stopped reading, when no byte has moved for this long. There is no total timeout: large transfers take the time
     /// they need while they keep moving.
     #[arg(long, env = "TROVE_STALL_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     stall_timeout: Duration,
@@ -156,6 +157,8 @@ struct ServeArgs {
     /// At most this many expired keys are deleted from the volumes per second.
     #[arg(long, env = "TROVE_EXPIRY_RATE", default_value_t = 100)]
     expiry_rate: u32,
+    #[command(flatten)]
+    connections: ConnectionArgs,
 }
 
 /// `--volumes a,b,c` as one flag value (clap calls this once per flag).
@@ -239,8 +242,41 @@ async fn job(args: &JobArgs, kind: JobKind, params: JobParams) -> anyhow::Result
     })
 }
 
+/// Refuses a `--volumes` list that names one server twice under two names
+/// (`127.0.0.1:3001` and `localhost:3001`): its "replicas" would share a
+/// disk. Names are resolved and their socket addresses compared; a name
+/// that does not resolve now is left to the health monitor (the volume may
+/// come up later), with a warning.
+async fn check_distinct_volumes(volumes: &[VolumeSpec], within: Duration) -> anyhow::Result<()> {
+    let mut seen: std::collections::HashMap<std::net::SocketAddr, &str> = Default::default();
+    for v in volumes {
+        let addrs = match tokio::time::timeout(within, tokio::net::lookup_host(v.addr.as_str())).await {
+            Ok(Ok(addrs)) => addrs,
+            Ok(Err(e)) => {
+                tracing::warn!(volume = %v.addr, error = %e, "cannot resolve this volume now; not checked for duplicates");
+                continue;
+            }
+            Err(_) => {
+                tracing::warn!(volume = %v.addr, "resolving this volume timed out; not checked for duplicates");
+                continue;
+            }
+        };
+        for addr in addrs {
+            match seen.insert(addr, &v.addr) {
+                Some(other) if other != v.addr => anyhow::bail!(
+                    "--volumes names one server twice: {other} and {} are both {addr}; list each volume once",
+                    v.addr
+                ),
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn rebuild(args: RebuildArgs) -> anyhow::Result<i32> {
     let volumes: Vec<VolumeSpec> = args.volumes.into_iter().flatten().collect();
+    check_distinct_volumes(&volumes, args.connect_timeout).await?;
     let placement = Placement::new(volumes, 1).context("bad --volumes")?;
     let timeouts = Timeouts {
         connect: args.connect_timeout,
@@ -265,6 +301,7 @@ async fn rebuild(args: RebuildArgs) -> anyhow::Result<i32> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let volumes: Vec<VolumeSpec> = args.volumes.into_iter().flatten().collect();
+    check_distinct_volumes(&volumes, args.connect_timeout).await?;
     let placement = Placement::new(volumes, args.replicas).context("bad --volumes / --replicas")?;
     let config = trove_master::Config {
         db: args.db,
@@ -282,6 +319,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         default_ttl: args.default_ttl.filter(|d| !d.is_zero()),
         expiry_interval: args.expiry_interval,
         expiry_rate: args.expiry_rate,
+        connections: args.connections.limits(args.stall_timeout),
     };
     let state = trove_master::AppState::open(config)?;
     let listener = tokio::net::TcpListener::bind((args.bind.as_str(), args.port))

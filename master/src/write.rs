@@ -47,6 +47,8 @@ pub struct Upload {
     pub content_md5: Option<[u8; 16]>,
     /// When the key expires (Unix ms), from the TTL headers or `--default-ttl`.
     pub expires: Option<u64>,
+    /// The sha256 from `Key-Sha256`, likewise.
+    pub key_sha256: Option<[u8; 32]>,
 }
 
 /// Stores `body` under `key` on every replica, then makes it live.
@@ -101,6 +103,12 @@ pub async fn write(state: Arc<AppState>, key: Key, upload: Upload, body: Body) -
             return Err(ApiError::Md5Mismatch {
                 sent: hex::encode(sent),
                 got: digests.md5_hex(),
+            });
+        }
+        if let Some(sent) = upload.key_sha256.filter(|s| *s != digests.sha256) {
+            return Err(ApiError::Sha256Mismatch {
+                sent: hex::encode(sent),
+                got: digests.sha256_hex(),
             });
         }
         let record = Record {

@@ -603,3 +603,97 @@ impl Cluster {
         run
     }
 }
+
+/// A volume on its own (no master) in `dir`, with `extra` flags: for tests
+/// that count a server's connections, which a master's health polls would
+/// disturb.
+pub fn lone_volume(dir: &Path, extra: &[&str]) -> Server {
+    let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    start_volume(dir, 0, &extra)
+}
+
+/// One series of a server's `/-/metrics` (e.g.
+/// `trove_connections_timed_out_total{reason="idle"}`); 0 when absent.
+pub async fn metric(http: &reqwest::Client, addr: &str, series: &str) -> f64 {
+    let resp = http.get(format!("http://{addr}/-/metrics")).send().await;
+    let text = resp.unwrap().text().await.unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// HTTP/1.1 by hand over a socket, for what client libraries hide:
+/// half-sent requests, bodies sent before the answer is read, `100
+/// Continue`, connections a server closes. Every read and write is bounded
+/// by [`WAIT`].
+pub mod raw {
+    use super::WAIT;
+    use std::io::{ErrorKind, Read};
+    use std::net::TcpStream;
+
+    /// A connection with read and write timeouts of [`WAIT`].
+    pub fn connect(addr: &str) -> TcpStream {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        s.set_write_timeout(Some(WAIT)).unwrap();
+        s
+    }
+
+    /// One answer: its head (status line and headers, as text) and body
+    /// (`Content-Length` bytes). Panics when the server closes or resets
+    /// the connection first, or says nothing for [`WAIT`].
+    pub fn read_answer(s: &mut TcpStream) -> (String, Vec<u8>) {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            match s.read(&mut byte) {
+                Ok(1) => head.push(byte[0]),
+                other => panic!(
+                    "no complete answer ({other:?}) after {:?}",
+                    String::from_utf8_lossy(&head)
+                ),
+            }
+        }
+        let head = String::from_utf8_lossy(&head).into_owned();
+        let len: usize = header(&head, "content-length").map_or(0, |v| v.parse().unwrap());
+        let mut body = vec![0u8; len];
+        s.read_exact(&mut body).unwrap();
+        (head, body)
+    }
+
+    /// The status code of an answer's head.
+    pub fn status(head: &str) -> u16 {
+        head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+    }
+
+    /// A header's value in an answer's head (name case-insensitive).
+    pub fn header(head: &str, name: &str) -> Option<String> {
+        head.lines().find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    }
+
+    /// Reads until the server closes the connection (an end of stream or a
+    /// reset) and returns how many bytes came before. Panics if it is
+    /// still open after [`WAIT`].
+    pub fn wait_closed(s: &mut TcpStream) -> u64 {
+        let mut buf = vec![0u8; 1 << 16];
+        let mut total = 0u64;
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => return total,
+                Ok(n) => total += n as u64,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
+                    ) =>
+                {
+                    return total
+                }
+                Err(e) => panic!("the server did not close the connection within {WAIT:?} ({e})"),
+            }
+        }
+    }
+}

@@ -109,7 +109,14 @@ async fn ttl_headers_default_ttl_and_the_cli() {
 
 #[tokio::test]
 async fn expired_keys_read_as_absent_and_are_collected_even_across_a_restart() {
-    let mut c = cluster(&["--expiry-interval", "100ms"]).await;
+    // The reader below pauses for longer than the harness's usual 5 s
+    // stall timeout, after which a volume drops a client that reads nothing.
+    let mut c = Cluster::start(ClusterOptions {
+        master_args: vec!["--expiry-interval".into(), "100ms".into()],
+        volume_args: vec!["--stall-timeout".into(), "60s".into()],
+        ..Default::default()
+    })
+    .await;
     let client = c.client();
 
     // A key that expires while it is being read.
@@ -147,7 +154,8 @@ async fn expired_keys_read_as_absent_and_are_collected_even_across_a_restart() {
     })
     .await;
     // The read that started before the expiry still gets every byte: the
-    // volume serves it from the memory map it opened.
+    // volume serves it from the memory map it opened (a reader that stalls
+    // beyond the volume's --stall-timeout is cut off, and cannot resume).
     while let Some(chunk) = reader.next().await {
         read += chunk.unwrap().len();
     }

@@ -196,15 +196,16 @@ async fn operations_paths_and_methods() {
         format!("{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbody")
             .into_bytes()
     };
-    // Writes to operation paths: 400, they are never keys.
-    assert_eq!(status(&raw(m, &with_body("POST", "/-/healthy"))), 400);
-    assert_eq!(status(&raw(m, &with_body("PUT", "/-/status"))), 400);
+    // Another method on an operation: 405 (protocol.rs checks the Allow
+    // header); a write to any other path under /-/: 400, never a key.
+    assert_eq!(status(&raw(m, &with_body("POST", "/-/healthy"))), 405);
+    assert_eq!(status(&raw(m, &with_body("PUT", "/-/status"))), 405);
     assert_eq!(
         status(&raw(m, &with_body("GET", "/-/status"))),
         200,
         "a body on a GET is ignored"
     );
-    assert_eq!(status(&raw(m, &with_body("PUT", "/-/rebalance"))), 400);
+    assert_eq!(status(&raw(m, &with_body("PUT", "/-/rebalance"))), 405);
     assert_eq!(
         status(&raw(m, &with_body("POST", "/-/rebalance"))),
         400,
@@ -212,8 +213,9 @@ async fn operations_paths_and_methods() {
     );
     assert_eq!(status(&raw(m, &with_body("POST", "/-/nothing"))), 400);
     assert_eq!(status(&raw(m, &with_body("GET", "/-/nothing"))), 404);
-    assert_eq!(status(&raw(v, &with_body("POST", "/-/healthy"))), 400);
-    assert_eq!(status(&raw(v, &with_body("PUT", "/-/blobs"))), 400);
+    assert_eq!(status(&raw(v, &with_body("POST", "/-/healthy"))), 405);
+    assert_eq!(status(&raw(v, &with_body("PUT", "/-/blobs"))), 405);
+    assert_eq!(status(&raw(v, &with_body("PUT", "/-/nothing"))), 400);
     assert_eq!(status(&raw(v, &with_body("PATCH", "/key"))), 405);
     assert_eq!(status(&raw(m, &with_body("PATCH", "/key"))), 405);
     assert_eq!(

@@ -12,8 +12,14 @@ pub enum ApiError {
     Key(#[from] KeyError),
     #[error("{0}")]
     BadRequest(String),
-    #[error("method {0} is not supported here")]
+    #[error("method {0} is not supported on a key; use GET, HEAD, PUT or DELETE")]
     Method(String),
+    #[error("{method} is not allowed on {path}; use {allow}")]
+    WrongMethod {
+        method: String,
+        path: String,
+        allow: &'static str,
+    },
     #[error("{0}")]
     Unsatisfiable(String),
     #[error(transparent)]
@@ -32,7 +38,7 @@ impl ApiError {
         match self {
             ApiError::Key(KeyError::TooLong(_)) => StatusCode::URI_TOO_LONG,
             ApiError::Key(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Method(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Method(_) | ApiError::WrongMethod { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unsatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             ApiError::Store(e) => match e {
                 StoreError::NotFound => StatusCode::NOT_FOUND,
@@ -65,7 +71,19 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::error!(status = status.as_u16(), error = %self, "request failed");
         }
-        (status, format!("{self}\n")).into_response()
+        let allow = match &self {
+            ApiError::Method(_) => Some("GET, HEAD, PUT, DELETE"),
+            ApiError::WrongMethod { allow, .. } => Some(*allow),
+            _ => None,
+        };
+        let mut resp = (status, format!("{self}\n")).into_response();
+        if let Some(allow) = allow {
+            resp.headers_mut().insert(
+                axum::http::header::ALLOW,
+                axum::http::HeaderValue::from_static(allow),
+            );
+        }
+        resp
     }
 }
 

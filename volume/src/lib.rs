@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use store::BlobStore;
 use trove_common::http::Timeouts;
+use trove_common::server::ConnectionLimits;
 use trove_common::signing::Signer;
 
 /// How the server runs.
@@ -34,6 +35,8 @@ pub struct Config {
     pub signer: Option<Signer>,
     /// How long the URLs this volume signs (for pulls) stay valid.
     pub url_ttl: Duration,
+    /// Timeouts and the connection limit for clients.
+    pub connections: ConnectionLimits,
 }
 
 /// What every handler shares.
@@ -45,30 +48,33 @@ pub struct AppState {
     pub metrics: Arc<trove_common::metrics::HttpMetrics>,
 }
 
-/// Serves on `listener` until `shutdown` resolves. Opens the data dirs
-/// first (see [`BlobStore::open`]).
-pub async fn run(
-    listener: tokio::net::TcpListener,
-    config: Config,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
+/// Opens the data dirs (see [`BlobStore::open`]). A volume does this
+/// before it binds its port, so that one whose disks are unusable fails
+/// before it announces that it is listening.
+pub async fn open_store(config: &Config) -> anyhow::Result<BlobStore> {
     let dirs = config.dirs.clone();
     let fsync = config.fsync;
     let store = tokio::task::spawn_blocking(move || BlobStore::open(dirs, fsync)).await??;
     let (blobs, bytes) = store.counts();
     tracing::info!(blobs, bytes, fsync, dirs = ?config.dirs, "data dirs open");
+    Ok(store)
+}
+
+/// Serves `store` on `listener` until `shutdown` resolves.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    store: BlobStore,
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let limits = config.connections;
     let state = Arc::new(AppState {
         store: Arc::new(store),
         http: trove_common::http::client(config.timeouts),
         metrics: Arc::default(),
         config,
     });
-    // TCP_NODELAY: small answers go out at once (see the master's run()).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, api::router(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let metrics = Arc::clone(&state.metrics);
+    trove_common::server::serve(listener, api::router(state), limits, metrics, shutdown).await?;
     Ok(())
 }

@@ -4,6 +4,7 @@ use clap::Parser;
 use std::path::PathBuf;
 use std::time::Duration;
 use trove_common::http::{parse_duration, Timeouts};
+use trove_common::server::ConnectionArgs;
 use trove_common::signing::Signer;
 
 /// A Trove volume server: stores blobs in DIRs and streams them over HTTP.
@@ -21,8 +22,9 @@ struct Args {
     /// master already acknowledged.
     #[arg(long, env = "TROVE_NO_FSYNC")]
     no_fsync: bool,
-    /// Abandon an upload (or a pull from another volume) when no byte has
-    /// moved for this long.
+    /// Abandon an upload (or a pull from another volume), or drop an
+    /// answer the client stopped reading, when no byte has moved for this
+    /// long.
     #[arg(long, env = "TROVE_STALL_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     stall_timeout: Duration,
     /// Shared secret (the master's --secret): refuse every request that is
@@ -36,6 +38,8 @@ struct Args {
     /// Give up connecting to another volume (for a pull) after this long.
     #[arg(long, env = "TROVE_CONNECT_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
     connect_timeout: Duration,
+    #[command(flatten)]
+    connections: ConnectionArgs,
     /// Data dirs, one per disk; created if missing. Keys are spread across
     /// them by hash.
     #[arg(env = "TROVE_DIRS", value_delimiter = ',', required = true)]
@@ -43,14 +47,16 @@ struct Args {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    use anyhow::Context;
+async fn main() {
     trove_common::http::init_logging();
-    let args = Args::parse();
-    let listener = tokio::net::TcpListener::bind((args.bind.as_str(), args.port))
-        .await
-        .with_context(|| format!("cannot listen on {}:{}", args.bind, args.port))?;
-    let addr = listener.local_addr()?;
+    if let Err(e) = serve(Args::parse()).await {
+        eprintln!("trove-volume: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
+    use anyhow::Context;
     let config = trove_volume::Config {
         dirs: args.dirs,
         fsync: !args.no_fsync,
@@ -60,18 +66,22 @@ async fn main() -> anyhow::Result<()> {
         },
         signer: args.secret.as_deref().filter(|s| !s.is_empty()).map(Signer::new),
         url_ttl: args.url_ttl,
+        connections: args.connections.limits(args.stall_timeout),
     };
+    // The data dirs first: a volume that cannot use them must fail before
+    // it says it is listening.
+    let store = trove_volume::open_store(&config).await?;
+    let listener = tokio::net::TcpListener::bind((args.bind.as_str(), args.port))
+        .await
+        .with_context(|| format!("cannot listen on {}:{}", args.bind, args.port))?;
+    let addr = listener.local_addr()?;
     let server = tokio::spawn(trove_volume::run(
         listener,
+        store,
         config,
         trove_common::http::shutdown_signal(),
     ));
     // Printed once the socket is bound, for people and for tests.
     println!("trove-volume listening on {addr}");
-    let result = server.await.context("server task failed")?;
-    if let Err(e) = &result {
-        eprintln!("trove-volume: {e:#}");
-        std::process::exit(1);
-    }
-    Ok(())
+    server.await.context("server task failed")?
 }

@@ -1,24 +1,27 @@
 //! `/-/rebalance`, `/-/verify`, `/-/gc`: `POST` starts the job (JSON
 //! parameters in the body, all optional), `GET` reports its progress,
-//! `DELETE` stops it.
+//! `DELETE` stops it. The path and method are checked before the body is
+//! read, so a refusal never waits for (or says `100 Continue` to) a body.
 
 use crate::error::ApiError;
 use crate::jobs::{JobKind, JobParams};
 use crate::AppState;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use std::sync::Arc;
 use trove_common::key::KeyError;
 
+/// The most a job's JSON parameters may take.
+const MAX_PARAMS: usize = 64 << 10;
+
 pub async fn job(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
-    method: Method,
-    body: Bytes,
+    req: Request,
 ) -> Result<Response, ApiError> {
+    let method = req.method().clone();
     let Some(kind) = JobKind::parse(&name) else {
         // Not an operation: still never a key.
         return Err(match method {
@@ -28,6 +31,17 @@ pub async fn job(
     };
     match method {
         Method::POST => {
+            if trove_common::http::content_length(req.headers()).is_ok_and(|n| n > Some(MAX_PARAMS as u64)) {
+                return Err(ApiError::ParamsTooLarge(MAX_PARAMS));
+            }
+            let body = axum::body::to_bytes(req.into_body(), MAX_PARAMS)
+                .await
+                .map_err(
+                    |e| match e.into_inner().downcast::<http_body_util::LengthLimitError>() {
+                        Ok(_) => ApiError::ParamsTooLarge(MAX_PARAMS),
+                        Err(e) => ApiError::ClientBody(e.to_string()),
+                    },
+                )?;
             let params: JobParams = if body.iter().all(u8::is_ascii_whitespace) {
                 JobParams::default()
             } else {
@@ -51,6 +65,10 @@ pub async fn job(
                 Err(ApiError::NoSuchJob(name))
             }
         }
-        _ => Err(ApiError::Key(KeyError::Reserved)),
+        _ => Err(ApiError::WrongMethod {
+            method: method.to_string(),
+            path: format!("/-/{name}"),
+            allow: "GET, HEAD, POST, DELETE",
+        }),
     }
 }

@@ -44,6 +44,15 @@ impl ListQuery {
                     }
                     state = Some(s);
                 }
+                // The last of two values silently winning would hide a
+                // caller's mistake.
+                "start" | "limit"
+                    if (name == "start" && start.is_some()) || (name == "limit" && limit.is_some()) =>
+                {
+                    return Err(ApiError::BadRequest(format!(
+                        "{name} was given more than once; give it once"
+                    )));
+                }
                 "start" => {
                     let raw = percent_decode(value.as_bytes())
                         .map_err(|e| ApiError::BadRequest(format!("start: {e}")))?;
@@ -133,5 +142,15 @@ mod tests {
             ListQuery::parse("list&start=%zz"),
             Err(ApiError::BadRequest(_))
         ));
+        for repeated in [
+            "list&limit=1&limit=2",
+            "list&start=a&start=b",
+            "list&limit=1&start=a&limit=1",
+        ] {
+            assert!(
+                matches!(ListQuery::parse(repeated), Err(ApiError::BadRequest(_))),
+                "{repeated}"
+            );
+        }
     }
 }

@@ -12,12 +12,12 @@ use crate::error::ApiError;
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::Method;
+use axum::http::{Method, Uri};
 use axum::response::Response;
 use axum::routing::{any, get as get_route};
 use axum::Router;
 use std::sync::Arc;
-use trove_common::key::{Key, KeyError};
+use trove_common::key::Key;
 
 /// All routes of the master.
 pub fn router(state: Arc<AppState>) -> Router {
@@ -28,13 +28,24 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/-/metrics", get_route(ops::metrics))
         .route("/-/{job}", any(jobs::job))
         .fallback(key_request)
-        // A write to an operation path: never a key (DESIGN.md: 400).
-        .method_not_allowed_fallback(|| async { ApiError::Key(KeyError::Reserved) })
+        .method_not_allowed_fallback(wrong_method)
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state.metrics),
             trove_common::metrics::track,
         ))
         .with_state(state)
+}
+
+/// Another method on an operation that exists. Only the read-only
+/// operations get here (`/-/{job}` checks its methods itself), so the
+/// answer is `405` with `Allow: GET, HEAD`. (A write to a path under `/-/`
+/// that is no operation is `400`: such paths are never keys.)
+async fn wrong_method(method: Method, uri: Uri) -> ApiError {
+    ApiError::WrongMethod {
+        method: method.to_string(),
+        path: uri.path().to_string(),
+        allow: "GET, HEAD",
+    }
 }
 
 /// A request on a key path (or a listing under a prefix).

@@ -1,6 +1,7 @@
-//! `GET`/`HEAD /<key>`: the blob's bytes, whole or one range, streamed
-//! straight from a memory map of the file, each block checked against the
-//! CRC32C stored with it before it is sent (see `store::blocks`).
+//! `GET`/`HEAD /<key>`: the blob's bytes, whole or one range (honouring
+//! `If-Range`), streamed straight from a memory map of the file, each block
+//! checked against the CRC32C stored with it before it is sent (see
+//! `store::blocks`).
 //!
 //! A block that does not match is never sent: if it is the first, the
 //! answer is `503` (like any damaged copy); later, the response is cut
@@ -21,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 use trove_common::http::{KEY_MD5, KEY_SHA256};
 use trove_common::key::Key;
-use trove_common::range::{ByteRange, RangeError};
+use trove_common::range::{if_range_matches, ByteRange, RangeError};
 
 pub async fn get(
     state: &AppState,
@@ -36,9 +37,20 @@ pub async fn get(
         return Err(ApiError::Damaged);
     }
     let len = blob.meta.size;
+    let etag = format!("\"{}\"", blob.meta.sha256);
+    let last_modified = UNIX_EPOCH + Duration::from_millis(blob.meta.created);
 
+    // A range of a value the client no longer has (its `If-Range` names
+    // another version) would splice new bytes onto old ones: it gets the
+    // whole current value instead. An `If-Range` that is not text matches
+    // nothing.
+    let current = headers.get(header::IF_RANGE).is_none_or(|v| {
+        v.to_str()
+            .is_ok_and(|v| if_range_matches(v, &etag, last_modified))
+    });
     let range = match headers
         .get(header::RANGE)
+        .filter(|_| current)
         .map(|v| v.to_str().map(ByteRange::parse))
     {
         None | Some(Err(_)) | Some(Ok(Err(RangeError::Malformed))) => None,
@@ -59,13 +71,12 @@ pub async fn get(
         },
     };
 
-    let last_modified = UNIX_EPOCH + Duration::from_millis(blob.meta.created);
     let mut resp = Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "application/octet-stream")
         .header(header::CONTENT_LENGTH, span.end - span.start)
         .header(header::ACCEPT_RANGES, "bytes")
-        .header(header::ETAG, format!("\"{}\"", blob.meta.sha256))
+        .header(header::ETAG, etag)
         .header(header::LAST_MODIFIED, httpdate::fmt_http_date(last_modified))
         .header(KEY_SHA256, &blob.meta.sha256);
     if !blob.meta.md5.is_empty() {

@@ -13,7 +13,7 @@ use crate::error::ApiError;
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::Method;
+use axum::http::{Method, Uri};
 use axum::response::Response;
 use axum::routing::{get as get_route, post};
 use axum::Router;
@@ -24,23 +24,23 @@ use trove_common::key::Key;
 pub fn router(state: Arc<AppState>) -> Router {
     let checked = Router::new()
         .route("/-/status", get_route(ops::status))
+        .route("/-/metrics", get_route(ops::metrics))
         .route("/-/blobs", get_route(blobs::list))
         .route("/-/pull", post(admin::pull))
         .route("/-/verify", get_route(admin::verify))
         .route("/-/mark", post(admin::mark))
         .route("/-/abort", post(admin::abort))
         .fallback(key_request)
-        .method_not_allowed_fallback(reserved)
+        .method_not_allowed_fallback(wrong_method)
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
             auth::check_signature,
         ))
         .with_state(Arc::clone(&state));
-    // Liveness needs no signature.
+    // Liveness needs no signature (everything else does, metrics included).
     Router::new()
         .route("/-/healthy", get_route(ops::healthy))
-        .route("/-/metrics", get_route(ops::metrics))
-        .method_not_allowed_fallback(reserved)
+        .method_not_allowed_fallback(wrong_method)
         .merge(checked)
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state.metrics),
@@ -49,9 +49,20 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Another method on an operation path: those paths are never keys.
-async fn reserved() -> ApiError {
-    ApiError::Key(trove_common::key::KeyError::Reserved)
+/// Another method on an operation that exists: `405` with `Allow`. Of the
+/// operations, pull and mark are `POST`s; the others are reads. (Any
+/// method on a path under `/-/` that is no operation is `400`: such paths
+/// are never keys.)
+async fn wrong_method(method: Method, uri: Uri) -> ApiError {
+    let allow = match uri.path() {
+        "/-/pull" | "/-/mark" => "POST",
+        _ => "GET, HEAD",
+    };
+    ApiError::WrongMethod {
+        method: method.to_string(),
+        path: uri.path().to_string(),
+        allow,
+    }
 }
 
 /// A request on a key path.
