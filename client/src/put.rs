@@ -1,9 +1,10 @@
 //! `PUT /key`: streaming writes from bytes, a file, a stream or a reader.
 //!
 //! The body is streamed, never held: memory is one chunk at a time whatever
-//! the value's size. When the md5 is known before sending (bytes, files, or
-//! given by the caller) it goes out as `Content-MD5`, so the master refuses
-//! a body damaged on the way and stores nothing. A one-shot stream's md5 is
+//! the value's size. When the digests are known before sending (bytes,
+//! files, or given by the caller) they go out as `Content-MD5` and
+//! `Key-Sha256`, so the master refuses a body damaged on the way and stores
+//! nothing. A one-shot stream's md5 is
 //! only known at its end; its sha256 is then compared with the `Key-Sha256`
 //! of the master's `201`, and a mismatch deletes the key again and fails.
 //!
@@ -18,10 +19,9 @@ use crate::error::{Error, Result};
 use base64::Engine;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use md5::Digest as _;
 use reqwest::header::CONTENT_LENGTH;
 use reqwest::{Method, StatusCode};
-use sha2::Sha256;
+use sha2::{Digest as _, Sha256};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -29,6 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::io::AsyncRead;
+use trove_common::digest::{ContentHasher, Digests};
 use trove_common::http::{CONTENT_MD5, KEY_SHA256, TROVE_EXPIRES_AFTER, TROVE_EXPIRES_AT};
 use trove_common::key::Key;
 
@@ -56,6 +57,9 @@ pub struct PutOptions {
     /// The raw md5 of the value, if the caller knows it: sent as
     /// `Content-MD5` (RFC 1864) so the master checks the body against it.
     pub content_md5: Option<[u8; 16]>,
+    /// The raw sha256 of the value, if the caller knows it: sent as
+    /// `Key-Sha256`, checked by the master likewise.
+    pub sha256: Option<[u8; 32]>,
     /// Expire the key (see the master's `--default-ttl` for writes without).
     pub expires: Option<Expiry>,
     /// Told how many bytes went out.
@@ -66,6 +70,7 @@ impl std::fmt::Debug for PutOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PutOptions")
             .field("content_md5", &self.content_md5.map(hex::encode))
+            .field("sha256", &self.sha256.map(hex::encode))
             .field("expires", &self.expires)
             .field("progress", &self.progress.is_some())
             .finish()
@@ -93,11 +98,17 @@ impl Client {
     /// ```
     pub async fn put_bytes(&self, raw_key: &str, value: Bytes, opts: &PutOptions) -> Result<Written> {
         let k = &key(raw_key)?;
-        let md5 = opts
-            .content_md5
-            .unwrap_or_else(|| md5::Md5::digest(&value).into());
+        let (md5, sha256) = match (opts.content_md5, opts.sha256) {
+            (Some(md5), sha256) => (md5, sha256),
+            (None, sha256) => {
+                let mut h = ContentHasher::new();
+                h.update(&value);
+                let d = h.finish();
+                (d.md5.expect("md5 computed"), sha256.or(Some(d.sha256)))
+            }
+        };
         let len = value.len() as u64;
-        self.put_retried(k, len, md5, opts, || {
+        self.put_retried(k, len, (md5, sha256), opts, || {
             let value = value.clone();
             async move { Ok(futures::stream::once(async move { Ok::<_, std::io::Error>(value) }).boxed()) }
         })
@@ -118,12 +129,19 @@ impl Client {
     /// ```
     pub async fn put_file(&self, raw_key: &str, path: &Path, opts: &PutOptions) -> Result<Written> {
         let k = &key(raw_key)?;
-        let (len, md5) = match opts.content_md5 {
-            Some(md5) => (file_len(path).await?, md5),
-            None => file_md5(path).await?,
+        let (len, md5, sha256) = match opts.content_md5 {
+            Some(md5) => (file_len(path).await?, md5, opts.sha256),
+            None => {
+                let d = file_digests(path).await?;
+                (
+                    d.size,
+                    d.md5.expect("md5 computed"),
+                    opts.sha256.or(Some(d.sha256)),
+                )
+            }
         };
         let path: PathBuf = path.to_path_buf();
-        self.put_retried(k, len, md5, opts, || {
+        self.put_retried(k, len, (md5, sha256), opts, || {
             let path = path.clone();
             async move {
                 let file = tokio::fs::File::open(&path)
@@ -166,7 +184,7 @@ impl Client {
         let watch = Watch::new(opts.progress.clone(), Some(Arc::clone(&hashed)));
         let url = self.master_url(&k.url_path());
         let answer = self
-            .send_put(&url, body, len, opts.content_md5, opts, &watch)
+            .send_put(&url, body, len, (opts.content_md5, opts.sha256), opts, &watch)
             .await;
         let written = match answer {
             Ok(resp) => {
@@ -220,7 +238,7 @@ impl Client {
         &self,
         k: &Key,
         len: u64,
-        md5: [u8; 16],
+        (md5, sha256): ([u8; 16], Option<[u8; 32]>),
         opts: &PutOptions,
         body: F,
     ) -> Result<Written>
@@ -236,7 +254,7 @@ impl Client {
             let watch = Watch::new(opts.progress.clone(), None);
             let stream = body().await?;
             match self
-                .send_put(&url, stream, Some(len), Some(md5), opts, &watch)
+                .send_put(&url, stream, Some(len), (Some(md5), sha256), opts, &watch)
                 .await
             {
                 Ok(resp) if resp.status() == StatusCode::FORBIDDEN && earlier => {
@@ -265,7 +283,7 @@ impl Client {
         url: &str,
         body: futures::stream::BoxStream<'static, std::io::Result<Bytes>>,
         len: Option<u64>,
-        md5: Option<[u8; 16]>,
+        (md5, sha256): (Option<[u8; 16]>, Option<[u8; 32]>),
         opts: &PutOptions,
         watch: &Watch,
     ) -> Result<reqwest::Response> {
@@ -282,6 +300,9 @@ impl Client {
         }
         if let Some(md5) = md5 {
             req = req.header(CONTENT_MD5, base64::engine::general_purpose::STANDARD.encode(md5));
+        }
+        if let Some(sha256) = sha256 {
+            req = req.header(KEY_SHA256, hex::encode(sha256));
         }
         match opts.expires {
             None => {}
@@ -404,16 +425,16 @@ async fn file_len(path: &Path) -> Result<u64> {
         .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))
 }
 
-/// A file's length and md5, read once (on the blocking pool: hashing is CPU).
-pub async fn file_md5(path: &Path) -> Result<(u64, [u8; 16])> {
+/// A file's length, md5 and sha256, read once (on the blocking pool:
+/// hashing is CPU).
+pub async fn file_digests(path: &Path) -> Result<Digests> {
     let p = path.to_path_buf();
     tokio::task::spawn_blocking(move || {
         use std::io::Read;
         let mut file =
             std::fs::File::open(&p).map_err(|e| Error::io(format!("cannot open {}", p.display()), e))?;
-        let mut hasher = md5::Md5::new();
+        let mut hasher = ContentHasher::new();
         let mut buf = vec![0u8; CHUNK];
-        let mut len = 0u64;
         loop {
             let n = file
                 .read(&mut buf)
@@ -422,9 +443,8 @@ pub async fn file_md5(path: &Path) -> Result<(u64, [u8; 16])> {
                 break;
             }
             hasher.update(&buf[..n]);
-            len += n as u64;
         }
-        Ok((len, hasher.finalize().into()))
+        Ok(hasher.finish())
     })
     .await
     .map_err(|e| Error::io("hashing task failed", std::io::Error::other(e)))?

@@ -161,6 +161,17 @@ async fn library_writes_reads_lists_and_deletes() {
         client.stat("/a/../b").await,
         Err(Error::InvalidKey { .. })
     ));
+    // A sha256 the body does not have: the master refuses, stores nothing.
+    let wrong = PutOptions {
+        sha256: Some([0; 32]),
+        ..Default::default()
+    };
+    let e = client
+        .put_bytes("/lib/wrong", "abc".into(), &wrong)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Rejected { status: 400, .. }), "{e}");
+    assert!(!client.exists("/lib/wrong").await.unwrap());
     let e = client
         .put_bytes("/lib/empty", "".into(), &opts)
         .await

@@ -24,7 +24,7 @@ use std::collections::HashSet;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use trove_client::put::file_md5;
+use trove_client::put::file_digests;
 use trove_client::{Client, GetOptions, ListOptions, PutOptions};
 use trove_common::http::parse_duration;
 
@@ -333,12 +333,13 @@ async fn local_matches(
     md5: &str,
     total: &Option<ProgressBar>,
 ) -> anyhow::Result<(bool, [u8; 16])> {
-    let (len, local) = file_md5(path).await?;
-    let same = hex::encode(local) == md5;
+    let local = file_digests(path).await?;
+    let md5_local = local.md5.expect("md5 computed");
+    let same = hex::encode(md5_local) == md5;
     if let (true, Some(t)) = (same, total) {
-        t.inc(len);
+        t.inc(local.size);
     }
-    Ok((same, local))
+    Ok((same, md5_local))
 }
 
 async fn upload(
