@@ -54,17 +54,22 @@ cat <<MSG
 Trove is running: master http://127.0.0.1:3000, volumes ${volumes[*]}, $replicas replicas.
 Data and logs: $data
 
-Try:
+Try (the trove command line; see the README's "Client" section):
+  export PATH="$bin:\$PATH"
   echo hello > /tmp/hello.txt
+  trove put /tmp/hello.txt greetings/hello.txt      # write
+  trove get greetings/hello.txt                     # read (sha256 checked)
+  trove stat greetings/hello.txt                    # size, digests, replicas
+  trove ls -l greetings/                            # list keys under a prefix
+  trove rm greetings/hello.txt                      # delete
+  trove status                                      # volumes, keys, jobs
+
+or curl, as with minikeyvalue:
   curl -L -T /tmp/hello.txt http://127.0.0.1:3000/greetings/hello.txt   # write (201)
   curl -L http://127.0.0.1:3000/greetings/hello.txt                     # read
   curl -i http://127.0.0.1:3000/greetings/hello.txt                     # the 302 and its digests
-  curl "http://127.0.0.1:3000/greetings/?list"                          # list keys under a prefix
-  curl -X DELETE http://127.0.0.1:3000/greetings/hello.txt              # delete (204)
-  curl -s http://127.0.0.1:3000/-/status                                # cluster status
 
 Admin commands (see the README's "Operating" section):
-  export PATH="$bin:\$PATH"
   trove-master verify --deep && trove-master gc --dry-run
 
 Ctrl-C stops the cluster.

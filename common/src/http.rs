@@ -16,6 +16,15 @@ pub const KEY_SIZE: &str = "key-size";
 pub const KEY_VOLUMES: &str = "key-volumes";
 /// `balanced` when the stored volumes equal the current placement.
 pub const KEY_BALANCE: &str = "key-balance";
+/// When the value was written, Unix milliseconds.
+pub const KEY_CREATED: &str = "key-created";
+/// When the key expires, Unix milliseconds (keys written with a TTL).
+pub const KEY_EXPIRES: &str = "key-expires";
+/// On a write: expire the key this long after it (`3600`, `90s`, `1h`,
+/// `7d`), or `never` (overrides the master's `--default-ttl`).
+pub const TROVE_EXPIRES_AFTER: &str = "trove-expires-after";
+/// On a write: expire the key at this time (Unix seconds, or an HTTP date).
+pub const TROVE_EXPIRES_AT: &str = "trove-expires-at";
 /// The id of the master write an upload to a volume belongs to.
 pub const TROVE_WRITE: &str = "trove-write";
 
@@ -54,6 +63,20 @@ pub fn client(timeouts: Timeouts) -> reqwest::Client {
         .pool_idle_timeout(Duration::from_secs(30))
         .build()
         .expect("the HTTP client's configuration is valid")
+}
+
+/// A failed request, described for a person: its innermost cause (the one
+/// to act on, "Connection refused"), prefixed when connecting failed.
+pub fn transport_error(e: &reqwest::Error) -> String {
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(inner) = cause.source() {
+        cause = inner;
+    }
+    if e.is_connect() {
+        format!("cannot connect: {cause}")
+    } else {
+        cause.to_string()
+    }
 }
 
 /// The announced body length: `Ok(None)` without a `Content-Length`, an

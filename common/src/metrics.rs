@@ -229,7 +229,8 @@ pub async fn track(
     resp
 }
 
-fn counter(out: &mut String, name: &str, help: &str, value: u64) {
+/// Appends one counter without labels.
+pub fn counter(out: &mut String, name: &str, help: &str, value: u64) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
 }
 

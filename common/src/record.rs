@@ -34,6 +34,10 @@ pub struct Record {
     pub md5: String,
     /// When the write started (writing) or finished (live), Unix milliseconds.
     pub created: u64,
+    /// When the key expires, Unix milliseconds (written with a TTL): from
+    /// then on it reads as absent, and the master's expirer deletes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<u64>,
     /// Volumes among `volumes` whose copy `verify` found missing or corrupt:
     /// readers are never sent there, and `verify --repair` re-copies them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -67,10 +71,16 @@ impl Record {
             sha256: String::new(),
             md5: String::new(),
             created: now_ms,
+            expires: None,
             damaged: vec![],
             write: Some(write),
             replaces: replaces.map(Box::new),
         }
+    }
+
+    /// Whether the key has expired at `now_ms`.
+    pub fn expired(&self, now_ms: u64) -> bool {
+        self.expires.is_some_and(|t| t <= now_ms)
     }
 
     /// The volumes a reader may be sent to: all but the damaged ones.
@@ -194,6 +204,7 @@ mod tests {
             sha256: "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824".into(),
             md5: "5d41402abc4b2a76b9719d911017c592".into(),
             created: 1_700_000_000_000,
+            expires: None,
             damaged: vec![],
             write: None,
             replaces: None,
@@ -231,6 +242,18 @@ mod tests {
             .ends_with(r#","damaged":["b:2"]}"#));
         assert_eq!(Record::decode(&d.encode()).unwrap(), d);
         assert_eq!(d.readable(), vec!["a:1".to_string()]);
+        // A key written with a TTL; records from before TTLs have none.
+        let e = Record {
+            expires: Some(1_700_003_600_000),
+            ..r.clone()
+        };
+        assert_eq!(
+            String::from_utf8(e.encode()).unwrap(),
+            r#"{"state":"live","volumes":["a:1","b:2"],"size":5,"sha256":"2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824","md5":"5d41402abc4b2a76b9719d911017c592","created":1700000000000,"expires":1700003600000}"#
+        );
+        assert_eq!(Record::decode(&e.encode()).unwrap(), e);
+        assert!(!e.expired(1_700_003_599_999) && e.expired(1_700_003_600_000));
+        assert!(!r.expired(u64::MAX), "no TTL, never expires");
         assert!(Record::decode(b"{not json").is_err());
         assert!(Record::decode(br#"{"state":"gone"}"#).is_err());
     }

@@ -59,20 +59,9 @@ impl VolumeError {
                 timeout,
             }
         } else {
-            // The innermost cause is the one a person can act on
-            // ("Connection refused", "Connection reset by peer").
-            let mut cause: &dyn std::error::Error = &e;
-            while let Some(inner) = cause.source() {
-                cause = inner;
-            }
-            let message = if e.is_connect() {
-                format!("cannot connect: {cause}")
-            } else {
-                cause.to_string()
-            };
             VolumeError::Unreachable {
                 addr: addr.to_string(),
-                message,
+                message: trove_common::http::transport_error(&e),
             }
         }
     }

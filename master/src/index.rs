@@ -1,18 +1,28 @@
 //! The key index: RocksDB, key bytes → [`Record`] JSON.
 //!
+//! Keys written with a TTL also have an entry in the `expiry` column family,
+//! `expires (u64 big-endian ms) ‖ key` → empty: ordered by time, so the
+//! expirer reads only the entries that are due and never a live key. An
+//! entry is written in the same batch as its record; one whose record has
+//! since changed (deleted, rewritten) is stale, and is dropped when the
+//! expirer finds it.
+//!
 //! RocksDB's default comparator is bytewise, which is exactly the order
 //! listings promise. Writes are synced to the WAL unless `--no-fsync`, so a
 //! `201` survives a crash of the master. Point reads (`get`) run inline
 //! (memtable or block cache); writes, listings and scans run on tokio's
 //! blocking pool.
 
-use rocksdb::{BlockBasedOptions, Cache, Direction, IteratorMode, Options, WriteOptions, DB};
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch,
+    WriteOptions, DB, DEFAULT_COLUMN_FAMILY_NAME,
+};
 use serde::Serialize;
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use trove_common::key::Key;
-use trove_common::record::{Record, RecordError, State};
+use trove_common::record::{now_ms, Record, RecordError, State};
 
 /// Index failures (the master answers `500` to these).
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +51,27 @@ pub struct Page {
     pub next: Option<String>,
 }
 
+/// The column family of the expiry index.
+const EXPIRY_CF: &str = "expiry";
+
+/// The expiry-index entry of `key` expiring at `expires` (Unix ms).
+fn expiry_entry(expires: u64, key: &[u8]) -> Vec<u8> {
+    let mut entry = Vec::with_capacity(8 + key.len());
+    entry.extend_from_slice(&expires.to_be_bytes());
+    entry.extend_from_slice(key);
+    entry
+}
+
+/// Keys due to expire, and how many expiry-index entries were read to
+/// find them.
+#[derive(Debug, Default, PartialEq)]
+pub struct Due {
+    /// `(expires, key)`, soonest first.
+    pub entries: Vec<(u64, String)>,
+    /// Entries read (the due ones, plus at most one that is not due yet).
+    pub scanned: usize,
+}
+
 /// The RocksDB index. Cheap to clone.
 #[derive(Clone)]
 pub struct Index {
@@ -67,7 +98,17 @@ impl Index {
         let mut table = BlockBasedOptions::default();
         table.set_block_cache(&Cache::new_lru_cache(8 << 20));
         opts.set_block_based_table_factory(&table);
-        let db = DB::open(&opts, path)?;
+        opts.create_missing_column_families(true);
+        let mut expiry_opts = Options::default();
+        expiry_opts.set_write_buffer_size(4 << 20);
+        let db = DB::open_cf_descriptors(
+            &opts,
+            path,
+            [
+                ColumnFamilyDescriptor::new(DEFAULT_COLUMN_FAMILY_NAME, opts.clone()),
+                ColumnFamilyDescriptor::new(EXPIRY_CF, expiry_opts),
+            ],
+        )?;
         let index = Index {
             inner: Arc::new(Inner {
                 db,
@@ -121,6 +162,78 @@ impl Index {
         }
     }
 
+    fn expiry_cf(&self) -> &rocksdb::ColumnFamily {
+        self.inner
+            .db
+            .cf_handle(EXPIRY_CF)
+            .expect("opened with the expiry column family")
+    }
+
+    /// Adds `record` (and its expiry entry, for a live key with a TTL).
+    fn add(&self, batch: &mut WriteBatch, key: &Key, record: &Record) {
+        batch.put(key.as_bytes(), record.encode());
+        if let (State::Live, Some(t)) = (record.state, record.expires) {
+            batch.put_cf(self.expiry_cf(), expiry_entry(t, key.as_bytes()), b"");
+        }
+    }
+
+    /// Up to `limit` expiry entries due at `now` (Unix ms), soonest first.
+    /// Reads the expiry index only, and stops at the first entry not due.
+    pub async fn due(&self, now: u64, limit: usize) -> Result<Due, IndexError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.due_blocking(now, limit))
+            .await
+            .map_err(|e| IndexError::Task(e.to_string()))?
+    }
+
+    fn due_blocking(&self, now: u64, limit: usize) -> Result<Due, IndexError> {
+        let mut due = Due::default();
+        for item in self.inner.db.iterator_cf(self.expiry_cf(), IteratorMode::Start) {
+            let (entry, _) = item?;
+            due.scanned += 1;
+            let Some((time, key)) = entry.split_first_chunk::<8>() else {
+                continue;
+            };
+            let time = u64::from_be_bytes(*time);
+            if time > now || due.entries.len() == limit {
+                break;
+            }
+            due.entries
+                .push((time, String::from_utf8_lossy(key).into_owned()));
+        }
+        Ok(due)
+    }
+
+    /// Removes an expired key's record and its expiry entry, together.
+    pub async fn remove_expired(&self, key: &Key, expires: u64, previous: State) -> Result<(), IndexError> {
+        let this = self.clone();
+        let k = key.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut batch = WriteBatch::default();
+            batch.delete(k.as_bytes());
+            batch.delete_cf(this.expiry_cf(), expiry_entry(expires, k.as_bytes()));
+            this.inner.db.write_opt(batch, &this.write_opts())?;
+            this.count(Some(previous), -1);
+            Ok(())
+        })
+        .await
+        .map_err(|e| IndexError::Task(e.to_string()))?
+    }
+
+    /// Drops a stale expiry entry (its key was deleted or rewritten).
+    pub async fn forget_expiry(&self, key: &str, expires: u64) -> Result<(), IndexError> {
+        let this = self.clone();
+        let entry = expiry_entry(expires, key.as_bytes());
+        tokio::task::spawn_blocking(move || {
+            this.inner
+                .db
+                .delete_cf_opt(this.expiry_cf(), entry, &this.write_opts())?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| IndexError::Task(e.to_string()))?
+    }
+
     fn write_opts(&self) -> WriteOptions {
         let mut w = WriteOptions::default();
         w.set_sync(self.inner.sync);
@@ -133,9 +246,9 @@ impl Index {
         let this = self.clone();
         let k = key.clone();
         tokio::task::spawn_blocking(move || {
-            this.inner
-                .db
-                .put_opt(k.as_bytes(), record.encode(), &this.write_opts())?;
+            let mut batch = WriteBatch::default();
+            this.add(&mut batch, &k, &record);
+            this.inner.db.write_opt(batch, &this.write_opts())?;
             this.count(previous, -1);
             this.count(Some(record.state), 1);
             Ok(())
@@ -175,9 +288,9 @@ impl Index {
     /// Writes many records at once (for `rebuild`, into a fresh index).
     /// Blocking.
     pub fn import(&self, records: Vec<(Key, Record)>) -> Result<(), IndexError> {
-        let mut batch = rocksdb::WriteBatch::default();
+        let mut batch = WriteBatch::default();
         for (key, record) in &records {
-            batch.put(key.as_bytes(), record.encode());
+            self.add(&mut batch, key, record);
         }
         self.inner.db.write_opt(batch, &self.write_opts())?;
         for (_, record) in &records {
@@ -232,6 +345,7 @@ impl Index {
             _ => prefix,
         };
         let mut page = Page::default();
+        let now = now_ms();
         let iter = self
             .inner
             .db
@@ -241,7 +355,9 @@ impl Index {
             if !key.starts_with(prefix.as_bytes()) {
                 break;
             }
-            if Record::decode(&value)?.state != state {
+            let record = Record::decode(&value)?;
+            // An expired key is absent, though the expirer has yet to delete it.
+            if record.state != state || record.expired(now) {
                 continue;
             }
             let key = String::from_utf8_lossy(&key).into_owned();
@@ -267,6 +383,7 @@ mod tests {
             sha256: "s".into(),
             md5: "m".into(),
             created: 0,
+            expires: None,
             damaged: vec![],
             write: None,
             replaces: None,
@@ -275,6 +392,96 @@ mod tests {
 
     fn key(k: &str) -> Key {
         Key::new(k).unwrap()
+    }
+
+    /// The expirer's scan reads the expiry index only: live keys, with or
+    /// without a TTL, are never touched until they are due.
+    #[tokio::test]
+    async fn expiry_scan_touches_only_due_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(dir.path(), false).unwrap();
+        const TTL_KEYS: u64 = 100_000;
+        let with_ttl = |i: u64| Record {
+            expires: Some(1_000_000 + i),
+            ..rec(State::Live)
+        };
+        for chunk in (0..TTL_KEYS).collect::<Vec<_>>().chunks(10_000) {
+            let batch = chunk
+                .iter()
+                .map(|&i| (key(&format!("/ttl/{i:06}")), with_ttl(i)))
+                .chain(
+                    chunk
+                        .iter()
+                        .map(|&i| (key(&format!("/plain/{i:06}")), rec(State::Live))),
+                )
+                .collect();
+            index.import(batch).unwrap();
+        }
+        assert_eq!(index.counts().live, 2 * TTL_KEYS as i64);
+
+        // Nothing due: one entry read (the first, not due), nothing returned.
+        let none = index.due(999_999, 1000).await.unwrap();
+        assert_eq!((none.entries.len(), none.scanned), (0, 1));
+        // 50 due: 50 returned, 51 read.
+        let some = index.due(1_000_049, 1000).await.unwrap();
+        assert_eq!((some.entries.len(), some.scanned), (50, 51));
+        assert_eq!(some.entries[0], (1_000_000, "/ttl/000000".to_string()));
+        // Everything due: pages of 1000, each key exactly once, and never
+        // one of the 100,000 keys without a TTL.
+        let mut expired = 0;
+        let mut scanned = 0;
+        loop {
+            let due = index.due(u64::MAX, 1000).await.unwrap();
+            scanned += due.scanned;
+            if due.entries.is_empty() {
+                break;
+            }
+            for (t, k) in due.entries {
+                assert!(k.starts_with("/ttl/"), "{k}");
+                index.remove_expired(&key(&k), t, State::Live).await.unwrap();
+                expired += 1;
+            }
+        }
+        assert_eq!(expired, TTL_KEYS);
+        assert!(scanned <= TTL_KEYS as usize + 101, "{scanned} entries read");
+        assert_eq!(index.counts().live, TTL_KEYS as i64);
+        assert!(index.get(&key("/ttl/000007")).unwrap().is_none());
+        assert!(index.get(&key("/plain/000007")).unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn expired_keys_are_not_listed_and_stale_entries_are_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(dir.path(), false).unwrap();
+        let past = Record {
+            expires: Some(1),
+            ..rec(State::Live)
+        };
+        index.put(&key("/gone"), past, None).await.unwrap();
+        index.put(&key("/here"), rec(State::Live), None).await.unwrap();
+        let page = index.list("/".into(), None, 10, State::Live).await.unwrap();
+        assert_eq!(page.keys, vec!["/here"]);
+        // Rewritten without a TTL: the old entry is stale.
+        index
+            .put(&key("/gone"), rec(State::Live), Some(State::Live))
+            .await
+            .unwrap();
+        let due = index.due(now_ms(), 10).await.unwrap();
+        assert_eq!(due.entries, vec![(1, "/gone".to_string())]);
+        index.forget_expiry("/gone", 1).await.unwrap();
+        assert!(index.due(now_ms(), 10).await.unwrap().entries.is_empty());
+        // The expiry index survives a reopen.
+        let later = Record {
+            expires: Some(5),
+            ..rec(State::Live)
+        };
+        index.put(&key("/later"), later, None).await.unwrap();
+        drop(index);
+        let index = Index::open(dir.path(), false).unwrap();
+        assert_eq!(
+            index.due(10, 10).await.unwrap().entries,
+            vec![(5, "/later".to_string())]
+        );
     }
 
     #[tokio::test]

@@ -10,6 +10,7 @@
 //! - [`locks`]: one operation per key at a time.
 //! - [`write`]: the streaming, all-or-nothing write path.
 //! - [`jobs`]: rebalance, verify and gc, run inside the live master.
+//! - [`expiry`]: TTL headers and the expirer that deletes expired keys.
 //! - [`rebuild`]: recreate a lost index from the volumes (offline).
 //! - [`api`]: HTTP handlers, one file per operation.
 //! - [`error`]: the one place where errors become status codes.
@@ -18,6 +19,7 @@ pub mod api;
 pub mod cli;
 pub mod client;
 pub mod error;
+pub mod expiry;
 pub mod index;
 pub mod jobs;
 pub mod locks;
@@ -54,6 +56,12 @@ pub struct Config {
     pub url_ttl: Duration,
     /// Volumes with less free space take no new writes.
     pub min_free: u64,
+    /// Expiry for writes that ask for none (`None`: they never expire).
+    pub default_ttl: Option<Duration>,
+    /// How often the expirer looks for expired keys.
+    pub expiry_interval: Duration,
+    /// At most this many expired keys are deleted per second.
+    pub expiry_rate: u32,
     /// Timeouts and the connection limit for clients.
     pub connections: ConnectionLimits,
 }
@@ -65,6 +73,7 @@ pub struct AppState {
     pub locks: Arc<locks::KeyLocks>,
     pub jobs: jobs::Jobs,
     pub metrics: Arc<trove_common::metrics::HttpMetrics>,
+    pub expiry: expiry::ExpiryStats,
     pub config: Config,
 }
 
@@ -85,6 +94,7 @@ impl AppState {
             locks: Arc::default(),
             jobs: jobs::Jobs::default(),
             metrics: Arc::default(),
+            expiry: expiry::ExpiryStats::default(),
             config,
         })
     }
@@ -99,6 +109,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let state = Arc::new(state);
     let monitor = tokio::spawn(Arc::clone(&state.volumes).monitor(state.config.health_interval));
+    let expirer = tokio::spawn(expiry::run(Arc::clone(&state)));
     let counts = state.index.counts();
     tracing::info!(
         live = counts.live,
@@ -111,5 +122,6 @@ pub async fn run(
     let metrics = Arc::clone(&state.metrics);
     let result = trove_common::server::serve(listener, api::router(state), limits, metrics, shutdown).await;
     monitor.abort();
+    expirer.abort();
     Ok(result?)
 }

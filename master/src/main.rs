@@ -169,6 +169,16 @@ struct ServeArgs {
     /// How long a signed URL (a redirect, a volume request) stays valid.
     #[arg(long, env = "TROVE_URL_TTL", default_value = "5m", value_parser = parse_duration)]
     url_ttl: Duration,
+    /// Expire writes that name no expiry (Trove-Expires-After/-At) this long
+    /// after they are written (`30d`, `12h`). Default: they never expire.
+    #[arg(long, env = "TROVE_DEFAULT_TTL", value_parser = parse_duration)]
+    default_ttl: Option<Duration>,
+    /// How often the expirer looks for expired keys to delete.
+    #[arg(long, env = "TROVE_EXPIRY_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    expiry_interval: Duration,
+    /// At most this many expired keys are deleted from the volumes per second.
+    #[arg(long, env = "TROVE_EXPIRY_RATE", default_value_t = 100)]
+    expiry_rate: u32,
     #[command(flatten)]
     connections: ConnectionArgs,
 }
@@ -358,6 +368,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         signer: args.secret.as_deref().filter(|s| !s.is_empty()).map(Signer::new),
         url_ttl: args.url_ttl,
         min_free: args.min_free,
+        default_ttl: args.default_ttl.filter(|d| !d.is_zero()),
+        expiry_interval: args.expiry_interval,
+        expiry_rate: args.expiry_rate,
         connections: args.connections.limits(args.stall_timeout),
     };
     let state = trove_master::AppState::open(config)?;

@@ -223,6 +223,8 @@ fn merge(
             sha256: meta.sha256.clone(),
             md5: meta.md5.clone(),
             created: group.iter().map(|(_, m)| m.created).min().unwrap_or(meta.created),
+            // Sidecars do not carry expiry times: a rebuilt key has no TTL.
+            expires: None,
             damaged: vec![],
             write: None,
             replaces: None,

@@ -45,6 +45,8 @@ pub struct Upload {
     pub len: Option<u64>,
     /// The raw md5 from `Content-MD5`, to check against what arrives.
     pub content_md5: Option<[u8; 16]>,
+    /// When the key expires (Unix ms), from the TTL headers or `--default-ttl`.
+    pub expires: Option<u64>,
     /// The sha256 from `Key-Sha256`, likewise.
     pub key_sha256: Option<[u8; 32]>,
 }
@@ -58,11 +60,13 @@ pub async fn write(state: Arc<AppState>, key: Key, upload: Upload, body: Body) -
     let guard = state.locks.try_lock(&key).ok_or(ApiError::Busy)?;
     let existing = state.index.get(&key)?;
     let previous = existing.as_ref().map(|r| r.state);
-    // What a failure must restore: an unlinked record, or the one a dead
+    // What a failure must restore: an unlinked record, an expired one (an
+    // expired key is absent and may be written again; restored, it still
+    // reads as absent and the expirer collects it), or the one a dead
     // write (the master restarted mid-write) was going to restore.
     let replaces = match existing {
-        Some(r) if r.state == State::Live => return Err(ApiError::Exists),
-        Some(r) if r.state == State::Unlinked => Some(r),
+        Some(r) if r.state == State::Live && !r.expired(now_ms()) => return Err(ApiError::Exists),
+        Some(r) if r.state != State::Writing => Some(r),
         Some(r) => r.replaces.map(|b| *b),
         None => None,
     };
@@ -114,6 +118,7 @@ pub async fn write(state: Arc<AppState>, key: Key, upload: Upload, body: Body) -
             sha256: digests.sha256_hex(),
             md5: digests.md5_hex(),
             created: now_ms(),
+            expires: upload.expires,
             damaged: vec![],
             write: None,
             replaces: None,

@@ -559,6 +559,51 @@ pub fn md5_hex(bytes: &[u8]) -> String {
     hex::encode(md5::Md5::digest(bytes))
 }
 
+/// What a run of the `trove` command line left behind.
+pub struct CliRun {
+    /// The exit code (-1 when killed by a signal).
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Cluster {
+    /// A `trove_client::Client` for this cluster's master.
+    pub fn client(&self) -> trove_client::Client {
+        trove_client::Client::new(&format!("http://{}", self.master.addr)).expect("a valid master URL")
+    }
+
+    /// A `trove` command aimed at this master, with its own config file in
+    /// the cluster's temp dir (never the user's) and no stdin.
+    pub fn trove_command(&self) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(bin("trove"));
+        cmd.env("TROVE_MASTER", format!("http://{}", self.master.addr))
+            .env("TROVE_CONFIG", self.dir.path().join("trove-config.json"))
+            .env_remove("TROVE_JSON")
+            .env_remove("TROVE_QUIET")
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        cmd
+    }
+
+    /// Runs `trove <args>` to the end (see [`Cluster::trove_command`]).
+    pub async fn trove(&self, args: &[&str]) -> CliRun {
+        let out = self
+            .trove_command()
+            .args(args)
+            .output()
+            .await
+            .expect("trove runs");
+        let run = CliRun {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        eprintln!("$ trove {} → {}\n{}", args.join(" "), run.code, run.stderr);
+        run
+    }
+}
+
 /// A volume on its own (no master) in `dir`, with `extra` flags: for tests
 /// that count a server's connections, which a master's health polls would
 /// disturb.

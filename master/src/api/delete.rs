@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 use trove_common::crash;
 use trove_common::key::Key;
-use trove_common::record::{BlobState, Record, State};
+use trove_common::record::{now_ms, BlobState, Record, State};
 
 /// Unlinks the key (so it reads as absent at once), removes every replica,
 /// then the record. A replica that cannot be removed leaves the key
@@ -67,7 +67,7 @@ pub async fn unlink(state: Arc<AppState>, key: Key) -> Result<Response, ApiError
     let record = state
         .index
         .get(&key)?
-        .filter(|r| r.state == State::Live)
+        .filter(|r| r.state == State::Live && !r.expired(now_ms()))
         .ok_or(ApiError::NotFound)?;
     unlink_record(&state, &key, &record).await?;
     crash::point("unlink-recorded");

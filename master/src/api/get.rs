@@ -5,15 +5,17 @@ use crate::error::ApiError;
 use crate::AppState;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use trove_common::http::{CONTENT_MD5, KEY_BALANCE, KEY_SHA256, KEY_SIZE, KEY_VOLUMES};
+use trove_common::http::{
+    CONTENT_MD5, KEY_BALANCE, KEY_CREATED, KEY_EXPIRES, KEY_SHA256, KEY_SIZE, KEY_VOLUMES,
+};
 use trove_common::key::Key;
-use trove_common::record::State;
+use trove_common::record::{now_ms, State};
 
 pub fn get(state: &AppState, key: Key) -> Result<Response, ApiError> {
     let record = state
         .index
         .get(&key)?
-        .filter(|r| r.state == State::Live)
+        .filter(|r| r.state == State::Live && !r.expired(now_ms()))
         .ok_or(ApiError::NotFound)?;
     let readable = record.readable();
     let addr = state
@@ -24,7 +26,7 @@ pub fn get(state: &AppState, key: Key) -> Result<Response, ApiError> {
         .volumes
         .placement()
         .is_balanced(key.as_bytes(), &record.volumes);
-    Ok((
+    let mut resp = (
         StatusCode::FOUND,
         [
             (
@@ -41,7 +43,12 @@ pub fn get(state: &AppState, key: Key) -> Result<Response, ApiError> {
                 KEY_BALANCE,
                 if balanced { "balanced" } else { "unbalanced" }.to_string(),
             ),
+            (KEY_CREATED, record.created.to_string()),
         ],
     )
-        .into_response())
+        .into_response();
+    if let Some(t) = record.expires {
+        resp.headers_mut().insert(KEY_EXPIRES, t.into());
+    }
+    Ok(resp)
 }

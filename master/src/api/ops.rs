@@ -36,6 +36,8 @@ pub struct MasterStatus {
     healthy_volumes: usize,
     volumes: Vec<VolumeStatus>,
     keys: KeyCounts,
+    /// Keys the expirer deleted since this master started.
+    expired: u64,
     index: IndexStatus,
 }
 
@@ -58,7 +60,7 @@ struct IndexStatus {
 pub async fn metrics(
     State(state): State<Arc<AppState>>,
 ) -> ([(header::HeaderName, &'static str); 1], String) {
-    use trove_common::metrics::gauge;
+    use trove_common::metrics::{counter, gauge};
     let mut out = String::new();
     state.metrics.render(&mut out);
     let snapshot = state.volumes.snapshot();
@@ -103,6 +105,19 @@ pub async fn metrics(
             .map(|(s, n)| (vec![("state", s.to_string())], n as f64))
             .collect();
     gauge(&mut out, "trove_keys", "Keys in the index, by state.", &keys);
+    let load = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+    counter(
+        &mut out,
+        "trove_expired_keys_total",
+        "Keys deleted by the expirer since the master started.",
+        load(&state.expiry.expired),
+    );
+    counter(
+        &mut out,
+        "trove_expiry_failures_total",
+        "Deletions of expired keys that failed (retried later).",
+        load(&state.expiry.failed),
+    );
     let disk = vec![(vec![], state.index.disk_size() as f64)];
     gauge(
         &mut out,
@@ -134,6 +149,7 @@ pub async fn status(State(state): State<Arc<AppState>>) -> Json<MasterStatus> {
         healthy_volumes: volumes.iter().filter(|v| v.health.healthy).count(),
         volumes,
         keys: state.index.counts(),
+        expired: state.expiry.expired.load(std::sync::atomic::Ordering::Relaxed),
         index: IndexStatus {
             path: state.config.db.display().to_string(),
             disk_bytes: state.index.disk_size(),

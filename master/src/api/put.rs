@@ -29,11 +29,14 @@ pub async fn put(state: Arc<AppState>, key: Key, req: Request<Body>) -> Result<R
             parse_sha256_hex(s).ok_or_else(|| ApiError::BadRequest("Key-Sha256 must be 64 hex digits".into()))
         })
         .transpose()?;
+    let expires =
+        crate::expiry::requested(headers, state.config.default_ttl, trove_common::record::now_ms())?;
     let body = req.into_body();
     let upload = Upload {
         len,
         content_md5,
         key_sha256,
+        expires,
     };
     // The write runs in its own task so that a client hanging up cannot
     // cancel it half-way: it always finishes or cleans up after itself.

@@ -1,0 +1,453 @@
+//! `trove cp [-r] SRC DST` and `trove sync SRC DST [--delete]`: bulk
+//! transfers between a local directory and a key prefix, `--jobs` at a
+//! time, skipping what already matches.
+//!
+//! Which side is Trove: an argument written `trove:/prefix` is; otherwise,
+//! a SRC that exists locally is uploaded, and any other SRC is a key or
+//! prefix to download. `DIR/a/b.txt` ↔ `PREFIX/a/b.txt`.
+//!
+//! What matches is skipped: the same size and md5 (the local file is hashed
+//! only when the sizes agree). A destination that differs:
+//! - `cp` upload: refused for that file (keys are write-once); `cp`
+//!   download: the local file is replaced, as `aws s3 cp` does.
+//! - `sync`: replaced in both directions (a key is deleted, then written:
+//!   it is briefly absent), and with `--delete` whatever the destination has
+//!   that the source has not is removed — only after every transfer
+//!   succeeded.
+
+use super::{key_arg, put::options, ui, Ctx, NotFound, Usage};
+use anyhow::Context;
+use futures::{StreamExt, TryStreamExt};
+use indicatif::ProgressBar;
+use serde::Serialize;
+use std::collections::HashSet;
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use trove_client::put::file_digests;
+use trove_client::{Client, GetOptions, ListOptions, PutOptions};
+use trove_common::http::parse_duration;
+
+#[derive(clap::Args, Debug)]
+pub struct CpArgs {
+    /// A local file or directory, or a key or prefix (`trove:/prefix/`).
+    src: String,
+    /// A key or prefix, or a local file or directory.
+    dst: String,
+    /// Copy a whole directory or prefix.
+    #[arg(short, long)]
+    recursive: bool,
+    #[command(flatten)]
+    transfer: TransferArgs,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SyncArgs {
+    /// A local directory, or a prefix (`trove:/prefix/`).
+    src: String,
+    /// A prefix, or a local directory.
+    dst: String,
+    /// Also remove what the destination has and the source has not.
+    #[arg(long)]
+    delete: bool,
+    #[command(flatten)]
+    transfer: TransferArgs,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct TransferArgs {
+    /// Transfers at once.
+    #[arg(short, long, env = "TROVE_JOBS", default_value_t = 4)]
+    jobs: usize,
+    /// Expire uploaded keys this long after their write.
+    #[arg(long, env = "TROVE_TTL", value_parser = parse_duration)]
+    ttl: Option<Duration>,
+}
+
+/// Which way the bytes go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Upload,
+    Download,
+}
+
+/// One file ↔ key.
+#[derive(Debug, Clone)]
+struct Item {
+    local: PathBuf,
+    key: String,
+}
+
+/// Everything to transfer.
+struct Plan {
+    direction: Direction,
+    items: Vec<Item>,
+    /// The local directory and the prefix (recursive transfers).
+    root: Option<(PathBuf, String)>,
+}
+
+#[derive(Debug, Default, Serialize)]
+struct Summary {
+    copied: u64,
+    bytes: u64,
+    skipped: u64,
+    failed: u64,
+    deleted: u64,
+    errors: Vec<String>,
+    seconds: f64,
+}
+
+enum Outcome {
+    Copied(u64),
+    Skipped,
+    Failed(String),
+}
+
+pub async fn cp(ctx: &Ctx, args: CpArgs) -> anyhow::Result<()> {
+    let client = ctx.client()?;
+    let plan = plan(&client, &args.src, &args.dst, args.recursive).await?;
+    let summary = transfer(ctx, &client, &plan, &args.transfer, false).await;
+    finish(ctx, summary)
+}
+
+pub async fn sync(ctx: &Ctx, args: SyncArgs) -> anyhow::Result<()> {
+    let client = ctx.client()?;
+    let plan = plan(&client, &args.src, &args.dst, true).await?;
+    let mut summary = transfer(ctx, &client, &plan, &args.transfer, true).await;
+    if args.delete {
+        if summary.failed > 0 {
+            ctx.ui.note("not deleting anything: some transfers failed");
+        } else {
+            delete_extra(ctx, &client, &plan, &mut summary).await?;
+        }
+    }
+    finish(ctx, summary)
+}
+
+fn finish(ctx: &Ctx, s: Summary) -> anyhow::Result<()> {
+    ctx.ui.json(&s);
+    let rate = ui::bytes((s.bytes as f64 / s.seconds.max(0.001)) as u64);
+    let mut line = format!(
+        "{} copied ({}, {rate}/s), {} skipped (already there), {} failed",
+        s.copied,
+        ui::bytes(s.bytes),
+        s.skipped,
+        s.failed
+    );
+    if s.deleted > 0 {
+        line.push_str(&format!(", {} deleted", s.deleted));
+    }
+    line.push_str(&format!(" in {:.1}s", s.seconds));
+    ctx.ui.note(&line);
+    if s.failed > 0 {
+        anyhow::bail!("{} transfer(s) failed", s.failed);
+    }
+    Ok(())
+}
+
+/// `/prefix/` (a trailing slash, so `/a` never matches `/ab/…`).
+fn prefix_arg(raw: &str) -> String {
+    let mut p = key_arg(raw);
+    if !p.ends_with('/') {
+        p.push('/');
+    }
+    p
+}
+
+async fn plan(client: &Client, src: &str, dst: &str, recursive: bool) -> anyhow::Result<Plan> {
+    let upload = if src.starts_with("trove:") {
+        false
+    } else if dst.starts_with("trove:") {
+        true
+    } else {
+        Path::new(src).exists()
+    };
+    if upload {
+        let local = PathBuf::from(src);
+        let meta = std::fs::metadata(&local).map_err(|e| NotFound(format!("{src}: {e}")))?;
+        if meta.is_dir() {
+            if !recursive {
+                return Err(Usage(format!("{src} is a directory: use -r")).into());
+            }
+            let prefix = prefix_arg(dst);
+            let items = walk(&local)?
+                .into_iter()
+                .map(|(path, rel)| Item {
+                    key: format!("{prefix}{rel}"),
+                    local: path,
+                })
+                .collect();
+            return Ok(Plan {
+                direction: Direction::Upload,
+                items,
+                root: Some((local, prefix)),
+            });
+        }
+        let name = local.file_name().and_then(|n| n.to_str()).unwrap_or("value");
+        let key = if dst.ends_with('/') {
+            format!("{}{name}", prefix_arg(dst))
+        } else {
+            key_arg(dst)
+        };
+        return Ok(Plan {
+            direction: Direction::Upload,
+            items: vec![Item { local, key }],
+            root: None,
+        });
+    }
+    let dir = PathBuf::from(dst);
+    if !recursive {
+        let key = key_arg(src);
+        let local = if dir.is_dir() || dst.ends_with('/') {
+            dir.join(key.rsplit('/').next().unwrap_or("value"))
+        } else {
+            dir
+        };
+        return Ok(Plan {
+            direction: Direction::Download,
+            items: vec![Item { local, key }],
+            root: None,
+        });
+    }
+    let prefix = prefix_arg(src);
+    let keys: Vec<String> = client.list(&prefix, ListOptions::default()).try_collect().await?;
+    if keys.is_empty() {
+        return Err(NotFound(format!(
+            "nothing to copy: no local file or directory `{src}` and no keys under {prefix}"
+        ))
+        .into());
+    }
+    let mut items = vec![];
+    for key in keys {
+        let rel = &key[prefix.len()..];
+        let rel_path = Path::new(rel);
+        // Keys have no dot segments, but a local path must stay inside DIR.
+        if rel.is_empty() || !rel_path.components().all(|c| matches!(c, Component::Normal(_))) {
+            anyhow::bail!("key {key} cannot be a file under {}", dir.display());
+        }
+        items.push(Item {
+            local: dir.join(rel_path),
+            key,
+        });
+    }
+    Ok(Plan {
+        direction: Direction::Download,
+        items,
+        root: Some((dir, prefix)),
+    })
+}
+
+/// Every file under `root` with its `/`-separated relative path, sorted.
+/// Symbolic links to files are followed; to directories, skipped (loops).
+fn walk(root: &Path) -> anyhow::Result<Vec<(PathBuf, String)>> {
+    let mut out = vec![];
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))? {
+            let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
+            let path = entry.path();
+            let meta = std::fs::metadata(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            let is_link = entry.file_type().is_ok_and(|t| t.is_symlink());
+            if meta.is_dir() && !is_link {
+                dirs.push(path);
+            } else if meta.is_file() {
+                let rel = path.strip_prefix(root).expect("under the root");
+                let rel = rel
+                    .to_str()
+                    .with_context(|| format!("{} is not UTF-8: keys are", path.display()))?
+                    .replace(std::path::MAIN_SEPARATOR, "/");
+                out.push((path, rel));
+            }
+        }
+    }
+    out.sort_by(|a, b| a.1.cmp(&b.1));
+    Ok(out)
+}
+
+async fn transfer(ctx: &Ctx, client: &Client, plan: &Plan, args: &TransferArgs, replace: bool) -> Summary {
+    let started = Instant::now();
+    let files = plan.items.len() as u64;
+    let total_bytes = match plan.direction {
+        Direction::Upload => plan
+            .items
+            .iter()
+            .map(|i| std::fs::metadata(&i.local).map(|m| m.len()).unwrap_or(0))
+            .sum(),
+        // Learned as each key is looked up.
+        Direction::Download => 0,
+    };
+    let total = ctx.ui.total(files, total_bytes);
+    let done = AtomicU64::new(0);
+    let put_opts = options(args.ttl);
+    let outcomes: Vec<(Item, Outcome)> = futures::stream::iter(plan.items.iter().cloned())
+        .map(|item| {
+            let (total, done, put_opts) = (&total, &done, &put_opts);
+            async move {
+                let outcome = match plan.direction {
+                    Direction::Upload => upload(ctx, client, &item, put_opts, total, replace).await,
+                    Direction::Download => download(ctx, client, &item, total).await,
+                };
+                let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+                if let Some(t) = total {
+                    t.set_message(format!("{n}/{files} files"));
+                }
+                let (from, to) = match plan.direction {
+                    Direction::Upload => (item.local.display().to_string(), item.key.clone()),
+                    Direction::Download => (item.key.clone(), item.local.display().to_string()),
+                };
+                match &outcome {
+                    Outcome::Copied(b) => ctx.ui.note(&format!("copied {from} → {to} ({})", ui::bytes(*b))),
+                    Outcome::Skipped => ctx.ui.note(&format!("skipped {from} (already at {to})")),
+                    Outcome::Failed(e) => eprintln!("trove: {from} → {to}: {e}"),
+                }
+                (item, outcome)
+            }
+        })
+        .buffer_unordered(args.jobs.max(1))
+        .collect()
+        .await;
+    if let Some(t) = total {
+        t.finish_and_clear();
+    }
+    let mut s = Summary::default();
+    for (item, outcome) in outcomes {
+        match outcome {
+            Outcome::Copied(b) => {
+                s.copied += 1;
+                s.bytes += b;
+            }
+            Outcome::Skipped => s.skipped += 1,
+            Outcome::Failed(e) => {
+                s.failed += 1;
+                s.errors.push(format!("{}: {e}", item.key));
+            }
+        }
+    }
+    s.seconds = started.elapsed().as_secs_f64();
+    s
+}
+
+/// Whether the local file at `path` hashes to `md5` (hex); its md5 either way.
+async fn local_matches(
+    path: &Path,
+    md5: &str,
+    total: &Option<ProgressBar>,
+) -> anyhow::Result<(bool, [u8; 16])> {
+    let local = file_digests(path).await?;
+    let md5_local = local.md5.expect("md5 computed");
+    let same = hex::encode(md5_local) == md5;
+    if let (true, Some(t)) = (same, total) {
+        t.inc(local.size);
+    }
+    Ok((same, md5_local))
+}
+
+async fn upload(
+    ctx: &Ctx,
+    client: &Client,
+    item: &Item,
+    opts: &PutOptions,
+    total: &Option<ProgressBar>,
+    replace: bool,
+) -> Outcome {
+    let result: anyhow::Result<Outcome> = async {
+        let size = std::fs::metadata(&item.local)
+            .with_context(|| format!("cannot read {}", item.local.display()))?
+            .len();
+        let mut md5 = None;
+        match client.stat(&item.key).await {
+            Ok(s) => {
+                if s.size == size {
+                    let (same, local) = local_matches(&item.local, &s.md5, total).await?;
+                    if same {
+                        return Ok(Outcome::Skipped);
+                    }
+                    md5 = Some(local);
+                }
+                if !replace {
+                    anyhow::bail!("the key exists with different content (keys are write-once): `trove rm` it first, or use `trove sync`");
+                }
+                client.delete(&item.key).await?;
+            }
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e.into()),
+        }
+        let written = ctx
+            .ui
+            .with_bar(&item.key, Some(size), total, |progress| async move {
+                let opts = PutOptions {
+                    content_md5: md5,
+                    progress,
+                    ..opts.clone()
+                };
+                client.put_file(&item.key, &item.local, &opts).await
+            })
+            .await?;
+        Ok(Outcome::Copied(written.size))
+    }
+    .await;
+    result.unwrap_or_else(|e| Outcome::Failed(format!("{e:#}")))
+}
+
+async fn download(ctx: &Ctx, client: &Client, item: &Item, total: &Option<ProgressBar>) -> Outcome {
+    let result: anyhow::Result<Outcome> = async {
+        let stat = client.stat(&item.key).await?;
+        if let Some(t) = total {
+            t.inc_length(stat.size);
+        }
+        if std::fs::metadata(&item.local).is_ok_and(|m| m.is_file() && m.len() == stat.size)
+            && local_matches(&item.local, &stat.md5, total).await?.0
+        {
+            return Ok(Outcome::Skipped);
+        }
+        if let Some(parent) = item.local.parent().filter(|p| !p.as_os_str().is_empty()) {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        let report = ctx
+            .ui
+            .with_bar(&item.key, Some(stat.size), total, |progress| async move {
+                let opts = GetOptions {
+                    progress,
+                    ..Default::default()
+                };
+                client.download(&item.key, &item.local, &opts).await
+            })
+            .await?;
+        Ok(Outcome::Copied(report.bytes))
+    }
+    .await;
+    result.unwrap_or_else(|e| Outcome::Failed(format!("{e:#}")))
+}
+
+/// `sync --delete`: removes what the destination has beyond the plan.
+async fn delete_extra(ctx: &Ctx, client: &Client, plan: &Plan, summary: &mut Summary) -> anyhow::Result<()> {
+    let Some((dir, prefix)) = &plan.root else {
+        return Ok(());
+    };
+    match plan.direction {
+        Direction::Upload => {
+            let wanted: HashSet<&str> = plan.items.iter().map(|i| i.key.as_str()).collect();
+            let existing: Vec<String> = client.list(prefix, ListOptions::default()).try_collect().await?;
+            for key in existing.into_iter().filter(|k| !wanted.contains(k.as_str())) {
+                client.delete(&key).await?;
+                ctx.ui.note(&format!("deleted {key} (not in {})", dir.display()));
+                summary.deleted += 1;
+            }
+        }
+        Direction::Download => {
+            let wanted: HashSet<&Path> = plan.items.iter().map(|i| i.local.as_path()).collect();
+            for (path, _) in walk(dir)? {
+                if !wanted.contains(path.as_path()) {
+                    std::fs::remove_file(&path)
+                        .with_context(|| format!("cannot delete {}", path.display()))?;
+                    ctx.ui
+                        .note(&format!("deleted {} (not under {prefix})", path.display()));
+                    summary.deleted += 1;
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,93 @@
+//! `trove health`, `trove ping`, `trove status`
+
+use super::{ui, Ctx};
+use anyhow::bail;
+use serde_json::json;
+
+pub async fn health(ctx: &Ctx) -> anyhow::Result<()> {
+    let h = ctx.client()?.health().await?;
+    ctx.ui.json(&h);
+    if !h.ready {
+        bail!("{} is not ready: {}", h.master, h.detail);
+    }
+    ctx.ui.out(&format!("{}: {}", h.master, h.detail));
+    Ok(())
+}
+
+/// Fails (exit 1) when any target did not answer.
+pub async fn ping(ctx: &Ctx) -> anyhow::Result<()> {
+    let pings = ctx.client()?.ping().await?;
+    ctx.ui.json(&pings);
+    for (i, p) in pings.iter().enumerate() {
+        let what = if i == 0 { "master" } else { "volume" };
+        match (&p.rtt, &p.error) {
+            (Some(rtt), _) => ctx
+                .ui
+                .out(&format!("{what:<7} {:<28} {}", p.target, ui::millis(*rtt))),
+            (None, e) => ctx.ui.out(&format!(
+                "{what:<7} {:<28} DOWN: {}",
+                p.target,
+                e.as_deref().unwrap_or("no answer")
+            )),
+        }
+    }
+    let down = pings.iter().filter(|p| p.rtt.is_none()).count();
+    if down > 0 {
+        bail!("{down} of {} did not answer", pings.len());
+    }
+    Ok(())
+}
+
+pub async fn status(ctx: &Ctx) -> anyhow::Result<()> {
+    let client = ctx.client()?;
+    let (s, jobs) = tokio::try_join!(client.status(), client.jobs())?;
+    ctx.ui.json(&json!({ "status": s, "jobs": jobs }));
+    let opt = |v: Option<u64>, f: fn(u64) -> String| v.map(f).unwrap_or_else(|| "-".into());
+    ctx.ui.out(&format!(
+        "{:<24} {:<9} {:>11} {:>11} {:>9}  {}",
+        "VOLUME", "HEALTH", "FREE", "USED", "BLOBS", "NOTE"
+    ));
+    for v in &s.volumes {
+        let health = match (v.healthy, v.writable) {
+            (true, true) => "up",
+            (true, false) => "up (full)",
+            (false, _) => "DOWN",
+        };
+        ctx.ui.out(&format!(
+            "{:<24} {:<9} {:>11} {:>11} {:>9}  {}",
+            v.address,
+            health,
+            opt(v.free_bytes, ui::bytes),
+            opt(v.used_bytes, ui::bytes),
+            opt(v.blobs, |b| b.to_string()),
+            v.last_error.as_deref().unwrap_or("")
+        ));
+    }
+    let mut keys = format!(
+        "keys: {} live, {} being written, {} unlinked",
+        s.keys.live, s.keys.writing, s.keys.unlinked
+    );
+    if let Some(expired) = s.expired {
+        keys.push_str(&format!(", {expired} expired since start"));
+    }
+    ctx.ui.out(&keys);
+    ctx.ui.out(&format!(
+        "{} of {} volumes healthy, {} replicas per key, index {}, master {}",
+        s.healthy_volumes,
+        s.volumes.len(),
+        s.replicas,
+        ui::bytes(s.index.disk_bytes),
+        s.version
+    ));
+    let running: Vec<_> = jobs.iter().filter(|j| j.state == "running").collect();
+    if running.is_empty() {
+        ctx.ui.out("jobs: none running");
+    }
+    for j in running {
+        ctx.ui.out(&format!(
+            "job: {} running, {}/{} scanned, {} changed, {} failed",
+            j.job, j.scanned, j.total, j.changed, j.failed
+        ));
+    }
+    Ok(())
+}

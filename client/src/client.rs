@@ -1,0 +1,341 @@
+//! [`Client`] and its builder: the masters, the timeouts, the retry policy,
+//! and the one loop through which every master call goes.
+
+use crate::error::{Error, Result};
+use crate::retry::RetryPolicy;
+use reqwest::{Method, RequestBuilder, Response, Url};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use trove_common::key::Key;
+
+/// A Trove client. Cheap to clone (an `Arc` inside); share one per process
+/// so connections are reused.
+///
+/// ```no_run
+/// # async fn demo() -> trove_client::Result<()> {
+/// let client = trove_client::Client::builder()
+///     .master("http://10.0.0.1:3000")
+///     .master("http://10.0.0.2:3000") // fail-over
+///     .build()?;
+/// let stat = client.stat("/photos/cat.jpg").await?;
+/// println!("{} bytes on {:?}", stat.size, stat.volumes);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) http: reqwest::Client,
+    pub(crate) masters: Vec<Url>,
+    /// The master that answered last: calls start there.
+    pub(crate) current: AtomicUsize,
+    pub(crate) stall: Duration,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) on_retry: Option<RetryFn>,
+}
+
+/// Told about each retry: the error, and the wait before the next attempt.
+pub type RetryFn = Arc<dyn Fn(&Error, Duration) + Send + Sync>;
+
+/// Builds a [`Client`]; every setting has a default but the master.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// let client = trove_client::Client::builder()
+///     .master("http://127.0.0.1:3000")
+///     .connect_timeout(Duration::from_secs(2))
+///     .stall_timeout(Duration::from_secs(30))
+///     .retry(trove_client::RetryPolicy::default())
+///     .build()
+///     .unwrap();
+/// ```
+#[derive(Clone)]
+pub struct ClientBuilder {
+    masters: Vec<String>,
+    connect_timeout: Duration,
+    stall_timeout: Duration,
+    retry: RetryPolicy,
+    on_retry: Option<RetryFn>,
+}
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        ClientBuilder {
+            masters: vec![],
+            connect_timeout: Duration::from_secs(5),
+            stall_timeout: Duration::from_secs(30),
+            retry: RetryPolicy::default(),
+            on_retry: None,
+        }
+    }
+}
+
+impl ClientBuilder {
+    /// Adds a master URL (`http://host:port`); with several, a call that
+    /// cannot reach one tries the next.
+    pub fn master(mut self, url: impl Into<String>) -> Self {
+        self.masters.push(url.into());
+        self
+    }
+
+    /// Adds several master URLs.
+    pub fn masters<I: IntoIterator<Item = S>, S: Into<String>>(mut self, urls: I) -> Self {
+        self.masters.extend(urls.into_iter().map(Into::into));
+        self
+    }
+
+    /// Giving up on a TCP connect (default 5 s).
+    pub fn connect_timeout(mut self, t: Duration) -> Self {
+        self.connect_timeout = t;
+        self
+    }
+
+    /// Giving up when no byte has moved for this long (default 30 s).
+    /// There is no total timeout: a large transfer takes what it needs while
+    /// it keeps moving.
+    pub fn stall_timeout(mut self, t: Duration) -> Self {
+        self.stall_timeout = t;
+        self
+    }
+
+    /// How retryable failures are retried (default: [`RetryPolicy::default`]).
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Calls `f` before each retry (to tell a user why a call is slow).
+    ///
+    /// ```no_run
+    /// let client = trove_client::Client::builder()
+    ///     .master("http://127.0.0.1:3000")
+    ///     .on_retry(|e, wait| eprintln!("retrying in {wait:?}: {e}"))
+    ///     .build()
+    ///     .unwrap();
+    /// ```
+    pub fn on_retry(mut self, f: impl Fn(&Error, Duration) + Send + Sync + 'static) -> Self {
+        self.on_retry = Some(Arc::new(f));
+        self
+    }
+
+    /// Checks the master URLs and builds the client.
+    pub fn build(self) -> Result<Client> {
+        if self.masters.is_empty() {
+            return Err(Error::Config("no master URL given".into()));
+        }
+        let masters = self
+            .masters
+            .iter()
+            .map(|m| parse_master(m))
+            .collect::<Result<Vec<_>>>()?;
+        // No redirects: the client follows the master's 302 itself, to pick
+        // replicas and resume (and a streaming body cannot be re-sent).
+        // No read timeout: it would also bound the wait for an upload's
+        // answer; stalls are bounded per chunk instead.
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(self.connect_timeout)
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .user_agent(concat!("trove-client/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Client {
+            inner: Arc::new(Inner {
+                http,
+                masters,
+                current: AtomicUsize::new(0),
+                stall: self.stall_timeout,
+                retry: self.retry,
+                on_retry: self.on_retry,
+            }),
+        })
+    }
+}
+
+/// `http://host:port` (a bare `host:port` gets `http://`).
+fn parse_master(raw: &str) -> Result<Url> {
+    let with_scheme = if raw.contains("://") {
+        raw.to_string()
+    } else {
+        format!("http://{raw}")
+    };
+    let url = Url::parse(&with_scheme).map_err(|e| {
+        Error::Config(format!(
+            "`{raw}` is not a master URL like http://127.0.0.1:3000: {e}"
+        ))
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(Error::Config(format!(
+            "`{raw}` is not a master URL like http://127.0.0.1:3000"
+        )));
+    }
+    if url.path() != "/" || url.query().is_some() {
+        return Err(Error::Config(format!(
+            "`{raw}`: a master URL has no path or query (keys are the whole path)"
+        )));
+    }
+    Ok(url)
+}
+
+/// Checks a key the way the master will.
+pub(crate) fn key(raw: &str) -> Result<Key> {
+    Key::new(raw).map_err(|source| Error::InvalidKey {
+        key: raw.to_string(),
+        source,
+    })
+}
+
+impl Client {
+    /// A client for one master, with default timeouts and retries.
+    ///
+    /// ```no_run
+    /// let client = trove_client::Client::new("http://127.0.0.1:3000").unwrap();
+    /// ```
+    pub fn new(master: &str) -> Result<Client> {
+        Client::builder().master(master).build()
+    }
+
+    /// A builder for several masters, timeouts and retries.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// The stall timeout: no byte moved for this long fails a transfer.
+    pub fn stall_timeout(&self) -> Duration {
+        self.inner.stall
+    }
+
+    /// The retry policy.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        self.inner.retry
+    }
+
+    /// The master URLs, in fail-over order.
+    pub fn masters(&self) -> &[Url] {
+        &self.inner.masters
+    }
+
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.inner.http
+    }
+
+    /// `path_and_query` on the master currently in use.
+    pub(crate) fn master_url(&self, path_and_query: &str) -> String {
+        let i = self.inner.current.load(Ordering::Relaxed) % self.inner.masters.len();
+        let base = self.inner.masters[i].as_str().trim_end_matches('/');
+        format!("{base}{path_and_query}")
+    }
+
+    /// The next master, after the current one could not be reached.
+    fn fail_over(&self, from: usize) {
+        let n = self.inner.masters.len();
+        let _ =
+            self.inner
+                .current
+                .compare_exchange(from, (from + 1) % n, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    /// One master call, retried per the policy and failed over between
+    /// masters: `attempt(url, earlier)` makes one request to `url` (the
+    /// path on the master in use) and turns the answer into a result, whose
+    /// error decides whether to retry. `earlier` is true when an earlier
+    /// attempt's connection broke after it was sent, so that an operation
+    /// can recognise its own effect (a `DELETE` whose answer was lost finds
+    /// the key gone).
+    pub(crate) async fn call<T, F, Fut>(&self, path_and_query: &str, attempt: F) -> Result<T>
+    where
+        F: Fn(String, bool) -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let mut n = 1;
+        let mut earlier = false;
+        loop {
+            let i = self.inner.current.load(Ordering::Relaxed) % self.inner.masters.len();
+            let url = self.master_url(path_and_query);
+            match attempt(url.clone(), earlier).await {
+                Ok(v) => return Ok(v),
+                Err(e) if self.inner.retry.should_retry(n, &e) => {
+                    earlier |= e.outcome_unknown();
+                    if e.unreachable() {
+                        self.fail_over(i);
+                    }
+                    let wait = self.inner.retry.backoff(n);
+                    tracing::debug!(%url, error = %e, attempt = n, ?wait, "retrying");
+                    if let Some(f) = &self.inner.on_retry {
+                        f(&e, wait);
+                    }
+                    tokio::time::sleep(wait).await;
+                    n += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// A small request (no streaming body): sent with a total timeout of
+    /// one stall period.
+    pub(crate) async fn send_small(
+        &self,
+        method: Method,
+        url: &str,
+        build: impl FnOnce(RequestBuilder) -> RequestBuilder,
+    ) -> Result<Response> {
+        build(self.inner.http.request(method, url))
+            .timeout(self.inner.stall)
+            .send()
+            .await
+            .map_err(|e| self.send_error(url, &e))
+    }
+
+    /// A transport error of a request to `url`.
+    pub(crate) fn send_error(&self, url: &str, e: &reqwest::Error) -> Error {
+        if e.is_timeout() {
+            Error::Stalled {
+                url: url.to_string(),
+                timeout: self.inner.stall,
+            }
+        } else {
+            Error::transport(url, e)
+        }
+    }
+}
+
+/// The body of an error answer, as text (bounded: error bodies are one line).
+pub(crate) async fn error_body(resp: Response) -> String {
+    match tokio::time::timeout(Duration::from_secs(5), resp.text()).await {
+        Ok(Ok(text)) => text.chars().take(1000).collect(),
+        _ => String::new(),
+    }
+}
+
+/// The error for a non-success answer about `key`.
+pub(crate) async fn status_error(key: &str, url: &str, resp: Response) -> Error {
+    let status = resp.status().as_u16();
+    let body = error_body(resp).await;
+    Error::from_status(key, url, status, &body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn master_urls_are_checked() {
+        assert_eq!(
+            parse_master("127.0.0.1:3000").unwrap().as_str(),
+            "http://127.0.0.1:3000/"
+        );
+        assert_eq!(
+            parse_master("http://m.example:3000/").unwrap().as_str(),
+            "http://m.example:3000/"
+        );
+        assert!(parse_master("ftp://x").is_err());
+        assert!(parse_master("http://m:3000/photos").is_err());
+        assert!(parse_master("http://").is_err());
+        assert!(Client::builder().build().is_err(), "a master is required");
+    }
+}

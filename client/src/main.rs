@@ -1,0 +1,34 @@
+//! `trove`: the command line for a Trove cluster. The commands live in
+//! `cli/`, one file per command (or family); this file parses, runs, and
+//! turns the outcome into an exit code.
+
+mod cli;
+
+use clap::Parser;
+use cli::{Cli, ExitCode};
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    if std::env::var_os("RUST_LOG").is_some() {
+        trove_common::http::init_logging();
+    }
+    let interrupted = tokio::signal::ctrl_c();
+    // Ctrl-C drops the command where it is: an upload's connection closes
+    // mid-body, so the master stores nothing, and nothing is retried.
+    let code = tokio::select! {
+        result = cli::run(cli) => match result {
+            Ok(()) => ExitCode::Ok,
+            Err(e) => {
+                let code = ExitCode::of(&e);
+                eprintln!("trove: {e:#}");
+                code
+            }
+        },
+        _ = interrupted => {
+            eprintln!("trove: interrupted; a transfer in progress was abandoned (an unfinished upload stores nothing)");
+            ExitCode::Interrupted
+        }
+    };
+    std::process::exit(code as i32);
+}

@@ -1,0 +1,451 @@
+//! `PUT /key`: streaming writes from bytes, a file, a stream or a reader.
+//!
+//! The body is streamed, never held: memory is one chunk at a time whatever
+//! the value's size. When the digests are known before sending (bytes,
+//! files, or given by the caller) they go out as `Content-MD5` and
+//! `Key-Sha256`, so the master refuses a body damaged on the way and stores
+//! nothing. A one-shot stream's md5 is
+//! only known at its end; its sha256 is then compared with the `Key-Sha256`
+//! of the master's `201`, and a mismatch deletes the key again and fails.
+//!
+//! Retries: a failed `PUT` stores nothing, so bodies that can be produced
+//! again (bytes, files) are re-sent per the retry policy. If an attempt's
+//! connection broke after the body was sent, the master may have stored it:
+//! a retry answered `403` (exists) is then checked with `HEAD` — the same
+//! size and md5 means it was this write, and the put succeeds.
+
+use crate::client::{key, status_error, Client};
+use crate::error::{Error, Result};
+use base64::Engine;
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use reqwest::header::CONTENT_LENGTH;
+use reqwest::{Method, StatusCode};
+use sha2::{Digest as _, Sha256};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::io::AsyncRead;
+use trove_common::digest::{ContentHasher, Digests};
+use trove_common::http::{CONTENT_MD5, KEY_SHA256, TROVE_EXPIRES_AFTER, TROVE_EXPIRES_AT};
+use trove_common::key::Key;
+
+/// Read size for files and readers.
+const CHUNK: usize = 256 * 1024;
+
+/// Called with the bytes sent so far in the current attempt (it restarts
+/// from 0 when a retry re-sends the body).
+pub type ProgressFn = Arc<dyn Fn(u64) + Send + Sync>;
+
+/// When a key should expire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// This long after the write.
+    After(Duration),
+    /// At this moment.
+    At(SystemTime),
+    /// Never, even on a master with a `--default-ttl`.
+    Never,
+}
+
+/// Options of a write; `Default` is a plain write.
+#[derive(Clone, Default)]
+pub struct PutOptions {
+    /// The raw md5 of the value, if the caller knows it: sent as
+    /// `Content-MD5` (RFC 1864) so the master checks the body against it.
+    pub content_md5: Option<[u8; 16]>,
+    /// The raw sha256 of the value, if the caller knows it: sent as
+    /// `Key-Sha256`, checked by the master likewise.
+    pub sha256: Option<[u8; 32]>,
+    /// Expire the key (see the master's `--default-ttl` for writes without).
+    pub expires: Option<Expiry>,
+    /// Told how many bytes went out.
+    pub progress: Option<ProgressFn>,
+}
+
+impl std::fmt::Debug for PutOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PutOptions")
+            .field("content_md5", &self.content_md5.map(hex::encode))
+            .field("sha256", &self.sha256.map(hex::encode))
+            .field("expires", &self.expires)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
+}
+
+/// What a successful write stored.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Written {
+    pub key: String,
+    /// Bytes stored.
+    pub size: u64,
+    /// Hex sha256 of the value, as the master computed it.
+    pub sha256: String,
+}
+
+impl Client {
+    /// Writes a value held in memory (retried when safe).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: trove_client::Client) -> trove_client::Result<()> {
+    /// let written = client.put_bytes("/notes/today.txt", "hello".into(), &Default::default()).await?;
+    /// assert_eq!(written.size, 5);
+    /// # Ok(()) }
+    /// ```
+    pub async fn put_bytes(&self, raw_key: &str, value: Bytes, opts: &PutOptions) -> Result<Written> {
+        let k = &key(raw_key)?;
+        let (md5, sha256) = match (opts.content_md5, opts.sha256) {
+            (Some(md5), sha256) => (md5, sha256),
+            (None, sha256) => {
+                let mut h = ContentHasher::new();
+                h.update(&value);
+                let d = h.finish();
+                (d.md5.expect("md5 computed"), sha256.or(Some(d.sha256)))
+            }
+        };
+        let len = value.len() as u64;
+        self.put_retried(k, len, (md5, sha256), opts, || {
+            let value = value.clone();
+            async move { Ok(futures::stream::once(async move { Ok::<_, std::io::Error>(value) }).boxed()) }
+        })
+        .await
+    }
+
+    /// Streams a file (retried when safe: the file is read again). The md5
+    /// is computed first (unless given in `opts`), so the master can refuse
+    /// a body damaged on the way.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: trove_client::Client) -> trove_client::Result<()> {
+    /// use trove_client::{Expiry, PutOptions};
+    /// use std::time::Duration;
+    /// let opts = PutOptions { expires: Some(Expiry::After(Duration::from_secs(3600))), ..Default::default() };
+    /// client.put_file("/backups/db.tar", "db.tar".as_ref(), &opts).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn put_file(&self, raw_key: &str, path: &Path, opts: &PutOptions) -> Result<Written> {
+        let k = &key(raw_key)?;
+        let (len, md5, sha256) = match opts.content_md5 {
+            Some(md5) => (file_len(path).await?, md5, opts.sha256),
+            None => {
+                let d = file_digests(path).await?;
+                (
+                    d.size,
+                    d.md5.expect("md5 computed"),
+                    opts.sha256.or(Some(d.sha256)),
+                )
+            }
+        };
+        let path: PathBuf = path.to_path_buf();
+        self.put_retried(k, len, (md5, sha256), opts, || {
+            let path = path.clone();
+            async move {
+                let file = tokio::fs::File::open(&path)
+                    .await
+                    .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
+                Ok(tokio_util::io::ReaderStream::with_capacity(file, CHUNK).boxed())
+            }
+        })
+        .await
+    }
+
+    /// Streams a one-shot body of known (`Some`) or unknown (`None`, sent
+    /// chunked) length. It cannot be re-sent, so it is attempted once; its
+    /// sha256 is checked against the master's at the end (a mismatch deletes
+    /// the key and fails with [`Error::Corrupt`]).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: trove_client::Client) -> trove_client::Result<()> {
+    /// use bytes::Bytes;
+    /// let chunks = futures::stream::iter(vec![Ok::<_, std::io::Error>(Bytes::from("a")), Ok(Bytes::from("b"))]);
+    /// client.put_stream("/stream/ab", chunks, Some(2), &Default::default()).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn put_stream<S, E>(
+        &self,
+        raw_key: &str,
+        body: S,
+        len: Option<u64>,
+        opts: &PutOptions,
+    ) -> Result<Written>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
+    {
+        let k = &key(raw_key)?;
+        let body = body
+            .map(|r| r.map_err(|e| std::io::Error::other(e.into())))
+            .boxed();
+        let hashed = Arc::new(Mutex::new(Some(Sha256::new())));
+        let watch = Watch::new(opts.progress.clone(), Some(Arc::clone(&hashed)));
+        let url = self.master_url(&k.url_path());
+        let answer = self
+            .send_put(&url, body, len, (opts.content_md5, opts.sha256), opts, &watch)
+            .await;
+        let written = match answer {
+            Ok(resp) => {
+                self.written(k, &url, resp, watch.sent.load(Ordering::Relaxed))
+                    .await?
+            }
+            Err(e) => return Err(e),
+        };
+        let ours = hashed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .map(|h| hex::encode(h.finalize()))
+            .unwrap_or_default();
+        if ours != written.sha256 {
+            // The master stored something other than what was sent: undo it.
+            let _ = self.delete(k.as_str()).await;
+            return Err(Error::Corrupt {
+                key: k.to_string(),
+                expected: ours,
+                got: written.sha256,
+                source_volume: "the master's copy of the upload".into(),
+            });
+        }
+        Ok(written)
+    }
+
+    /// Streams from an async reader (once; see [`Client::put_stream`]).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: trove_client::Client) -> trove_client::Result<()> {
+    /// client.put_reader("/from/stdin", tokio::io::stdin(), None, &Default::default()).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn put_reader<R>(
+        &self,
+        raw_key: &str,
+        reader: R,
+        len: Option<u64>,
+        opts: &PutOptions,
+    ) -> Result<Written>
+    where
+        R: AsyncRead + Send + 'static,
+    {
+        let stream = tokio_util::io::ReaderStream::with_capacity(reader, CHUNK);
+        self.put_stream(raw_key, stream, len, opts).await
+    }
+
+    /// The retry loop for bodies that can be produced again.
+    async fn put_retried<F, Fut>(
+        &self,
+        k: &Key,
+        len: u64,
+        (md5, sha256): ([u8; 16], Option<[u8; 32]>),
+        opts: &PutOptions,
+        body: F,
+    ) -> Result<Written>
+    where
+        F: Fn() -> Fut,
+        Fut:
+            std::future::Future<Output = Result<futures::stream::BoxStream<'static, std::io::Result<Bytes>>>>,
+    {
+        let md5_hex = hex::encode(md5);
+        let body = &body;
+        let md5_hex = &md5_hex;
+        self.call(&k.url_path(), |url, earlier| async move {
+            let watch = Watch::new(opts.progress.clone(), None);
+            let stream = body().await?;
+            match self
+                .send_put(&url, stream, Some(len), (Some(md5), sha256), opts, &watch)
+                .await
+            {
+                Ok(resp) if resp.status() == StatusCode::FORBIDDEN && earlier => {
+                    // An earlier attempt may have stored it before its
+                    // answer was lost: if what is there is this value, done.
+                    let exists = status_error(k.as_str(), &url, resp).await;
+                    match self.stat(k.as_str()).await {
+                        Ok(s) if s.size == len && &s.md5 == md5_hex => Ok(Written {
+                            key: k.to_string(),
+                            size: s.size,
+                            sha256: s.sha256,
+                        }),
+                        _ => Err(exists),
+                    }
+                }
+                Ok(resp) => self.written(k, &url, resp, len).await,
+                Err(e) => Err(e),
+            }
+        })
+        .await
+    }
+
+    /// One `PUT` with a stall watchdog.
+    async fn send_put(
+        &self,
+        url: &str,
+        body: futures::stream::BoxStream<'static, std::io::Result<Bytes>>,
+        len: Option<u64>,
+        (md5, sha256): (Option<[u8; 16]>, Option<[u8; 32]>),
+        opts: &PutOptions,
+        watch: &Watch,
+    ) -> Result<reqwest::Response> {
+        let watched = Watched {
+            inner: body,
+            watch: watch.clone(),
+        };
+        let mut req = self
+            .http()
+            .request(Method::PUT, url)
+            .body(reqwest::Body::wrap_stream(watched));
+        if let Some(len) = len {
+            req = req.header(CONTENT_LENGTH, len);
+        }
+        if let Some(md5) = md5 {
+            req = req.header(CONTENT_MD5, base64::engine::general_purpose::STANDARD.encode(md5));
+        }
+        if let Some(sha256) = sha256 {
+            req = req.header(KEY_SHA256, hex::encode(sha256));
+        }
+        match opts.expires {
+            None => {}
+            Some(Expiry::After(d)) => {
+                req = req.header(TROVE_EXPIRES_AFTER, format!("{}ms", d.as_millis().max(1)))
+            }
+            Some(Expiry::At(t)) => {
+                let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+                req = req.header(TROVE_EXPIRES_AT, secs);
+            }
+            Some(Expiry::Never) => req = req.header(TROVE_EXPIRES_AFTER, "never"),
+        }
+        let send = req.send();
+        tokio::pin!(send);
+        let stall = self.stall_timeout();
+        let (mut last, mut since) = (0u64, Instant::now());
+        loop {
+            tokio::select! {
+                r = &mut send => return r.map_err(|e| self.send_error(url, &e)),
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
+            let sent = watch.sent.load(Ordering::Relaxed);
+            if sent != last {
+                (last, since) = (sent, Instant::now());
+                continue;
+            }
+            // After the last byte every replica fsyncs the whole value:
+            // allow a second per MiB on top, as the master does.
+            let allowed = if watch.done.load(Ordering::Relaxed) {
+                stall + Duration::from_secs(sent >> 20)
+            } else {
+                stall
+            };
+            if since.elapsed() > allowed {
+                return Err(Error::Stalled {
+                    url: url.to_string(),
+                    timeout: allowed,
+                });
+            }
+        }
+    }
+
+    /// Reads a `201` for `size` bytes sent (or maps the error).
+    async fn written(&self, k: &Key, url: &str, resp: reqwest::Response, size: u64) -> Result<Written> {
+        if resp.status() != StatusCode::CREATED {
+            return Err(status_error(k.as_str(), url, resp).await);
+        }
+        let sha256 = resp
+            .headers()
+            .get(KEY_SHA256)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .ok_or_else(|| Error::Protocol {
+                url: url.to_string(),
+                message: "201 without Key-Sha256".into(),
+            })?;
+        Ok(Written {
+            key: k.to_string(),
+            size,
+            sha256,
+        })
+    }
+}
+
+/// Progress of one upload attempt, shared with its watchdog.
+#[derive(Clone)]
+struct Watch {
+    sent: Arc<AtomicU64>,
+    done: Arc<AtomicBool>,
+    progress: Option<ProgressFn>,
+    sha256: Option<Arc<Mutex<Option<Sha256>>>>,
+}
+
+impl Watch {
+    fn new(progress: Option<ProgressFn>, sha256: Option<Arc<Mutex<Option<Sha256>>>>) -> Watch {
+        Watch {
+            sent: Arc::default(),
+            done: Arc::default(),
+            progress,
+            sha256,
+        }
+    }
+}
+
+/// A body stream that reports each chunk to its [`Watch`].
+struct Watched {
+    inner: futures::stream::BoxStream<'static, std::io::Result<Bytes>>,
+    watch: Watch,
+}
+
+impl Stream for Watched {
+    type Item = std::io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let item = self.inner.poll_next_unpin(cx);
+        let w = &self.watch;
+        match &item {
+            Poll::Ready(Some(Ok(chunk))) => {
+                if let Some(h) = &w.sha256 {
+                    if let Some(h) = h.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+                        h.update(chunk);
+                    }
+                }
+                let sent = w.sent.fetch_add(chunk.len() as u64, Ordering::Relaxed) + chunk.len() as u64;
+                if let Some(p) = &w.progress {
+                    p(sent);
+                }
+            }
+            Poll::Ready(None) => w.done.store(true, Ordering::Relaxed),
+            _ => {}
+        }
+        item
+    }
+}
+
+async fn file_len(path: &Path) -> Result<u64> {
+    tokio::fs::metadata(path)
+        .await
+        .map(|m| m.len())
+        .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))
+}
+
+/// A file's length, md5 and sha256, read once (on the blocking pool:
+/// hashing is CPU).
+pub async fn file_digests(path: &Path) -> Result<Digests> {
+    let p = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut file =
+            std::fs::File::open(&p).map_err(|e| Error::io(format!("cannot open {}", p.display()), e))?;
+        let mut hasher = ContentHasher::new();
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            let n = file
+                .read(&mut buf)
+                .map_err(|e| Error::io(format!("cannot read {}", p.display()), e))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        Ok(hasher.finish())
+    })
+    .await
+    .map_err(|e| Error::io("hashing task failed", std::io::Error::other(e)))?
+}

@@ -1,0 +1,139 @@
+//! `HEAD /key`: what the master's index knows about a key, from the
+//! headers of its `302` — without touching a volume.
+
+use crate::client::{key, status_error, Client};
+use crate::error::{Error, Result};
+use reqwest::header::{HeaderMap, LOCATION};
+use reqwest::{Method, Response};
+use trove_common::http::{
+    CONTENT_MD5, KEY_BALANCE, KEY_CREATED, KEY_EXPIRES, KEY_SHA256, KEY_SIZE, KEY_VOLUMES,
+};
+
+/// A key's record, as the master's redirect describes it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Stat {
+    /// The key.
+    pub key: String,
+    /// Length of the value in bytes.
+    pub size: u64,
+    /// Hex md5 of the whole value.
+    pub md5: String,
+    /// Hex sha256 of the whole value.
+    pub sha256: String,
+    /// `host:port` of every volume holding a replica.
+    pub volumes: Vec<String>,
+    /// The stored volumes are the key's current placement.
+    pub balanced: bool,
+    /// When the value was written, Unix ms (from `Key-Created`, if sent).
+    pub created: Option<u64>,
+    /// When the key expires, Unix ms (from `Key-Expires`, if it has a TTL).
+    pub expires: Option<u64>,
+    /// Where the master sent the reader (one healthy replica, signed when
+    /// the cluster has a secret).
+    pub location: String,
+    /// Every header of the master's answer, for callers that need more
+    /// (an S3 gateway passing metadata on).
+    #[serde(skip)]
+    pub headers: HeaderMap,
+}
+
+impl Stat {
+    /// Reads a `302` answer for `key`.
+    pub(crate) fn from_redirect(key: &str, url: &str, resp: &Response) -> Result<Stat> {
+        let headers = resp.headers();
+        let text = |name: &str| -> Result<String> {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+                .ok_or_else(|| Error::Protocol {
+                    url: url.to_string(),
+                    message: format!("the redirect has no {name} header"),
+                })
+        };
+        let number = |name: &str| -> Result<Option<u64>> {
+            match headers.get(name) {
+                None => Ok(None),
+                Some(v) => v
+                    .to_str()
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .map(Some)
+                    .ok_or_else(|| Error::Protocol {
+                        url: url.to_string(),
+                        message: format!("{name} is not a number"),
+                    }),
+            }
+        };
+        Ok(Stat {
+            key: key.to_string(),
+            size: number(KEY_SIZE)?.ok_or_else(|| Error::Protocol {
+                url: url.to_string(),
+                message: format!("the redirect has no {KEY_SIZE} header"),
+            })?,
+            md5: text(CONTENT_MD5)?,
+            sha256: text(KEY_SHA256)?,
+            volumes: text(KEY_VOLUMES)?
+                .split(',')
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+                .collect(),
+            balanced: text(KEY_BALANCE).is_ok_and(|b| b == "balanced"),
+            created: number(KEY_CREATED)?,
+            expires: number(KEY_EXPIRES)?,
+            location: text(LOCATION.as_str())?,
+            headers: headers.clone(),
+        })
+    }
+}
+
+/// Answers a `HEAD`/`GET` on the master: the record on `302`, the mapped
+/// error otherwise.
+pub(crate) async fn redirect(key: &str, url: &str, resp: Response) -> Result<Stat> {
+    if resp.status() == reqwest::StatusCode::FOUND {
+        Stat::from_redirect(key, url, &resp)
+    } else {
+        Err(status_error(key, url, resp).await)
+    }
+}
+
+impl Client {
+    /// The key's size, digests, replicas and expiry (`HEAD` on the master;
+    /// no volume is contacted). [`Error::NotFound`] when absent.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: trove_client::Client) -> trove_client::Result<()> {
+    /// match client.stat("/photos/cat.jpg").await {
+    ///     Ok(stat) => println!("{} bytes, sha256 {}", stat.size, stat.sha256),
+    ///     Err(e) if e.is_not_found() => println!("no such key"),
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn stat(&self, raw_key: &str) -> Result<Stat> {
+        let k = &key(raw_key)?;
+        self.call(&k.url_path(), |url, _| async move {
+            let resp = self.send_small(Method::HEAD, &url, |r| r).await?;
+            redirect(k.as_str(), &url, resp).await
+        })
+        .await
+    }
+
+    /// Whether the key exists (a [`Client::stat`] that maps `NotFound` to
+    /// `false`).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: trove_client::Client) -> trove_client::Result<()> {
+    /// if !client.exists("/photos/cat.jpg").await? {
+    ///     client.put_bytes("/photos/cat.jpg", "meow".into(), &Default::default()).await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn exists(&self, raw_key: &str) -> Result<bool> {
+        match self.stat(raw_key).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}

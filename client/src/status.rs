@@ -1,0 +1,205 @@
+//! The cluster as the master sees it (`/-/status`, the admin jobs), its
+//! health (`/-/healthy`, `/-/ready`), and round-trip times (`ping`).
+
+use crate::client::{error_body, Client};
+use crate::error::{Error, Result};
+use reqwest::{Method, StatusCode};
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, Instant};
+
+/// `GET /-/status`, the fields a client shows (unknown ones are ignored,
+/// missing ones are defaults, so newer and older masters both decode).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct ClusterStatus {
+    pub version: String,
+    pub replicas: usize,
+    pub healthy_volumes: usize,
+    pub volumes: Vec<VolumeStatus>,
+    pub keys: KeyCounts,
+    pub index: IndexStatus,
+    /// Keys the expirer has deleted since the master started.
+    pub expired: Option<u64>,
+}
+
+/// One volume in [`ClusterStatus`].
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct VolumeStatus {
+    pub address: String,
+    pub healthy: bool,
+    pub writable: bool,
+    /// Unix ms of the master's last successful poll.
+    pub last_seen: Option<u64>,
+    pub last_error: Option<String>,
+    pub free_bytes: Option<u64>,
+    pub used_bytes: Option<u64>,
+    pub blobs: Option<u64>,
+    pub zone: Option<String>,
+}
+
+/// Keys in the index, by state.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct KeyCounts {
+    pub live: i64,
+    pub writing: i64,
+    pub unlinked: i64,
+}
+
+/// The index in [`ClusterStatus`].
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct IndexStatus {
+    pub disk_bytes: u64,
+}
+
+/// An admin job's progress (`GET /-/rebalance|verify|gc`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct JobStatus {
+    pub job: String,
+    /// `running`, `done`, `cancelled` or `failed`.
+    pub state: String,
+    pub total: u64,
+    pub scanned: u64,
+    pub changed: u64,
+    pub failed: u64,
+}
+
+/// Whether the cluster serves.
+#[derive(Debug, Clone, Serialize)]
+pub struct Health {
+    /// The master answering.
+    pub master: String,
+    /// `/-/healthy` answered `200`.
+    pub alive: bool,
+    /// `/-/ready`: enough healthy volumes for writes.
+    pub ready: bool,
+    /// The master's one-line explanation of readiness.
+    pub detail: String,
+}
+
+/// Round-trip times of `/-/healthy`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Ping {
+    pub target: String,
+    /// `None` when it did not answer (see `error`).
+    #[serde(serialize_with = "millis")]
+    pub rtt: Option<Duration>,
+    pub error: Option<String>,
+}
+
+fn millis<S: serde::Serializer>(d: &Option<Duration>, s: S) -> std::result::Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_some(&(d.as_secs_f64() * 1000.0)),
+        None => s.serialize_none(),
+    }
+}
+
+impl Client {
+    /// The cluster's status: volumes, key counts, index.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: trove_client::Client) -> trove_client::Result<()> {
+    /// let status = client.status().await?;
+    /// println!("{} of {} volumes healthy", status.healthy_volumes, status.volumes.len());
+    /// # Ok(()) }
+    /// ```
+    pub async fn status(&self) -> Result<ClusterStatus> {
+        self.ops_json("/-/status").await
+    }
+
+    /// The admin jobs that have run since the master started (running or
+    /// finished): rebalance, verify, gc.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: trove_client::Client) -> trove_client::Result<()> {
+    /// for job in client.jobs().await? { println!("{} {}", job.job, job.state); }
+    /// # Ok(()) }
+    /// ```
+    pub async fn jobs(&self) -> Result<Vec<JobStatus>> {
+        let mut out = vec![];
+        for name in ["rebalance", "verify", "gc"] {
+            match self.ops_json::<JobStatus>(&format!("/-/{name}")).await {
+                Ok(job) => out.push(job),
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether the master serves and is ready for writes (not retried: it
+    /// reports the moment).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: trove_client::Client) -> trove_client::Result<()> {
+    /// let health = client.health().await?;
+    /// assert!(health.ready, "{}", health.detail);
+    /// # Ok(()) }
+    /// ```
+    pub async fn health(&self) -> Result<Health> {
+        let url = self.master_url("/-/healthy");
+        let alive = self.send_small(Method::GET, &url, |r| r).await?.status() == StatusCode::OK;
+        let url = self.master_url("/-/ready");
+        let resp = self.send_small(Method::GET, &url, |r| r).await?;
+        let ready = resp.status() == StatusCode::OK;
+        let detail = error_body(resp).await.trim().to_string();
+        Ok(Health {
+            master: self.master_url(""),
+            alive,
+            ready,
+            detail,
+        })
+    }
+
+    /// Round-trip times to the master and to every volume it knows.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: trove_client::Client) -> trove_client::Result<()> {
+    /// for p in client.ping().await? { println!("{} {:?}", p.target, p.rtt); }
+    /// # Ok(()) }
+    /// ```
+    pub async fn ping(&self) -> Result<Vec<Ping>> {
+        let status = self.status().await?;
+        let mut targets = vec![self.master_url("")];
+        targets.extend(status.volumes.iter().map(|v| format!("http://{}", v.address)));
+        let pings = targets.into_iter().map(|target| async move {
+            let started = Instant::now();
+            let url = format!("{target}/-/healthy");
+            match self.send_small(Method::GET, &url, |r| r).await {
+                Ok(resp) if resp.status() == StatusCode::OK => Ping {
+                    target,
+                    rtt: Some(started.elapsed()),
+                    error: None,
+                },
+                Ok(resp) => Ping {
+                    target,
+                    rtt: None,
+                    error: Some(format!("answered {}", resp.status())),
+                },
+                Err(e) => Ping {
+                    target,
+                    rtt: None,
+                    error: Some(e.to_string()),
+                },
+            }
+        });
+        Ok(futures::future::join_all(pings).await)
+    }
+
+    async fn ops_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.call(path, |url, _| async move {
+            let resp = self.send_small(Method::GET, &url, |r| r).await?;
+            if !resp.status().is_success() {
+                return Err(crate::client::status_error(path, &url, resp).await);
+            }
+            resp.json::<T>().await.map_err(|e| Error::Protocol {
+                url: url.clone(),
+                message: format!("unexpected JSON: {e}"),
+            })
+        })
+        .await
+    }
+}

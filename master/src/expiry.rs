@@ -1,0 +1,213 @@
+//! Keys with a TTL: the write headers that set an expiry, and the expirer
+//! that deletes expired keys.
+//!
+//! A write may carry `Trove-Expires-After` (a duration) or
+//! `Trove-Expires-At` (a time); without either, the master's
+//! `--default-ttl` applies. The expiry time is stored in the record, and
+//! the key reads as absent from that moment (`get`, listings, `UNLINK`).
+//!
+//! The expirer is a background task that asks the index for the entries
+//! that are due (the index keeps them ordered by time, so it never reads a
+//! key that is not due) and deletes each key — replicas first, then the
+//! record — at most `--expiry-rate` keys a second, under the key's lock and
+//! after re-reading its record, as the admin jobs do. A key whose replica
+//! cannot be deleted now (a volume down) stays for the next pass; the
+//! entries live in the index, so a restart picks up where it stopped.
+
+use crate::error::ApiError;
+use crate::AppState;
+use axum::http::HeaderMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+use trove_common::http::{parse_duration, TROVE_EXPIRES_AFTER, TROVE_EXPIRES_AT};
+use trove_common::key::Key;
+use trove_common::record::{now_ms, State};
+
+/// Expiry entries fetched per pass.
+const BATCH: usize = 1000;
+
+/// What the expirer has done since the master started.
+#[derive(Debug, Default)]
+pub struct ExpiryStats {
+    /// Keys deleted because they expired.
+    pub expired: AtomicU64,
+    /// Expired keys whose deletion failed (they are retried).
+    pub failed: AtomicU64,
+}
+
+/// The expiry a write asks for (Unix ms), or `default_ttl` from `now_ms`.
+pub fn requested(
+    headers: &HeaderMap,
+    default_ttl: Option<Duration>,
+    now_ms: u64,
+) -> Result<Option<u64>, ApiError> {
+    let header = |name: &str| -> Result<Option<&str>, ApiError> {
+        headers
+            .get(name)
+            .map(|v| {
+                v.to_str()
+                    .map(str::trim)
+                    .map_err(|_| ApiError::BadRequest(format!("{name} is not ASCII")))
+            })
+            .transpose()
+    };
+    let after_ms = |d: Duration| now_ms.saturating_add(d.as_millis().min(u64::MAX as u128) as u64);
+    match (header(TROVE_EXPIRES_AFTER)?, header(TROVE_EXPIRES_AT)?) {
+        (Some(_), Some(_)) => Err(ApiError::BadRequest(format!(
+            "send {TROVE_EXPIRES_AFTER} or {TROVE_EXPIRES_AT}, not both"
+        ))),
+        (Some("never"), None) => Ok(None),
+        (Some(after), None) => {
+            let ttl = parse_duration(after)
+                .map_err(|e| ApiError::BadRequest(format!("{TROVE_EXPIRES_AFTER}: {e} (or `never`)")))?;
+            if ttl.is_zero() {
+                return Err(ApiError::BadRequest(format!(
+                    "{TROVE_EXPIRES_AFTER} must be more than 0"
+                )));
+            }
+            Ok(Some(after_ms(ttl)))
+        }
+        (None, Some(at)) => {
+            let time = match at.parse::<u64>() {
+                Ok(secs) => UNIX_EPOCH + Duration::from_secs(secs),
+                Err(_) => httpdate::parse_http_date(at).map_err(|_| {
+                    ApiError::BadRequest(format!(
+                        "{TROVE_EXPIRES_AT} must be Unix seconds or an HTTP date, not `{at}`"
+                    ))
+                })?,
+            };
+            let ms = time.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+            if ms <= now_ms {
+                return Err(ApiError::BadRequest(format!(
+                    "{TROVE_EXPIRES_AT} `{at}` is not in the future"
+                )));
+            }
+            Ok(Some(ms))
+        }
+        (None, None) => Ok(default_ttl.map(after_ms)),
+    }
+}
+
+/// Deletes expired keys until the task is dropped: every `interval`, the
+/// entries due are handled one at a time, at most `rate` a second.
+pub async fn run(state: Arc<AppState>) {
+    let interval = state.config.expiry_interval;
+    let pause = Duration::from_secs_f64(1.0 / f64::from(state.config.expiry_rate.max(1)));
+    loop {
+        let due = match state.index.due(now_ms(), BATCH).await {
+            Ok(due) => due.entries,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the expiry index");
+                vec![]
+            }
+        };
+        let mut progress = false;
+        for (expires, key) in &due {
+            progress |= expire(&state, key, *expires).await;
+            tokio::time::sleep(pause).await;
+        }
+        // A full batch that moved on: more may be due at once. Otherwise
+        // (nothing due, or only keys that cannot be deleted now) wait.
+        if !(progress && due.len() == BATCH) {
+            tokio::time::sleep(interval).await;
+        }
+    }
+}
+
+/// Deletes one expired key; whether its entry is gone (deleted or stale).
+async fn expire(state: &AppState, raw_key: &str, expires: u64) -> bool {
+    let stale = || async {
+        if let Err(e) = state.index.forget_expiry(raw_key, expires).await {
+            tracing::error!(key = %raw_key, error = %e, "cannot drop a stale expiry entry");
+            return false;
+        }
+        true
+    };
+    let Ok(key) = Key::new(raw_key) else {
+        return stale().await;
+    };
+    // A key being written or deleted is left for the next pass.
+    let Some(_guard) = state.locks.try_lock(&key) else {
+        return false;
+    };
+    let record = match state.index.get(&key) {
+        Ok(Some(r)) if r.expires == Some(expires) && r.state != State::Writing => r,
+        Ok(_) => return stale().await,
+        Err(e) => {
+            tracing::error!(key = %key, error = %e, "cannot read an expiring key's record");
+            return false;
+        }
+    };
+    let client = state.volumes.client();
+    let deletes = record.volumes.iter().map(|addr| client.delete(addr, &key));
+    for (addr, result) in record
+        .volumes
+        .iter()
+        .zip(futures::future::join_all(deletes).await)
+    {
+        if let Err(e) = result {
+            state.volumes.note_error(&e);
+            state.expiry.failed.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(key = %key, volume = %addr, error = %e, "cannot delete an expired replica; retrying later");
+            return false;
+        }
+    }
+    if let Err(e) = state.index.remove_expired(&key, expires, record.state).await {
+        tracing::error!(key = %key, error = %e, "cannot remove an expired record");
+        return false;
+    }
+    state.expiry.expired.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(key = %key, "expired");
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn write_headers_set_the_expiry() {
+        let now = 1_700_000_000_000;
+        let hour = Some(Duration::from_secs(3600));
+        let req = |pairs: &[(&'static str, &str)], default| requested(&headers(pairs), default, now);
+        assert_eq!(req(&[], None).unwrap(), None);
+        assert_eq!(req(&[], hour).unwrap(), Some(now + 3_600_000), "--default-ttl");
+        assert_eq!(
+            req(&[(TROVE_EXPIRES_AFTER, "3600")], None).unwrap(),
+            Some(now + 3_600_000)
+        );
+        assert_eq!(
+            req(&[(TROVE_EXPIRES_AFTER, "90s")], hour).unwrap(),
+            Some(now + 90_000)
+        );
+        assert_eq!(req(&[(TROVE_EXPIRES_AFTER, "never")], hour).unwrap(), None);
+        assert_eq!(
+            req(&[(TROVE_EXPIRES_AT, "1700000600")], None).unwrap(),
+            Some(1_700_000_600_000)
+        );
+        assert_eq!(
+            req(&[(TROVE_EXPIRES_AT, "Tue, 14 Nov 2023 22:23:20 GMT")], None).unwrap(),
+            Some(1_700_000_600_000)
+        );
+        for bad in [
+            &[(TROVE_EXPIRES_AFTER, "soon")][..],
+            &[(TROVE_EXPIRES_AFTER, "0")],
+            &[(TROVE_EXPIRES_AFTER, "-5")],
+            &[(TROVE_EXPIRES_AT, "1600000000")],
+            &[(TROVE_EXPIRES_AT, "tomorrow")],
+            &[(TROVE_EXPIRES_AFTER, "1h"), (TROVE_EXPIRES_AT, "1800000000")],
+        ] {
+            assert!(matches!(req(bad, None), Err(ApiError::BadRequest(_))), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,764 @@
+//! The client library (`trove-client`) and the `trove` command line against
+//! real clusters: every command and exit code, replica fail-over and
+//! resumption, the sha256 check, retries through a master restart, Ctrl-C.
+
+use futures::{StreamExt, TryStreamExt};
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use trove_client::{ByteRange, Client, Error, GetOptions, ListOptions, PutOptions, RetryPolicy};
+use trove_tests::{md5_hex, pattern, pattern_bytes, sha256_hex, wait_for, Cluster, ClusterOptions};
+
+fn quick_retries() -> RetryPolicy {
+    RetryPolicy {
+        attempts: 3,
+        initial_backoff: Duration::from_millis(10),
+        max_backoff: Duration::from_millis(50),
+    }
+}
+
+#[tokio::test]
+async fn library_writes_reads_lists_and_deletes() {
+    let c = Cluster::start_default().await;
+    let client = c.client();
+    let opts = PutOptions::default();
+
+    let value = pattern_bytes(300_000, 1);
+    let w = client
+        .put_bytes("/lib/bytes", value.clone().into(), &opts)
+        .await
+        .unwrap();
+    assert_eq!(
+        (w.size, w.sha256.as_str()),
+        (300_000, sha256_hex(&value).as_str())
+    );
+    let e = client
+        .put_bytes("/lib/bytes", value.clone().into(), &opts)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Exists { .. }), "{e}");
+
+    let path = c.dir.path().join("file.bin");
+    let file_value = pattern_bytes(1 << 20, 2);
+    std::fs::write(&path, &file_value).unwrap();
+    let w = client.put_file("/lib/file", &path, &opts).await.unwrap();
+    assert_eq!(w.sha256, sha256_hex(&file_value));
+
+    // A one-shot stream of unknown length goes out chunked.
+    let (stream, digest) = pattern(5_000_000, 3);
+    let w = client
+        .put_stream("/lib/stream", stream, None, &opts)
+        .await
+        .unwrap();
+    assert_eq!(w.size, 5_000_000);
+    assert_eq!(Some(w.sha256), digest.lock().unwrap().clone());
+
+    let s = client.stat("/lib/bytes").await.unwrap();
+    assert_eq!(s.size, 300_000);
+    assert_eq!(s.md5, md5_hex(&value));
+    assert_eq!(s.sha256, sha256_hex(&value));
+    assert_eq!(s.volumes.len(), 2);
+    assert!(s.balanced);
+    assert!(client.exists("/lib/file").await.unwrap());
+    assert!(!client.exists("/lib/nothing").await.unwrap());
+
+    let mut out = Vec::new();
+    let r = client
+        .get_to("/lib/bytes", &mut out, &GetOptions::default())
+        .await
+        .unwrap();
+    assert!(out == value, "the value read back is the value written");
+    assert!(r.verified && r.resumes == 0 && r.bytes == 300_000);
+    let ranged = |range| GetOptions {
+        range: Some(range),
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    let r = client
+        .get_to(
+            "/lib/bytes",
+            &mut out,
+            &ranged(ByteRange::Bounded { first: 10, last: 19 }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out, &value[10..20]);
+    assert!(
+        !r.verified,
+        "a range cannot be checked against the whole value's sha256"
+    );
+    let mut out = Vec::new();
+    client
+        .get_to("/lib/bytes", &mut out, &ranged(ByteRange::Suffix(5)))
+        .await
+        .unwrap();
+    assert_eq!(out, &value[value.len() - 5..]);
+    let e = client
+        .get("/lib/bytes", &ranged(ByteRange::From(300_000)))
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(e, Error::RangeNotSatisfiable { len: 300_000, .. }),
+        "{e}"
+    );
+    let mut stream = client.get("/lib/stream", &GetOptions::default()).await.unwrap();
+    let mut n = 0;
+    while let Some(chunk) = stream.next().await {
+        n += chunk.unwrap().len();
+    }
+    assert_eq!(n, 5_000_000);
+    assert!(stream.report().verified);
+
+    // Listing: a stream over pages of 7.
+    let keys: Vec<String> = (0..25).map(|i| format!("/lib/list/{i:02}")).collect();
+    for k in &keys {
+        client.put_bytes(k, "x".into(), &opts).await.unwrap();
+    }
+    let small_pages = ListOptions {
+        page_size: Some(7),
+        ..Default::default()
+    };
+    let listed: Vec<String> = client
+        .list("/lib/list/", small_pages.clone())
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(listed, keys);
+    let page = client.list_page("/lib/list/", &small_pages).await.unwrap();
+    assert_eq!(page.keys, keys[..7]);
+    assert_eq!(page.next.as_deref(), Some("/lib/list/07"));
+
+    // Unlink, then delete; typed errors for what is gone.
+    client.unlink("/lib/list/00").await.unwrap();
+    assert!(client.stat("/lib/list/00").await.unwrap_err().is_not_found());
+    let unlinked = ListOptions {
+        unlinked: true,
+        ..Default::default()
+    };
+    let gone: Vec<String> = client.list("/lib/", unlinked).try_collect().await.unwrap();
+    assert_eq!(gone, ["/lib/list/00"]);
+    assert!(matches!(
+        client.unlink("/lib/list/00").await,
+        Err(Error::NotFound { .. })
+    ));
+    client.delete("/lib/list/00").await.unwrap();
+    assert!(matches!(
+        client.delete("/lib/list/00").await,
+        Err(Error::NotFound { .. })
+    ));
+    let e = client
+        .get("/lib/none", &GetOptions::default())
+        .await
+        .err()
+        .unwrap();
+    assert!(e.is_not_found(), "{e}");
+
+    // Bad input is refused with the reason.
+    assert!(matches!(
+        client.stat("/a/../b").await,
+        Err(Error::InvalidKey { .. })
+    ));
+    // A sha256 the body does not have: the master refuses, stores nothing.
+    let wrong = PutOptions {
+        sha256: Some([0; 32]),
+        ..Default::default()
+    };
+    let e = client
+        .put_bytes("/lib/wrong", "abc".into(), &wrong)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Rejected { status: 400, .. }), "{e}");
+    assert!(!client.exists("/lib/wrong").await.unwrap());
+    let e = client
+        .put_bytes("/lib/empty", "".into(), &opts)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Rejected { status: 411, .. }), "{e}");
+
+    // Fail-over: an unreachable first master is skipped.
+    let failing_over = Client::builder()
+        .master("http://127.0.0.1:1")
+        .master(format!("http://{}", c.master.addr))
+        .retry(quick_retries())
+        .build()
+        .unwrap();
+    failing_over
+        .put_bytes("/lib/failover", "ok".into(), &opts)
+        .await
+        .unwrap();
+    assert_eq!(failing_over.stat("/lib/failover").await.unwrap().size, 2);
+    let unreachable = Client::builder()
+        .master("http://127.0.0.1:1")
+        .retry(quick_retries())
+        .build()
+        .unwrap();
+    let e = unreachable.stat("/lib/bytes").await.unwrap_err();
+    assert!(
+        matches!(e, Error::Transport { .. }) && e.to_string().contains("cannot connect"),
+        "{e}"
+    );
+}
+
+/// Reads 32 MiB, killing the volume that serves it after the first chunk
+/// (once `before_kill` returns); the read must resume from the other replica
+/// and verify.
+async fn read_through_a_volume_kill<F, Fut>(mut c: Cluster, before_kill: F) -> trove_client::GetReport
+where
+    F: FnOnce(trove_client::Stat) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let client = c.client();
+    let (stream, digest) = pattern(32 << 20, 11);
+    client
+        .put_stream("/big/resume", stream, Some(32 << 20), &PutOptions::default())
+        .await
+        .unwrap();
+    let sha = digest.lock().unwrap().clone().unwrap();
+
+    let mut reader = client.get("/big/resume", &GetOptions::default()).await.unwrap();
+    let mut hasher = sha2::Sha256::new();
+    use sha2::Digest;
+    let first = reader.next().await.unwrap().unwrap();
+    hasher.update(&first);
+    let mut read = first.len() as u64;
+    let serving = reader.source().expect("a replica is serving");
+    // Far more than a socket can buffer is still to come: kill its volume.
+    assert!(read < 8 << 20);
+    before_kill(reader.stat().clone()).await;
+    let i = c.volume_index(&serving);
+    c.volumes[i].kill();
+    while let Some(chunk) = reader.next().await {
+        let chunk = chunk.unwrap();
+        read += chunk.len() as u64;
+        hasher.update(&chunk);
+    }
+    assert_eq!(read, 32 << 20);
+    assert_eq!(hex::encode(hasher.finalize()), sha);
+    let report = reader.report();
+    assert!(report.resumes >= 1, "{report:?}");
+    assert!(report.verified, "{report:?}");
+    assert_eq!(report.sources.first(), Some(&serving));
+    assert!(
+        report.sources.iter().skip(1).any(|s| s != &serving),
+        "the rest came from the other replica: {report:?}"
+    );
+    assert!(
+        report.failures.iter().any(|f| f.starts_with(&serving)),
+        "{report:?}"
+    );
+    report
+}
+
+#[tokio::test]
+async fn get_resumes_from_another_replica_when_its_volume_dies() {
+    let c = Cluster::start_default().await;
+    read_through_a_volume_kill(c, |_| async {}).await;
+}
+
+#[tokio::test]
+async fn a_signed_read_resumes_on_another_replica_after_its_url_expired() {
+    const SECRET: &str = "client test secret";
+    let c = Cluster::start(ClusterOptions {
+        master_args: vec!["--secret".into(), SECRET.into(), "--url-ttl".into(), "1s".into()],
+        volume_args: vec!["--secret".into(), SECRET.into()],
+        ..Default::default()
+    })
+    .await;
+    // The redirect's signature is valid on every volume (it covers the
+    // path, not the host), but only until it expires: wait that out before
+    // the kill, so the resumed read must ask the master for a fresh one.
+    let report = read_through_a_volume_kill(c, |stat| async move {
+        let expires: u64 = stat
+            .location
+            .split(['?', '&'])
+            .find_map(|p| p.strip_prefix("expires="))
+            .expect("a signed redirect")
+            .parse()
+            .unwrap();
+        let now_secs = || SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        wait_for("the signed URL to expire", || async { now_secs() > expires }).await;
+    })
+    .await;
+    assert!(
+        report.relocations >= 1,
+        "a fresh redirect was asked for: {report:?}"
+    );
+}
+
+/// Flips one byte of `key`'s first replica on disk, behind its volume's
+/// back; with `unchecked`, also drops the blob's block checksums from its
+/// sidecar (a blob stored by a volume that kept none), so that only the
+/// reader's sha256 can notice. Returns the damaged replica's volume.
+async fn rot(c: &Cluster, key: &str, unchecked: bool) -> String {
+    let bad = c.client().stat(key).await.unwrap().volumes[0].clone();
+    let blob = c.blob_path(c.volume_index(&bad), key);
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes[12_345] ^= 0x01;
+    std::fs::write(&blob, &bytes).unwrap();
+    if unchecked {
+        let sidecar = blob.with_extension("meta");
+        let mut meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&sidecar).unwrap()).unwrap();
+        assert!(meta.as_object_mut().unwrap().remove("crc32c").is_some(), "{meta}");
+        std::fs::write(&sidecar, meta.to_string()).unwrap();
+    }
+    bad
+}
+
+#[tokio::test]
+async fn a_corrupt_replica_is_detected_and_the_value_served_from_another() {
+    let c = Cluster::start_default().await;
+    let client = c.client();
+    let value = pattern_bytes((1 << 20) + 5, 5);
+    for key in ["/rot/checked", "/rot/unchecked"] {
+        client
+            .put_bytes(key, value.clone().into(), &PutOptions::default())
+            .await
+            .unwrap();
+    }
+    // The master alternates replicas: within a few reads, each is first.
+    // Every read delivers the good value; what noticed the rot is reported.
+    let reads = |key: &'static str| {
+        let (c, client, value) = (&c, &client, &value);
+        async move {
+            let mut reports = vec![];
+            for i in 0..4 {
+                let out = c.dir.path().join(format!("out{i}"));
+                let report = client.download(key, &out, &GetOptions::default()).await.unwrap();
+                assert!(
+                    std::fs::read(&out).unwrap() == *value,
+                    "the file holds the good value"
+                );
+                assert!(report.verified);
+                reports.push(report);
+            }
+            reports
+        }
+    };
+
+    // The volume's block checksums catch rot on disk: it refuses the copy,
+    // and the reader moves on to the other replica.
+    let bad = rot(&c, "/rot/checked", false).await;
+    let reports = reads("/rot/checked").await;
+    assert!(
+        reports
+            .iter()
+            .any(|r| r.failures.iter().any(|f| f.starts_with(&bad))),
+        "the damaged replica was tried and refused at least once: {reports:?}"
+    );
+    assert!(reports.iter().all(|r| r.corrupt.is_empty()), "{reports:?}");
+
+    // Bytes the volume cannot check reach the reader: its sha256 catches
+    // them, and the value is fetched again from the other replica.
+    let bad = rot(&c, "/rot/unchecked", true).await;
+    let reports = reads("/rot/unchecked").await;
+    assert!(
+        reports.iter().any(|r| r.corrupt == [bad.clone()]),
+        "the corrupt replica was read at least once and caught: {reports:?}"
+    );
+    assert!(
+        reports.iter().all(|r| r.corrupt.iter().all(|v| v == &bad)),
+        "{reports:?}"
+    );
+    // To stdout the bytes are gone before the check: it fails loudly, exit 1.
+    let mut failures = 0;
+    for _ in 0..4 {
+        let r = c.trove(&["get", "/rot/unchecked"]).await;
+        if r.code == 1 {
+            assert!(r.stderr.contains("sha256 mismatch"), "{}", r.stderr);
+            failures += 1;
+        } else {
+            assert_eq!(r.code, 0, "{}", r.stderr);
+        }
+    }
+    assert!(
+        failures >= 1,
+        "the CLI read the corrupt replica at least once and said so"
+    );
+}
+
+fn write_tree(dir: &Path, files: usize, size: usize) -> Vec<(String, Vec<u8>)> {
+    (0..files)
+        .map(|i| {
+            let rel = format!("d{}/f{i:03}.bin", i % 7);
+            let value = pattern_bytes(size + i, i as u64);
+            let path = dir.join(&rel);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &value).unwrap();
+            (rel, value)
+        })
+        .collect()
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig} {pid}");
+}
+
+#[tokio::test]
+async fn bulk_copy_of_500_files_survives_a_master_restart() {
+    let mut c = Cluster::start_default().await;
+    let src = c.dir.path().join("src");
+    let tree = write_tree(&src, 500, 4096);
+    let mut child = c
+        .trove_command()
+        .args([
+            "cp",
+            "-r",
+            src.to_str().unwrap(),
+            "/bulk/",
+            "--jobs",
+            "8",
+            "--retries",
+            "30",
+            "--json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
+    // The CLI says when it retries: collect its stderr as it comes.
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let log = Arc::clone(&stderr);
+    let reader = tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            log.lock().unwrap().push_str(&format!("{line}\n"));
+        }
+    });
+    let client = c.client();
+    let count = || async {
+        let keys: Vec<String> = client
+            .list("/bulk/", ListOptions::default())
+            .try_collect()
+            .await
+            .unwrap();
+        keys.len()
+    };
+    wait_for("the copy under way", || async { count().await >= 50 }).await;
+    // Freeze the copy so that it is certainly mid-way, take the master away
+    // under it, let it run into the dead master, then bring the master back.
+    signal(pid, "STOP");
+    let before = count().await;
+    assert!(before < 500, "the copy is mid-way ({before} keys)");
+    c.master.kill();
+    signal(pid, "CONT");
+    wait_for("the copy to find the master gone and retry", || async {
+        stderr.lock().unwrap().contains("retrying in")
+    })
+    .await;
+    c.master.restart();
+    c.wait_until_ready().await;
+    let out = tokio::time::timeout(Duration::from_secs(300), child.wait_with_output())
+        .await
+        .expect("the copy finishes")
+        .unwrap();
+    reader.await.unwrap();
+    assert!(out.status.success(), "{}", stderr.lock().unwrap());
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["failed"], 0, "{summary}");
+    assert_eq!(
+        summary["copied"].as_u64().unwrap() + summary["skipped"].as_u64().unwrap(),
+        500
+    );
+    assert_eq!(count().await, 500);
+    for (rel, value) in &tree {
+        let s = client.stat(&format!("/bulk/{rel}")).await.unwrap();
+        assert_eq!(
+            (s.size, s.md5.as_str()),
+            (value.len() as u64, md5_hex(value).as_str()),
+            "{rel}"
+        );
+    }
+
+    // Again: everything matches and is skipped.
+    let again = c
+        .trove(&[
+            "cp",
+            "-r",
+            src.to_str().unwrap(),
+            "/bulk",
+            "--json",
+            "--jobs",
+            "8",
+        ])
+        .await;
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    let summary: serde_json::Value = serde_json::from_str(&again.stdout).unwrap();
+    assert_eq!(
+        (summary["copied"].as_u64(), summary["skipped"].as_u64()),
+        (Some(0), Some(500))
+    );
+
+    // Down again into a new directory, verified, then skipped.
+    let dst = c.dir.path().join("dst");
+    let down = c
+        .trove(&["cp", "-r", "trove:/bulk/", dst.to_str().unwrap(), "--json"])
+        .await;
+    assert_eq!(down.code, 0, "{}", down.stderr);
+    for (rel, value) in &tree {
+        assert!(std::fs::read(dst.join(rel)).unwrap() == *value, "{rel}");
+    }
+    let down = c
+        .trove(&["cp", "-r", "/bulk", dst.to_str().unwrap(), "--json"])
+        .await;
+    let summary: serde_json::Value = serde_json::from_str(&down.stdout).unwrap();
+    assert_eq!(summary["skipped"], 500, "{summary}");
+}
+
+#[tokio::test]
+async fn ctrl_c_during_put_leaves_nothing() {
+    let c = Cluster::start_default().await;
+    let mut child = c
+        .trove_command()
+        .args(["put", "-", "/interrupted"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&pattern_bytes(1 << 20, 9)).await.unwrap();
+    wait_for("the upload reaching the volumes", || async {
+        (0..3).any(|i| c.temp_files(i) > 0)
+    })
+    .await;
+    signal(child.id().unwrap(), "INT");
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("trove stops on Ctrl-C")
+        .unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted"));
+    drop(stdin);
+    assert_eq!(c.head("/interrupted").await.status(), 404);
+    wait_for("no temp files and no blob left", || async {
+        (0..3).all(|i| c.temp_files(i) == 0) && c.copies_of("/interrupted").await == 0
+    })
+    .await;
+    assert_eq!(c.head("/interrupted").await.status(), 404);
+}
+
+#[tokio::test]
+async fn cli_commands_and_exit_codes() {
+    let c = Cluster::start_default().await;
+    let dir = c.dir.path();
+    let value = pattern_bytes(200_000, 7);
+    let file = dir.join("a.bin");
+    std::fs::write(&file, &value).unwrap();
+    let f = file.to_str().unwrap();
+
+    // put / get / stat
+    assert_eq!(c.trove(&["put", f, "docs/a.bin"]).await.code, 0);
+    let again = c.trove(&["put", f, "/docs/a.bin"]).await;
+    assert_eq!(again.code, 1);
+    assert!(again.stderr.contains("already exists"), "{}", again.stderr);
+    let out = dir.join("a.copy");
+    assert_eq!(
+        c.trove(&["get", "/docs/a.bin", "-o", out.to_str().unwrap()])
+            .await
+            .code,
+        0
+    );
+    assert!(std::fs::read(&out).unwrap() == value);
+    let stat = c.trove(&["stat", "docs/a.bin"]).await;
+    assert_eq!(stat.code, 0);
+    for expected in [
+        "200000",
+        &md5_hex(&value),
+        &sha256_hex(&value),
+        "expires   never",
+        "balanced",
+    ] {
+        assert!(stat.stdout.contains(expected), "{expected} in {}", stat.stdout);
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&c.trove(&["stat", "/docs/a.bin", "--json"]).await.stdout).unwrap();
+    assert_eq!(json["size"], 200_000);
+    assert_eq!(json["volumes"].as_array().unwrap().len(), 2);
+
+    // stdin and stdout
+    let mut child = c
+        .trove_command()
+        .args(["put", "-", "/docs/stdin.txt", "--quiet"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"hello from stdin")
+        .await
+        .unwrap();
+    let put = child.wait_with_output().await.unwrap();
+    assert!(put.status.success());
+    assert!(
+        put.stdout.is_empty() && put.stderr.is_empty(),
+        "--quiet prints nothing"
+    );
+    let got = c.trove(&["get", "docs/stdin.txt"]).await;
+    assert_eq!((got.code, got.stdout.as_str()), (0, "hello from stdin"));
+
+    // ls, ls -l, JSON
+    let ls = c.trove(&["ls", "/docs/"]).await;
+    assert_eq!(ls.stdout, "/docs/a.bin\n/docs/stdin.txt\n");
+    let long = c.trove(&["ls", "-l", "docs"]).await;
+    let line = long.stdout.lines().next().unwrap();
+    assert!(
+        line.contains("2 replicas") && line.ends_with("/docs/a.bin") && line.contains("KiB"),
+        "{line}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&c.trove(&["ls", "--json"]).await.stdout).unwrap();
+    assert_eq!(json, serde_json::json!(["/docs/a.bin", "/docs/stdin.txt"]));
+    let empty = c.trove(&["ls", "/nothing/"]).await;
+    assert_eq!((empty.code, empty.stdout.as_str()), (0, ""));
+
+    // not found: exit 3
+    for args in [
+        &["get", "/docs/none"][..],
+        &["get", "/docs/none", "-o", out.to_str().unwrap()],
+        &["stat", "/docs/none"],
+        &["rm", "/docs/none"],
+        &["unlink", "/docs/none"],
+        &["cp", "-r", "/nothing/", dir.join("x").to_str().unwrap()],
+    ] {
+        let r = c.trove(args).await;
+        assert_eq!(r.code, 3, "{args:?}: {}", r.stderr);
+    }
+
+    // unlink, rm
+    assert_eq!(c.trove(&["unlink", "/docs/stdin.txt"]).await.code, 0);
+    assert_eq!(c.trove(&["get", "/docs/stdin.txt"]).await.code, 3);
+    assert_eq!(c.trove(&["ls", "--unlinked"]).await.stdout, "/docs/stdin.txt\n");
+    assert_eq!(c.trove(&["rm", "/docs/stdin.txt"]).await.code, 0);
+    for k in ["/docs/x", "/docs/y"] {
+        assert_eq!(c.put(k, "v").await, 201);
+    }
+    assert_eq!(c.trove(&["rm", "/docs/x", "/docs/y"]).await.code, 0);
+    assert_eq!(c.put("/docs/x", "v").await, 201);
+    let partial = c.trove(&["rm", "/docs/missing", "/docs/x"]).await;
+    assert_eq!(partial.code, 3, "the first failure decides");
+    assert_eq!(
+        c.head("/docs/x").await.status(),
+        404,
+        "the other key was still deleted"
+    );
+
+    // health, ping, status
+    let health = c.trove(&["health"]).await;
+    assert_eq!(health.code, 0);
+    assert!(health.stdout.contains("ready"), "{}", health.stdout);
+    let ping = c.trove(&["ping"]).await;
+    assert_eq!(ping.code, 0);
+    assert_eq!(
+        ping.stdout.lines().filter(|l| l.ends_with(" ms")).count(),
+        4,
+        "{}",
+        ping.stdout
+    );
+    let status = c.trove(&["status"]).await;
+    assert_eq!(status.code, 0);
+    for v in &c.volumes {
+        assert!(status.stdout.contains(&v.addr), "{}", status.stdout);
+    }
+    assert!(status.stdout.contains("keys: 1 live"), "{}", status.stdout);
+    let json: serde_json::Value = serde_json::from_str(&c.trove(&["status", "--json"]).await.stdout).unwrap();
+    assert_eq!(json["status"]["volumes"].as_array().unwrap().len(), 3);
+
+    // usage: exit 2
+    for args in [
+        &[][..],
+        &["put", f],
+        &["put", dir.to_str().unwrap(), "/k"],
+        &["cp", dir.to_str().unwrap(), "/k/"],
+        &["--master", "ftp://x", "ls"],
+        &["ls", "--bogus"],
+        &["config", "set", "colour", "blue"],
+    ] {
+        let r = c.trove(args).await;
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+    }
+    // an unreachable master: exit 1, and the reason
+    let r = c
+        .trove(&["--master", "http://127.0.0.1:1", "--retries", "1", "ls"])
+        .await;
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("cannot reach http://127.0.0.1:1"),
+        "{}",
+        r.stderr
+    );
+
+    // the config file names the master when nothing else does
+    let config = dir.join("trove-config.json");
+    let set = c
+        .trove(&["config", "set", "master", &format!("http://{}", c.master.addr)])
+        .await;
+    assert_eq!(set.code, 0);
+    assert_eq!(
+        c.trove(&["config", "path"]).await.stdout.trim(),
+        config.to_str().unwrap()
+    );
+    assert_eq!(
+        c.trove(&["config", "get", "master"]).await.stdout.trim(),
+        format!("http://{}", c.master.addr)
+    );
+    let out = c
+        .trove_command()
+        .env_remove("TROVE_MASTER")
+        .args(["ls"])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "/docs/a.bin\n");
+}
+
+#[tokio::test]
+async fn sync_replaces_what_differs_and_deletes_what_is_gone() {
+    let c = Cluster::start_default().await;
+    let src = c.dir.path().join("src");
+    write_tree(&src, 5, 1000);
+    let s = src.to_str().unwrap();
+    assert_eq!(c.trove(&["sync", s, "/mirror/"]).await.code, 0);
+    // Change one file, remove another, and put an extra key.
+    let changed = src.join("d0/f000.bin");
+    std::fs::write(&changed, b"new content").unwrap();
+    std::fs::remove_file(src.join("d1/f001.bin")).unwrap();
+    assert_eq!(c.put("/mirror/extra", "x").await, 201);
+    // cp refuses to replace a key (write-once)...
+    let cp = c.trove(&["cp", "-r", s, "/mirror/"]).await;
+    assert_eq!(cp.code, 1);
+    assert!(cp.stderr.contains("write-once"), "{}", cp.stderr);
+    // ...sync replaces it, and --delete removes what the source lacks.
+    let sync = c.trove(&["sync", s, "/mirror/", "--delete", "--json"]).await;
+    assert_eq!(sync.code, 0, "{}", sync.stderr);
+    let summary: serde_json::Value = serde_json::from_str(&sync.stdout).unwrap();
+    assert_eq!(
+        (
+            summary["copied"].as_u64(),
+            summary["skipped"].as_u64(),
+            summary["deleted"].as_u64()
+        ),
+        (Some(1), Some(3), Some(2))
+    );
+    let (status, body) = c.get("/mirror/d0/f000.bin").await;
+    assert_eq!((status, &body[..]), (200, &b"new content"[..]));
+    let keys: Vec<String> = c
+        .client()
+        .list("/mirror/", ListOptions::default())
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 4);
+    assert!(!keys.contains(&"/mirror/extra".to_string()));
+}
