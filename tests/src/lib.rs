@@ -699,3 +699,20 @@ pub mod raw {
 }
 
 pub mod docker;
+
+/// Flips one byte of a file in place (same inode, same length), as bit rot
+/// would.
+pub fn flip_byte(path: &Path, offset: u64) {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
+    let mut b = [0u8; 1];
+    f.seek(SeekFrom::Start(offset)).unwrap();
+    f.read_exact(&mut b).unwrap();
+    f.seek(SeekFrom::Start(offset)).unwrap();
+    f.write_all(&[b[0] ^ 0x01]).unwrap();
+    f.sync_all().unwrap();
+}

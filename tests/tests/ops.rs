@@ -4,9 +4,8 @@
 //! running alongside.
 
 use serde_json::Value;
-use std::io::{Seek, SeekFrom, Write};
 use std::time::Duration;
-use trove_tests::{pattern_bytes, sha256_hex, wait_for, Cluster, ClusterOptions};
+use trove_tests::{flip_byte, pattern_bytes, sha256_hex, wait_for, Cluster, ClusterOptions};
 
 fn value(i: usize) -> Vec<u8> {
     pattern_bytes(1024 + (i * 37) % 4096, i as u64)
@@ -264,21 +263,6 @@ async fn rebuild_recreates_the_index_from_the_volumes() {
             .status(),
         404
     );
-}
-
-/// Flips one byte of a file in place (same inode, same length).
-fn flip_byte(path: &std::path::Path, offset: u64) {
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .unwrap();
-    let mut b = [0u8; 1];
-    f.seek(SeekFrom::Start(offset)).unwrap();
-    std::io::Read::read_exact(&mut f, &mut b).unwrap();
-    f.seek(SeekFrom::Start(offset)).unwrap();
-    f.write_all(&[b[0] ^ 0x01]).unwrap();
-    f.sync_all().unwrap();
 }
 
 #[tokio::test]

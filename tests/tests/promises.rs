@@ -5,7 +5,7 @@
 
 use base64::Engine;
 use tokio::io::AsyncWriteExt;
-use trove_tests::{pattern_bytes, sha256_hex, wait_for, Cluster, ClusterOptions};
+use trove_tests::{flip_byte, pattern_bytes, sha256_hex, wait_for, Cluster, ClusterOptions};
 
 const CRASH_AT: &str = "TROVE_CRASH_AT";
 
@@ -551,20 +551,6 @@ async fn corrupt_bytes_are_never_served() {
     assert_eq!(code, 0, "{out}");
     let body = c.http.get(&url).send().await.unwrap().bytes().await.unwrap();
     assert_eq!(sha256_hex(&body), sha256_hex(&big));
-}
-
-fn flip_byte(path: &std::path::Path, at: u64) {
-    use std::io::{Read, Seek, SeekFrom, Write};
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .unwrap();
-    let mut byte = [0u8];
-    f.seek(SeekFrom::Start(at)).unwrap();
-    f.read_exact(&mut byte).unwrap();
-    f.seek(SeekFrom::Start(at)).unwrap();
-    f.write_all(&[byte[0] ^ 0x20]).unwrap();
 }
 
 /// A write that fails on a frozen volume (`504` after the stall timeout)
