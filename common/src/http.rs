@@ -27,6 +27,8 @@ pub const TROVE_EXPIRES_AFTER: &str = "trove-expires-after";
 pub const TROVE_EXPIRES_AT: &str = "trove-expires-at";
 /// The id of the master write an upload to a volume belongs to.
 pub const TROVE_WRITE: &str = "trove-write";
+/// A volume's state of the copy it serves (`pending`, `live`, `unlinked`).
+pub const KEY_STATE: &str = "key-state";
 
 /// Whether `id` is a well-formed write id: 1 to 64 ASCII letters, digits
 /// or `-`.

@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 use tokio_util::io::StreamReader;
 use trove_common::digest::parse_sha256_hex;
-use trove_common::http::{client, Timeouts, KEY_SHA256, KEY_SIZE, TROVE_WRITE};
+use trove_common::http::{client, Timeouts, KEY_SHA256, KEY_SIZE, KEY_STATE, TROVE_WRITE};
 use trove_common::key::Key;
 pub use trove_common::protocol::Verified;
 use trove_common::protocol::{
@@ -23,11 +23,13 @@ use trove_common::protocol::{
 use trove_common::record::{BlobMeta, BlobState, Record};
 use trove_common::signing::{url as signed_url, Signer};
 
-/// What a volume reports after storing a blob.
+/// What a volume reports after storing a blob, or holds for a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {
     pub sha256: [u8; 32],
     pub size: u64,
+    /// The copy is not confirmed yet (`Key-State: pending`; a `HEAD` only).
+    pub pending: bool,
 }
 
 /// A failed call to a volume.
@@ -319,8 +321,13 @@ fn stored(addr: &str, resp: &reqwest::Response, size_header: &str) -> Result<Sto
     let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok());
     let sha256 = header(KEY_SHA256).and_then(parse_sha256_hex);
     let size = header(size_header).and_then(|s| s.parse().ok());
+    let pending = header(KEY_STATE) == Some(BlobState::Pending.as_str());
     match (sha256, size) {
-        (Some(sha256), Some(size)) => Ok(Stored { sha256, size }),
+        (Some(sha256), Some(size)) => Ok(Stored {
+            sha256,
+            size,
+            pending,
+        }),
         _ => Err(VolumeError::Protocol {
             addr: addr.to_string(),
             message: format!("answer without Key-Sha256 and {size_header}"),

@@ -24,6 +24,7 @@ use axum::body::Body;
 use bytes::Bytes;
 use futures::StreamExt;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
@@ -88,7 +89,9 @@ pub async fn write(state: Arc<AppState>, key: Key, upload: Upload, body: Body) -
             ApiError::NotEnoughVolumes { healthy, needed }
         });
     }
-    let write_id = format!("{:016x}", rand::random::<u64>());
+    // Ordered by time (ms, then a random tie-break): a volume refuses an
+    // upload older than one it has already seen for the key.
+    let write_id = format!("{:012x}{:04x}", now_ms(), rand::random::<u16>());
     let writing = Record::writing(targets.clone(), now_ms(), write_id.clone(), replaces);
     state.index.put(&key, writing.clone(), previous).await?;
     crash::point("write-recorded");
@@ -141,19 +144,7 @@ pub async fn write(state: Arc<AppState>, key: Key, upload: Upload, body: Body) -
             // only if no newer write has taken the key meanwhile (a newer
             // write inherits what to restore).
             drop(guard);
-            let state = Arc::clone(&state);
-            tokio::spawn(async move {
-                let undone = match undo_on_volumes(&state, &key, &writing).await {
-                    Ok(_) => match state.locks.try_lock(&key) {
-                        Some(_guard) => restore_record(&state, &key, &writing).await,
-                        None => Ok(()),
-                    },
-                    Err(e) => Err(e),
-                };
-                if let Err(e) = undone {
-                    tracing::warn!(key = %key, error = %e, "could not undo a failed write; gc will");
-                }
-            });
+            tokio::spawn(clean_up(Arc::clone(&state), key, writing));
             return Err(e);
         }
     };
@@ -177,6 +168,47 @@ pub async fn write(state: Arc<AppState>, key: Key, upload: Upload, body: Body) -
     }
     crash::point("write-confirmed");
     Ok(record)
+}
+
+/// Tries this many times to undo a failed write before leaving it to `gc`.
+const UNDO_ATTEMPTS: u32 = 8;
+/// How long the clean-up waits for the key's lock to restore its record.
+const RESTORE_LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// The background clean-up of a failed write: undo it on the volumes
+/// (retrying with backoff while a replica cannot be reached), then give the
+/// key its previous record back. If a newer write holds the key by then,
+/// that write inherited what to restore; if the volumes stay unreachable,
+/// `gc` finds the *writing* record later.
+async fn clean_up(state: Arc<AppState>, key: Key, writing: Record) {
+    let mut delay = Duration::from_millis(200);
+    for attempt in 1..=UNDO_ATTEMPTS {
+        match undo_on_volumes(&state, &key, &writing).await {
+            Ok(_) => break,
+            Err(e) if attempt == UNDO_ATTEMPTS => {
+                tracing::warn!(key = %key, error = %e, "could not undo a failed write; gc will");
+                return;
+            }
+            Err(_) => {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+    let deadline = tokio::time::Instant::now() + RESTORE_LOCK_WAIT;
+    let guard = loop {
+        if let Some(guard) = state.locks.try_lock(&key) {
+            break guard;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return; // a newer write has the key, and inherited `replaces`
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    if let Err(e) = restore_record(&state, &key, &writing).await {
+        tracing::warn!(key = %key, error = %e, "could not restore a failed write's record; gc will");
+    }
+    drop(guard);
 }
 
 /// Undoes a write that did not commit, from its *writing* record: each

@@ -10,11 +10,15 @@ use crate::AppState;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use trove_common::key::Key;
-use trove_common::record::{now_ms, Record, State};
+use trove_common::record::{now_ms, BlobState, Record, State};
 
 /// The state of one replica.
 enum Replica {
-    Good,
+    /// The right bytes; `pending` when the volume never received the
+    /// write's confirmation (its mark failed after the commit).
+    Good {
+        pending: bool,
+    },
     Missing,
     Corrupt(String),
     /// Could not be checked (volume down or failing).
@@ -63,7 +67,9 @@ async fn check_replica(state: &AppState, deep: bool, key: &Key, record: &Record,
                     v.meta.sha256, v.actual_size, record.sha256, record.size
                 ))
             }
-            Ok(Some(_)) => Replica::Good,
+            Ok(Some(v)) => Replica::Good {
+                pending: v.meta.state == BlobState::Pending,
+            },
             Err(e) => unservable(e),
         }
     } else {
@@ -78,7 +84,7 @@ async fn check_replica(state: &AppState, deep: bool, key: &Key, record: &Record,
                     record.size
                 ))
             }
-            Ok(Some(_)) => Replica::Good,
+            Ok(Some(s)) => Replica::Good { pending: s.pending },
             Err(e) => unservable(e),
         }
     }
@@ -105,9 +111,15 @@ async fn check_key(state: &AppState, progress: &Progress, params: &JobParams, ke
     let results = futures::future::join_all(checks).await;
     let mut good = vec![];
     let mut bad = vec![];
+    let mut unconfirmed = vec![];
     for (addr, r) in record.volumes.iter().zip(results) {
         match r {
-            Replica::Good => good.push(addr.clone()),
+            Replica::Good { pending } => {
+                good.push(addr.clone());
+                if pending {
+                    unconfirmed.push(addr.clone());
+                }
+            }
             Replica::Missing => {
                 progress.problem(format!("{key}: replica on {addr} is missing"));
                 bad.push(addr.clone());
@@ -139,7 +151,7 @@ async fn check_key(state: &AppState, progress: &Progress, params: &JobParams, ke
         progress.problem(format!("{key}: no good replica left to repair from"));
         return;
     }
-    if !repairing && same_set(&bad, &record.damaged) {
+    if !repairing && same_set(&bad, &record.damaged) && unconfirmed.is_empty() {
         return;
     }
     let Some(_guard) = state.locks.try_lock(key) else {
@@ -154,9 +166,27 @@ async fn check_key(state: &AppState, progress: &Progress, params: &JobParams, ke
             return;
         }
     }
+    // A live key's copy still marked pending lost its confirmation (the
+    // mark failed after the index committed): confirm it now, so that
+    // `rebuild` counts it and the volume drops the value it replaced.
+    let client = state.volumes.client();
+    for addr in &unconfirmed {
+        match client
+            .mark(addr, key, BlobState::Live, Some(&record.md5), None)
+            .await
+        {
+            // Not counted as a change: `changed` pays for `found`.
+            Ok(()) => progress.problem(format!(
+                "{key}: replica on {addr} confirmed (its confirmation had not arrived)"
+            )),
+            Err(e) => {
+                Progress::add(&progress.failed, 1);
+                progress.problem(format!("{key}: cannot confirm the replica on {addr}: {e}"));
+            }
+        }
+    }
     let mut still_bad = bad.clone();
     if repairing {
-        let client = state.volumes.client();
         for addr in &bad {
             match client.pull(addr, key, &good[0], record).await {
                 Ok(()) => {

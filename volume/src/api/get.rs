@@ -20,7 +20,7 @@ use bytes::Bytes;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
-use trove_common::http::{KEY_MD5, KEY_SHA256};
+use trove_common::http::{KEY_MD5, KEY_SHA256, KEY_STATE};
 use trove_common::key::Key;
 use trove_common::range::{if_range_matches, ByteRange, RangeError};
 
@@ -78,7 +78,8 @@ pub async fn get(
         .header(header::ACCEPT_RANGES, "bytes")
         .header(header::ETAG, etag)
         .header(header::LAST_MODIFIED, httpdate::fmt_http_date(last_modified))
-        .header(KEY_SHA256, &blob.meta.sha256);
+        .header(KEY_SHA256, &blob.meta.sha256)
+        .header(KEY_STATE, blob.meta.state.as_str());
     if !blob.meta.md5.is_empty() {
         resp = resp.header(KEY_MD5, &blob.meta.md5);
     }
@@ -105,7 +106,18 @@ fn checked_body(store: Arc<BlobStore>, key: Key, blob: OpenBlob, span: Range<u64
         return Ok(Body::empty());
     }
     let size = blob.meta.size;
-    let sums = blob.meta.crc32c.as_deref().and_then(|s| blocks::parse(s, size));
+    // No checksums: a blob stored before volumes kept them, served as it
+    // is. Checksums that do not parse: a damaged sidecar, never "unchecked".
+    let sums = match blob.meta.crc32c.as_deref() {
+        None => None,
+        Some(s) => match blocks::parse(s, size) {
+            Some(sums) => Some(sums),
+            None => {
+                report_damage(&store, &key, &blob.meta, 0);
+                return Err(ApiError::Damaged);
+            }
+        },
+    };
     // Map whole blocks, so each can be checked.
     let first = span.start / BLOCK;
     let mapped = first * BLOCK..(span.end.div_ceil(BLOCK) * BLOCK).min(size);

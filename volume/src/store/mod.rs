@@ -108,6 +108,9 @@ pub struct BlobStore {
     /// write (or the master's abort) takes the key over, and an older
     /// upload that finishes late is then refused instead of displacing it.
     writers: Mutex<std::collections::HashMap<String, String>>,
+    /// Writes the master aborted, most recent last (bounded): an upload of
+    /// one that arrives or finishes after its abort is refused.
+    aborted: Mutex<std::collections::VecDeque<(String, String)>>,
 }
 
 /// An open blob, ready to be served.
@@ -131,6 +134,7 @@ impl BlobStore {
             blob_bytes: AtomicU64::new(0),
             stripes: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             writers: Mutex::default(),
+            aborted: Mutex::default(),
         };
         let mut ids = Vec::with_capacity(store.dirs.len());
         for dir in &store.dirs {
@@ -456,14 +460,18 @@ impl BlobStore {
                 return Err(StoreError::OtherWrite(write.to_string()));
             }
         }
+        let mut was_pending = false;
         let meta = self.update_meta_locked(key, |m| {
+            was_pending = m.state == BlobState::Pending;
             m.state = state;
             if let Some(md5) = md5 {
                 m.md5 = md5;
             }
         })?;
         trove_common::crash::point("volume-marked");
-        if write.is_some() && state == BlobState::Live {
+        // Confirming the blob in place settles the write that stored it:
+        // the value it replaced is no longer needed.
+        if state == BlobState::Live && (write.is_some() || was_pending) {
             for dir in &self.dirs {
                 self.remove_previous(dir, key)?;
             }
@@ -549,10 +557,17 @@ impl BlobStore {
 
     fn begin_write(&self, key: &Key, write: Option<&str>) -> Result<BlobWriter<'_>, StoreError> {
         if let Some(write) = write {
-            self.writers
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(key.as_str().to_string(), write.to_string());
+            if self.was_aborted(key, write) {
+                return Err(StoreError::Superseded(write.to_string()));
+            }
+            let mut writers = self.writers.lock().unwrap_or_else(|p| p.into_inner());
+            // Write ids grow with time: an older upload that starts late
+            // (delayed in a network or a frozen volume) must not take the
+            // key from a newer one.
+            if writers.get(key.as_str()).is_some_and(|w| w.as_str() > write) {
+                return Err(StoreError::Superseded(write.to_string()));
+            }
+            writers.insert(key.as_str().to_string(), write.to_string());
         }
         let dir = self.home_dir(key).to_path_buf();
         let name: u64 = rand::random();
@@ -685,7 +700,12 @@ impl BlobWriter<'_> {
             // Still this key's newest write? (A newer upload or the
             // master's abort took it over while this one was in flight.)
             let mut writers = store.writers.lock().unwrap_or_else(|p| p.into_inner());
-            if writers.get(key.as_str()) != Some(write) {
+            let newer_in_place = store
+                .locate(&key)
+                .and_then(|(_, meta)| read_meta(&meta).ok())
+                .and_then(|m| m.write)
+                .is_some_and(|w| w.as_str() > write.as_str());
+            if writers.get(key.as_str()) != Some(write) || newer_in_place || store.was_aborted(&key, write) {
                 return Err(StoreError::Superseded(write.clone()));
             }
             writers.remove(key.as_str());

@@ -23,6 +23,10 @@ use trove_common::record::{BlobMeta, BlobState};
 
 /// Suffix of a previous value's data file (its sidecar adds `.meta`).
 const PREV_SUFFIX: &str = ".prev";
+/// How many aborted writes a volume remembers. An upload is refused if its
+/// abort is among them; aborts of uploads still in flight are rare (a
+/// frozen or slow volume), so a few thousand cover any real backlog.
+const ABORTS_KEPT: usize = 4096;
 
 /// `(data, sidecar)` of the previous value beside the blob file `data`.
 pub(super) fn prev_of(data: &Path) -> (PathBuf, PathBuf) {
@@ -157,6 +161,7 @@ impl BlobStore {
     pub fn abort(&self, key: &Key, write: &str) -> Result<Aborted, StoreError> {
         let _stripe = self.stripe(key);
         self.forget_writer(key, write);
+        self.note_aborted(key, write);
         let mut aborted = Aborted::default();
         for dir in &self.dirs {
             let (_, meta_path) = Self::paths_in(dir, key);
@@ -190,6 +195,22 @@ impl BlobStore {
             }
         }
         Ok(aborted)
+    }
+
+    /// Remembers that `write` of `key` was aborted (the most recent
+    /// [`ABORTS_KEPT`] aborts), so that an upload of it is refused.
+    fn note_aborted(&self, key: &Key, write: &str) {
+        let mut aborted = self.aborted.lock().unwrap_or_else(|p| p.into_inner());
+        if aborted.len() >= ABORTS_KEPT {
+            aborted.pop_front();
+        }
+        aborted.push_back((key.as_str().to_string(), write.to_string()));
+    }
+
+    /// Whether `write` of `key` was aborted (recently).
+    pub(super) fn was_aborted(&self, key: &Key, write: &str) -> bool {
+        let aborted = self.aborted.lock().unwrap_or_else(|p| p.into_inner());
+        aborted.iter().any(|(k, w)| w == write && k == key.as_str())
     }
 
     /// Forgets `write` as the key's upload in progress, if it still is
