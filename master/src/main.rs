@@ -345,7 +345,7 @@ async fn rebuild(args: RebuildArgs) -> anyhow::Result<i32> {
         report.unconfirmed,
         report.conflicts.len()
     );
-    for c in &report.conflicts {
+    for c in report.conflicts.iter().chain(&report.superseded) {
         println!("  {c}");
     }
     Ok(0)

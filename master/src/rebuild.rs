@@ -41,6 +41,9 @@ pub struct RebuildReport {
     pub unconfirmed: u64,
     /// Keys left out because replicas disagree, one line each.
     pub conflicts: Vec<String>,
+    /// Keys rebuilt from their live value although older unlinked copies
+    /// with other bytes remain (for `gc`), one line each.
+    pub superseded: Vec<String>,
 }
 
 /// Writes a fresh index at `db` from the volumes of `placement`.
@@ -155,6 +158,28 @@ fn split_staging_key(k: &[u8]) -> Option<(&[u8], String)> {
     Some((key, addr))
 }
 
+/// When confirmed copies disagree only because some are older *unlinked*
+/// copies of the key beside one *live* value written after them (a key
+/// written again after `UNLINK`, whose old copy survived on a volume the
+/// new write did not use), the live value's sha256: the master committed
+/// it after the unlink. `None` in every other case.
+fn newer_live_value(confirmed: &[&(String, BlobMeta)]) -> Option<String> {
+    let live: Vec<&BlobMeta> = confirmed
+        .iter()
+        .map(|(_, m)| m)
+        .filter(|m| m.state == BlobState::Live)
+        .collect();
+    let sha = &live.first()?.sha256;
+    let written = live.iter().map(|m| m.created).min()?;
+    let others_older_unlinked = confirmed
+        .iter()
+        .map(|(_, m)| m)
+        .filter(|m| m.sha256 != *sha)
+        .all(|m| m.state == BlobState::Unlinked && m.created < written);
+    let disagree = confirmed.iter().any(|(_, m)| m.sha256 != *sha);
+    (disagree && others_older_unlinked && live.iter().all(|m| m.sha256 == *sha)).then(|| sha.clone())
+}
+
 /// Turns every replica of one key into at most one record.
 fn merge(
     placement: &Placement,
@@ -173,13 +198,25 @@ fn merge(
     };
     // A copy its volume found damaged is no evidence of anything.
     let group: Vec<(String, BlobMeta)> = group.into_iter().filter(|(_, m)| !m.damaged).collect();
-    let confirmed: Vec<&(String, BlobMeta)> = group
+    let mut confirmed: Vec<&(String, BlobMeta)> = group
         .iter()
         .filter(|(_, m)| m.state != BlobState::Pending)
         .collect();
     if confirmed.is_empty() {
         report.unconfirmed += 1;
         return;
+    }
+    if let Some(live) = newer_live_value(&confirmed) {
+        let stale: Vec<&str> = confirmed
+            .iter()
+            .filter(|(_, m)| m.sha256 != live)
+            .map(|(a, _)| a.as_str())
+            .collect();
+        report.superseded.push(format!(
+            "{key}: older unlinked copies on {} differ from the live value; kept the live one (gc removes them)",
+            stale.join(",")
+        ));
+        confirmed.retain(|(_, m)| m.sha256 == live);
     }
     let mut by_sha: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (addr, m) in &confirmed {
@@ -303,6 +340,38 @@ mod tests {
         assert_eq!(out.len(), 2);
         assert!(report.conflicts[0].contains("s1 on a:1") && report.conflicts[0].contains("s2 on b:2"));
         assert_eq!((report.live, report.unlinked), (1, 1));
+        // An old unlinked copy beside a live value written after it: the
+        // live value, and a note.
+        let mut old = meta("/again", "s-old", BlobState::Unlinked);
+        old.created = 5;
+        merge(
+            &placement,
+            g(vec![
+                ("a:1", old.clone()),
+                ("b:2", meta("/again", "s-new", BlobState::Live)),
+                ("c:3", meta("/again", "s-new", BlobState::Live)),
+            ]),
+            &mut report,
+            &mut out,
+        );
+        let again = out.last().unwrap();
+        assert_eq!((again.0.as_str(), again.1.state), ("/again", State::Live));
+        assert_eq!(again.1.sha256, "s-new");
+        assert!(!again.1.volumes.contains(&"a:1".to_string()));
+        assert!(report.superseded[0].contains("a:1"), "{:?}", report.superseded);
+        // But an unlinked copy newer than the live one is a real conflict.
+        old.created = 50;
+        old.key = "/later".into();
+        merge(
+            &placement,
+            g(vec![
+                ("a:1", old),
+                ("b:2", meta("/later", "s-new", BlobState::Live)),
+            ]),
+            &mut report,
+            &mut out,
+        );
+        assert_eq!(report.conflicts.len(), 2);
     }
 
     #[test]
