@@ -128,18 +128,6 @@ impl BlobState {
     }
 }
 
-impl std::str::FromStr for BlobState {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "pending" => Ok(BlobState::Pending),
-            "live" => Ok(BlobState::Live),
-            "unlinked" => Ok(BlobState::Unlinked),
-            _ => Err(format!("`{s}` is not a blob state (pending, live, unlinked)")),
-        }
-    }
-}
-
 /// The sidecar a volume keeps beside each blob (`<hash>.meta`) and streams
 /// as one line of `GET /-/blobs`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

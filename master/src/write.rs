@@ -54,9 +54,9 @@ pub struct Upload {
 
 /// Stores `body` under `key` on every replica, then makes it live.
 /// Returns the live record. On any failure nothing becomes visible, the
-/// key's previous state (absent, or unlinked with its bytes) is restored,
-/// and whatever reached the replicas is removed in the background (still
-/// under the key's lock, so a retry cannot race the clean-up).
+/// key is released at once (a retry may start), and a background clean-up
+/// undoes what this write stored and restores the key's previous state
+/// (absent, or unlinked with its bytes).
 pub async fn write(state: Arc<AppState>, key: Key, upload: Upload, body: Body) -> Result<Record, ApiError> {
     let guard = state.locks.try_lock(&key).ok_or(ApiError::Busy)?;
     let existing = state.index.get(&key)?;
