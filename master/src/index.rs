@@ -336,6 +336,7 @@ mod tests {
             damaged: vec![],
             write: None,
             replaces: None,
+            meta: Default::default(),
         }
     }
 
