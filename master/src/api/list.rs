@@ -169,12 +169,12 @@ impl Object {
         Object {
             key,
             size: record.size,
-            etag: record.md5.clone(),
+            etag: record.etag().to_string(),
+            content_type: record.content_type().map(str::to_string),
             md5: record.md5,
             created: record.created,
             write: record.write,
             expires: record.expires,
-            content_type: None,
         }
     }
 }

@@ -93,19 +93,16 @@ pub struct Page {
 }
 
 /// The record `record` reads as to a listing of `state` keys at `now`, if
-/// it is listed at all. An expired key is absent though the expirer has
-/// yet to delete it. A key whose replacement is being written still reads
-/// as the live value it replaces until the new one commits.
+/// it is listed at all: its settled record ([`Record::settled`] — a key
+/// being written over another value still reads as that value until the
+/// write commits), when in `state` and not expired (an expired key is
+/// absent though the expirer has yet to delete it).
 pub fn visible(record: Record, state: State, now: u64) -> Option<Record> {
-    let shown = match record.state {
-        s if s == state => record,
-        State::Writing if state == State::Live => match record.replaces {
-            Some(old) if old.state == State::Live => *old,
-            _ => return None,
-        },
-        _ => return None,
+    let settled = match record.state {
+        State::Writing => *record.replaces?,
+        _ => record,
     };
-    (!shown.expired(now)).then_some(shown)
+    (settled.state == state && !settled.expired(now)).then_some(settled)
 }
 
 /// The smallest byte string greater than every string that starts with
@@ -237,6 +234,7 @@ mod tests {
             damaged: vec![],
             write: None,
             replaces: None,
+            meta: Default::default(),
         }
     }
 
@@ -287,7 +285,15 @@ mod tests {
         assert_eq!(visible(replacing.clone(), State::Live, 0), Some(old));
         assert_eq!(visible(replacing, State::Unlinked, 0), None);
         let over_unlinked = Record::writing(vec![], 1, "w".into(), Some(rec(State::Unlinked)));
-        assert_eq!(visible(over_unlinked, State::Live, 0), None);
+        assert_eq!(visible(over_unlinked.clone(), State::Live, 0), None);
+        assert_eq!(
+            visible(over_unlinked, State::Unlinked, 0),
+            Some(rec(State::Unlinked))
+        );
+        assert_eq!(
+            visible(Record::writing(vec![], 1, "w".into(), None), State::Live, 0),
+            None
+        );
         let expired = Record {
             expires: Some(5),
             ..rec(State::Live)
