@@ -6,7 +6,7 @@ mod get;
 mod jobs;
 mod list;
 mod ops;
-mod put;
+pub(crate) mod put;
 
 use crate::error::ApiError;
 use crate::AppState;
@@ -65,6 +65,9 @@ async fn key_request(State(state): State<Arc<AppState>>, req: Request<Body>) -> 
     }
     let key = Key::from_path(req.uri().path())?;
     match method.as_str() {
+        "PUT" | "POST" if crate::compose::requested(req.headers())? => {
+            crate::compose::put(state, key, req).await
+        }
         "PUT" | "POST" => put::put(state, key, req).await,
         "GET" | "HEAD" => get::get(&state, key),
         "DELETE" => delete::delete(state, key).await,
