@@ -354,6 +354,66 @@ async fn a_volume_dying_mid_compose_leaves_nothing_visible() {
     assert_eq!(list["keys"], json!([far]));
 }
 
+/// A source replaced while the compose is in flight (the compose held up
+/// by a frozen volume holding its first part): the volumes find the second
+/// part's pinned value gone and the compose fails, rather than mixing the
+/// new value in; nothing becomes visible.
+#[tokio::test]
+async fn a_source_replaced_mid_compose_is_never_mixed_in() {
+    let c = cluster(4, 2, false).await;
+    let target = "/x/result";
+    let target_home = home(&c, 2, target);
+    let far = key_away_from(&c, 2, "/x/far-", &target_home);
+    // The second part lives on the targets themselves.
+    let near = (0..1000)
+        .map(|i| format!("/x/near-{i}"))
+        .find(|k| home(&c, 2, k) == target_home)
+        .expect("a key placed with the target");
+    assert_eq!(c.put(&far, pattern_bytes(MIB, 11)).await, 201);
+    assert_eq!(c.put(&near, pattern_bytes(MIB, 12)).await, 201);
+    let sources: Vec<usize> = home(&c, 2, &far).iter().map(|a| c.volume_index(a)).collect();
+    for &s in &sources {
+        signal("-STOP", c.volumes[s].pid());
+    }
+    let (url, http) = (c.url(target), c.http.clone());
+    let body = json!({"sources": [{"key": far}, {"key": near}]}).to_string();
+    let pending = tokio::spawn(async move {
+        let r = http
+            .put(url)
+            .header("Trove-Compose", "1")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    });
+    let targets: Vec<usize> = target_home.iter().map(|a| c.volume_index(a)).collect();
+    wait_for("both targets composing", || async {
+        targets.iter().all(|&t| c.temp_files(t) > 0)
+    })
+    .await;
+    let replaced = c
+        .http
+        .put(c.url(&near))
+        .header("Trove-Replace", "1")
+        .body(pattern_bytes(MIB, 13))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replaced.status(), 201);
+    for &s in &sources {
+        signal("-CONT", c.volumes[s].pid());
+    }
+    let (status, text) = pending.await.unwrap();
+    assert!((500..600).contains(&status), "compose answered {status}: {text}");
+    assert!(text.contains(&near), "{text}");
+    assert_eq!(c.head(target).await.status(), 404);
+    wait_for("no copy of the failed compose", || async {
+        c.copies_of(target).await == 0
+    })
+    .await;
+}
+
 /// 256 MiB composed out of 32 parts of 8 MiB, half of them on the other
 /// volume: the composing volume's peak memory (VmHWM) grows by far less
 /// than the value. A memory check, not a timing.
