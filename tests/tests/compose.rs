@@ -354,6 +354,42 @@ async fn a_volume_dying_mid_compose_leaves_nothing_visible() {
     assert_eq!(list["keys"], json!([far]));
 }
 
+/// A part whose local copy has rotted (a byte flipped in its second
+/// block): the composing volume notices at that block's CRC32C, reads the
+/// rest from the other replica, and marks its copy damaged; the result is
+/// still exactly right.
+#[tokio::test]
+async fn a_rotten_local_part_is_read_from_its_replica() {
+    let c = cluster(3, 2, false).await;
+    let target = "/rot/result";
+    let target_home = home(&c, 2, target);
+    let part = (0..1000)
+        .map(|i| format!("/rot/part-{i}"))
+        .find(|k| home(&c, 2, k) == target_home)
+        .expect("a key placed with the target");
+    let value = pattern_bytes(3 * MIB, 21);
+    assert_eq!(c.put(&part, value.clone()).await, 201);
+    let rotten = c.volume_index(target_home.iter().next().unwrap());
+    trove_tests::flip_byte(&c.blob_path(rotten, &part), (MIB + 10) as u64);
+
+    let r = compose(&c, target, &json!({"sources": [{"key": part}]}), &[]).await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let (status, bytes) = c.get(target).await;
+    assert_eq!((status, sha256_hex(&bytes)), (200, sha256_hex(&value)));
+    // Both replicas of the result hold the right bytes.
+    for addr in &target_home {
+        let blobs = c.blobs(c.volume_index(addr)).await;
+        let copy = blobs.iter().find(|b| b["key"] == target).expect("a copy");
+        assert_eq!(copy["sha256"], sha256_hex(&value).as_str());
+    }
+    let blobs = c.blobs(rotten).await;
+    let damaged = blobs
+        .iter()
+        .find(|b| b["key"] == part.as_str())
+        .expect("the rotten copy");
+    assert_eq!(damaged["damaged"], true, "{damaged}");
+}
+
 /// A source replaced while the compose is in flight (the compose held up
 /// by a frozen volume holding its first part): the volumes find the second
 /// part's pinned value gone and the compose fails, rather than mixing the
