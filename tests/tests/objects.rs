@@ -869,3 +869,82 @@ async fn kill_9_during_a_replace() {
         c.wait_until_ready().await;
     }
 }
+
+/// A replica dies in the middle of a replace: the write fails, the old
+/// value stays readable from the surviving replica throughout, and once
+/// the volume is back the clean-up restores the key exactly.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_failing_mid_replace_leaves_the_old_value() {
+    let mut c = Cluster::start_default().await;
+    let v1 = pattern_bytes(300_000, 40);
+    let r = put_with(
+        &c,
+        "/die/k",
+        &[("content-type", "text/old"), ("x-amz-meta-a", "1")],
+        v1.clone(),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    let h = head_302(&c, "/die/k").await;
+    let before = described(&h);
+    let (sidecars_before, _) = sidecars(&c, "/die/k");
+    let replicas: Vec<usize> = header(&h, "key-volumes")
+        .unwrap()
+        .split(',')
+        .map(|a| c.volume_index(a))
+        .collect();
+
+    let (mut tx, body) = held_body();
+    let writer = {
+        let req = c
+            .http
+            .put(c.url("/die/k"))
+            .header("trove-replace", "1")
+            .header("content-type", "text/new")
+            .header("content-length", "400000")
+            .body(body);
+        tokio::spawn(async move { req.send().await.map(|r| r.status().as_u16()) })
+    };
+    tx.send(Ok(Bytes::from(pattern_bytes(100_000, 41))))
+        .await
+        .unwrap();
+    wait_for("the uploads under way", || async {
+        replicas.iter().map(|i| c.temp_files(*i)).sum::<usize>() == 2
+    })
+    .await;
+    let dead = replicas[1];
+    c.volumes[dead].kill();
+    // The client keeps sending; the master gives up on the write.
+    let _ = tx.send(Ok(Bytes::from(pattern_bytes(300_000, 42)))).await;
+    drop(tx);
+    let status = writer.await.unwrap();
+    assert!(
+        status.is_err() || status.as_ref().is_ok_and(|s| *s >= 500),
+        "{status:?}"
+    );
+    // Readable throughout, from the surviving replica.
+    for _ in 0..5 {
+        let (bytes, ct) = read(&c, "/die/k").await;
+        assert_eq!(
+            (sha256_hex(&bytes), ct.as_deref()),
+            (sha256_hex(&v1), Some("text/old"))
+        );
+    }
+    assert_eq!(
+        put_with(&c, "/die/k", &[], "x").await.status(),
+        403,
+        "still a live key"
+    );
+    c.volumes[dead].restart();
+    c.wait_until_ready().await;
+    wait_for("the key restored", || async {
+        let (metas, aside) = sidecars(&c, "/die/k");
+        c.status().await["keys"]["writing"] == 0
+            && described(&head_302(&c, "/die/k").await) == before
+            && metas == sidecars_before
+            && !aside
+            && on_disk(&c, "/die/k") == vec![sha256_hex(&v1); 2]
+    })
+    .await;
+    assert_eq!(read(&c, "/die/k").await.0, v1);
+}
