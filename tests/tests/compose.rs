@@ -293,6 +293,16 @@ async fn compose_replaces_a_live_key_only_when_asked() {
     let (status, bytes) = c.get("/r/k").await;
     assert_eq!((status, sha256_hex(&bytes)), (200, sha256_hex(&expected)));
     assert_eq!(c.head("/r/k").await.headers()["content-type"], "text/plain");
+    // The volumes keep the same metadata (what rebuild restores, and what
+    // they answer after a redirect).
+    let location = c.head("/r/k").await.headers()["location"].to_str().unwrap().to_string();
+    let direct = c.http.head(location).send().await.unwrap();
+    assert_eq!(direct.headers()["content-type"], "text/plain");
+    for i in 0..c.volumes.len() {
+        for blob in c.blobs(i).await.iter().filter(|b| b["key"] == "/r/k") {
+            assert_eq!(blob["meta"], json!({"content-type": "text/plain"}), "{blob}");
+        }
+    }
     // One copy per replica: the old value's blobs are gone or replaced.
     wait_for("two copies of /r/k", || async { c.copies_of("/r/k").await == 2 }).await;
 }
