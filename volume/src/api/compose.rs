@@ -37,7 +37,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use trove_common::http::{
-    meta_from_headers, valid_write_id, KEY_MD5, KEY_SHA256, TROVE_REPLACES, WRITE_PARAM,
+    meta_from_headers, valid_write_id, KEY_MD5, KEY_SHA256, SHA256_PARAM, TROVE_REPLACES, WRITE_PARAM,
 };
 use trove_common::key::Key;
 use trove_common::protocol::{ComposePart, ComposePlan, ComposeQuery};
@@ -281,14 +281,15 @@ async fn read_remote(
     tx: &mpsc::Sender<Result<Bytes, std::io::Error>>,
 ) -> Result<(), ReadFailure> {
     let end = part.range[1];
-    let params: Vec<(&str, &str)> = part
-        .write
-        .as_deref()
-        .map(|w| (WRITE_PARAM, w))
-        .into_iter()
-        .collect();
+    // Pinned to the value: by its write id, or by its bytes for a value
+    // stored before writes had ids (either way the peer serves the copy
+    // kept aside if a newer write has replaced it meanwhile).
+    let pin = match part.write.as_deref() {
+        Some(w) => (WRITE_PARAM, w),
+        None => (SHA256_PARAM, part.sha256.as_str()),
+    };
     let range = (*at != 0 || end != part.size).then_some(*at..end);
-    let resp = peer::get(state, addr, key, &params, range).await?;
+    let resp = peer::get(state, addr, key, &[pin], range).await?;
     let served = resp.headers().get(KEY_SHA256).and_then(|v| v.to_str().ok());
     if served != Some(part.sha256.as_str()) {
         return Err(ApiError::Upstream(format!(
