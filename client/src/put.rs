@@ -297,7 +297,7 @@ impl Client {
                             key: k.to_string(),
                             size: s.size,
                             sha256: s.sha256,
-                            etag: s.etag,
+                            etag: Some(s.etag),
                             md5: Some(s.md5),
                         }),
                         _ => Err(exists),
