@@ -196,7 +196,23 @@ async fn after_limit_zero_detail_and_refusals() {
         .await
         .unwrap();
     assert_eq!(ttl.status(), 201);
-    let (_, page) = list(&c, "/ttl/", "&detail").await;
+    // Stored metadata: the content type, and the ETag given at write time.
+    let typed = c
+        .http
+        .put(c.url("/ttl/typed"))
+        .header("Content-Type", "image/png")
+        .header("Trove-Etag", "abc-2")
+        .body("png")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(typed.status(), 201);
+    let (_, page) = list(&c, "/ttl/", &format!("&detail&after={}", q("/ttl/k"))).await;
+    assert_eq!(page["objects"][0]["content_type"], "image/png");
+    assert_eq!(page["objects"][0]["etag"], "abc-2");
+    assert_eq!(page["objects"][0]["md5"], md5_hex(b"png"));
+    assert!(page["objects"][0]["write"].is_string());
+    let (_, page) = list(&c, "/ttl/", "&detail&limit=1").await;
     assert!(
         page["objects"][0]["expires"].as_u64().unwrap() > page["objects"][0]["created"].as_u64().unwrap()
     );
