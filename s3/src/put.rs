@@ -2,7 +2,7 @@
 //! last chunk held back) to the master as a replacing write, with the
 //! object's metadata; the ETag is the master's (the hex md5).
 
-use crate::checksum::{Checked, Expected};
+use crate::checksum::{BodyError, Checked, Expected};
 use crate::error::s3;
 use crate::gateway::{Gateway, MetaIn};
 use crate::{etag, names};
@@ -10,7 +10,69 @@ use base64::Engine;
 use futures::StreamExt;
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use trove_client::{PutOptions, Written};
+
+/// A write that finds another write of its key in flight (`409`) is
+/// tried this often in all, while its body can still be sent again.
+const CONFLICT_ATTEMPTS: u32 = 8;
+
+/// The head of an upload body kept for a retry: a body the master refused
+/// before more than this was pulled from it can be sent again.
+const REPLAY_LIMIT: usize = 1024 * 1024;
+
+/// The upload body's source and the chunks of it kept for a retry.
+struct Kept {
+    source: futures::stream::BoxStream<'static, Result<bytes::Bytes, BodyError>>,
+    chunks: Vec<bytes::Bytes>,
+    bytes: usize,
+    /// More than [`REPLAY_LIMIT`] was pulled: the body cannot be sent again.
+    overflowed: bool,
+    /// The attempt allowed to pull from the source; earlier ones are cut.
+    attempt: u32,
+}
+
+/// One attempt's view of an upload body: the kept chunks first, then the
+/// rest of the source (keeping it while it stays under the limit).
+struct Replay {
+    state: Arc<Mutex<Kept>>,
+    attempt: u32,
+    /// The next kept chunk this attempt sends.
+    next: usize,
+}
+
+impl futures::Stream for Replay {
+    type Item = Result<bytes::Bytes, BodyError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        let mut st = this.state.lock().unwrap_or_else(|p| p.into_inner());
+        if st.attempt != this.attempt {
+            return Poll::Ready(Some(Err(BodyError::Source(
+                "a retry took over this upload".into(),
+            ))));
+        }
+        if !st.overflowed && this.next < st.chunks.len() {
+            let chunk = st.chunks[this.next].clone();
+            this.next += 1;
+            return Poll::Ready(Some(Ok(chunk)));
+        }
+        let item = st.source.poll_next_unpin(cx);
+        if let Poll::Ready(Some(Ok(chunk))) = &item {
+            if !st.overflowed && st.bytes + chunk.len() <= REPLAY_LIMIT {
+                st.bytes += chunk.len();
+                st.chunks.push(chunk.clone());
+                this.next += 1;
+            } else {
+                st.overflowed = true;
+                st.chunks = vec![];
+            }
+        }
+        item
+    }
+}
 
 /// Streams an upload body to `key`. Shared by PutObject and UploadPart.
 pub(crate) async fn stream_to(
@@ -52,10 +114,39 @@ pub(crate) async fn stream_to(
             }
             item
         });
-        let result = gw
-            .client
-            .put_stream(key, sync_wrapper::SyncStream::new(checked), len, &opts)
-            .await;
+        let shared = Arc::new(Mutex::new(Kept {
+            source: checked.boxed(),
+            chunks: vec![],
+            bytes: 0,
+            overflowed: false,
+            attempt: 0,
+        }));
+        let mut attempt = 0;
+        let result = loop {
+            let body = Replay {
+                state: Arc::clone(&shared),
+                attempt,
+                next: 0,
+            };
+            let result = gw.client.put_stream(key, body, len, &opts).await;
+            // The HTTP client may go on pulling an answered request's body:
+            // retire this attempt's view before deciding anything.
+            let overflowed = {
+                let mut st = shared.lock().unwrap_or_else(|p| p.into_inner());
+                st.attempt += 1;
+                st.overflowed
+            };
+            attempt += 1;
+            let again = matches!(result, Err(trove_client::Error::Conflict { .. }))
+                && attempt < CONFLICT_ATTEMPTS
+                && !overflowed;
+            if !again {
+                break result;
+            }
+            // Another write of the key holds it (the master answers that
+            // before it reads the body): wait, then send the same body.
+            tokio::time::sleep(gw.client.retry_policy().backoff(attempt)).await;
+        };
         if result.is_err() {
             let mut rx = rx;
             if let Ok(reason) = rx.try_recv() {
@@ -189,4 +280,61 @@ async fn check_write_conditions(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kept(chunks: &[&'static str]) -> Arc<Mutex<Kept>> {
+        let items: Vec<Result<bytes::Bytes, BodyError>> = chunks
+            .iter()
+            .map(|c| Ok(bytes::Bytes::from_static(c.as_bytes())))
+            .collect();
+        Arc::new(Mutex::new(Kept {
+            source: futures::stream::iter(items).boxed(),
+            chunks: vec![],
+            bytes: 0,
+            overflowed: false,
+            attempt: 0,
+        }))
+    }
+
+    #[tokio::test]
+    async fn a_refused_attempt_is_replayed_whole_and_cut_off() {
+        let state = kept(&["ab", "cd", "ef"]);
+        let mut first = Replay {
+            state: Arc::clone(&state),
+            attempt: 0,
+            next: 0,
+        };
+        assert_eq!(first.next().await.unwrap().unwrap(), "ab");
+        // The master answered 409: the next attempt takes over.
+        state.lock().unwrap().attempt = 1;
+        assert!(
+            first.next().await.unwrap().is_err(),
+            "the old attempt pulls no more"
+        );
+        let second = Replay {
+            state: Arc::clone(&state),
+            attempt: 1,
+            next: 0,
+        };
+        let got: Vec<_> = second.map(Result::unwrap).collect().await;
+        assert_eq!(got, [b"ab", b"cd", b"ef"].map(|b| bytes::Bytes::from_static(b)));
+        assert!(!state.lock().unwrap().overflowed);
+    }
+
+    #[tokio::test]
+    async fn a_body_past_the_limit_cannot_be_replayed() {
+        let big: &'static str = Box::leak("x".repeat(REPLAY_LIMIT + 1).into_boxed_str());
+        let state = kept(&[big]);
+        let mut first = Replay {
+            state: Arc::clone(&state),
+            attempt: 0,
+            next: 0,
+        };
+        assert_eq!(first.next().await.unwrap().unwrap().len(), REPLAY_LIMIT + 1);
+        assert!(state.lock().unwrap().overflowed);
+    }
 }
