@@ -2,6 +2,7 @@
 //! between servers (connect and stall timeouts, never a total one), logging
 //! set-up and the shutdown signal.
 
+use crate::record::{meta_size, Meta, ETAG_META, META_LIMIT, STORED_HEADERS, USER_META_PREFIX};
 use std::time::Duration;
 
 /// md5 of the whole value, 32 hex digits (minikeyvalue's header).
@@ -29,6 +30,95 @@ pub const TROVE_EXPIRES_AT: &str = "trove-expires-at";
 pub const TROVE_WRITE: &str = "trove-write";
 /// A volume's state of the copy it serves (`pending`, `live`, `unlinked`).
 pub const KEY_STATE: &str = "key-state";
+/// On a write: `1` lets the value replace a live one, atomically for
+/// readers (without it a live key is `403`, keys being write-once).
+pub const TROVE_REPLACE: &str = "trove-replace";
+/// On a write: `1` makes an empty body a valid (zero-length) value.
+pub const TROVE_ALLOW_EMPTY: &str = "trove-allow-empty";
+/// On a write: the ETag to report for the value instead of its md5.
+pub const TROVE_ETAG: &str = "trove-etag";
+/// On a read's redirect: the id of the write that stored the value.
+pub const KEY_WRITE: &str = "key-write";
+/// On an upload to a volume: the id of the write whose copy the new one
+/// replaces (a live value); the volume keeps that copy aside until the new
+/// one is confirmed, so readers pinned to it are still served.
+pub const TROVE_REPLACES: &str = "trove-replaces";
+/// The query parameter pinning a volume read to one write's copy.
+pub const WRITE_PARAM: &str = "write";
+/// The volume's answer to a read pinned to a write whose copy it no
+/// longer holds: the value was replaced after the redirect was made.
+pub const REPLACED_MESSAGE: &str = "this value was replaced; ask the master again";
+
+/// Whether a flag header (`Trove-Replace`, `Trove-Allow-Empty`) is set:
+/// absent or `0`/`false` → `Ok(false)`, `1`/`true` → `Ok(true)`, anything
+/// else a message saying so.
+pub fn flag(headers: &axum::http::HeaderMap, name: &str) -> Result<bool, String> {
+    match headers.get(name).map(|v| v.to_str().map(str::trim)) {
+        None => Ok(false),
+        Some(Ok("1" | "true")) => Ok(true),
+        Some(Ok("0" | "false")) => Ok(false),
+        Some(_) => Err(format!("{name} must be 1 or 0")),
+    }
+}
+
+/// Reads a value's metadata from a write's headers: the standard ones
+/// (`Content-Type`, `Content-Disposition`, `Cache-Control`,
+/// `Content-Encoding`, `Content-Language`, `Expires`), every
+/// `X-Amz-Meta-*` (names lower-cased, values as sent) and `Trove-Etag`.
+/// A header sent more than once is joined with `,` (RFC 9110 §5.3). An
+/// error says what is wrong: metadata over [`META_LIMIT`] bytes, a value
+/// that is not UTF-8, an ETag with a quote.
+pub fn meta_from_headers(headers: &axum::http::HeaderMap) -> Result<Meta, String> {
+    let mut meta = Meta::new();
+    for (name, value) in headers {
+        let name = name.as_str(); // lower-case already
+        let kept = STORED_HEADERS.contains(&name)
+            || name == ETAG_META
+            || (name.starts_with(USER_META_PREFIX) && name.len() > USER_META_PREFIX.len());
+        if !kept {
+            continue;
+        }
+        let value =
+            std::str::from_utf8(value.as_bytes()).map_err(|_| format!("the value of {name} is not UTF-8"))?;
+        meta.entry(name.to_string())
+            .and_modify(|v| {
+                v.push(',');
+                v.push_str(value);
+            })
+            .or_insert_with(|| value.to_string());
+    }
+    if let Some(etag) = meta.get(ETAG_META) {
+        if etag.is_empty() || etag.len() > 256 || etag.contains('"') {
+            return Err("Trove-Etag must be 1 to 256 characters without quotes".into());
+        }
+    }
+    let size = meta_size(&meta);
+    if size > META_LIMIT {
+        return Err(format!(
+            "the value's metadata (Content-Type, Content-Disposition, Cache-Control, Content-Encoding, Content-Language, Expires, X-Amz-Meta-*, Trove-Etag) is {size} bytes; at most {META_LIMIT} are allowed"
+        ));
+    }
+    Ok(meta)
+}
+
+/// The headers that carry `meta`, for an answer or a request: each entry
+/// under its own name (`Trove-Etag` included, for a volume to store).
+/// Entries that cannot be a header (hand-edited sidecars) are skipped.
+pub fn meta_headers(
+    meta: &Meta,
+) -> impl Iterator<Item = (axum::http::HeaderName, axum::http::HeaderValue)> + '_ {
+    meta.iter().filter_map(|(n, v)| {
+        Some((
+            axum::http::HeaderName::from_bytes(n.as_bytes()).ok()?,
+            axum::http::HeaderValue::from_bytes(v.as_bytes()).ok()?,
+        ))
+    })
+}
+
+/// `"<etag>"`: an ETag header's value.
+pub fn quoted_etag(etag: &str) -> String {
+    format!("\"{etag}\"")
+}
 
 /// Whether `id` is a well-formed write id: 1 to 64 ASCII letters, digits
 /// or `-`.
@@ -225,6 +315,62 @@ mod tests {
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5y").is_err());
+    }
+
+    #[test]
+    fn metadata_from_headers() {
+        use axum::http::{HeaderMap, HeaderValue};
+        let mut h = HeaderMap::new();
+        h.insert("content-type", HeaderValue::from_static("text/plain"));
+        h.insert("X-Amz-Meta-Colour", HeaderValue::from_static("Blue"));
+        h.append("x-amz-meta-tag", HeaderValue::from_static("a"));
+        h.append("x-amz-meta-tag", HeaderValue::from_static("b"));
+        h.insert("trove-etag", HeaderValue::from_static("abc-2"));
+        h.insert("content-length", HeaderValue::from_static("5"));
+        h.insert("x-amz-meta-", HeaderValue::from_static("nameless"));
+        h.insert(
+            "expires",
+            HeaderValue::from_bytes("demain à midi".as_bytes()).unwrap(),
+        );
+        let meta = meta_from_headers(&h).unwrap();
+        let pairs: Vec<(&str, &str)> = meta.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        assert_eq!(
+            pairs,
+            [
+                ("content-type", "text/plain"),
+                ("expires", "demain à midi"),
+                ("trove-etag", "abc-2"),
+                ("x-amz-meta-colour", "Blue"),
+                ("x-amz-meta-tag", "a,b"),
+            ]
+        );
+        // Back into headers, byte for byte.
+        let back: HeaderMap = meta_headers(&meta).collect();
+        assert_eq!(meta_from_headers(&back).unwrap(), meta);
+
+        let mut big = HeaderMap::new();
+        big.insert(
+            "x-amz-meta-big",
+            HeaderValue::from_str(&"x".repeat(META_LIMIT)).unwrap(),
+        );
+        assert!(meta_from_headers(&big).unwrap_err().contains("at most 8192"));
+        let mut quoted = HeaderMap::new();
+        quoted.insert("trove-etag", HeaderValue::from_static("\"abc\""));
+        assert!(meta_from_headers(&quoted).is_err());
+        let mut latin1 = HeaderMap::new();
+        latin1.insert("content-type", HeaderValue::from_bytes(&[0xe9]).unwrap());
+        assert!(meta_from_headers(&latin1).unwrap_err().contains("not UTF-8"));
+    }
+
+    #[test]
+    fn flags() {
+        use axum::http::{HeaderMap, HeaderValue};
+        let mut h = HeaderMap::new();
+        assert_eq!(flag(&h, TROVE_REPLACE), Ok(false));
+        h.insert(TROVE_REPLACE, HeaderValue::from_static("1"));
+        assert_eq!(flag(&h, TROVE_REPLACE), Ok(true));
+        h.insert(TROVE_REPLACE, HeaderValue::from_static("yes"));
+        assert!(flag(&h, TROVE_REPLACE).is_err());
     }
 
     #[test]

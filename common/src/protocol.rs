@@ -242,6 +242,7 @@ mod tests {
             damaged: false,
             write: None,
             crc32c: None,
+            meta: Default::default(),
         };
         json_round_trip(
             &Verified {

@@ -6,6 +6,36 @@
 //! sidecars alone.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A value's metadata: lower-cased header name → value as sent. The
+/// headers kept are [`STORED_HEADERS`], every `x-amz-meta-*`, and
+/// [`ETAG_META`] (the ETag to report instead of the md5).
+pub type Meta = BTreeMap<String, String>;
+
+/// The standard headers a write may give its value, stored and answered
+/// on every read.
+pub const STORED_HEADERS: [&str; 6] = [
+    "cache-control",
+    "content-disposition",
+    "content-encoding",
+    "content-language",
+    "content-type",
+    "expires",
+];
+/// The prefix of user metadata headers (S3's).
+pub const USER_META_PREFIX: &str = "x-amz-meta-";
+/// The metadata entry holding the ETag to report (from `Trove-Etag`).
+pub const ETAG_META: &str = "trove-etag";
+/// At most this many bytes of metadata (names and values) per value, as S3
+/// allows for user metadata: metadata travels in headers, and a record
+/// stays small.
+pub const META_LIMIT: usize = 8 << 10;
+
+/// The size of metadata as [`META_LIMIT`] counts it.
+pub fn meta_size(meta: &Meta) -> usize {
+    meta.iter().map(|(n, v)| n.len() + v.len()).sum()
+}
 
 /// Where a key is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,16 +72,24 @@ pub struct Record {
     /// readers are never sent there, and `verify --repair` re-copies them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub damaged: Vec<String>,
-    /// While *writing*: the write's id, which every replica's upload
-    /// carries, so that cleaning up a failed write touches only the blobs
-    /// that write stored (never a newer write's, never an older value's).
+    /// The id of the write that stored the value, which every replica's
+    /// upload carries: cleaning up a failed write touches only the blobs
+    /// that write stored (never a newer write's, never an older value's),
+    /// and a live value's readers are sent to exactly this write's copy
+    /// (`?write=`). Absent for values stored before writes had ids.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub write: Option<String>,
-    /// While *writing* over an unlinked key: that key's record, put back
-    /// if the write fails — the volumes keep its bytes aside until the new
-    /// value is confirmed.
+    /// While *writing* over an existing key (unlinked, expired, or live and
+    /// replaced with `Trove-Replace`): that key's record, which is what the
+    /// key reads as until the write commits ([`Record::settled`]), and is
+    /// put back if the write fails — the volumes keep its bytes aside until
+    /// the new value is confirmed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replaces: Option<Box<Record>>,
+    /// The value's metadata (content type, user metadata, ETag), returned
+    /// on reads. Empty while writing.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub meta: Meta,
 }
 
 /// A stored record that cannot be decoded: the index is damaged or was
@@ -75,7 +113,39 @@ impl Record {
             damaged: vec![],
             write: Some(write),
             replaces: replaces.map(Box::new),
+            meta: Meta::new(),
         }
+    }
+
+    /// The record the key reads as, whatever its state: a *writing*
+    /// record's [`Record::replaces`] (the value it replaces stays what
+    /// readers see until the write commits), else the record itself.
+    /// `None` for a write over nothing. Every read path (redirects,
+    /// listings, `UNLINK`) goes through this or [`Record::visible`], so
+    /// that a replace is atomic for readers.
+    pub fn settled(&self) -> Option<&Record> {
+        match self.state {
+            State::Writing => self.replaces.as_deref(),
+            _ => Some(self),
+        }
+    }
+
+    /// The live value a reader is given at `now_ms`, if any: the settled
+    /// record, when it is live and not expired.
+    pub fn visible(&self, now_ms: u64) -> Option<&Record> {
+        self.settled()
+            .filter(|r| r.state == State::Live && !r.expired(now_ms))
+    }
+
+    /// The ETag to report, unquoted: the one given at write time
+    /// (`Trove-Etag`), else the hex md5.
+    pub fn etag(&self) -> &str {
+        self.meta.get(ETAG_META).map_or(&self.md5, String::as_str)
+    }
+
+    /// The stored `Content-Type`, if one was given.
+    pub fn content_type(&self) -> Option<&str> {
+        self.meta.get("content-type").map(String::as_str)
     }
 
     /// Whether the key has expired at `now_ms`.
@@ -158,6 +228,10 @@ pub struct BlobMeta {
     /// blobs stored before volumes kept it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crc32c: Option<String>,
+    /// The value's metadata, as the master's record has it, so that
+    /// `rebuild` restores it and the volume answers it on reads.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub meta: Meta,
 }
 
 impl BlobMeta {
@@ -196,6 +270,7 @@ mod tests {
             damaged: vec![],
             write: None,
             replaces: None,
+            meta: Meta::new(),
         };
         let encoded = String::from_utf8(r.encode()).unwrap();
         assert_eq!(
@@ -246,6 +321,62 @@ mod tests {
         assert!(Record::decode(br#"{"state":"gone"}"#).is_err());
     }
 
+    /// Metadata is stored only when there is some, so records and
+    /// sidecars written before it decode unchanged.
+    #[test]
+    fn metadata_encoding_is_stable() {
+        let mut r = Record::writing(vec!["a:1".into()], 7, "w1".into(), None);
+        r.state = State::Live;
+        r.meta.insert("content-type".into(), "text/plain".into());
+        r.meta.insert(ETAG_META.into(), "abc-2".into());
+        assert_eq!(
+            String::from_utf8(r.encode()).unwrap(),
+            r#"{"state":"live","volumes":["a:1"],"size":0,"sha256":"","md5":"","created":7,"write":"w1","meta":{"content-type":"text/plain","trove-etag":"abc-2"}}"#
+        );
+        assert_eq!(Record::decode(&r.encode()).unwrap(), r);
+        assert_eq!((r.etag(), r.content_type()), ("abc-2", Some("text/plain")));
+        r.meta.clear();
+        r.md5 = "m".into();
+        assert_eq!(r.etag(), "m");
+        let m = BlobMeta::decode(
+            br#"{"key":"/a","size":1,"sha256":"s","md5":"m","created":2,"meta":{"x-amz-meta-a":"b"}}"#,
+        )
+        .unwrap();
+        assert_eq!(m.meta["x-amz-meta-a"], "b");
+        assert!(String::from_utf8(m.encode())
+            .unwrap()
+            .ends_with(r#""meta":{"x-amz-meta-a":"b"}}"#));
+    }
+
+    /// What a key reads as: a write in progress shows the value it
+    /// replaces (live, or not), never itself.
+    #[test]
+    fn a_write_reads_as_what_it_replaces() {
+        let live = Record {
+            state: State::Live,
+            ..Record::writing(vec!["a:1".into()], 5, "w0".into(), None)
+        };
+        assert_eq!(live.visible(10), Some(&live));
+        let replacing = Record::writing(vec!["b:2".into()], 8, "w1".into(), Some(live.clone()));
+        assert_eq!(replacing.settled(), Some(&live));
+        assert_eq!(replacing.visible(10), Some(&live));
+        let fresh = Record::writing(vec!["b:2".into()], 8, "w1".into(), None);
+        assert_eq!((fresh.settled(), fresh.visible(10)), (None, None));
+        let unlinked = Record {
+            state: State::Unlinked,
+            ..live.clone()
+        };
+        let over_unlinked = Record::writing(vec!["b:2".into()], 8, "w1".into(), Some(unlinked.clone()));
+        assert_eq!(over_unlinked.settled(), Some(&unlinked));
+        assert_eq!(over_unlinked.visible(10), None);
+        let expiring = Record {
+            expires: Some(9),
+            ..live.clone()
+        };
+        let over_expired = Record::writing(vec!["b:2".into()], 8, "w1".into(), Some(expiring));
+        assert!(over_expired.visible(8).is_some() && over_expired.visible(9).is_none());
+    }
+
     #[test]
     fn sidecar_encoding_is_stable() {
         let m = BlobMeta {
@@ -258,6 +389,7 @@ mod tests {
             damaged: false,
             write: None,
             crc32c: None,
+            meta: Meta::new(),
         };
         assert_eq!(
             String::from_utf8(m.encode()).unwrap(),

@@ -14,13 +14,15 @@ use std::time::Duration;
 use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 use tokio_util::io::StreamReader;
 use trove_common::digest::parse_sha256_hex;
-use trove_common::http::{client, Timeouts, KEY_SHA256, KEY_SIZE, KEY_STATE, TROVE_WRITE};
+use trove_common::http::{
+    client, meta_headers, Timeouts, KEY_SHA256, KEY_SIZE, KEY_STATE, TROVE_REPLACES, TROVE_WRITE,
+};
 use trove_common::key::Key;
 pub use trove_common::protocol::Verified;
 use trove_common::protocol::{
     query_pairs, AbortQuery, Aborted, KeyQuery, MarkQuery, PullQuery, VolumeStatus, MAX_BLOBS_LINE,
 };
-use trove_common::record::{BlobMeta, BlobState, Record};
+use trove_common::record::{BlobMeta, BlobState, Meta, Record};
 use trove_common::signing::{url as signed_url, Signer};
 
 /// What a volume reports after storing a blob, or holds for a key.
@@ -30,6 +32,19 @@ pub struct Stored {
     pub size: u64,
     /// The copy is not confirmed yet (`Key-State: pending`; a `HEAD` only).
     pub pending: bool,
+}
+
+/// What an upload tells a volume besides the bytes.
+#[derive(Debug, Clone)]
+pub struct UploadInfo {
+    /// The master write the upload belongs to (`Trove-Write`).
+    pub write: String,
+    /// The write whose copy this one replaces (`Trove-Replaces`): the
+    /// volume keeps that copy aside until this write is settled.
+    pub replaces: Option<String>,
+    /// The value's metadata, for the blob's sidecar (sent as the headers
+    /// it came in).
+    pub meta: Meta,
 }
 
 /// A failed call to a volume.
@@ -163,14 +178,14 @@ impl VolumeClient {
         }
     }
 
-    /// Streams `body` to `addr` as the blob of `key`, for master write
-    /// `write`. `len` (when known) is sent as `Content-Length` so the volume
-    /// checks it. Resolves once the volume has the blob durably.
+    /// Streams `body` to `addr` as the blob of `key`, for the master write
+    /// `info` describes. `len` (when known) is sent as `Content-Length` so
+    /// the volume checks it. Resolves once the volume has the blob durably.
     pub async fn put<S>(
         &self,
         addr: &str,
         key: &Key,
-        write: &str,
+        info: &UploadInfo,
         body: S,
         len: Option<u64>,
     ) -> Result<Stored, VolumeError>
@@ -180,8 +195,12 @@ impl VolumeClient {
         let mut req = self
             .http
             .put(self.key_url("PUT", addr, key))
-            .header(TROVE_WRITE, write)
+            .header(TROVE_WRITE, &info.write)
+            .headers(meta_headers(&info.meta).collect())
             .body(reqwest::Body::wrap_stream(body));
+        if let Some(replaces) = &info.replaces {
+            req = req.header(TROVE_REPLACES, replaces);
+        }
         if let Some(len) = len {
             req = req.header(reqwest::header::CONTENT_LENGTH, len);
         }
@@ -260,7 +279,8 @@ impl VolumeClient {
     }
 
     /// Has `dest` copy `key` from `source`, checking it against the
-    /// record's sha256; the copy is stored as live, with the record's md5.
+    /// record's sha256; the copy is stored as live, with the record's md5,
+    /// metadata and write id.
     /// Bounded like [`VolumeClient::verify`].
     pub async fn pull(
         &self,
@@ -276,7 +296,15 @@ impl VolumeClient {
             md5: Some(record.md5.clone()),
             state: Some(BlobState::Live),
         };
-        let req = self.http.post(self.op_url("POST", dest, "/-/pull", &query));
+        // The copy carries the record's metadata and write id (as a PUT
+        // does), so that pinned reads and `rebuild` find them there too.
+        let mut req = self
+            .http
+            .post(self.op_url("POST", dest, "/-/pull", &query))
+            .headers(meta_headers(&record.meta).collect());
+        if let Some(write) = &record.write {
+            req = req.header(TROVE_WRITE, write);
+        }
         let timeout = self.slow_call_timeout(record.size);
         self.call(dest, req, Some(timeout)).await.map(|_| ())
     }

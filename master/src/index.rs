@@ -387,6 +387,7 @@ mod tests {
             damaged: vec![],
             write: None,
             replaces: None,
+            meta: Default::default(),
         }
     }
 

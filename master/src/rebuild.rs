@@ -11,8 +11,16 @@
 //! - a key whose replicas are all *pending* was never confirmed by the
 //!   master (a failed or interrupted write) and is not revived — `gc`
 //!   removes those blobs;
-//! - confirmed replicas that disagree (different sha256) are reported with
-//!   their locations, and the key is left out rather than guessed.
+//! - live replicas of different writes (a replaced value whose old copy
+//!   survived on a volume the new value does not use) resolve to the
+//!   newest write: write ids are ordered by time, and a live copy proves
+//!   its write was committed — after the older one it replaced;
+//! - a record gets back its metadata and write id from the sidecars (the
+//!   copy a volume keeps aside while a replace is in flight is what it
+//!   lists, so an unconfirmed replace leaves the old value);
+//! - confirmed replicas that disagree otherwise (different sha256) are
+//!   reported with their locations, and the key is left out rather than
+//!   guessed.
 
 use crate::client::VolumeClient;
 use crate::index::Index;
@@ -180,6 +188,29 @@ fn newer_live_value(confirmed: &[&(String, BlobMeta)]) -> Option<String> {
     (disagree && others_older_unlinked && live.iter().all(|m| m.sha256 == *sha)).then(|| sha.clone())
 }
 
+/// When confirmed copies disagree and each names its write, the newest
+/// write: write ids are ordered by time, a key's writes one at a time,
+/// and a confirmed copy proves the master committed its write — so the
+/// newest one was committed over the others. `None` in every other case
+/// (and when the newest write's own copies disagree).
+fn newest_write(confirmed: &[&(String, BlobMeta)]) -> Option<String> {
+    let first = &confirmed.first()?.1;
+    let disagree = confirmed
+        .iter()
+        .any(|(_, m)| m.sha256 != first.sha256 || m.write != first.write);
+    if !disagree {
+        return None;
+    }
+    let writes: Option<Vec<&String>> = confirmed.iter().map(|(_, m)| m.write.as_ref()).collect();
+    let newest = writes?.into_iter().max()?;
+    let mut values = confirmed
+        .iter()
+        .filter(|(_, m)| m.write.as_ref() == Some(newest))
+        .map(|(_, m)| &m.sha256);
+    let value = values.next()?;
+    values.all(|s| s == value).then(|| newest.clone())
+}
+
 /// Turns every replica of one key into at most one record.
 fn merge(
     placement: &Placement,
@@ -218,6 +249,18 @@ fn merge(
         ));
         confirmed.retain(|(_, m)| m.sha256 == live);
     }
+    if let Some(newest) = newest_write(&confirmed) {
+        let stale: Vec<&str> = confirmed
+            .iter()
+            .filter(|(_, m)| m.write.as_ref() != Some(&newest))
+            .map(|(a, _)| a.as_str())
+            .collect();
+        report.superseded.push(format!(
+            "{key}: copies on {} are of values replaced by write {newest}; kept the newest (gc removes them)",
+            stale.join(",")
+        ));
+        confirmed.retain(|(_, m)| m.write.as_ref() == Some(&newest));
+    }
     let mut by_sha: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (addr, m) in &confirmed {
         by_sha.entry(m.sha256.as_str()).or_default().push(addr.as_str());
@@ -239,9 +282,12 @@ fn merge(
         .iter()
         .map(|v| v.addr.as_str())
         .collect();
+    // Readers are pinned to the record's write, so only copies of that
+    // write count (a copy of another write with the same bytes would
+    // answer them "replaced").
     let mut volumes: Vec<String> = group
         .iter()
-        .filter(|(_, m)| m.sha256 == meta.sha256)
+        .filter(|(_, m)| m.sha256 == meta.sha256 && m.write == meta.write)
         .map(|(a, _)| a.clone())
         .collect();
     volumes.sort_by_key(|a| order.iter().position(|o| o == a).unwrap_or(usize::MAX));
@@ -263,8 +309,9 @@ fn merge(
             // Sidecars do not carry expiry times: a rebuilt key has no TTL.
             expires: None,
             damaged: vec![],
-            write: None,
+            write: meta.write.clone(),
             replaces: None,
+            meta: meta.meta.clone(),
         },
     ));
 }
@@ -285,6 +332,7 @@ mod tests {
             damaged: false,
             write: None,
             crc32c: None,
+            meta: Default::default(),
         }
     }
 
@@ -371,6 +419,65 @@ mod tests {
             &mut report,
             &mut out,
         );
+        assert_eq!(report.conflicts.len(), 2);
+
+        // A replaced value's live copy left on a volume the new value does
+        // not use: the newest write wins, with its metadata and write id.
+        let with = |sha: &str, write: &str, ct: &str| {
+            let mut m = meta("/replaced", sha, BlobState::Live);
+            m.write = Some(write.into());
+            m.meta.insert("content-type".into(), ct.into());
+            m
+        };
+        merge(
+            &placement,
+            g(vec![
+                ("a:1", with("s-old", "0001", "text/old")),
+                ("b:2", with("s-new", "0002", "text/new")),
+                ("c:3", with("s-new", "0002", "text/new")),
+            ]),
+            &mut report,
+            &mut out,
+        );
+        let replaced = out.last().unwrap();
+        assert_eq!(replaced.0.as_str(), "/replaced");
+        assert_eq!(replaced.1.sha256, "s-new");
+        assert_eq!(replaced.1.write.as_deref(), Some("0002"));
+        assert_eq!(replaced.1.content_type(), Some("text/new"));
+        assert!(!replaced.1.volumes.contains(&"a:1".to_string()));
+        assert!(report.superseded.last().unwrap().contains("a:1"));
+        // Same bytes, other writes: only the newest write's copies.
+        merge(
+            &placement,
+            g(vec![
+                ("a:1", with("s", "0001", "text/old")),
+                ("b:2", with("s", "0002", "text/new")),
+            ]),
+            &mut report,
+            &mut out,
+        );
+        let same = out.last().unwrap();
+        assert_eq!(same.1.volumes, vec!["b:2".to_string()]);
+        assert_eq!(same.1.content_type(), Some("text/new"));
+        // Unlinked after the replace: the newest write, unlinked.
+        merge(
+            &placement,
+            g(vec![
+                ("a:1", with("s-old", "0001", "text/old")),
+                (
+                    "b:2",
+                    BlobMeta {
+                        state: BlobState::Unlinked,
+                        ..with("s-new", "0002", "text/new")
+                    },
+                ),
+            ]),
+            &mut report,
+            &mut out,
+        );
+        assert_eq!(out.last().unwrap().1.state, State::Unlinked);
+        assert_eq!(out.last().unwrap().1.sha256, "s-new");
+        // Without write ids, disagreeing live copies stay a conflict.
         assert_eq!(report.conflicts.len(), 2);
     }
 

@@ -32,15 +32,15 @@ use tokio_stream::wrappers::ReceiverStream;
 use trove_common::crash;
 use trove_common::digest::{ContentHasher, Digests};
 use trove_common::key::Key;
-use trove_common::record::{now_ms, BlobState, Record, State};
+use trove_common::record::{now_ms, BlobState, Meta, Record, State};
 
-use crate::client::{Stored, VolumeError};
+use crate::client::{Stored, UploadInfo, VolumeError};
 
 /// Chunks queued per replica before the body stops being read.
 const REPLICA_QUEUE: usize = 4;
 
-/// What the client announced about its body.
-#[derive(Debug, Clone, Copy, Default)]
+/// What the client asked of the write, besides its bytes.
+#[derive(Debug, Clone, Default)]
 pub struct Upload {
     /// `Content-Length`, when the body is not chunked.
     pub len: Option<u64>,
@@ -50,27 +50,67 @@ pub struct Upload {
     pub expires: Option<u64>,
     /// The sha256 from `Key-Sha256`, likewise.
     pub key_sha256: Option<[u8; 32]>,
+    /// `Trove-Replace`: a live value may be replaced (else `403`).
+    pub replace: bool,
+    /// `Trove-Allow-Empty`: an empty value is valid (else `411`).
+    pub allow_empty: bool,
+    /// The value's metadata, stored with it.
+    pub meta: Meta,
 }
 
-/// Stores `body` under `key` on every replica, then makes it live.
+/// Where a write's bytes come from. Everything around getting the bytes
+/// onto the replicas — the lock, the *writing* record, the checks of the
+/// result, the commit, the confirmation and a failure's clean-up — is the
+/// same whatever the source.
+pub enum Source {
+    /// The request's body, streamed through the master to every replica
+    /// at once.
+    Body(Body),
+}
+
+/// Where one write stores its value: every replica gets the same upload.
+pub struct Destination<'a> {
+    pub key: &'a Key,
+    /// The replicas, in placement order.
+    pub targets: &'a [String],
+    /// What each replica's upload carries besides the bytes: the write id,
+    /// the write whose copy it replaces, the metadata.
+    pub upload: UploadInfo,
+}
+
+/// Stores `source` under `key` on every replica, then makes it live.
 /// Returns the live record. On any failure nothing becomes visible, the
 /// key is released at once (a retry may start), and a background clean-up
 /// undoes what this write stored and restores the key's previous state
-/// (absent, or unlinked with its bytes).
-pub async fn write(state: Arc<AppState>, key: Key, upload: Upload, body: Body) -> Result<Record, ApiError> {
+/// (absent, unlinked with its bytes, or the live value it was replacing).
+///
+/// A replace is atomic for readers because the key's settled record stays
+/// the old live one until the commit ([`Record::settled`]): reads are
+/// redirected to the old write's copies, which each volume keeps aside
+/// until this write is confirmed (see the volume's `store::previous`).
+pub async fn write(
+    state: Arc<AppState>,
+    key: Key,
+    upload: Upload,
+    source: Source,
+) -> Result<Record, ApiError> {
     let guard = state.locks.try_lock(&key).ok_or(ApiError::Busy)?;
     let existing = state.index.get(&key)?;
     let previous = existing.as_ref().map(|r| r.state);
-    // What a failure must restore: an unlinked record, an expired one (an
-    // expired key is absent and may be written again; restored, it still
-    // reads as absent and the expirer collects it), or the one a dead
-    // write (the master restarted mid-write) was going to restore.
-    let replaces = match existing {
-        Some(r) if r.state == State::Live && !r.expired(now_ms()) => return Err(ApiError::Exists),
-        Some(r) if r.state != State::Writing => Some(r),
-        Some(r) => r.replaces.map(|b| *b),
-        None => None,
-    };
+    // What the key reads as now, and what a failure must restore: the
+    // record itself (live, unlinked, or expired — an expired key is absent
+    // and may be written again; restored, it still reads as absent and
+    // the expirer collects it), or the one a dead write (the master
+    // restarted mid-write, or a failed write still being cleaned up) was
+    // going to restore.
+    let replaces = existing.and_then(|r| match r.state {
+        State::Writing => r.replaces.map(|b| *b),
+        _ => Some(r),
+    });
+    let replacing_live = replaces.as_ref().is_some_and(|r| r.visible(now_ms()).is_some());
+    if replacing_live && !upload.replace {
+        return Err(ApiError::Exists);
+    }
     let placement = state.volumes.placement();
     let targets: Vec<String> = placement
         .choose(key.as_bytes(), |v| state.volumes.can_take(&v.addr, upload.len))
@@ -92,28 +132,29 @@ pub async fn write(state: Arc<AppState>, key: Key, upload: Upload, body: Body) -
     // Ordered by time (ms, then a random tie-break): a volume refuses an
     // upload older than one it has already seen for the key.
     let write_id = format!("{:012x}{:04x}", now_ms(), rand::random::<u16>());
+    let replaced_write = replaces.as_ref().and_then(|r| r.write.clone());
+    let old_volumes = replaces
+        .as_ref()
+        .filter(|_| replacing_live)
+        .map(|r| r.volumes.clone())
+        .unwrap_or_default();
     let writing = Record::writing(targets.clone(), now_ms(), write_id.clone(), replaces);
     state.index.put(&key, writing.clone(), previous).await?;
     crash::point("write-recorded");
 
+    let dest = Destination {
+        key: &key,
+        targets: &targets,
+        upload: UploadInfo {
+            write: write_id.clone(),
+            replaces: replaced_write,
+            meta: upload.meta.clone(),
+        },
+    };
     let outcome = async {
-        let digests = stream_to_replicas(&state, &key, &write_id, &targets, upload.len, body).await?;
+        let digests = store_on_replicas(&state, &dest, &upload, source).await?;
         crash::point("write-stored");
-        if digests.size == 0 {
-            return Err(ApiError::EmptyBody);
-        }
-        if let Some(sent) = upload.content_md5.filter(|m| Some(*m) != digests.md5) {
-            return Err(ApiError::Md5Mismatch {
-                sent: hex::encode(sent),
-                got: digests.md5_hex(),
-            });
-        }
-        if let Some(sent) = upload.key_sha256.filter(|s| *s != digests.sha256) {
-            return Err(ApiError::Sha256Mismatch {
-                sent: hex::encode(sent),
-                got: digests.sha256_hex(),
-            });
-        }
+        check_result(&upload, &digests)?;
         let record = Record {
             state: State::Live,
             volumes: targets.clone(),
@@ -123,8 +164,9 @@ pub async fn write(state: Arc<AppState>, key: Key, upload: Upload, body: Body) -
             created: now_ms(),
             expires: upload.expires,
             damaged: vec![],
-            write: None,
+            write: Some(write_id.clone()),
             replaces: None,
+            meta: upload.meta.clone(),
         };
         // The commit point: from here the write has happened.
         state
@@ -167,7 +209,58 @@ pub async fn write(state: Arc<AppState>, key: Key, upload: Upload, body: Body) -
         tracing::warn!(key = %key, error = %e, "a replica did not record the confirmation; verify will");
     }
     crash::point("write-confirmed");
+    retire_old_copies(&state, &key, &old_volumes, &targets).await;
     Ok(record)
+}
+
+/// Gets the value onto every replica of `dest` from `source`, and returns
+/// its digests once every replica has confirmed the same bytes (size and
+/// sha256). Each replica stores it as a *pending* blob of this write.
+async fn store_on_replicas(
+    state: &AppState,
+    dest: &Destination<'_>,
+    upload: &Upload,
+    source: Source,
+) -> Result<Digests, ApiError> {
+    match source {
+        Source::Body(body) => stream_to_replicas(state, dest, upload.len, body).await,
+    }
+}
+
+/// Checks the stored value against what the client asked for and announced.
+fn check_result(upload: &Upload, digests: &Digests) -> Result<(), ApiError> {
+    if digests.size == 0 && !upload.allow_empty {
+        return Err(ApiError::EmptyBody);
+    }
+    if let Some(sent) = upload.content_md5.filter(|m| Some(*m) != digests.md5) {
+        return Err(ApiError::Md5Mismatch {
+            sent: hex::encode(sent),
+            got: digests.md5_hex(),
+        });
+    }
+    if let Some(sent) = upload.key_sha256.filter(|s| *s != digests.sha256) {
+        return Err(ApiError::Sha256Mismatch {
+            sent: hex::encode(sent),
+            got: digests.sha256_hex(),
+        });
+    }
+    Ok(())
+}
+
+/// After a live value was replaced on other volumes than it lived on:
+/// deletes its copies on the volumes the new value does not use (best
+/// effort; `gc` removes what is left). Left behind, such a copy would be a
+/// second live value for `rebuild`. A reader redirected there just before
+/// the commit gets the volume's "replaced" `404` and asks again.
+async fn retire_old_copies(state: &AppState, key: &Key, old: &[String], targets: &[String]) {
+    let client = state.volumes.client();
+    let stale = old.iter().filter(|a| !targets.contains(a));
+    for addr in stale {
+        if let Err(e) = client.delete(addr, key).await {
+            state.volumes.note_error(&e);
+            tracing::warn!(key = %key, volume = %addr, error = %e, "the replaced value's copy remains; gc will remove it");
+        }
+    }
 }
 
 /// Tries this many times to undo a failed write before leaving it to `gc`.
@@ -279,12 +372,11 @@ impl Drop for Uploads {
 /// every replica has confirmed the same bytes.
 async fn stream_to_replicas(
     state: &AppState,
-    key: &Key,
-    write_id: &str,
-    targets: &[String],
+    dest: &Destination<'_>,
     len: Option<u64>,
     body: Body,
 ) -> Result<Digests, ApiError> {
+    let (key, targets) = (dest.key, dest.targets);
     let client = state.volumes.client();
     let stall = client.timeouts().stall;
     let mut senders = Vec::with_capacity(targets.len());
@@ -292,11 +384,9 @@ async fn stream_to_replicas(
     for addr in targets {
         let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(REPLICA_QUEUE);
         senders.push(tx);
-        let (client, addr, key, write_id) = (client.clone(), addr.clone(), key.clone(), write_id.to_string());
+        let (client, addr, key, info) = (client.clone(), addr.clone(), key.clone(), dest.upload.clone());
         uploads.0.push(Some(tokio::spawn(async move {
-            client
-                .put(&addr, &key, &write_id, ReceiverStream::new(rx), len)
-                .await
+            client.put(&addr, &key, &info, ReceiverStream::new(rx), len).await
         })));
     }
 

@@ -41,7 +41,7 @@ impl ApiError {
             ApiError::Method(_) | ApiError::WrongMethod { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unsatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             ApiError::Store(e) => match e {
-                StoreError::NotFound => StatusCode::NOT_FOUND,
+                StoreError::NotFound | StoreError::Replaced => StatusCode::NOT_FOUND,
                 StoreError::LengthMismatch { .. }
                 | StoreError::DigestMismatch { .. }
                 | StoreError::BodyAborted(_) => StatusCode::BAD_REQUEST,
@@ -65,7 +65,9 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status == StatusCode::NOT_FOUND {
+        // A key's 404 has an empty body (as minikeyvalue's); a pinned read
+        // of a replaced value says so, for a client to ask the master again.
+        if status == StatusCode::NOT_FOUND && !matches!(self, ApiError::Store(StoreError::Replaced)) {
             return (status, [(axum::http::header::CONTENT_LENGTH, "0")]).into_response();
         }
         if status.is_server_error() {

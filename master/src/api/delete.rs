@@ -35,6 +35,11 @@ pub async fn delete(state: Arc<AppState>, key: Key) -> Result<Response, ApiError
             // failed write's blobs as well. Otherwise there is no key.
             State::Writing => {
                 let replaced = record.replaces.as_deref().ok_or(ApiError::NotFound)?;
+                // A failed replace still being undone: the key is the live
+                // value it replaced.
+                if state.config.protect && record.visible(now_ms()).is_some() {
+                    return Err(ApiError::Protected);
+                }
                 volumes.extend(
                     replaced
                         .volumes

@@ -1,21 +1,29 @@
 //! `GET`/`HEAD /key`: a `302` to a healthy replica, answered from the index
-//! alone, with the value's size and digests in headers.
+//! alone, with the value's size, digests and metadata in headers.
+//!
+//! The key reads as its settled record ([`Record::visible`]): during a
+//! replace, the value being replaced, until the new one commits. The
+//! `Location` is pinned to the value's write (`?write=<id>`), so the volume
+//! serves exactly that write's copy — the one it keeps aside while a
+//! replace is in flight included — or says it was replaced.
 
 use crate::error::ApiError;
 use crate::AppState;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use std::time::{Duration, UNIX_EPOCH};
 use trove_common::http::{
-    CONTENT_MD5, KEY_BALANCE, KEY_CREATED, KEY_EXPIRES, KEY_SHA256, KEY_SIZE, KEY_VOLUMES,
+    meta_headers, quoted_etag, CONTENT_MD5, KEY_BALANCE, KEY_CREATED, KEY_EXPIRES, KEY_SHA256, KEY_SIZE,
+    KEY_VOLUMES, KEY_WRITE, WRITE_PARAM,
 };
 use trove_common::key::Key;
-use trove_common::record::{now_ms, State};
+use trove_common::record::{now_ms, Record};
 
 pub fn get(state: &AppState, key: Key) -> Result<Response, ApiError> {
-    let record = state
-        .index
-        .get(&key)?
-        .filter(|r| r.state == State::Live && !r.expired(now_ms()))
+    let stored = state.index.get(&key)?;
+    let record = stored
+        .as_ref()
+        .and_then(|r| r.visible(now_ms()))
         .ok_or(ApiError::NotFound)?;
     let readable = record.readable();
     let addr = state
@@ -26,16 +34,20 @@ pub fn get(state: &AppState, key: Key) -> Result<Response, ApiError> {
         .volumes
         .placement()
         .is_balanced(key.as_bytes(), &record.volumes);
+    let pin: Vec<(&str, &str)> = record
+        .write
+        .as_deref()
+        .map(|w| (WRITE_PARAM, w))
+        .into_iter()
+        .collect();
+    let location = state.volumes.client().url("GET", addr, key.as_str(), &pin);
     let mut resp = (
         StatusCode::FOUND,
         [
-            (
-                header::LOCATION.as_str(),
-                state.volumes.client().key_url("GET", addr, &key),
-            ),
+            (header::LOCATION.as_str(), location),
             (header::CONTENT_LENGTH.as_str(), "0".to_string()),
-            (CONTENT_MD5, record.md5),
-            (KEY_SHA256, record.sha256),
+            (CONTENT_MD5, record.md5.clone()),
+            (KEY_SHA256, record.sha256.clone()),
             (KEY_SIZE, record.size.to_string()),
             // Only the replicas a reader may use: never a damaged one.
             (KEY_VOLUMES, readable.join(",")),
@@ -47,8 +59,34 @@ pub fn get(state: &AppState, key: Key) -> Result<Response, ApiError> {
         ],
     )
         .into_response();
+    value_headers(resp.headers_mut(), record);
     if let Some(t) = record.expires {
         resp.headers_mut().insert(KEY_EXPIRES, t.into());
     }
     Ok(resp)
+}
+
+/// The headers describing the value itself: its stored metadata
+/// (`Content-Type`, …, `x-amz-meta-*`), `ETag`, `Last-Modified` and
+/// `Key-Write`.
+fn value_headers(headers: &mut axum::http::HeaderMap, record: &Record) {
+    for (name, value) in meta_headers(&record.meta) {
+        if name != trove_common::record::ETAG_META {
+            headers.insert(name, value);
+        }
+    }
+    if let Ok(etag) = HeaderValue::from_str(&quoted_etag(record.etag())) {
+        headers.insert(header::ETAG, etag);
+    }
+    let created = UNIX_EPOCH + Duration::from_millis(record.created);
+    if let Ok(date) = HeaderValue::from_str(&httpdate::fmt_http_date(created)) {
+        headers.insert(header::LAST_MODIFIED, date);
+    }
+    if let Some(write) = record
+        .write
+        .as_deref()
+        .and_then(|w| HeaderValue::from_str(w).ok())
+    {
+        headers.insert(KEY_WRITE, write);
+    }
 }

@@ -1,26 +1,33 @@
-//! `PUT`/`POST /key`: parse what the client announced (length, and the
-//! `Content-MD5` and `Key-Sha256` to check the body against), then hand the
-//! body to the write path.
+//! `PUT`/`POST /key`: parse what the client announced (length, the
+//! `Content-MD5` and `Key-Sha256` to check the body against), asked for
+//! (`Trove-Replace`, `Trove-Allow-Empty`, a TTL) and gave the value
+//! (metadata), then hand the body to the write path.
 
 use crate::error::ApiError;
-use crate::write::{self, Upload};
+use crate::write::{self, Source, Upload};
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::HeaderMap;
 use axum::http::StatusCode;
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 use trove_common::digest::{parse_content_md5, parse_sha256_hex};
-use trove_common::http::{content_length, CONTENT_MD5, KEY_SHA256};
+use trove_common::http::{
+    content_length, flag, meta_from_headers, quoted_etag, CONTENT_MD5, KEY_SHA256, KEY_WRITE,
+    TROVE_ALLOW_EMPTY, TROVE_REPLACE,
+};
 use trove_common::key::Key;
 
 pub async fn put(state: Arc<AppState>, key: Key, req: Request<Body>) -> Result<Response, ApiError> {
     let headers = req.headers();
     let len = content_length(headers).map_err(|e| ApiError::BadRequest(e.into()))?;
-    if len == Some(0) {
+    let replace = flag(headers, TROVE_REPLACE).map_err(ApiError::BadRequest)?;
+    let allow_empty = flag(headers, TROVE_ALLOW_EMPTY).map_err(ApiError::BadRequest)?;
+    if len == Some(0) && !allow_empty {
         return Err(ApiError::EmptyBody);
     }
+    let meta = meta_from_headers(headers).map_err(ApiError::BadRequest)?;
     let content_md5 = one_header(headers, CONTENT_MD5, "Content-MD5")?
         .map(|s| parse_content_md5(s).map_err(|e| ApiError::BadRequest(e.to_string())))
         .transpose()?;
@@ -37,12 +44,26 @@ pub async fn put(state: Arc<AppState>, key: Key, req: Request<Body>) -> Result<R
         content_md5,
         key_sha256,
         expires,
+        replace,
+        allow_empty,
+        meta,
     };
     // The write runs in its own task so that a client hanging up cannot
     // cancel it half-way: it always finishes or cleans up after itself.
-    let record = tokio::spawn(write::write(state, key.clone(), upload, body)).await??;
+    let record = tokio::spawn(write::write(state, key.clone(), upload, Source::Body(body))).await??;
     tracing::info!(key = %key, size = record.size, volumes = ?record.volumes, "stored");
-    Ok((StatusCode::CREATED, [(KEY_SHA256, record.sha256)]).into_response())
+    let mut resp = (
+        StatusCode::CREATED,
+        [
+            (header::ETAG.as_str(), quoted_etag(record.etag())),
+            (KEY_SHA256, record.sha256.clone()),
+        ],
+    )
+        .into_response();
+    if let Some(write) = record.write.as_deref().and_then(|w| w.parse().ok()) {
+        resp.headers_mut().insert(KEY_WRITE, write);
+    }
+    Ok(resp)
 }
 
 /// The value of a header that may be sent at most once: two checksums

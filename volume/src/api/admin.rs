@@ -4,7 +4,9 @@
 //! - `POST /-/pull?key=K&from=HOST:PORT[&sha256=HEX][&state=live]`: copy a
 //!   blob from another volume, verified by sha256 before it becomes visible
 //!   (rebalance and repair move data volume to volume, never through the
-//!   master).
+//!   master). The request's headers carry what the copy is described by,
+//!   as on a PUT: `Trove-Write` (the write the value is of) and the
+//!   metadata headers.
 //! - `GET /-/verify?key=K`: re-read a blob and report whether its bytes
 //!   still match its sidecar (bit rot).
 //! - `POST /-/mark?key=K&state=S[&md5=M][&write=W]`: record the key's
@@ -17,11 +19,13 @@ use crate::error::ApiError;
 use crate::store::Expected;
 use crate::AppState;
 use axum::extract::{Query, State};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::StreamExt;
 use std::sync::Arc;
 use trove_common::digest::parse_sha256_hex;
+use trove_common::http::{meta_from_headers, TROVE_WRITE};
 use trove_common::key::Key;
 use trove_common::protocol::{AbortQuery, KeyQuery, MarkQuery, PullQuery};
 use trove_common::record::BlobState;
@@ -29,6 +33,7 @@ use trove_common::record::BlobState;
 pub async fn pull(
     State(state): State<Arc<AppState>>,
     Query(q): Query<PullQuery>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let key = Key::new(&q.key)?;
     let sha256 = match &q.sha256 {
@@ -64,6 +69,11 @@ pub async fn pull(
         state: blob_state,
         md5: q.md5.as_deref().map(parse_md5).transpose()?,
         write: None,
+        replaces: None,
+        // The master sends the record's write id and metadata as a PUT
+        // does: the copy is of that write, described as it.
+        copy_of: super::put::write_header(&headers, TROVE_WRITE)?,
+        meta: meta_from_headers(&headers).map_err(ApiError::BadRequest)?,
     };
     let body = resp.bytes_stream().map(|r| r.map_err(std::io::Error::other));
     let meta = state.store.write_stream(&key, body, expected, stall).await?;

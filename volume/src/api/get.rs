@@ -1,7 +1,13 @@
-//! `GET`/`HEAD /<key>`: the blob's bytes, whole or one range (honouring
-//! `If-Range`), streamed straight from a memory map of the file, each block
-//! checked against the CRC32C stored with it before it is sent (see
-//! `store::blocks`).
+//! `GET`/`HEAD /<key>[?write=W]`: the blob's bytes, whole or one range
+//! (honouring `If-Range`), streamed straight from a memory map of the file,
+//! each block checked against the CRC32C stored with it before it is sent
+//! (see `store::blocks`), with the value's stored metadata headers
+//! (`Content-Type`, …, `x-amz-meta-*`) and its `ETag`.
+//!
+//! With `?write=W` (the master's redirects pin the write) the answer is
+//! the copy that write stored — the blob in place, or the previous value
+//! kept aside while a replace is unconfirmed — or `404` "this value was
+//! replaced; ask the master again".
 //!
 //! A block that does not match is never sent: if it is the first, the
 //! answer is `503` (like any damaged copy); later, the response is cut
@@ -20,24 +26,69 @@ use bytes::Bytes;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
-use trove_common::http::{KEY_MD5, KEY_SHA256, KEY_STATE};
+use trove_common::http::{
+    meta_headers, quoted_etag, valid_write_id, KEY_MD5, KEY_SHA256, KEY_STATE, KEY_WRITE, WRITE_PARAM,
+};
 use trove_common::key::Key;
 use trove_common::range::{if_range_matches, ByteRange, RangeError};
+use trove_common::record::{BlobMeta, ETAG_META};
+
+/// The write a read is pinned to (`write=` in the query), if any.
+pub fn pinned_write(query: Option<&str>) -> Result<Option<String>, ApiError> {
+    let Some(query) = query else {
+        return Ok(None);
+    };
+    for pair in query.split('&') {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if name == WRITE_PARAM {
+            // Write ids are letters, digits and `-`: nothing to decode.
+            if !valid_write_id(value) {
+                return Err(ApiError::BadRequest(
+                    "write must be 1-64 letters, digits or -".into(),
+                ));
+            }
+            return Ok(Some(value.to_string()));
+        }
+    }
+    Ok(None)
+}
+
+/// The ETag a volume answers for a copy: the value's own (the one given
+/// at write time, else the md5 the master confirmed), or — for a copy
+/// whose md5 the volume has not learnt yet — its sha256.
+fn etag_of(meta: &BlobMeta) -> String {
+    let etag = meta
+        .meta
+        .get(ETAG_META)
+        .map(String::as_str)
+        .filter(|e| !e.is_empty())
+        .unwrap_or(if meta.md5.is_empty() {
+            &meta.sha256
+        } else {
+            &meta.md5
+        });
+    quoted_etag(etag)
+}
 
 pub async fn get(
     state: &AppState,
     key: Key,
+    pin: Option<String>,
     headers: &HeaderMap,
     head_only: bool,
 ) -> Result<Response, ApiError> {
     let store = state.store.clone();
     let k = key.clone();
-    let blob = tokio::task::spawn_blocking(move || store.open_blob(&k)).await??;
+    let blob = tokio::task::spawn_blocking(move || match pin {
+        Some(write) => store.open_write(&k, &write),
+        None => store.open_blob(&k),
+    })
+    .await??;
     if blob.meta.damaged {
         return Err(ApiError::Damaged);
     }
     let len = blob.meta.size;
-    let etag = format!("\"{}\"", blob.meta.sha256);
+    let etag = etag_of(&blob.meta);
     let last_modified = UNIX_EPOCH + Duration::from_millis(blob.meta.created);
 
     // A range of a value the client no longer has (its `If-Range` names
@@ -82,6 +133,17 @@ pub async fn get(
         .header(KEY_STATE, blob.meta.state.as_str());
     if !blob.meta.md5.is_empty() {
         resp = resp.header(KEY_MD5, &blob.meta.md5);
+    }
+    if let Some(write) = &blob.meta.write {
+        resp = resp.header(KEY_WRITE, write);
+    }
+    if let Some(h) = resp.headers_mut() {
+        // The stored metadata (its Content-Type replaces the default).
+        for (name, value) in meta_headers(&blob.meta.meta) {
+            if name != ETAG_META {
+                h.insert(name, value);
+            }
+        }
     }
     if status == StatusCode::PARTIAL_CONTENT {
         resp = resp.header(

@@ -70,8 +70,11 @@ async fn key_request(State(state): State<Arc<AppState>>, req: Request<Body>) -> 
     let key = Key::from_path(req.uri().path())?;
     match *req.method() {
         Method::PUT => put::put(&state, key, req).await,
-        Method::GET => get::get(&state, key, req.headers(), false).await,
-        Method::HEAD => get::get(&state, key, req.headers(), true).await,
+        Method::GET | Method::HEAD => {
+            let pin = get::pinned_write(req.uri().query())?;
+            let head_only = req.method() == Method::HEAD;
+            get::get(&state, key, pin, req.headers(), head_only).await
+        }
         Method::DELETE => delete::delete(&state, key).await,
         ref m => Err(ApiError::Method(m.to_string())),
     }

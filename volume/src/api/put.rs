@@ -9,7 +9,10 @@ use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use trove_common::digest::parse_sha256_hex;
-use trove_common::http::{content_length, valid_write_id, KEY_MD5, KEY_SHA256, KEY_SIZE, TROVE_WRITE};
+use trove_common::http::{
+    content_length, meta_from_headers, valid_write_id, KEY_MD5, KEY_SHA256, KEY_SIZE, TROVE_REPLACES,
+    TROVE_WRITE,
+};
 use trove_common::key::Key;
 use trove_common::record::{BlobMeta, BlobState};
 
@@ -24,18 +27,9 @@ pub async fn put(state: &AppState, key: Key, req: Request<Body>) -> Result<Respo
         ),
         None => None,
     };
-    let write = match req.headers().get(TROVE_WRITE) {
-        Some(v) => Some(
-            v.to_str()
-                .ok()
-                .filter(|w| valid_write_id(w))
-                .map(str::to_string)
-                .ok_or_else(|| {
-                    ApiError::BadRequest("Trove-Write must be 1-64 letters, digits or -".into())
-                })?,
-        ),
-        None => None,
-    };
+    let write = write_header(req.headers(), TROVE_WRITE)?;
+    let replaces = write_header(req.headers(), TROVE_REPLACES)?;
+    let meta = meta_from_headers(req.headers()).map_err(ApiError::BadRequest)?;
     let body = req.into_body().into_data_stream();
     let expected = Expected {
         len: expected_len,
@@ -43,6 +37,9 @@ pub async fn put(state: &AppState, key: Key, req: Request<Body>) -> Result<Respo
         state: BlobState::Pending,
         md5: None,
         write,
+        replaces,
+        copy_of: None,
+        meta,
     };
     let meta = state
         .store
@@ -50,6 +47,20 @@ pub async fn put(state: &AppState, key: Key, req: Request<Body>) -> Result<Respo
         .await?;
     tracing::debug!(key = %key, size = meta.size, "stored");
     Ok(stored(meta))
+}
+
+/// A write id from header `name` (`Trove-Write`, `Trove-Replaces`), if sent.
+pub(crate) fn write_header(headers: &axum::http::HeaderMap, name: &str) -> Result<Option<String>, ApiError> {
+    match headers.get(name) {
+        Some(v) => Ok(Some(
+            v.to_str()
+                .ok()
+                .filter(|w| valid_write_id(w))
+                .map(str::to_string)
+                .ok_or_else(|| ApiError::BadRequest(format!("{name} must be 1-64 letters, digits or -")))?,
+        )),
+        None => Ok(None),
+    }
 }
 
 /// `201` with the sha256 and size of what was stored (and its md5, when

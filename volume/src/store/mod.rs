@@ -39,7 +39,7 @@ use tokio::sync::mpsc;
 use trove_common::digest::{ContentHasher, Digests};
 use trove_common::key::Key;
 use trove_common::protocol::{DirStatus, Verified};
-use trove_common::record::{now_ms, BlobMeta, BlobState};
+use trove_common::record::{now_ms, BlobMeta, BlobState, Meta};
 
 pub mod blocks;
 mod previous;
@@ -82,6 +82,9 @@ pub enum StoreError {
     OtherWrite(String),
     #[error("write {0} was superseded by a newer write of the same key, or abandoned")]
     Superseded(String),
+    /// A read pinned to a write whose copy is gone (replaced since).
+    #[error("{}", trove_common::http::REPLACED_MESSAGE)]
+    Replaced,
     #[error("I/O error: {0}")]
     Io(#[from] io::Error),
 }
@@ -245,20 +248,32 @@ impl BlobStore {
         let _stripe = self.stripe(key);
         let (data, meta_path) = self.locate(key).ok_or(StoreError::NotFound)?;
         let meta = read_meta(&meta_path)?;
-        let file = match File::open(&data) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::NotFound),
-            Err(e) => return Err(e.into()),
-        };
-        let len = file.metadata()?.len();
-        if len != meta.size {
-            return Err(StoreError::Corrupt(format!(
-                "{} is {len} bytes but its sidecar says {}",
-                data.display(),
-                meta.size
-            )));
+        open_described(&data, meta)
+    }
+
+    /// Opens the copy of `key` that master write `write` stored: the blob
+    /// in place, or the previous value kept aside while a newer write is
+    /// unconfirmed. [`StoreError::Replaced`] when neither is that write's
+    /// (the value was replaced after the reader's redirect). Blocking.
+    pub fn open_write(&self, key: &Key, write: &str) -> Result<OpenBlob, StoreError> {
+        let _stripe = self.stripe(key);
+        if let Some((data, meta_path)) = self.locate(key) {
+            if let Ok(meta) = read_meta(&meta_path) {
+                if meta.write.as_deref() == Some(write) {
+                    return open_described(&data, meta);
+                }
+            }
         }
-        Ok(OpenBlob { file, meta })
+        for dir in &self.dirs {
+            let (data, _) = Self::paths_in(dir, key);
+            let (prev, prev_meta) = previous::prev_of(&data);
+            match read_meta(&prev_meta) {
+                Ok(meta) if meta.write.as_deref() == Some(write) => return open_described(&prev, meta),
+                Ok(_) | Err(StoreError::NotFound) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::Replaced)
     }
 
     /// Deletes a key's blob — every copy, in every data dir (a copy can be
@@ -614,6 +629,15 @@ pub struct Expected {
     /// copy it replaces is set aside until that write is confirmed or
     /// aborted. Without it (a pull), the new copy replaces outright.
     pub write: Option<String>,
+    /// The write whose copy this master write replaces (`Trove-Replaces`):
+    /// that copy is set aside even if its confirmation never arrived
+    /// (the master's record says it is live).
+    pub replaces: Option<String>,
+    /// For a pull: the write the copied value is of (the master's record),
+    /// recorded in the sidecar so that reads pinned to it find this copy.
+    pub copy_of: Option<String>,
+    /// The value's metadata, kept in the sidecar.
+    pub meta: Meta,
 }
 
 /// Deletes its file when dropped, unless [`TempFile::keep`] was called.
@@ -689,8 +713,9 @@ impl BlobWriter<'_> {
             created: now_ms(),
             state: expected.state,
             damaged: false,
-            write: expected.write.clone(),
+            write: expected.write.clone().or(expected.copy_of.clone()),
             crc32c: Some(blocks.finish()),
+            meta: expected.meta.clone(),
         };
         let meta_temp = store.stage_meta(&dir, &meta)?;
         let (data_path, meta_path) = BlobStore::paths_in(&dir, &key);
@@ -716,7 +741,12 @@ impl BlobWriter<'_> {
         // A crash after this leaves new data without a sidecar, which
         // start-up removes: the replacement was never acknowledged.
         for other in &store.dirs {
-            store.make_room(other, &key, expected.write.is_some())?;
+            store.make_room(
+                other,
+                &key,
+                expected.write.is_some(),
+                expected.replaces.as_deref(),
+            )?;
         }
         fs::rename(&temp.path, &data_path).map_err(io_error)?;
         temp.keep();
@@ -733,6 +763,25 @@ impl BlobWriter<'_> {
         store.blob_bytes.fetch_add(meta.size, Ordering::Relaxed);
         Ok(meta)
     }
+}
+
+/// Opens the data file `data` that the sidecar `meta` describes, checking
+/// its length (caller holds the key's stripe).
+fn open_described(data: &Path, meta: BlobMeta) -> Result<OpenBlob, StoreError> {
+    let file = match File::open(data) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::NotFound),
+        Err(e) => return Err(e.into()),
+    };
+    let len = file.metadata()?.len();
+    if len != meta.size {
+        return Err(StoreError::Corrupt(format!(
+            "{} is {len} bytes but its sidecar says {}",
+            data.display(),
+            meta.size
+        )));
+    }
+    Ok(OpenBlob { file, meta })
 }
 
 /// The id of data dir `dir`, made (durably) if it has none yet.
@@ -917,6 +966,91 @@ mod tests {
         assert!(!store.delete(&k).unwrap());
         assert!(matches!(store.open_blob(&k), Err(StoreError::NotFound)));
         assert_eq!(store.counts(), (0, 0));
+    }
+
+    fn write_of(id: &str, replaces: Option<&str>) -> Expected {
+        Expected {
+            write: Some(id.into()),
+            replaces: replaces.map(str::to_string),
+            meta: [("content-type".to_string(), format!("text/{id}"))].into(),
+            ..Default::default()
+        }
+    }
+
+    fn read_all(blob: OpenBlob) -> Vec<u8> {
+        let mut f = blob.file;
+        let mut bytes = vec![];
+        io::Read::read_to_end(&mut f, &mut bytes).unwrap();
+        bytes
+    }
+
+    /// A replace: reads pinned to the old write are served from the copy
+    /// kept aside until the new write is confirmed, then told "replaced";
+    /// an aborted replace puts the old copy back, metadata included.
+    #[tokio::test]
+    async fn pinned_reads_follow_a_replace() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(BlobStore::open(vec![dir.path().into()], false).unwrap());
+        let k = key("/r");
+        store
+            .write_stream(&k, chunks(&[b"one"]), write_of("0001", None), STALL)
+            .await
+            .unwrap();
+        // The old write's confirmation never arrived: still pending, but
+        // named as the write replaced, so it is kept aside all the same.
+        let old = store.open_write(&k, "0001").unwrap();
+        assert_eq!(old.meta.meta["content-type"], "text/0001");
+        store
+            .write_stream(&k, chunks(&[b"two!"]), write_of("0002", Some("0001")), STALL)
+            .await
+            .unwrap();
+        assert_eq!(read_all(store.open_write(&k, "0001").unwrap()), b"one");
+        assert_eq!(read_all(store.open_write(&k, "0002").unwrap()), b"two!");
+        assert_eq!(read_all(store.open_blob(&k).unwrap()), b"two!");
+        assert!(matches!(store.open_write(&k, "0003"), Err(StoreError::Replaced)));
+        // Aborted: the old copy is back in place, as it was.
+        let aborted = store.abort(&k, "0002").unwrap();
+        assert!(aborted.restored);
+        let back = store.open_write(&k, "0001").unwrap();
+        assert_eq!(back.meta, old.meta);
+        assert_eq!(read_all(back), b"one");
+        assert!(matches!(store.open_write(&k, "0002"), Err(StoreError::Replaced)));
+
+        // Replaced again and confirmed: the old copy goes.
+        store
+            .write_stream(&k, chunks(&[b"three"]), write_of("0004", Some("0001")), STALL)
+            .await
+            .unwrap();
+        assert_eq!(read_all(store.open_write(&k, "0001").unwrap()), b"one");
+        store.set_state(&k, BlobState::Live, None, Some("0004")).unwrap();
+        assert!(matches!(store.open_write(&k, "0001"), Err(StoreError::Replaced)));
+        let new = store.open_write(&k, "0004").unwrap();
+        assert_eq!(new.meta.meta["content-type"], "text/0004");
+        assert_eq!(read_all(new), b"three");
+        // Without naming it, a pending copy of another write is not kept.
+        store
+            .write_stream(&k, chunks(&[b"4"]), write_of("0005", None), STALL)
+            .await
+            .unwrap();
+        store
+            .write_stream(&k, chunks(&[b"5"]), write_of("0006", None), STALL)
+            .await
+            .unwrap();
+        assert!(matches!(store.open_write(&k, "0005"), Err(StoreError::Replaced)));
+        assert_eq!(store.counts(), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn empty_blobs_are_blobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(BlobStore::open(vec![dir.path().into()], true).unwrap());
+        let k = key("/dir/");
+        let meta = store.write_stream(&k, chunks(&[]), len(0), STALL).await.unwrap();
+        assert_eq!((meta.size, meta.sha256.as_str()), (0, sha256_hex(b"").as_str()));
+        assert_eq!(meta.crc32c.as_deref(), Some(""));
+        assert!(read_all(store.open_blob(&k).unwrap()).is_empty());
+        assert!(store.verify(&k).unwrap().ok);
+        assert_eq!(store.counts(), (1, 0));
     }
 
     #[test]

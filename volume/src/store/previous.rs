@@ -1,12 +1,14 @@
 //! The value a master write replaces, kept until that write is settled.
 //!
-//! A key that was unlinked may be written again. Until the master confirms
-//! the new value (`mark … state=live&write=W`), the confirmed copy it
-//! replaces is kept aside as `<h>.prev` (data) and `<h>.prev.meta`
-//! (sidecar), in the data dir where it was. If the write fails, the master
-//! aborts it (`POST /-/abort?key=K&write=W`): the new blob is removed and
-//! the old copy put back, so a failed write leaves the previous state
-//! exactly as it was.
+//! A key that was unlinked may be written again, and a live one replaced
+//! (`Trove-Replace`). Until the master confirms the new value (`mark …
+//! state=live&write=W`), the confirmed copy it replaces is kept aside as
+//! `<h>.prev` (data) and `<h>.prev.meta` (sidecar), in the data dir where
+//! it was. Readers the master sent to the old value (`?write=<old id>`)
+//! are served from there meanwhile (`BlobStore::open_write`). If the write
+//! fails, the master aborts it (`POST /-/abort?key=K&write=W`): the new
+//! blob is removed and the old copy put back, so a failed write leaves the
+//! previous state exactly as it was — bytes, sidecar, metadata.
 //!
 //! Every move is a rename of the data, then of the sidecar; start-up
 //! ([`recover`]) finishes a move a crash interrupted, so a copy is never
@@ -111,14 +113,24 @@ pub(super) fn listed(data: &Path) -> Result<Option<BlobMeta>, StoreError> {
 impl BlobStore {
     /// Clears `dir` for a new copy of `key` (caller holds the key's
     /// stripe). For a master write (`keep_previous`), a confirmed copy is
-    /// set aside as the previous value; an unconfirmed one (a failed
-    /// write's) or an unreadable one is removed. For a pull, which stores a
+    /// set aside as the previous value, and so is the copy of the write it
+    /// `replaces` (live in the master's record, though its confirmation may
+    /// never have arrived); any other unconfirmed copy (a failed write's)
+    /// or an unreadable one is removed. For a pull, which stores a
     /// confirmed copy, everything goes.
-    pub(super) fn make_room(&self, dir: &Path, key: &Key, keep_previous: bool) -> Result<(), StoreError> {
+    pub(super) fn make_room(
+        &self,
+        dir: &Path,
+        key: &Key,
+        keep_previous: bool,
+        replaces: Option<&str>,
+    ) -> Result<(), StoreError> {
         let (data, meta_path) = Self::paths_in(dir, key);
         let confirmed = keep_previous
             && exists(&data)
-            && read_meta(&meta_path).is_ok_and(|m| m.state != BlobState::Pending);
+            && read_meta(&meta_path).is_ok_and(|m| {
+                m.state != BlobState::Pending || (replaces.is_some() && m.write.as_deref() == replaces)
+            });
         if !confirmed {
             if !keep_previous {
                 self.remove_previous(dir, key)?;
