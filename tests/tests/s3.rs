@@ -558,7 +558,7 @@ async fn awscli_sync_of_200_files_both_ways_then_nothing_to_do_then_ls_rm_rb() {
 #[tokio::test]
 async fn awscli_s3api_multipart_out_of_order_with_a_reuploaded_part_and_a_gap() {
     let Some(s3) = S3::start().await else { return };
-    s3.aws_ok(&["s3", "mb", "s3://mp"]).await;
+    s3.aws_ok(&["s3", "mb", "s3://parts"]).await;
     let p1 = pattern_bytes(5 * MIB as usize, 11);
     let p3_first = pattern_bytes(5 * MIB as usize, 12);
     let p3 = pattern_bytes(5 * MIB as usize + 123, 13);
@@ -568,7 +568,7 @@ async fn awscli_s3api_multipart_out_of_order_with_a_reuploaded_part_and_a_gap() 
             "s3api",
             "create-multipart-upload",
             "--bucket",
-            "mp",
+            "parts",
             "--key",
             "assembled.bin",
         ])
@@ -589,7 +589,7 @@ async fn awscli_s3api_multipart_out_of_order_with_a_reuploaded_part_and_a_gap() 
                     "s3api",
                     "upload-part",
                     "--bucket",
-                    "mp",
+                    "parts",
                     "--key",
                     "assembled.bin",
                     "--upload-id",
@@ -621,7 +621,7 @@ async fn awscli_s3api_multipart_out_of_order_with_a_reuploaded_part_and_a_gap() 
             "s3api",
             "list-parts",
             "--bucket",
-            "mp",
+            "parts",
             "--key",
             "assembled.bin",
             "--upload-id",
@@ -662,7 +662,7 @@ async fn awscli_s3api_multipart_out_of_order_with_a_reuploaded_part_and_a_gap() 
             "s3api",
             "complete-multipart-upload",
             "--bucket",
-            "mp",
+            "parts",
             "--key",
             "assembled.bin",
             "--upload-id",
@@ -680,7 +680,7 @@ async fn awscli_s3api_multipart_out_of_order_with_a_reuploaded_part_and_a_gap() 
             "s3api",
             "get-object",
             "--bucket",
-            "mp",
+            "parts",
             "--key",
             "assembled.bin",
             arg(&out),
@@ -693,11 +693,11 @@ async fn awscli_s3api_multipart_out_of_order_with_a_reuploaded_part_and_a_gap() 
         "the completed object is not parts 1, 3 (second upload), 7"
     );
     assert_eq!(
-        s3.master_view("/mp/assembled.bin").await,
+        s3.master_view("/parts/assembled.bin").await,
         (whole.len() as u64, sha256_hex(&whole))
     );
     let uploads = s3
-        .aws_json(&["s3api", "list-multipart-uploads", "--bucket", "mp"])
+        .aws_json(&["s3api", "list-multipart-uploads", "--bucket", "parts"])
         .await;
     assert!(
         uploads
@@ -764,8 +764,8 @@ async fn rclone_copy_sync_and_md5_check_of_a_tree_with_a_multipart_file() {
     files.push(("empty.txt".into(), vec![]));
     write_tree(&local, &files);
 
-    s3.ok(s3.rclone(&["mkdir", "trove:rc"]), CLIENT_LIMIT).await;
-    let mut copy = s3.rclone(&["copy", arg(&local), "trove:rc/data"]);
+    s3.ok(s3.rclone(&["mkdir", "trove:rclone-b"]), CLIENT_LIMIT).await;
+    let mut copy = s3.rclone(&["copy", arg(&local), "trove:rclone-b/data"]);
     copy.args(multipart);
     s3.ok(copy, CLIENT_LIMIT).await;
     let big = s3
@@ -773,7 +773,7 @@ async fn rclone_copy_sync_and_md5_check_of_a_tree_with_a_multipart_file() {
             "s3api",
             "head-object",
             "--bucket",
-            "rc",
+            "rclone-b",
             "--key",
             "data/big/twelve-mib.bin",
         ])
@@ -788,7 +788,7 @@ async fn rclone_copy_sync_and_md5_check_of_a_tree_with_a_multipart_file() {
         let s3 = &s3;
         async move {
             let run = s3
-                .run(s3.rclone(&["check", arg(&local), "trove:rc/data"]), CLIENT_LIMIT)
+                .run(s3.rclone(&["check", arg(&local), "trove:rclone-b/data"]), CLIENT_LIMIT)
                 .await;
             assert!(run.success, "rclone check found differences:\n{}", run.stderr);
             assert!(run.stderr.contains("0 differences found"), "{}", run.stderr);
@@ -812,13 +812,13 @@ async fn rclone_copy_sync_and_md5_check_of_a_tree_with_a_multipart_file() {
     std::fs::remove_file(local.join("dir0/small-3.dat")).unwrap();
     std::fs::write(local.join("dir1/small-1.dat"), pattern_bytes(4000, 1234)).unwrap();
     std::fs::write(local.join("new file.txt"), b"added after the copy").unwrap();
-    let mut sync = s3.rclone(&["sync", arg(&local), "trove:rc/data"]);
+    let mut sync = s3.rclone(&["sync", arg(&local), "trove:rclone-b/data"]);
     sync.args(multipart);
     s3.ok(sync, CLIENT_LIMIT).await;
     check(files.len()).await;
     let listed = s3
         .ok(
-            s3.rclone(&["lsf", "-R", "--files-only", "trove:rc/data"]),
+            s3.rclone(&["lsf", "-R", "--files-only", "trove:rclone-b/data"]),
             CLIENT_LIMIT,
         )
         .await;
@@ -829,7 +829,7 @@ async fn rclone_copy_sync_and_md5_check_of_a_tree_with_a_multipart_file() {
 
     // And back down, byte for byte.
     let back = s3.path("back");
-    s3.ok(s3.rclone(&["copy", "trove:rc/data", arg(&back)]), CLIENT_LIMIT)
+    s3.ok(s3.rclone(&["copy", "trove:rclone-b/data", arg(&back)]), CLIENT_LIMIT)
         .await;
     assert_eq!(tree(&back), tree(&local), "the tree copied back differs");
 }
