@@ -239,9 +239,14 @@ def test_range_reads_answer_206_with_content_range(s3, bucket):
         assert got["Body"].read() == body[start:end], header
         assert got["ContentLength"] == end - start, header
         assert got["ContentRange"] == f"bytes {start}-{end - 1}/1000", header
+
+
+def test_head_with_a_range_answers_206_with_the_range_length(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="r", Body=pattern(1000, 2))
     head = s3.head_object(Bucket=bucket, Key="r", Range="bytes=10-19")
-    assert head["ContentLength"] == 10
     assert head["ResponseMetadata"]["HTTPStatusCode"] == 206
+    assert head["ContentLength"] == 10
+    assert head["ContentRange"] == "bytes 10-19/1000"
 
 
 def test_unsatisfiable_ranges_answer_invalid_range(s3, bucket):

@@ -210,8 +210,10 @@ impl S3 {
     /// environment variables (provider Other, path style).
     fn rclone(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(&self.clients.rclone);
+        // rclone's AWS SDK reads AWS_* too (AWS_CA_BUNDLE, AWS_PROFILE…).
         for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("RCLONE_") {
+            let name_text = name.to_string_lossy();
+            if name_text.starts_with("RCLONE_") || name_text.starts_with("AWS_") {
                 cmd.env_remove(name);
             }
         }
