@@ -9,6 +9,7 @@
 //! | `POST /-/mark` | [`MarkQuery`] | the new sidecar ([`BlobMeta`]) |
 //! | `POST /-/abort` | [`AbortQuery`] | [`Aborted`] |
 //! | `POST /-/pull` | [`PullQuery`] | `201`, like a `PUT` |
+//! | `POST /-/compose` | [`ComposeQuery`], JSON body [`ComposePlan`] | `201`, like a `PUT`, plus `Key-Md5` |
 //! | `GET /-/verify` | [`KeyQuery`] | [`Verified`] |
 //! | `GET /-/blobs` | — | NDJSON, one [`BlobMeta`] a line, each at most [`MAX_BLOBS_LINE`] bytes |
 //! | `GET /-/status` | — | [`VolumeStatus`] |
@@ -76,6 +77,82 @@ pub struct PullQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<BlobState>,
 }
+
+/// `POST /-/compose`: store, as master write `write` of `key`, the
+/// concatenation of the ranges in the JSON body ([`ComposePlan`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComposeQuery {
+    pub key: String,
+    pub write: String,
+}
+
+/// The body of `POST /-/compose`: the parts of the new value, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComposePlan {
+    pub parts: Vec<ComposePart>,
+}
+
+/// One part of a composed value: bytes `range` of the value of `key`
+/// pinned by the master when it accepted the compose. A copy serves as
+/// the source only if it is that value: its sha256 (and size) match, and,
+/// asked of a peer, the peer serves write `write` of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComposePart {
+    pub key: String,
+    /// The pinned value's sha256 (hex) and size.
+    pub sha256: String,
+    pub size: u64,
+    /// The pinned value's write id, when its record has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write: Option<String>,
+    /// `[start, end)` within the value; `start <= end <= size`.
+    pub range: [u64; 2],
+    /// `host:port` of the volumes holding the value, in the order to try
+    /// them (after the volume's own disk).
+    pub volumes: Vec<String>,
+}
+
+impl ComposePlan {
+    /// How long the composed value is.
+    pub fn len(&self) -> u64 {
+        self.parts
+            .iter()
+            .map(|p| p.range[1].saturating_sub(p.range[0]))
+            .sum()
+    }
+
+    /// Whether the composed value is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Checks what a volume must not trust blindly: ranges within their
+    /// values, digests that are digests, and at least one volume a part.
+    pub fn check(&self) -> Result<(), String> {
+        if self.parts.len() > MAX_COMPOSE_PARTS {
+            return Err(format!("at most {MAX_COMPOSE_PARTS} parts"));
+        }
+        for (i, p) in self.parts.iter().enumerate() {
+            let [start, end] = p.range;
+            if start > end || end > p.size {
+                return Err(format!(
+                    "part {i} ({}): range [{start}, {end}) is not within its {} bytes",
+                    p.key, p.size
+                ));
+            }
+            if p.sha256.len() != 64 || !p.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!("part {i} ({}): sha256 must be 64 hex digits", p.key));
+            }
+            if p.volumes.is_empty() {
+                return Err(format!("part {i} ({}): no volume holds it", p.key));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The most parts one compose may have (S3's most parts of an upload).
+pub const MAX_COMPOSE_PARTS: usize = 10_000;
 
 /// The answer to `GET /-/verify`: a blob re-read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -194,6 +271,13 @@ mod tests {
             &[("key", "/k"), ("write", "w1")],
         );
         round_trip(
+            &ComposeQuery {
+                key: "/k".into(),
+                write: "w1".into(),
+            },
+            &[("key", "/k"), ("write", "w1")],
+        );
+        round_trip(
             &PullQuery {
                 key: "/k".into(),
                 from: "h:1".into(),
@@ -203,6 +287,62 @@ mod tests {
             },
             &[("from", "h:1"), ("key", "/k"), ("sha256", "s"), ("state", "live")],
         );
+    }
+
+    #[test]
+    fn compose_plans_round_trip_and_are_checked() {
+        let part = ComposePart {
+            key: "/a b".into(),
+            sha256: "ab".repeat(32),
+            size: 10,
+            write: Some("w0".into()),
+            range: [2, 10],
+            volumes: vec!["h:1".into(), "h:2".into()],
+        };
+        let plan = ComposePlan {
+            parts: vec![
+                part.clone(),
+                ComposePart {
+                    write: None,
+                    range: [0, 0],
+                    ..part.clone()
+                },
+            ],
+        };
+        let sha = "ab".repeat(32);
+        json_round_trip(
+            &plan,
+            &format!(
+                r#"{{"parts":[{{"key":"/a b","sha256":"{sha}","size":10,"write":"w0","range":[2,10],"volumes":["h:1","h:2"]}},{{"key":"/a b","sha256":"{sha}","size":10,"range":[0,0],"volumes":["h:1","h:2"]}}]}}"#
+            ),
+        );
+        assert_eq!(plan.len(), 8);
+        assert!(plan.check().is_ok());
+        for bad in [
+            ComposePart {
+                range: [3, 2],
+                ..part.clone()
+            },
+            ComposePart {
+                range: [0, 11],
+                ..part.clone()
+            },
+            ComposePart {
+                sha256: "xyz".into(),
+                ..part.clone()
+            },
+            ComposePart {
+                volumes: vec![],
+                ..part.clone()
+            },
+        ] {
+            let e = ComposePlan { parts: vec![bad] }.check().unwrap_err();
+            assert!(e.contains("/a b"), "{e}");
+        }
+        let too_many = ComposePlan {
+            parts: vec![part; MAX_COMPOSE_PARTS + 1],
+        };
+        assert!(too_many.check().is_err());
     }
 
     #[test]

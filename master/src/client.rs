@@ -15,12 +15,13 @@ use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 use tokio_util::io::StreamReader;
 use trove_common::digest::parse_sha256_hex;
 use trove_common::http::{
-    client, meta_headers, Timeouts, KEY_SHA256, KEY_SIZE, KEY_STATE, TROVE_REPLACES, TROVE_WRITE,
+    client, meta_headers, Timeouts, KEY_MD5, KEY_SHA256, KEY_SIZE, KEY_STATE, TROVE_REPLACES, TROVE_WRITE,
 };
 use trove_common::key::Key;
 pub use trove_common::protocol::Verified;
 use trove_common::protocol::{
-    query_pairs, AbortQuery, Aborted, KeyQuery, MarkQuery, PullQuery, VolumeStatus, MAX_BLOBS_LINE,
+    query_pairs, AbortQuery, Aborted, ComposeQuery, KeyQuery, MarkQuery, PullQuery, VolumeStatus,
+    MAX_BLOBS_LINE,
 };
 use trove_common::record::{BlobMeta, BlobState, Meta, Record};
 use trove_common::signing::{url as signed_url, Signer};
@@ -307,6 +308,49 @@ impl VolumeClient {
         }
         let timeout = self.slow_call_timeout(record.size);
         self.call(dest, req, Some(timeout)).await.map(|_| ())
+    }
+
+    /// Has `addr` store, as the master write `info` describes, the value
+    /// `plan` (a [`trove_common::protocol::ComposePlan`], as JSON) of
+    /// `len` bytes describes, reading its parts itself. Returns what it
+    /// stored and the md5 it computed. Bounded like a pull of `len` bytes,
+    /// plus time for the volume to fail over between a part's replicas.
+    pub async fn compose(
+        &self,
+        addr: &str,
+        key: &Key,
+        info: &UploadInfo,
+        plan: Bytes,
+        len: u64,
+    ) -> Result<(Stored, [u8; 16]), VolumeError> {
+        let query = ComposeQuery {
+            key: key.as_str().to_string(),
+            write: info.write.clone(),
+        };
+        // The write's metadata and the write it replaces travel as a
+        // PUT's do, in headers.
+        let mut req = self
+            .http
+            .post(self.op_url("POST", addr, "/-/compose", &query))
+            .headers(meta_headers(&info.meta).collect())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(plan);
+        if let Some(replaces) = &info.replaces {
+            req = req.header(TROVE_REPLACES, replaces);
+        }
+        let timeout = self.slow_call_timeout(len) + 4 * self.timeouts.stall;
+        let resp = self.call(addr, req, Some(timeout)).await?;
+        let stored = stored(addr, &resp, KEY_SIZE)?;
+        let md5 = resp
+            .headers()
+            .get(KEY_MD5)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| <[u8; 16]>::try_from(hex::decode(s).ok()?).ok())
+            .ok_or_else(|| VolumeError::Protocol {
+                addr: addr.to_string(),
+                message: "compose answer without Key-Md5".into(),
+            })?;
+        Ok((stored, md5))
     }
 
     /// Streams `GET /-/blobs` of `addr`: one sidecar per item. Each line

@@ -36,6 +36,12 @@ pub enum ApiError {
     NoSuchOperation(String),
     #[error("not found")]
     NotFound,
+    #[error("compose source {0} does not exist (absent, being written, unlinked or expired)")]
+    SourceMissing(String),
+    #[error("compose source {key} changed: {what}")]
+    SourceChanged { key: String, what: String },
+    #[error("{0}")]
+    BodyTooLarge(String),
     #[error("more than {0} keys match; page through them with &limit=N and &start=")]
     TooManyKeys(usize),
     #[error("method {0} is not supported; use GET, HEAD, PUT, POST, DELETE or UNLINK")]
@@ -89,9 +95,10 @@ impl ApiError {
             EmptyBody => StatusCode::LENGTH_REQUIRED,
             Exists | Protected | Forbidden(_) => StatusCode::FORBIDDEN,
             Busy | Conflict(_) => StatusCode::CONFLICT,
-            NotFound => StatusCode::NOT_FOUND,
+            NotFound | SourceMissing(_) => StatusCode::NOT_FOUND,
+            SourceChanged { .. } => StatusCode::PRECONDITION_FAILED,
             NoSuchJob(_) | NoSuchOperation(_) => StatusCode::NOT_FOUND,
-            TooManyKeys(_) | ParamsTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            TooManyKeys(_) | ParamsTooLarge(_) | BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Method(_) | WrongMethod { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ClientStalled(_) => StatusCode::REQUEST_TIMEOUT,
             NotEnoughVolumes { .. } | ReplicasDown(_) => StatusCode::SERVICE_UNAVAILABLE,

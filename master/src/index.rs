@@ -8,7 +8,8 @@
 //! expirer finds it.
 //!
 //! RocksDB's default comparator is bytewise, which is exactly the order
-//! listings promise. Writes are synced to the WAL unless `--no-fsync`, so a
+//! listings promise ([`listing`]: pages, delimiters, one seek per common
+//! prefix). Writes are synced to the WAL unless `--no-fsync`, so a
 //! `201` survives a crash of the master. Point reads (`get`) run inline
 //! (memtable or block cache); writes, listings and scans run on tokio's
 //! blocking pool.
@@ -19,10 +20,13 @@ use rocksdb::{
 };
 use serde::Serialize;
 use std::path::Path;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use trove_common::key::Key;
-use trove_common::record::{now_ms, Record, RecordError, State};
+use trove_common::record::{Record, RecordError, State};
+
+mod listing;
+pub use listing::{visible, Bound, Listing, Page};
 
 /// Index failures (the master answers `500` to these).
 #[derive(Debug, thiserror::Error)]
@@ -41,14 +45,6 @@ pub struct KeyCounts {
     pub live: i64,
     pub writing: i64,
     pub unlinked: i64,
-}
-
-/// One page of a listing.
-#[derive(Debug, Default, PartialEq)]
-pub struct Page {
-    pub keys: Vec<String>,
-    /// The first matching key not returned, if any.
-    pub next: Option<String>,
 }
 
 /// The column family of the expiry index.
@@ -84,6 +80,9 @@ struct Inner {
     live: AtomicI64,
     writing: AtomicI64,
     unlinked: AtomicI64,
+    /// Iterator moves made by listings (a metric, and the tests' check
+    /// that a common prefix costs one seek).
+    list_reads: AtomicU64,
 }
 
 impl Index {
@@ -116,6 +115,7 @@ impl Index {
                 live: AtomicI64::new(0),
                 writing: AtomicI64::new(0),
                 unlinked: AtomicI64::new(0),
+                list_reads: AtomicU64::new(0),
             }),
         };
         for item in index.inner.db.iterator(IteratorMode::Start) {
@@ -270,21 +270,6 @@ impl Index {
         .map_err(|e| IndexError::Task(e.to_string()))?
     }
 
-    /// Up to `limit` keys in `state` that start with `prefix`, from `start`
-    /// (inclusive) on, in bytewise order.
-    pub async fn list(
-        &self,
-        prefix: String,
-        start: Option<String>,
-        limit: usize,
-        state: State,
-    ) -> Result<Page, IndexError> {
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || this.list_blocking(&prefix, start.as_deref(), limit, state))
-            .await
-            .map_err(|e| IndexError::Task(e.to_string()))?
-    }
-
     /// Writes many records at once (for `rebuild`, into a fresh index).
     /// Blocking.
     pub fn import(&self, records: Vec<(Key, Record)>) -> Result<(), IndexError> {
@@ -332,48 +317,12 @@ impl Index {
         .await
         .map_err(|e| IndexError::Task(e.to_string()))?
     }
-
-    fn list_blocking(
-        &self,
-        prefix: &str,
-        start: Option<&str>,
-        limit: usize,
-        state: State,
-    ) -> Result<Page, IndexError> {
-        let from = match start {
-            Some(s) if s > prefix => s,
-            _ => prefix,
-        };
-        let mut page = Page::default();
-        let now = now_ms();
-        let iter = self
-            .inner
-            .db
-            .iterator(IteratorMode::From(from.as_bytes(), Direction::Forward));
-        for item in iter {
-            let (key, value) = item?;
-            if !key.starts_with(prefix.as_bytes()) {
-                break;
-            }
-            let record = Record::decode(&value)?;
-            // An expired key is absent, though the expirer has yet to delete it.
-            if record.state != state || record.expired(now) {
-                continue;
-            }
-            let key = String::from_utf8_lossy(&key).into_owned();
-            if page.keys.len() == limit {
-                page.next = Some(key);
-                break;
-            }
-            page.keys.push(key);
-        }
-        Ok(page)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use trove_common::record::now_ms;
 
     fn rec(state: State) -> Record {
         Record {
@@ -460,7 +409,7 @@ mod tests {
         };
         index.put(&key("/gone"), past, None).await.unwrap();
         index.put(&key("/here"), rec(State::Live), None).await.unwrap();
-        let page = index.list("/".into(), None, 10, State::Live).await.unwrap();
+        let page = index.list(Listing::new("/", 10, State::Live)).await.unwrap();
         assert_eq!(page.keys, vec!["/here"]);
         // Rewritten without a TTL: the old entry is stale.
         index
@@ -499,32 +448,27 @@ mod tests {
         assert_eq!(index.get(&key("/a/2")).unwrap().unwrap().state, State::Unlinked);
         assert!(index.get(&key("/zz")).unwrap().is_none());
 
-        let all = index.list("/a/".into(), None, 10, State::Live).await.unwrap();
-        assert_eq!(
-            all,
-            Page {
-                keys: vec!["/a/1".into(), "/a/3".into()],
-                next: None
-            }
-        );
-        let first = index.list("/".into(), None, 2, State::Live).await.unwrap();
+        let list = |prefix: &str, start: Option<&str>, limit, state| {
+            let l = Listing {
+                from: start.map_or(Bound::Beginning, |s| Bound::Start(s.into())),
+                ..Listing::new(prefix, limit, state)
+            };
+            let index = index.clone();
+            async move { index.list(l).await.unwrap() }
+        };
+        let all = list("/a/", None, 10, State::Live).await;
+        assert_eq!(all.keys, vec!["/a/1", "/a/3"]);
+        assert_eq!(all.next, None);
+        let first = list("/", None, 2, State::Live).await;
         assert_eq!(first.keys, vec!["/a/1", "/a/3"]);
         assert_eq!(first.next.as_deref(), Some("/a0"));
-        let rest = index.list("/".into(), first.next, 2, State::Live).await.unwrap();
-        assert_eq!(
-            rest,
-            Page {
-                keys: vec!["/a0".into(), "/b/1".into()],
-                next: None
-            }
-        );
-        let unlinked = index.list("/".into(), None, 10, State::Unlinked).await.unwrap();
+        let rest = list("/", first.next.as_deref(), 2, State::Live).await;
+        assert_eq!(rest.keys, vec!["/a0", "/b/1"]);
+        assert_eq!(rest.next, None);
+        let unlinked = list("/", None, 10, State::Unlinked).await;
         assert_eq!(unlinked.keys, vec!["/a/2"]);
         // A start before the prefix is the prefix.
-        let before = index
-            .list("/b".into(), Some("/a".into()), 10, State::Live)
-            .await
-            .unwrap();
+        let before = list("/b", Some("/a"), 10, State::Live).await;
         assert_eq!(before.keys, vec!["/b/1"]);
 
         index.remove(&key("/a/2"), Some(State::Unlinked)).await.unwrap();

@@ -9,6 +9,7 @@
 //! - [`client`]: HTTP calls to volumes.
 //! - [`locks`]: one operation per key at a time.
 //! - [`write`]: the streaming, all-or-nothing write path.
+//! - [`compose`]: values built on the volumes out of ranges of others.
 //! - [`jobs`]: rebalance, verify and gc, run inside the live master.
 //! - [`expiry`]: TTL headers and the expirer that deletes expired keys.
 //! - [`rebuild`]: recreate a lost index from the volumes (offline).
@@ -18,6 +19,7 @@
 pub mod api;
 pub mod cli;
 pub mod client;
+pub mod compose;
 pub mod error;
 pub mod expiry;
 pub mod index;

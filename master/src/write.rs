@@ -66,6 +66,9 @@ pub enum Source {
     /// The request's body, streamed through the master to every replica
     /// at once.
     Body(Body),
+    /// Ranges of other values, which each replica reads itself
+    /// ([`crate::compose`]).
+    Compose(trove_common::protocol::ComposePlan),
 }
 
 /// Where one write stores its value: every replica gets the same upload.
@@ -224,6 +227,7 @@ async fn store_on_replicas(
 ) -> Result<Digests, ApiError> {
     match source {
         Source::Body(body) => stream_to_replicas(state, dest, upload.len, body).await,
+        Source::Compose(plan) => crate::compose::store_on_replicas(state, dest, &plan).await,
     }
 }
 

@@ -6,7 +6,7 @@ mod get;
 mod jobs;
 mod list;
 mod ops;
-mod put;
+pub(crate) mod put;
 
 use crate::error::ApiError;
 use crate::AppState;
@@ -58,13 +58,16 @@ async fn key_request(State(state): State<Arc<AppState>>, req: Request<Body>) -> 
                 "?list and ?unlinked are read with GET, not {method}"
             ))),
             (None, _) => Err(ApiError::Forbidden(
-                "unsupported query string: only ?list and ?unlinked (with start= and limit=) are understood"
+                "unsupported query string: only ?list and ?unlinked (with start=, after=, limit=, delimiter= and detail) are understood"
                     .into(),
             )),
         };
     }
     let key = Key::from_path(req.uri().path())?;
     match method.as_str() {
+        "PUT" | "POST" if crate::compose::requested(req.headers())? => {
+            crate::compose::put(state, key, req).await
+        }
         "PUT" | "POST" => put::put(state, key, req).await,
         "GET" | "HEAD" => get::get(&state, key),
         "DELETE" => delete::delete(state, key).await,

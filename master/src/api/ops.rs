@@ -118,6 +118,12 @@ pub async fn metrics(
         "Deletions of expired keys that failed (retried later).",
         load(&state.expiry.failed),
     );
+    counter(
+        &mut out,
+        "trove_listing_index_reads_total",
+        "Index iterator moves made by listings (a common prefix costs one seek).",
+        state.index.list_reads(),
+    );
     let disk = vec![(vec![], state.index.disk_size() as f64)];
     gauge(
         &mut out,

@@ -18,15 +18,29 @@ use trove_common::http::{
     TROVE_ALLOW_EMPTY, TROVE_REPLACE,
 };
 use trove_common::key::Key;
+use trove_common::record::Record;
 
 pub async fn put(state: Arc<AppState>, key: Key, req: Request<Body>) -> Result<Response, ApiError> {
     let headers = req.headers();
     let len = content_length(headers).map_err(|e| ApiError::BadRequest(e.into()))?;
-    let replace = flag(headers, TROVE_REPLACE).map_err(ApiError::BadRequest)?;
-    let allow_empty = flag(headers, TROVE_ALLOW_EMPTY).map_err(ApiError::BadRequest)?;
-    if len == Some(0) && !allow_empty {
+    let mut upload = upload(&state, headers)?;
+    if len == Some(0) && !upload.allow_empty {
         return Err(ApiError::EmptyBody);
     }
+    upload.len = len;
+    let body = req.into_body();
+    // The write runs in its own task so that a client hanging up cannot
+    // cancel it half-way: it always finishes or cleans up after itself.
+    let record = tokio::spawn(write::write(state, key.clone(), upload, Source::Body(body))).await??;
+    tracing::info!(key = %key, size = record.size, volumes = ?record.volumes, "stored");
+    Ok(created(&record))
+}
+
+/// What a write's headers ask of it (all but the body's length): shared
+/// by a PUT and a compose.
+pub(crate) fn upload(state: &AppState, headers: &HeaderMap) -> Result<Upload, ApiError> {
+    let replace = flag(headers, TROVE_REPLACE).map_err(ApiError::BadRequest)?;
+    let allow_empty = flag(headers, TROVE_ALLOW_EMPTY).map_err(ApiError::BadRequest)?;
     let meta = meta_from_headers(headers).map_err(ApiError::BadRequest)?;
     let content_md5 = one_header(headers, CONTENT_MD5, "Content-MD5")?
         .map(|s| parse_content_md5(s).map_err(|e| ApiError::BadRequest(e.to_string())))
@@ -38,20 +52,19 @@ pub async fn put(state: Arc<AppState>, key: Key, req: Request<Body>) -> Result<R
         .transpose()?;
     let expires =
         crate::expiry::requested(headers, state.config.default_ttl, trove_common::record::now_ms())?;
-    let body = req.into_body();
-    let upload = Upload {
-        len,
+    Ok(Upload {
+        len: None,
         content_md5,
         key_sha256,
         expires,
         replace,
         allow_empty,
         meta,
-    };
-    // The write runs in its own task so that a client hanging up cannot
-    // cancel it half-way: it always finishes or cleans up after itself.
-    let record = tokio::spawn(write::write(state, key.clone(), upload, Source::Body(body))).await??;
-    tracing::info!(key = %key, size = record.size, volumes = ?record.volumes, "stored");
+    })
+}
+
+/// The `201` of a write: the value's ETag, sha256 and write id.
+pub(crate) fn created(record: &Record) -> Response {
     let mut resp = (
         StatusCode::CREATED,
         [
@@ -63,7 +76,7 @@ pub async fn put(state: Arc<AppState>, key: Key, req: Request<Body>) -> Result<R
     if let Some(write) = record.write.as_deref().and_then(|w| w.parse().ok()) {
         resp.headers_mut().insert(KEY_WRITE, write);
     }
-    Ok(resp)
+    resp
 }
 
 /// The value of a header that may be sent at most once: two checksums

@@ -43,26 +43,8 @@ pub async fn pull(
         None => None,
     };
     let blob_state = q.state.unwrap_or(BlobState::Live);
-    let from = q.from.trim_start_matches("http://").trim_end_matches('/');
-    let url = trove_common::signing::url(
-        state.config.signer.as_ref(),
-        state.config.url_ttl,
-        "GET",
-        from,
-        key.as_str(),
-        &[],
-    );
+    let resp = super::peer::get(&state, &q.from, &key, &[], None).await?;
     let stall = state.config.timeouts.stall;
-    let resp = tokio::time::timeout(stall, state.http.get(&url).send())
-        .await
-        .map_err(|_| ApiError::Upstream(format!("{from} did not answer within {stall:?}")))?
-        .map_err(|e| ApiError::Upstream(format!("cannot reach {from}: {e}")))?;
-    if !resp.status().is_success() {
-        return Err(ApiError::Upstream(format!(
-            "{from} answered {} for {key}",
-            resp.status()
-        )));
-    }
     let expected = Expected {
         len: resp.content_length(),
         sha256,
@@ -77,7 +59,7 @@ pub async fn pull(
     };
     let body = resp.bytes_stream().map(|r| r.map_err(std::io::Error::other));
     let meta = state.store.write_stream(&key, body, expected, stall).await?;
-    tracing::info!(key = %key, from = %from, size = meta.size, "pulled");
+    tracing::info!(key = %key, from = %q.from, size = meta.size, "pulled");
     Ok(super::put::stored(meta))
 }
 

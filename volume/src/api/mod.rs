@@ -4,9 +4,11 @@
 mod admin;
 mod auth;
 mod blobs;
+mod compose;
 mod delete;
 mod get;
 mod ops;
+mod peer;
 mod put;
 
 use crate::error::ApiError;
@@ -27,6 +29,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/-/metrics", get_route(ops::metrics))
         .route("/-/blobs", get_route(blobs::list))
         .route("/-/pull", post(admin::pull))
+        .route("/-/compose", post(compose::compose))
         .route("/-/verify", get_route(admin::verify))
         .route("/-/mark", post(admin::mark))
         .route("/-/abort", post(admin::abort))
@@ -55,7 +58,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// are never keys.)
 async fn wrong_method(method: Method, uri: Uri) -> ApiError {
     let allow = match uri.path() {
-        "/-/pull" | "/-/mark" => "POST",
+        "/-/pull" | "/-/mark" | "/-/compose" => "POST",
         _ => "GET, HEAD",
     };
     ApiError::WrongMethod {
