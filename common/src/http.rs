@@ -88,8 +88,10 @@ pub fn meta_from_headers(headers: &axum::http::HeaderMap) -> Result<Meta, String
             .or_insert_with(|| value.to_string());
     }
     if let Some(etag) = meta.get(ETAG_META) {
-        if etag.is_empty() || etag.len() > 256 || etag.contains('"') {
-            return Err("Trove-Etag must be 1 to 256 characters without quotes".into());
+        // Answered as `ETag: "<etag>"`: visible ASCII, no quotes.
+        let visible = |b: u8| (0x21..=0x7e).contains(&b) && b != b'"';
+        if etag.is_empty() || etag.len() > 256 || !etag.bytes().all(visible) {
+            return Err("Trove-Etag must be 1 to 256 visible ASCII characters without quotes".into());
         }
     }
     let size = meta_size(&meta);
@@ -354,9 +356,11 @@ mod tests {
             HeaderValue::from_str(&"x".repeat(META_LIMIT)).unwrap(),
         );
         assert!(meta_from_headers(&big).unwrap_err().contains("at most 8192"));
-        let mut quoted = HeaderMap::new();
-        quoted.insert("trove-etag", HeaderValue::from_static("\"abc\""));
-        assert!(meta_from_headers(&quoted).is_err());
+        for bad in ["\"abc\"", "a b", ""] {
+            let mut etag = HeaderMap::new();
+            etag.insert("trove-etag", HeaderValue::from_str(bad).unwrap());
+            assert!(meta_from_headers(&etag).is_err(), "{bad:?}");
+        }
         let mut latin1 = HeaderMap::new();
         latin1.insert("content-type", HeaderValue::from_bytes(&[0xe9]).unwrap());
         assert!(meta_from_headers(&latin1).unwrap_err().contains("not UTF-8"));

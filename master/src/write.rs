@@ -10,8 +10,9 @@
 //! a write the master could not have acknowledged. Each write has an id
 //! that its uploads, its confirming mark and its clean-up carry, so that
 //! cleaning up never touches another write's blob, and a key written
-//! again after `UNLINK` keeps its old value (record and bytes) until the
-//! new one is committed.
+//! again after `UNLINK`, or a live key replaced (`Trove-Replace`), keeps
+//! its old value (record, bytes, metadata) until the new one is committed
+//! — readers included: until then the key reads as the old value.
 //!
 //! Memory stays bounded whatever the value's size: each replica has a queue
 //! of [`REPLICA_QUEUE`] chunks, the chunks are shared (`Bytes` clones are

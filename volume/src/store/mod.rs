@@ -6,14 +6,16 @@
 //!
 //! ```text
 //! <dir>/aa/bb/<h>        the value's bytes
-//! <dir>/aa/bb/<h>.meta   JSON sidecar: key, size, sha256, md5, created
+//! <dir>/aa/bb/<h>.meta   JSON sidecar: key, size, sha256, md5, created,
+//!                        state, write id, block CRCs, metadata
 //! <dir>/tmp/             uploads in progress; emptied at start-up
 //! ```
 //!
 //! A master write that replaces a confirmed copy (a key written again
-//! after `UNLINK`) sets that copy aside as `<h>.prev` + `<h>.prev.meta`
-//! until the master confirms the new one, and puts it back if the write
-//! fails (see [`previous`]).
+//! after `UNLINK`, or a live value replaced) sets that copy aside as
+//! `<h>.prev` + `<h>.prev.meta` until the master confirms the new one —
+//! serving it meanwhile to reads pinned to its write — and puts it back if
+//! the write fails (see [`previous`]).
 //!
 //! `h` is the hex sha256 of the key and `aa`, `bb` its first two bytes, so
 //! a key can never name a path. A key lives in the data dir chosen by its

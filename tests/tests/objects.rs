@@ -1,0 +1,950 @@
+//! Single objects as the S3 gateway needs them (issue 9): replacing a live
+//! value atomically for readers (`Trove-Replace`), empty values
+//! (`Trove-Allow-Empty`), and metadata stored with the value — through
+//! failures, rebuild, rebalance, repair and kill -9.
+
+use base64::Engine;
+use bytes::Bytes;
+use futures::SinkExt;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use tokio::io::AsyncWriteExt;
+use trove_tests::{md5_hex, pattern_bytes, sha256_hex, wait_for, Cluster, ClusterOptions};
+
+const REPLACED: &str = "this value was replaced; ask the master again";
+
+/// A client that follows redirects, as `curl -L` does.
+fn follower() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+/// PUT `body` at `key` with `headers`; the answer.
+async fn put_with(
+    c: &Cluster,
+    key: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<reqwest::Body>,
+) -> reqwest::Response {
+    let mut req = c.http.put(c.url(key)).body(body);
+    for (n, v) in headers {
+        // From bytes: metadata values may be UTF-8.
+        req = req.header(
+            *n,
+            reqwest::header::HeaderValue::from_bytes(v.as_bytes()).unwrap(),
+        );
+    }
+    req.send().await.unwrap()
+}
+
+/// The master's `HEAD` answer headers for `key` (a 302 expected).
+async fn head_302(c: &Cluster, key: &str) -> reqwest::header::HeaderMap {
+    let r = c.head(key).await;
+    assert_eq!(r.status(), 302, "HEAD {key}");
+    r.headers().clone()
+}
+
+fn header<'a>(h: &'a reqwest::header::HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).map(|v| std::str::from_utf8(v.as_bytes()).unwrap())
+}
+
+/// What a reader gets for `key`: master, then the pinned volume URL; a
+/// "replaced" answer sends it back to the master, as the contract says
+/// clients do. Returns the bytes and the volume's Content-Type.
+async fn read(c: &Cluster, key: &str) -> (Bytes, Option<String>) {
+    for _ in 0..20 {
+        let r = c.http.get(c.url(key)).send().await.unwrap();
+        assert_eq!(r.status(), 302, "GET {key}");
+        let location = r.headers()["location"].to_str().unwrap().to_string();
+        let v = c.http.get(&location).send().await.unwrap();
+        if v.status() == 404 {
+            assert_eq!(v.text().await.unwrap().trim(), REPLACED);
+            continue;
+        }
+        assert_eq!(v.status(), 200, "{location}");
+        let ct = v
+            .headers()
+            .get("content-type")
+            .map(|h| h.to_str().unwrap().to_string());
+        return (v.bytes().await.unwrap(), ct);
+    }
+    panic!("{key}: replaced 20 times in a row");
+}
+
+/// Every volume's sidecar of `key` (read from the files), and whether a
+/// value is kept aside (`.prev`) anywhere.
+fn sidecars(c: &Cluster, key: &str) -> (Vec<serde_json::Value>, bool) {
+    let mut metas = vec![];
+    let mut aside = false;
+    for i in 0..c.volumes.len() {
+        let data = c.blob_path(i, key).into_os_string();
+        let mut meta = data.clone();
+        meta.push(".meta");
+        if let Ok(bytes) = std::fs::read(&meta) {
+            metas.push(serde_json::from_slice(&bytes).unwrap());
+        }
+        let mut prev = data;
+        prev.push(".prev");
+        aside |= std::path::Path::new(&prev).exists();
+    }
+    (metas, aside)
+}
+
+/// The sha256 of every blob file of `key` on the volumes.
+fn on_disk(c: &Cluster, key: &str) -> Vec<String> {
+    (0..c.volumes.len())
+        .filter_map(|i| std::fs::read(c.blob_path(i, key)).ok())
+        .map(|b| sha256_hex(&b))
+        .collect()
+}
+
+/// The headers a reader of the master sees that describe the value.
+fn described(h: &reqwest::header::HeaderMap) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = h
+        .iter()
+        .filter(|(n, _)| {
+            let n = n.as_str();
+            n.starts_with("x-amz-meta-")
+                || n.starts_with("content-")
+                || [
+                    "cache-control",
+                    "expires",
+                    "etag",
+                    "last-modified",
+                    "key-write",
+                    "key-sha256",
+                ]
+                .contains(&n)
+        })
+        .filter(|(n, _)| n.as_str() != "content-length")
+        .map(|(n, v)| (n.to_string(), String::from_utf8(v.as_bytes().to_vec()).unwrap()))
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replace_needs_the_header_and_brings_new_bytes_and_metadata() {
+    let c = Cluster::start_default().await;
+    let (v1, v2) = (pattern_bytes(200_000, 1), pattern_bytes(150_000, 2));
+    let r = put_with(
+        &c,
+        "/o/a",
+        &[
+            ("content-type", "text/plain"),
+            ("cache-control", "max-age=60"),
+            ("x-amz-meta-Colour", "blue"),
+        ],
+        v1.clone(),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    assert_eq!(
+        header(r.headers(), "etag"),
+        Some(format!("\"{}\"", md5_hex(&v1)).as_str())
+    );
+    let h = head_302(&c, "/o/a").await;
+    assert_eq!(header(&h, "content-type"), Some("text/plain"));
+    assert_eq!(header(&h, "cache-control"), Some("max-age=60"));
+    assert_eq!(header(&h, "x-amz-meta-colour"), Some("blue"));
+    assert_eq!(header(&h, "etag"), Some(format!("\"{}\"", md5_hex(&v1)).as_str()));
+    let write1 = header(&h, "key-write").unwrap().to_string();
+    assert_eq!(header(r.headers(), "key-write"), Some(write1.as_str()));
+    let location = header(&h, "location").unwrap();
+    assert!(location.contains(&format!("write={write1}")), "{location}");
+    let created: u64 = header(&h, "key-created").unwrap().parse().unwrap();
+    let modified = httpdate::parse_http_date(header(&h, "last-modified").unwrap()).unwrap();
+    assert_eq!(
+        modified,
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(created / 1000)
+    );
+
+    // Write-once without the header.
+    let r = put_with(&c, "/o/a", &[], v2.clone()).await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(
+        put_with(&c, "/o/a", &[("trove-replace", "yes")], v2.clone())
+            .await
+            .status(),
+        400
+    );
+    assert_eq!(read(&c, "/o/a").await.0, v1);
+
+    // With it: the new bytes, and only the new metadata.
+    let r = put_with(
+        &c,
+        "/o/a",
+        &[
+            ("trove-replace", "1"),
+            ("content-type", "application/json"),
+            ("x-amz-meta-shape", "round"),
+            ("trove-etag", "0123abcd-2"),
+        ],
+        v2.clone(),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    assert_eq!(header(r.headers(), "etag"), Some("\"0123abcd-2\""));
+    let h = head_302(&c, "/o/a").await;
+    assert_eq!(header(&h, "key-sha256"), Some(sha256_hex(&v2).as_str()));
+    assert_eq!(header(&h, "content-md5"), Some(md5_hex(&v2).as_str()));
+    assert_eq!(header(&h, "content-type"), Some("application/json"));
+    assert_eq!(header(&h, "x-amz-meta-shape"), Some("round"));
+    assert_eq!(header(&h, "etag"), Some("\"0123abcd-2\""));
+    assert!(h.get("x-amz-meta-colour").is_none() && h.get("cache-control").is_none());
+    assert_ne!(header(&h, "key-write"), Some(write1.as_str()));
+    // Followed like curl -L: the volume answers the bytes with the metadata.
+    let v = follower().get(c.url("/o/a")).send().await.unwrap();
+    assert_eq!(v.status(), 200);
+    assert_eq!(header(v.headers(), "content-type"), Some("application/json"));
+    assert_eq!(header(v.headers(), "x-amz-meta-shape"), Some("round"));
+    assert_eq!(header(v.headers(), "etag"), Some("\"0123abcd-2\""));
+    assert_eq!(v.bytes().await.unwrap(), v2);
+    let (metas, aside) = sidecars(&c, "/o/a");
+    assert_eq!(metas.len(), 2);
+    assert!(
+        !aside,
+        "the replaced value is dropped once the new one is confirmed"
+    );
+    for m in &metas {
+        assert_eq!(m["meta"]["content-type"], "application/json");
+        assert_eq!(m["sha256"], sha256_hex(&v2).as_str());
+    }
+    // The plain volume answer without metadata keeps its default type.
+    assert_eq!(c.put("/o/plain", "x").await, 201);
+    let v = follower().get(c.url("/o/plain")).send().await.unwrap();
+    assert_eq!(
+        header(v.headers(), "content-type"),
+        Some("application/octet-stream")
+    );
+    assert_eq!(
+        header(v.headers(), "etag"),
+        Some(format!("\"{}\"", md5_hex(b"x")).as_str())
+    );
+
+    // Metadata over 8 KiB: 400, saying so; nothing changes.
+    let big = "m".repeat(8200);
+    let r = put_with(
+        &c,
+        "/o/a",
+        &[("trove-replace", "1"), ("x-amz-meta-big", &big)],
+        "v3",
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("at most 8192"));
+    let r = put_with(&c, "/o/new", &[("x-amz-meta-big", &big)], "v3").await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(c.head("/o/new").await.status(), 404);
+    assert_eq!(
+        header(&head_302(&c, "/o/a").await, "key-sha256"),
+        Some(sha256_hex(&v2).as_str())
+    );
+    // Replace is no way around DELETE for an absent key: it just writes.
+    let r = put_with(&c, "/o/fresh", &[("trove-replace", "1")], "fresh").await;
+    assert_eq!(r.status(), 201);
+}
+
+/// The body of a PUT the test sends piece by piece.
+fn held_body() -> (
+    futures::channel::mpsc::Sender<Result<Bytes, std::io::Error>>,
+    reqwest::Body,
+) {
+    let (tx, rx) = futures::channel::mpsc::channel::<Result<Bytes, std::io::Error>>(0);
+    (tx, reqwest::Body::wrap_stream(rx))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn readers_see_the_old_value_until_the_replace_commits() {
+    let c = Arc::new(Cluster::start_default().await);
+    let (v1, v2) = (pattern_bytes(300_000, 3), pattern_bytes(400_000, 4));
+    let r = put_with(
+        &c,
+        "/held/k",
+        &[("content-type", "text/old"), ("x-amz-meta-v", "1")],
+        v1.clone(),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    let before = described(&head_302(&c, "/held/k").await);
+
+    // A replace whose body stops half-way, until the test sends the rest.
+    let (mut tx, body) = held_body();
+    let writer = {
+        let c = Arc::clone(&c);
+        tokio::spawn(async move {
+            put_with(
+                &c,
+                "/held/k",
+                &[
+                    ("trove-replace", "1"),
+                    ("content-type", "text/new"),
+                    ("x-amz-meta-v", "2"),
+                    ("content-length", "400000"),
+                ],
+                body,
+            )
+            .await
+            .status()
+        })
+    };
+    tx.send(Ok(Bytes::copy_from_slice(&v2[..200_000]))).await.unwrap();
+    wait_for("the replace to be under way", || async {
+        c.status().await["keys"]["writing"] == 1
+    })
+    .await;
+    // Wait until the first half reached the volumes' temp files.
+    wait_for("the new bytes on the volumes", || async {
+        (0..c.volumes.len()).map(|i| c.temp_files(i)).sum::<usize>() == 2
+    })
+    .await;
+
+    // The master and the volumes answer the old value, whole.
+    let during = head_302(&c, "/held/k").await;
+    assert_eq!(described(&during), before);
+    let old_location = header(&during, "location").unwrap().to_string();
+    let (bytes, ct) = read(&c, "/held/k").await;
+    assert_eq!(
+        (sha256_hex(&bytes), ct.as_deref()),
+        (sha256_hex(&v1), Some("text/old"))
+    );
+    let v = follower().get(c.url("/held/k")).send().await.unwrap();
+    assert_eq!(header(v.headers(), "x-amz-meta-v"), Some("1"));
+    assert_eq!(v.bytes().await.unwrap(), v1);
+    // Another writer, a DELETE or an UNLINK meanwhile: the key is busy.
+    assert_eq!(
+        put_with(&c, "/held/k", &[("trove-replace", "1")], "x")
+            .await
+            .status(),
+        409
+    );
+    assert_eq!(
+        c.http.delete(c.url("/held/k")).send().await.unwrap().status(),
+        409
+    );
+    let unlink = reqwest::Method::from_bytes(b"UNLINK").unwrap();
+    assert_eq!(
+        c.http
+            .request(unlink, c.url("/held/k"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        409
+    );
+
+    // The rest of the body: the new value, everywhere, at once.
+    tx.send(Ok(Bytes::copy_from_slice(&v2[200_000..]))).await.unwrap();
+    drop(tx);
+    assert_eq!(writer.await.unwrap(), 201);
+    let after = head_302(&c, "/held/k").await;
+    assert_eq!(header(&after, "key-sha256"), Some(sha256_hex(&v2).as_str()));
+    assert_eq!(header(&after, "content-type"), Some("text/new"));
+    let (bytes, ct) = read(&c, "/held/k").await;
+    assert_eq!(
+        (sha256_hex(&bytes), ct.as_deref()),
+        (sha256_hex(&v2), Some("text/new"))
+    );
+    // A reader redirected before the commit, arriving after it: told to
+    // ask again, never given the new bytes under the old headers.
+    let late = c.http.get(&old_location).send().await.unwrap();
+    assert_eq!(late.status(), 404);
+    assert_eq!(late.text().await.unwrap().trim(), REPLACED);
+    // Without a pin, a volume serves what it holds (as before pins).
+    let unpinned = old_location.split('?').next().unwrap();
+    let v = c.http.get(unpinned).send().await.unwrap();
+    assert_eq!(v.bytes().await.unwrap(), v2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_replace_leaves_the_old_value_exactly_as_it_was() {
+    let c = Cluster::start_default().await;
+    let v1 = pattern_bytes(300_000, 5);
+    let r = put_with(
+        &c,
+        "/fail/k",
+        &[
+            ("content-type", "image/png"),
+            ("x-amz-meta-owner", "ana"),
+            ("trove-etag", "e-1"),
+        ],
+        v1.clone(),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    let before = described(&head_302(&c, "/fail/k").await);
+    let (sidecars_before, _) = sidecars(&c, "/fail/k");
+    let unchanged = || async {
+        let now = described(&head_302(&c, "/fail/k").await);
+        let (metas, aside) = sidecars(&c, "/fail/k");
+        now == before
+            && metas == sidecars_before
+            && !aside
+            && on_disk(&c, "/fail/k") == vec![sha256_hex(&v1); 2]
+    };
+
+    // A wrong Content-MD5: 400, and the old value stays readable.
+    let wrong = base64::engine::general_purpose::STANDARD.encode([0u8; 16]);
+    let r = put_with(
+        &c,
+        "/fail/k",
+        &[
+            ("trove-replace", "1"),
+            ("content-md5", &wrong),
+            ("content-type", "text/bad"),
+        ],
+        pattern_bytes(200_000, 6),
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    wait_for("the old value restored", || async {
+        let (bytes, ct) = read(&c, "/fail/k").await;
+        assert_eq!(
+            (sha256_hex(&bytes), ct.as_deref()),
+            (sha256_hex(&v1), Some("image/png"))
+        );
+        unchanged().await
+    })
+    .await;
+
+    // A client that sends part of its body and hangs up.
+    let mut sock = tokio::net::TcpStream::connect(&c.master.addr).await.unwrap();
+    sock.write_all(
+        b"PUT /fail/k HTTP/1.1\r\nHost: t\r\nTrove-Replace: 1\r\nContent-Type: text/bad\r\nContent-Length: 5000000\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    sock.write_all(&pattern_bytes(1_000_000, 7)).await.unwrap();
+    wait_for("the replace to start", || async {
+        c.status().await["keys"]["writing"] == 1
+    })
+    .await;
+    let (bytes, ct) = read(&c, "/fail/k").await;
+    assert_eq!(
+        (sha256_hex(&bytes), ct.as_deref()),
+        (sha256_hex(&v1), Some("image/png"))
+    );
+    drop(sock);
+    wait_for("the old value restored", || async {
+        let (bytes, _) = read(&c, "/fail/k").await;
+        assert_eq!(sha256_hex(&bytes), sha256_hex(&v1), "readable throughout");
+        unchanged().await
+    })
+    .await;
+    wait_for("no temp file left", || async {
+        (0..c.volumes.len()).all(|i| c.temp_files(i) == 0)
+    })
+    .await;
+    // And the key is a live key again: write-once, replaceable.
+    wait_for("the key's lock released", || async {
+        put_with(&c, "/fail/k", &[], "x").await.status() == 403
+    })
+    .await;
+}
+
+/// Readers racing repeated replaces always get one whole written value.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_readers_always_get_a_whole_version() {
+    let c = Arc::new(Cluster::start_default().await);
+    let values: Vec<Vec<u8>> = (0..6)
+        .map(|i| pattern_bytes(120_000 + i * 7_000, 100 + i as u64))
+        .collect();
+    let known: HashSet<String> = values.iter().map(|v| sha256_hex(v)).collect();
+    assert_eq!(c.put("/race/k", values[0].clone()).await, 201);
+    let done = Arc::new(AtomicBool::new(false));
+    let (reads, retries) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let readers: Vec<_> = (0..6)
+        .map(|_| {
+            let (c, done, known) = (Arc::clone(&c), Arc::clone(&done), known.clone());
+            let (reads, retries) = (Arc::clone(&reads), Arc::clone(&retries));
+            tokio::spawn(async move {
+                while !done.load(Ordering::Relaxed) {
+                    let r = c.http.get(c.url("/race/k")).send().await.unwrap();
+                    assert_eq!(r.status(), 302, "never a gap");
+                    let sha = r.headers()["key-sha256"].to_str().unwrap().to_string();
+                    let location = r.headers()["location"].to_str().unwrap().to_string();
+                    let v = c.http.get(&location).send().await.unwrap();
+                    if v.status() == 404 {
+                        assert_eq!(v.text().await.unwrap().trim(), REPLACED);
+                        retries.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    assert_eq!(v.status(), 200);
+                    let got = sha256_hex(&v.bytes().await.unwrap());
+                    assert!(known.contains(&got), "a value never written");
+                    assert_eq!(got, sha, "the bytes of the value the master named");
+                    reads.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for round in 0..3 {
+        for v in &values[1..] {
+            let r = put_with(&c, "/race/k", &[("trove-replace", "1")], v.clone()).await;
+            assert_eq!(r.status(), 201, "round {round}");
+        }
+    }
+    done.store(true, Ordering::Relaxed);
+    for r in readers {
+        r.await.unwrap();
+    }
+    eprintln!(
+        "{} whole reads, {} asked the master again",
+        reads.load(Ordering::Relaxed),
+        retries.load(Ordering::Relaxed)
+    );
+    assert!(reads.load(Ordering::Relaxed) > 0);
+    assert_eq!(read(&c, "/race/k").await.0, values[5]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn empty_values_need_the_header_and_are_kept_like_any_other() {
+    let mut c = Cluster::start_default().await;
+    // Without the header: 411, announced or chunked.
+    assert_eq!(put_with(&c, "/e/a", &[], "").await.status(), 411);
+    let chunked = reqwest::Body::wrap_stream(futures::stream::empty::<Result<Bytes, std::io::Error>>());
+    assert_eq!(put_with(&c, "/e/a", &[], chunked).await.status(), 411);
+    assert_eq!(c.head("/e/a").await.status(), 404);
+
+    let allow = [
+        ("trove-allow-empty", "1"),
+        ("content-type", "application/x-directory"),
+    ];
+    let r = put_with(&c, "/e/dir/", &allow, "").await;
+    assert_eq!(r.status(), 201);
+    let empty_md5 = md5_hex(b"");
+    assert_eq!(
+        header(r.headers(), "etag"),
+        Some(format!("\"{empty_md5}\"").as_str())
+    );
+    let chunked = reqwest::Body::wrap_stream(futures::stream::empty::<Result<Bytes, std::io::Error>>());
+    assert_eq!(put_with(&c, "/e/chunked", &allow, chunked).await.status(), 201);
+    for key in ["/e/dir/", "/e/chunked"] {
+        let h = head_302(&c, key).await;
+        assert_eq!(header(&h, "key-size"), Some("0"));
+        assert_eq!(header(&h, "content-md5"), Some(empty_md5.as_str()));
+        assert_eq!(header(&h, "key-sha256"), Some(sha256_hex(b"").as_str()));
+        let v = follower().get(c.url(key)).send().await.unwrap();
+        assert_eq!(v.status(), 200);
+        assert_eq!(header(v.headers(), "content-length"), Some("0"));
+        assert_eq!(
+            header(v.headers(), "content-type"),
+            Some("application/x-directory")
+        );
+        assert!(v.bytes().await.unwrap().is_empty());
+        assert_eq!(
+            on_disk(&c, key),
+            vec![sha256_hex(b""); 2],
+            "{key}: a zero-length blob"
+        );
+    }
+    // Replacing with and by an empty value.
+    assert_eq!(
+        put_with(&c, "/e/dir/", &[("trove-replace", "1")], "full")
+            .await
+            .status(),
+        201
+    );
+    assert_eq!(read(&c, "/e/dir/").await.0, "full");
+    let r = put_with(
+        &c,
+        "/e/dir/",
+        &[("trove-replace", "1"), ("trove-allow-empty", "1")],
+        "",
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    assert!(read(&c, "/e/dir/").await.0.is_empty());
+
+    // verify --deep checks them; a lost copy is repaired; rebuild keeps them.
+    let (code, out) = c.admin(&["verify", "--deep"]).await;
+    assert_eq!(code, 0, "{out}");
+    let lost = c.volume_index(
+        header(&head_302(&c, "/e/chunked").await, "key-volumes")
+            .unwrap()
+            .split(',')
+            .next()
+            .unwrap(),
+    );
+    let mut meta = c.blob_path(lost, "/e/chunked").into_os_string();
+    meta.push(".meta");
+    std::fs::remove_file(&meta).unwrap();
+    std::fs::remove_file(c.blob_path(lost, "/e/chunked")).unwrap();
+    let (code, out) = c.admin(&["verify", "--repair"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(on_disk(&c, "/e/chunked"), vec![sha256_hex(b""); 2]);
+    let (metas, _) = sidecars(&c, "/e/chunked");
+    assert!(
+        metas
+            .iter()
+            .all(|m| m["meta"]["content-type"] == "application/x-directory"),
+        "{metas:?}"
+    );
+    let rebuilt = c.dir.path().join("rebuilt");
+    let out = c.rebuild(&rebuilt, &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    c.master.set_arg("--db", rebuilt.to_str().unwrap());
+    c.master.restart();
+    c.wait_until_ready().await;
+    for key in ["/e/dir/", "/e/chunked"] {
+        let h = head_302(&c, key).await;
+        assert_eq!(header(&h, "key-size"), Some("0"), "{key}");
+        assert!(read(&c, key).await.0.is_empty());
+    }
+    assert_eq!(
+        header(&head_302(&c, "/e/chunked").await, "content-type"),
+        Some("application/x-directory")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metadata_survives_rebuild_rebalance_and_repair() {
+    let mut c = Cluster::start(ClusterOptions {
+        volumes: 3,
+        replicas: 2,
+        ..Default::default()
+    })
+    .await;
+    let keys: Vec<String> = (0..12).map(|i| format!("/meta/{i}")).collect();
+    for (i, key) in keys.iter().enumerate() {
+        let ct = format!("text/x-{i}");
+        let r = put_with(
+            &c,
+            key,
+            &[
+                ("content-type", &ct),
+                ("content-disposition", "attachment; filename=\"a b.txt\""),
+                ("content-encoding", "identity"),
+                ("content-language", "fr"),
+                ("expires", "Thu, 01 Dec 2094 16:00:00 GMT"),
+                ("x-amz-meta-index", &i.to_string()),
+                ("x-amz-meta-note", "héllo wörld"),
+            ],
+            pattern_bytes(50_000, i as u64),
+        )
+        .await;
+        assert_eq!(r.status(), 201);
+    }
+    // A replaced one too: its old metadata must not come back.
+    let r = put_with(
+        &c,
+        &keys[0],
+        &[("trove-replace", "1"), ("content-type", "text/replaced")],
+        "new",
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    let mut before = vec![];
+    for key in &keys {
+        before.push(described(&head_302(&c, key).await));
+    }
+    assert!(before[0].contains(&("content-type".into(), "text/replaced".into())));
+    assert!(!before[0].iter().any(|(n, _)| n == "x-amz-meta-index"));
+    assert!(
+        before[3].contains(&("x-amz-meta-note".into(), "héllo wörld".into())),
+        "{:?}",
+        before[3]
+    );
+
+    // Rebuild into a fresh index: the same metadata, write ids, ETags.
+    let rebuilt = c.dir.path().join("rebuilt");
+    let out = c.rebuild(&rebuilt, &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    c.master.set_arg("--db", rebuilt.to_str().unwrap());
+    c.master.restart();
+    c.wait_until_ready().await;
+    for (key, expected) in keys.iter().zip(&before) {
+        let mut now = described(&head_302(&c, key).await);
+        let mut expected = expected.clone();
+        // The record's creation time becomes the earliest copy's.
+        now.retain(|(n, _)| n != "last-modified");
+        expected.retain(|(n, _)| n != "last-modified");
+        assert_eq!(&now, &expected, "{key} after rebuild");
+    }
+
+    // Rebalance onto a fourth volume: pulled copies carry the metadata
+    // and the write id (pinned reads find them).
+    let added = c.add_volume();
+    c.restart_master_with_volumes(&[0, 1, 2, added]).await;
+    let (code, out) = c.admin(&["rebalance"]).await;
+    assert_eq!(code, 0, "{out}");
+    let pulled = c.blobs(added).await;
+    assert!(!pulled.is_empty(), "placement moved no key to the new volume");
+    for b in &pulled {
+        let key = b["key"].as_str().unwrap();
+        let i = keys.iter().position(|k| k == key).unwrap();
+        let h = head_302(&c, key).await;
+        assert_eq!(b["write"].as_str(), header(&h, "key-write"), "{key}");
+        assert_eq!(
+            b["meta"]["content-type"].as_str(),
+            header(&h, "content-type"),
+            "{key}"
+        );
+        if i > 0 {
+            assert_eq!(b["meta"]["x-amz-meta-index"], i.to_string().as_str());
+        }
+    }
+    for (key, expected) in keys.iter().zip(&before) {
+        let h = head_302(&c, key).await;
+        assert_eq!(
+            header(&h, "content-type"),
+            expected
+                .iter()
+                .find(|(n, _)| n == "content-type")
+                .map(|(_, v)| v.as_str())
+        );
+        // Every replica serves the pinned write, with the metadata.
+        for addr in header(&h, "key-volumes").unwrap().split(',') {
+            let url = format!("http://{addr}{key}?write={}", header(&h, "key-write").unwrap());
+            let v = c.http.get(&url).send().await.unwrap();
+            assert_eq!(v.status(), 200, "{url}");
+            assert_eq!(
+                header(v.headers(), "content-type"),
+                header(&h, "content-type"),
+                "{url}"
+            );
+            assert_eq!(header(v.headers(), "etag"), header(&h, "etag"), "{url}");
+        }
+    }
+}
+
+/// kill -9 of the master at every step of a replace, and of the volumes
+/// where they store and confirm: readers see the old value until the
+/// commit; after a restart the key is the old value (bytes and metadata;
+/// `gc` undoes the dead write) or — once the index committed — the new
+/// one; and a rebuild from the volumes alone agrees.
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_during_a_replace() {
+    let mut c = Cluster::start_default().await;
+    let (v1, v2) = (pattern_bytes(200_000, 30), pattern_bytes(150_000, 31));
+    let (sha1, sha2) = (sha256_hex(&v1), sha256_hex(&v2));
+    let old_meta = [("content-type", "text/one"), ("x-amz-meta-n", "1")];
+    let new_meta = [
+        ("trove-replace", "1"),
+        ("content-type", "text/two"),
+        ("x-amz-meta-n", "2"),
+    ];
+    let state_of = |h: &reqwest::header::HeaderMap| {
+        (
+            header(h, "key-sha256").unwrap().to_string(),
+            header(h, "content-type").unwrap().to_string(),
+            header(h, "x-amz-meta-n").unwrap().to_string(),
+        )
+    };
+    let old = (sha1.clone(), "text/one".to_string(), "1".to_string());
+    let new = (sha2.clone(), "text/two".to_string(), "2".to_string());
+
+    let master_points = [
+        ("write-recorded", false),
+        ("write-stored", false),
+        ("write-committed", true),
+        ("write-confirmed", true),
+    ];
+    for (point, committed) in master_points {
+        let key = format!("/crash/{point}");
+        assert_eq!(put_with(&c, &key, &old_meta, v1.clone()).await.status(), 201);
+        c.master.set_env("TROVE_CRASH_AT", Some(point));
+        c.master.restart();
+        c.wait_until_ready().await;
+        let mut req = c.http.put(c.url(&key)).body(v2.clone());
+        for (n, v) in new_meta {
+            req = req.header(n, v);
+        }
+        assert!(req.send().await.is_err(), "{point}: the master answered");
+        c.master.wait_exit();
+        c.master.set_env("TROVE_CRASH_AT", None);
+        c.master.restart();
+        c.wait_until_ready().await;
+        let h = head_302(&c, &key).await;
+        let (bytes, ct) = read(&c, &key).await;
+        if committed {
+            assert_eq!(state_of(&h), new, "{point}");
+            assert_eq!(
+                (sha256_hex(&bytes), ct.as_deref()),
+                (sha2.clone(), Some("text/two"))
+            );
+            let (code, out) = c.admin(&["verify"]).await;
+            assert_eq!(code, 0, "{out}");
+            assert_eq!(on_disk(&c, &key), vec![sha2.clone(); 2], "{point}");
+        } else {
+            // Before gc, the dead write's key still reads as the old value.
+            assert_eq!(state_of(&h), old, "{point}");
+            assert_eq!(
+                (sha256_hex(&bytes), ct.as_deref()),
+                (sha1.clone(), Some("text/one"))
+            );
+            assert_eq!(
+                put_with(&c, &key, &[], "x").await.status(),
+                403,
+                "{point}: still live"
+            );
+            // A rebuild now (the new copies pending, or not there at all;
+            // the old ones kept aside) finds the old value.
+            let early = c.dir.path().join(format!("rebuilt-early-{point}"));
+            let out = c.rebuild(&early, &[]);
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            c.master.set_arg("--db", early.to_str().unwrap());
+            c.master.restart();
+            c.wait_until_ready().await;
+            assert_eq!(
+                state_of(&head_302(&c, &key).await),
+                old,
+                "{point}: rebuilt mid-replace"
+            );
+            c.master
+                .set_arg("--db", c.dir.path().join("db").to_str().unwrap());
+            c.master.restart();
+            c.wait_until_ready().await;
+            let (code, out) = c.admin(&["gc", "--grace", "0s"]).await;
+            assert_eq!(code, 0, "{out}");
+            assert_eq!(state_of(&head_302(&c, &key).await), old, "{point}");
+            assert_eq!(on_disk(&c, &key), vec![sha1.clone(); 2], "{point}");
+            assert!(!sidecars(&c, &key).1, "{point}: a value left aside");
+        }
+        let expected = state_of(&head_302(&c, &key).await);
+        let rebuilt = c.dir.path().join(format!("rebuilt-{point}"));
+        let out = c.rebuild(&rebuilt, &[]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        c.master.set_arg("--db", rebuilt.to_str().unwrap());
+        c.master.restart();
+        c.wait_until_ready().await;
+        assert_eq!(state_of(&head_302(&c, &key).await), expected, "{point}: rebuild");
+        c.master
+            .set_arg("--db", c.dir.path().join("db").to_str().unwrap());
+        c.master.restart();
+        c.wait_until_ready().await;
+    }
+
+    // Volume crash points: stored (before answering) and confirmed
+    // (before the value kept aside is dropped).
+    for (point, acked) in [("volume-stored", false), ("volume-marked", true)] {
+        let key = format!("/crash/{point}");
+        assert_eq!(put_with(&c, &key, &old_meta, v1.clone()).await.status(), 201);
+        for v in &mut c.volumes {
+            v.set_env("TROVE_CRASH_AT", Some(point));
+            v.restart();
+        }
+        c.wait_until_ready().await;
+        let mut req = c.http.put(c.url(&key)).body(v2.clone());
+        for (n, v) in new_meta {
+            req = req.header(n, v);
+        }
+        let status = req.send().await.map(|r| r.status().as_u16());
+        for v in &mut c.volumes {
+            v.set_env("TROVE_CRASH_AT", None);
+            v.restart();
+        }
+        c.wait_until_ready().await;
+        let (code, out) = c.admin(&["gc", "--grace", "0s"]).await;
+        assert_eq!(code, 0, "{out}");
+        if acked {
+            assert_eq!(status.ok(), Some(201), "{point}");
+            assert_eq!(state_of(&head_302(&c, &key).await), new, "{point}");
+            let (code, out) = c.admin(&["verify"]).await;
+            assert_eq!(code, 0, "{out}");
+            assert_eq!(on_disk(&c, &key), vec![sha2.clone(); 2], "{point}");
+        } else {
+            assert!(
+                status.is_err() || status.as_ref().is_ok_and(|s| *s >= 500),
+                "{point}: {status:?}"
+            );
+            wait_for("the old value restored", || async {
+                state_of(&head_302(&c, &key).await) == old && on_disk(&c, &key) == vec![sha1.clone(); 2]
+            })
+            .await;
+        }
+        let (bytes, _) = read(&c, &key).await;
+        assert_eq!(sha256_hex(&bytes), state_of(&head_302(&c, &key).await).0);
+        let expected = state_of(&head_302(&c, &key).await);
+        let rebuilt = c.dir.path().join(format!("rebuilt-{point}"));
+        let out = c.rebuild(&rebuilt, &[]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        c.master.set_arg("--db", rebuilt.to_str().unwrap());
+        c.master.restart();
+        c.wait_until_ready().await;
+        assert_eq!(state_of(&head_302(&c, &key).await), expected, "{point}: rebuild");
+        c.master
+            .set_arg("--db", c.dir.path().join("db").to_str().unwrap());
+        c.master.restart();
+        c.wait_until_ready().await;
+    }
+}
+
+/// A replica dies in the middle of a replace: the write fails, the old
+/// value stays readable from the surviving replica throughout, and once
+/// the volume is back the clean-up restores the key exactly.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_failing_mid_replace_leaves_the_old_value() {
+    let mut c = Cluster::start_default().await;
+    let v1 = pattern_bytes(300_000, 40);
+    let r = put_with(
+        &c,
+        "/die/k",
+        &[("content-type", "text/old"), ("x-amz-meta-a", "1")],
+        v1.clone(),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    let h = head_302(&c, "/die/k").await;
+    let before = described(&h);
+    let (sidecars_before, _) = sidecars(&c, "/die/k");
+    let replicas: Vec<usize> = header(&h, "key-volumes")
+        .unwrap()
+        .split(',')
+        .map(|a| c.volume_index(a))
+        .collect();
+
+    let (mut tx, body) = held_body();
+    let writer = {
+        let req = c
+            .http
+            .put(c.url("/die/k"))
+            .header("trove-replace", "1")
+            .header("content-type", "text/new")
+            .header("content-length", "400000")
+            .body(body);
+        tokio::spawn(async move { req.send().await.map(|r| r.status().as_u16()) })
+    };
+    tx.send(Ok(Bytes::from(pattern_bytes(100_000, 41))))
+        .await
+        .unwrap();
+    wait_for("the uploads under way", || async {
+        replicas.iter().map(|i| c.temp_files(*i)).sum::<usize>() == 2
+    })
+    .await;
+    let dead = replicas[1];
+    c.volumes[dead].kill();
+    // The client keeps sending; the master gives up on the write.
+    let _ = tx.send(Ok(Bytes::from(pattern_bytes(300_000, 42)))).await;
+    drop(tx);
+    let status = writer.await.unwrap();
+    assert!(
+        status.is_err() || status.as_ref().is_ok_and(|s| *s >= 500),
+        "{status:?}"
+    );
+    // Readable throughout, from the surviving replica.
+    for _ in 0..5 {
+        let (bytes, ct) = read(&c, "/die/k").await;
+        assert_eq!(
+            (sha256_hex(&bytes), ct.as_deref()),
+            (sha256_hex(&v1), Some("text/old"))
+        );
+    }
+    assert_eq!(
+        put_with(&c, "/die/k", &[], "x").await.status(),
+        403,
+        "still a live key"
+    );
+    c.volumes[dead].restart();
+    c.wait_until_ready().await;
+    wait_for("the key restored", || async {
+        let (metas, aside) = sidecars(&c, "/die/k");
+        c.status().await["keys"]["writing"] == 0
+            && described(&head_302(&c, "/die/k").await) == before
+            && metas == sidecars_before
+            && !aside
+            && on_disk(&c, "/die/k") == vec![sha256_hex(&v1); 2]
+    })
+    .await;
+    assert_eq!(read(&c, "/die/k").await.0, v1);
+}
