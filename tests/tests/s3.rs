@@ -790,7 +790,10 @@ async fn rclone_copy_sync_and_md5_check_of_a_tree_with_a_multipart_file() {
         let s3 = &s3;
         async move {
             let run = s3
-                .run(s3.rclone(&["check", arg(&local), "trove:rclone-b/data"]), CLIENT_LIMIT)
+                .run(
+                    s3.rclone(&["check", arg(&local), "trove:rclone-b/data"]),
+                    CLIENT_LIMIT,
+                )
                 .await;
             assert!(run.success, "rclone check found differences:\n{}", run.stderr);
             assert!(run.stderr.contains("0 differences found"), "{}", run.stderr);
@@ -831,8 +834,11 @@ async fn rclone_copy_sync_and_md5_check_of_a_tree_with_a_multipart_file() {
 
     // And back down, byte for byte.
     let back = s3.path("back");
-    s3.ok(s3.rclone(&["copy", "trove:rclone-b/data", arg(&back)]), CLIENT_LIMIT)
-        .await;
+    s3.ok(
+        s3.rclone(&["copy", "trove:rclone-b/data", arg(&back)]),
+        CLIENT_LIMIT,
+    )
+    .await;
     assert_eq!(tree(&back), tree(&local), "the tree copied back differs");
 }
 
@@ -993,27 +999,44 @@ async fn gateway_peak_rss_stays_under_64_mib_while_4_awscli_clients_move_1_gib_e
         let source = &source;
         async move {
             let key = format!("s3://rss/copy-{i}");
-            s3.ok(
-                s3.aws(&["s3", "cp", "--no-progress", arg(source), &key]),
-                BIG_LIMIT,
-            )
-            .await;
             let down = s3.path(&format!("down-{i}"));
-            s3.ok(
-                s3.aws(&["s3", "cp", "--no-progress", &key, arg(&down)]),
-                BIG_LIMIT,
-            )
-            .await;
-            down
+            let up = s3
+                .run(
+                    s3.aws(&["s3", "cp", "--no-progress", arg(source), &key]),
+                    BIG_LIMIT,
+                )
+                .await;
+            if !up.success {
+                return Err(format!("client {i} up: {}", up.stderr.trim()));
+            }
+            let back = s3
+                .run(
+                    s3.aws(&["s3", "cp", "--no-progress", &key, arg(&down)]),
+                    BIG_LIMIT,
+                )
+                .await;
+            if !back.success {
+                return Err(format!("client {i} down: {}", back.stderr.trim()));
+            }
+            Ok(down)
         }
     });
-    let downs = futures::future::join_all(clients).await;
+    let results = futures::future::join_all(clients).await;
     let peak = s3.gateway.peak_rss();
     eprintln!(
         "gateway peak RSS: {} MiB before, {} MiB after 4 x 1 GiB up and down",
         before >> 20,
         peak >> 20
     );
+    let failed: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(
+        failed.is_empty(),
+        "clients failed (the gateway's peak RSS so far: {} MiB):\n{}\n--- the gateway's log ends\n{}",
+        peak >> 20,
+        failed.iter().map(|f| f.as_str()).collect::<Vec<_>>().join("\n"),
+        s3.gateway.log_tail(20)
+    );
+    let downs: Vec<PathBuf> = results.into_iter().map(Result::unwrap).collect();
     for down in downs {
         assert_eq!(
             file_sha256(&down).await,
