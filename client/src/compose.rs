@@ -86,10 +86,9 @@ impl Client {
         self.call(&k.url_path(), |url, _| async move {
             let resp = self
                 .send_small(Method::PUT, &url, |mut r| {
-                    r = r
-                        .header(TROVE_COMPOSE, "1")
-                        .header(reqwest::header::CONTENT_TYPE, "application/json")
-                        .body(body.clone());
+                    // No `Content-Type: application/json`: the master takes
+                    // Content-Type as the new value's metadata.
+                    r = r.header(TROVE_COMPOSE, "1").body(body.clone());
                     if let Some(md5) = opts.content_md5 {
                         use base64::Engine;
                         r = r.header(

@@ -33,13 +33,10 @@ use trove_common::digest::{ContentHasher, Digests};
 use trove_common::http::{CONTENT_MD5, KEY_SHA256, TROVE_EXPIRES_AFTER, TROVE_EXPIRES_AT};
 use trove_common::key::Key;
 
-/// Replace a live key atomically (a request header of `PUT`).
-pub const TROVE_REPLACE: &str = "trove-replace";
-/// An empty body is a valid value (a request header of `PUT`).
-pub const TROVE_ALLOW_EMPTY: &str = "trove-allow-empty";
-/// The ETag to report instead of the md5 (a request header of `PUT`).
-pub const TROVE_ETAG: &str = "trove-etag";
-/// The body is a compose request, not the value (a request header of `PUT`).
+pub use trove_common::http::{TROVE_ALLOW_EMPTY, TROVE_ETAG, TROVE_REPLACE};
+
+/// The body is a compose request, not the value (a request header of `PUT`;
+/// the master's `compose` module names it too).
 pub const TROVE_COMPOSE: &str = "trove-compose";
 
 /// Read size for files and readers.

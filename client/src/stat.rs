@@ -127,8 +127,7 @@ impl Stat {
     }
 }
 
-/// The id of the write a value came from (an answer header of the master).
-pub const KEY_WRITE: &str = "key-write";
+pub use trove_common::http::KEY_WRITE;
 
 /// Whether a header (lowercase name) is object metadata the master stores.
 pub fn is_meta_header(name: &str) -> bool {

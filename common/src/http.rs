@@ -45,6 +45,9 @@ pub const KEY_WRITE: &str = "key-write";
 pub const TROVE_REPLACES: &str = "trove-replaces";
 /// The query parameter pinning a volume read to one write's copy.
 pub const WRITE_PARAM: &str = "write";
+/// The query parameter pinning a volume read to the copy with these bytes
+/// (hex sha256): for values stored before writes had ids.
+pub const SHA256_PARAM: &str = "sha256";
 /// The volume's answer to a read pinned to a write whose copy it no
 /// longer holds: the value was replaced after the redirect was made.
 pub const REPLACED_MESSAGE: &str = "this value was replaced; ask the master again";

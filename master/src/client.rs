@@ -328,12 +328,12 @@ impl VolumeClient {
             write: info.write.clone(),
         };
         // The write's metadata and the write it replaces travel as a
-        // PUT's do, in headers.
+        // PUT's do, in headers — so the plan goes without a Content-Type
+        // of its own, which the volume would take as the value's.
         let mut req = self
             .http
             .post(self.op_url("POST", addr, "/-/compose", &query))
             .headers(meta_headers(&info.meta).collect())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(plan);
         if let Some(replaces) = &info.replaces {
             req = req.header(TROVE_REPLACES, replaces);

@@ -282,12 +282,19 @@ fn merge(
         .iter()
         .map(|v| v.addr.as_str())
         .collect();
-    // Readers are pinned to the record's write, so only copies of that
-    // write count (a copy of another write with the same bytes would
-    // answer them "replaced").
+    // Readers are pinned to the record's write, so when every confirmed
+    // copy names one write, only copies of that write count (a copy of
+    // another write with the same bytes would answer them "replaced").
+    // Copies that do not agree on it (one pulled before pulls carried the
+    // write id) leave the record unpinned, with every copy of the bytes.
+    let write = confirmed
+        .iter()
+        .all(|(_, m)| m.write == meta.write)
+        .then(|| meta.write.clone())
+        .flatten();
     let mut volumes: Vec<String> = group
         .iter()
-        .filter(|(_, m)| m.sha256 == meta.sha256 && m.write == meta.write)
+        .filter(|(_, m)| m.sha256 == meta.sha256 && (write.is_none() || m.write == write))
         .map(|(a, _)| a.clone())
         .collect();
     volumes.sort_by_key(|a| order.iter().position(|o| o == a).unwrap_or(usize::MAX));
@@ -309,7 +316,7 @@ fn merge(
             // Sidecars do not carry expiry times: a rebuilt key has no TTL.
             expires: None,
             damaged: vec![],
-            write: meta.write.clone(),
+            write,
             replaces: None,
             meta: meta.meta.clone(),
         },
@@ -459,6 +466,23 @@ mod tests {
         let same = out.last().unwrap();
         assert_eq!(same.1.volumes, vec!["b:2".to_string()]);
         assert_eq!(same.1.content_type(), Some("text/new"));
+        // A copy without a write id beside one with (pulled before pulls
+        // carried it): both count, and the record is not pinned.
+        let mut pulled = meta("/legacy", "s", BlobState::Live);
+        pulled.write = None;
+        let written = BlobMeta {
+            key: "/legacy".into(),
+            ..with("s", "0001", "text/a")
+        };
+        merge(
+            &placement,
+            g(vec![("a:1", written), ("b:2", pulled)]),
+            &mut report,
+            &mut out,
+        );
+        let legacy = out.last().unwrap();
+        assert_eq!((legacy.0.as_str(), legacy.1.write.as_deref()), ("/legacy", None));
+        assert_eq!(legacy.1.volumes.len(), 2);
         // Unlinked after the replace: the newest write, unlinked.
         merge(
             &placement,

@@ -249,7 +249,7 @@ mod tests {
             .collect()
             .await;
         let got: Vec<Bytes> = out.into_iter().map(Result::unwrap).collect();
-        assert_eq!(got, ["ab", "cd", "ef"].map(Bytes::from_static));
+        assert_eq!(got, [b"ab", b"cd", b"ef"].map(|b| Bytes::from_static(b)));
     }
 
     #[tokio::test]

@@ -293,6 +293,16 @@ async fn compose_replaces_a_live_key_only_when_asked() {
     let (status, bytes) = c.get("/r/k").await;
     assert_eq!((status, sha256_hex(&bytes)), (200, sha256_hex(&expected)));
     assert_eq!(c.head("/r/k").await.headers()["content-type"], "text/plain");
+    // The volumes keep the same metadata (what rebuild restores, and what
+    // they answer after a redirect).
+    let location = c.head("/r/k").await.headers()["location"].to_str().unwrap().to_string();
+    let direct = c.http.head(location).send().await.unwrap();
+    assert_eq!(direct.headers()["content-type"], "text/plain");
+    for i in 0..c.volumes.len() {
+        for blob in c.blobs(i).await.iter().filter(|b| b["key"] == "/r/k") {
+            assert_eq!(blob["meta"], json!({"content-type": "text/plain"}), "{blob}");
+        }
+    }
     // One copy per replica: the old value's blobs are gone or replaced.
     wait_for("two copies of /r/k", || async { c.copies_of("/r/k").await == 2 }).await;
 }
@@ -352,6 +362,42 @@ async fn a_volume_dying_mid_compose_leaves_nothing_visible() {
     assert_eq!(c.temp_files(targets[0]), 0);
     let list = c.json("/d/?list").await;
     assert_eq!(list["keys"], json!([far]));
+}
+
+/// A part whose local copy has rotted (a byte flipped in its second
+/// block): the composing volume notices at that block's CRC32C, reads the
+/// rest from the other replica, and marks its copy damaged; the result is
+/// still exactly right.
+#[tokio::test]
+async fn a_rotten_local_part_is_read_from_its_replica() {
+    let c = cluster(3, 2, false).await;
+    let target = "/rot/result";
+    let target_home = home(&c, 2, target);
+    let part = (0..1000)
+        .map(|i| format!("/rot/part-{i}"))
+        .find(|k| home(&c, 2, k) == target_home)
+        .expect("a key placed with the target");
+    let value = pattern_bytes(3 * MIB, 21);
+    assert_eq!(c.put(&part, value.clone()).await, 201);
+    let rotten = c.volume_index(target_home.iter().next().unwrap());
+    trove_tests::flip_byte(&c.blob_path(rotten, &part), (MIB + 10) as u64);
+
+    let r = compose(&c, target, &json!({"sources": [{"key": part}]}), &[]).await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let (status, bytes) = c.get(target).await;
+    assert_eq!((status, sha256_hex(&bytes)), (200, sha256_hex(&value)));
+    // Both replicas of the result hold the right bytes.
+    for addr in &target_home {
+        let blobs = c.blobs(c.volume_index(addr)).await;
+        let copy = blobs.iter().find(|b| b["key"] == target).expect("a copy");
+        assert_eq!(copy["sha256"], sha256_hex(&value).as_str());
+    }
+    let blobs = c.blobs(rotten).await;
+    let damaged = blobs
+        .iter()
+        .find(|b| b["key"] == part.as_str())
+        .expect("the rotten copy");
+    assert_eq!(damaged["damaged"], true, "{damaged}");
 }
 
 /// A source replaced while the compose is in flight (the compose held up

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use std::time::{Duration, UNIX_EPOCH};
 use trove_common::http::{
     meta_headers, quoted_etag, CONTENT_MD5, KEY_BALANCE, KEY_CREATED, KEY_EXPIRES, KEY_SHA256, KEY_SIZE,
-    KEY_VOLUMES, KEY_WRITE, WRITE_PARAM,
+    KEY_VOLUMES, KEY_WRITE, SHA256_PARAM, WRITE_PARAM,
 };
 use trove_common::key::Key;
 use trove_common::record::{now_ms, Record};
@@ -34,13 +34,13 @@ pub fn get(state: &AppState, key: Key) -> Result<Response, ApiError> {
         .volumes
         .placement()
         .is_balanced(key.as_bytes(), &record.volumes);
-    let pin: Vec<(&str, &str)> = record
-        .write
-        .as_deref()
-        .map(|w| (WRITE_PARAM, w))
-        .into_iter()
-        .collect();
-    let location = state.volumes.client().url("GET", addr, key.as_str(), &pin);
+    // Pinned to the write; a value stored before writes had ids, to its
+    // bytes (a volume keeps the replaced copy aside all the same).
+    let pin = match record.write.as_deref() {
+        Some(w) => (WRITE_PARAM, w),
+        None => (SHA256_PARAM, record.sha256.as_str()),
+    };
+    let location = state.volumes.client().url("GET", addr, key.as_str(), &[pin]);
     let mut resp = (
         StatusCode::FOUND,
         [

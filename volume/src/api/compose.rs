@@ -171,8 +171,16 @@ async fn read_part(
             if blob.meta.sha256 == part.sha256 && blob.meta.size == part.size && !blob.meta.damaged {
                 let (tx, mut hasher) = (tx.clone(), md5.clone());
                 let range = at..end;
+                let (store, k) = (Arc::clone(&state.store), key.clone());
                 let local = tokio::task::spawn_blocking(move || {
                     let reached = read_local(&blob, range, &mut hasher, &tx);
+                    if let Err((_, LocalError::Damaged(_))) = &reached {
+                        // Never served again, and verify repairs it, as
+                        // when a GET finds a bad block.
+                        if let Err(e) = store.mark_damaged(&k, &blob.meta) {
+                            tracing::error!(key = %k, error = %e, "cannot mark a damaged copy");
+                        }
+                    }
                     (reached, hasher)
                 })
                 .await

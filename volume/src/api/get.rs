@@ -4,10 +4,10 @@
 //! (see `store::blocks`), with the value's stored metadata headers
 //! (`Content-Type`, …, `x-amz-meta-*`) and its `ETag`.
 //!
-//! With `?write=W` (the master's redirects pin the write) the answer is
-//! the copy that write stored — the blob in place, or the previous value
-//! kept aside while a replace is unconfirmed — or `404` "this value was
-//! replaced; ask the master again".
+//! With `?write=W` (the master's redirects pin the write; `?sha256=H` for
+//! a value stored before writes had ids) the answer is that copy — the
+//! blob in place, or the previous value kept aside while a replace is
+//! unconfirmed — or `404` "this value was replaced; ask the master again".
 //!
 //! A block that does not match is never sent: if it is the first, the
 //! answer is `503` (like any damaged copy); later, the response is cut
@@ -17,7 +17,7 @@
 
 use crate::error::ApiError;
 use crate::store::blocks::{self, BLOCK};
-use crate::store::{BlobStore, OpenBlob};
+use crate::store::{BlobStore, OpenBlob, Pin};
 use crate::AppState;
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -27,27 +27,35 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 use trove_common::http::{
-    meta_headers, quoted_etag, valid_write_id, KEY_MD5, KEY_SHA256, KEY_STATE, KEY_WRITE, WRITE_PARAM,
+    meta_headers, quoted_etag, valid_write_id, KEY_MD5, KEY_SHA256, KEY_STATE, KEY_WRITE, SHA256_PARAM,
+    WRITE_PARAM,
 };
 use trove_common::key::Key;
 use trove_common::range::{if_range_matches, ByteRange, RangeError};
 use trove_common::record::{BlobMeta, ETAG_META};
 
-/// The write a read is pinned to (`write=` in the query), if any.
-pub fn pinned_write(query: Option<&str>) -> Result<Option<String>, ApiError> {
+/// The copy a read is pinned to (`write=` or `sha256=` in the query), if any.
+pub fn pinned(query: Option<&str>) -> Result<Option<Pin>, ApiError> {
     let Some(query) = query else {
         return Ok(None);
     };
     for pair in query.split('&') {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        // Write ids are letters, digits and `-`, a sha256 hex digits:
+        // nothing to percent-decode.
         if name == WRITE_PARAM {
-            // Write ids are letters, digits and `-`: nothing to decode.
             if !valid_write_id(value) {
                 return Err(ApiError::BadRequest(
                     "write must be 1-64 letters, digits or -".into(),
                 ));
             }
-            return Ok(Some(value.to_string()));
+            return Ok(Some(Pin::Write(value.to_string())));
+        }
+        if name == SHA256_PARAM {
+            if value.len() != 64 || !value.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(ApiError::BadRequest("sha256 must be 64 hex digits".into()));
+            }
+            return Ok(Some(Pin::Sha256(value.to_string())));
         }
     }
     Ok(None)
@@ -73,14 +81,14 @@ fn etag_of(meta: &BlobMeta) -> String {
 pub async fn get(
     state: &AppState,
     key: Key,
-    pin: Option<String>,
+    pin: Option<Pin>,
     headers: &HeaderMap,
     head_only: bool,
 ) -> Result<Response, ApiError> {
     let store = state.store.clone();
     let k = key.clone();
     let blob = tokio::task::spawn_blocking(move || match pin {
-        Some(write) => store.open_write(&k, &write),
+        Some(pin) => store.open_pinned(&k, &pin),
         None => store.open_blob(&k),
     })
     .await??;

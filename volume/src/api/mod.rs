@@ -74,7 +74,7 @@ async fn key_request(State(state): State<Arc<AppState>>, req: Request<Body>) -> 
     match *req.method() {
         Method::PUT => put::put(&state, key, req).await,
         Method::GET | Method::HEAD => {
-            let pin = get::pinned_write(req.uri().query())?;
+            let pin = get::pinned(req.uri().query())?;
             let head_only = req.method() == Method::HEAD;
             get::get(&state, key, pin, req.headers(), head_only).await
         }

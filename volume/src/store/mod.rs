@@ -118,6 +118,25 @@ pub struct BlobStore {
     aborted: Mutex<std::collections::VecDeque<(String, String)>>,
 }
 
+/// The copy a read is pinned to (by the master's redirect).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pin {
+    /// The copy master write `W` stored (`?write=W`).
+    Write(String),
+    /// For a value stored before writes had ids: the copy with these
+    /// bytes (`?sha256=H`, hex).
+    Sha256(String),
+}
+
+impl Pin {
+    fn matches(&self, meta: &BlobMeta) -> bool {
+        match self {
+            Pin::Write(w) => meta.write.as_deref() == Some(w.as_str()),
+            Pin::Sha256(h) => meta.sha256.eq_ignore_ascii_case(h),
+        }
+    }
+}
+
 /// An open blob, ready to be served.
 pub struct OpenBlob {
     pub file: File,
@@ -253,15 +272,15 @@ impl BlobStore {
         open_described(&data, meta)
     }
 
-    /// Opens the copy of `key` that master write `write` stored: the blob
-    /// in place, or the previous value kept aside while a newer write is
-    /// unconfirmed. [`StoreError::Replaced`] when neither is that write's
+    /// Opens the copy of `key` a pinned read asks for: the blob in place,
+    /// or the previous value kept aside while a newer write is
+    /// unconfirmed. [`StoreError::Replaced`] when neither is that copy
     /// (the value was replaced after the reader's redirect). Blocking.
-    pub fn open_write(&self, key: &Key, write: &str) -> Result<OpenBlob, StoreError> {
+    pub fn open_pinned(&self, key: &Key, pin: &Pin) -> Result<OpenBlob, StoreError> {
         let _stripe = self.stripe(key);
         if let Some((data, meta_path)) = self.locate(key) {
             if let Ok(meta) = read_meta(&meta_path) {
-                if meta.write.as_deref() == Some(write) {
+                if pin.matches(&meta) {
                     return open_described(&data, meta);
                 }
             }
@@ -270,7 +289,7 @@ impl BlobStore {
             let (data, _) = Self::paths_in(dir, key);
             let (prev, prev_meta) = previous::prev_of(&data);
             match read_meta(&prev_meta) {
-                Ok(meta) if meta.write.as_deref() == Some(write) => return open_described(&prev, meta),
+                Ok(meta) if pin.matches(&meta) => return open_described(&prev, meta),
                 Ok(_) | Err(StoreError::NotFound) => {}
                 Err(e) => return Err(e),
             }
@@ -1000,33 +1019,62 @@ mod tests {
             .unwrap();
         // The old write's confirmation never arrived: still pending, but
         // named as the write replaced, so it is kept aside all the same.
-        let old = store.open_write(&k, "0001").unwrap();
+        let old = store.open_pinned(&k, &Pin::Write("0001".into())).unwrap();
         assert_eq!(old.meta.meta["content-type"], "text/0001");
         store
             .write_stream(&k, chunks(&[b"two!"]), write_of("0002", Some("0001")), STALL)
             .await
             .unwrap();
-        assert_eq!(read_all(store.open_write(&k, "0001").unwrap()), b"one");
-        assert_eq!(read_all(store.open_write(&k, "0002").unwrap()), b"two!");
+        assert_eq!(
+            read_all(store.open_pinned(&k, &Pin::Write("0001".into())).unwrap()),
+            b"one"
+        );
+        assert_eq!(
+            read_all(store.open_pinned(&k, &Pin::Write("0002".into())).unwrap()),
+            b"two!"
+        );
         assert_eq!(read_all(store.open_blob(&k).unwrap()), b"two!");
-        assert!(matches!(store.open_write(&k, "0003"), Err(StoreError::Replaced)));
+        assert!(matches!(
+            store.open_pinned(&k, &Pin::Write("0003".into())),
+            Err(StoreError::Replaced)
+        ));
+        // A value stored before writes had ids is pinned by its bytes.
+        let by_sha = |v: &[u8]| Pin::Sha256(sha256_hex(v));
+        assert_eq!(read_all(store.open_pinned(&k, &by_sha(b"one")).unwrap()), b"one");
+        assert_eq!(
+            read_all(store.open_pinned(&k, &by_sha(b"two!")).unwrap()),
+            b"two!"
+        );
+        assert!(matches!(
+            store.open_pinned(&k, &by_sha(b"other")),
+            Err(StoreError::Replaced)
+        ));
         // Aborted: the old copy is back in place, as it was.
         let aborted = store.abort(&k, "0002").unwrap();
         assert!(aborted.restored);
-        let back = store.open_write(&k, "0001").unwrap();
+        let back = store.open_pinned(&k, &Pin::Write("0001".into())).unwrap();
         assert_eq!(back.meta, old.meta);
         assert_eq!(read_all(back), b"one");
-        assert!(matches!(store.open_write(&k, "0002"), Err(StoreError::Replaced)));
+        assert!(matches!(
+            store.open_pinned(&k, &Pin::Write("0002".into())),
+            Err(StoreError::Replaced)
+        ));
 
         // Replaced again and confirmed: the old copy goes.
         store
             .write_stream(&k, chunks(&[b"three"]), write_of("0004", Some("0001")), STALL)
             .await
             .unwrap();
-        assert_eq!(read_all(store.open_write(&k, "0001").unwrap()), b"one");
+        assert_eq!(
+            read_all(store.open_pinned(&k, &Pin::Write("0001".into())).unwrap()),
+            b"one"
+        );
         store.set_state(&k, BlobState::Live, None, Some("0004")).unwrap();
-        assert!(matches!(store.open_write(&k, "0001"), Err(StoreError::Replaced)));
-        let new = store.open_write(&k, "0004").unwrap();
+        assert!(matches!(
+            store.open_pinned(&k, &Pin::Write("0001".into())),
+            Err(StoreError::Replaced)
+        ));
+        let new = store.open_pinned(&k, &Pin::Write("0004".into())).unwrap();
         assert_eq!(new.meta.meta["content-type"], "text/0004");
         assert_eq!(read_all(new), b"three");
         // Without naming it, a pending copy of another write is not kept.
@@ -1038,7 +1086,10 @@ mod tests {
             .write_stream(&k, chunks(&[b"5"]), write_of("0006", None), STALL)
             .await
             .unwrap();
-        assert!(matches!(store.open_write(&k, "0005"), Err(StoreError::Replaced)));
+        assert!(matches!(
+            store.open_pinned(&k, &Pin::Write("0005".into())),
+            Err(StoreError::Replaced)
+        ));
         assert_eq!(store.counts(), (1, 1));
     }
 
