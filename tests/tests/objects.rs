@@ -948,3 +948,57 @@ async fn a_replica_failing_mid_replace_leaves_the_old_value() {
     .await;
     assert_eq!(read(&c, "/die/k").await.0, v1);
 }
+
+/// With a secret, the pin is part of the signed URL: a reader cannot
+/// point a redirect at another write, and replaces work as without one.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_pin_is_signed() {
+    let secret = vec!["--secret".to_string(), "pin-secret".to_string()];
+    let c = Cluster::start(ClusterOptions {
+        master_args: secret.clone(),
+        volume_args: secret,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(
+        put_with(&c, "/signed/k", &[("content-type", "text/a")], "first")
+            .await
+            .status(),
+        201
+    );
+    let first = header(&head_302(&c, "/signed/k").await, "location")
+        .unwrap()
+        .to_string();
+    assert!(first.contains("write=") && first.contains("sig="), "{first}");
+    assert_eq!(
+        c.http.get(&first).send().await.unwrap().text().await.unwrap(),
+        "first"
+    );
+    let r = put_with(
+        &c,
+        "/signed/k",
+        &[("trove-replace", "1"), ("content-type", "text/b")],
+        "second",
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    let second = header(&head_302(&c, "/signed/k").await, "location")
+        .unwrap()
+        .to_string();
+    let (bytes, ct) = read(&c, "/signed/k").await;
+    assert_eq!((bytes, ct.as_deref()), (Bytes::from("second"), Some("text/b")));
+    // The old signed URL: replaced. Its signature with the new write id: refused.
+    let late = c.http.get(&first).send().await.unwrap();
+    assert_eq!(
+        (late.status().as_u16(), late.text().await.unwrap().trim()),
+        (404, REPLACED)
+    );
+    let write = |url: &str| {
+        url.split(['?', '&'])
+            .find_map(|p| p.strip_prefix("write="))
+            .unwrap()
+            .to_string()
+    };
+    let forged = first.replace(&write(&first), &write(&second));
+    assert_eq!(c.http.get(&forged).send().await.unwrap().status(), 403);
+}
