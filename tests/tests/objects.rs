@@ -1002,3 +1002,67 @@ async fn the_pin_is_signed() {
     let forged = first.replace(&write(&first), &write(&second));
     assert_eq!(c.http.get(&forged).send().await.unwrap().status(), 403);
 }
+
+/// After the master died mid-replace, the key reads as its old value, and
+/// UNLINK and DELETE act on that value (undoing the dead write first), as
+/// they would on any live key.
+#[tokio::test(flavor = "multi_thread")]
+async fn unlink_and_delete_after_a_dead_replace() {
+    let mut c = Cluster::start_default().await;
+    let v1 = pattern_bytes(200_000, 50);
+    for key in ["/dead/unlink", "/dead/delete"] {
+        assert_eq!(
+            put_with(&c, key, &[("content-type", "text/one")], v1.clone())
+                .await
+                .status(),
+            201
+        );
+        c.master.set_env("TROVE_CRASH_AT", Some("write-stored"));
+        c.master.restart();
+        c.wait_until_ready().await;
+        let sent = put_with_result(&c, key, pattern_bytes(100_000, 51)).await;
+        assert!(sent.is_err(), "the master answered");
+        c.master.wait_exit();
+        c.master.set_env("TROVE_CRASH_AT", None);
+        c.master.restart();
+        c.wait_until_ready().await;
+        assert_eq!(read(&c, key).await.0, v1, "{key}: the old value");
+    }
+    let unlink = reqwest::Method::from_bytes(b"UNLINK").unwrap();
+    let r = c
+        .http
+        .request(unlink, c.url("/dead/unlink"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(c.head("/dead/unlink").await.status(), 404);
+    let listed = c.json("/dead/?unlinked").await;
+    assert_eq!(listed["keys"], serde_json::json!(["/dead/unlink"]));
+    let (metas, aside) = sidecars(&c, "/dead/unlink");
+    assert!(!aside, "the dead write's old copy is back in place");
+    assert_eq!(on_disk(&c, "/dead/unlink"), vec![sha256_hex(&v1); 2]);
+    assert!(
+        metas
+            .iter()
+            .all(|m| m["state"] == "unlinked" && m["meta"]["content-type"] == "text/one"),
+        "{metas:?}"
+    );
+
+    let r = c.http.delete(c.url("/dead/delete")).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(c.head("/dead/delete").await.status(), 404);
+    assert!(on_disk(&c, "/dead/delete").is_empty());
+    assert!(!sidecars(&c, "/dead/delete").1);
+}
+
+/// A replace PUT whose answer may never come (the master crashes).
+async fn put_with_result(c: &Cluster, key: &str, body: Vec<u8>) -> reqwest::Result<reqwest::Response> {
+    c.http
+        .put(c.url(key))
+        .header("trove-replace", "1")
+        .header("content-type", "text/two")
+        .body(body)
+        .send()
+        .await
+}

@@ -69,9 +69,19 @@ pub async fn delete(state: Arc<AppState>, key: Key) -> Result<Response, ApiError
 /// bytes stay until `DELETE`.
 pub async fn unlink(state: Arc<AppState>, key: Key) -> Result<Response, ApiError> {
     let _guard = state.locks.try_lock(&key).ok_or(ApiError::Busy)?;
-    let record = state
-        .index
-        .get(&key)?
+    let mut stored = state.index.get(&key)?;
+    if let Some(writing) = stored
+        .as_ref()
+        .filter(|r| r.state == State::Writing && r.visible(now_ms()).is_some())
+    {
+        // A failed or dead replace not yet undone (its clean-up pending,
+        // or the master restarted mid-write): the key reads as the value
+        // it replaced, so undo the write now and unlink that value.
+        crate::write::undo_on_volumes(&state, &key, writing).await?;
+        crate::write::restore_record(&state, &key, writing).await?;
+        stored = state.index.get(&key)?;
+    }
+    let record = stored
         .filter(|r| r.state == State::Live && !r.expired(now_ms()))
         .ok_or(ApiError::NotFound)?;
     unlink_record(&state, &key, &record).await?;
