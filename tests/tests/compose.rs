@@ -295,7 +295,10 @@ async fn compose_replaces_a_live_key_only_when_asked() {
     assert_eq!(c.head("/r/k").await.headers()["content-type"], "text/plain");
     // The volumes keep the same metadata (what rebuild restores, and what
     // they answer after a redirect).
-    let location = c.head("/r/k").await.headers()["location"].to_str().unwrap().to_string();
+    let location = c.head("/r/k").await.headers()["location"]
+        .to_str()
+        .unwrap()
+        .to_string();
     let direct = c.http.head(location).send().await.unwrap();
     assert_eq!(direct.headers()["content-type"], "text/plain");
     for i in 0..c.volumes.len() {
