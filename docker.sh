@@ -266,11 +266,11 @@ start_gateway() {
     # Used only when the container is created; it keeps them.
     export TROVE_S3_ACCESS_KEY="${TROVE_S3_ACCESS_KEY:-trove-$(random_token | cut -c1-12)}"
     export TROVE_S3_SECRET_KEY="${TROVE_S3_SECRET_KEY:-$(random_token)}"
-    # Every S3 path wants a signature: any HTTP answer means it serves.
-    ensure_server "$project-s3" s3 "http://127.0.0.1:$s3_port/" \
-        -p "$publish:${TROVE_DOCKER_S3_PORT:-9000}:$s3_port" -e TROVE_PROBE_ANY_STATUS=1 \
+    # /-/healthy is the one path that needs no signature.
+    ensure_server "$project-s3" s3 "http://127.0.0.1:$s3_port/-/healthy" \
+        -p "$publish:${TROVE_DOCKER_S3_PORT:-9000}:$s3_port" \
         -e TROVE_S3_ACCESS_KEY -e TROVE_S3_SECRET_KEY \
-        "$image" trove-s3 --port "$s3_port" --master "http://$master:$master_port"
+        "$image" trove-s3 --bind 0.0.0.0 --port "$s3_port" --master "http://$master:$master_port"
 }
 
 cmd_up() {

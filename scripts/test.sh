@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: format and lint checks, unit tests, the
-# integration tests that start real master and volume processes, and the
-# docker suite (containers on a private network) when a Docker engine
-# answers — under CI (CI=true) a missing engine is a failure.
+# integration tests that start real master and volume processes, the S3
+# suite (tests/tests/s3.rs: aws-cli, boto3, rclone and s3cmd against a real
+# gateway, installed by scripts/s3-clients.sh), and the docker suite
+# (containers on a private network) when a Docker engine answers — under CI
+# (CI=true) a missing engine or S3 client is a failure.
 #
 # Everything is built once, in the release profile (RocksDB's C++ takes
 # ~16 minutes to compile from scratch on 2 cores; one profile means one
@@ -12,6 +14,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/trove-target}"
+# The S3 clients, in a venv the S3 suite finds through TROVE_S3_VENV.
+export TROVE_S3_VENV="${TROVE_S3_VENV:-$HOME/.cache/trove-venv}"
+if ! scripts/s3-clients.sh; then
+    if [ "${CI:-}" = true ]; then
+        echo "test.sh: could not install the S3 clients (scripts/s3-clients.sh), and CI must run the S3 suite" >&2
+        exit 1
+    fi
+    echo "test.sh: could not install the S3 clients: the S3 suite (tests/tests/s3.rs) will skip its tests" >&2
+fi
 docker_ok=false
 if docker info >/dev/null 2>&1; then
     docker_ok=true

@@ -2,8 +2,8 @@
 //! volumes, three replicas) side by side with nginx doing the same work,
 //! and prints a Markdown table of medians, ranges and ratios.
 //!
-//! It builds nothing: it runs the `trove-master` and `trove-volume` found
-//! next to itself (`cargo build --release --bins` puts them there), and
+//! It builds nothing: it runs the `trove-master`, `trove-volume` and
+//! `trove-s3` (the S3 rows, in `s3.rs`) found next to itself (`cargo build --release --bins` puts them there), and
 //! Debian's `nginx` (with its WebDAV module) as the reference. Without
 //! nginx the reference columns say so and Trove is still measured.
 //!
@@ -12,6 +12,7 @@
 //! in count or time, and everything listens on 127.0.0.1.
 
 mod nginx;
+mod s3;
 mod stats;
 
 use anyhow::Context;
@@ -88,6 +89,7 @@ async fn main() -> anyhow::Result<()> {
     b.parallel_values(&no_fsync, &mut rows).await?;
     b.redirects(&fsync, &mut rows).await?;
     b.small_cycles(&fsync, &no_fsync, &mut rows).await?;
+    b.s3(&no_fsync, &mut rows).await?;
 
     println!("{}", stats::machine());
     println!(

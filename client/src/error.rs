@@ -65,6 +65,10 @@ pub enum Error {
         /// The volume(s) the bytes came from.
         source_volume: String,
     },
+    /// The value was replaced by a newer one while it was being read,
+    /// after bytes of the old one had been delivered.
+    #[error("{key} was replaced while it was being read; read it again")]
+    Replaced { key: String },
     /// An answer that breaks the protocol (a missing header, a wrong range).
     #[error("{url}: unexpected answer: {message}")]
     Protocol { url: String, message: String },

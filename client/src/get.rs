@@ -41,6 +41,11 @@ pub struct GetOptions {
     pub range: Option<ByteRange>,
     /// Told how many bytes of the value (or range) have arrived so far.
     pub progress: Option<ProgressFn>,
+    /// Do not hash the whole value to check it against its recorded
+    /// sha256 (a proxy that cannot take back bytes it already passed on
+    /// gains nothing from a late check, and the volume checks its block
+    /// CRCs as it reads).
+    pub skip_sha256: bool,
 }
 
 /// How a read went: where the bytes came from and what went wrong on the
@@ -72,7 +77,9 @@ pub struct GetStream {
     stat: Stat,
     range: Range<u64>,
     report: Arc<Mutex<GetReport>>,
-    inner: BoxStream<'static, Result<Bytes>>,
+    /// The read before its first poll (so [`Client::get`] can open it).
+    fetch: Option<Fetch>,
+    inner: Option<BoxStream<'static, Result<Bytes>>>,
 }
 
 impl GetStream {
@@ -95,13 +102,34 @@ impl GetStream {
     pub fn report(&self) -> GetReport {
         self.report.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
+
+    /// Connects to the first replica that answers, before the first poll.
+    async fn open(&mut self) -> Result<()> {
+        match self.fetch.as_mut() {
+            Some(f) if f.pos < f.end && f.body.is_none() => f.open().await,
+            _ => Ok(()),
+        }
+    }
 }
+
+/// How often a read asks the master again when the value it was sent to
+/// was replaced before its first byte.
+const REPLACED_RETRIES: u32 = 5;
 
 impl Stream for GetStream {
     type Item = Result<Bytes>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.inner.poll_next_unpin(cx)
+        if let Some(fetch) = self.fetch.take() {
+            self.inner = Some(
+                futures::stream::unfold(fetch, |mut f| async move { f.next().await.map(|item| (item, f)) })
+                    .boxed(),
+            );
+        }
+        match self.inner.as_mut() {
+            Some(inner) => inner.poll_next_unpin(cx),
+            None => Poll::Ready(None),
+        }
     }
 }
 
@@ -121,9 +149,23 @@ impl Client {
     /// }
     /// # Ok(()) }
     /// ```
+    ///
+    /// The first replica is asked before this returns, so that a value
+    /// replaced between the master's answer and the volume's (the pinned
+    /// copy is gone: the volume answers "replaced") is looked up again and
+    /// the stream's [`GetStream::stat`] always describes the bytes it
+    /// delivers.
     pub async fn get(&self, raw_key: &str, opts: &GetOptions) -> Result<GetStream> {
-        let stat = self.locate(raw_key).await?;
-        self.stream_from(stat, opts, &[])
+        let mut tries = 0;
+        loop {
+            let stat = self.locate(raw_key).await?;
+            let mut stream = self.stream_from(stat, opts, &[])?;
+            match stream.open().await {
+                Err(Error::Replaced { .. }) if tries < REPLACED_RETRIES => tries += 1,
+                Err(e) => return Err(e),
+                Ok(()) => return Ok(stream),
+            }
+        }
     }
 
     /// Streams a value into `writer` and returns how it went; fails loudly
@@ -163,6 +205,7 @@ impl Client {
         let opts = GetOptions {
             range: None,
             progress: opts.progress.clone(),
+            skip_sha256: false,
         };
         let mut stat = self.locate(raw_key).await?;
         let mut corrupt: Vec<String> = vec![];
@@ -252,7 +295,7 @@ impl Client {
             current: 0,
             pos: range.start,
             end: range.end,
-            hasher: whole.then(Sha256::new),
+            hasher: (whole && !opts.skip_sha256).then(Sha256::new),
             body: None,
             failures: 0,
             report: Arc::clone(&report),
@@ -260,14 +303,12 @@ impl Client {
             start: range.start,
             finished: false,
         };
-        let inner =
-            futures::stream::unfold(fetch, |mut f| async move { f.next().await.map(|item| (item, f)) })
-                .boxed();
         Ok(GetStream {
             stat,
             range,
             report,
-            inner,
+            fetch: Some(fetch),
+            inner: None,
         })
     }
 }
@@ -433,6 +474,12 @@ impl Fetch {
                     self.report().relocations += 1;
                     self.failures += 1;
                 }
+                Err(Refused::Replaced) => {
+                    // The pinned copy is gone: a newer value was committed.
+                    return Err(Error::Replaced {
+                        key: self.stat.key.clone(),
+                    });
+                }
                 Err(Refused::Other(reason)) => {
                     tracing::warn!(key = %self.stat.key, volume = %source, %reason, "replica failed; trying the next");
                     self.report().failures.push(format!("{source}: {reason}"));
@@ -486,6 +533,13 @@ impl Fetch {
             StatusCode::FORBIDDEN if url.query().is_some_and(|q| q.contains("sig=")) => {
                 return Err(Refused::Expired)
             }
+            StatusCode::NOT_FOUND if url.query().is_some_and(|q| q.contains("write=")) => {
+                let body = crate::client::error_body(resp).await;
+                if body.contains(trove_common::http::REPLACED_MESSAGE) {
+                    return Err(Refused::Replaced);
+                }
+                return Err(Refused::Other(format!("answered 404: {}", body.trim())));
+            }
             status => {
                 let body = crate::client::error_body(resp).await;
                 return Err(Refused::Other(format!("answered {status}: {}", body.trim())));
@@ -499,5 +553,7 @@ impl Fetch {
 enum Refused {
     /// A signed URL was refused: it may have expired.
     Expired,
+    /// The pinned write is gone from the volume: the value was replaced.
+    Replaced,
     Other(String),
 }

@@ -12,6 +12,8 @@
 //!   resumption by `Range`, and the sha256 check; [`Client::download`] to a
 //!   file that is only renamed into place once verified.
 //! - [`stat`]: `HEAD` — a key's size, digests, replicas, expiry.
+//! - [`compose`]: a value built on the volumes out of ranges of others
+//!   (S3 multipart completion and server-side copies).
 //! - [`delete`]: `DELETE` and `UNLINK`.
 //! - [`list`]: listings, a page or a stream over every page.
 //! - [`status`]: cluster status, admin jobs, health and ping.
@@ -30,6 +32,7 @@
 //! ```
 
 pub mod client;
+pub mod compose;
 pub mod delete;
 pub mod error;
 pub mod get;
@@ -40,9 +43,10 @@ pub mod stat;
 pub mod status;
 
 pub use client::{Client, ClientBuilder};
+pub use compose::ComposeSource;
 pub use error::{Error, Result};
 pub use get::{ByteRange, GetOptions, GetReport, GetStream};
-pub use list::{ListOptions, Page};
+pub use list::{ListOptions, ObjectInfo, Page};
 pub use put::{Expiry, ProgressFn, PutOptions, Written};
 pub use retry::RetryPolicy;
 pub use stat::Stat;

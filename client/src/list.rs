@@ -19,8 +19,41 @@ pub struct ListOptions {
     pub unlinked: bool,
     /// First key to return (inclusive).
     pub start: Option<String>,
-    /// Keys per page (default [`PAGE_SIZE`]).
+    /// Keys per page (default [`PAGE_SIZE`]); `Some(0)` is a valid empty
+    /// page.
     pub page_size: Option<usize>,
+    /// Roll keys that contain this after the prefix up into their common
+    /// prefix (S3's delimiter); each prefix counts as one entry of a page.
+    pub delimiter: Option<String>,
+    /// Start after this key (exclusive: S3's marker / start-after). Not
+    /// together with `start`.
+    pub after: Option<String>,
+    /// Ask for each key's size, digests and dates ([`Page::objects`]).
+    pub detail: bool,
+}
+
+/// One key of a detailed listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub struct ObjectInfo {
+    pub key: String,
+    /// Bytes.
+    pub size: u64,
+    /// Hex md5.
+    #[serde(default)]
+    pub md5: String,
+    /// The ETag, unquoted (the md5 unless the writer gave another).
+    #[serde(default)]
+    pub etag: String,
+    /// When it was written, Unix ms.
+    #[serde(default)]
+    pub created: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write: Option<String>,
+    /// When it expires, Unix ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
 }
 
 /// One page of a listing.
@@ -32,6 +65,12 @@ pub struct Page {
     /// on the last page.
     #[serde(deserialize_with = "empty_is_none")]
     pub next: Option<String>,
+    /// Common prefixes (listings with a delimiter), bytewise order.
+    #[serde(default)]
+    pub prefixes: Vec<String>,
+    /// One entry per key (listings with `detail`).
+    #[serde(default)]
+    pub objects: Vec<ObjectInfo>,
 }
 
 fn empty_is_none<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<String>, D::Error> {
@@ -59,9 +98,25 @@ impl Client {
             if opts.unlinked { "unlinked" } else { "list" },
             opts.page_size.unwrap_or(PAGE_SIZE)
         );
+        if opts.start.is_some() && opts.after.is_some() {
+            return Err(Error::Config(
+                "a listing takes `start` or `after`, not both".into(),
+            ));
+        }
         if let Some(start) = &opts.start {
             query.push_str("&start=");
             query.push_str(&encode_query_value(start));
+        }
+        if let Some(after) = &opts.after {
+            query.push_str("&after=");
+            query.push_str(&encode_query_value(after));
+        }
+        if let Some(delimiter) = &opts.delimiter {
+            query.push_str("&delimiter=");
+            query.push_str(&encode_query_value(delimiter));
+        }
+        if opts.detail {
+            query.push_str("&detail");
         }
         self.call(&query, |url, _| async move {
             let resp = self.send_small(Method::GET, &url, |r| r).await?;
@@ -112,6 +167,7 @@ impl Client {
                     Ok(page) => {
                         s.done = page.next.is_none();
                         s.opts.start = page.next;
+                        s.opts.after = None;
                         s.keys = page.keys.into_iter();
                     }
                     Err(e) => {

@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use base64::Engine;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use reqwest::header::CONTENT_LENGTH;
+use reqwest::header::{CONTENT_LENGTH, ETAG};
 use reqwest::{Method, StatusCode};
 use sha2::{Digest as _, Sha256};
 use std::path::{Path, PathBuf};
@@ -32,6 +32,12 @@ use tokio::io::AsyncRead;
 use trove_common::digest::{ContentHasher, Digests};
 use trove_common::http::{CONTENT_MD5, KEY_SHA256, TROVE_EXPIRES_AFTER, TROVE_EXPIRES_AT};
 use trove_common::key::Key;
+
+pub use trove_common::http::{TROVE_ALLOW_EMPTY, TROVE_ETAG, TROVE_REPLACE};
+
+/// The body is a compose request, not the value (a request header of `PUT`;
+/// the master's `compose` module names it too).
+pub const TROVE_COMPOSE: &str = "trove-compose";
 
 /// Read size for files and readers.
 const CHUNK: usize = 256 * 1024;
@@ -64,6 +70,19 @@ pub struct PutOptions {
     pub expires: Option<Expiry>,
     /// Told how many bytes went out.
     pub progress: Option<ProgressFn>,
+    /// The key may already be live: the new value replaces it atomically
+    /// for readers (`Trove-Replace: 1`). Without it a live key is `403`.
+    pub replace: bool,
+    /// An empty value is valid (`Trove-Allow-Empty: 1`); without it the
+    /// master answers an empty body with `411`.
+    pub allow_empty: bool,
+    /// Metadata stored with the value and returned on reads: `(header
+    /// name, value)` pairs among `Content-Type`, `Content-Disposition`,
+    /// `Cache-Control`, `Content-Encoding`, `Content-Language`, `Expires`
+    /// and `x-amz-meta-*`.
+    pub meta: Vec<(String, String)>,
+    /// The ETag to report instead of the md5 (`Trove-Etag`), unquoted.
+    pub etag: Option<String>,
 }
 
 impl std::fmt::Debug for PutOptions {
@@ -73,6 +92,10 @@ impl std::fmt::Debug for PutOptions {
             .field("sha256", &self.sha256.map(hex::encode))
             .field("expires", &self.expires)
             .field("progress", &self.progress.is_some())
+            .field("replace", &self.replace)
+            .field("allow_empty", &self.allow_empty)
+            .field("meta", &self.meta)
+            .field("etag", &self.etag)
             .finish()
     }
 }
@@ -85,6 +108,11 @@ pub struct Written {
     pub size: u64,
     /// Hex sha256 of the value, as the master computed it.
     pub sha256: String,
+    /// The ETag the master reports for the value, unquoted (the hex md5,
+    /// or the `Trove-Etag` given); `None` from a master that sends none.
+    pub etag: Option<String>,
+    /// Hex md5 of the value (`Content-MD5` of the `201`), when sent.
+    pub md5: Option<String>,
 }
 
 impl Client {
@@ -266,6 +294,8 @@ impl Client {
                             key: k.to_string(),
                             size: s.size,
                             sha256: s.sha256,
+                            etag: Some(s.etag),
+                            md5: Some(s.md5),
                         }),
                         _ => Err(exists),
                     }
@@ -315,6 +345,7 @@ impl Client {
             }
             Some(Expiry::Never) => req = req.header(TROVE_EXPIRES_AFTER, "never"),
         }
+        req = write_headers(req, opts);
         let send = req.send();
         tokio::pin!(send);
         let stall = self.stall_timeout();
@@ -359,12 +390,45 @@ impl Client {
                 url: url.to_string(),
                 message: "201 without Key-Sha256".into(),
             })?;
-        Ok(Written {
-            key: k.to_string(),
-            size,
-            sha256,
-        })
+        Ok(written_from(k, resp.headers(), size, sha256))
     }
+}
+
+/// What a `201` says was stored.
+pub(crate) fn written_from(
+    k: &Key,
+    headers: &reqwest::header::HeaderMap,
+    size: u64,
+    sha256: String,
+) -> Written {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    Written {
+        key: k.to_string(),
+        size,
+        sha256,
+        etag: text(ETAG.as_str()).map(|e| e.trim_matches('"').to_string()),
+        md5: text(CONTENT_MD5)
+            .filter(|m| m.len() == 32 && m.bytes().all(|b| b.is_ascii_hexdigit()))
+            .map(str::to_string),
+    }
+}
+
+/// The headers every kind of write shares: replace, empty values,
+/// metadata and the ETag to report.
+pub(crate) fn write_headers(mut req: reqwest::RequestBuilder, opts: &PutOptions) -> reqwest::RequestBuilder {
+    if opts.replace {
+        req = req.header(TROVE_REPLACE, "1");
+    }
+    if opts.allow_empty {
+        req = req.header(TROVE_ALLOW_EMPTY, "1");
+    }
+    for (name, value) in &opts.meta {
+        req = req.header(name.as_str(), value.as_str());
+    }
+    if let Some(etag) = &opts.etag {
+        req = req.header(TROVE_ETAG, etag.as_str());
+    }
+    req
 }
 
 /// Progress of one upload attempt, shared with its watchdog.

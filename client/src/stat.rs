@@ -3,8 +3,9 @@
 
 use crate::client::{key, status_error, Client};
 use crate::error::{Error, Result};
-use reqwest::header::{HeaderMap, LOCATION};
+use reqwest::header::{HeaderMap, ETAG, LAST_MODIFIED, LOCATION};
 use reqwest::{Method, Response};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use trove_common::http::{
     CONTENT_MD5, KEY_BALANCE, KEY_CREATED, KEY_EXPIRES, KEY_SHA256, KEY_SIZE, KEY_VOLUMES,
 };
@@ -31,6 +32,20 @@ pub struct Stat {
     /// Where the master sent the reader (one healthy replica, signed when
     /// the cluster has a secret).
     pub location: String,
+    /// The stored metadata, `(lowercase header name, value)`:
+    /// `content-type`, `content-disposition`, `cache-control`,
+    /// `content-encoding`, `content-language`, `expires` and every
+    /// `x-amz-meta-*`, in the order the master sent them.
+    pub meta: Vec<(String, String)>,
+    /// The value's ETag, unquoted: the one the master reports (`ETag`),
+    /// else the hex md5.
+    pub etag: String,
+    /// The id of the write that stored this value (`Key-Write`), when the
+    /// master sends one; the redirect is pinned to it.
+    pub write: Option<String>,
+    /// When the value was written (`Last-Modified`, else `Key-Created`).
+    #[serde(skip)]
+    pub last_modified: Option<SystemTime>,
     /// Every header of the master's answer, for callers that need more
     /// (an S3 gateway passing metadata on).
     #[serde(skip)]
@@ -65,13 +80,38 @@ impl Stat {
                     }),
             }
         };
+        let md5 = text(CONTENT_MD5)?;
+        let created = number(KEY_CREATED)?;
+        let meta = headers
+            .iter()
+            .filter(|(name, _)| is_meta_header(name.as_str()))
+            .filter_map(|(name, v)| Some((name.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .collect();
+        let etag = headers
+            .get(ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(|e| e.trim().trim_start_matches("W/").trim_matches('"').to_string())
+            .filter(|e| !e.is_empty())
+            .unwrap_or_else(|| md5.clone());
+        let last_modified = headers
+            .get(LAST_MODIFIED)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| httpdate::parse_http_date(v).ok())
+            .or_else(|| created.map(|ms| UNIX_EPOCH + Duration::from_millis(ms)));
         Ok(Stat {
+            meta,
+            etag,
+            write: headers
+                .get(KEY_WRITE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            last_modified,
             key: key.to_string(),
             size: number(KEY_SIZE)?.ok_or_else(|| Error::Protocol {
                 url: url.to_string(),
                 message: format!("the redirect has no {KEY_SIZE} header"),
             })?,
-            md5: text(CONTENT_MD5)?,
+            md5,
             sha256: text(KEY_SHA256)?,
             volumes: text(KEY_VOLUMES)?
                 .split(',')
@@ -79,12 +119,27 @@ impl Stat {
                 .map(str::to_string)
                 .collect(),
             balanced: text(KEY_BALANCE).is_ok_and(|b| b == "balanced"),
-            created: number(KEY_CREATED)?,
+            created,
             expires: number(KEY_EXPIRES)?,
             location: text(LOCATION.as_str())?,
             headers: headers.clone(),
         })
     }
+}
+
+pub use trove_common::http::KEY_WRITE;
+
+/// Whether a header (lowercase name) is object metadata the master stores.
+pub fn is_meta_header(name: &str) -> bool {
+    matches!(
+        name,
+        "content-type"
+            | "content-disposition"
+            | "cache-control"
+            | "content-encoding"
+            | "content-language"
+            | "expires"
+    ) || name.starts_with("x-amz-meta-")
 }
 
 /// Answers a `HEAD`/`GET` on the master: the record on `302`, the mapped

@@ -716,3 +716,64 @@ pub fn flip_byte(path: &Path, offset: u64) {
     f.write_all(&[b[0] ^ 0x01]).unwrap();
     f.sync_all().unwrap();
 }
+
+/// The access key of every test gateway ([`Gateway::start`]).
+pub const S3_ACCESS_KEY: &str = "trove-test-access-key";
+/// The secret key that goes with [`S3_ACCESS_KEY`].
+pub const S3_SECRET_KEY: &str = "trove-test-secret-key/0123456789";
+
+/// A `trove-s3` gateway in front of a cluster's master: started with
+/// `--port 0` (it prints the address it bound, as the other servers do),
+/// one key pair ([`S3_ACCESS_KEY`], [`S3_SECRET_KEY`]), its log in the
+/// cluster's temp dir; ready once its unauthenticated `GET /-/healthy`
+/// answers 200; killed on drop.
+pub struct Gateway {
+    pub server: Server,
+}
+
+impl Gateway {
+    /// Starts a gateway for `cluster`'s master, with `extra` flags, and
+    /// waits (bounded) until it is healthy.
+    pub async fn start(cluster: &Cluster, extra: &[&str]) -> Gateway {
+        let mut args: Vec<String> = vec![
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--port".into(),
+            "0".into(),
+            "--master".into(),
+            format!("http://{}", cluster.master.addr),
+            "--access-key".into(),
+            S3_ACCESS_KEY.into(),
+            "--secret-key".into(),
+            S3_SECRET_KEY.into(),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let log = cluster.dir.path().join("gateway.log");
+        let server = Server::start(bin("trove-s3"), args, log);
+        let gateway = Gateway { server };
+        let url = format!("{}/-/healthy", gateway.endpoint());
+        let http = &cluster.http;
+        wait_for("the S3 gateway healthy", || async {
+            http.get(&url).send().await.is_ok_and(|r| r.status() == 200)
+        })
+        .await;
+        gateway
+    }
+
+    /// `http://127.0.0.1:port`, what S3 clients take as their endpoint.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.server.addr)
+    }
+
+    /// Peak resident memory of the gateway process (VmHWM), in bytes.
+    pub fn peak_rss(&self) -> u64 {
+        self.server.peak_rss()
+    }
+
+    /// The last `lines` lines of the gateway's log, for failure messages.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = self.server.log();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}

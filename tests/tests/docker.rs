@@ -420,3 +420,65 @@ async fn compose_file() {
     history.assert_clean();
     history.assert_readable(&client, false).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Docker and the image: scripts/test.sh runs it"]
+async fn s3_gateway_container() {
+    use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
+    let c = DockerCluster::up(Options::default()).await;
+    let gw = c.name("s3");
+    // The keys docker.sh made up, from the container's environment.
+    let env = docker(&[
+        "container",
+        "inspect",
+        "-f",
+        "{{range .Config.Env}}{{println .}}{{end}}",
+        &gw,
+    ])
+    .await;
+    let var = |name: &str| {
+        env.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("{gw} has no {name} in its environment"))
+    };
+    let creds = Credentials::new(var("TROVE_S3_ACCESS_KEY"), var("TROVE_S3_SECRET_KEY"));
+    let published = docker(&["port", &gw, "9000/tcp"]).await;
+    let addr = published.lines().next().expect("a published port").trim().to_string();
+    assert!(addr.starts_with("127.0.0.1:"), "{addr}");
+    let base = format!("http://{addr}");
+    let http = trove_tests::no_redirects();
+    let healthy = http.get(format!("{base}/-/healthy")).send().await.unwrap();
+    assert_eq!(healthy.status(), 200, "the unauthenticated health check");
+    let unsigned = http.get(format!("{base}/")).send().await.unwrap();
+    assert_eq!(unsigned.status(), 403, "an unsigned ListBuckets");
+    assert!(unsigned.text().await.unwrap().contains("AccessDenied"));
+
+    // Signed requests (presigned URLs): a bucket, an object in and out.
+    let valid = Duration::from_secs(600);
+    let bucket = Bucket::new(base.parse().unwrap(), UrlStyle::Path, "docker-s3", "us-east-1").unwrap();
+    let r = http
+        .put(bucket.create_bucket(&creds).sign(valid).as_str())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "CreateBucket: {}", r.text().await.unwrap());
+    let value = "through the gateway's container";
+    let r = http
+        .put(bucket.put_object(Some(&creds), "hello.txt").sign(valid).as_str())
+        .body(value)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "PutObject: {}", r.text().await.unwrap());
+    let r = http
+        .get(bucket.get_object(Some(&creds), "hello.txt").sign(valid).as_str())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), value);
+    // The same object is the Trove key /docker-s3/hello.txt on the master.
+    let (status, _, _) = c.head("/docker-s3/hello.txt").await;
+    assert_eq!(status, 302, "the object is a key on the master");
+}

@@ -1,0 +1,158 @@
+//! Buckets: a bucket `b` is the marker key `/b/` (its `created` is the
+//! bucket's creation date), or any key under `/b/` (written with curl).
+
+use crate::error::{no_bucket, s3};
+use crate::gateway::Gateway;
+use crate::names;
+use s3s::dto::*;
+use s3s::{s3_error, S3Request, S3Response, S3Result};
+use std::time::SystemTime;
+use trove_client::{ListOptions, PutOptions};
+
+/// ListBuckets: the first path segments that are valid bucket names.
+pub async fn list(
+    gw: &Gateway,
+    _req: S3Request<ListBucketsInput>,
+) -> S3Result<S3Response<ListBucketsOutput>> {
+    let mut buckets = vec![];
+    let mut opts = ListOptions {
+        delimiter: Some("/".into()),
+        page_size: Some(1000),
+        ..Default::default()
+    };
+    loop {
+        let page = gw.client.list_page("/", &opts).await.map_err(s3)?;
+        // Keys the master did not roll up (one without delimiter support)
+        // still name their bucket; the next page then starts past it.
+        let mut found: Vec<String> = page.prefixes.clone();
+        let mut skip_to = None;
+        for k in &page.keys {
+            if let Some(end) = k[1..].find('/') {
+                let prefix = k[..end + 2].to_string();
+                skip_to = names::successor(&prefix);
+                found.push(prefix);
+                break;
+            }
+        }
+        for prefix in found {
+            let name = prefix.trim_start_matches('/').trim_end_matches('/');
+            if !names::valid_bucket(name) || buckets.iter().any(|b: &Bucket| b.name.as_deref() == Some(name))
+            {
+                continue;
+            }
+            let created = match gw.client.stat(&names::bucket_marker(name)).await {
+                Ok(stat) => stat.last_modified,
+                Err(e) if e.is_not_found() => None,
+                Err(e) => return Err(s3(e)),
+            };
+            buckets.push(Bucket {
+                name: Some(name.to_string()),
+                creation_date: Some(Timestamp::from(created.unwrap_or(SystemTime::UNIX_EPOCH))),
+                bucket_region: None,
+            });
+        }
+        opts.start = match (skip_to, page.next) {
+            (Some(skip), _) => Some(skip),
+            (None, Some(next)) => Some(next),
+            (None, None) => break,
+        };
+    }
+    Ok(S3Response::new(ListBucketsOutput {
+        buckets: Some(buckets),
+        owner: Some(owner()),
+        ..Default::default()
+    }))
+}
+
+/// The one owner every bucket and object reports.
+pub fn owner() -> Owner {
+    Owner {
+        display_name: Some("trove".into()),
+        id: Some("trove".into()),
+    }
+}
+
+/// CreateBucket: writes the marker; `BucketAlreadyOwnedByYou` when it exists.
+pub async fn create(
+    gw: &Gateway,
+    req: S3Request<CreateBucketInput>,
+) -> S3Result<S3Response<CreateBucketOutput>> {
+    let bucket = names::bucket(&req.input.bucket)?;
+    let marker = names::bucket_marker(bucket);
+    match gw.client.stat(&marker).await {
+        Ok(_) => {
+            return Err(s3_error!(
+                BucketAlreadyOwnedByYou,
+                "the bucket {bucket} already exists and is yours"
+            ))
+        }
+        Err(e) if e.is_not_found() => {}
+        Err(e) => return Err(s3(e)),
+    }
+    let opts = PutOptions {
+        allow_empty: true,
+        ..Default::default()
+    };
+    match gw.client.put_bytes(&marker, bytes::Bytes::new(), &opts).await {
+        Ok(_) => {}
+        Err(trove_client::Error::Exists { .. }) => {
+            return Err(s3_error!(
+                BucketAlreadyOwnedByYou,
+                "the bucket {bucket} already exists"
+            ))
+        }
+        Err(e) => return Err(s3(e)),
+    }
+    Ok(S3Response::new(CreateBucketOutput {
+        location: Some(format!("/{bucket}")),
+    }))
+}
+
+/// HeadBucket.
+pub async fn head(gw: &Gateway, req: S3Request<HeadBucketInput>) -> S3Result<S3Response<HeadBucketOutput>> {
+    gw.need_bucket(&req.input.bucket).await?;
+    Ok(S3Response::new(HeadBucketOutput::default()))
+}
+
+/// GetBucketLocation: one region, answered as S3's default (empty).
+pub async fn location(
+    gw: &Gateway,
+    req: S3Request<GetBucketLocationInput>,
+) -> S3Result<S3Response<GetBucketLocationOutput>> {
+    gw.need_bucket(&req.input.bucket).await?;
+    Ok(S3Response::new(GetBucketLocationOutput::default()))
+}
+
+/// DeleteBucket: only an empty bucket (`BucketNotEmpty` otherwise); its
+/// multipart uploads in progress are aborted with it.
+pub async fn delete(
+    gw: &Gateway,
+    req: S3Request<DeleteBucketInput>,
+) -> S3Result<S3Response<DeleteBucketOutput>> {
+    let bucket = names::bucket(&req.input.bucket)?;
+    let marker = names::bucket_marker(bucket);
+    let page = gw
+        .client
+        .list_page(
+            &marker,
+            &ListOptions {
+                page_size: Some(2),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(s3)?;
+    if page.keys.iter().any(|k| k != &marker) {
+        return Err(s3_error!(
+            BucketNotEmpty,
+            "the bucket {bucket} is not empty: delete its objects first"
+        ));
+    }
+    match gw.client.delete(&marker).await {
+        Ok(()) => {}
+        Err(e) if e.is_not_found() => return Err(no_bucket(bucket)),
+        Err(e) => return Err(s3(e)),
+    }
+    crate::multipart::abort_all(gw, bucket).await;
+    Ok(S3Response::new(DeleteBucketOutput::default()))
+}

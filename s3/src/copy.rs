@@ -1,0 +1,135 @@
+//! CopyObject, server-side: the master composes the new value from the
+//! source on the volumes (the bytes never pass through the gateway), the
+//! source pinned by its md5 so that a source replaced meanwhile fails the
+//! copy instead of copying something else.
+
+use crate::error::s3;
+use crate::gateway::{Conditions, Gateway, MetaIn, Verdict};
+use crate::{etag, names};
+use s3s::dto::*;
+use s3s::{s3_error, S3Request, S3Response, S3Result};
+use std::time::SystemTime;
+use trove_client::{ComposeSource, PutOptions, Stat};
+
+/// The bucket and key of an `x-amz-copy-source`.
+pub(crate) fn source(src: &CopySource) -> S3Result<(&str, &str)> {
+    match src {
+        CopySource::Bucket {
+            bucket,
+            key,
+            version_id,
+            ..
+        } => {
+            if let Some(v) = version_id.as_deref().filter(|v| *v != "null") {
+                return Err(s3_error!(
+                    InvalidArgument,
+                    "version `{v}` does not exist: buckets are not versioned"
+                ));
+            }
+            Ok((bucket, key))
+        }
+        _ => Err(s3_error!(
+            NotImplemented,
+            "copy sources other than bucket/key are not supported"
+        )),
+    }
+}
+
+/// Looks up a copy source and applies the `x-amz-copy-source-if-*`
+/// conditions (any failure is `412`).
+pub(crate) async fn source_stat(
+    gw: &Gateway,
+    bucket: &str,
+    key: &str,
+    conds: &Conditions<'_>,
+) -> S3Result<Stat> {
+    let src = names::object_key(bucket, key)?;
+    let stat = match gw.client.stat(&src).await {
+        Ok(s) => s,
+        Err(e) if e.is_not_found() => {
+            gw.need_bucket(bucket).await?;
+            return Err(s3_error!(
+                NoSuchKey,
+                "the copy source {bucket}/{key} does not exist"
+            ));
+        }
+        Err(e) => return Err(s3(e)),
+    };
+    match conds.evaluate(&stat.etag, stat.last_modified) {
+        Verdict::Proceed => Ok(stat),
+        _ => Err(s3_error!(
+            PreconditionFailed,
+            "a copy-source condition does not hold"
+        )),
+    }
+}
+
+/// The ETag to store with a copy (or a part built from one): only when it
+/// is not simply the md5, which the master reports anyway.
+pub(crate) fn kept_etag(stat: &Stat) -> Option<String> {
+    (stat.etag != stat.md5).then(|| stat.etag.clone())
+}
+
+pub async fn copy_object(
+    gw: &Gateway,
+    req: S3Request<CopyObjectInput>,
+) -> S3Result<S3Response<CopyObjectOutput>> {
+    let input = &req.input;
+    let (src_bucket, src_key) = source(&input.copy_source)?;
+    let dst = names::object_key(&input.bucket, &input.key)?;
+    gw.need_bucket(&input.bucket).await?;
+    let conds = Conditions {
+        if_match: input.copy_source_if_match.as_ref(),
+        if_none_match: input.copy_source_if_none_match.as_ref(),
+        if_modified_since: input.copy_source_if_modified_since.as_ref(),
+        if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
+    };
+    let stat = source_stat(gw, src_bucket, src_key, &conds).await?;
+    let replace = match input.metadata_directive.as_ref().map(MetadataDirective::as_str) {
+        None | Some(MetadataDirective::COPY) => false,
+        Some(MetadataDirective::REPLACE) => true,
+        Some(other) => return Err(s3_error!(InvalidArgument, "unknown metadata directive `{other}`")),
+    };
+    if stat.key == dst && !replace {
+        return Err(s3_error!(
+            InvalidRequest,
+            "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata (use the REPLACE metadata directive)"
+        ));
+    }
+    let meta = if replace {
+        MetaIn {
+            content_type: input.content_type.as_deref(),
+            content_disposition: input.content_disposition.as_deref(),
+            cache_control: input.cache_control.as_deref(),
+            content_encoding: input.content_encoding.as_deref(),
+            content_language: input.content_language.as_deref(),
+            expires: input.expires.as_ref(),
+            metadata: input.metadata.as_ref(),
+        }
+        .pairs()?
+    } else {
+        stat.meta.clone()
+    };
+    let opts = PutOptions {
+        replace: true,
+        allow_empty: true,
+        meta,
+        etag: kept_etag(&stat),
+        ..Default::default()
+    };
+    let sources = [ComposeSource {
+        key: stat.key.clone(),
+        md5: Some(stat.md5.clone()),
+        ..Default::default()
+    }];
+    let written = gw.client.compose(&dst, &sources, &opts).await.map_err(s3)?;
+    let e_tag = written.etag.unwrap_or(stat.etag);
+    Ok(S3Response::new(CopyObjectOutput {
+        copy_object_result: Some(CopyObjectResult {
+            e_tag: Some(etag::dto(&e_tag)),
+            last_modified: Some(Timestamp::from(SystemTime::now())),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }))
+}

@@ -1,0 +1,93 @@
+//! The one place where Trove's errors become S3's.
+
+use s3s::{s3_error, S3Error};
+use trove_client::Error;
+
+/// The S3 error for a failed call about `key` (an S3 object or bucket
+/// name, for messages). Server faults are logged; client mistakes are not.
+pub fn s3(e: Error) -> S3Error {
+    match e {
+        Error::NotFound { .. } => s3_error!(NoSuchKey),
+        Error::Conflict { key, .. } => {
+            s3_error!(SlowDown, "another write of {key} is in flight; retry shortly")
+        }
+        Error::Unavailable { message } => s3_error!(ServiceUnavailable, "{message}"),
+        Error::RangeNotSatisfiable { len, .. } => {
+            s3_error!(
+                InvalidRange,
+                "the range is not satisfiable: the object has {len} bytes"
+            )
+        }
+        Error::InvalidKey { source, .. } => {
+            s3_error!(InvalidArgument, "Trove cannot store this key: {source}")
+        }
+        Error::Rejected { status, message, .. } => rejected(status, &message),
+        Error::Exists { key } => {
+            tracing::error!(%key, "the master refused a replace as an existing key");
+            s3_error!(InternalError, "the master refused to replace {key}")
+        }
+        e => {
+            tracing::error!(error = %e, "master call failed");
+            s3_error!(InternalError, "{e}")
+        }
+    }
+}
+
+/// A `4xx` from the master other than 404/409.
+fn rejected(status: u16, message: &str) -> S3Error {
+    let lower = message.to_ascii_lowercase();
+    match status {
+        412 => s3_error!(PreconditionFailed, "{message}"),
+        414 => s3_error!(KeyTooLongError, "{message}"),
+        400 if lower.contains("md5") => s3_error!(BadDigest, "{message}"),
+        400 if lower.contains("sha256") => s3_error!(BadDigest, "{message}"),
+        400 if lower.contains("metadata") => s3_error!(MetadataTooLarge, "{message}"),
+        411 => s3_error!(MissingContentLength, "{message}"),
+        413 => s3_error!(EntityTooLarge, "{message}"),
+        _ => s3_error!(InvalidRequest, "{message}"),
+    }
+}
+
+/// The error for a missing bucket.
+pub fn no_bucket(bucket: &str) -> S3Error {
+    s3_error!(NoSuchBucket, "the bucket {bucket} does not exist")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use s3s::S3ErrorCode;
+
+    #[test]
+    fn master_answers_map_to_s3_codes() {
+        let code = |e: Error| s3(e).code().clone();
+        assert_eq!(
+            code(Error::NotFound { key: "/b/k".into() }),
+            S3ErrorCode::NoSuchKey
+        );
+        assert_eq!(
+            code(Error::Conflict {
+                key: "/b/k".into(),
+                message: "busy".into()
+            }),
+            S3ErrorCode::SlowDown
+        );
+        let rejected = |status, message: &str| Error::Rejected {
+            key: "/b/k".into(),
+            status,
+            message: message.into(),
+        };
+        assert_eq!(
+            code(rejected(400, "Content-MD5 does not match")),
+            S3ErrorCode::BadDigest
+        );
+        assert_eq!(
+            code(rejected(400, "metadata over 8 KiB")),
+            S3ErrorCode::MetadataTooLarge
+        );
+        assert_eq!(
+            code(rejected(412, "source changed")),
+            S3ErrorCode::PreconditionFailed
+        );
+    }
+}

@@ -1,0 +1,285 @@
+//! GetObject and HeadObject. S3 SDKs do not follow redirects, so the
+//! gateway asks the master, then streams the bytes from a volume itself
+//! (with the `Range`), one chunk at a time. The client library connects to
+//! the volume before the answer's headers are written, and asks the master
+//! again if the pinned copy was replaced in between, so the headers always
+//! describe the bytes that follow.
+
+use crate::error::s3;
+use crate::gateway::{Conditions, Gateway, MetaOut, Verdict};
+use crate::{etag, names};
+use bytes::Bytes;
+use futures::Stream;
+use s3s::dto::*;
+use s3s::stream::{ByteStream, RemainingLength};
+use s3s::{s3_error, S3Request, S3Response, S3Result, StdError};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use trove_client::{ByteRange, GetOptions, GetStream, Stat};
+
+/// Bytes gathered from the volume's stream before one write to the S3
+/// client: the volume's answer arrives in small reads, and writing each
+/// on its own costs a system call and a task wake-up per few KiB.
+const OUT_CHUNK: usize = 512 * 1024;
+
+/// A value's bytes on their way out, with their exact length (so the
+/// answer has a `Content-Length`), in chunks of up to [`OUT_CHUNK`].
+struct Outgoing {
+    inner: sync_wrapper::SyncStream<GetStream>,
+    remaining: u64,
+    /// An error seen after bytes that were gathered: sent next.
+    failed: Option<trove_client::Error>,
+}
+
+impl Stream for Outgoing {
+    type Item = Result<Bytes, StdError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if let Some(e) = this.failed.take() {
+            return Poll::Ready(Some(Err(cut_short(e))));
+        }
+        let mut gathered: Option<bytes::BytesMut> = None;
+        let mut first: Option<Bytes> = None;
+        let mut ended = false;
+        loop {
+            match Pin::new(&mut this.inner).poll_next(cx) {
+                Poll::Ready(Some(Ok(chunk))) => {
+                    this.remaining = this.remaining.saturating_sub(chunk.len() as u64);
+                    match (&mut first, &mut gathered) {
+                        (None, None) => first = Some(chunk),
+                        (Some(f), None) => {
+                            let mut buf =
+                                bytes::BytesMut::with_capacity(OUT_CHUNK.max(f.len() + chunk.len()));
+                            buf.extend_from_slice(f);
+                            buf.extend_from_slice(&chunk);
+                            first = None;
+                            gathered = Some(buf);
+                        }
+                        (_, Some(buf)) => buf.extend_from_slice(&chunk),
+                    }
+                    let len = first
+                        .as_ref()
+                        .map(Bytes::len)
+                        .or(gathered.as_ref().map(|b| b.len()));
+                    if len.unwrap_or(0) >= OUT_CHUNK {
+                        break;
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    if first.is_none() && gathered.is_none() {
+                        return Poll::Ready(Some(Err(cut_short(e))));
+                    }
+                    this.failed = Some(e);
+                    break;
+                }
+                Poll::Ready(None) => {
+                    ended = true;
+                    break;
+                }
+                Poll::Pending => break,
+            }
+        }
+        match (first, gathered) {
+            (Some(f), _) => Poll::Ready(Some(Ok(f))),
+            (None, Some(buf)) => Poll::Ready(Some(Ok(buf.freeze()))),
+            (None, None) if ended => Poll::Ready(None),
+            // Nothing gathered and the inner stream is pending: it has
+            // registered the waker.
+            (None, None) => Poll::Pending,
+        }
+    }
+}
+
+/// A read that failed after the answer's headers were sent: all that is
+/// left is to cut the body short, which the client sees as an error.
+fn cut_short(e: trove_client::Error) -> StdError {
+    tracing::warn!(error = %e, "read failed mid-way");
+    Box::new(e)
+}
+
+impl ByteStream for Outgoing {
+    fn remaining_length(&self) -> RemainingLength {
+        RemainingLength::new_exact(self.remaining as usize)
+    }
+}
+
+fn byte_range(r: &Range) -> ByteRange {
+    match *r {
+        Range::Int {
+            first,
+            last: Some(last),
+        } => ByteRange::Bounded { first, last },
+        Range::Int { first, last: None } => ByteRange::From(first),
+        Range::Suffix { length } => ByteRange::Suffix(length),
+    }
+}
+
+fn verdict(conds: &Conditions, stat: &Stat) -> S3Result<()> {
+    match conds.evaluate(&stat.etag, stat.last_modified) {
+        Verdict::Proceed => Ok(()),
+        Verdict::Failed => Err(s3_error!(
+            PreconditionFailed,
+            "a condition of the request does not hold"
+        )),
+        Verdict::NotModified => {
+            let mut e = s3_error!(NotModified);
+            let mut headers = http::HeaderMap::new();
+            if let Ok(v) = http::HeaderValue::from_str(&format!("\"{}\"", stat.etag)) {
+                headers.insert(http::header::ETAG, v);
+            }
+            e.set_headers(headers);
+            Err(e)
+        }
+    }
+}
+
+fn not_found(e: trove_client::Error) -> s3s::S3Error {
+    if e.is_not_found() {
+        s3_error!(NoSuchKey, "the object does not exist")
+    } else {
+        s3(e)
+    }
+}
+
+pub async fn get_object(
+    gw: &Gateway,
+    req: S3Request<GetObjectInput>,
+) -> S3Result<S3Response<GetObjectOutput>> {
+    let input = &req.input;
+    let key = names::object_key(&input.bucket, &input.key)?;
+    if input.part_number.is_some() {
+        return Err(s3_error!(
+            NotImplemented,
+            "GetObject by partNumber is not supported"
+        ));
+    }
+    let opts = GetOptions {
+        range: input.range.as_ref().map(byte_range),
+        // The answer's headers are sent before the last byte is read: a
+        // mismatch found then could only cut the body short, which the
+        // volume's block CRCs already do for a damaged copy.
+        skip_sha256: true,
+        ..Default::default()
+    };
+    let stream = match gw.client.get(&key, &opts).await {
+        Ok(s) => s,
+        Err(e) if e.is_not_found() => {
+            gw.need_bucket(&input.bucket).await?;
+            return Err(not_found(e));
+        }
+        Err(e) => return Err(s3(e)),
+    };
+    let stat = stream.stat().clone();
+    verdict(
+        &Conditions {
+            if_match: input.if_match.as_ref(),
+            if_none_match: input.if_none_match.as_ref(),
+            if_modified_since: input.if_modified_since.as_ref(),
+            if_unmodified_since: input.if_unmodified_since.as_ref(),
+        },
+        &stat,
+    )?;
+    let range = stream.range();
+    let len = range.end - range.start;
+    let content_range = input.range.is_some().then(|| {
+        format!(
+            "bytes {}-{}/{}",
+            range.start,
+            range.end.saturating_sub(1),
+            stat.size
+        )
+    });
+    let meta = MetaOut::from_pairs(&stat.meta);
+    let body = Outgoing {
+        inner: sync_wrapper::SyncStream::new(stream),
+        remaining: len,
+        failed: None,
+    };
+    Ok(S3Response::new(GetObjectOutput {
+        body: Some(StreamingBlob::new(body)),
+        content_length: Some(len as i64),
+        content_range,
+        accept_ranges: Some("bytes".into()),
+        e_tag: Some(etag::dto(&stat.etag)),
+        last_modified: stat.last_modified.map(Timestamp::from),
+        content_type: input.response_content_type.clone().or(meta.content_type),
+        content_disposition: input
+            .response_content_disposition
+            .clone()
+            .or(meta.content_disposition),
+        cache_control: input.response_cache_control.clone().or(meta.cache_control),
+        content_encoding: input.response_content_encoding.clone().or(meta.content_encoding),
+        content_language: input.response_content_language.clone().or(meta.content_language),
+        expires: input.response_expires.clone().or(meta.expires),
+        metadata: meta.metadata,
+        ..Default::default()
+    }))
+}
+
+pub async fn head_object(
+    gw: &Gateway,
+    req: S3Request<HeadObjectInput>,
+) -> S3Result<S3Response<HeadObjectOutput>> {
+    let input = &req.input;
+    let key = names::object_key(&input.bucket, &input.key)?;
+    if input.part_number.is_some() {
+        return Err(s3_error!(
+            NotImplemented,
+            "HeadObject by partNumber is not supported"
+        ));
+    }
+    let stat = match gw.client.stat(&key).await {
+        Ok(s) => s,
+        Err(e) if e.is_not_found() => {
+            gw.need_bucket(&input.bucket).await?;
+            return Err(not_found(e));
+        }
+        Err(e) => return Err(s3(e)),
+    };
+    verdict(
+        &Conditions {
+            if_match: input.if_match.as_ref(),
+            if_none_match: input.if_none_match.as_ref(),
+            if_modified_since: input.if_modified_since.as_ref(),
+            if_unmodified_since: input.if_unmodified_since.as_ref(),
+        },
+        &stat,
+    )?;
+    let (len, content_range) = match &input.range {
+        None => (stat.size, None),
+        Some(r) => {
+            let r = byte_range(r)
+                .resolve(stat.size)
+                .map_err(|_| s3_error!(InvalidRange, "the object has {} bytes", stat.size))?;
+            (
+                r.end - r.start,
+                Some(format!(
+                    "bytes {}-{}/{}",
+                    r.start,
+                    r.end.saturating_sub(1),
+                    stat.size
+                )),
+            )
+        }
+    };
+    let meta = MetaOut::from_pairs(&stat.meta);
+    Ok(S3Response::new(HeadObjectOutput {
+        content_length: Some(len as i64),
+        content_range,
+        accept_ranges: Some("bytes".into()),
+        e_tag: Some(etag::dto(&stat.etag)),
+        last_modified: stat.last_modified.map(Timestamp::from),
+        content_type: input.response_content_type.clone().or(meta.content_type),
+        content_disposition: input
+            .response_content_disposition
+            .clone()
+            .or(meta.content_disposition),
+        cache_control: input.response_cache_control.clone().or(meta.cache_control),
+        content_encoding: input.response_content_encoding.clone().or(meta.content_encoding),
+        content_language: input.response_content_language.clone().or(meta.content_language),
+        expires: input.response_expires.clone().or(meta.expires),
+        metadata: meta.metadata,
+        ..Default::default()
+    }))
+}

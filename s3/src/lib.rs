@@ -1,0 +1,40 @@
+//! # trove-s3
+//!
+//! A stateless S3 gateway in front of Trove's master, built on `s3s` (which
+//! does the protocol: routing, XML, SigV4 headers and presigned URLs,
+//! aws-chunked bodies). Bucket `b`, object `k` is Trove key `/b/k`, so S3
+//! clients and `curl -L` share one namespace. Bytes stream through the
+//! gateway one chunk at a time in both directions; copies and multipart
+//! completion are composed by the volumes themselves.
+//!
+//! - [`server`]: the command line, credentials, and the HTTP loop (with
+//!   the unauthenticated `GET /-/healthy`).
+//! - [`gateway`]: [`Gateway`], the S3 trait's operations and the helpers
+//!   they share (bucket existence, metadata, conditional requests).
+//! - [`bucket`]: ListBuckets, CreateBucket, HeadBucket, DeleteBucket,
+//!   GetBucketLocation.
+//! - [`put`], [`get`], [`delete`], [`copy`]: the object operations.
+//! - [`list`]: ListObjects v1/v2 and ListObjectVersions.
+//! - [`multipart`]: the multipart upload operations.
+//! - [`checksum`]: upload bodies checked while streaming, their last chunk
+//!   held back until every check passed.
+//! - [`names`], [`etag`], [`encoding`]: the pure rules (bucket names, key
+//!   mapping, ETags, url-encoding and continuation tokens).
+//! - [`error`]: Trove's errors as S3's, in one place.
+
+pub mod bucket;
+pub mod checksum;
+pub mod copy;
+pub mod delete;
+pub mod encoding;
+pub mod error;
+pub mod etag;
+pub mod gateway;
+pub mod get;
+pub mod list;
+pub mod multipart;
+pub mod names;
+pub mod put;
+pub mod server;
+
+pub use gateway::Gateway;

@@ -1,0 +1,615 @@
+//! Multipart uploads. An upload is a folder `/.s3/uploads/<bucket>/<id>/`
+//! holding `info` (the target key, its metadata, when it began) and one
+//! key per part (`00001` … `10000`, so they list in order), all written
+//! with a TTL (`--upload-ttl`) so that the master's expirer reclaims an
+//! abandoned upload. Re-uploading a part replaces it. Complete checks the
+//! list against the stored parts, has the master compose the object from
+//! them on the volumes (nothing passes through the gateway), then deletes
+//! the folder.
+
+use crate::checksum::Expected;
+use crate::copy::{source, source_stat};
+use crate::error::{no_bucket, s3};
+use crate::gateway::{Conditions, Gateway, MetaIn};
+use crate::put::{content_md5, stream_to};
+use crate::{bucket, encoding::maybe, etag, names};
+use futures::StreamExt;
+use s3s::dto::*;
+use s3s::{s3_error, S3Request, S3Response, S3Result};
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use trove_client::{ByteRange, ComposeSource, Expiry, GetOptions, ListOptions, ObjectInfo, PutOptions};
+
+/// Every part but the last must be at least this large.
+pub const MIN_PART: u64 = 5 * 1024 * 1024;
+
+/// What an upload's `info` key holds.
+#[derive(Debug, Serialize, Deserialize)]
+struct Info {
+    /// The S3 key the upload will complete into.
+    key: String,
+    /// When it began, Unix ms.
+    initiated: u64,
+    /// The object's metadata, given at creation.
+    meta: Vec<(String, String)>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn ms(t: u64) -> Timestamp {
+    Timestamp::from(UNIX_EPOCH + Duration::from_millis(t))
+}
+
+impl Gateway {
+    fn upload_opts(&self) -> PutOptions {
+        PutOptions {
+            expires: Some(Expiry::After(self.upload_ttl)),
+            ..Default::default()
+        }
+    }
+
+    /// The upload's folder and description; `NoSuchUpload` when it does
+    /// not exist (never began, completed, aborted, or expired) or belongs
+    /// to another key.
+    async fn upload(&self, bucket: &str, key: &str, upload_id: &str) -> S3Result<(String, Info)> {
+        names::bucket(bucket)?;
+        let dir = names::upload_dir(bucket, upload_id)?;
+        let mut raw = Vec::new();
+        match self
+            .client
+            .get_to(&names::upload_info_key(&dir), &mut raw, &GetOptions::default())
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => {
+                return Err(s3_error!(NoSuchUpload, "the upload {upload_id} does not exist"))
+            }
+            Err(e) => return Err(s3(e)),
+        }
+        let info: Info = serde_json::from_slice(&raw)
+            .map_err(|e| s3_error!(InternalError, "the upload's description is unreadable: {e}"))?;
+        if info.key != key {
+            return Err(s3_error!(
+                NoSuchUpload,
+                "the upload {upload_id} is not one of this key"
+            ));
+        }
+        Ok((dir, info))
+    }
+
+    /// Every key under an upload's folder, with detail.
+    async fn upload_keys(&self, dir: &str) -> S3Result<Vec<ObjectInfo>> {
+        let mut out = vec![];
+        let mut opts = ListOptions {
+            detail: true,
+            ..Default::default()
+        };
+        loop {
+            let page = self.client.list_page(dir, &opts).await.map_err(s3)?;
+            for k in &page.keys {
+                match page.objects.iter().find(|o| &o.key == k) {
+                    Some(o) => out.push(o.clone()),
+                    None => match self.client.stat(k).await {
+                        Ok(s) => out.push(ObjectInfo {
+                            key: k.clone(),
+                            size: s.size,
+                            md5: s.md5,
+                            etag: s.etag,
+                            created: s.created.unwrap_or(0),
+                            ..Default::default()
+                        }),
+                        Err(e) if e.is_not_found() => {}
+                        Err(e) => return Err(s3(e)),
+                    },
+                }
+            }
+            match page.next {
+                Some(n) => opts.start = Some(n),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// Deletes an upload's folder (best effort for each key).
+    async fn remove_upload(&self, dir: &str) -> S3Result<()> {
+        let keys = self.upload_keys(dir).await?;
+        let client = &self.client;
+        let failures: Vec<_> = futures::stream::iter(keys)
+            .map(|o| async move {
+                match client.delete(&o.key).await {
+                    Err(e) if !e.is_not_found() => Some(e),
+                    _ => None,
+                }
+            })
+            .buffer_unordered(8)
+            .filter_map(|r| async move { r })
+            .collect()
+            .await;
+        match failures.into_iter().next() {
+            Some(e) => Err(s3(e)),
+            None => Ok(()),
+        }
+    }
+}
+
+fn part_etag(o: &ObjectInfo) -> &str {
+    if o.etag.is_empty() {
+        &o.md5
+    } else {
+        &o.etag
+    }
+}
+
+pub async fn create(
+    gw: &Gateway,
+    req: S3Request<CreateMultipartUploadInput>,
+) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+    let input = &req.input;
+    names::object_key(&input.bucket, &input.key)?;
+    gw.need_bucket(&input.bucket).await?;
+    let meta = MetaIn {
+        content_type: input.content_type.as_deref(),
+        content_disposition: input.content_disposition.as_deref(),
+        cache_control: input.cache_control.as_deref(),
+        content_encoding: input.content_encoding.as_deref(),
+        content_language: input.content_language.as_deref(),
+        expires: input.expires.as_ref(),
+        metadata: input.metadata.as_ref(),
+    }
+    .pairs()?;
+    let id = names::new_upload_id();
+    let dir = names::upload_dir(&input.bucket, &id)?;
+    let info = Info {
+        key: input.key.clone(),
+        initiated: now_ms(),
+        meta,
+    };
+    let raw = serde_json::to_vec(&info).map_err(|e| s3_error!(InternalError, "{e}"))?;
+    gw.client
+        .put_bytes(&names::upload_info_key(&dir), raw.into(), &gw.upload_opts())
+        .await
+        .map_err(s3)?;
+    Ok(S3Response::new(CreateMultipartUploadOutput {
+        bucket: Some(input.bucket.clone()),
+        key: Some(input.key.clone()),
+        upload_id: Some(id),
+        ..Default::default()
+    }))
+}
+
+pub async fn upload_part(
+    gw: &Gateway,
+    req: S3Request<UploadPartInput>,
+) -> S3Result<S3Response<UploadPartOutput>> {
+    let S3Request {
+        input,
+        headers,
+        trailing_headers,
+        ..
+    } = req;
+    let (dir, _) = gw.upload(&input.bucket, &input.key, &input.upload_id).await?;
+    let part = names::part_key(&dir, input.part_number)?;
+    let opts = PutOptions {
+        content_md5: content_md5(input.content_md5.as_deref())?,
+        ..gw.upload_opts()
+    };
+    let sums = Checksum {
+        checksum_crc32: input.checksum_crc32.clone(),
+        checksum_crc32c: input.checksum_crc32c.clone(),
+        checksum_sha1: input.checksum_sha1.clone(),
+        checksum_sha256: input.checksum_sha256.clone(),
+        checksum_crc64nvme: input.checksum_crc64nvme.clone(),
+        ..Default::default()
+    };
+    let expected = Expected::new(sums.clone(), &headers, trailing_headers);
+    let written = stream_to(gw, &part, input.body, input.content_length, expected, opts).await?;
+    Ok(S3Response::new(UploadPartOutput {
+        e_tag: written.etag.as_deref().map(etag::dto),
+        checksum_crc32: sums.checksum_crc32,
+        checksum_crc32c: sums.checksum_crc32c,
+        checksum_sha1: sums.checksum_sha1,
+        checksum_sha256: sums.checksum_sha256,
+        checksum_crc64nvme: sums.checksum_crc64nvme,
+        ..Default::default()
+    }))
+}
+
+/// `bytes=first-last` of `x-amz-copy-source-range`.
+fn copy_range(raw: &str, len: u64) -> S3Result<[u64; 2]> {
+    let bad = || {
+        s3_error!(
+            InvalidArgument,
+            "x-amz-copy-source-range must be bytes=first-last within the source"
+        )
+    };
+    let r = ByteRange::parse(raw).map_err(|_| bad())?;
+    let ByteRange::Bounded { first, last } = r else {
+        return Err(bad());
+    };
+    if first > last || last >= len {
+        return Err(s3_error!(
+            InvalidRange,
+            "the copy range {first}-{last} is outside the source's {len} bytes"
+        ));
+    }
+    Ok([first, last + 1])
+}
+
+pub async fn upload_part_copy(
+    gw: &Gateway,
+    req: S3Request<UploadPartCopyInput>,
+) -> S3Result<S3Response<UploadPartCopyOutput>> {
+    let input = &req.input;
+    let (dir, _) = gw.upload(&input.bucket, &input.key, &input.upload_id).await?;
+    let part = names::part_key(&dir, input.part_number)?;
+    let (src_bucket, src_key) = source(&input.copy_source)?;
+    let conds = Conditions {
+        if_match: input.copy_source_if_match.as_ref(),
+        if_none_match: input.copy_source_if_none_match.as_ref(),
+        if_modified_since: input.copy_source_if_modified_since.as_ref(),
+        if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
+    };
+    let stat = source_stat(gw, src_bucket, src_key, &conds).await?;
+    let range = match input.copy_source_range.as_deref() {
+        Some(r) => Some(copy_range(r, stat.size)?),
+        None => None,
+    };
+    let opts = PutOptions {
+        replace: true,
+        allow_empty: true,
+        // A part's ETag is the md5 of its bytes, which the master computes.
+        ..gw.upload_opts()
+    };
+    let sources = [ComposeSource {
+        key: stat.key.clone(),
+        range,
+        md5: Some(stat.md5.clone()),
+        ..Default::default()
+    }];
+    let written = gw.client.compose(&part, &sources, &opts).await.map_err(s3)?;
+    let e_tag = match (written.etag, written.md5) {
+        (Some(e), _) | (None, Some(e)) => e,
+        (None, None) => gw.client.stat(&part).await.map_err(s3)?.etag,
+    };
+    Ok(S3Response::new(UploadPartCopyOutput {
+        copy_part_result: Some(CopyPartResult {
+            e_tag: Some(etag::dto(&e_tag)),
+            last_modified: Some(Timestamp::from(SystemTime::now())),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }))
+}
+
+pub async fn list_parts(
+    gw: &Gateway,
+    req: S3Request<ListPartsInput>,
+) -> S3Result<S3Response<ListPartsOutput>> {
+    let input = &req.input;
+    let (dir, _) = gw.upload(&input.bucket, &input.key, &input.upload_id).await?;
+    let max = input.max_parts.unwrap_or(1000).clamp(0, 1000) as usize;
+    let marker = input.part_number_marker.unwrap_or(0);
+    let mut parts: Vec<Part> = gw
+        .upload_keys(&dir)
+        .await?
+        .iter()
+        .filter_map(|o| {
+            let n = names::part_number(&dir, &o.key)?;
+            (n > marker).then(|| Part {
+                part_number: Some(n),
+                size: Some(o.size as i64),
+                e_tag: Some(etag::dto(part_etag(o))),
+                last_modified: Some(ms(o.created)),
+                ..Default::default()
+            })
+        })
+        .collect();
+    let truncated = parts.len() > max;
+    parts.truncate(max);
+    let next = parts.last().and_then(|p| p.part_number);
+    Ok(S3Response::new(ListPartsOutput {
+        bucket: Some(input.bucket.clone()),
+        key: Some(input.key.clone()),
+        upload_id: Some(input.upload_id.clone()),
+        max_parts: Some(max as i32),
+        part_number_marker: input.part_number_marker,
+        next_part_number_marker: truncated.then_some(next).flatten(),
+        is_truncated: Some(truncated),
+        parts: Some(parts),
+        owner: Some(bucket::owner()),
+        initiator: Some(Initiator {
+            display_name: Some("trove".into()),
+            id: Some("trove".into()),
+        }),
+        storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
+        ..Default::default()
+    }))
+}
+
+pub async fn list_uploads(
+    gw: &Gateway,
+    req: S3Request<ListMultipartUploadsInput>,
+) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+    let input = &req.input;
+    gw.need_bucket(&input.bucket).await?;
+    let encode = matches!(
+        input.encoding_type.as_ref().map(EncodingType::as_str),
+        Some(EncodingType::URL)
+    );
+    let prefix = input.prefix.clone().unwrap_or_default();
+    let max = input.max_uploads.unwrap_or(1000).clamp(0, 1000) as usize;
+    let root = format!("{}{}/", names::UPLOADS, input.bucket);
+    // Every upload of the bucket: (key, id, initiated).
+    let mut uploads = vec![];
+    let mut opts = ListOptions::default();
+    loop {
+        let page = gw.client.list_page(&root, &opts).await.map_err(s3)?;
+        for k in &page.keys {
+            let Some(id) = k.strip_prefix(&root).and_then(|rest| rest.strip_suffix("/info")) else {
+                continue;
+            };
+            let mut raw = Vec::new();
+            if gw
+                .client
+                .get_to(k, &mut raw, &GetOptions::default())
+                .await
+                .is_err()
+            {
+                continue;
+            }
+            if let Ok(info) = serde_json::from_slice::<Info>(&raw) {
+                if info.key.starts_with(&prefix) {
+                    uploads.push((info.key, id.to_string(), info.initiated));
+                }
+            }
+        }
+        match page.next {
+            Some(n) => opts.start = Some(n),
+            None => break,
+        }
+    }
+    uploads.sort();
+    let key_marker = input.key_marker.clone().unwrap_or_default();
+    let id_marker = input.upload_id_marker.clone().unwrap_or_default();
+    uploads.retain(|(k, id, _)| {
+        key_marker.is_empty()
+            || k > &key_marker
+            || (k == &key_marker && !id_marker.is_empty() && id > &id_marker)
+    });
+    let truncated = uploads.len() > max;
+    uploads.truncate(max);
+    let next = uploads.last().cloned();
+    Ok(S3Response::new(ListMultipartUploadsOutput {
+        bucket: Some(input.bucket.clone()),
+        prefix: Some(maybe(encode, prefix)),
+        key_marker: input.key_marker.clone().map(|k| maybe(encode, k)),
+        upload_id_marker: input.upload_id_marker.clone(),
+        max_uploads: Some(max as i32),
+        is_truncated: Some(truncated),
+        next_key_marker: next
+            .as_ref()
+            .filter(|_| truncated)
+            .map(|(k, _, _)| maybe(encode, k.clone())),
+        next_upload_id_marker: next.as_ref().filter(|_| truncated).map(|(_, id, _)| id.clone()),
+        uploads: Some(
+            uploads
+                .into_iter()
+                .map(|(key, id, initiated)| MultipartUpload {
+                    key: Some(maybe(encode, key)),
+                    upload_id: Some(id),
+                    initiated: Some(ms(initiated)),
+                    owner: Some(bucket::owner()),
+                    initiator: Some(Initiator {
+                        display_name: Some("trove".into()),
+                        id: Some("trove".into()),
+                    }),
+                    storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
+        encoding_type: input.encoding_type.clone(),
+        ..Default::default()
+    }))
+}
+
+pub async fn abort(
+    gw: &Gateway,
+    req: S3Request<AbortMultipartUploadInput>,
+) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+    let input = &req.input;
+    let (dir, _) = gw.upload(&input.bucket, &input.key, &input.upload_id).await?;
+    gw.remove_upload(&dir).await?;
+    Ok(S3Response::new(AbortMultipartUploadOutput::default()))
+}
+
+/// Aborts every upload of a bucket (when the bucket is deleted).
+pub async fn abort_all(gw: &Gateway, bucket: &str) {
+    let root = format!("{}{bucket}/", names::UPLOADS);
+    if let Err(e) = gw.remove_upload(&root).await {
+        tracing::warn!(bucket, error = %e, "could not remove the bucket's uploads; they expire with their TTL");
+    }
+}
+
+/// Checks a Complete's part list against the stored parts: ascending
+/// numbers (gaps allowed), each stored with the ETag given, each but the
+/// last at least [`MIN_PART`]. Returns the stored parts in order.
+fn check_parts<'a>(
+    dir: &str,
+    asked: &[CompletedPart],
+    stored: &'a [ObjectInfo],
+) -> S3Result<Vec<&'a ObjectInfo>> {
+    if asked.is_empty() {
+        return Err(s3_error!(
+            MalformedXML,
+            "the part list is empty: complete needs at least one part"
+        ));
+    }
+    let mut out = vec![];
+    let mut previous = 0;
+    for (i, p) in asked.iter().enumerate() {
+        let n = p
+            .part_number
+            .ok_or_else(|| s3_error!(MalformedXML, "a part has no PartNumber"))?;
+        if n <= previous {
+            return Err(s3_error!(
+                InvalidPartOrder,
+                "part numbers must be in ascending order"
+            ));
+        }
+        previous = n;
+        let want = names::part_key(dir, n)?;
+        let o = stored
+            .iter()
+            .find(|o| o.key == want)
+            .ok_or_else(|| s3_error!(InvalidPart, "part {n} was not uploaded"))?;
+        let given = p
+            .e_tag
+            .as_ref()
+            .ok_or_else(|| s3_error!(InvalidPart, "part {n} has no ETag"))?;
+        if !etag::same(given.value(), part_etag(o)) {
+            return Err(s3_error!(InvalidPart, "part {n}'s ETag is not the one uploaded"));
+        }
+        if i + 1 < asked.len() && o.size < MIN_PART {
+            return Err(s3_error!(
+                EntityTooSmall,
+                "part {n} is {} bytes; every part but the last must be at least 5 MiB",
+                o.size
+            ));
+        }
+        out.push(o);
+    }
+    Ok(out)
+}
+
+pub async fn complete(
+    gw: &Gateway,
+    req: S3Request<CompleteMultipartUploadInput>,
+) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+    let input = &req.input;
+    let target = names::object_key(&input.bucket, &input.key)?;
+    if !gw.bucket_exists(&input.bucket).await? {
+        return Err(no_bucket(&input.bucket));
+    }
+    let (dir, info) = gw.upload(&input.bucket, &input.key, &input.upload_id).await?;
+    let asked = input
+        .multipart_upload
+        .as_ref()
+        .and_then(|m| m.parts.as_deref())
+        .unwrap_or_default();
+    let stored = gw.upload_keys(&dir).await?;
+    let parts = check_parts(&dir, asked, &stored)?;
+    let etags: Vec<&str> = parts.iter().map(|o| part_etag(o)).collect();
+    let e_tag =
+        etag::multipart(&etags).ok_or_else(|| s3_error!(InternalError, "a stored part has no md5 ETag"))?;
+    let sources: Vec<ComposeSource> = parts
+        .iter()
+        .map(|o| ComposeSource {
+            key: o.key.clone(),
+            md5: (!o.md5.is_empty()).then(|| o.md5.clone()),
+            ..Default::default()
+        })
+        .collect();
+    let opts = PutOptions {
+        replace: true,
+        allow_empty: true,
+        meta: info.meta,
+        etag: Some(e_tag.clone()),
+        ..Default::default()
+    };
+    gw.client.compose(&target, &sources, &opts).await.map_err(s3)?;
+    if let Err(e) = gw.remove_upload(&dir).await {
+        tracing::warn!(%dir, error = %e, "completed, but the parts could not all be deleted; they expire with their TTL");
+    }
+    Ok(S3Response::new(CompleteMultipartUploadOutput {
+        bucket: Some(input.bucket.clone()),
+        key: Some(input.key.clone()),
+        e_tag: Some(etag::dto(&e_tag)),
+        location: Some(format!("/{}/{}", input.bucket, input.key)),
+        ..Default::default()
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(dir: &str, parts: &[(i32, u64, &str)]) -> Vec<ObjectInfo> {
+        parts
+            .iter()
+            .map(|&(n, size, md5)| ObjectInfo {
+                key: names::part_key(dir, n).unwrap(),
+                size,
+                md5: md5.into(),
+                etag: md5.into(),
+                ..Default::default()
+            })
+            .collect()
+    }
+
+    fn asked(parts: &[(i32, &str)]) -> Vec<CompletedPart> {
+        parts
+            .iter()
+            .map(|&(n, e)| CompletedPart {
+                part_number: Some(n),
+                e_tag: Some(ETag::Strong(e.into())),
+                ..Default::default()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn complete_checks_order_etags_and_sizes() {
+        let dir = "/.s3/uploads/b12/x/";
+        let (a, b, c) = ("a".repeat(32), "b".repeat(32), "c".repeat(32));
+        let s = stored(dir, &[(1, MIN_PART, &a), (3, MIN_PART, &b), (4, 10, &c)]);
+        let code = |r: S3Result<Vec<&ObjectInfo>>| r.map(|v| v.len()).map_err(|e| e.code().clone());
+        assert_eq!(
+            code(check_parts(dir, &asked(&[(1, &a), (3, &b), (4, &c)]), &s)),
+            Ok(3),
+            "gaps are fine"
+        );
+        assert_eq!(
+            code(check_parts(dir, &asked(&[(1, &a), (4, &c)]), &s)),
+            Ok(2),
+            "parts may be left out"
+        );
+        assert_eq!(
+            code(check_parts(dir, &asked(&[(3, &b), (1, &a)]), &s)),
+            Err(s3s::S3ErrorCode::InvalidPartOrder)
+        );
+        assert_eq!(
+            code(check_parts(dir, &asked(&[(1, &b)]), &s)),
+            Err(s3s::S3ErrorCode::InvalidPart)
+        );
+        assert_eq!(
+            code(check_parts(dir, &asked(&[(2, &a)]), &s)),
+            Err(s3s::S3ErrorCode::InvalidPart)
+        );
+        assert_eq!(
+            code(check_parts(
+                dir,
+                &asked(&[(4, &c), (5, &c)]),
+                &stored(dir, &[(4, 10, &c), (5, 10, &c)])
+            )),
+            Err(s3s::S3ErrorCode::EntityTooSmall)
+        );
+        assert_eq!(
+            code(check_parts(dir, &[], &s)),
+            Err(s3s::S3ErrorCode::MalformedXML)
+        );
+    }
+
+    #[test]
+    fn copy_ranges_are_inclusive_and_checked() {
+        assert_eq!(copy_range("bytes=0-9", 100).unwrap(), [0, 10]);
+        assert!(copy_range("bytes=0-100", 100).is_err());
+        assert!(copy_range("bytes=5-", 100).is_err());
+        assert!(copy_range("nonsense", 100).is_err());
+    }
+}

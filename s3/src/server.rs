@@ -1,0 +1,312 @@
+//! The command line, the credentials, and the HTTP loop: s3s's service
+//! behind a small front that answers `GET /-/healthy` without auth (for
+//! load balancers and `docker` health checks).
+
+use crate::gateway::Gateway;
+use anyhow::{bail, Context as _};
+use clap::Parser;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use s3s::auth::{S3Auth, SecretKey};
+use s3s::service::{S3Service, S3ServiceBuilder};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// trove-s3: an S3-compatible gateway in front of a Trove master.
+#[derive(Debug, Parser)]
+#[command(version)]
+pub struct Args {
+    /// Port to listen on.
+    #[arg(long, env = "TROVE_S3_PORT", default_value_t = 9000)]
+    pub port: u16,
+    /// Address to listen on (0.0.0.0 to serve other machines).
+    #[arg(long, env = "TROVE_S3_BIND", default_value = "127.0.0.1")]
+    pub bind: String,
+    /// The master's URL; repeat for fail-over between several masters.
+    #[arg(
+        long = "master",
+        env = "TROVE_S3_MASTER",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub masters: Vec<String>,
+    /// Access key id clients sign with (with --secret-key).
+    #[arg(long, env = "TROVE_S3_ACCESS_KEY")]
+    pub access_key: Option<String>,
+    /// Secret key clients sign with.
+    #[arg(long, env = "TROVE_S3_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+    /// A file of key pairs, one `ACCESS_KEY SECRET_KEY` per line (`#`
+    /// comments and blank lines ignored), for several clients.
+    #[arg(long, env = "TROVE_S3_CREDENTIALS")]
+    pub credentials: Option<PathBuf>,
+    /// How long an unfinished multipart upload's parts live before the
+    /// master's expirer reclaims them (`7d`, `12h`, `90m`, `3600s`).
+    #[arg(long, env = "TROVE_S3_UPLOAD_TTL", default_value = "7d", value_parser = parse_duration)]
+    pub upload_ttl: Duration,
+}
+
+/// `7d`, `12h`, `90m`, `3600s` or plain seconds.
+pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let raw = raw.trim();
+    let (number, unit) = match raw.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => raw.split_at(i),
+        None => (raw, "s"),
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{raw}` is not a duration like 7d, 12h, 90m or 3600s"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("`{raw}`: the unit must be s, m, h or d")),
+    };
+    if secs == 0 {
+        return Err("the upload TTL must be positive".into());
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+/// Reads a credentials file: `ACCESS_KEY SECRET_KEY` per line.
+pub fn read_credentials(path: &Path) -> anyhow::Result<Vec<(String, String)>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    parse_credentials(&text).with_context(|| format!("in {}", path.display()))
+}
+
+fn parse_credentials(text: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let mut out = vec![];
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let [ak, sk] = fields[..] else {
+            bail!("line {}: expected `ACCESS_KEY SECRET_KEY`", i + 1);
+        };
+        out.push((ak.to_string(), sk.to_string()));
+    }
+    Ok(out)
+}
+
+impl Args {
+    /// Every key pair the gateway accepts.
+    pub fn key_pairs(&self) -> anyhow::Result<Vec<(String, String)>> {
+        let mut pairs = vec![];
+        match (&self.access_key, &self.secret_key) {
+            (Some(ak), Some(sk)) => pairs.push((ak.clone(), sk.clone())),
+            (None, None) => {}
+            _ => bail!("--access-key and --secret-key go together"),
+        }
+        if let Some(path) = &self.credentials {
+            pairs.extend(read_credentials(path)?);
+        }
+        if pairs.is_empty() {
+            bail!("no credentials: give --access-key and --secret-key (or TROVE_S3_ACCESS_KEY / TROVE_S3_SECRET_KEY), or --credentials FILE");
+        }
+        Ok(pairs)
+    }
+}
+
+/// The key pairs the gateway accepts; an unknown access key is S3's
+/// `InvalidAccessKeyId` (s3s's `SimpleAuth` answers `NotSignedUp`).
+struct KeyPairs(HashMap<String, SecretKey>);
+
+#[async_trait::async_trait]
+impl S3Auth for KeyPairs {
+    async fn get_secret_key(&self, access_key: &str) -> s3s::S3Result<SecretKey> {
+        self.0.get(access_key).cloned().ok_or_else(|| {
+            s3s::s3_error!(
+                InvalidAccessKeyId,
+                "The access key id you provided does not exist in this gateway's credentials"
+            )
+        })
+    }
+}
+
+/// The S3 service for these credentials.
+pub fn service(gateway: Gateway, pairs: &[(String, String)]) -> S3Service {
+    let keys = pairs
+        .iter()
+        .map(|(ak, sk)| (ak.clone(), SecretKey::from(sk.clone())))
+        .collect();
+    let mut builder = S3ServiceBuilder::new(gateway);
+    builder.set_auth(KeyPairs(keys));
+    builder.build()
+}
+
+/// The largest DeleteObjects body checked here (1000 keys of 1 KiB fit).
+const MAX_DELETE_BODY: usize = 4 << 20;
+
+/// DeleteObjects (`POST /bucket?delete`) is the one request whose body
+/// checksum s3s does not check and no later step could: its body is
+/// parsed into a key list. A `Content-MD5` or `x-amz-checksum-*` sent with
+/// it is checked here, on the small XML body, before s3s sees it.
+async fn check_delete_body(req: hyper::Request<Incoming>) -> Result<hyper::Request<s3s::Body>, Response> {
+    let is_delete = req.method() == http::Method::POST
+        && req
+            .uri()
+            .query()
+            .is_some_and(|q| q.split('&').any(|p| p == "delete" || p.starts_with("delete=")));
+    let sums: Vec<(String, String)> = req
+        .headers()
+        .iter()
+        .filter(|(n, _)| n.as_str() == "content-md5" || n.as_str().starts_with("x-amz-checksum-"))
+        .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.trim().to_string())))
+        .collect();
+    if !is_delete || sums.is_empty() {
+        return Ok(req.map(s3s::Body::from));
+    }
+    let (parts, body) = req.into_parts();
+    let limited = http_body_util::Limited::new(body, MAX_DELETE_BODY);
+    let bytes = match http_body_util::BodyExt::collect(limited).await {
+        Ok(c) => c.to_bytes(),
+        Err(e) => {
+            return Err(s3_error_response(
+                400,
+                "IncompleteBody",
+                &format!("cannot read the request body: {e}"),
+            ))
+        }
+    };
+    for (name, sent) in &sums {
+        let computed = match name.as_str() {
+            "content-md5" => {
+                use base64::Engine;
+                use md5::Digest;
+                Some(base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(&bytes)))
+            }
+            n => {
+                let mut h = s3s::checksum::ChecksumHasher::default();
+                match n {
+                    "x-amz-checksum-crc32" => h.crc32 = Some(Default::default()),
+                    "x-amz-checksum-crc32c" => h.crc32c = Some(Default::default()),
+                    "x-amz-checksum-sha1" => h.sha1 = Some(Default::default()),
+                    "x-amz-checksum-sha256" => h.sha256 = Some(Default::default()),
+                    "x-amz-checksum-crc64nvme" => h.crc64nvme = Some(Default::default()),
+                    _ => continue,
+                }
+                h.update(&bytes);
+                let c = h.finalize();
+                c.checksum_crc32
+                    .or(c.checksum_crc32c)
+                    .or(c.checksum_sha1)
+                    .or(c.checksum_sha256)
+                    .or(c.checksum_crc64nvme)
+            }
+        };
+        if computed.as_deref() != Some(sent.as_str()) {
+            return Err(s3_error_response(
+                400,
+                "BadDigest",
+                &format!("the {name} you specified did not match the request body; nothing was deleted"),
+            ));
+        }
+    }
+    Ok(hyper::Request::from_parts(parts, s3s::Body::from(bytes)))
+}
+
+/// An S3 error answer made here (before s3s).
+fn s3_error_response(status: u16, code: &str, message: &str) -> Response {
+    let xml = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>{message}</Message></Error>"
+    );
+    let mut resp = hyper::Response::new(s3s::Body::from(xml));
+    *resp.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_REQUEST);
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/xml"),
+    );
+    resp
+}
+
+type Response = hyper::Response<s3s::Body>;
+
+/// Serves until `shutdown` resolves; in-flight requests then finish.
+pub async fn run(
+    listener: TcpListener,
+    service: S3Service,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let s3 = service.clone();
+        let front = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+            let s3 = s3.clone();
+            async move {
+                if req.uri().path() == "/-/healthy"
+                    && matches!(*req.method(), http::Method::GET | http::Method::HEAD)
+                {
+                    let body = s3s::Body::from(bytes::Bytes::from_static(b"ok\n"));
+                    return Ok::<Response, s3s::HttpError>(hyper::Response::new(body));
+                }
+                let head = req.method() == http::Method::HEAD;
+                let mut resp = match check_delete_body(req).await {
+                    Ok(req) => s3.call(req).await?,
+                    Err(refused) => refused,
+                };
+                // A HEAD with a Range answers 206 like the GET would; s3s
+                // sets that status for GetObject only.
+                if head
+                    && resp.status() == http::StatusCode::OK
+                    && resp.headers().contains_key(http::header::CONTENT_RANGE)
+                {
+                    *resp.status_mut() = http::StatusCode::PARTIAL_CONTENT;
+                }
+                Ok(resp)
+            }
+        });
+        let conn = builder.serve_connection(TokioIo::new(stream), front).into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection ended");
+            }
+        });
+    }
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(Duration::from_secs(30)) => tracing::warn!("some connections did not finish in 30 s"),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_credentials_parse() {
+        assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(7 * 86_400));
+        assert_eq!(parse_duration("90m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("15").unwrap(), Duration::from_secs(15));
+        assert!(
+            parse_duration("0s").is_err() && parse_duration("7y").is_err() && parse_duration("d").is_err()
+        );
+        let pairs = parse_credentials("# team\nAK1 SK1\n\n  AK2   SK2  \n").unwrap();
+        assert_eq!(
+            pairs,
+            [("AK1".into(), "SK1".into()), ("AK2".into(), "SK2".into())]
+        );
+        assert!(parse_credentials("AK1\n").is_err());
+        assert!(parse_credentials("AK1 SK1 extra\n").is_err());
+    }
+}

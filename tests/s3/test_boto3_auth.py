@@ -1,0 +1,137 @@
+"""boto3 against the gateway: authentication. Bad signatures, unknown keys,
+unsigned and stale requests are refused with S3's errors and store nothing;
+presigned GET and PUT URLs work with a plain HTTP client, and a tampered or
+expired one does not."""
+
+import datetime
+import urllib.error
+import urllib.request
+
+import botocore.auth
+import pytest
+from botocore import UNSIGNED
+
+from conftest import ENDPOINT, make_client
+from helpers import expect_error
+
+
+def http(method, url, data=None):
+    """A plain HTTP request (no SDK): status, headers and body."""
+    request = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        # urllib would say application/x-www-form-urlencoded.
+        request.add_header("Content-Type", "application/octet-stream")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            return answer.status, answer.headers, answer.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+def test_a_wrong_secret_is_signature_does_not_match_and_stores_nothing(s3, bucket):
+    bad = make_client(secret_key="not-the-secret")
+    expect_error("SignatureDoesNotMatch", 403, bad.list_buckets)
+    expect_error("SignatureDoesNotMatch", 403, bad.put_object, Bucket=bucket, Key="k", Body=b"v")
+    expect_error("SignatureDoesNotMatch", 403, bad.get_object, Bucket=bucket, Key="k")
+    expect_error("NoSuchKey", 404, s3.get_object, Bucket=bucket, Key="k")
+
+
+def test_an_unknown_access_key_is_invalid_access_key_id(s3, bucket):
+    stranger = make_client(access_key="AKIDONTKNOWYOU000000")
+    expect_error("InvalidAccessKeyId", 403, stranger.list_buckets)
+    expect_error("InvalidAccessKeyId", 403, stranger.put_object, Bucket=bucket, Key="k", Body=b"v")
+    expect_error("NoSuchKey", 404, s3.get_object, Bucket=bucket, Key="k")
+
+
+def test_unsigned_requests_are_access_denied(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="private", Body=b"secret bytes")
+    anonymous = make_client(signature_version=UNSIGNED)
+    expect_error("AccessDenied", 403, anonymous.list_buckets)
+    expect_error("AccessDenied", 403, anonymous.get_object, Bucket=bucket, Key="private")
+    expect_error("AccessDenied", 403, anonymous.put_object, Bucket=bucket, Key="new", Body=b"v")
+    expect_error("AccessDenied", 403, anonymous.delete_object, Bucket=bucket, Key="private")
+    expect_error("NoSuchKey", 404, s3.get_object, Bucket=bucket, Key="new")
+    assert s3.get_object(Bucket=bucket, Key="private")["Body"].read() == b"secret bytes"
+
+
+def test_a_plain_unsigned_http_get_gets_access_denied_xml(bucket):
+    for url in (f"{ENDPOINT}/", f"{ENDPOINT}/{bucket}", f"{ENDPOINT}/{bucket}/k"):
+        status, _, body = http("GET", url)
+        assert status == 403, (url, status, body)
+        assert b"<Code>AccessDenied</Code>" in body, (url, body)
+
+
+def test_a_body_that_differs_from_the_signed_one_stores_nothing(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="kept", Body=b"original value")
+    tamperer = make_client()
+
+    def swap_body(request, **_):
+        # After signing: same length, other bytes.
+        body = request.body.read() if hasattr(request.body, "read") else request.body
+        request.body = b"X" * len(body)
+
+    tamperer.meta.events.register("before-send.s3.PutObject", swap_body)
+    for key in ("new", "kept"):
+        with pytest.raises(tamperer.exceptions.ClientError) as raised:
+            tamperer.put_object(Bucket=bucket, Key=key, Body=b"signed value!!")
+        status = raised.value.response["ResponseMetadata"]["HTTPStatusCode"]
+        assert 400 <= status < 500, raised.value.response
+    expect_error("NoSuchKey", 404, s3.get_object, Bucket=bucket, Key="new")
+    assert s3.get_object(Bucket=bucket, Key="kept")["Body"].read() == b"original value"
+
+
+def test_a_request_signed_an_hour_ago_is_refused(s3, bucket, monkeypatch):
+    stale = make_client()
+    an_hour_ago = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) - datetime.timedelta(hours=1)
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda *a, **k: an_hour_ago)
+    expect_error("RequestTimeTooSkewed", 403, stale.put_object, Bucket=bucket, Key="replayed", Body=b"v")
+    monkeypatch.undo()
+    expect_error("NoSuchKey", 404, s3.get_object, Bucket=bucket, Key="replayed")
+
+
+def presigner():
+    return make_client(signature_version="s3v4")
+
+
+def test_presigned_get_url_works_with_a_plain_http_client(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="shared/file.txt", Body=b"presigned bytes", ContentType="text/plain")
+    url = presigner().generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "shared/file.txt"}, ExpiresIn=300)
+    status, headers, body = http("GET", url)
+    assert status == 200, body
+    assert body == b"presigned bytes"
+    assert headers["Content-Type"] == "text/plain"
+
+
+def test_presigned_put_url_stores_the_body(s3, bucket):
+    url = presigner().generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": "up/loaded.bin"}, ExpiresIn=300)
+    status, _, body = http("PUT", url, data=b"uploaded through a presigned URL")
+    assert status == 200, body
+    assert s3.get_object(Bucket=bucket, Key="up/loaded.bin")["Body"].read() == b"uploaded through a presigned URL"
+
+
+def test_a_tampered_presigned_url_is_refused(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="one", Body=b"1")
+    s3.put_object(Bucket=bucket, Key="two", Body=b"2")
+    url = presigner().generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "one"}, ExpiresIn=300)
+    other_key = url.replace(f"/{bucket}/one?", f"/{bucket}/two?")
+    assert other_key != url
+    status, _, body = http("GET", other_key)
+    assert status == 403 and b"SignatureDoesNotMatch" in body, (status, body)
+    longer = url.replace("X-Amz-Expires=300", "X-Amz-Expires=600")
+    assert longer != url
+    status, _, body = http("GET", longer)
+    assert status == 403 and b"SignatureDoesNotMatch" in body, (status, body)
+    # A presigned GET does not allow a PUT.
+    status, _, body = http("PUT", url, data=b"overwrite")
+    assert status == 403, (status, body)
+    assert s3.get_object(Bucket=bucket, Key="one")["Body"].read() == b"1"
+
+
+def test_an_expired_presigned_url_is_refused(s3, bucket, monkeypatch):
+    s3.put_object(Bucket=bucket, Key="old", Body=b"x")
+    an_hour_ago = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) - datetime.timedelta(hours=1)
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda *a, **k: an_hour_ago)
+    url = presigner().generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "old"}, ExpiresIn=60)
+    monkeypatch.undo()
+    status, _, body = http("GET", url)
+    assert status == 403 and b"AccessDenied" in body, (status, body)
