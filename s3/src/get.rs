@@ -20,7 +20,7 @@ use trove_client::{ByteRange, GetOptions, GetStream, Stat};
 /// Bytes gathered from the volume's stream before one write to the S3
 /// client: the volume's answer arrives in small reads, and writing each
 /// on its own costs a system call and a task wake-up per few KiB.
-const OUT_CHUNK: usize = 512 * 1024;
+const OUT_CHUNK: usize = 128 * 1024;
 
 /// A value's bytes on their way out, with their exact length (so the
 /// answer has a `Content-Length`), in chunks of up to [`OUT_CHUNK`].

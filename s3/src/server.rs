@@ -226,13 +226,20 @@ fn s3_error_response(status: u16, code: &str, message: &str) -> Response {
 
 type Response = hyper::Response<s3s::Body>;
 
+/// The most a connection buffers of what it reads.
+const READ_BUFFER: usize = 64 * 1024;
+
 /// Serves until `shutdown` resolves; in-flight requests then finish.
 pub async fn run(
     listener: TcpListener,
     service: S3Service,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // A connection's read buffer grows up to this while a body streams in
+    // (hyper's default is 400 KiB): with dozens of parts in flight at once
+    // it is most of the gateway's memory.
+    builder.http1().max_buf_size(READ_BUFFER);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {

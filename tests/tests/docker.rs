@@ -444,7 +444,12 @@ async fn s3_gateway_container() {
     };
     let creds = Credentials::new(var("TROVE_S3_ACCESS_KEY"), var("TROVE_S3_SECRET_KEY"));
     let published = docker(&["port", &gw, "9000/tcp"]).await;
-    let addr = published.lines().next().expect("a published port").trim().to_string();
+    let addr = published
+        .lines()
+        .next()
+        .expect("a published port")
+        .trim()
+        .to_string();
     assert!(addr.starts_with("127.0.0.1:"), "{addr}");
     let base = format!("http://{addr}");
     let http = trove_tests::no_redirects();
