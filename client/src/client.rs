@@ -284,19 +284,36 @@ impl Client {
         url: &str,
         build: impl FnOnce(RequestBuilder) -> RequestBuilder,
     ) -> Result<Response> {
+        self.send_within(method, url, self.inner.stall, build).await
+    }
+
+    /// Sends a request whose answer may take up to `wait` (a compose: the
+    /// master answers only once the volumes have built the value).
+    pub(crate) async fn send_within(
+        &self,
+        method: Method,
+        url: &str,
+        wait: Duration,
+        build: impl FnOnce(RequestBuilder) -> RequestBuilder,
+    ) -> Result<Response> {
         build(self.inner.http.request(method, url))
-            .timeout(self.inner.stall)
+            .timeout(wait)
             .send()
             .await
-            .map_err(|e| self.send_error(url, &e))
+            .map_err(|e| self.send_error_after(url, &e, wait))
     }
 
     /// A transport error of a request to `url`.
     pub(crate) fn send_error(&self, url: &str, e: &reqwest::Error) -> Error {
+        self.send_error_after(url, e, self.inner.stall)
+    }
+
+    /// A transport error of a request to `url` that was given `wait`.
+    fn send_error_after(&self, url: &str, e: &reqwest::Error, wait: Duration) -> Error {
         if e.is_timeout() {
             Error::Stalled {
                 url: url.to_string(),
-                timeout: self.inner.stall,
+                timeout: wait,
             }
         } else {
             Error::transport(url, e)

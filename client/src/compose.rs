@@ -14,11 +14,17 @@ use crate::error::{Error, Result};
 use crate::put::{write_headers, written_from, Expiry, PutOptions, Written, TROVE_COMPOSE};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 use trove_common::http::{KEY_SHA256, TROVE_EXPIRES_AFTER, TROVE_EXPIRES_AT};
 
 /// At most this many sources in one compose.
 pub const MAX_SOURCES: usize = 10_000;
+
+/// How long a compose may take to answer. The master says nothing until
+/// every replica has built the value (about a second per GiB here, far
+/// more on a busy disk), so the stall timeout does not apply; and a compose
+/// given up on too early and sent again only meets itself (`409`).
+pub const COMPOSE_WAIT: Duration = Duration::from_secs(3600);
 
 /// One piece of a composed value.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -85,7 +91,7 @@ impl Client {
         let body = &body;
         self.call(&k.url_path(), |url, _| async move {
             let resp = self
-                .send_small(Method::PUT, &url, |mut r| {
+                .send_within(Method::PUT, &url, COMPOSE_WAIT, |mut r| {
                     // No `Content-Type: application/json`: the master takes
                     // Content-Type as the new value's metadata.
                     r = r.header(TROVE_COMPOSE, "1").body(body.clone());

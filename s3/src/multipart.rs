@@ -522,15 +522,27 @@ pub async fn complete(
         etag: Some(e_tag.clone()),
         ..Default::default()
     };
-    gw.client.compose(&target, &sources, &opts).await.map_err(s3)?;
-    if let Err(e) = gw.remove_upload(&dir).await {
-        tracing::warn!(%dir, error = %e, "completed, but the parts could not all be deleted; they expire with their TTL");
-    }
+    // The parts are checked; building the object can take a while (the
+    // volumes concatenate every part). s3s answers `200` at once and
+    // sends whitespace until this finishes, then the result or the error
+    // as XML, as S3 does: a client's read timeout never fires mid-compose.
+    let gw = gw.clone();
+    let (bucket, key) = (input.bucket.clone(), input.key.clone());
+    let build = async move {
+        gw.client.compose(&target, &sources, &opts).await.map_err(s3)?;
+        if let Err(e) = gw.remove_upload(&dir).await {
+            tracing::warn!(%dir, error = %e, "completed, but the parts could not all be deleted; they expire with their TTL");
+        }
+        Ok(CompleteMultipartUploadOutput {
+            location: Some(format!("/{bucket}/{key}")),
+            bucket: Some(bucket),
+            key: Some(key),
+            e_tag: Some(etag::dto(&e_tag)),
+            ..Default::default()
+        })
+    };
     Ok(S3Response::new(CompleteMultipartUploadOutput {
-        bucket: Some(input.bucket.clone()),
-        key: Some(input.key.clone()),
-        e_tag: Some(etag::dto(&e_tag)),
-        location: Some(format!("/{}/{}", input.bucket, input.key)),
+        future: Some(Box::pin(build)),
         ..Default::default()
     }))
 }
