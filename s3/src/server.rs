@@ -229,6 +229,27 @@ type Response = hyper::Response<s3s::Body>;
 /// The most a connection buffers of what it reads.
 const READ_BUFFER: usize = 64 * 1024;
 
+/// A request that says `Expect: 100-continue` but has no body to send
+/// (`Content-Length: 0`): hyper answers it with the final status and no
+/// `100 Continue`, which RFC 9110 allows. botocore (aws-cli, boto3 with a
+/// file body) then takes that early answer down a path of its own
+/// (`AWSConnection._handle_expect_response`), and the next request it
+/// sends on the same connection reads its answer wrong: it keeps the
+/// early answer's status line, parses the real status line as a header,
+/// finds no `Content-Length`, and waits for the body until its read
+/// timeout, although the answer was sent in full. Such an answer
+/// therefore closes the connection (`Connection: close`), so the client
+/// starts the next request on a fresh one, as it would after any answer
+/// sent without reading a body.
+fn expects_continue_without_body(req: &hyper::Request<Incoming>) -> bool {
+    use hyper::body::Body as _;
+    let expects = req
+        .headers()
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    expects && req.body().is_end_stream()
+}
+
 /// Serves until `shutdown` resolves; in-flight requests then finish.
 pub async fn run(
     listener: TcpListener,
@@ -266,6 +287,7 @@ pub async fn run(
                     return Ok::<Response, s3s::HttpError>(hyper::Response::new(body));
                 }
                 let head = req.method() == http::Method::HEAD;
+                let unanswered_continue = expects_continue_without_body(&req);
                 let mut resp = match check_delete_body(req).await {
                     Ok(req) => s3.call(req).await?,
                     Err(refused) => refused,
@@ -277,6 +299,10 @@ pub async fn run(
                     && resp.headers().contains_key(http::header::CONTENT_RANGE)
                 {
                     *resp.status_mut() = http::StatusCode::PARTIAL_CONTENT;
+                }
+                if unanswered_continue {
+                    resp.headers_mut()
+                        .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
                 }
                 Ok(resp)
             }

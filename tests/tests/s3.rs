@@ -1053,3 +1053,52 @@ async fn gateway_peak_rss_stays_under_64_mib_while_4_awscli_clients_move_1_gib_e
         GATEWAY_PEAK_RSS_LIMIT >> 20
     );
 }
+
+/// An `Expect: 100-continue` request with no body (`Content-Length: 0`,
+/// what aws-cli sends for an empty file) is answered without a `100
+/// Continue`. botocore then reads the *next* answer on that connection
+/// wrong (it keeps the early answer's status line, takes the real one for
+/// a header, finds no `Content-Length`) and waits for a body until its
+/// 60 s read timeout; `aws s3 sync` of a tree with empty files lost the
+/// uploads that followed them. The gateway therefore closes such a
+/// connection after the answer. Ten clients at once, as aws-cli's ten
+/// threads do; unsigned, so the answer is a 403, which takes the same path.
+#[tokio::test]
+async fn an_empty_expect_100_continue_put_is_answered_and_its_connection_closed() {
+    use std::io::Write as _;
+    use trove_tests::raw;
+    let cluster = Cluster::start_default().await;
+    let gateway = Gateway::start(&cluster, &[]).await;
+    let addr = gateway.server.addr.clone();
+    let clients: Vec<_> = (0..10)
+        .map(|i| {
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                let mut s = raw::connect(&addr);
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                write!(
+                    s,
+                    "PUT /bucket/empty-{i} HTTP/1.1\r\nHost: {addr}\r\nExpect: 100-continue\r\n\
+                     Content-Length: 0\r\n\r\n"
+                )
+                .unwrap();
+                let (head, _) = raw::read_answer(&mut s);
+                assert_ne!(
+                    raw::status(&head),
+                    100,
+                    "a 100 Continue for an empty body: {head}"
+                );
+                assert_eq!(
+                    raw::header(&head, "connection").as_deref(),
+                    Some("close"),
+                    "an answer sent without a 100 Continue keeps the connection:\n{head}"
+                );
+                raw::wait_closed(&mut s);
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join()
+            .expect("a client saw its answer and the connection close");
+    }
+}
