@@ -317,6 +317,7 @@ async fn verify_finds_bit_rot_and_lost_replicas_and_repair_fixes_them() {
     );
     let (code, _) = c.admin(&["verify", "--repair"]).await;
     assert_eq!(code, 0);
+    let lost_path = c.blob_path(c.volume_index(&lost_vol), lost);
     assert_eq!(std::fs::read(&lost_path).unwrap(), data[11].1);
     assert_all_readable_and_balanced(&c, &data, 2).await;
 }
