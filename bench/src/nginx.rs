@@ -92,6 +92,36 @@ impl Nginx {
     }
 }
 
+impl Nginx {
+    /// CPU seconds (user + system) spent so far by nginx: its master and
+    /// its workers (the master's children), from `/proc`.
+    pub fn cpu_seconds(&self) -> f64 {
+        let master = self.child.id();
+        let mut total = 0.0;
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            // After the command name (in parentheses): state, ppid, … utime
+            // is the 12th field and stime the 13th, in ticks of 1/100 s.
+            let Some(close) = stat.rfind(')') else { continue };
+            let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+            let ppid = fields.get(1).and_then(|p| p.parse::<u32>().ok());
+            if pid == master || ppid == Some(master) {
+                let ticks: u64 = [11, 12]
+                    .iter()
+                    .filter_map(|i| fields.get(*i)?.parse::<u64>().ok())
+                    .sum();
+                total += ticks as f64 / 100.0;
+            }
+        }
+        total
+    }
+}
+
 fn nix_is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()

@@ -24,12 +24,28 @@ impl Samples {
         }
     }
 
+    /// Adds every value of `other` (its warm-up already skipped).
+    pub fn extend(&mut self, other: Samples) {
+        self.values.extend(other.values);
+    }
+
     pub fn push(&mut self, v: f64) {
         if self.skip > 0 {
             self.skip -= 1;
         } else {
             self.values.push(v);
         }
+    }
+
+    /// The `p`-th percentile (0–100), nearest rank; `None` when empty.
+    pub fn percentile(&self, p: f64) -> Option<f64> {
+        let mut v = self.values.clone();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(f64::total_cmp);
+        let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
+        Some(v[rank.clamp(1, v.len()) - 1])
     }
 
     pub fn median(&self) -> Option<f64> {
@@ -78,6 +94,8 @@ pub struct Row {
     reference: Samples,
     target: String,
     lower_is_better: bool,
+    /// Shown instead of the Trove samples (several numbers in one cell).
+    text: Option<String>,
 }
 
 impl Row {
@@ -88,6 +106,15 @@ impl Row {
             reference,
             target: target.into(),
             lower_is_better: false,
+            text: None,
+        }
+    }
+
+    /// A cell of text with no reference (latency percentiles).
+    pub fn text(what: &str, text: String, target: &str) -> Row {
+        Row {
+            text: Some(text),
+            ..Row::new(what, Samples::new(), Samples::new(), target)
         }
     }
 
@@ -124,7 +151,7 @@ pub fn table(rows: &[Row]) -> String {
         out.push_str(&format!(
             "| {} | {} | {} | {} | {} |\n",
             r.what,
-            r.trove.show(),
+            r.text.clone().unwrap_or_else(|| r.trove.show()),
             r.reference.show(),
             r.ratio(),
             r.target

@@ -132,7 +132,7 @@ impl Client {
                 let mut h = ContentHasher::new();
                 h.update(&value);
                 let d = h.finish();
-                (d.md5.expect("md5 computed"), sha256.or(Some(d.sha256)))
+                (d.md5.expect("md5 computed"), sha256.or(d.sha256))
             }
         };
         let len = value.len() as u64;
@@ -161,11 +161,7 @@ impl Client {
             Some(md5) => (file_len(path).await?, md5, opts.sha256),
             None => {
                 let d = file_digests(path).await?;
-                (
-                    d.size,
-                    d.md5.expect("md5 computed"),
-                    opts.sha256.or(Some(d.sha256)),
-                )
+                (d.size, d.md5.expect("md5 computed"), opts.sha256.or(d.sha256))
             }
         };
         let path: PathBuf = path.to_path_buf();

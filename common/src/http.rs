@@ -9,6 +9,9 @@ use std::time::Duration;
 pub const CONTENT_MD5: &str = "content-md5";
 /// sha256 of the whole value, 64 hex digits.
 pub const KEY_SHA256: &str = "key-sha256";
+/// A volume's answer to a master write: the CRC32C (8 hex digits) of the
+/// bytes it stored, which the master compares with its own.
+pub const KEY_CRC32C: &str = "key-crc32c";
 /// md5 of the whole value, 32 hex digits (sent by volumes).
 pub const KEY_MD5: &str = "key-md5";
 /// Length of the whole value in bytes.

@@ -8,7 +8,9 @@
 //!   written into a URL and which file name it maps to on a volume.
 //! - [`protocol`]: the master↔volume calls' queries and answers, typed.
 //! - [`record`]: the index record (master) and the blob sidecar (volume).
-//! - [`digest`]: sha256 + md5 computed together over a stream.
+//! - [`digest`]: sha256, md5 and CRC32C over a stream; hashing beside the
+//!   forwarding of a write.
+//! - [`xattr`]: a blob's metadata as an extended attribute of its file.
 //! - [`metrics`]: Prometheus text for `/-/metrics`.
 //! - [`range`]: HTTP `Range: bytes=…` parsing and resolution.
 //! - [`signing`]: HMAC-signed URLs between master, clients and volumes.
@@ -29,6 +31,7 @@ pub mod range;
 pub mod record;
 pub mod server;
 pub mod signing;
+pub mod xattr;
 
 /// The version both binaries report in `/-/status`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

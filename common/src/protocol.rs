@@ -37,9 +37,13 @@ pub struct KeyQuery {
 pub struct MarkQuery {
     pub key: String,
     pub state: BlobState,
-    /// The value's md5, hex (volumes hash only sha256).
+    /// The value's md5, hex (volumes do not hash it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub md5: Option<String>,
+    /// The value's sha256, hex: a volume checks a master write's bytes by
+    /// CRC32C and learns the sha256 the master computed here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
     /// Only if the blob is this master write's (else `409`); confirming it
     /// live drops the value it replaced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -245,11 +249,16 @@ mod tests {
                 key: "/k".into(),
                 state: BlobState::Live,
                 md5: Some("5d41402abc4b2a76b9719d911017c592".into()),
+                sha256: Some("2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824".into()),
                 write: Some("00ff".into()),
             },
             &[
                 ("key", "/k"),
                 ("md5", "5d41402abc4b2a76b9719d911017c592"),
+                (
+                    "sha256",
+                    "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824",
+                ),
                 ("state", "live"),
                 ("write", "00ff"),
             ],
@@ -259,6 +268,7 @@ mod tests {
                 key: "/k".into(),
                 state: BlobState::Unlinked,
                 md5: None,
+                sha256: None,
                 write: None,
             },
             &[("key", "/k"), ("state", "unlinked")],

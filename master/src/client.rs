@@ -13,9 +13,10 @@ use serde::de::DeserializeOwned;
 use std::time::Duration;
 use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 use tokio_util::io::StreamReader;
-use trove_common::digest::parse_sha256_hex;
+use trove_common::digest::{parse_crc32c_hex, parse_sha256_hex};
 use trove_common::http::{
-    client, meta_headers, Timeouts, KEY_MD5, KEY_SHA256, KEY_SIZE, KEY_STATE, TROVE_REPLACES, TROVE_WRITE,
+    client, meta_headers, Timeouts, KEY_CRC32C, KEY_MD5, KEY_SHA256, KEY_SIZE, KEY_STATE, TROVE_REPLACES,
+    TROVE_WRITE,
 };
 use trove_common::key::Key;
 pub use trove_common::protocol::Verified;
@@ -29,7 +30,11 @@ use trove_common::signing::{url as signed_url, Signer};
 /// What a volume reports after storing a blob, or holds for a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {
-    pub sha256: [u8; 32],
+    /// `Key-Sha256`: a volume sends it when it knows it — not in its answer
+    /// to a master write, which it checks by CRC32C instead.
+    pub sha256: Option<[u8; 32]>,
+    /// `Key-Crc32c`: the CRC32C of the bytes a volume just stored.
+    pub crc32c: Option<u32>,
     pub size: u64,
     /// The copy is not confirmed yet (`Key-State: pending`; a `HEAD` only).
     pub pending: bool,
@@ -218,21 +223,23 @@ impl VolumeClient {
             .is_some())
     }
 
-    /// Records `state` (and, when given, the value's md5, which volumes do
-    /// not compute themselves) in the sidecar of `key` on `addr`. With
-    /// `write`, only if the blob there is that write's (a `409` otherwise).
+    /// Records `state` (and, when given, the value's md5 and sha256, which
+    /// volumes do not compute themselves: `digests`) in the metadata of
+    /// `key` on `addr`. With `write`, only if the blob there is that
+    /// write's (a `409` otherwise).
     pub async fn mark(
         &self,
         addr: &str,
         key: &Key,
         state: BlobState,
-        md5: Option<&str>,
+        digests: Option<&Record>,
         write: Option<&str>,
     ) -> Result<(), VolumeError> {
         let query = MarkQuery {
             key: key.as_str().to_string(),
             state,
-            md5: md5.map(str::to_string),
+            md5: digests.map(|r| r.md5.clone()),
+            sha256: digests.map(|r| r.sha256.clone()),
             write: write.map(str::to_string),
         };
         let req = self.http.post(self.op_url("POST", addr, "/-/mark", &query));
@@ -392,17 +399,19 @@ impl VolumeClient {
 fn stored(addr: &str, resp: &reqwest::Response, size_header: &str) -> Result<Stored, VolumeError> {
     let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok());
     let sha256 = header(KEY_SHA256).and_then(parse_sha256_hex);
+    let crc32c = header(KEY_CRC32C).and_then(parse_crc32c_hex);
     let size = header(size_header).and_then(|s| s.parse().ok());
     let pending = header(KEY_STATE) == Some(BlobState::Pending.as_str());
-    match (sha256, size) {
-        (Some(sha256), Some(size)) => Ok(Stored {
+    match size {
+        Some(size) if sha256.is_some() || crc32c.is_some() => Ok(Stored {
             sha256,
+            crc32c,
             size,
             pending,
         }),
         _ => Err(VolumeError::Protocol {
             addr: addr.to_string(),
-            message: format!("answer without Key-Sha256 and {size_header}"),
+            message: format!("answer without {size_header} and Key-Sha256 or Key-Crc32c"),
         }),
     }
 }

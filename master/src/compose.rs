@@ -200,17 +200,32 @@ pub async fn store_on_replicas(
             Some((first, _)) => {
                 return Err(ApiError::ReplicaMismatch {
                     addr: addr.clone(),
-                    expected: format!("{} ({} bytes)", hex::encode(first.sha256), first.size),
-                    got: format!("{} ({} bytes)", hex::encode(stored.sha256), stored.size),
+                    expected: format!(
+                        "{} ({} bytes)",
+                        first.sha256.map(hex::encode).unwrap_or_default(),
+                        first.size
+                    ),
+                    got: format!(
+                        "{} ({} bytes)",
+                        stored.sha256.map(hex::encode).unwrap_or_default(),
+                        stored.size
+                    ),
                 })
             }
         }
     }
     let (stored, md5) = agreed.ok_or_else(|| ApiError::Internal("a write without replicas".into()))?;
+    let (Some(sha256), Some(crc32c)) = (stored.sha256, stored.crc32c) else {
+        return Err(ApiError::Internal(format!(
+            "volume {} composed without reporting Key-Sha256 and Key-Crc32c",
+            dest.targets[0]
+        )));
+    };
     Ok(Digests {
         size: stored.size,
-        sha256: stored.sha256,
+        sha256: Some(sha256),
         md5: Some(md5),
+        crc32c,
     })
 }
 

@@ -294,7 +294,13 @@ fn merge(
         .flatten();
     let mut volumes: Vec<String> = group
         .iter()
-        .filter(|(_, m)| m.sha256 == meta.sha256 && (write.is_none() || m.write == write))
+        .filter(|(_, m)| {
+            // An unconfirmed copy of a master write knows no sha256 yet
+            // (its confirmation brings it): it counts when it is of the
+            // record's write, whose replicas the master checked by CRC32C.
+            let same_bytes = m.sha256 == meta.sha256 || (m.sha256.is_empty() && write.is_some());
+            same_bytes && (write.is_none() || m.write == write)
+        })
         .map(|(a, _)| a.clone())
         .collect();
     volumes.sort_by_key(|a| order.iter().position(|o| o == a).unwrap_or(usize::MAX));

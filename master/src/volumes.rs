@@ -14,7 +14,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use trove_common::key::Key;
 use trove_common::placement::{Placement, VolumeSpec};
-use trove_common::record::{now_ms, BlobState};
+use trove_common::record::{now_ms, BlobState, Record};
 
 /// What the master last learned about one volume.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -184,10 +184,12 @@ impl Volumes {
         key: &Key,
         addrs: &[String],
         state: BlobState,
-        md5: Option<&str>,
+        digests: Option<&Record>,
         write: Option<&str>,
     ) -> Result<(), VolumeError> {
-        let marks = addrs.iter().map(|a| self.client.mark(a, key, state, md5, write));
+        let marks = addrs
+            .iter()
+            .map(|a| self.client.mark(a, key, state, digests, write));
         let mut first_error = None;
         for result in futures::future::join_all(marks).await {
             if let Err(e) = result {

@@ -31,7 +31,7 @@ use tokio::task::JoinHandle;
 use tokio::time::timeout;
 use tokio_stream::wrappers::ReceiverStream;
 use trove_common::crash;
-use trove_common::digest::{ContentHasher, Digests};
+use trove_common::digest::{Digests, HashBeside};
 use trove_common::key::Key;
 use trove_common::record::{now_ms, BlobState, Meta, Record, State};
 
@@ -201,13 +201,7 @@ pub async fn write(
     // confirms such a copy later.
     if let Err(e) = state
         .volumes
-        .mark_all(
-            &key,
-            &targets,
-            BlobState::Live,
-            Some(&record.md5),
-            Some(&write_id),
-        )
+        .mark_all(&key, &targets, BlobState::Live, Some(&record), Some(&write_id))
         .await
     {
         tracing::warn!(key = %key, error = %e, "a replica did not record the confirmation; verify will");
@@ -218,7 +212,8 @@ pub async fn write(
 }
 
 /// Gets the value onto every replica of `dest` from `source`, and returns
-/// its digests once every replica has confirmed the same bytes (size and
+/// its digests once every replica has confirmed the same bytes (size and a
+/// checksum: the CRC32C of the bytes forwarded, or a composed value's
 /// sha256). Each replica stores it as a *pending* blob of this write.
 async fn store_on_replicas(
     state: &AppState,
@@ -243,7 +238,7 @@ fn check_result(upload: &Upload, digests: &Digests) -> Result<(), ApiError> {
             got: digests.md5_hex(),
         });
     }
-    if let Some(sent) = upload.key_sha256.filter(|s| *s != digests.sha256) {
+    if let Some(sent) = upload.key_sha256.filter(|s| Some(*s) != digests.sha256) {
         return Err(ApiError::Sha256Mismatch {
             sent: hex::encode(sent),
             got: digests.sha256_hex(),
@@ -395,7 +390,8 @@ async fn stream_to_replicas(
         })));
     }
 
-    let mut hasher = ContentHasher::new();
+    // md5 and sha256 run on their own threads beside the forwarding.
+    let mut hasher = HashBeside::start(len);
     let mut body = body.into_data_stream();
     // Reads the body and hands each chunk to every replica. `Err(Err(i))`:
     // replica `i` stopped taking bytes (its own error is in its task);
@@ -407,7 +403,7 @@ async fn stream_to_replicas(
             Ok(Some(Err(e))) => break Err(Ok(ApiError::ClientBody(e.to_string()))),
             Ok(Some(Ok(chunk))) => chunk,
         };
-        hasher.update(&chunk);
+        hasher.update(&chunk).await;
         for (i, tx) in senders.iter().enumerate() {
             match timeout(stall, tx.send(Ok(chunk.clone()))).await {
                 Ok(Ok(())) => {}
@@ -461,7 +457,10 @@ async fn stream_to_replicas(
         }
     }
 
-    let digests = hasher.finish();
+    let digests = hasher
+        .finish()
+        .await
+        .map_err(|e| ApiError::Internal(format!("hashing failed: {e}")))?;
     // After the last byte a volume fsyncs the whole value before answering:
     // allow the stall timeout plus a second per MiB, as for other calls
     // whose work grows with the value.
@@ -476,11 +475,20 @@ async fn stream_to_replicas(
             Ok(joined) => joined?,
         };
         let stored = stored.inspect_err(|e| state.volumes.note_error(e))?;
-        if stored.sha256 != digests.sha256 || stored.size != digests.size {
+        // The replica holds exactly the bytes hashed here: same length,
+        // same CRC32C of the transfer.
+        if stored.crc32c != Some(digests.crc32c) || stored.size != digests.size {
             return Err(ApiError::ReplicaMismatch {
                 addr: addr.clone(),
-                expected: format!("{} ({} bytes)", digests.sha256_hex(), digests.size),
-                got: format!("{} ({} bytes)", hex::encode(stored.sha256), stored.size),
+                expected: format!("crc32c {} ({} bytes)", digests.crc32c_hex(), digests.size),
+                got: format!(
+                    "crc32c {} ({} bytes)",
+                    stored
+                        .crc32c
+                        .map(trove_common::digest::crc32c_hex)
+                        .unwrap_or_default(),
+                    stored.size
+                ),
             });
         }
     }

@@ -339,6 +339,37 @@ impl Cluster {
         self.volume_dir(i).join(&h[0..2]).join(&h[2..4]).join(&h)
     }
 
+    /// The metadata volume `i` keeps for `key`, read from disk: the
+    /// `user.trove.meta` attribute of the blob file, else its `.meta`
+    /// sidecar; `None` when there is neither.
+    pub fn blob_meta(&self, i: usize, key: &str) -> Option<serde_json::Value> {
+        let data = self.blob_path(i, key);
+        let bytes = match trove_common::xattr::get(&data) {
+            Ok(Some(b)) => b,
+            _ => std::fs::read(sidecar_of(&data)).ok()?,
+        };
+        Some(serde_json::from_slice(&bytes).expect("stored metadata is JSON"))
+    }
+
+    /// Overwrites the metadata volume `i` keeps for `key` with `bytes`,
+    /// behind the volume's back, where it lives (attribute or sidecar).
+    pub fn write_blob_meta(&self, i: usize, key: &str, bytes: &[u8]) {
+        let data = self.blob_path(i, key);
+        if matches!(trove_common::xattr::get(&data), Ok(Some(_))) {
+            trove_common::xattr::set_path(&data, bytes).unwrap();
+        } else {
+            std::fs::write(sidecar_of(&data), bytes).unwrap();
+        }
+    }
+
+    /// Removes volume `i`'s copy of `key` from disk (data and sidecar),
+    /// behind the volume's back.
+    pub fn remove_blob(&self, i: usize, key: &str) {
+        let data = self.blob_path(i, key);
+        std::fs::remove_file(&data).unwrap();
+        let _ = std::fs::remove_file(sidecar_of(&data));
+    }
+
     /// The master's answer to `HEAD key`.
     pub async fn head(&self, key: &str) -> reqwest::Response {
         self.http.head(self.url(key)).send().await.unwrap()
@@ -776,4 +807,11 @@ impl Gateway {
         let all: Vec<&str> = log.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
     }
+}
+
+/// The `.meta` sidecar path beside a blob file.
+pub fn sidecar_of(data: &std::path::Path) -> PathBuf {
+    let mut p = data.as_os_str().to_owned();
+    p.push(".meta");
+    p.into()
 }

@@ -299,10 +299,10 @@ async fn rot(c: &Cluster, key: &str, unchecked: bool) -> String {
     bytes[12_345] ^= 0x01;
     std::fs::write(&blob, &bytes).unwrap();
     if unchecked {
-        let sidecar = blob.with_extension("meta");
-        let mut meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&sidecar).unwrap()).unwrap();
+        let i = c.volume_index(&bad);
+        let mut meta = c.blob_meta(i, key).expect("the blob has metadata");
         assert!(meta.as_object_mut().unwrap().remove("crc32c").is_some(), "{meta}");
-        std::fs::write(&sidecar, meta.to_string()).unwrap();
+        c.write_blob_meta(i, key, meta.to_string().as_bytes());
     }
     bad
 }

@@ -71,18 +71,14 @@ async fn read(c: &Cluster, key: &str) -> (Bytes, Option<String>) {
     panic!("{key}: replaced 20 times in a row");
 }
 
-/// Every volume's sidecar of `key` (read from the files), and whether a
+/// Every volume's metadata of `key` (read from the files), and whether a
 /// value is kept aside (`.prev`) anywhere.
 fn sidecars(c: &Cluster, key: &str) -> (Vec<serde_json::Value>, bool) {
     let mut metas = vec![];
     let mut aside = false;
     for i in 0..c.volumes.len() {
         let data = c.blob_path(i, key).into_os_string();
-        let mut meta = data.clone();
-        meta.push(".meta");
-        if let Ok(bytes) = std::fs::read(&meta) {
-            metas.push(serde_json::from_slice(&bytes).unwrap());
-        }
+        metas.extend(c.blob_meta(i, key));
         let mut prev = data;
         prev.push(".prev");
         aside |= std::path::Path::new(&prev).exists();
@@ -566,10 +562,7 @@ async fn empty_values_need_the_header_and_are_kept_like_any_other() {
             .next()
             .unwrap(),
     );
-    let mut meta = c.blob_path(lost, "/e/chunked").into_os_string();
-    meta.push(".meta");
-    std::fs::remove_file(&meta).unwrap();
-    std::fs::remove_file(c.blob_path(lost, "/e/chunked")).unwrap();
+    c.remove_blob(lost, "/e/chunked");
     let (code, out) = c.admin(&["verify", "--repair"]).await;
     assert_eq!(code, 0, "{out}");
     assert_eq!(on_disk(&c, "/e/chunked"), vec![sha256_hex(b""); 2]);

@@ -308,9 +308,7 @@ async fn verify_finds_bit_rot_and_lost_replicas_and_repair_fixes_them() {
     // A lost replica (blob and sidecar gone): the plain verify sees it.
     let lost = "/data/0011";
     let lost_vol = record_of(&c, lost).await.4.split(',').nth(1).unwrap().to_string();
-    let lost_path = c.blob_path(c.volume_index(&lost_vol), lost);
-    std::fs::remove_file(&lost_path).unwrap();
-    std::fs::remove_file(lost_path.with_extension("meta")).unwrap();
+    c.remove_blob(c.volume_index(&lost_vol), lost);
     let (code, out) = c.admin(&["verify"]).await;
     assert_eq!(code, 1);
     assert!(
@@ -319,6 +317,7 @@ async fn verify_finds_bit_rot_and_lost_replicas_and_repair_fixes_them() {
     );
     let (code, _) = c.admin(&["verify", "--repair"]).await;
     assert_eq!(code, 0);
+    let lost_path = c.blob_path(c.volume_index(&lost_vol), lost);
     assert_eq!(std::fs::read(&lost_path).unwrap(), data[11].1);
     assert_all_readable_and_balanced(&c, &data, 2).await;
 }

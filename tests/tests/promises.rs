@@ -308,9 +308,15 @@ async fn kill_9_at_every_step() {
         assert!(copies(&c, &key).await.is_empty(), "{point}");
     }
 
-    // Volume crash points: after a blob is stored (before the volume
-    // answers), and after it is confirmed (before the old value is dropped).
-    for (point, acked) in [("volume-stored", false), ("volume-marked", true)] {
+    // Volume crash points: with the new blob written in full (bytes and
+    // metadata attribute, fsynced) but not yet renamed into place; after a
+    // blob is stored (before the volume answers); and after it is
+    // confirmed (before the old value is dropped).
+    for (point, acked) in [
+        ("volume-staged", false),
+        ("volume-stored", false),
+        ("volume-marked", true),
+    ] {
         let key = format!("/v/{point}");
         assert_eq!(c.put(&key, v1.clone()).await, 201);
         assert_eq!(unlink(&c, &key).await, 204);
@@ -391,9 +397,7 @@ async fn replicas_that_cannot_serve_are_flagged_and_repaired() {
     for key in ["/bad/sidecar", "/bad/short"] {
         assert_eq!(c.put(key, value.clone()).await, 201);
     }
-    let mut meta = c.blob_path(0, "/bad/sidecar").into_os_string();
-    meta.push(".meta");
-    std::fs::write(&meta, b"{not json").unwrap();
+    c.write_blob_meta(0, "/bad/sidecar", b"{not json");
     let data = std::fs::OpenOptions::new()
         .write(true)
         .open(c.blob_path(1, "/bad/short"))

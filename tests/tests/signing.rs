@@ -147,8 +147,7 @@ async fn admin_jobs_and_rebuild_sign_their_calls() {
         .to_string();
     let first = vols.split(',').next().unwrap();
     let path = c.blob_path(c.volume_index(first), "/s/3");
-    std::fs::remove_file(&path).unwrap();
-    std::fs::remove_file(path.with_extension("meta")).unwrap();
+    c.remove_blob(c.volume_index(first), "/s/3");
     let (code, out) = c.admin(&["verify", "--deep", "--repair"]).await;
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("1 repaired"), "{out}");

@@ -61,10 +61,13 @@ async fn check_replica(state: &AppState, deep: bool, key: &Key, record: &Record,
                 "bytes hash to {} ({} bytes), stored as {}",
                 v.actual_sha256, v.actual_size, v.meta.sha256
             )),
-            Ok(Some(v)) if v.meta.sha256 != record.sha256 || v.actual_size != record.size => {
+            // An unconfirmed copy of a master write does not know its
+            // sha256 yet (the confirmation carries it): its bytes' own
+            // hash is compared instead.
+            Ok(Some(v)) if v.actual_sha256 != record.sha256 || v.actual_size != record.size => {
                 Replica::Corrupt(format!(
                     "holds {} ({} bytes), the index records {} ({} bytes)",
-                    v.meta.sha256, v.actual_size, record.sha256, record.size
+                    v.actual_sha256, v.actual_size, record.sha256, record.size
                 ))
             }
             Ok(Some(v)) => Replica::Good {
@@ -75,10 +78,14 @@ async fn check_replica(state: &AppState, deep: bool, key: &Key, record: &Record,
     } else {
         match client.head(addr, key).await {
             Ok(None) => Replica::Missing,
-            Ok(Some(s)) if s.size != record.size || hex::encode(s.sha256) != record.sha256 => {
+            // A copy that does not know its sha256 yet (unconfirmed) is
+            // checked by its size here, by its bytes with --deep.
+            Ok(Some(s))
+                if s.size != record.size || s.sha256.is_some_and(|h| hex::encode(h) != record.sha256) =>
+            {
                 Replica::Corrupt(format!(
                     "holds {} ({} bytes), the index records {} ({} bytes)",
-                    hex::encode(s.sha256),
+                    s.sha256.map(hex::encode).unwrap_or_default(),
                     s.size,
                     record.sha256,
                     record.size
@@ -171,10 +178,7 @@ async fn check_key(state: &AppState, progress: &Progress, params: &JobParams, ke
     // `rebuild` counts it and the volume drops the value it replaced.
     let client = state.volumes.client();
     for addr in &unconfirmed {
-        match client
-            .mark(addr, key, BlobState::Live, Some(&record.md5), None)
-            .await
-        {
+        match client.mark(addr, key, BlobState::Live, Some(record), None).await {
             // Not counted as a change: `changed` pays for `found`.
             Ok(()) => progress.problem(format!(
                 "{key}: replica on {addr} confirmed (its confirmation had not arrived)"

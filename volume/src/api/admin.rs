@@ -48,6 +48,7 @@ pub async fn pull(
     let expected = Expected {
         len: resp.content_length(),
         sha256,
+        hash_sha256: true,
         state: blob_state,
         md5: q.md5.as_deref().map(parse_md5).transpose()?,
         write: None,
@@ -84,9 +85,18 @@ pub async fn mark(
     let new_state = q.state;
     let store = state.store.clone();
     let md5 = q.md5.as_deref().map(parse_md5).transpose()?;
+    let sha256 = match q.sha256.as_deref() {
+        Some(s) => Some(
+            parse_sha256_hex(s)
+                .map(hex::encode)
+                .ok_or_else(|| ApiError::BadRequest("sha256 must be 64 hex digits".into()))?,
+        ),
+        None => None,
+    };
     let write = q.write.as_deref().map(parse_write).transpose()?;
-    let meta = tokio::task::spawn_blocking(move || store.set_state(&key, new_state, md5, write.as_deref()))
-        .await??;
+    let meta =
+        tokio::task::spawn_blocking(move || store.set_state(&key, new_state, md5, sha256, write.as_deref()))
+            .await??;
     Ok(Json(meta).into_response())
 }
 

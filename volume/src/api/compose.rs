@@ -97,6 +97,7 @@ pub async fn compose(
     let expected = Expected {
         len: Some(plan.len()),
         sha256: None,
+        hash_sha256: true,
         state: BlobState::Pending,
         md5: None,
         write: Some(q.write.clone()),

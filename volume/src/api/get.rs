@@ -27,8 +27,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 use trove_common::http::{
-    meta_headers, quoted_etag, valid_write_id, KEY_MD5, KEY_SHA256, KEY_STATE, KEY_WRITE, SHA256_PARAM,
-    WRITE_PARAM,
+    meta_headers, quoted_etag, valid_write_id, KEY_STATE, KEY_WRITE, SHA256_PARAM, WRITE_PARAM,
 };
 use trove_common::key::Key;
 use trove_common::range::{if_range_matches, ByteRange, RangeError};
@@ -70,10 +69,13 @@ fn etag_of(meta: &BlobMeta) -> String {
         .get(ETAG_META)
         .map(String::as_str)
         .filter(|e| !e.is_empty())
-        .unwrap_or(if meta.md5.is_empty() {
+        .unwrap_or(if !meta.md5.is_empty() {
+            &meta.md5
+        } else if !meta.sha256.is_empty() {
             &meta.sha256
         } else {
-            &meta.md5
+            // Unconfirmed, and checked by CRC32C: the block checksums.
+            meta.crc32c.as_deref().unwrap_or_default()
         });
     quoted_etag(etag)
 }
@@ -137,10 +139,9 @@ pub async fn get(
         .header(header::ACCEPT_RANGES, "bytes")
         .header(header::ETAG, etag)
         .header(header::LAST_MODIFIED, httpdate::fmt_http_date(last_modified))
-        .header(KEY_SHA256, &blob.meta.sha256)
         .header(KEY_STATE, blob.meta.state.as_str());
-    if !blob.meta.md5.is_empty() {
-        resp = resp.header(KEY_MD5, &blob.meta.md5);
+    if let Some(h) = resp.headers_mut() {
+        super::put::digest_headers(h, &blob.meta);
     }
     if let Some(write) = &blob.meta.write {
         resp = resp.header(KEY_WRITE, write);

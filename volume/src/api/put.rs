@@ -1,17 +1,22 @@
 //! `PUT /<key>`: stream the body into a durable blob. It starts *pending*;
 //! the master marks it live once every replica has it (`POST /-/mark`).
+//!
+//! The volume does not hash a master write's sha256 (unless `Key-Sha256`
+//! announces one to check): it answers the CRC32C of the bytes it stored
+//! (`Key-Crc32c`), the master compares it with the CRC32C of what it sent,
+//! and the confirming mark brings the sha256 the master computed.
 
 use crate::error::ApiError;
-use crate::store::Expected;
+use crate::store::{blocks, Expected};
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use trove_common::digest::parse_sha256_hex;
+use trove_common::digest::{crc32c_hex, parse_sha256_hex};
 use trove_common::http::{
-    content_length, meta_from_headers, valid_write_id, KEY_MD5, KEY_SHA256, KEY_SIZE, TROVE_REPLACES,
-    TROVE_WRITE,
+    content_length, meta_from_headers, valid_write_id, KEY_CRC32C, KEY_MD5, KEY_SHA256, KEY_SIZE,
+    TROVE_REPLACES, TROVE_WRITE,
 };
 use trove_common::key::Key;
 use trove_common::record::{BlobMeta, BlobState};
@@ -34,6 +39,7 @@ pub async fn put(state: &AppState, key: Key, req: Request<Body>) -> Result<Respo
     let expected = Expected {
         len: expected_len,
         sha256: expected_sha256,
+        hash_sha256: false,
         state: BlobState::Pending,
         md5: None,
         write,
@@ -63,18 +69,29 @@ pub(crate) fn write_header(headers: &axum::http::HeaderMap, name: &str) -> Resul
     }
 }
 
-/// `201` with the sha256 and size of what was stored (and its md5, when
-/// the volume knows it).
+/// `201` with the size and CRC32C of what was stored (and its sha256 and
+/// md5, when the volume knows them).
 pub(crate) fn stored(meta: BlobMeta) -> Response {
-    let mut resp = (
-        StatusCode::CREATED,
-        [(KEY_SHA256, meta.sha256), (KEY_SIZE, meta.size.to_string())],
-    )
-        .into_response();
-    if let Ok(md5) = meta.md5.parse() {
-        if !meta.md5.is_empty() {
-            resp.headers_mut().insert(KEY_MD5, md5);
+    let mut resp = (StatusCode::CREATED, [(KEY_SIZE, meta.size.to_string())]).into_response();
+    digest_headers(resp.headers_mut(), &meta);
+    resp
+}
+
+/// `Key-Crc32c`, and `Key-Sha256` and `Key-Md5` when known, of a blob.
+pub(crate) fn digest_headers(headers: &mut HeaderMap, meta: &BlobMeta) {
+    let crc = meta
+        .crc32c
+        .as_deref()
+        .and_then(|sums| blocks::whole(sums, meta.size));
+    for (name, value) in [
+        (KEY_CRC32C, crc.map(crc32c_hex).unwrap_or_default()),
+        (KEY_SHA256, meta.sha256.clone()),
+        (KEY_MD5, meta.md5.clone()),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            if !value.is_empty() {
+                headers.insert(name, v);
+            }
         }
     }
-    resp
 }

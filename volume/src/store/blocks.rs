@@ -52,6 +52,18 @@ pub fn parse(hex: &str, size: u64) -> Option<Vec<u32>> {
         .collect()
 }
 
+/// The CRC32C of a whole blob of `size` bytes, from its block checksums
+/// (combined, not recomputed); `None` when they are malformed.
+pub fn whole(hex: &str, size: u64) -> Option<u32> {
+    let sums = parse(hex, size)?;
+    let mut crc = 0;
+    for (i, sum) in sums.iter().enumerate() {
+        let len = (size - i as u64 * BLOCK).min(BLOCK) as usize;
+        crc = crc32c::crc32c_combine(crc, *sum, len);
+    }
+    Some(crc)
+}
+
 /// Whether `data`, block number `index` of a blob, matches its checksum.
 pub fn check(sums: &[u32], index: usize, data: &[u8]) -> bool {
     sums.get(index) == Some(&crc32c::crc32c(data))
@@ -90,6 +102,10 @@ mod tests {
         assert!(!check(&sums, 0, &bad));
         assert!(!check(&sums, 3, b"past the end"));
         assert_eq!(parse(&a, BLOCK), None, "wrong block count");
+        // The whole value's CRC32C, combined from the blocks'.
+        assert_eq!(super::whole(&a, data.len() as u64), Some(crc32c::crc32c(&data)));
+        assert_eq!(super::whole("e3069283", 9), Some(0xe3069283));
+        assert_eq!(super::whole("", 0), Some(0));
         assert_eq!(parse("zzzzzzzz", 1), None);
     }
 }

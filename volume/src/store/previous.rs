@@ -14,7 +14,9 @@
 //! ([`recover`]) finishes a move a crash interrupted, so a copy is never
 //! lost between its two places.
 
-use super::{io_error, read_meta, sidecar_of, sync_dir, BlobStore, StoreError};
+use super::durable::sync_dir;
+use super::layout::{has_meta, meta_in_attr, read_meta, sidecar_of};
+use super::{io_error, BlobStore, StoreError};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -44,9 +46,10 @@ fn exists(p: &Path) -> bool {
 }
 
 /// Finishes a move a crash interrupted, for the blob file `data` (run at
-/// start-up, before anything is served). Moves are data first, then
-/// sidecar, so a half-done one is recognised by a data file and a sidecar
-/// in different places:
+/// start-up, before anything is served). A copy whose metadata is in its
+/// file's attribute moves in one rename, and cannot be half-moved. A
+/// sidecar copy moves data first, then sidecar, so a half-done move is
+/// recognised by a data file and a sidecar in different places:
 ///
 /// - setting aside: `<h>.prev` without its sidecar, `<h>.meta` without its
 ///   data → the sidecar follows its data;
@@ -66,21 +69,21 @@ pub(super) fn recover(data: &Path) {
         }
     };
     match (exists(data), exists(&meta), exists(&prev), exists(&prev_meta)) {
-        (false, true, true, false) => finish(&meta, &prev_meta),
-        (true, false, false, true) => finish(&prev_meta, &meta),
+        (false, true, true, false) if !meta_in_attr(&prev) => finish(&meta, &prev_meta),
+        (true, false, false, true) if !meta_in_attr(data) => finish(&prev_meta, &meta),
         _ => {}
     }
     // A confirmed blob in place: the write that set the previous value
     // aside was confirmed, and the crash came before it was dropped.
-    let confirmed = || read_meta(&meta).is_ok_and(|m| m.state != BlobState::Pending);
-    if exists(&prev) && exists(&prev_meta) && exists(data) && confirmed() {
+    let confirmed = || read_meta(data).is_ok_and(|m| m.state != BlobState::Pending);
+    if exists(&prev) && has_meta(&prev) && confirmed() {
         tracing::info!(path = %prev.display(), "dropping the previous value of a confirmed write");
         let _ = fs::remove_file(&prev_meta);
         let _ = fs::remove_file(&prev);
     }
     match (exists(&prev), exists(&prev_meta)) {
-        (true, false) => {
-            tracing::warn!(path = %prev.display(), "removing a previous value without sidecar");
+        (true, _) if !has_meta(&prev) => {
+            tracing::warn!(path = %prev.display(), "removing a previous value without metadata");
             let _ = fs::remove_file(&prev);
         }
         (false, true) => {
@@ -96,17 +99,27 @@ pub(super) fn recover(data: &Path) {
 /// previous value, which is what the volume holds for certain. `None` when
 /// there is neither.
 pub(super) fn listed(data: &Path) -> Result<Option<BlobMeta>, StoreError> {
-    let (_, prev_meta) = prev_of(data);
-    let previous = || match read_meta(&prev_meta) {
+    let (prev, _) = prev_of(data);
+    let previous = || match read_meta(&prev) {
         Ok(m) => Ok(Some(m)),
         Err(StoreError::NotFound) => Ok(None),
         Err(e) => Err(e),
     };
-    match read_meta(&sidecar_of(data)) {
+    match read_meta(data) {
         Ok(m) if m.state == BlobState::Pending => Ok(previous()?.or(Some(m))),
         Ok(m) => Ok(Some(m)),
         Err(StoreError::NotFound) => previous(),
         Err(e) => Err(e),
+    }
+}
+
+/// Moves a copy — its data, then its sidecar if it has one (else its
+/// metadata moves with the data, in its attribute).
+fn move_copy(from: (&Path, &Path), to: (&Path, &Path)) -> Result<(), StoreError> {
+    fs::rename(from.0, to.0).map_err(io_error)?;
+    match fs::rename(from.1, to.1) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_error(e)),
+        _ => Ok(()),
     }
 }
 
@@ -128,7 +141,7 @@ impl BlobStore {
         let (data, meta_path) = Self::paths_in(dir, key);
         let confirmed = keep_previous
             && exists(&data)
-            && read_meta(&meta_path).is_ok_and(|m| {
+            && read_meta(&data).is_ok_and(|m| {
                 m.state != BlobState::Pending || (replaces.is_some() && m.write.as_deref() == replaces)
             });
         if !confirmed {
@@ -140,8 +153,7 @@ impl BlobStore {
         self.remove_previous(dir, key)?;
         let size = fs::metadata(&data).map(|m| m.len()).unwrap_or(0);
         let (prev, prev_meta) = prev_of(&data);
-        fs::rename(&data, &prev).map_err(io_error)?;
-        fs::rename(&meta_path, &prev_meta).map_err(io_error)?;
+        move_copy((&data, &meta_path), (&prev, &prev_meta))?;
         self.blobs.fetch_sub(1, Ordering::Relaxed);
         self.blob_bytes.fetch_sub(size, Ordering::Relaxed);
         Ok(())
@@ -176,8 +188,8 @@ impl BlobStore {
         self.note_aborted(key, write);
         let mut aborted = Aborted::default();
         for dir in &self.dirs {
-            let (_, meta_path) = Self::paths_in(dir, key);
-            match read_meta(&meta_path) {
+            let (data, _) = Self::paths_in(dir, key);
+            match read_meta(&data) {
                 Ok(m) if m.write.as_deref() == Some(write) && m.state == BlobState::Pending => {
                     self.remove_copy(dir, key)?;
                     aborted.removed_bytes = Some(m.size);
@@ -193,10 +205,9 @@ impl BlobStore {
         for dir in &self.dirs {
             let (data, meta_path) = Self::paths_in(dir, key);
             let (prev, prev_meta) = prev_of(&data);
-            if exists(&prev) && exists(&prev_meta) {
+            if exists(&prev) && has_meta(&prev) {
                 let size = fs::metadata(&prev).map(|m| m.len()).unwrap_or(0);
-                fs::rename(&prev, &data).map_err(io_error)?;
-                fs::rename(&prev_meta, &meta_path).map_err(io_error)?;
+                move_copy((&prev, &prev_meta), (&data, &meta_path))?;
                 if self.fsync {
                     sync_dir(data.parent().expect("blob has a parent"))?;
                 }

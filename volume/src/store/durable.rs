@@ -1,0 +1,197 @@
+//! Durable writes: the one sequence by which every file the store writes
+//! gets into place — blobs, sidecars, a data dir's id.
+//!
+//! 1. The file is written at a temporary path ([`TempFile`], deleted on
+//!    drop, so an error or a cancelled upload leaves nothing behind).
+//! 2. Its bytes are fsynced ([`sync_file`]) — outside any lock, since for a
+//!    large value this is the slow part.
+//! 3. [`put_in_place`] renames it (or swaps it, [`How::Swap`]) over its
+//!    target, several files together, and fsyncs their directories once.
+//!
+//! Metadata changed later is written in place: [`set_attr`] (one
+//! `setxattr` on the blob file, then its fsync) or a sidecar swapped in.
+//!
+//! With fsync off (`--no-fsync`) the fsyncs are skipped; the renames and
+//! attribute changes stay atomic.
+
+use super::{io_error, StoreError};
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use trove_common::xattr;
+
+/// Deletes its file when dropped, unless [`TempFile::keep`] was called.
+pub(super) struct TempFile {
+    pub(super) path: PathBuf,
+}
+
+impl TempFile {
+    /// Creates a new file with a random name and `suffix` in `dir`.
+    pub(super) fn create(dir: &Path, suffix: &str) -> Result<(TempFile, File), StoreError> {
+        let name: u64 = rand::random();
+        let temp = TempFile {
+            path: dir.join(format!("{name:016x}{suffix}")),
+        };
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp.path)
+            .map_err(io_error)?;
+        Ok((temp, file))
+    }
+
+    /// A new file in `dir` holding `bytes`, fsynced when `fsync`: ready
+    /// for [`put_in_place`].
+    pub(super) fn with_bytes(
+        dir: &Path,
+        suffix: &str,
+        bytes: &[u8],
+        fsync: bool,
+    ) -> Result<TempFile, StoreError> {
+        let (temp, mut file) = TempFile::create(dir, suffix)?;
+        file.write_all(bytes).map_err(io_error)?;
+        sync_file(&file, fsync)?;
+        Ok(temp)
+    }
+
+    /// The file was renamed away: nothing to clean up.
+    fn keep(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// fsyncs a file's bytes (when `fsync`).
+pub(super) fn sync_file(file: &File, fsync: bool) -> Result<(), StoreError> {
+    if fsync {
+        file.sync_all().map_err(io_error)?;
+    }
+    Ok(())
+}
+
+/// How a staged file takes its target's place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum How {
+    /// A rename: the target must not exist, or is overwritten.
+    Rename,
+    /// The target is swapped with the staged file, whose guard then deletes
+    /// the old file (see [`replace_file`]).
+    Swap,
+}
+
+/// Puts staged (and already synced) files in place, in order, then fsyncs
+/// each directory they landed in once (when `fsync`). If one cannot be
+/// placed, the ones placed before it are taken back out (renamed files
+/// removed, swapped ones swapped back), so that files placed together
+/// appear together or not at all — but for a crash, which start-up
+/// recovery handles.
+pub(super) fn put_in_place(files: Vec<(TempFile, PathBuf, How)>, fsync: bool) -> Result<(), StoreError> {
+    let mut placed: Vec<(TempFile, PathBuf, How)> = Vec::with_capacity(files.len());
+    for (temp, target, how) in files {
+        let moved = match how {
+            How::Rename => fs::rename(&temp.path, &target),
+            How::Swap => replace_file(&temp.path, &target),
+        };
+        if let Err(e) = moved {
+            for (temp, target, how) in placed.into_iter().rev() {
+                match how {
+                    How::Rename => {
+                        let _ = fs::remove_file(&target);
+                    }
+                    How::Swap => {
+                        let _ = replace_file(&temp.path, &target);
+                    }
+                }
+            }
+            return Err(io_error(e));
+        }
+        placed.push((temp, target, how));
+    }
+    let mut dirs: Vec<PathBuf> = vec![];
+    for (temp, target, how) in placed {
+        let dir = target.parent().expect("a placed file has a parent").to_path_buf();
+        if !dirs.contains(&dir) {
+            dirs.push(dir);
+        }
+        match how {
+            How::Rename => temp.keep(),
+            How::Swap => drop(temp), // deletes the old file, now at the temp path
+        }
+    }
+    if fsync {
+        for dir in dirs {
+            sync_dir(&dir)?;
+        }
+    }
+    Ok(())
+}
+
+/// Puts `new` in place of the existing file `target`, atomically: the two
+/// are swapped (`renameat2(RENAME_EXCHANGE)`), so `new` then holds the old
+/// file for the caller to delete. A plain rename over `target` would do the
+/// same, but ext4 (`auto_da_alloc`) then writes the new file out at once,
+/// which made every sidecar update several times dearer on these disks.
+/// Where the file system cannot swap, or `target` is gone, it renames.
+pub(super) fn replace_file(new: &Path, target: &Path) -> io::Result<()> {
+    use nix::errno::Errno;
+    use nix::fcntl::{renameat2, RenameFlags};
+    match renameat2(None, new, None, target, RenameFlags::RENAME_EXCHANGE) {
+        Ok(()) => Ok(()),
+        Err(Errno::EINVAL | Errno::ENOSYS | Errno::ENOENT) => fs::rename(new, target),
+        Err(e) => Err(io::Error::from(e)),
+    }
+}
+
+/// Sets a blob file's metadata attribute, in place, durably: the second
+/// way metadata is written (the first is the attribute set on the temp
+/// file before [`put_in_place`]). One `setxattr` replaces the value
+/// atomically; the fsync of the file makes it durable.
+pub(super) fn set_attr(data: &Path, value: &[u8], fsync: bool) -> Result<(), StoreError> {
+    let file = File::open(data).map_err(io_error)?;
+    xattr::set(&file, value).map_err(io_error)?;
+    sync_file(&file, fsync)
+}
+
+/// Removes a blob file's metadata attribute (its metadata moved to a
+/// sidecar), durably.
+pub(super) fn remove_attr(data: &Path, fsync: bool) -> Result<(), StoreError> {
+    let file = File::open(data).map_err(io_error)?;
+    xattr::remove(&file).map_err(io_error)?;
+    sync_file(&file, fsync)
+}
+
+/// fsyncs a directory, so that renames and unlinks in it are durable.
+pub(super) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_error)
+}
+
+/// `create_dir_all`, then (with fsync) syncs each new dir's parent so the
+/// new entries survive a crash.
+pub(super) fn create_dirs_durably(dir: &Path, fsync: bool) -> Result<(), StoreError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut missing = vec![];
+    let mut d = dir;
+    while !d.is_dir() {
+        missing.push(d.to_path_buf());
+        match d.parent() {
+            Some(p) => d = p,
+            None => break,
+        }
+    }
+    fs::create_dir_all(dir).map_err(io_error)?;
+    if fsync {
+        for m in missing {
+            if let Some(p) = m.parent() {
+                sync_dir(p)?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,161 @@
+//! Where a key's files are: the data dir a key belongs to, the paths of
+//! its blob and sidecar, where its metadata is read from, the lookup
+//! across dirs, and the walk over every blob (for listing and start-up
+//! recovery).
+//!
+//! A blob's metadata is in one of two places: the `user.trove.meta`
+//! extended attribute of its data file (written since attributes were
+//! adopted: one file per blob), or a `<h>.meta` sidecar beside it (blobs
+//! stored before, blobs whose metadata is too large for an attribute, and
+//! data dirs whose file system has no user attributes). The attribute is
+//! read first.
+
+use super::{BlobStore, OpenBlob, StoreError};
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+use trove_common::key::Key;
+use trove_common::record::BlobMeta;
+use trove_common::xattr;
+
+/// Name of the temporary-upload folder inside each data dir.
+pub(super) const TMP_DIR: &str = "tmp";
+/// The file holding a data dir's identity: a random id made when the dir
+/// is first used. A dir that comes back with another id (or none) is not
+/// the one that held the blobs, and the master stops trusting it for them.
+pub(super) const ID_FILE: &str = "volume-id";
+/// Suffix of a blob's sidecar.
+const META_SUFFIX: &str = ".meta";
+
+impl BlobStore {
+    /// The data dir a key is written to.
+    pub(super) fn home_dir(&self, key: &Key) -> &Path {
+        let h = key.hash();
+        let n = u64::from_be_bytes(h[..8].try_into().expect("8 bytes"));
+        &self.dirs[(n % self.dirs.len() as u64) as usize]
+    }
+
+    /// `(data, sidecar)` paths of a key inside `dir`.
+    pub(super) fn paths_in(dir: &Path, key: &Key) -> (PathBuf, PathBuf) {
+        let data = dir.join(key.blob_relpath());
+        let meta = sidecar_of(&data);
+        (data, meta)
+    }
+
+    /// Where the key's blob is: its home dir first, then the others.
+    pub(super) fn locate(&self, key: &Key) -> Option<(PathBuf, PathBuf)> {
+        let home = self.home_dir(key);
+        std::iter::once(home)
+            .chain(self.dirs.iter().map(PathBuf::as_path).filter(|d| *d != home))
+            .map(|d| Self::paths_in(d, key))
+            .find(|(data, _)| has_meta(data))
+    }
+
+    /// The lock stripe of `key`: renames of a key's files, and reads that
+    /// must see its data and sidecar as one, happen under it.
+    pub(super) fn stripe(&self, key: &Key) -> std::sync::MutexGuard<'_, ()> {
+        let i = key.hash()[0] as usize % self.stripes.len();
+        self.stripes[i].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Calls `f(data path)` once for every blob hash in every data dir
+    /// that has any file: data, sidecar or a previous value.
+    pub(super) fn walk(&self, mut f: impl FnMut(&Path)) -> io::Result<()> {
+        for dir in &self.dirs {
+            for a in read_dir_sorted(dir)? {
+                if a.file_name().is_some_and(|n| n == TMP_DIR) || !a.is_dir() {
+                    continue;
+                }
+                for b in read_dir_sorted(&a)? {
+                    if !b.is_dir() {
+                        continue;
+                    }
+                    // Blob files are named by 64 hex digits, plus suffixes
+                    // for the sidecar and a previous value; skip anything else.
+                    let mut hashes: Vec<String> = read_dir_sorted(&b)?
+                        .iter()
+                        .filter_map(|p| p.file_name()?.to_str()?.get(..64).map(str::to_string))
+                        .filter(|h| h.bytes().all(|c| c.is_ascii_hexdigit()))
+                        .collect();
+                    hashes.dedup();
+                    for h in hashes {
+                        f(&b.join(h));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The sidecar's path beside a data file: `<h>.meta`.
+pub(super) fn sidecar_of(data: &Path) -> PathBuf {
+    let mut meta = data.as_os_str().to_owned();
+    meta.push(META_SUFFIX);
+    meta.into()
+}
+
+/// The metadata of the blob file `data`: its attribute, else its sidecar.
+/// [`StoreError::NotFound`] when there is neither (or no data file).
+pub(super) fn read_meta(data: &Path) -> Result<BlobMeta, StoreError> {
+    match xattr::get(data) {
+        Ok(Some(bytes)) => decode(&bytes, data),
+        Ok(None) => read_sidecar(&sidecar_of(data)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(StoreError::NotFound),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether the blob file `data` keeps its metadata in its attribute.
+pub(super) fn meta_in_attr(data: &Path) -> bool {
+    matches!(xattr::get(data), Ok(Some(_)))
+}
+
+/// Whether the blob file `data` has metadata (attribute or sidecar).
+pub(super) fn has_meta(data: &Path) -> bool {
+    meta_in_attr(data) || sidecar_of(data).exists()
+}
+
+/// Reads a sidecar file.
+pub(super) fn read_sidecar(path: &Path) -> Result<BlobMeta, StoreError> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::NotFound),
+        Err(e) => return Err(e.into()),
+    };
+    decode(&bytes, path)
+}
+
+fn decode(bytes: &[u8], path: &Path) -> Result<BlobMeta, StoreError> {
+    BlobMeta::decode(bytes).map_err(|e| StoreError::Corrupt(format!("{}: {e}", path.display())))
+}
+
+/// Opens the data file `data` that the sidecar `meta` describes, checking
+/// its length (caller holds the key's stripe).
+pub(super) fn open_described(data: &Path, meta: BlobMeta) -> Result<OpenBlob, StoreError> {
+    let file = match File::open(data) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::NotFound),
+        Err(e) => return Err(e.into()),
+    };
+    let len = file.metadata()?.len();
+    if len != meta.size {
+        return Err(StoreError::Corrupt(format!(
+            "{} is {len} bytes but its sidecar says {}",
+            data.display(),
+            meta.size
+        )));
+    }
+    Ok(OpenBlob { file, meta })
+}
+
+/// The paths in `dir`, sorted; none when it does not exist.
+pub(super) fn read_dir_sorted(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut entries: Vec<PathBuf> = match fs::read_dir(dir) {
+        Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(e),
+    };
+    entries.sort();
+    Ok(entries)
+}

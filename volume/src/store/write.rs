@@ -1,0 +1,302 @@
+//! The write pump: an upload streamed from the socket to a blocking writer
+//! thread, checked against what was announced, and committed — made
+//! durable and put in place atomically over whatever the key held (see
+//! [`super::durable`] and [`super::previous`]).
+
+use super::durable::{create_dirs_durably, put_in_place, sync_file, How, TempFile};
+use super::layout::{read_meta, TMP_DIR};
+use super::{blocks, io_error, BlobStore, StoreError};
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use trove_common::digest::{ContentHasher, Digests};
+use trove_common::key::Key;
+use trove_common::record::{now_ms, BlobMeta, BlobState, Meta};
+use trove_common::xattr;
+
+/// Chunks buffered between the HTTP body and the blocking writer thread.
+const WRITE_QUEUE: usize = 16;
+/// Write buffer in front of each temp file.
+const WRITE_BUFFER: usize = 1 << 20;
+
+impl BlobStore {
+    /// Streams `body` into the key's blob, replacing any blob already there
+    /// atomically. What `expected` announces is checked before anything
+    /// becomes visible; `stall` bounds the wait for each chunk. On any
+    /// error, nothing is left behind.
+    pub async fn write_stream<S, E>(
+        self: &Arc<Self>,
+        key: &Key,
+        body: S,
+        expected: Expected,
+        stall: Duration,
+    ) -> Result<BlobMeta, StoreError>
+    where
+        S: Stream<Item = Result<Bytes, E>>,
+        E: std::fmt::Display,
+    {
+        let (tx, mut rx) = mpsc::channel::<WriteMsg>(WRITE_QUEUE);
+        let store = Arc::clone(self);
+        let key_owned = key.clone();
+        let announced_len = expected.len;
+        let write = expected.write.clone();
+        // The disk work (hashing, write, fsync, rename) runs on a blocking
+        // thread; this task only moves chunks from the socket to it.
+        let writer = tokio::task::spawn_blocking(move || {
+            let hash_sha256 = expected.hash_sha256 || expected.sha256.is_some();
+            let mut w = store.begin_write(&key_owned, expected.write.as_deref(), hash_sha256)?;
+            while let Some(msg) = rx.blocking_recv() {
+                match msg {
+                    WriteMsg::Data(chunk) => w.write(&chunk)?,
+                    WriteMsg::Finish => return w.commit(expected),
+                }
+            }
+            // Sender dropped without Finish: the upload was abandoned, and
+            // the writer's guard removes the temp file.
+            Err(StoreError::BodyAborted("upload cancelled".into()))
+        });
+
+        futures::pin_mut!(body);
+        let mut received: u64 = 0;
+        let outcome: Result<(), StoreError> = loop {
+            match tokio::time::timeout(stall, body.next()).await {
+                Err(_) => break Err(StoreError::Stalled(stall)),
+                Ok(None) => break Ok(()),
+                Ok(Some(Err(e))) => break Err(StoreError::BodyAborted(e.to_string())),
+                Ok(Some(Ok(chunk))) => {
+                    received += chunk.len() as u64;
+                    if let Some(len) = announced_len.filter(|n| received > *n) {
+                        break Err(StoreError::LengthMismatch {
+                            expected: len,
+                            got: received,
+                        });
+                    }
+                    if tx.send(WriteMsg::Data(chunk)).await.is_err() {
+                        // The writer failed (a full disk…). Read on for a
+                        // while, so that the caller gets our answer rather
+                        // than a connection reset in the middle of sending.
+                        trove_common::http::drain(&mut body, trove_common::http::DRAIN_LIMIT, stall).await;
+                        break Ok(());
+                    }
+                }
+            }
+        };
+        let result = match outcome {
+            Ok(()) => {
+                let _ = tx.send(WriteMsg::Finish).await;
+                drop(tx);
+                writer.await.map_err(|e| StoreError::Io(io::Error::other(e)))?
+            }
+            Err(e) => {
+                drop(tx); // the writer sees no Finish and discards the temp file
+                let _ = writer.await;
+                Err(e)
+            }
+        };
+        if let (Err(_), Some(write)) = (&result, &write) {
+            self.forget_writer(key, write);
+        }
+        result
+    }
+
+    /// Starts an upload: registers its write, opens its temp file. With
+    /// `hash_sha256`, the writer hashes the value's sha256 as well as its
+    /// CRC32C.
+    fn begin_write(
+        &self,
+        key: &Key,
+        write: Option<&str>,
+        hash_sha256: bool,
+    ) -> Result<BlobWriter<'_>, StoreError> {
+        if let Some(write) = write {
+            if self.was_aborted(key, write) {
+                return Err(StoreError::Superseded(write.to_string()));
+            }
+            let mut writers = self.writers.lock().unwrap_or_else(|p| p.into_inner());
+            // Write ids grow with time: an older upload that starts late
+            // (delayed in a network or a frozen volume) must not take the
+            // key from a newer one.
+            if writers.get(key.as_str()).is_some_and(|w| w.as_str() > write) {
+                return Err(StoreError::Superseded(write.to_string()));
+            }
+            writers.insert(key.as_str().to_string(), write.to_string());
+        }
+        let dir = self.home_dir(key).to_path_buf();
+        let (temp, file) = TempFile::create(&dir.join(TMP_DIR), ".tmp")?;
+        Ok(BlobWriter {
+            store: self,
+            key: key.clone(),
+            dir,
+            file: BufWriter::with_capacity(WRITE_BUFFER, file),
+            temp,
+            hasher: if hash_sha256 {
+                ContentHasher::sha256_only()
+            } else {
+                ContentHasher::crc32c_only()
+            },
+            blocks: blocks::BlockSums::default(),
+        })
+    }
+}
+
+enum WriteMsg {
+    Data(Bytes),
+    Finish,
+}
+
+/// What an upload must turn out to be, checked before anything becomes
+/// visible, and the state its sidecar starts in.
+#[derive(Debug, Clone, Default)]
+pub struct Expected {
+    /// The announced length (`Content-Length`).
+    pub len: Option<u64>,
+    /// The announced sha256 (`Key-Sha256`, or the record's for a pull),
+    /// checked (so hashed) when given.
+    pub sha256: Option<[u8; 32]>,
+    /// Hash the value's sha256 even when none is announced: for a value
+    /// the master does not see go by (a compose). A master PUT is checked
+    /// by the CRC32C of its transfer, which the master compares with its
+    /// own, and its sha256 arrives with the confirming mark.
+    pub hash_sha256: bool,
+    /// The sidecar's state once stored.
+    pub state: BlobState,
+    /// The value's md5 (hex), when the caller knows it: volumes hash only
+    /// sha256, and learn the md5 from the master (here for a pull, or later
+    /// with `set_state`).
+    pub md5: Option<String>,
+    /// The master write this upload belongs to (`Trove-Write`): a confirmed
+    /// copy it replaces is set aside until that write is confirmed or
+    /// aborted. Without it (a pull), the new copy replaces outright.
+    pub write: Option<String>,
+    /// The write whose copy this master write replaces (`Trove-Replaces`):
+    /// that copy is set aside even if its confirmation never arrived
+    /// (the master's record says it is live).
+    pub replaces: Option<String>,
+    /// For a pull: the write the copied value is of (the master's record),
+    /// recorded in the sidecar so that reads pinned to it find this copy.
+    pub copy_of: Option<String>,
+    /// The value's metadata, kept in the sidecar.
+    pub meta: Meta,
+}
+
+/// One upload in progress, on a blocking thread.
+struct BlobWriter<'a> {
+    store: &'a BlobStore,
+    key: Key,
+    dir: PathBuf,
+    file: BufWriter<File>,
+    temp: TempFile,
+    hasher: ContentHasher,
+    blocks: blocks::BlockSums,
+}
+
+impl BlobWriter<'_> {
+    fn write(&mut self, chunk: &[u8]) -> Result<(), StoreError> {
+        self.hasher.update(chunk);
+        self.blocks.update(chunk);
+        self.file.write_all(chunk).map_err(io_error)
+    }
+
+    /// Verifies, makes durable, and renames into place.
+    fn commit(self, expected: Expected) -> Result<BlobMeta, StoreError> {
+        let BlobWriter {
+            store,
+            key,
+            dir,
+            file,
+            temp,
+            hasher,
+            blocks,
+        } = self;
+        let file = file.into_inner().map_err(|e| io_error(e.into_error()))?;
+        let digests: Digests = hasher.finish();
+        if let Some(len) = expected.len.filter(|n| *n != digests.size) {
+            return Err(StoreError::LengthMismatch {
+                expected: len,
+                got: digests.size,
+            });
+        }
+        if let Some(sha) = expected.sha256.filter(|s| Some(*s) != digests.sha256) {
+            return Err(StoreError::DigestMismatch {
+                expected: hex::encode(sha),
+                got: digests.sha256_hex(),
+            });
+        }
+        let meta = BlobMeta {
+            key: key.as_str().to_string(),
+            size: digests.size,
+            sha256: digests.sha256_hex(),
+            md5: expected.md5.unwrap_or_default(),
+            created: now_ms(),
+            state: expected.state,
+            damaged: false,
+            write: expected.write.clone().or(expected.copy_of.clone()),
+            crc32c: Some(blocks.finish()),
+            meta: expected.meta.clone(),
+        };
+        // The metadata goes into the data file's attribute when it fits
+        // (one file per blob, appearing with its metadata in one rename),
+        // else into a sidecar renamed in after the data.
+        let encoded = meta.encode();
+        let sidecar = if store.xattrs && encoded.len() <= xattr::META_ATTR_MAX {
+            xattr::set(&file, &encoded).map_err(io_error)?;
+            None
+        } else {
+            Some(TempFile::with_bytes(
+                &dir.join(TMP_DIR),
+                ".meta.tmp",
+                &encoded,
+                store.fsync,
+            )?)
+        };
+        sync_file(&file, store.fsync)?;
+        drop(file);
+        trove_common::crash::point("volume-staged");
+        let (data_path, meta_path) = BlobStore::paths_in(&dir, &key);
+        let parent = data_path.parent().expect("blob has a parent");
+        let _stripe = store.stripe(&key);
+        if let Some(write) = &expected.write {
+            // Still this key's newest write? (A newer upload or the
+            // master's abort took it over while this one was in flight.)
+            let mut writers = store.writers.lock().unwrap_or_else(|p| p.into_inner());
+            let newer_in_place = store
+                .locate(&key)
+                .and_then(|(data, _)| read_meta(&data).ok())
+                .and_then(|m| m.write)
+                .is_some_and(|w| w.as_str() > write.as_str());
+            if writers.get(key.as_str()) != Some(write) || newer_in_place || store.was_aborted(&key, write) {
+                return Err(StoreError::Superseded(write.clone()));
+            }
+            writers.remove(key.as_str());
+        }
+        create_dirs_durably(parent, store.fsync)?;
+        // Replacing: the old copy goes first (sidecar, then data), so that
+        // no moment — and no crash — pairs the old sidecar with new bytes.
+        // A crash after this leaves no copy, or new data without a
+        // sidecar, which start-up removes: the replacement was never
+        // acknowledged.
+        for other in &store.dirs {
+            store.make_room(
+                other,
+                &key,
+                expected.write.is_some(),
+                expected.replaces.as_deref(),
+            )?;
+        }
+        // Data first, then its sidecar (if any): a sidecar never describes
+        // bytes that are not there.
+        let mut files = vec![(temp, data_path, How::Rename)];
+        files.extend(sidecar.map(|s| (s, meta_path, How::Rename)));
+        put_in_place(files, store.fsync)?;
+        trove_common::crash::point("volume-stored");
+        store.blobs.fetch_add(1, Ordering::Relaxed);
+        store.blob_bytes.fetch_add(meta.size, Ordering::Relaxed);
+        Ok(meta)
+    }
+}
