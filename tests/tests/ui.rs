@@ -291,7 +291,17 @@ async fn status_page_in_a_browser() {
         ("TROVE_UI_VICTIM", format!("{}@{}", victim.pid(), victim.addr)),
     ];
     browser_suite(&c, &bin, &out, &envs).await;
-    for shot in ["01-healthy", "02-listing", "03-key", "05-verify-running", "06-volume-down", "07-problems", "08-phone"] {
+    for shot in [
+        "01-healthy",
+        "02-listing",
+        "03-key",
+        "04-confirm",
+        "05-verify-running",
+        "06-verify-stopped",
+        "07-volume-down",
+        "08-problems",
+        "09-phone",
+    ] {
         assert!(out.join(format!("{shot}.png")).exists(), "no screenshot {shot}");
     }
 }
@@ -325,7 +335,10 @@ async fn schemathesis_finds_the_master_as_described() {
              response_headers_conformance,response_schema_conformance",
         ])
         .args(["--phases", "examples,coverage,fuzzing"])
-        .args(["--max-examples", "25", "--max-time", "150", "--workers", "2"])
+        // One worker: schemathesis's coverage phase, on two threads, can
+        // trip over CPython 3.11's AST compiler (a SystemError in
+        // schemathesis itself, not an answer of the master).
+        .args(["--max-examples", "25", "--max-time", "90", "--workers", "1"])
         .args(["--request-timeout", "20", "--max-redirects", "0", "--seed", "1"])
         .args(["--suppress-health-check", "all"])
         .args(["--report", "junit", "--report-dir"])

@@ -25,6 +25,7 @@ import urllib.request
 import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -72,17 +73,29 @@ def shot(driver, name):
 
 
 def wait(driver, what, condition):
-    return WebDriverWait(driver, WAIT, poll_frequency=0.1).until(
+    """Waits for `condition`; the page redraws on every poll, so an element
+    found a moment ago may be gone: such a try just counts as "not yet"."""
+    return WebDriverWait(driver, WAIT, poll_frequency=0.1,
+                         ignored_exceptions=(StaleElementReferenceException, NoSuchElementException)).until(
         lambda d: condition(d), message=f"waited {WAIT}s for {what}")
 
 
-def cards(driver):
-    return driver.find_elements(By.CSS_SELECTOR, "#volumes .card")
+def volumes(driver):
+    """Every volume card as {address: (state, text)}, read in one go."""
+    return dict(driver.execute_script("""
+        return [...document.querySelectorAll('#volumes .card')]
+            .map(c => [c.dataset.volume, [c.dataset.state, c.innerText]]);"""))
+
+
+def states(driver):
+    return [state for state, _ in volumes(driver).values()]
 
 
 def job(driver, name):
-    found = driver.find_elements(By.CSS_SELECTOR, f'#jobs .job[data-job="{name}"]')
-    return found[0] if found else None
+    """The job's card as (state, text), read in one go; None before it ran."""
+    return driver.execute_script("""
+        const j = document.querySelector('#jobs .job[data-job="' + arguments[0] + '"]');
+        return j && [j.dataset.state, j.innerText];""", name)
 
 
 def confirm(driver):
@@ -93,14 +106,11 @@ def confirm(driver):
 
 def test_the_page_shows_three_healthy_volumes(browser):
     wait(browser, "the first poll", lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-loaded"))
-    wait(browser, "three healthy volumes",
-         lambda d: [c.get_attribute("data-state") for c in cards(d)] == ["up", "up", "up"])
-    assert browser.find_element(By.ID, "summary").text == "all 3 volumes healthy"
-    live = int(browser.find_element(By.ID, "keys-live").text.replace(",", ""))
-    assert live > 60
-    for card in cards(browser):
-        assert "used" in card.find_element(By.CSS_SELECTOR, ".bar").text
-        assert "s ago" in card.text
+    wait(browser, "three healthy volumes", lambda d: states(d) == ["up", "up", "up"])
+    wait(browser, "the headline", lambda d: d.find_element(By.ID, "summary").text == "all 3 volumes healthy")
+    wait(browser, "the key count", lambda d: int(d.find_element(By.ID, "keys-live").text.replace(",", "")) > 60)
+    for state, text in volumes(browser).values():
+        assert "used" in text and "free" in text and "s ago" in text and "blobs" in text, text
     # Rates appear from the second poll on.
     wait(browser, "a request rate", lambda d: "/s" in d.find_element(By.ID, "rate-requests").text)
     assert browser.find_element(By.ID, "admin").is_displayed() == ADMIN
@@ -112,7 +122,9 @@ def test_the_key_browser_lists_a_prefix_page_by_page(browser):
     box.clear()
     box.send_keys("/photos/")
     box.submit()
-    wait(browser, "the first page", lambda d: len(d.find_elements(By.CSS_SELECTOR, "#listing tr.object")) == 50)
+    # A common prefix is one of a page's 50 entries, as a key is.
+    wait(browser, "the first page", lambda d: len(d.find_elements(By.CSS_SELECTOR, "#listing tbody tr")) == 50)
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#listing tr.object")) == 49
     prefixes = [a.text for a in browser.find_elements(By.CSS_SELECTOR, "#listing tr.prefix a")]
     assert prefixes == ["/photos/2024/"]
     browser.find_element(By.ID, "more").click()
@@ -155,34 +167,32 @@ def test_a_verify_started_from_the_page_shows_its_progress_and_stops(browser):
 
     def running_with_progress(d):
         j = job(d, "verify")
-        if j is None or j.get_attribute("data-state") != "running":
+        if j is None or j[0] != "running":
             return False
-        done, total = j.find_element(By.CSS_SELECTOR, ".bar em").text.split(" keys")[0].split(" / ")
-        return 0 < int(done.replace(",", "")) < int(total.replace(",", "")) and "ETA" in j.text
+        done, total = j[1].split(" keys")[0].split("\n")[-1].split(" / ")
+        return 0 < int(done.replace(",", "")) < int(total.replace(",", "")) and "ETA" in j[1]
 
     wait(browser, "a running verify with progress and an ETA", running_with_progress)
     shot(browser, "05-verify-running")
-    job(browser, "verify").find_element(By.CSS_SELECTOR, "button[data-stop]").click()
+    wait(browser, "the Stop button", lambda d: d.find_element(By.CSS_SELECTOR, '[data-job="verify"] button[data-stop]').click() or True)
     confirm(browser)
-    wait(browser, "the verify stopped", lambda d: job(d, "verify").get_attribute("data-state") == "cancelled")
+    wait(browser, "the verify stopped", lambda d: job(d, "verify")[0] == "cancelled")
+    shot(browser, "06-verify-stopped")
 
 
 @pytest.mark.skipif(not VICTIM, reason="no volume to kill in this run")
 def test_a_killed_volume_turns_red_within_seconds(browser):
     pid, addr = VICTIM.split("@")
-    wait(browser, "three healthy volumes",
-         lambda d: [c.get_attribute("data-state") for c in cards(d)] == ["up", "up", "up"])
+    wait(browser, "three healthy volumes", lambda d: states(d) == ["up", "up", "up"])
     os.kill(int(pid), signal.SIGKILL)
     killed = time.monotonic()
-    wait(browser, f"{addr} red", lambda d: d.find_element(
-        By.CSS_SELECTOR, f'.card[data-volume="{addr}"]').get_attribute("data-state") == "down")
+    wait(browser, f"{addr} red", lambda d: volumes(d)[addr][0] == "down")
     took = time.monotonic() - killed
     assert took < 5, f"the page showed the dead volume after {took:.1f}s"
-    card = browser.find_element(By.CSS_SELECTOR, f'.card[data-volume="{addr}"]')
-    assert "down" in card.text
-    assert card.find_element(By.CSS_SELECTOR, ".error").text  # why: the master's last error
-    assert browser.find_element(By.ID, "summary").text == "1 of 3 volumes down"
-    shot(browser, "06-volume-down")
+    text = volumes(browser)[addr][1]
+    assert "down" in text and "unreachable" in text, text  # and why: the master's last error
+    wait(browser, "the headline", lambda d: d.find_element(By.ID, "summary").text == "1 of 3 volumes down")
+    shot(browser, "07-volume-down")
 
 
 @pytest.mark.skipif(not (ADMIN and VICTIM), reason="needs --ui-admin and a dead volume")
@@ -192,11 +202,10 @@ def test_problems_found_by_a_verify_are_listed(browser):
     browser.find_element(By.ID, "admin-concurrency").send_keys("8")
     browser.find_element(By.ID, "admin-start").click()
     confirm(browser)
-    wait(browser, "the verify done", lambda d: job(d, "verify").get_attribute("data-state") == "done")
+    wait(browser, "the verify done", lambda d: job(d, "verify")[0] == "done")
     _, addr = VICTIM.split("@")
-    problems = browser.find_element(By.ID, "problems").text
-    assert f"on {addr} not checked" in problems
-    shot(browser, "07-problems")
+    wait(browser, "its problems", lambda d: f"on {addr} not checked" in d.find_element(By.ID, "problems").text)
+    shot(browser, "08-problems")
 
 
 def test_the_page_reads_on_a_phone(browser):
@@ -209,7 +218,7 @@ def test_the_page_reads_on_a_phone(browser):
     height = browser.execute_script("return document.documentElement.scrollHeight")
     browser.set_window_size(width, min(height + 140, 6000))
     time.sleep(0.2)
-    browser.save_screenshot(os.path.join(OUT, "08-phone.png"))
+    browser.save_screenshot(os.path.join(OUT, "09-phone.png"))
     browser.set_window_size(WIDTH, 1000)
 
 

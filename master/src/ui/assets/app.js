@@ -344,6 +344,7 @@ async function showKey(key) {
   link.hidden = false;
   link.href = keyPath(r.key);
   link.setAttribute("download", r.key.split("/").pop() || "value");
+  $("record").scrollIntoView({ block: "nearest" });
 }
 
 function onListingClick(event) {
