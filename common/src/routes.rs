@@ -31,7 +31,9 @@ pub const fn read(statuses: &'static [u16]) -> [Operation; 2] {
 
 /// The methods an OpenAPI path item holds as operations; any other (such
 /// as Trove's `UNLINK`) is described under `x-<method>` in lower case.
-const OPENAPI_METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
+const OPENAPI_METHODS: [&str; 8] = [
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
 
 /// Where in an OpenAPI path item the operation for `method` is.
 fn operation_name(method: &str) -> String {
@@ -73,13 +75,21 @@ pub fn check(paths: &Value, routes: &[&Route], expand: impl Fn(&str) -> Vec<Stri
                     problems.push(format!("{} {path}: status {s} is not described", op.method));
                 }
                 for s in documented.iter().filter(|s| !op.statuses.contains(s)) {
-                    problems.push(format!("{} {path}: status {s} is described, but never answered", op.method));
+                    problems.push(format!(
+                        "{} {path}: status {s} is described, but never answered",
+                        op.method
+                    ));
                 }
             }
             for name in item.as_object().into_iter().flat_map(|o| o.keys()) {
                 let is_operation = OPENAPI_METHODS.contains(&name.as_str())
                     || (name.starts_with("x-") && !name.starts_with("x-trove"));
-                if is_operation && !route.operations.iter().any(|op| operation_name(op.method) == *name) {
+                if is_operation
+                    && !route
+                        .operations
+                        .iter()
+                        .any(|op| operation_name(op.method) == *name)
+                {
                     problems.push(format!("{name} {path} is described, but not routed"));
                 }
             }
@@ -98,8 +108,14 @@ mod tests {
     use super::*;
 
     const ROUTES: &[Route] = &[
-        Route { path: "/-/a", operations: &read(&[200]) },
-        Route { path: "/{key}", operations: &[op("PUT", &[201, 400]), op("UNLINK", &[204])] },
+        Route {
+            path: "/-/a",
+            operations: &read(&[200]),
+        },
+        Route {
+            path: "/{key}",
+            operations: &[op("PUT", &[201, 400]), op("UNLINK", &[204])],
+        },
     ];
 
     fn problems(doc: Value) -> Vec<String> {
@@ -132,7 +148,10 @@ mod tests {
             "UNLINK /{key} is not described",
             "/-/b is described, but no route answers it",
         ] {
-            assert!(found.iter().any(|p| p == expected), "{expected} missing from {found:#?}");
+            assert!(
+                found.iter().any(|p| p == expected),
+                "{expected} missing from {found:#?}"
+            );
         }
         assert_eq!(found.len(), 6, "{found:#?}");
     }

@@ -169,18 +169,37 @@ pub fn every_status() -> Vec<u16> {
         NoSuchOperation(String::new()),
         NotFound,
         SourceMissing(String::new()),
-        SourceChanged { key: String::new(), what: String::new() },
+        SourceChanged {
+            key: String::new(),
+            what: String::new(),
+        },
         BodyTooLarge(String::new()),
         TooManyKeys(0),
         Method(String::new()),
-        WrongMethod { method: String::new(), path: String::new(), allow: "" },
+        WrongMethod {
+            method: String::new(),
+            path: String::new(),
+            allow: "",
+        },
         ParamsTooLarge(0),
-        Sha256Mismatch { sent: String::new(), got: String::new() },
-        Md5Mismatch { sent: String::new(), got: String::new() },
+        Sha256Mismatch {
+            sent: String::new(),
+            got: String::new(),
+        },
+        Md5Mismatch {
+            sent: String::new(),
+            got: String::new(),
+        },
         ClientBody(String::new()),
         ClientStalled(Duration::ZERO),
-        NotEnoughVolumes { healthy: 0, needed: 0 },
-        NotEnoughSpace { writable: 0, needed: 0 },
+        NotEnoughVolumes {
+            healthy: 0,
+            needed: 0,
+        },
+        NotEnoughSpace {
+            writable: 0,
+            needed: 0,
+        },
         ReplicasDown(String::new()),
         Volume(volume(507)),
         Volume(volume(500)),
@@ -188,17 +207,44 @@ pub fn every_status() -> Vec<u16> {
             addr: "v".into(),
             timeout: Duration::ZERO,
         }),
-        ReplicaMismatch { addr: String::new(), expected: String::new(), got: String::new() },
+        ReplicaMismatch {
+            addr: String::new(),
+            expected: String::new(),
+            got: String::new(),
+        },
         Internal(String::new()),
     ];
     for e in &samples {
         match e {
-            Key(_) | BadRequest(_) | EmptyBody | Exists | Protected | Forbidden(_) | Busy | Conflict(_)
-            | NoSuchJob(_) | NoSuchOperation(_) | NotFound | SourceMissing(_) | SourceChanged { .. }
-            | BodyTooLarge(_) | TooManyKeys(_) | Method(_) | WrongMethod { .. } | ParamsTooLarge(_)
-            | Sha256Mismatch { .. } | Md5Mismatch { .. } | ClientBody(_) | ClientStalled(_)
-            | NotEnoughVolumes { .. } | NotEnoughSpace { .. } | ReplicasDown(_) | Volume(_)
-            | ReplicaMismatch { .. } | Index(_) | Internal(_) => {}
+            Key(_)
+            | BadRequest(_)
+            | EmptyBody
+            | Exists
+            | Protected
+            | Forbidden(_)
+            | Busy
+            | Conflict(_)
+            | NoSuchJob(_)
+            | NoSuchOperation(_)
+            | NotFound
+            | SourceMissing(_)
+            | SourceChanged { .. }
+            | BodyTooLarge(_)
+            | TooManyKeys(_)
+            | Method(_)
+            | WrongMethod { .. }
+            | ParamsTooLarge(_)
+            | Sha256Mismatch { .. }
+            | Md5Mismatch { .. }
+            | ClientBody(_)
+            | ClientStalled(_)
+            | NotEnoughVolumes { .. }
+            | NotEnoughSpace { .. }
+            | ReplicasDown(_)
+            | Volume(_)
+            | ReplicaMismatch { .. }
+            | Index(_)
+            | Internal(_) => {}
         }
     }
     samples.iter().map(|e| e.status().as_u16()).collect()

@@ -42,7 +42,9 @@ fn value_of(key: &str) -> Vec<u8> {
 fn tools() -> Option<PathBuf> {
     let venv = std::env::var_os("TROVE_UI_VENV")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/trove-ui-venv"));
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/trove-ui-venv")
+        });
     let bin = venv.join("bin");
     let mut missing: Vec<String> = ["python", "schemathesis"]
         .iter()
@@ -95,7 +97,11 @@ async fn run_tool(mut cmd: Command, cluster: &Cluster, what: &str) -> String {
         .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    eprintln!("{what}: {} in {:.1?}\n{stdout}\n{stderr}", out.status, started.elapsed());
+    eprintln!(
+        "{what}: {} in {:.1?}\n{stdout}\n{stderr}",
+        out.status,
+        started.elapsed()
+    );
     let log = cluster.master.log();
     let tail: Vec<&str> = log.lines().rev().take(30).collect();
     assert!(
@@ -137,11 +143,23 @@ async fn without_ui_admin_the_page_only_shows_and_the_job_endpoints_are_unchange
     let c = cluster(&[]).await;
     let page = c.http.get(c.url("/-/ui")).send().await.unwrap();
     assert_eq!(page.status(), 200);
-    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_string();
-    assert!(csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
     assert!(page.text().await.unwrap().contains("/-/ui/app.js"));
     let root = c.http.get(c.url("/")).send().await.unwrap();
-    assert_eq!((root.status().as_u16(), root.headers()["location"].to_str().unwrap()), (302, "/-/ui"));
+    assert_eq!(
+        (
+            root.status().as_u16(),
+            root.headers()["location"].to_str().unwrap()
+        ),
+        (302, "/-/ui")
+    );
     // `/` is still no key, and `/?list` still lists.
     assert_eq!(c.put("/", "x").await, 400);
     assert_eq!(c.http.get(c.url("/?list")).send().await.unwrap().status(), 200);
@@ -168,7 +186,11 @@ async fn without_ui_admin_the_page_only_shows_and_the_job_endpoints_are_unchange
     // The page sees the jobs the CLI ran.
     trove_tests::wait_for("the verify listed on the page", || async {
         let s = c.json("/-/ui/state").await;
-        s["jobs"].as_array().unwrap().iter().any(|j| j["job"] == "verify" && j["state"] == "done")
+        s["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j["job"] == "verify" && j["state"] == "done")
     })
     .await;
 }
@@ -199,12 +221,18 @@ async fn with_ui_admin_the_page_starts_and_stops_jobs_behind_its_header() {
     let started = ui_job("POST", "verify", true).await.unwrap();
     assert_eq!(started.status(), 202);
     let report: Value = started.json().await.unwrap();
-    assert_eq!((report["job"].as_str(), report["params"]["deep"].as_bool()), (Some("verify"), Some(true)));
+    assert_eq!(
+        (report["job"].as_str(), report["params"]["deep"].as_bool()),
+        (Some("verify"), Some(true))
+    );
     // Refused while it runs (a fast machine may have finished it: then a
     // new one starts); stopping answers 202 while one runs, 404 after.
     let again = ui_job("POST", "verify", true).await.unwrap().status().as_u16();
     let stopped = ui_job("DELETE", "verify", true).await.unwrap().status().as_u16();
-    assert!(matches!(again, 409 | 202) && matches!(stopped, 202 | 404), "{again} {stopped}");
+    assert!(
+        matches!(again, 409 | 202) && matches!(stopped, 202 | 404),
+        "{again} {stopped}"
+    );
     trove_tests::wait_for("the verify over", || async {
         c.json("/-/verify").await["state"] != "running"
     })
@@ -233,7 +261,15 @@ async fn a_keys_record_as_the_page_reads_it() {
     assert_eq!(record["healthy"], record["volumes"]);
     assert_eq!(c.http.get(url("/nothing")).send().await.unwrap().status(), 404);
     assert_eq!(c.http.get(url("/-/ready")).send().await.unwrap().status(), 400);
-    assert_eq!(c.http.get(url(&format!("/{}", "k".repeat(5000)))).send().await.unwrap().status(), 414);
+    assert_eq!(
+        c.http
+            .get(url(&format!("/{}", "k".repeat(5000))))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        414
+    );
     let missing = c.http.get(c.url("/-/ui/key")).send().await.unwrap();
     assert_eq!(missing.status(), 400);
 }
@@ -257,15 +293,23 @@ async fn the_api_description_is_served_as_json() {
 async fn browser_suite(c: &Cluster, bin: &Path, out: &Path, envs: &[(&str, String)]) {
     let suite = Path::new(env!("CARGO_MANIFEST_DIR")).join("ui/test_status_page.py");
     let mut cmd = Command::new(bin.join("python"));
-    cmd.args(["-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfEs", "--color=no"])
-        .arg(&suite)
-        .current_dir(out)
-        .env("TROVE_UI_MASTER", format!("http://{}", c.master.addr))
-        .env("TROVE_UI_OUT", out)
-        // Selenium finds nothing on the network: the browser and driver
-        // are Debian's, named by path.
-        .env("SE_OFFLINE", "true")
-        .env("PYTHONDONTWRITEBYTECODE", "1");
+    cmd.args([
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "-rfEs",
+        "--color=no",
+    ])
+    .arg(&suite)
+    .current_dir(out)
+    .env("TROVE_UI_MASTER", format!("http://{}", c.master.addr))
+    .env("TROVE_UI_OUT", out)
+    // Selenium finds nothing on the network: the browser and driver
+    // are Debian's, named by path.
+    .env("SE_OFFLINE", "true")
+    .env("PYTHONDONTWRITEBYTECODE", "1");
     for (k, v) in envs {
         cmd.env(k, v);
     }

@@ -62,7 +62,8 @@ pub(crate) async fn start(state: Arc<AppState>, kind: JobKind, req: Request) -> 
     let params: JobParams = if body.iter().all(u8::is_ascii_whitespace) {
         JobParams::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("bad {name} parameters: {e}")))?
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(format!("bad {name} parameters: {e}")))?
     };
     let report = state
         .jobs

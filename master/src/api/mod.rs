@@ -28,10 +28,22 @@ use trove_common::routes::{op, read, Route};
 
 /// The operations (`/-/…`), the status page's among them.
 pub const ROUTES: &[Route] = &[
-    Route { path: "/-/healthy", operations: &read(&[200]) },
-    Route { path: "/-/ready", operations: &read(&[200, 503]) },
-    Route { path: "/-/status", operations: &read(&[200]) },
-    Route { path: "/-/metrics", operations: &read(&[200]) },
+    Route {
+        path: "/-/healthy",
+        operations: &read(&[200]),
+    },
+    Route {
+        path: "/-/ready",
+        operations: &read(&[200, 503]),
+    },
+    Route {
+        path: "/-/status",
+        operations: &read(&[200]),
+    },
+    Route {
+        path: "/-/metrics",
+        operations: &read(&[200]),
+    },
     Route {
         path: "/-/{job}",
         operations: &[
@@ -41,18 +53,45 @@ pub const ROUTES: &[Route] = &[
             op("DELETE", &[202, 404]),
         ],
     },
-    Route { path: crate::ui::PAGE, operations: &read(&[200]) },
-    Route { path: crate::ui::SCRIPT, operations: &read(&[200]) },
-    Route { path: crate::ui::STYLE, operations: &read(&[200]) },
-    Route { path: crate::ui::STATE, operations: &read(&[200]) },
-    Route { path: crate::ui::KEY, operations: &read(&[200, 400, 404, 414]) },
+    Route {
+        path: crate::ui::PAGE,
+        operations: &read(&[200]),
+    },
+    Route {
+        path: crate::ui::SCRIPT,
+        operations: &read(&[200]),
+    },
+    Route {
+        path: crate::ui::STYLE,
+        operations: &read(&[200]),
+    },
+    Route {
+        path: crate::ui::STATE,
+        operations: &read(&[200]),
+    },
+    Route {
+        path: crate::ui::KEY,
+        operations: &read(&[200, 400, 404, 414]),
+    },
     Route {
         path: crate::ui::JOBS,
-        operations: &[op("POST", &[202, 400, 403, 409, 413]), op("DELETE", &[202, 403, 404])],
+        operations: &[
+            op("POST", &[202, 400, 403, 409, 413]),
+            op("DELETE", &[202, 403, 404]),
+        ],
     },
-    Route { path: crate::ui::DOCS, operations: &read(&[200]) },
-    Route { path: crate::ui::DOCS_SCRIPT, operations: &read(&[200]) },
-    Route { path: crate::ui::OPENAPI, operations: &read(&[200]) },
+    Route {
+        path: crate::ui::DOCS,
+        operations: &read(&[200]),
+    },
+    Route {
+        path: crate::ui::DOCS_SCRIPT,
+        operations: &read(&[200]),
+    },
+    Route {
+        path: crate::ui::OPENAPI,
+        operations: &read(&[200]),
+    },
 ];
 
 /// Every other path: a key, or a prefix to list (`/` alone, which is never
@@ -62,8 +101,18 @@ pub const KEY_ROUTE: Route = Route {
     operations: &[
         op("GET", &[200, 302, 400, 403, 404, 413, 414, 503]),
         op("HEAD", &[200, 302, 400, 403, 404, 413, 414, 503]),
-        op("PUT", &[201, 400, 403, 404, 408, 409, 411, 412, 413, 414, 502, 503, 504, 507]),
-        op("POST", &[201, 400, 403, 404, 408, 409, 411, 412, 413, 414, 502, 503, 504, 507]),
+        op(
+            "PUT",
+            &[
+                201, 400, 403, 404, 408, 409, 411, 412, 413, 414, 502, 503, 504, 507,
+            ],
+        ),
+        op(
+            "POST",
+            &[
+                201, 400, 403, 404, 408, 409, 411, 412, 413, 414, 502, 503, 504, 507,
+            ],
+        ),
         op("DELETE", &[204, 400, 403, 404, 409, 414, 502, 504]),
         op("UNLINK", &[204, 400, 403, 404, 409, 414, 502, 504]),
     ],

@@ -34,7 +34,10 @@ mod tests {
     /// `/-/{job}` is described as one path per job.
     fn expand(path: &str) -> Vec<String> {
         if path.contains("{job}") {
-            JobKind::ALL.iter().map(|k| path.replace("{job}", k.name())).collect()
+            JobKind::ALL
+                .iter()
+                .map(|k| path.replace("{job}", k.name()))
+                .collect()
         } else {
             vec![path.to_string()]
         }

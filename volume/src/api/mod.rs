@@ -34,15 +34,42 @@ pub const HEALTHY: &str = "/-/healthy";
 
 /// The operations (`/-/…`).
 pub const ROUTES: &[Route] = &[
-    Route { path: HEALTHY, operations: &read(&[200]) },
-    Route { path: "/-/status", operations: &read(&[200, 403]) },
-    Route { path: "/-/metrics", operations: &read(&[200, 403]) },
-    Route { path: "/-/blobs", operations: &read(&[200, 403]) },
-    Route { path: "/-/pull", operations: &[op("POST", &[201, 400, 403, 408, 409, 414, 502, 507])] },
-    Route { path: "/-/compose", operations: &[op("POST", &[201, 400, 403, 408, 409, 414, 502, 507])] },
-    Route { path: "/-/verify", operations: &read(&[200, 400, 403, 404, 414]) },
-    Route { path: "/-/mark", operations: &[op("POST", &[200, 400, 403, 404, 409, 414])] },
-    Route { path: "/-/abort", operations: &[op("POST", &[200, 400, 403, 414])] },
+    Route {
+        path: HEALTHY,
+        operations: &read(&[200]),
+    },
+    Route {
+        path: "/-/status",
+        operations: &read(&[200, 403]),
+    },
+    Route {
+        path: "/-/metrics",
+        operations: &read(&[200, 403]),
+    },
+    Route {
+        path: "/-/blobs",
+        operations: &read(&[200, 403]),
+    },
+    Route {
+        path: "/-/pull",
+        operations: &[op("POST", &[201, 400, 403, 408, 409, 414, 502, 507])],
+    },
+    Route {
+        path: "/-/compose",
+        operations: &[op("POST", &[201, 400, 403, 408, 409, 414, 502, 507])],
+    },
+    Route {
+        path: "/-/verify",
+        operations: &read(&[200, 400, 403, 404, 414]),
+    },
+    Route {
+        path: "/-/mark",
+        operations: &[op("POST", &[200, 400, 403, 404, 409, 414])],
+    },
+    Route {
+        path: "/-/abort",
+        operations: &[op("POST", &[200, 400, 403, 414])],
+    },
 ];
 
 /// Every other path: a key.

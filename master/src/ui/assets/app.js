@@ -181,8 +181,11 @@ function jobView(job, now, admin) {
   const stop = running && admin
     ? el("button", { type: "button", class: "danger", "data-stop": job.job }, "Stop")
     : null;
+  // A run that ended with failures, or with bad replicas left unrepaired, is not a green "done".
+  const troubled = job.failed > 0 || (job.job === "verify" && job.found > job.changed);
+  const badge = job.state === "done" && troubled ? ["warn", "done, with problems"] : [job.state, job.state];
   return el("article", { class: "job " + job.state, "data-job": job.job, "data-state": job.state },
-    el("h3", {}, job.job, " ", el("span", { class: "badge " + job.state }, job.state), " ",
+    el("h3", {}, job.job, " ", el("span", { class: "badge " + badge[0] }, badge[1]), " ",
       el("small", { class: "muted" }, jobParams(job.params)), stop),
     bar(job.total ? job.scanned / job.total : running ? 0 : 1,
       count(job.scanned) + " / " + count(job.total) + " " + unit),
