@@ -2,9 +2,11 @@
 # Runs the whole test suite: format and lint checks, unit tests, the
 # integration tests that start real master and volume processes, the S3
 # suite (tests/tests/s3.rs: aws-cli, boto3, rclone and s3cmd against a real
-# gateway, installed by scripts/s3-clients.sh), and the docker suite
-# (containers on a private network) when a Docker engine answers — under CI
-# (CI=true) a missing engine or S3 client is a failure.
+# gateway, installed by scripts/s3-clients.sh), the status page and API
+# suite (tests/tests/ui.rs: headless Chromium and schemathesis, installed
+# by scripts/ui-deps.sh), and the docker suite (containers on a private
+# network) when a Docker engine answers — under CI (CI=true) a missing
+# engine, S3 client, browser or schemathesis is a failure.
 #
 # Everything is built once, in the release profile (RocksDB's C++ takes
 # ~16 minutes to compile from scratch on 2 cores; one profile means one
@@ -22,6 +24,15 @@ if ! scripts/s3-clients.sh; then
         exit 1
     fi
     echo "test.sh: could not install the S3 clients: the S3 suite (tests/tests/s3.rs) will skip its tests" >&2
+fi
+# Chromium, chromedriver, selenium and schemathesis, for tests/tests/ui.rs.
+export TROVE_UI_VENV="${TROVE_UI_VENV:-$HOME/.cache/trove-ui-venv}"
+if ! scripts/ui-deps.sh; then
+    if [ "${CI:-}" = true ]; then
+        echo "test.sh: could not install Chromium and the UI test tools (scripts/ui-deps.sh), and CI must run the UI suite" >&2
+        exit 1
+    fi
+    echo "test.sh: could not install Chromium and the UI test tools: the UI suite (tests/tests/ui.rs) will skip its tests" >&2
 fi
 docker_ok=false
 if docker info >/dev/null 2>&1; then

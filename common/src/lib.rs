@@ -17,6 +17,8 @@
 //! - [`crash`]: named crash points for the kill -9 tests.
 //! - [`http`]: header names, the inter-server HTTP client, logging and
 //!   shutdown-signal helpers shared by both binaries.
+//! - [`routes`]: the routers' tables, and their check against the API
+//!   description.
 //! - [`server`]: the accept loop both servers run, with its connection
 //!   limits and timeouts.
 
@@ -29,6 +31,7 @@ pub mod placement;
 pub mod protocol;
 pub mod range;
 pub mod record;
+pub mod routes;
 pub mod server;
 pub mod signing;
 pub mod xattr;

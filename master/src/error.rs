@@ -142,3 +142,110 @@ impl From<tokio::task::JoinError> for ApiError {
         ApiError::Internal(e.to_string())
     }
 }
+
+/// Every status an [`ApiError`] can become: one error of each kind, so
+/// that a test can hold the documented statuses to what the code answers.
+/// The `match` has no wildcard: a new kind of error does not compile until
+/// it is listed here.
+#[cfg(test)]
+pub fn every_status() -> Vec<u16> {
+    use ApiError::*;
+    let volume = |status| VolumeError::Status {
+        addr: "v".into(),
+        status,
+        message: String::new(),
+    };
+    let samples = [
+        Key(KeyError::Empty),
+        Key(KeyError::TooLong(0)),
+        BadRequest(String::new()),
+        EmptyBody,
+        Exists,
+        Protected,
+        Forbidden(String::new()),
+        Busy,
+        Conflict(String::new()),
+        NoSuchJob(String::new()),
+        NoSuchOperation(String::new()),
+        NotFound,
+        SourceMissing(String::new()),
+        SourceChanged {
+            key: String::new(),
+            what: String::new(),
+        },
+        BodyTooLarge(String::new()),
+        TooManyKeys(0),
+        Method(String::new()),
+        WrongMethod {
+            method: String::new(),
+            path: String::new(),
+            allow: "",
+        },
+        ParamsTooLarge(0),
+        Sha256Mismatch {
+            sent: String::new(),
+            got: String::new(),
+        },
+        Md5Mismatch {
+            sent: String::new(),
+            got: String::new(),
+        },
+        ClientBody(String::new()),
+        ClientStalled(Duration::ZERO),
+        NotEnoughVolumes {
+            healthy: 0,
+            needed: 0,
+        },
+        NotEnoughSpace {
+            writable: 0,
+            needed: 0,
+        },
+        ReplicasDown(String::new()),
+        Volume(volume(507)),
+        Volume(volume(500)),
+        Volume(VolumeError::Timeout {
+            addr: "v".into(),
+            timeout: Duration::ZERO,
+        }),
+        ReplicaMismatch {
+            addr: String::new(),
+            expected: String::new(),
+            got: String::new(),
+        },
+        Internal(String::new()),
+    ];
+    for e in &samples {
+        match e {
+            Key(_)
+            | BadRequest(_)
+            | EmptyBody
+            | Exists
+            | Protected
+            | Forbidden(_)
+            | Busy
+            | Conflict(_)
+            | NoSuchJob(_)
+            | NoSuchOperation(_)
+            | NotFound
+            | SourceMissing(_)
+            | SourceChanged { .. }
+            | BodyTooLarge(_)
+            | TooManyKeys(_)
+            | Method(_)
+            | WrongMethod { .. }
+            | ParamsTooLarge(_)
+            | Sha256Mismatch { .. }
+            | Md5Mismatch { .. }
+            | ClientBody(_)
+            | ClientStalled(_)
+            | NotEnoughVolumes { .. }
+            | NotEnoughSpace { .. }
+            | ReplicasDown(_)
+            | Volume(_)
+            | ReplicaMismatch { .. }
+            | Index(_)
+            | Internal(_) => {}
+        }
+    }
+    samples.iter().map(|e| e.status().as_u16()).collect()
+}

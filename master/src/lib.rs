@@ -14,6 +14,7 @@
 //! - [`expiry`]: TTL headers and the expirer that deletes expired keys.
 //! - [`rebuild`]: recreate a lost index from the volumes (offline).
 //! - [`api`]: HTTP handlers, one file per operation.
+//! - [`ui`]: the operators' status page and the API description.
 //! - [`error`]: the one place where errors become status codes.
 
 pub mod api;
@@ -26,6 +27,7 @@ pub mod index;
 pub mod jobs;
 pub mod locks;
 pub mod rebuild;
+pub mod ui;
 pub mod volumes;
 pub mod write;
 
@@ -68,6 +70,8 @@ pub struct Config {
     pub expiry_rate: u32,
     /// Timeouts and the connection limit for clients.
     pub connections: ConnectionLimits,
+    /// The status page may start and stop admin jobs (`--ui-admin`).
+    pub ui_admin: bool,
 }
 
 /// What every handler shares.

@@ -184,6 +184,12 @@ struct ServeArgs {
     /// At most this many expired keys are deleted from the volumes per second.
     #[arg(long, env = "TROVE_EXPIRY_RATE", default_value_t = 100)]
     expiry_rate: u32,
+    /// Let the status page (/-/ui) start and stop rebalance, verify and gc
+    /// (behind a confirmation). Off: the page only shows, and its admin
+    /// endpoints (/-/ui/jobs/…) answer 403. /-/rebalance, /-/verify and
+    /// /-/gc, which the admin commands use, answer either way.
+    #[arg(long, env = "TROVE_UI_ADMIN")]
+    ui_admin: bool,
     #[command(flatten)]
     connections: ConnectionArgs,
 }
@@ -378,6 +384,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         expiry_interval: args.expiry_interval,
         expiry_rate: args.expiry_rate,
         connections: args.connections.limits(args.stall_timeout),
+        ui_admin: args.ui_admin,
     };
     let state = trove_master::AppState::open(config)?;
     let listener = tokio::net::TcpListener::bind((args.bind.as_str(), args.port))

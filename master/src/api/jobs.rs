@@ -30,45 +30,54 @@ pub async fn job(
         });
     };
     match method {
-        Method::POST => {
-            if trove_common::http::content_length(req.headers()).is_ok_and(|n| n > Some(MAX_PARAMS as u64)) {
-                return Err(ApiError::ParamsTooLarge(MAX_PARAMS));
-            }
-            let body = axum::body::to_bytes(req.into_body(), MAX_PARAMS)
-                .await
-                .map_err(
-                    |e| match e.into_inner().downcast::<http_body_util::LengthLimitError>() {
-                        Ok(_) => ApiError::ParamsTooLarge(MAX_PARAMS),
-                        Err(e) => ApiError::ClientBody(e.to_string()),
-                    },
-                )?;
-            let params: JobParams = if body.iter().all(u8::is_ascii_whitespace) {
-                JobParams::default()
-            } else {
-                serde_json::from_slice(&body)
-                    .map_err(|e| ApiError::BadRequest(format!("bad {name} parameters: {e}")))?
-            };
-            let report = state
-                .jobs
-                .start(Arc::clone(&state), kind, params)
-                .map_err(|e| ApiError::Conflict(e.to_string()))?;
-            Ok((StatusCode::ACCEPTED, Json(report)).into_response())
-        }
+        Method::POST => start(state, kind, req).await,
         Method::GET | Method::HEAD => match state.jobs.report(kind) {
             Some(report) => Ok(Json(report).into_response()),
             None => Err(ApiError::NoSuchJob(name)),
         },
-        Method::DELETE => {
-            if state.jobs.cancel(kind) {
-                Ok((StatusCode::ACCEPTED, format!("stopping the {name}\n")).into_response())
-            } else {
-                Err(ApiError::NoSuchJob(name))
-            }
-        }
+        Method::DELETE => stop(&state, kind),
         _ => Err(ApiError::WrongMethod {
             method: method.to_string(),
             path: format!("/-/{name}"),
             allow: "GET, HEAD, POST, DELETE",
         }),
+    }
+}
+
+/// Starts `kind` with the JSON parameters in the request's body: `202`
+/// with its first report.
+pub(crate) async fn start(state: Arc<AppState>, kind: JobKind, req: Request) -> Result<Response, ApiError> {
+    let name = kind.name();
+    if trove_common::http::content_length(req.headers()).is_ok_and(|n| n > Some(MAX_PARAMS as u64)) {
+        return Err(ApiError::ParamsTooLarge(MAX_PARAMS));
+    }
+    let body = axum::body::to_bytes(req.into_body(), MAX_PARAMS)
+        .await
+        .map_err(
+            |e| match e.into_inner().downcast::<http_body_util::LengthLimitError>() {
+                Ok(_) => ApiError::ParamsTooLarge(MAX_PARAMS),
+                Err(e) => ApiError::ClientBody(e.to_string()),
+            },
+        )?;
+    let params: JobParams = if body.iter().all(u8::is_ascii_whitespace) {
+        JobParams::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(format!("bad {name} parameters: {e}")))?
+    };
+    let report = state
+        .jobs
+        .start(Arc::clone(&state), kind, params)
+        .map_err(|e| ApiError::Conflict(e.to_string()))?;
+    Ok((StatusCode::ACCEPTED, Json(report)).into_response())
+}
+
+/// Asks a running `kind` to stop: `202`, or `404` when none runs.
+pub(crate) fn stop(state: &AppState, kind: JobKind) -> Result<Response, ApiError> {
+    let name = kind.name();
+    if state.jobs.cancel(kind) {
+        Ok((StatusCode::ACCEPTED, format!("stopping the {name}\n")).into_response())
+    } else {
+        Err(ApiError::NoSuchJob(name.to_string()))
     }
 }

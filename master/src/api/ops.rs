@@ -136,29 +136,36 @@ pub async fn metrics(
 
 /// The whole cluster as this master sees it.
 pub async fn status(State(state): State<Arc<AppState>>) -> Json<MasterStatus> {
-    let volumes: Vec<VolumeStatus> = state
-        .volumes
-        .snapshot()
-        .into_iter()
-        .map(|(spec, health)| VolumeStatus {
-            address: spec.addr,
-            weight: spec.weight,
-            zone: spec.zone,
-            health,
-        })
-        .collect();
-    Json(MasterStatus {
-        version: trove_common::VERSION,
-        replicas: state.config.placement.replicas(),
-        protect: state.config.protect,
-        fsync: state.config.fsync,
-        healthy_volumes: volumes.iter().filter(|v| v.health.healthy).count(),
-        volumes,
-        keys: state.index.counts(),
-        expired: state.expiry.expired.load(std::sync::atomic::Ordering::Relaxed),
-        index: IndexStatus {
-            path: state.config.db.display().to_string(),
-            disk_bytes: state.index.disk_size(),
-        },
-    })
+    Json(MasterStatus::of(&state))
+}
+
+impl MasterStatus {
+    /// What `/-/status` answers (the status page shows the same).
+    pub fn of(state: &AppState) -> MasterStatus {
+        let volumes: Vec<VolumeStatus> = state
+            .volumes
+            .snapshot()
+            .into_iter()
+            .map(|(spec, health)| VolumeStatus {
+                address: spec.addr,
+                weight: spec.weight,
+                zone: spec.zone,
+                health,
+            })
+            .collect();
+        MasterStatus {
+            version: trove_common::VERSION,
+            replicas: state.config.placement.replicas(),
+            protect: state.config.protect,
+            fsync: state.config.fsync,
+            healthy_volumes: volumes.iter().filter(|v| v.health.healthy).count(),
+            volumes,
+            keys: state.index.counts(),
+            expired: state.expiry.expired.load(std::sync::atomic::Ordering::Relaxed),
+            index: IndexStatus {
+                path: state.config.db.display().to_string(),
+                disk_bytes: state.index.disk_size(),
+            },
+        }
+    }
 }

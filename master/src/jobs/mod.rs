@@ -36,6 +36,9 @@ pub enum JobKind {
 }
 
 impl JobKind {
+    /// Every kind, in the order the status page shows them.
+    pub const ALL: [JobKind; 3] = [JobKind::Rebalance, JobKind::Verify, JobKind::Gc];
+
     pub fn parse(name: &str) -> Option<JobKind> {
         match name {
             "rebalance" => Some(JobKind::Rebalance),

@@ -17,22 +17,94 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{Method, Uri};
 use axum::response::Response;
-use axum::routing::{get as get_route, post};
+use axum::routing::{get as get_route, post, MethodRouter};
 use axum::Router;
 use std::sync::Arc;
 use trove_common::key::Key;
+use trove_common::routes::{op, read, Route};
+
+/// Liveness, the one operation that needs no signature.
+pub const HEALTHY: &str = "/-/healthy";
+
+// The router is built from [`ROUTES`] and nothing else, and a test holds
+// the volume API in `docs/openapi.yaml` (`x-volume-paths`) to the same
+// table. [`KEY_ROUTE`] is the fallback every other path takes. With a
+// secret, every route but [`HEALTHY`] answers `403` to an unsigned or
+// expired request.
+
+/// The operations (`/-/…`).
+pub const ROUTES: &[Route] = &[
+    Route {
+        path: HEALTHY,
+        operations: &read(&[200]),
+    },
+    Route {
+        path: "/-/status",
+        operations: &read(&[200, 403]),
+    },
+    Route {
+        path: "/-/metrics",
+        operations: &read(&[200, 403]),
+    },
+    Route {
+        path: "/-/blobs",
+        operations: &read(&[200, 403]),
+    },
+    Route {
+        path: "/-/pull",
+        operations: &[op("POST", &[201, 400, 403, 408, 409, 414, 502, 507])],
+    },
+    Route {
+        path: "/-/compose",
+        operations: &[op("POST", &[201, 400, 403, 408, 409, 414, 502, 507])],
+    },
+    Route {
+        path: "/-/verify",
+        operations: &read(&[200, 400, 403, 404, 414]),
+    },
+    Route {
+        path: "/-/mark",
+        operations: &[op("POST", &[200, 400, 403, 404, 409, 414])],
+    },
+    Route {
+        path: "/-/abort",
+        operations: &[op("POST", &[200, 400, 403, 414])],
+    },
+];
+
+/// Every other path: a key.
+pub const KEY_ROUTE: Route = Route {
+    path: "/{key}",
+    operations: &[
+        op("GET", &[200, 206, 400, 403, 404, 414, 416, 503]),
+        op("HEAD", &[200, 206, 400, 403, 404, 414, 416, 503]),
+        op("PUT", &[201, 400, 403, 408, 409, 414, 507]),
+        op("DELETE", &[204, 400, 403, 404, 414]),
+    ],
+};
+
+/// The handler of one path of [`ROUTES`].
+pub(crate) fn handler(path: &str) -> MethodRouter<Arc<AppState>> {
+    match path {
+        HEALTHY => get_route(ops::healthy),
+        "/-/status" => get_route(ops::status),
+        "/-/metrics" => get_route(ops::metrics),
+        "/-/blobs" => get_route(blobs::list),
+        "/-/pull" => post(admin::pull),
+        "/-/compose" => post(compose::compose),
+        "/-/verify" => get_route(admin::verify),
+        "/-/mark" => post(admin::mark),
+        "/-/abort" => post(admin::abort),
+        other => panic!("no handler for the route {other}"),
+    }
+}
 
 /// All routes of a volume.
 pub fn router(state: Arc<AppState>) -> Router {
-    let checked = Router::new()
-        .route("/-/status", get_route(ops::status))
-        .route("/-/metrics", get_route(ops::metrics))
-        .route("/-/blobs", get_route(blobs::list))
-        .route("/-/pull", post(admin::pull))
-        .route("/-/compose", post(compose::compose))
-        .route("/-/verify", get_route(admin::verify))
-        .route("/-/mark", post(admin::mark))
-        .route("/-/abort", post(admin::abort))
+    let checked = ROUTES
+        .iter()
+        .filter(|r| r.path != HEALTHY)
+        .fold(Router::new(), |router, r| router.route(r.path, handler(r.path)))
         .fallback(key_request)
         .method_not_allowed_fallback(wrong_method)
         .layer(axum::middleware::from_fn_with_state(
@@ -42,7 +114,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(Arc::clone(&state));
     // Liveness needs no signature (everything else does, metrics included).
     Router::new()
-        .route("/-/healthy", get_route(ops::healthy))
+        .route(HEALTHY, handler(HEALTHY))
         .method_not_allowed_fallback(wrong_method)
         .merge(checked)
         .layer(axum::middleware::from_fn_with_state(
@@ -80,5 +152,31 @@ async fn key_request(State(state): State<Arc<AppState>>, req: Request<Body>) -> 
         }
         Method::DELETE => delete::delete(&state, key).await,
         ref m => Err(ApiError::Method(m.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The volume API in `docs/openapi.yaml` is this router's.
+    #[test]
+    fn the_description_matches_the_router() {
+        let yaml = include_str!("../../../docs/openapi.yaml");
+        let doc: serde_json::Value = serde_norway::from_str(yaml).expect("docs/openapi.yaml parses");
+        let routes: Vec<&Route> = ROUTES.iter().chain([&KEY_ROUTE]).collect();
+        let problems = trove_common::routes::check(&doc["x-volume-paths"], &routes, |p| vec![p.to_string()]);
+        assert!(
+            problems.is_empty(),
+            "docs/openapi.yaml (x-volume-paths) and the volume's router differ:\n{}",
+            problems.join("\n")
+        );
+    }
+
+    #[test]
+    fn every_route_has_a_handler() {
+        for route in ROUTES {
+            let _ = handler(route.path);
+        }
     }
 }
