@@ -267,16 +267,6 @@ async fn master_killed_mid_writes() {
     let cut = writes.iter().filter(|w| w.result.is_err()).count();
     eprintln!("{cut} writes cut off by the master's death");
     assert!(cut > 0, "no write was in flight when the master died");
-    // The others were answered: 201, or a server error while it came back
-    // (never a 4xx: nothing was wrong with the requests).
-    for w in writes.iter().filter(|w| w.result.is_ok()) {
-        assert!(
-            matches!(w.result, Ok(201) | Ok(500..=599)),
-            "{}: {:?}",
-            w.key,
-            w.result
-        );
-    }
     assert_recovered(&c, &writes, 2, true).await;
 }
 
