@@ -98,8 +98,13 @@ pub struct Record {
 /// A stored record that cannot be decoded: the index is damaged or was
 /// written by an incompatible version.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot decode index record: {0}")]
-pub struct RecordError(#[from] serde_json::Error);
+pub enum RecordError {
+    #[error("cannot decode index record: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A binary record (the master's index format) that does not parse.
+    #[error("cannot decode index record: {0}")]
+    Corrupt(String),
+}
 
 impl Record {
     /// A record for write `write` that has started on `volumes`, over the

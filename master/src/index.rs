@@ -1,4 +1,11 @@
-//! The key index: RocksDB, key bytes → [`Record`] JSON.
+//! The key index: RocksDB, key bytes → [`Record`] in the compact binary
+//! form of [`codec`] (volumes as small ids from the `volumes` column
+//! family, raw digests, varints; 73 bytes for a live 3-replica record).
+//! Indexes written as JSON by earlier versions are rewritten on open.
+//!
+//! The number of keys in each state is kept in the `stats` column family,
+//! updated in the same batch as the records (a merge that adds), so
+//! opening the index reads three counters instead of every record.
 //!
 //! Keys written with a TTL also have an entry in the `expiry` column family,
 //! `expires (u64 big-endian ms) ‖ key` → empty: ordered by time, so the
@@ -15,17 +22,19 @@
 //! blocking pool.
 
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch,
-    WriteOptions, DB, DEFAULT_COLUMN_FAMILY_NAME,
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, Direction, IteratorMode, MergeOperands, Options,
+    WriteBatch, WriteOptions, DB, DEFAULT_COLUMN_FAMILY_NAME,
 };
 use serde::Serialize;
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use trove_common::key::Key;
 use trove_common::record::{Record, RecordError, State};
 
+pub mod codec;
 mod listing;
+use codec::VolumeTable;
 pub use listing::{visible, Bound, Listing, Page};
 
 /// Index failures (the master answers `500` to these).
@@ -49,6 +58,41 @@ pub struct KeyCounts {
 
 /// The column family of the expiry index.
 const EXPIRY_CF: &str = "expiry";
+/// The column family of the volume table: id (u32 big-endian) → address.
+const VOLUMES_CF: &str = "volumes";
+/// The column family of the key counters (i64 little-endian, added to by
+/// merges) and the format marker.
+const STATS_CF: &str = "stats";
+/// The stats entry saying every record is in the binary format.
+const FORMAT_ENTRY: &[u8] = b"format";
+/// Records rewritten per batch when an index of JSON records is migrated.
+const MIGRATE_BATCH: usize = 10_000;
+
+/// The stats entry counting keys in `state`.
+fn counter_entry(state: State) -> &'static [u8] {
+    match state {
+        State::Live => b"live",
+        State::Writing => b"writing",
+        State::Unlinked => b"unlinked",
+    }
+}
+
+fn counter_value(bytes: &[u8]) -> i64 {
+    bytes.try_into().map(i64::from_le_bytes).unwrap_or(0)
+}
+
+/// The merge operator of the counters: the sum of the operands.
+fn add_counts(_key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) -> Option<Vec<u8>> {
+    let sum = operands
+        .into_iter()
+        .fold(existing.map_or(0, counter_value), |acc, op| {
+            acc.wrapping_add(counter_value(op))
+        });
+    Some(sum.to_le_bytes().to_vec())
+}
+
+/// The block cache when no size is given (`--index-cache`).
+pub const DEFAULT_CACHE: usize = 8 << 20;
 
 /// The expiry-index entry of `key` expiring at `expires` (Unix ms).
 fn expiry_entry(expires: u64, key: &[u8]) -> Vec<u8> {
@@ -77,6 +121,8 @@ pub struct Index {
 struct Inner {
     db: DB,
     sync: bool,
+    /// The volume table, loaded at open; ids are added, never changed.
+    volumes: RwLock<VolumeTable>,
     live: AtomicI64,
     writing: AtomicI64,
     unlinked: AtomicI64,
@@ -86,53 +132,193 @@ struct Inner {
 }
 
 impl Index {
-    /// Opens (creating if missing) the index at `path` and counts its keys.
-    pub fn open(path: &Path, sync: bool) -> Result<Index, IndexError> {
+    /// Opens (creating if missing) the index at `path`, with a block cache
+    /// of `cache_bytes`. An index of JSON records (earlier versions) is
+    /// rewritten in the binary format first, and its keys counted once.
+    pub fn open(path: &Path, sync: bool, cache_bytes: usize) -> Result<Index, IndexError> {
         let mut opts = Options::default();
         opts.create_if_missing(true);
-        // Records are ~200 bytes: small buffers keep the master's memory low.
+        // Records are ~73 bytes: small buffers keep the master's memory low.
         opts.set_write_buffer_size(8 << 20);
         opts.set_max_write_buffer_number(2);
         opts.set_keep_log_file_num(4);
         let mut table = BlockBasedOptions::default();
-        table.set_block_cache(&Cache::new_lru_cache(8 << 20));
+        table.set_block_cache(&Cache::new_lru_cache(cache_bytes));
+        // A lookup of a key that does not exist (every new write) reads no
+        // block from disk: ~10 bits a key, 1% false positives.
+        table.set_bloom_filter(10.0, false);
+        table.set_cache_index_and_filter_blocks(true);
+        table.set_pin_l0_filter_and_index_blocks_in_cache(true);
         opts.set_block_based_table_factory(&table);
         opts.create_missing_column_families(true);
         let mut expiry_opts = Options::default();
         expiry_opts.set_write_buffer_size(4 << 20);
+        let mut small_opts = Options::default();
+        small_opts.set_write_buffer_size(1 << 20);
+        let mut stats_opts = small_opts.clone();
+        stats_opts.set_merge_operator_associative("add-i64", add_counts);
         let db = DB::open_cf_descriptors(
             &opts,
             path,
             [
                 ColumnFamilyDescriptor::new(DEFAULT_COLUMN_FAMILY_NAME, opts.clone()),
                 ColumnFamilyDescriptor::new(EXPIRY_CF, expiry_opts),
+                ColumnFamilyDescriptor::new(VOLUMES_CF, small_opts),
+                ColumnFamilyDescriptor::new(STATS_CF, stats_opts),
             ],
         )?;
         let index = Index {
             inner: Arc::new(Inner {
                 db,
                 sync,
+                volumes: RwLock::new(VolumeTable::default()),
                 live: AtomicI64::new(0),
                 writing: AtomicI64::new(0),
                 unlinked: AtomicI64::new(0),
                 list_reads: AtomicU64::new(0),
             }),
         };
-        for item in index.inner.db.iterator(IteratorMode::Start) {
-            let (_, value) = item?;
-            index.count(Some(Record::decode(&value)?.state), 1);
+        index.load_volumes()?;
+        if index.inner.db.get_cf(index.cf(STATS_CF), FORMAT_ENTRY)?.is_none() {
+            index.migrate()?;
+        }
+        for state in [State::Live, State::Writing, State::Unlinked] {
+            let n = index
+                .inner
+                .db
+                .get_cf(index.cf(STATS_CF), counter_entry(state))?
+                .map_or(0, |v| counter_value(&v));
+            index.counter(state).store(n, Ordering::Relaxed);
         }
         Ok(index)
     }
 
-    fn count(&self, state: Option<State>, delta: i64) {
-        let counter = match state {
-            Some(State::Live) => &self.inner.live,
-            Some(State::Writing) => &self.inner.writing,
-            Some(State::Unlinked) => &self.inner.unlinked,
-            None => return,
+    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        self.inner
+            .db
+            .cf_handle(name)
+            .expect("opened with every column family")
+    }
+
+    fn load_volumes(&self) -> Result<(), IndexError> {
+        let mut entries = vec![];
+        for item in self
+            .inner
+            .db
+            .iterator_cf(self.cf(VOLUMES_CF), IteratorMode::Start)
+        {
+            let (id, name) = item?;
+            let id = <[u8; 4]>::try_from(&*id)
+                .map(u32::from_be_bytes)
+                .map_err(|_| RecordError::Corrupt("damaged volume table entry".into()))?;
+            let name = String::from_utf8(name.to_vec())
+                .map_err(|_| RecordError::Corrupt("volume address is not UTF-8".into()))?;
+            entries.push((id, name));
+        }
+        *self.inner.volumes.write().unwrap_or_else(|p| p.into_inner()) = VolumeTable::from_entries(entries)?;
+        Ok(())
+    }
+
+    /// Gives every volume `record` names an id, storing new ones before
+    /// any record uses them.
+    fn register_volumes(&self, record: &Record) -> Result<(), IndexError> {
+        let known = {
+            let table = self.inner.volumes.read().unwrap_or_else(|p| p.into_inner());
+            codec::volumes_of(record).all(|v| table.id(v).is_some())
         };
-        counter.fetch_add(delta, Ordering::Relaxed);
+        if known {
+            return Ok(());
+        }
+        let mut table = self.inner.volumes.write().unwrap_or_else(|p| p.into_inner());
+        let added = table.assign(codec::volumes_of(record));
+        let mut batch = WriteBatch::default();
+        for (id, name) in &added {
+            batch.put_cf(self.cf(VOLUMES_CF), id.to_be_bytes(), name.as_bytes());
+        }
+        if let Err(e) = self.inner.db.write_opt(batch, &self.write_opts()) {
+            // Not stored: forget them, so that they are stored next time.
+            self.load_volumes()?;
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// The bytes stored for `record`.
+    fn encode(&self, record: &Record) -> Result<Vec<u8>, IndexError> {
+        self.register_volumes(record)?;
+        let table = self.inner.volumes.read().unwrap_or_else(|p| p.into_inner());
+        Ok(codec::encode(record, &table))
+    }
+
+    /// A stored record.
+    fn decode(&self, bytes: &[u8]) -> Result<Record, IndexError> {
+        let table = self.inner.volumes.read().unwrap_or_else(|p| p.into_inner());
+        Ok(codec::decode(bytes, &table)?)
+    }
+
+    /// Rewrites the records of an earlier version (JSON) in the binary
+    /// format and counts the keys: once, the first time this version
+    /// opens the index.
+    fn migrate(&self) -> Result<(), IndexError> {
+        let mut counts = [(State::Live, 0i64), (State::Writing, 0), (State::Unlinked, 0)];
+        let mut batch = WriteBatch::default();
+        let mut rewritten = 0u64;
+        for item in self.inner.db.iterator(IteratorMode::Start) {
+            let (key, value) = item?;
+            let record = self.decode(&value)?;
+            counts
+                .iter_mut()
+                .find(|(s, _)| *s == record.state)
+                .expect("every state")
+                .1 += 1;
+            if codec::is_json(&value) {
+                batch.put(&key, self.encode(&record)?);
+                rewritten += 1;
+            }
+            if batch.len() >= MIGRATE_BATCH {
+                self.inner
+                    .db
+                    .write_opt(std::mem::take(&mut batch), &self.write_opts())?;
+            }
+        }
+        for (state, n) in counts {
+            batch.put_cf(self.cf(STATS_CF), counter_entry(state), n.to_le_bytes());
+        }
+        batch.put_cf(self.cf(STATS_CF), FORMAT_ENTRY, [codec::VERSION]);
+        self.inner.db.write_opt(batch, &WriteOptions::default())?;
+        self.inner.db.flush_wal(true)?;
+        if rewritten > 0 {
+            tracing::info!(
+                records = rewritten,
+                "index records rewritten in the binary format"
+            );
+        }
+        Ok(())
+    }
+
+    fn counter(&self, state: State) -> &AtomicI64 {
+        match state {
+            State::Live => &self.inner.live,
+            State::Writing => &self.inner.writing,
+            State::Unlinked => &self.inner.unlinked,
+        }
+    }
+
+    /// Writes `batch` with the counter changes `deltas` (state, ±n) in it,
+    /// then applies them to the in-memory counts.
+    fn commit(&self, mut batch: WriteBatch, deltas: &[(Option<State>, i64)]) -> Result<(), IndexError> {
+        for &(state, delta) in deltas {
+            if let Some(state) = state {
+                batch.merge_cf(self.cf(STATS_CF), counter_entry(state), delta.to_le_bytes());
+            }
+        }
+        self.inner.db.write_opt(batch, &self.write_opts())?;
+        for &(state, delta) in deltas {
+            if let Some(state) = state {
+                self.counter(state).fetch_add(delta, Ordering::Relaxed);
+            }
+        }
+        Ok(())
     }
 
     /// Keys per state.
@@ -154,27 +340,38 @@ impl Index {
             .unwrap_or(0)
     }
 
+    /// Flushes the memtables and compacts every column family: what a
+    /// long-running index settles to (the scale benchmark measures bytes
+    /// per key after it). Blocking.
+    pub fn compact(&self) -> Result<(), IndexError> {
+        self.inner.db.flush()?;
+        for name in [DEFAULT_COLUMN_FAMILY_NAME, EXPIRY_CF, VOLUMES_CF, STATS_CF] {
+            self.inner
+                .db
+                .compact_range_cf(self.cf(name), None::<&[u8]>, None::<&[u8]>);
+        }
+        Ok(())
+    }
+
     /// The record of `key`, if any. Fast (memtable / block cache).
     pub fn get(&self, key: &Key) -> Result<Option<Record>, IndexError> {
         match self.inner.db.get_pinned(key.as_bytes())? {
-            Some(v) => Ok(Some(Record::decode(&v)?)),
+            Some(v) => Ok(Some(self.decode(&v)?)),
             None => Ok(None),
         }
     }
 
     fn expiry_cf(&self) -> &rocksdb::ColumnFamily {
-        self.inner
-            .db
-            .cf_handle(EXPIRY_CF)
-            .expect("opened with the expiry column family")
+        self.cf(EXPIRY_CF)
     }
 
     /// Adds `record` (and its expiry entry, for a live key with a TTL).
-    fn add(&self, batch: &mut WriteBatch, key: &Key, record: &Record) {
-        batch.put(key.as_bytes(), record.encode());
+    fn add(&self, batch: &mut WriteBatch, key: &Key, record: &Record) -> Result<(), IndexError> {
+        batch.put(key.as_bytes(), self.encode(record)?);
         if let (State::Live, Some(t)) = (record.state, record.expires) {
             batch.put_cf(self.expiry_cf(), expiry_entry(t, key.as_bytes()), b"");
         }
+        Ok(())
     }
 
     /// Up to `limit` expiry entries due at `now` (Unix ms), soonest first.
@@ -212,9 +409,7 @@ impl Index {
             let mut batch = WriteBatch::default();
             batch.delete(k.as_bytes());
             batch.delete_cf(this.expiry_cf(), expiry_entry(expires, k.as_bytes()));
-            this.inner.db.write_opt(batch, &this.write_opts())?;
-            this.count(Some(previous), -1);
-            Ok(())
+            this.commit(batch, &[(Some(previous), -1)])
         })
         .await
         .map_err(|e| IndexError::Task(e.to_string()))?
@@ -247,11 +442,8 @@ impl Index {
         let k = key.clone();
         tokio::task::spawn_blocking(move || {
             let mut batch = WriteBatch::default();
-            this.add(&mut batch, &k, &record);
-            this.inner.db.write_opt(batch, &this.write_opts())?;
-            this.count(previous, -1);
-            this.count(Some(record.state), 1);
-            Ok(())
+            this.add(&mut batch, &k, &record)?;
+            this.commit(batch, &[(previous, -1), (Some(record.state), 1)])
         })
         .await
         .map_err(|e| IndexError::Task(e.to_string()))?
@@ -262,9 +454,9 @@ impl Index {
         let this = self.clone();
         let k = key.clone();
         tokio::task::spawn_blocking(move || {
-            this.inner.db.delete_opt(k.as_bytes(), &this.write_opts())?;
-            this.count(previous, -1);
-            Ok(())
+            let mut batch = WriteBatch::default();
+            batch.delete(k.as_bytes());
+            this.commit(batch, &[(previous, -1)])
         })
         .await
         .map_err(|e| IndexError::Task(e.to_string()))?
@@ -274,14 +466,16 @@ impl Index {
     /// Blocking.
     pub fn import(&self, records: Vec<(Key, Record)>) -> Result<(), IndexError> {
         let mut batch = WriteBatch::default();
+        let mut deltas = [State::Live, State::Writing, State::Unlinked].map(|s| (Some(s), 0));
         for (key, record) in &records {
-            self.add(&mut batch, key, record);
+            self.add(&mut batch, key, record)?;
+            deltas
+                .iter_mut()
+                .find(|(s, _)| *s == Some(record.state))
+                .expect("every state")
+                .1 += 1;
         }
-        self.inner.db.write_opt(batch, &self.write_opts())?;
-        for (_, record) in &records {
-            self.count(Some(record.state), 1);
-        }
-        Ok(())
+        self.commit(batch, &deltas)
     }
 
     /// Up to `limit` records after `after` (exclusive), in key order: how
@@ -307,7 +501,7 @@ impl Index {
                     tracing::warn!(key = ?String::from_utf8_lossy(&k), "index holds an invalid key; skipped");
                     continue;
                 };
-                out.push((key, Record::decode(&v)?));
+                out.push((key, this.decode(&v)?));
                 if out.len() == limit {
                     break;
                 }
@@ -349,7 +543,7 @@ mod tests {
     #[tokio::test]
     async fn expiry_scan_touches_only_due_entries() {
         let dir = tempfile::tempdir().unwrap();
-        let index = Index::open(dir.path(), false).unwrap();
+        let index = Index::open(dir.path(), false, DEFAULT_CACHE).unwrap();
         const TTL_KEYS: u64 = 100_000;
         let with_ttl = |i: u64| Record {
             expires: Some(1_000_000 + i),
@@ -402,7 +596,7 @@ mod tests {
     #[tokio::test]
     async fn expired_keys_are_not_listed_and_stale_entries_are_dropped() {
         let dir = tempfile::tempdir().unwrap();
-        let index = Index::open(dir.path(), false).unwrap();
+        let index = Index::open(dir.path(), false, DEFAULT_CACHE).unwrap();
         let past = Record {
             expires: Some(1),
             ..rec(State::Live)
@@ -427,17 +621,64 @@ mod tests {
         };
         index.put(&key("/later"), later, None).await.unwrap();
         drop(index);
-        let index = Index::open(dir.path(), false).unwrap();
+        let index = Index::open(dir.path(), false, DEFAULT_CACHE).unwrap();
         assert_eq!(
             index.due(10, 10).await.unwrap().entries,
             vec![(5, "/later".to_string())]
         );
     }
 
+    /// An index written by earlier versions (JSON records, no counters,
+    /// no volume table) opens: its records are rewritten in the binary
+    /// format, counted once, and read back unchanged.
+    #[tokio::test]
+    async fn json_indexes_are_migrated_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let with_ttl = Record {
+            expires: Some(u64::MAX),
+            ..rec(State::Live)
+        };
+        let old = [
+            ("/a", rec(State::Live)),
+            ("/b", rec(State::Unlinked)),
+            (
+                "/c",
+                Record::writing(vec!["w:9".into()], 3, "00aa".into(), Some(rec(State::Live))),
+            ),
+            ("/d", with_ttl),
+        ];
+        {
+            // What the previous version wrote: JSON values, two column families.
+            let mut opts = Options::default();
+            opts.create_if_missing(true);
+            opts.create_missing_column_families(true);
+            let db = DB::open_cf(&opts, dir.path(), [EXPIRY_CF]).unwrap();
+            for (k, r) in &old {
+                db.put(k.as_bytes(), r.encode()).unwrap();
+            }
+        }
+        let index = Index::open(dir.path(), false, DEFAULT_CACHE).unwrap();
+        let c = index.counts();
+        assert_eq!((c.live, c.unlinked, c.writing), (2, 1, 1));
+        for (k, r) in &old {
+            assert_eq!(index.get(&key(k)).unwrap().as_ref(), Some(r), "{k}");
+            let stored = index.inner.db.get(k.as_bytes()).unwrap().unwrap();
+            assert_eq!(stored[0], codec::VERSION, "{k} rewritten");
+            assert!(stored.len() < r.encode().len() / 2, "{k}: {} bytes", stored.len());
+        }
+        // Written once: the counters now come from the stats, and new
+        // writes keep them.
+        index.put(&key("/e"), rec(State::Live), None).await.unwrap();
+        drop(index);
+        let index = Index::open(dir.path(), false, DEFAULT_CACHE).unwrap();
+        assert_eq!(index.counts().live, 3);
+        assert_eq!(index.get(&key("/c")).unwrap().unwrap().volumes, vec!["w:9"]);
+    }
+
     #[tokio::test]
     async fn stores_lists_and_counts() {
         let dir = tempfile::tempdir().unwrap();
-        let index = Index::open(dir.path(), false).unwrap();
+        let index = Index::open(dir.path(), false, DEFAULT_CACHE).unwrap();
         for k in ["/a/1", "/a/2", "/a/3", "/b/1", "/a0"] {
             index.put(&key(k), rec(State::Live), None).await.unwrap();
         }
@@ -476,7 +717,7 @@ mod tests {
         assert_eq!((c.live, c.unlinked, c.writing), (4, 0, 0));
         drop(index);
         // Counts are rebuilt on open.
-        let index = Index::open(dir.path(), false).unwrap();
+        let index = Index::open(dir.path(), false, DEFAULT_CACHE).unwrap();
         assert_eq!(index.counts().live, 4);
     }
 }

@@ -52,6 +52,8 @@ pub struct Config {
     pub protect: bool,
     /// Sync every index write to disk (on unless `--no-fsync`).
     pub fsync: bool,
+    /// The index's block cache, in bytes (`--index-cache`).
+    pub index_cache: usize,
     /// Timeouts for calls to volumes.
     pub timeouts: Timeouts,
     /// How often the monitor polls every volume.
@@ -87,7 +89,7 @@ impl AppState {
     /// Opens the index and sets up the volume roster (not yet polled).
     pub fn open(config: Config) -> anyhow::Result<AppState> {
         use anyhow::Context;
-        let index = index::Index::open(&config.db, config.fsync)
+        let index = index::Index::open(&config.db, config.fsync, config.index_cache)
             .with_context(|| format!("cannot open the index at {}", config.db.display()))?;
         let client = client::VolumeClient::new(config.timeouts, config.signer.clone(), config.url_ttl);
         Ok(AppState {

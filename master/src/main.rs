@@ -147,6 +147,11 @@ struct ServeArgs {
     /// --no-fsync.)
     #[arg(long, env = "TROVE_NO_FSYNC")]
     no_fsync: bool,
+    /// Memory for the index's block cache (RocksDB): records and the
+    /// filters that let a lookup of a missing key skip the disk. More
+    /// keeps more of a large index's reads in memory.
+    #[arg(long, env = "TROVE_INDEX_CACHE", default_value = "8MiB", value_parser = parse_size)]
+    index_cache: u64,
     /// Give up connecting to a volume after this long.
     #[arg(long, env = "TROVE_CONNECT_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
     connect_timeout: Duration,
@@ -361,6 +366,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         placement,
         protect: args.protect,
         fsync: !args.no_fsync,
+        index_cache: args.index_cache as usize,
         timeouts: Timeouts {
             connect: args.connect_timeout,
             stall: args.stall_timeout,

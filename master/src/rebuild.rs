@@ -108,8 +108,8 @@ async fn merge_into_index(
         report.blobs += result?;
     }
 
-    let index =
-        Index::open(db, true).with_context(|| format!("cannot create the index at {}", db.display()))?;
+    let index = Index::open(db, true, crate::index::DEFAULT_CACHE)
+        .with_context(|| format!("cannot create the index at {}", db.display()))?;
     let mut group: Vec<(String, BlobMeta)> = vec![];
     let mut batch: Vec<(Key, Record)> = vec![];
     for item in staging.iterator(IteratorMode::Start) {

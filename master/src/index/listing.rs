@@ -181,7 +181,7 @@ impl Index {
             if !key.starts_with(prefix) {
                 break;
             }
-            let Some(record) = visible(Record::decode(value)?, l.state, now) else {
+            let Some(record) = visible(self.decode(value)?, l.state, now) else {
                 it.next();
                 page.reads += 1;
                 continue;
@@ -240,7 +240,7 @@ mod tests {
 
     fn open() -> (tempfile::TempDir, Index) {
         let dir = tempfile::tempdir().unwrap();
-        let index = Index::open(dir.path(), false).unwrap();
+        let index = Index::open(dir.path(), false, crate::index::DEFAULT_CACHE).unwrap();
         (dir, index)
     }
 
