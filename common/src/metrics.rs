@@ -1,7 +1,7 @@
 //! The metrics both servers expose at `/-/metrics`, on the
 //! `prometheus-client` crate (OpenMetrics text): requests by method and
 //! status, latency histograms (time to the response headers), request and
-//! response body bytes as they pass (chunked bodies included), and the
+//! response body bytes (as announced by `Content-Length`), and the
 //! accept loop's connection counts. Each server adds its own gauges and
 //! counters at scrape time through [`Scrape`].
 //!
@@ -9,7 +9,6 @@
 //! family's read lock): recording a request takes no global lock.
 
 use axum::http::Method;
-use http_body_util::BodyExt;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
@@ -180,7 +179,7 @@ impl ConnectionMetrics {
 }
 
 impl HttpMetrics {
-    /// Records one answered request (its bodies' bytes are counted as they
+    /// Records one answered request (its body bytes are counted by
     /// pass, by [`track`]).
     pub fn observe(&self, method: &Method, status: u16, took: Duration) {
         let method = MethodLabel::of(method);
@@ -205,12 +204,12 @@ impl HttpMetrics {
         );
         registry.register(
             "trove_received_bytes",
-            "Request body bytes received (chunked bodies included)",
+            "Request body bytes, as announced by Content-Length",
             self.received.clone(),
         );
         registry.register(
             "trove_sent_bytes",
-            "Response body bytes sent (chunked bodies included)",
+            "Response body bytes, as announced by Content-Length",
             self.sent.clone(),
         );
         self.connections.register(registry);
@@ -273,37 +272,25 @@ impl Scrape {
 }
 
 /// The middleware that feeds [`HttpMetrics`]: wrap a router with
-/// `axum::middleware::from_fn_with_state(metrics, metrics::track)`. The
-/// request's and the answer's bodies are counted frame by frame as they
-/// pass, so a chunked body counts as much as one with a `Content-Length`,
-/// and a body cut off counts what was moved.
+/// `axum::middleware::from_fn_with_state(metrics, metrics::track)`. Body
+/// bytes are counted as announced by `Content-Length` (wrapping the bodies
+/// to count chunked ones too broke the accept loop's connection handling;
+/// see issue 16).
 pub async fn track(
     axum::extract::State(metrics): axum::extract::State<Arc<HttpMetrics>>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
+    let length = |h: &axum::http::HeaderMap| crate::http::content_length(h).ok().flatten().unwrap_or(0);
     let method = req.method().clone();
-    let received = metrics.received.clone();
-    let req = req.map(|body| axum::body::Body::new(counted(body, received)));
+    metrics.received.inc_by(length(req.headers()));
     let started = std::time::Instant::now();
     let resp = next.run(req).await;
     metrics.observe(&method, resp.status().as_u16(), started.elapsed());
-    let sent = metrics.sent.clone();
-    resp.map(|body| axum::body::Body::new(counted(body, sent)))
-}
-
-/// `body`, adding the length of each data frame to `counter` as it passes.
-/// Size hints pass through unchanged (so `Content-Length` stays).
-fn counted(
-    body: axum::body::Body,
-    counter: Counter,
-) -> impl http_body::Body<Data = bytes::Bytes, Error = axum::Error> + Send + 'static {
-    body.map_frame(move |frame| {
-        if let Some(data) = frame.data_ref() {
-            counter.inc_by(data.len() as u64);
-        }
-        frame
-    })
+    if method != Method::HEAD {
+        metrics.sent.inc_by(length(resp.headers()));
+    }
+    resp
 }
 
 #[cfg(test)]
