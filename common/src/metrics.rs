@@ -180,7 +180,7 @@ impl ConnectionMetrics {
 
 impl HttpMetrics {
     /// Records one answered request (its body bytes are counted by
-    /// pass, by [`track`]).
+    /// [`track`], from `Content-Length`).
     pub fn observe(&self, method: &Method, status: u16, took: Duration) {
         let method = MethodLabel::of(method);
         self.requests
