@@ -32,13 +32,13 @@ const MIB: u64 = 1 << 20;
 #[command(version)]
 struct Args {
     /// Size of the large value (GET, PUT, range reads).
-    #[arg(long, default_value = "1GiB", value_parser = trove_common::http::parse_size)]
+    #[arg(long, default_value = "1GiB", value_parser = trove_common::flags::parse_size)]
     size: u64,
     /// Runs of each measurement, alternating Trove and the reference.
     #[arg(long, default_value_t = 3)]
     iterations: usize,
     /// How long the redirect load runs, per run.
-    #[arg(long, default_value = "3s", value_parser = trove_common::http::parse_duration)]
+    #[arg(long, default_value = "3s", value_parser = trove_common::flags::parse_duration)]
     redirect_time: Duration,
     /// Keys in the small-value cycle test.
     #[arg(long, default_value_t = 10_000)]

@@ -22,13 +22,14 @@ use crate::stat::{redirect, Stat};
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
+use parking_lot::Mutex;
 use reqwest::header::{CONTENT_RANGE, RANGE};
 use reqwest::{Method, StatusCode, Url};
 use sha2::{Digest, Sha256};
 use std::ops::Range;
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 pub use trove_common::range::ByteRange;
@@ -100,7 +101,7 @@ impl GetStream {
 
     /// How the read has gone so far.
     pub fn report(&self) -> GetReport {
-        self.report.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.report.lock().clone()
     }
 
     /// Connects to the first replica that answers, before the first poll.
@@ -232,7 +233,7 @@ impl Client {
                     return Ok(done);
                 }
                 Err(e @ Error::Corrupt { .. }) => {
-                    let r = report.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                    let r = report.lock().clone();
                     tracing::warn!(error = %e, "corrupt replica; fetching the value again from another");
                     failures.extend(r.failures);
                     let before = corrupt.len();
@@ -351,8 +352,8 @@ struct Fetch {
 }
 
 impl Fetch {
-    fn report(&self) -> std::sync::MutexGuard<'_, GetReport> {
-        self.report.lock().unwrap_or_else(|p| p.into_inner())
+    fn report(&self) -> parking_lot::MutexGuard<'_, GetReport> {
+        self.report.lock()
     }
 
     /// Gives up after every replica failed this many times in a row.

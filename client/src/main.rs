@@ -11,7 +11,7 @@ use cli::{Cli, ExitCode};
 async fn main() {
     let cli = Cli::parse();
     if std::env::var_os("RUST_LOG").is_some() {
-        trove_common::http::init_logging();
+        trove_common::process::init_logging();
     }
     let interrupted = tokio::signal::ctrl_c();
     // Ctrl-C drops the command where it is: an upload's connection closes

@@ -19,13 +19,14 @@ use crate::error::{Error, Result};
 use base64::Engine;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
+use parking_lot::Mutex;
 use reqwest::header::{CONTENT_LENGTH, ETAG};
 use reqwest::{Method, StatusCode};
 use sha2::{Digest as _, Sha256};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::io::AsyncRead;
@@ -219,7 +220,6 @@ impl Client {
         };
         let ours = hashed
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
             .take()
             .map(|h| hex::encode(h.finalize()))
             .unwrap_or_default();
@@ -462,7 +462,7 @@ impl Stream for Watched {
         match &item {
             Poll::Ready(Some(Ok(chunk))) => {
                 if let Some(h) = &w.sha256 {
-                    if let Some(h) = h.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+                    if let Some(h) = h.lock().as_mut() {
                         h.update(chunk);
                     }
                 }

@@ -15,8 +15,11 @@
 //! - [`range`]: HTTP `Range: bytes=…` parsing and resolution.
 //! - [`signing`]: HMAC-signed URLs between master, clients and volumes.
 //! - [`crash`]: named crash points for the kill -9 tests.
-//! - [`http`]: header names, the inter-server HTTP client, logging and
-//!   shutdown-signal helpers shared by both binaries.
+//! - [`http`]: header names, the inter-server HTTP client, request-body
+//!   helpers (one file each).
+//! - [`flags`]: duration and size flag parsing.
+//! - [`process`]: logging set-up and the shutdown signal.
+//! - [`time`]: `now_ms`, `now_secs`.
 //! - [`routes`]: the routers' tables, and their check against the API
 //!   description.
 //! - [`server`]: the accept loop both servers run, with its connection
@@ -24,16 +27,19 @@
 
 pub mod crash;
 pub mod digest;
+pub mod flags;
 pub mod http;
 pub mod key;
 pub mod metrics;
 pub mod placement;
+pub mod process;
 pub mod protocol;
 pub mod range;
 pub mod record;
 pub mod routes;
 pub mod server;
 pub mod signing;
+pub mod time;
 pub mod xattr;
 
 /// The version both binaries report in `/-/status`.

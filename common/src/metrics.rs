@@ -1,45 +1,92 @@
-//! Prometheus text-format metrics both servers expose at `/-/metrics`:
-//! requests by method and status, latency histograms (time to the response
-//! headers) and bytes in and out (as announced by `Content-Length`). Each
-//! server adds its own gauges with [`gauge`].
+//! The metrics both servers expose at `/-/metrics`, on the
+//! `prometheus-client` crate (OpenMetrics text): requests by method and
+//! status, latency histograms (time to the response headers), request and
+//! response body bytes (as announced by `Content-Length`), and the
+//! accept loop's connection counts. Each server adds its own gauges and
+//! counters at scrape time through [`Scrape`].
+//!
+//! Every series is an atomic (a counter, a gauge, a histogram behind a
+//! family's read lock): recording a request takes no global lock.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use axum::http::Method;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// The `Content-Type` of a scrape (OpenMetrics text, which Prometheus
+/// reads).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Upper bounds of the latency buckets, in seconds.
 const BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0,
 ];
 
-#[derive(Default)]
-struct Histogram {
-    /// Observations at or below each bucket's bound (not cumulative here).
-    buckets: [u64; BUCKETS.len()],
-    sum: f64,
-    count: u64,
+/// The method as a label: the known ones, or `OTHER` (so that made-up
+/// methods cannot grow the label set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct MethodLabel(&'static str);
+
+impl MethodLabel {
+    const KNOWN: [&'static str; 6] = ["GET", "HEAD", "PUT", "POST", "DELETE", "UNLINK"];
+
+    fn of(method: &Method) -> MethodLabel {
+        let known = MethodLabel::KNOWN.into_iter().find(|m| *m == method.as_str());
+        MethodLabel(known.unwrap_or("OTHER"))
+    }
 }
 
-#[derive(Default)]
-struct Inner {
-    requests: BTreeMap<(&'static str, u16), u64>,
-    latency: BTreeMap<&'static str, Histogram>,
-    bytes_in: u64,
-    bytes_out: u64,
+impl EncodeLabelValue for MethodLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.0)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RequestLabels {
+    method: MethodLabel,
+    status: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct MethodLabels {
+    method: MethodLabel,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(BUCKETS)
 }
 
 /// Counters of the HTTP traffic a server has answered.
-#[derive(Default)]
 pub struct HttpMetrics {
-    inner: Mutex<Inner>,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<MethodLabels, Histogram, fn() -> Histogram>,
+    received: Counter,
+    sent: Counter,
     /// Fed by the accept loop ([`crate::server`]).
     pub connections: ConnectionMetrics,
 }
 
+impl Default for HttpMetrics {
+    fn default() -> Self {
+        HttpMetrics {
+            requests: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram),
+            received: Counter::default(),
+            sent: Counter::default(),
+            connections: ConnectionMetrics::default(),
+        }
+    }
+}
+
 /// Why the server closed a connection on its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Timeout {
     /// No request for the idle timeout.
     Idle,
@@ -61,193 +108,189 @@ impl Timeout {
     }
 }
 
+impl EncodeLabelValue for Timeout {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.label())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: Timeout,
+}
+
 /// Client connections: open now, refused for being over the limit, and
 /// closed by each timeout.
-#[derive(Default)]
 pub struct ConnectionMetrics {
-    open: AtomicU64,
-    refused: AtomicU64,
-    timed_out: [AtomicU64; 3],
+    open: Gauge,
+    refused: Counter,
+    timed_out: Family<ReasonLabels, Counter>,
+}
+
+impl Default for ConnectionMetrics {
+    fn default() -> Self {
+        let timed_out = Family::default();
+        // Every reason is shown from the start, at 0.
+        for reason in Timeout::ALL {
+            let _ = timed_out.get_or_create(&ReasonLabels { reason });
+        }
+        ConnectionMetrics {
+            open: Gauge::default(),
+            refused: Counter::default(),
+            timed_out,
+        }
+    }
 }
 
 impl ConnectionMetrics {
     pub fn opened(&self) {
-        self.open.fetch_add(1, Ordering::Relaxed);
+        self.open.inc();
     }
 
     pub fn closed(&self) {
-        self.open.fetch_sub(1, Ordering::Relaxed);
+        self.open.dec();
     }
 
     pub fn refused(&self) {
-        self.refused.fetch_add(1, Ordering::Relaxed);
+        self.refused.inc();
     }
 
-    pub fn timed_out(&self, why: Timeout) {
-        self.timed_out[why as usize].fetch_add(1, Ordering::Relaxed);
+    pub fn timed_out(&self, reason: Timeout) {
+        self.timed_out.get_or_create(&ReasonLabels { reason }).inc();
     }
 
-    fn render(&self, out: &mut String) {
-        let open = self.open.load(Ordering::Relaxed) as f64;
-        gauge(
-            out,
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
             "trove_connections_open",
-            "Client connections being served.",
-            &[(vec![], open)],
+            "Client connections being served",
+            self.open.clone(),
         );
-        counter(
-            out,
-            "trove_connections_refused_total",
-            "Connections answered 503 (or closed) for being over --max-connections.",
-            self.refused.load(Ordering::Relaxed),
+        registry.register(
+            "trove_connections_refused",
+            "Connections answered 503 (or closed) for being over --max-connections",
+            self.refused.clone(),
         );
-        out.push_str(
-            "# HELP trove_connections_timed_out_total Connections closed by the server, by timeout.\n",
+        registry.register(
+            "trove_connections_timed_out",
+            "Connections closed by the server, by timeout",
+            self.timed_out.clone(),
         );
-        out.push_str("# TYPE trove_connections_timed_out_total counter\n");
-        for why in Timeout::ALL {
-            let n = self.timed_out[why as usize].load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "trove_connections_timed_out_total{{reason=\"{}\"}} {n}",
-                why.label()
-            );
-        }
-    }
-}
-
-/// The method as a label: the known ones, or `OTHER` (so that made-up
-/// methods cannot grow the label set).
-fn method_label(method: &str) -> &'static str {
-    match method {
-        "GET" => "GET",
-        "HEAD" => "HEAD",
-        "PUT" => "PUT",
-        "POST" => "POST",
-        "DELETE" => "DELETE",
-        "UNLINK" => "UNLINK",
-        _ => "OTHER",
     }
 }
 
 impl HttpMetrics {
-    /// Records one answered request.
-    pub fn observe(&self, method: &str, status: u16, took: Duration, bytes_in: u64, bytes_out: u64) {
-        let method = method_label(method);
-        let secs = took.as_secs_f64();
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        *inner.requests.entry((method, status)).or_default() += 1;
-        let h = inner.latency.entry(method).or_default();
-        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
-            h.buckets[i] += 1;
-        }
-        h.sum += secs;
-        h.count += 1;
-        inner.bytes_in += bytes_in;
-        inner.bytes_out += bytes_out;
+    /// Records one answered request (its body bytes are counted by
+    /// [`track`], from `Content-Length`).
+    pub fn observe(&self, method: &Method, status: u16, took: Duration) {
+        let method = MethodLabel::of(method);
+        self.requests
+            .get_or_create(&RequestLabels { method, status })
+            .inc();
+        self.latency
+            .get_or_create(&MethodLabels { method })
+            .observe(took.as_secs_f64());
     }
 
-    /// Appends the HTTP metrics to `out`.
-    pub fn render(&self, out: &mut String) {
-        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        out.push_str("# HELP trove_requests_total Requests answered, by method and status.\n");
-        out.push_str("# TYPE trove_requests_total counter\n");
-        for ((method, status), n) in &inner.requests {
-            let _ = writeln!(
-                out,
-                "trove_requests_total{{method=\"{method}\",status=\"{status}\"}} {n}"
-            );
-        }
-        out.push_str("# HELP trove_request_duration_seconds Time to the response headers.\n");
-        out.push_str("# TYPE trove_request_duration_seconds histogram\n");
-        for (method, h) in &inner.latency {
-            let mut cumulative = 0;
-            for (bound, n) in BUCKETS.iter().zip(h.buckets) {
-                cumulative += n;
-                let _ = writeln!(
-                    out,
-                    "trove_request_duration_seconds_bucket{{method=\"{method}\",le=\"{bound}\"}} {cumulative}"
-                );
-            }
-            let _ = writeln!(
-                out,
-                "trove_request_duration_seconds_bucket{{method=\"{method}\",le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(
-                out,
-                "trove_request_duration_seconds_sum{{method=\"{method}\"}} {}",
-                h.sum
-            );
-            let _ = writeln!(
-                out,
-                "trove_request_duration_seconds_count{{method=\"{method}\"}} {}",
-                h.count
-            );
-        }
-        counter(
-            out,
-            "trove_received_bytes_total",
-            "Request body bytes, as announced by Content-Length.",
-            inner.bytes_in,
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "trove_requests",
+            "Requests answered, by method and status",
+            self.requests.clone(),
         );
-        counter(
-            out,
-            "trove_sent_bytes_total",
-            "Response body bytes, as announced by Content-Length.",
-            inner.bytes_out,
+        registry.register(
+            "trove_request_duration_seconds",
+            "Time to the response headers",
+            self.latency.clone(),
         );
-        drop(inner);
-        self.connections.render(out);
+        registry.register(
+            "trove_received_bytes",
+            "Request body bytes, as announced by Content-Length",
+            self.received.clone(),
+        );
+        registry.register(
+            "trove_sent_bytes",
+            "Response body bytes, as announced by Content-Length",
+            self.sent.clone(),
+        );
+        self.connections.register(registry);
+    }
+}
+
+/// One scrape of `/-/metrics`: the server's [`HttpMetrics`], plus the
+/// values a server reads at scrape time (its gauges and the counters it
+/// keeps elsewhere). Counter names are given without `_total`, which the
+/// encoding adds.
+pub struct Scrape {
+    registry: Registry,
+}
+
+impl Scrape {
+    pub fn new(http: &HttpMetrics) -> Scrape {
+        let mut registry = Registry::default();
+        http.register(&mut registry);
+        Scrape { registry }
+    }
+
+    /// A gauge without labels.
+    pub fn gauge(&mut self, name: &str, help: &str, value: i64) {
+        self.registry.register(name, help, ConstGauge::new(value));
+    }
+
+    /// A family of gauges with one label, `label`: one `(label value,
+    /// value)` pair per series.
+    pub fn gauges(
+        &mut self,
+        name: &str,
+        help: &str,
+        label: &'static str,
+        values: impl IntoIterator<Item = (String, i64)>,
+    ) {
+        let family = Family::<Vec<(&'static str, String)>, Gauge>::default();
+        for (label_value, value) in values {
+            family.get_or_create(&vec![(label, label_value)]).set(value);
+        }
+        self.registry.register(name, help, family);
+    }
+
+    /// A counter without labels (`name` without `_total`).
+    pub fn counter(&mut self, name: &str, help: &str, value: u64) {
+        self.registry.register(name, help, ConstCounter::new(value));
+    }
+
+    /// The OpenMetrics text, ending in `# EOF`.
+    pub fn render(self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+
+    /// [`Scrape::render`] as an answer, with its content type.
+    pub fn answer(self) -> ([(axum::http::header::HeaderName, &'static str); 1], String) {
+        ([(axum::http::header::CONTENT_TYPE, CONTENT_TYPE)], self.render())
     }
 }
 
 /// The middleware that feeds [`HttpMetrics`]: wrap a router with
-/// `axum::middleware::from_fn_with_state(metrics, metrics::track)`.
+/// `axum::middleware::from_fn_with_state(metrics, metrics::track)`. Body
+/// bytes are counted as announced by `Content-Length` (wrapping the bodies
+/// to count chunked ones too broke the accept loop's connection handling;
+/// see issue 16).
 pub async fn track(
-    axum::extract::State(metrics): axum::extract::State<std::sync::Arc<HttpMetrics>>,
+    axum::extract::State(metrics): axum::extract::State<Arc<HttpMetrics>>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     let length = |h: &axum::http::HeaderMap| crate::http::content_length(h).ok().flatten().unwrap_or(0);
     let method = req.method().clone();
-    let bytes_in = length(req.headers());
+    metrics.received.inc_by(length(req.headers()));
     let started = std::time::Instant::now();
     let resp = next.run(req).await;
-    let bytes_out = if method == axum::http::Method::HEAD {
-        0
-    } else {
-        length(resp.headers())
-    };
-    metrics.observe(
-        method.as_str(),
-        resp.status().as_u16(),
-        started.elapsed(),
-        bytes_in,
-        bytes_out,
-    );
-    resp
-}
-
-/// Appends one counter without labels.
-pub fn counter(out: &mut String, name: &str, help: &str, value: u64) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
-}
-
-/// Appends one gauge family: `values` are (labels, value) pairs.
-pub fn gauge(out: &mut String, name: &str, help: &str, values: &[(Vec<(&str, String)>, f64)]) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-    for (labels, value) in values {
-        let labels: Vec<String> = labels
-            .iter()
-            .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
-            .collect();
-        if labels.is_empty() {
-            let _ = writeln!(out, "{name} {value}");
-        } else {
-            let _ = writeln!(out, "{name}{{{}}} {value}", labels.join(","));
-        }
+    metrics.observe(&method, resp.status().as_u16(), started.elapsed());
+    if method != Method::HEAD {
+        metrics.sent.inc_by(length(resp.headers()));
     }
+    resp
 }
 
 #[cfg(test)]
@@ -255,30 +298,47 @@ mod tests {
     use super::*;
 
     #[test]
-    fn renders_prometheus_text() {
+    fn renders_openmetrics_text() {
         let m = HttpMetrics::default();
-        m.observe("PUT", 201, Duration::from_millis(3), 100, 0);
-        m.observe("PUT", 201, Duration::from_millis(300), 50, 0);
-        m.observe("BREW", 405, Duration::from_micros(10), 0, 40);
-        let mut out = String::new();
-        m.render(&mut out);
-        gauge(
-            &mut out,
+        m.observe(&Method::PUT, 201, Duration::from_millis(3));
+        m.observe(&Method::PUT, 201, Duration::from_millis(300));
+        let brew = Method::from_bytes(b"BREW").unwrap();
+        m.observe(&brew, 405, Duration::from_micros(10));
+        m.received.inc_by(150);
+        m.sent.inc_by(40);
+        m.connections.timed_out(Timeout::Idle);
+        let mut scrape = Scrape::new(&m);
+        scrape.gauges(
             "trove_volume_up",
-            "Volume health.",
-            &[(vec![("volume", "a:1".into())], 1.0)],
+            "Volume health",
+            "volume",
+            [("a:1".to_string(), 1), ("b\"\n\\:2".to_string(), 0)],
         );
-        assert!(
-            out.contains("trove_requests_total{method=\"PUT\",status=\"201\"} 2"),
-            "{out}"
-        );
-        assert!(out.contains("trove_requests_total{method=\"OTHER\",status=\"405\"} 1"));
-        assert!(out.contains("trove_request_duration_seconds_bucket{method=\"PUT\",le=\"0.005\"} 1"));
-        assert!(out.contains("trove_request_duration_seconds_bucket{method=\"PUT\",le=\"+Inf\"} 2"));
-        assert!(out.contains("trove_received_bytes_total 150"));
-        assert!(out.contains("trove_sent_bytes_total 40"));
-        assert!(out.contains("trove_volume_up{volume=\"a:1\"} 1"));
-        assert!(out.contains("trove_connections_open 0"), "{out}");
-        assert!(out.contains("trove_connections_timed_out_total{reason=\"stall\"} 0"));
+        scrape.gauge("trove_blobs", "Blobs stored", 7);
+        scrape.counter("trove_expired_keys", "Keys expired", 3);
+        let out = scrape.render();
+        for line in [
+            "# TYPE trove_requests counter",
+            "trove_requests_total{method=\"PUT\",status=\"201\"} 2",
+            "trove_requests_total{method=\"OTHER\",status=\"405\"} 1",
+            "# TYPE trove_request_duration_seconds histogram",
+            "trove_request_duration_seconds_bucket{le=\"0.005\",method=\"PUT\"} 1",
+            "trove_request_duration_seconds_bucket{le=\"+Inf\",method=\"PUT\"} 2",
+            "trove_request_duration_seconds_count{method=\"PUT\"} 2",
+            "trove_received_bytes_total 150",
+            "trove_sent_bytes_total 40",
+            "trove_volume_up{volume=\"a:1\"} 1",
+            // Label values are escaped: quote, newline, backslash.
+            "trove_volume_up{volume=\"b\\\"\\n\\\\:2\"} 0",
+            "trove_blobs 7",
+            "trove_expired_keys_total 3",
+            "trove_connections_open 0",
+            "trove_connections_refused_total 0",
+            "trove_connections_timed_out_total{reason=\"idle\"} 1",
+            "trove_connections_timed_out_total{reason=\"stall\"} 0",
+            "# EOF",
+        ] {
+            assert!(out.lines().any(|l| l == line), "{line:?} missing from:\n{out}");
+        }
     }
 }

@@ -8,6 +8,9 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// Re-exported: records and sidecars are stamped with it.
+pub use crate::time::now_ms;
+
 /// A value's metadata: lower-cased header name → value as sent. The
 /// headers kept are [`STORED_HEADERS`], every `x-amz-meta-*`, and
 /// [`ETAG_META`] (the ETag to report instead of the md5).
@@ -247,14 +250,6 @@ impl BlobMeta {
     pub fn decode(bytes: &[u8]) -> Result<BlobMeta, RecordError> {
         Ok(serde_json::from_slice(bytes)?)
     }
-}
-
-/// Milliseconds since the Unix epoch, now.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -12,6 +12,9 @@
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+/// Re-exported: signatures expire by it.
+pub use crate::time::now_secs;
+
 /// Query parameter carrying the expiry (Unix seconds).
 pub const EXPIRES: &str = "expires";
 /// Query parameter carrying the signature.
@@ -131,14 +134,6 @@ pub fn url(
         url.push_str(&query.join("&"));
     }
     url
-}
-
-/// Unix seconds, now.
-pub fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -20,7 +20,8 @@ use axum::http::HeaderMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
-use trove_common::http::{parse_duration, TROVE_EXPIRES_AFTER, TROVE_EXPIRES_AT};
+use trove_common::flags::parse_duration;
+use trove_common::http::{TROVE_EXPIRES_AFTER, TROVE_EXPIRES_AT};
 use trove_common::key::Key;
 use trove_common::record::{now_ms, State};
 
@@ -139,19 +140,10 @@ async fn expire(state: &AppState, raw_key: &str, expires: u64) -> bool {
             return false;
         }
     };
-    let client = state.volumes.client();
-    let deletes = record.volumes.iter().map(|addr| client.delete(addr, &key));
-    for (addr, result) in record
-        .volumes
-        .iter()
-        .zip(futures::future::join_all(deletes).await)
-    {
-        if let Err(e) = result {
-            state.volumes.note_error(&e);
-            state.expiry.failed.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(key = %key, volume = %addr, error = %e, "cannot delete an expired replica; retrying later");
-            return false;
-        }
+    if let Err((addr, e)) = crate::delete::remove_replicas(state, &key, &record.volumes).await {
+        state.expiry.failed.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(key = %key, volume = %addr, error = %e, "cannot delete an expired replica; retrying later");
+        return false;
     }
     if let Err(e) = state.index.remove_expired(&key, expires, record.state).await {
         tracing::error!(key = %key, error = %e, "cannot remove an expired record");

@@ -10,9 +10,12 @@
 //! - [`locks`]: one operation per key at a time.
 //! - [`write`]: the streaming, all-or-nothing write path.
 //! - [`compose`]: values built on the volumes out of ranges of others.
+//! - [`delete`]: the delete path (`DELETE`, `UNLINK`) across the replicas.
 //! - [`jobs`]: rebalance, verify and gc, run inside the live master.
 //! - [`expiry`]: TTL headers and the expirer that deletes expired keys.
 //! - [`rebuild`]: recreate a lost index from the volumes (offline).
+//! - [`cli`]: the admin commands' client side: start a job on the running
+//!   master and follow its progress.
 //! - [`api`]: HTTP handlers, one file per operation.
 //! - [`ui`]: the operators' status page and the API description.
 //! - [`error`]: the one place where errors become status codes.
@@ -21,6 +24,7 @@ pub mod api;
 pub mod cli;
 pub mod client;
 pub mod compose;
+pub mod delete;
 pub mod error;
 pub mod expiry;
 pub mod index;

@@ -1,8 +1,9 @@
 //! In-process key locks: one write or delete per key at a time. A second
 //! caller is told to retry (`409`) rather than queued, as minikeyvalue does.
 
+use parking_lot::Mutex;
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use trove_common::key::Key;
 
 /// The set of keys with an operation in flight.
@@ -20,7 +21,7 @@ pub struct KeyGuard {
 impl KeyLocks {
     /// Takes the key's lock, or `None` when someone holds it.
     pub fn try_lock(self: &Arc<Self>, key: &Key) -> Option<KeyGuard> {
-        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        let mut held = self.held.lock();
         held.insert(key.clone()).then(|| KeyGuard {
             locks: Arc::clone(self),
             key: key.clone(),
@@ -30,11 +31,7 @@ impl KeyLocks {
 
 impl Drop for KeyGuard {
     fn drop(&mut self) {
-        self.locks
-            .held
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.key);
+        self.locks.held.lock().remove(&self.key);
     }
 }
 

@@ -4,7 +4,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
-use trove_common::http::{parse_duration, parse_size, Timeouts};
+use trove_common::flags::{parse_duration, parse_size};
+use trove_common::http::Timeouts;
 use trove_common::placement::{parse_volume_list, Placement, VolumeSpec};
 use trove_common::server::ConnectionArgs;
 use trove_common::signing::Signer;
@@ -201,7 +202,7 @@ fn parse_volumes(list: &str) -> Result<Vec<VolumeSpec>, String> {
 
 #[tokio::main]
 async fn main() {
-    trove_common::http::init_logging();
+    trove_common::process::init_logging();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args).await.map(|()| 0),
@@ -394,7 +395,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let server = tokio::spawn(trove_master::run(
         listener,
         state,
-        trove_common::http::shutdown_signal(),
+        trove_common::process::shutdown_signal(),
     ));
     // Printed once the socket is bound, for people and for tests.
     println!("trove-master listening on {addr}");

@@ -7,10 +7,11 @@
 //! it down at once, and the next successful poll brings it back.
 
 use crate::client::{VolumeClient, VolumeError};
+use parking_lot::RwLock;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use trove_common::key::Key;
 use trove_common::placement::{Placement, VolumeSpec};
@@ -78,9 +79,7 @@ impl Volumes {
 
     /// Whether `addr` is a configured volume that answered its last poll.
     pub fn is_healthy(&self, addr: &str) -> bool {
-        self.health
-            .get(addr)
-            .is_some_and(|h| h.read().unwrap_or_else(|p| p.into_inner()).healthy)
+        self.health.get(addr).is_some_and(|h| h.read().healthy)
     }
 
     /// Whether `addr` can take a new write of `len` bytes (unknown: 0):
@@ -89,7 +88,7 @@ impl Volumes {
     /// elsewhere instead of failing.
     pub fn can_take(&self, addr: &str, len: Option<u64>) -> bool {
         self.health.get(addr).is_some_and(|h| {
-            let h = h.read().unwrap_or_else(|p| p.into_inner());
+            let h = h.read();
             let need = len.unwrap_or(0).saturating_add(self.min_free);
             h.healthy && !h.read_only && h.free_bytes.is_none_or(|free| free >= need)
         })
@@ -110,10 +109,7 @@ impl Volumes {
             .volumes()
             .iter()
             .map(|v| {
-                let mut h = self.health[&v.addr]
-                    .read()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clone();
+                let mut h = self.health[&v.addr].read().clone();
                 h.writable = self.can_take(&v.addr, None);
                 (v.clone(), h)
             })
@@ -124,7 +120,7 @@ impl Volumes {
     /// healthy, and not emptied since.
     fn can_serve(&self, addr: &str, created: u64) -> bool {
         self.health.get(addr).is_some_and(|h| {
-            let h = h.read().unwrap_or_else(|p| p.into_inner());
+            let h = h.read();
             h.healthy && h.lost_data_at.is_none_or(|lost| created >= lost)
         })
     }
@@ -159,7 +155,7 @@ impl Volumes {
     /// Records that a call to `addr` found it unreachable.
     pub fn mark_down(&self, addr: &str, error: &str) {
         if let Some(h) = self.health.get(addr) {
-            let mut h = h.write().unwrap_or_else(|p| p.into_inner());
+            let mut h = h.write();
             if h.healthy {
                 tracing::warn!(volume = %addr, error = %error, "volume marked down");
             }
@@ -211,7 +207,7 @@ impl Volumes {
     /// again.
     pub fn data_restored(&self, since: u64) {
         for (addr, h) in &self.health {
-            let mut h = h.write().unwrap_or_else(|p| p.into_inner());
+            let mut h = h.write();
             if h.lost_data_at.is_some_and(|lost| lost <= since) {
                 tracing::info!(volume = %addr, "volume repaired: readers may use it for every key again");
                 h.lost_data_at = None;
@@ -223,7 +219,7 @@ impl Volumes {
     pub async fn poll_all(&self) {
         let polls = self.placement.volumes().iter().map(|v| async move {
             let result = self.client.status(&v.addr).await;
-            let mut h = self.health[&v.addr].write().unwrap_or_else(|p| p.into_inner());
+            let mut h = self.health[&v.addr].write();
             match result {
                 Ok(status) => {
                     if !h.healthy {
@@ -286,7 +282,7 @@ mod tests {
     }
 
     fn set_healthy(v: &Volumes, addr: &str) {
-        v.health[addr].write().unwrap().healthy = true;
+        v.health[addr].write().healthy = true;
     }
 
     #[test]
@@ -306,7 +302,7 @@ mod tests {
         assert_eq!(v.pick_replica(&old, 0), Some("gone:9"));
         // A volume that lost its data serves only keys written since.
         set_healthy(&v, "a:1");
-        v.health["a:1"].write().unwrap().lost_data_at = Some(100);
+        v.health["a:1"].write().lost_data_at = Some(100);
         assert!((0..4).all(|_| v.pick_replica(&stored, 99) == Some("b:2")));
         let picks: Vec<_> = (0..4).map(|_| v.pick_replica(&stored, 100).unwrap()).collect();
         assert!(picks.contains(&"a:1"));

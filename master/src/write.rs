@@ -368,6 +368,17 @@ impl Drop for Uploads {
     }
 }
 
+/// How reading the body and handing it to the replicas ended.
+enum Pumped {
+    /// The whole body was read and every replica took every chunk.
+    Whole,
+    /// Replica `i` stopped taking bytes; why is in its upload task.
+    ReplicaStopped(usize),
+    /// The write failed for this reason (the client, or a replica that
+    /// stalled).
+    Failed(ApiError),
+}
+
 /// Streams the body to every target at once and returns its digests once
 /// every replica has confirmed the same bytes.
 async fn stream_to_replicas(
@@ -393,29 +404,26 @@ async fn stream_to_replicas(
     // md5 and sha256 run on their own threads beside the forwarding.
     let mut hasher = HashBeside::start(len);
     let mut body = body.into_data_stream();
-    // Reads the body and hands each chunk to every replica. `Err(Err(i))`:
-    // replica `i` stopped taking bytes (its own error is in its task);
-    // `Err(Ok(e))`: the write failed with `e`.
-    let pumped: Result<(), Result<ApiError, usize>> = 'pump: loop {
+    let pumped: Pumped = 'pump: loop {
         let chunk = match timeout(stall, body.next()).await {
-            Err(_) => break Err(Ok(ApiError::ClientStalled(stall))),
-            Ok(None) => break Ok(()),
-            Ok(Some(Err(e))) => break Err(Ok(ApiError::ClientBody(e.to_string()))),
+            Err(_) => break Pumped::Failed(ApiError::ClientStalled(stall)),
+            Ok(None) => break Pumped::Whole,
+            Ok(Some(Err(e))) => break Pumped::Failed(ApiError::ClientBody(e.to_string())),
             Ok(Some(Ok(chunk))) => chunk,
         };
         hasher.update(&chunk).await;
         for (i, tx) in senders.iter().enumerate() {
             match timeout(stall, tx.send(Ok(chunk.clone()))).await {
                 Ok(Ok(())) => {}
-                Ok(Err(_)) => break 'pump Err(Err(i)),
+                Ok(Err(_)) => break 'pump Pumped::ReplicaStopped(i),
                 Err(_) => {
                     let addr = targets[i].clone();
-                    break 'pump Err(Ok(VolumeError::Timeout { addr, timeout: stall }.into()));
+                    break 'pump Pumped::Failed(VolumeError::Timeout { addr, timeout: stall }.into());
                 }
             }
         }
     };
-    if pumped.is_ok() {
+    if let Pumped::Whole = pumped {
         drop(senders); // a clean end of every replica's body
     } else {
         // The replicas' bodies must end in an error, never cleanly (a
@@ -424,21 +432,21 @@ async fn stream_to_replicas(
         for tx in &senders {
             let _ = tx.try_send(Err(std::io::Error::other("write abandoned")));
         }
-        if let Err(Err(_)) | Err(Ok(ApiError::Volume(_))) = &pumped {
+        if let Pumped::ReplicaStopped(_) | Pumped::Failed(ApiError::Volume(_)) = &pumped {
             // A replica failed while the client is still sending: read on
             // (up to a limit) so that the client gets our answer, not a reset.
             trove_common::http::drain(&mut body, trove_common::http::DRAIN_LIMIT, stall).await;
         }
     }
     match pumped {
-        Ok(()) => {}
-        Err(Ok(e)) => {
+        Pumped::Whole => {}
+        Pumped::Failed(e) => {
             if let ApiError::Volume(v) = &e {
                 state.volumes.note_error(v);
             }
             return Err(e);
         }
-        Err(Err(i)) => {
+        Pumped::ReplicaStopped(i) => {
             let handle = uploads.0[i].take().expect("each upload is awaited once");
             let e = match timeout(stall, handle).await {
                 Err(_) => VolumeError::Timeout {

@@ -13,7 +13,7 @@ async fn main() {
 }
 
 async fn run() -> anyhow::Result<()> {
-    trove_common::http::init_logging();
+    trove_common::process::init_logging();
     let args = Args::parse();
     let pairs = args.key_pairs()?;
     let client = trove_client::Client::builder()
@@ -30,5 +30,5 @@ async fn run() -> anyhow::Result<()> {
     tracing::info!(addr = %bound, masters = ?args.masters, keys = pairs.len(), "trove-s3 serving");
     // On stdout, for scripts and tests that start it with --port 0.
     println!("trove-s3 listening on {bound}");
-    server::run(listener, service, trove_common::http::shutdown_signal()).await
+    server::run(listener, service, trove_common::process::shutdown_signal()).await
 }

@@ -8,10 +8,11 @@ use crate::gateway::{Gateway, MetaIn};
 use crate::{etag, names};
 use base64::Engine;
 use futures::StreamExt;
+use parking_lot::Mutex;
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use trove_client::{PutOptions, Written};
 
@@ -48,7 +49,7 @@ impl futures::Stream for Replay {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        let mut st = this.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = this.state.lock();
         if st.attempt != this.attempt {
             return Poll::Ready(Some(Err(BodyError::Source(
                 "a retry took over this upload".into(),
@@ -132,7 +133,7 @@ pub(crate) async fn stream_to(
             // The HTTP client may go on pulling an answered request's body:
             // retire this attempt's view before deciding anything.
             let overflowed = {
-                let mut st = shared.lock().unwrap_or_else(|p| p.into_inner());
+                let mut st = shared.lock();
                 st.attempt += 1;
                 st.overflowed
             };
@@ -310,7 +311,7 @@ mod tests {
         };
         assert_eq!(first.next().await.unwrap().unwrap(), "ab");
         // The master answered 409: the next attempt takes over.
-        state.lock().unwrap().attempt = 1;
+        state.lock().attempt = 1;
         assert!(
             first.next().await.unwrap().is_err(),
             "the old attempt pulls no more"
@@ -322,7 +323,7 @@ mod tests {
         };
         let got: Vec<_> = second.map(Result::unwrap).collect().await;
         assert_eq!(got, [b"ab", b"cd", b"ef"].map(|b| bytes::Bytes::from_static(b)));
-        assert!(!state.lock().unwrap().overflowed);
+        assert!(!state.lock().overflowed);
     }
 
     #[tokio::test]
@@ -335,6 +336,6 @@ mod tests {
             next: 0,
         };
         assert_eq!(first.next().await.unwrap().unwrap().len(), REPLAY_LIMIT + 1);
-        assert!(state.lock().unwrap().overflowed);
+        assert!(state.lock().overflowed);
     }
 }

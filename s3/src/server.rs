@@ -48,27 +48,14 @@ pub struct Args {
     pub upload_ttl: Duration,
 }
 
-/// `7d`, `12h`, `90m`, `3600s` or plain seconds.
+/// `7d`, `12h`, `90m`, `3600s` or plain seconds ([`trove_common::flags`]),
+/// and more than zero.
 pub fn parse_duration(raw: &str) -> Result<Duration, String> {
-    let raw = raw.trim();
-    let (number, unit) = match raw.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => raw.split_at(i),
-        None => (raw, "s"),
-    };
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("`{raw}` is not a duration like 7d, 12h, 90m or 3600s"))?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
-        _ => return Err(format!("`{raw}`: the unit must be s, m, h or d")),
-    };
-    if secs == 0 {
+    let ttl = trove_common::flags::parse_duration(raw)?;
+    if ttl.is_zero() {
         return Err("the upload TTL must be positive".into());
     }
-    Ok(Duration::from_secs(secs))
+    Ok(ttl)
 }
 
 /// Reads a credentials file: `ACCESS_KEY SECRET_KEY` per line.

@@ -111,6 +111,12 @@ impl Server {
         self.child.as_ref().expect("running").id()
     }
 
+    /// Sends `signal` (`"STOP"`, `"CONT"`, `"TERM"`…) to the process:
+    /// `STOP` freezes it as a hung host would, `CONT` thaws it.
+    pub fn signal(&self, signal: &str) {
+        crate::signal(self.pid(), signal);
+    }
+
     /// SIGKILL, and wait for the process to be gone.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -219,6 +225,21 @@ pub struct Cluster {
     /// Follows no redirects.
     pub http: reqwest::Client,
     volume_args: Vec<String>,
+}
+
+/// A failed test keeps its cluster's temp dir — the servers' logs
+/// (`master.log`, `vol<i>.log`), the index and the data dirs — and says
+/// where it is, so the failure can be read.
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.dir.disable_cleanup(true);
+            eprintln!(
+                "the failed test's cluster is kept in {} (server logs: master.log, vol<i>.log)",
+                self.dir.path().display()
+            );
+        }
+    }
 }
 
 fn start_volume(dir: &Path, i: usize, extra: &[String]) -> Server {
@@ -491,6 +512,54 @@ impl Cluster {
             .as_u16()
     }
 
+    /// `DELETE key`; returns the status.
+    pub async fn delete(&self, key: &str) -> u16 {
+        let resp = self.http.delete(self.url(key)).send().await.unwrap();
+        resp.status().as_u16()
+    }
+
+    /// `UNLINK key` (soft delete); returns the status.
+    pub async fn unlink(&self, key: &str) -> u16 {
+        let unlink = reqwest::Method::from_bytes(b"UNLINK").expect("a method name");
+        let resp = self.http.request(unlink, self.url(key)).send().await.unwrap();
+        resp.status().as_u16()
+    }
+
+    /// The volume URL the master redirects a `GET` of `key` to; panics
+    /// unless the answer is a `302`.
+    pub async fn location(&self, key: &str) -> String {
+        let resp = self.http.get(self.url(key)).send().await.unwrap();
+        assert_eq!(resp.status(), 302, "GET {key}");
+        resp.headers()["location"].to_str().unwrap().to_string()
+    }
+
+    /// The volumes the master names for `key` (`Key-Volumes` of a `HEAD`),
+    /// in its order; panics unless the answer is a `302`.
+    pub async fn volumes_of(&self, key: &str) -> Vec<String> {
+        let resp = self.head(key).await;
+        assert_eq!(resp.status(), 302, "HEAD {key}");
+        key_volumes(resp.headers())
+    }
+
+    /// No orphans: every blob on every volume is a replica that a live
+    /// record names (by its `Key-Volumes`), and no temp file is left.
+    pub async fn assert_no_orphans(&self) {
+        for i in 0..self.volumes.len() {
+            let addr = self.volumes[i].addr.clone();
+            for blob in self.blobs(i).await {
+                let key = trove_common::key::encode_path(blob["key"].as_str().unwrap());
+                let r = self.head(&key).await;
+                assert_eq!(r.status(), 302, "orphan {key} on {addr}");
+                let volumes = key_volumes(r.headers());
+                assert!(
+                    volumes.contains(&addr),
+                    "{key} on {addr} is not one of {volumes:?}"
+                );
+            }
+            assert_eq!(self.temp_files(i), 0, "temp files left on {addr}");
+        }
+    }
+
     /// GET `key` through the master, following the redirect by hand.
     /// Returns the final status and body.
     pub async fn get(&self, key: &str) -> (u16, Bytes) {
@@ -502,6 +571,88 @@ impl Cluster {
         let location = resp.headers()["location"].to_str().unwrap().to_string();
         let resp = self.http.get(location).send().await.unwrap();
         (resp.status().as_u16(), resp.bytes().await.unwrap())
+    }
+}
+
+/// Sends `signal` (`"STOP"`, `"CONT"`, `"TERM"`, `"INT"`…) to process
+/// `pid`; panics if `kill` fails.
+pub fn signal(pid: u32, signal: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill -{signal} {pid} failed");
+}
+
+/// A header's value as text, when present and UTF-8 (metadata may be).
+pub fn header<'a>(headers: &'a reqwest::header::HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get(name)
+        .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
+}
+
+/// The `Key-Volumes` of a master's answer, in order (none when absent).
+pub fn key_volumes(headers: &reqwest::header::HeaderMap) -> Vec<String> {
+    header(headers, "key-volumes")
+        .map(|v| v.split(',').map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+/// What a master's `HEAD` says of a key: status and the headers that
+/// describe its record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordView {
+    pub status: u16,
+    pub md5: String,
+    pub sha256: String,
+    pub size: String,
+    pub volumes: String,
+}
+
+impl Cluster {
+    /// The master's view of `key`'s record, from a `HEAD`.
+    pub async fn record_of(&self, key: &str) -> RecordView {
+        let r = self.head(key).await;
+        let h = |name| header(r.headers(), name).unwrap_or_default().to_string();
+        RecordView {
+            status: r.status().as_u16(),
+            md5: h("content-md5"),
+            sha256: h("key-sha256"),
+            size: h("key-size"),
+            volumes: h("key-volumes"),
+        }
+    }
+}
+
+/// A number that differs between calls (nanoseconds now), for keys that
+/// must not repeat.
+pub fn unique_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+/// What a load generator needs of a cluster, detached from it: a client
+/// and the master's address (which a restarted master keeps), so that a
+/// fault injected meanwhile can own the cluster.
+#[derive(Clone)]
+pub struct MasterClient {
+    pub http: reqwest::Client,
+    pub master: String,
+}
+
+impl MasterClient {
+    pub fn of(c: &Cluster) -> MasterClient {
+        MasterClient {
+            http: c.http.clone(),
+            master: c.master.addr.clone(),
+        }
+    }
+
+    /// `http://master<key>`
+    pub fn url(&self, key: &str) -> String {
+        format!("http://{}{key}", self.master)
     }
 }
 
@@ -668,6 +819,40 @@ pub mod raw {
         s.set_read_timeout(Some(WAIT)).unwrap();
         s.set_write_timeout(Some(WAIT)).unwrap();
         s
+    }
+
+    /// Sends `request` whole and reads until the server closes (or
+    /// resets) the connection, within [`WAIT`]: everything that came back,
+    /// as text. For requests with `Connection: close`, or that a server
+    /// answers and then drops. `hang_up`: shut the sending side down after
+    /// the request (a client that gave up on sending).
+    pub fn exchange(addr: &str, request: &[u8], hang_up: bool) -> String {
+        use std::io::Write;
+        let mut s = connect(addr);
+        // The server may answer and close before it read everything (a
+        // refused request): what it sent still arrives.
+        let _ = s.write_all(request);
+        if hang_up {
+            let _ = s.shutdown(std::net::Shutdown::Write);
+        }
+        let mut out = Vec::new();
+        let mut buf = [0u8; 8192];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
+                    ) =>
+                {
+                    break
+                }
+                Err(e) => panic!("no end of the answer from {addr} within {WAIT:?} ({e})"),
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
     }
 
     /// One answer: its head (status line and headers, as text) and body

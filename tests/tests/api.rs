@@ -5,10 +5,6 @@ use reqwest::Method;
 use serde_json::json;
 use trove_tests::{md5_hex, pattern_bytes, sha256_hex, Cluster, ClusterOptions};
 
-fn unlink() -> Method {
-    Method::from_bytes(b"UNLINK").unwrap()
-}
-
 #[tokio::test]
 async fn put_get_head_delete() {
     let c = Cluster::start_default().await;
@@ -201,7 +197,7 @@ async fn concurrent_write_of_one_key_conflicts() {
     })
     .await;
     assert_eq!(c.put("/busy", "second").await, 409);
-    assert_eq!(c.http.delete(c.url("/busy")).send().await.unwrap().status(), 409);
+    assert_eq!(c.delete("/busy").await, 409);
     assert_eq!(
         c.http.get(c.url("/busy")).send().await.unwrap().status(),
         404,
@@ -264,34 +260,10 @@ async fn unlink_and_listings() {
     );
 
     // UNLINK: reads as absent, listed as unlinked, bytes kept until DELETE.
-    assert_eq!(
-        c.http
-            .request(unlink(), c.url("/l/b"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        204
-    );
+    assert_eq!(c.unlink("/l/b").await, 204);
     assert_eq!(c.http.get(c.url("/l/b")).send().await.unwrap().status(), 404);
-    assert_eq!(
-        c.http
-            .request(unlink(), c.url("/l/b"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
-    assert_eq!(
-        c.http
-            .request(unlink(), c.url("/nope"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
+    assert_eq!(c.unlink("/l/b").await, 404);
+    assert_eq!(c.unlink("/nope").await, 404);
     assert_eq!(list("/l/?list").await.1, r#"{"next":"","keys":["/l/a","/l/c"]}"#);
     assert_eq!(list("/l/?unlinked").await.1, r#"{"next":"","keys":["/l/b"]}"#);
     assert_eq!(
@@ -300,19 +272,11 @@ async fn unlink_and_listings() {
         "unlinked bytes stay on both replicas"
     );
     // DELETE finishes the job.
-    assert_eq!(c.http.delete(c.url("/l/b")).send().await.unwrap().status(), 204);
+    assert_eq!(c.delete("/l/b").await, 204);
     assert_eq!(list("/l/?unlinked").await.1, r#"{"next":"","keys":[]}"#);
 
     // An unlinked key may be written again.
-    assert_eq!(
-        c.http
-            .request(unlink(), c.url("/l/c"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        204
-    );
+    assert_eq!(c.unlink("/l/c").await, 204);
     assert_eq!(c.put("/l/c", "v2").await, 201);
     assert_eq!(c.get("/l/c").await.1, "v2");
 }
@@ -444,16 +408,8 @@ async fn protect_requires_unlink_before_delete() {
     assert_eq!(r.status(), 403);
     assert!(r.text().await.unwrap().contains("UNLINK"));
     assert_eq!(c.get("/p").await.1, "v");
-    assert_eq!(
-        c.http
-            .request(unlink(), c.url("/p"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        204
-    );
-    assert_eq!(c.http.delete(c.url("/p")).send().await.unwrap().status(), 204);
+    assert_eq!(c.unlink("/p").await, 204);
+    assert_eq!(c.delete("/p").await, 204);
 }
 
 #[tokio::test]

@@ -140,11 +140,7 @@ fn sigterm_stops_servers_gracefully() {
     )
     .unwrap();
     assert!(line.contains("listening on 127.0.0.1:"), "{line}");
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    trove_tests::signal(child.id(), "TERM");
     let deadline = Instant::now() + trove_tests::WAIT;
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {

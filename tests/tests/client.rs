@@ -392,15 +392,6 @@ fn write_tree(dir: &Path, files: usize, size: usize) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-fn signal(pid: u32, sig: &str) {
-    let ok = std::process::Command::new("kill")
-        .args([&format!("-{sig}"), &pid.to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill -{sig} {pid}");
-}
-
 #[tokio::test]
 async fn bulk_copy_of_500_files_survives_a_master_restart() {
     let mut c = Cluster::start_default().await;
@@ -445,11 +436,11 @@ async fn bulk_copy_of_500_files_survives_a_master_restart() {
     wait_for("the copy under way", || async { count().await >= 50 }).await;
     // Freeze the copy so that it is certainly mid-way, take the master away
     // under it, let it run into the dead master, then bring the master back.
-    signal(pid, "STOP");
+    trove_tests::signal(pid, "STOP");
     let before = count().await;
     assert!(before < 500, "the copy is mid-way ({before} keys)");
     c.master.kill();
-    signal(pid, "CONT");
+    trove_tests::signal(pid, "CONT");
     wait_for("the copy to find the master gone and retry", || async {
         stderr.lock().unwrap().contains("retrying in")
     })
@@ -529,7 +520,7 @@ async fn ctrl_c_during_put_leaves_nothing() {
         (0..3).any(|i| c.temp_files(i) > 0)
     })
     .await;
-    signal(child.id().unwrap(), "INT");
+    trove_tests::signal(child.id().unwrap(), "INT");
     let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
         .await
         .expect("trove stops on Ctrl-C")

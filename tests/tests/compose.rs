@@ -11,7 +11,9 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use trove_common::placement::{parse_volume_list, Placement};
-use trove_tests::{md5_hex, pattern, pattern_bytes, sha256_hex, wait_for, Cluster, ClusterOptions};
+use trove_tests::{
+    key_volumes, md5_hex, pattern, pattern_bytes, sha256_hex, wait_for, Cluster, ClusterOptions,
+};
 
 const MIB: usize = 1 << 20;
 
@@ -56,15 +58,6 @@ async fn compose(c: &Cluster, key: &str, body: &Value, headers: &[(&str, &str)])
         req = req.header(*n, *v);
     }
     req.send().await.unwrap()
-}
-
-fn volumes_of(resp: &reqwest::Response) -> HashSet<String> {
-    resp.headers()["key-volumes"]
-        .to_str()
-        .unwrap()
-        .split(',')
-        .map(str::to_string)
-        .collect()
 }
 
 #[tokio::test]
@@ -119,8 +112,12 @@ async fn composes_ranges_of_values_on_other_volumes() {
     assert_eq!(head.status(), 302);
     assert_eq!(head.headers()["key-size"], expected.len().to_string().as_str());
     assert_eq!(head.headers()["content-md5"], hex::encode(md5).as_str());
-    assert_eq!(volumes_of(&head), target_home);
-    assert!(volumes_of(&c.head(&far1).await).is_disjoint(&target_home));
+    assert_eq!(
+        key_volumes(head.headers()).into_iter().collect::<HashSet<_>>(),
+        target_home
+    );
+    let far: HashSet<String> = c.volumes_of(&far1).await.into_iter().collect();
+    assert!(far.is_disjoint(&target_home));
     let (status, bytes) = c.get(target).await;
     assert_eq!(status, 200);
     assert_eq!(sha256_hex(&bytes), sha);
@@ -141,10 +138,10 @@ async fn composes_ranges_of_values_on_other_volumes() {
     // waits out its stall timeout and reads the value from the other one.
     let first = head_volumes_in_order(&c, &far1).await[0].clone();
     let frozen = c.volume_index(&first);
-    signal("-STOP", c.volumes[frozen].pid());
+    c.volumes[frozen].signal("STOP");
     let second = key_away_from(&c, 2, "/c/again-", &home(&c, 2, &far1));
     let r = compose(&c, &second, &json!({"sources": [{"key": far1}]}), &[]).await;
-    signal("-CONT", c.volumes[frozen].pid());
+    c.volumes[frozen].signal("CONT");
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
     let (status, bytes) = c.get(&second).await;
     assert_eq!((status, sha256_hex(&bytes)), (200, sha256_hex(&parts[0].1)));
@@ -162,15 +159,6 @@ async fn head_volumes_in_order(c: &Cluster, key: &str) -> Vec<String> {
 }
 
 /// Sends `sig` (`-STOP`, `-CONT`) to process `pid`.
-fn signal(sig: &str, pid: u32) {
-    let ok = std::process::Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill {sig} {pid}");
-}
-
 #[tokio::test]
 async fn missing_changed_and_malformed_sources_store_nothing() {
     let c = cluster(3, 2, false).await;
@@ -324,7 +312,7 @@ async fn a_volume_dying_mid_compose_leaves_nothing_visible() {
     // Freeze the source's volumes: the targets start, then wait for bytes.
     let sources: Vec<usize> = home(&c, 2, &far).iter().map(|a| c.volume_index(a)).collect();
     for &s in &sources {
-        signal("-STOP", c.volumes[s].pid());
+        c.volumes[s].signal("STOP");
     }
     let url = c.url(target);
     let http = c.http.clone();
@@ -346,7 +334,7 @@ async fn a_volume_dying_mid_compose_leaves_nothing_visible() {
     .await;
     c.volumes[targets[0]].kill();
     for &s in &sources {
-        signal("-CONT", c.volumes[s].pid());
+        c.volumes[s].signal("CONT");
     }
     let status = pending.await.unwrap();
     assert!((500..600).contains(&status), "compose answered {status}");
@@ -422,7 +410,7 @@ async fn a_source_replaced_mid_compose_is_never_mixed_in() {
     assert_eq!(c.put(&near, pattern_bytes(MIB, 12)).await, 201);
     let sources: Vec<usize> = home(&c, 2, &far).iter().map(|a| c.volume_index(a)).collect();
     for &s in &sources {
-        signal("-STOP", c.volumes[s].pid());
+        c.volumes[s].signal("STOP");
     }
     let (url, http) = (c.url(target), c.http.clone());
     let body = json!({"sources": [{"key": far}, {"key": near}]}).to_string();
@@ -451,7 +439,7 @@ async fn a_source_replaced_mid_compose_is_never_mixed_in() {
         .unwrap();
     assert_eq!(replaced.status(), 201);
     for &s in &sources {
-        signal("-CONT", c.volumes[s].pid());
+        c.volumes[s].signal("CONT");
     }
     let (status, text) = pending.await.unwrap();
     assert!((500..600).contains(&status), "compose answered {status}: {text}");

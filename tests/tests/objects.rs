@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
-use trove_tests::{md5_hex, pattern_bytes, sha256_hex, wait_for, Cluster, ClusterOptions};
+use trove_tests::{header, md5_hex, pattern_bytes, sha256_hex, wait_for, Cluster, ClusterOptions};
 
 const REPLACED: &str = "this value was replaced; ask the master again";
 
@@ -42,10 +42,6 @@ async fn head_302(c: &Cluster, key: &str) -> reqwest::header::HeaderMap {
     let r = c.head(key).await;
     assert_eq!(r.status(), 302, "HEAD {key}");
     r.headers().clone()
-}
-
-fn header<'a>(h: &'a reqwest::header::HeaderMap, name: &str) -> Option<&'a str> {
-    h.get(name).map(|v| std::str::from_utf8(v.as_bytes()).unwrap())
 }
 
 /// What a reader gets for `key`: master, then the pinned volume URL; a

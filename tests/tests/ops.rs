@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 use std::time::Duration;
-use trove_tests::{flip_byte, pattern_bytes, sha256_hex, wait_for, Cluster, ClusterOptions};
+use trove_tests::{flip_byte, header, pattern_bytes, sha256_hex, wait_for, Cluster, ClusterOptions};
 
 fn value(i: usize) -> Vec<u8> {
     pattern_bytes(1024 + (i * 37) % 4096, i as u64)
@@ -15,21 +15,25 @@ fn dataset(n: usize) -> Vec<(String, Vec<u8>)> {
     (0..n).map(|i| (format!("/data/{i:04}"), value(i))).collect()
 }
 
-fn header(r: &reqwest::Response, name: &str) -> String {
-    r.headers()
-        .get(name)
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default()
-}
-
 /// Every key reads back intact (through the redirect) and is balanced,
 /// with `replicas` volumes.
 async fn assert_all_readable_and_balanced(c: &Cluster, data: &[(String, Vec<u8>)], replicas: usize) {
     for (k, v) in data {
         let r = c.head(k).await;
         assert_eq!(r.status(), 302, "{k}");
-        assert_eq!(header(&r, "key-balance"), "balanced", "{k}");
-        assert_eq!(header(&r, "key-volumes").split(',').count(), replicas, "{k}");
+        assert_eq!(
+            header(r.headers(), "key-balance").unwrap_or_default(),
+            "balanced",
+            "{k}"
+        );
+        assert_eq!(
+            header(r.headers(), "key-volumes")
+                .unwrap_or_default()
+                .split(',')
+                .count(),
+            replicas,
+            "{k}"
+        );
         let (status, body) = c.get(k).await;
         assert_eq!(status, 200, "{k}");
         assert_eq!(sha256_hex(&body), sha256_hex(v), "{k} intact");
@@ -62,7 +66,7 @@ async fn adding_a_volume_then_rebalancing_moves_a_quarter_of_the_data() {
     let unbalanced = {
         let mut n = 0;
         for (k, _) in &data {
-            if header(&c.head(k).await, "key-balance") == "unbalanced" {
+            if header(c.head(k).await.headers(), "key-balance").unwrap_or_default() == "unbalanced" {
                 n += 1;
             }
         }
@@ -149,21 +153,11 @@ async fn removing_a_volume_then_rebalancing_restores_every_replica() {
     assert_eq!(code, 0, "{out}");
     assert_all_readable_and_balanced(&c, &data, 2).await;
     for (k, _) in &data {
-        assert!(!header(&c.head(k).await, "key-volumes").contains(&gone));
+        assert!(!header(c.head(k).await.headers(), "key-volumes")
+            .unwrap_or_default()
+            .contains(&gone));
     }
     assert_eq!(total_blobs(&c, &[0, 1, 2]).await, 600);
-}
-
-/// (status, content-md5, key-sha256, key-size, key-volumes) of a key.
-async fn record_of(c: &Cluster, key: &str) -> (u16, String, String, String, String) {
-    let r = c.head(key).await;
-    (
-        r.status().as_u16(),
-        header(&r, "content-md5"),
-        header(&r, "key-sha256"),
-        header(&r, "key-size"),
-        header(&r, "key-volumes"),
-    )
 }
 
 #[tokio::test]
@@ -197,9 +191,10 @@ async fn rebuild_recreates_the_index_from_the_volumes() {
     // Replicas that disagree: one copy of /data/0050 replaced behind the
     // master's back (and marked live), so its two replicas differ.
     let conflicted = "/data/0050";
-    let first = record_of(&c, conflicted)
+    let first = c
+        .record_of(conflicted)
         .await
-        .4
+        .volumes
         .split(',')
         .next()
         .unwrap()
@@ -217,7 +212,7 @@ async fn rebuild_recreates_the_index_from_the_volumes() {
 
     let mut before = vec![];
     for (k, _) in &data {
-        before.push(record_of(&c, k).await);
+        before.push(c.record_of(k).await);
     }
     let unlinked_before = c.text("/?unlinked").await;
 
@@ -245,9 +240,9 @@ async fn rebuild_recreates_the_index_from_the_volumes() {
     c.master.restart();
     c.wait_until_ready().await;
     for ((k, _), expected) in data.iter().zip(&before) {
-        let got = record_of(&c, k).await;
+        let got = c.record_of(k).await;
         if k == conflicted {
-            assert_eq!(got.0, 404, "a conflicted key is left out, not guessed");
+            assert_eq!(got.status, 404, "a conflicted key is left out, not guessed");
         } else {
             assert_eq!(&got, expected, "{k}: same record, digests included");
         }
@@ -272,9 +267,10 @@ async fn verify_finds_bit_rot_and_lost_replicas_and_repair_fixes_them() {
     c.put_all(data.clone(), 8).await;
 
     let rotten = "/data/0007";
-    let rotten_vol = record_of(&c, rotten)
+    let rotten_vol = c
+        .record_of(rotten)
         .await
-        .4
+        .volumes
         .split(',')
         .next()
         .unwrap()
@@ -307,7 +303,14 @@ async fn verify_finds_bit_rot_and_lost_replicas_and_repair_fixes_them() {
 
     // A lost replica (blob and sidecar gone): the plain verify sees it.
     let lost = "/data/0011";
-    let lost_vol = record_of(&c, lost).await.4.split(',').nth(1).unwrap().to_string();
+    let lost_vol = c
+        .record_of(lost)
+        .await
+        .volumes
+        .split(',')
+        .nth(1)
+        .unwrap()
+        .to_string();
     c.remove_blob(c.volume_index(&lost_vol), lost);
     let (code, out) = c.admin(&["verify"]).await;
     assert_eq!(code, 1);
@@ -391,18 +394,7 @@ async fn gc_removes_orphans_and_keeps_everything_live() {
     assert!(!out.contains(" 0 deleted"), "{out}");
 
     // Every blob left is a replica a live record names.
-    for i in 0..3 {
-        let addr = c.volumes[i].addr.clone();
-        for blob in c.blobs(i).await {
-            let key = trove_common::key::encode_path(blob["key"].as_str().unwrap());
-            let r = c.head(&key).await;
-            assert_eq!(r.status(), 302, "orphan {key} left on {addr}");
-            assert!(
-                header(&r, "key-volumes").contains(&addr),
-                "{key} on {addr} is not a replica"
-            );
-        }
-    }
+    c.assert_no_orphans().await;
     assert_all_readable_and_balanced(&c, &data, 2).await;
     for i in acked {
         let (status, body) = c.get(&format!("/slow/{i}")).await;

@@ -5,7 +5,7 @@
 
 use base64::Engine;
 use tokio::io::AsyncWriteExt;
-use trove_tests::{flip_byte, pattern_bytes, sha256_hex, wait_for, Cluster, ClusterOptions};
+use trove_tests::{flip_byte, pattern_bytes, sha256_hex, unique_suffix, wait_for, Cluster, ClusterOptions};
 
 const CRASH_AT: &str = "TROVE_CRASH_AT";
 
@@ -49,7 +49,7 @@ async fn copies(c: &Cluster, key: &str) -> Vec<String> {
 /// Rebuilds an index from the volumes alone and has the master serve it
 /// (until [`serve_real_index`]).
 async fn serve_rebuilt_index(c: &mut Cluster) {
-    let rebuilt = c.dir.path().join(format!("rebuilt-{}", rand_suffix()));
+    let rebuilt = c.dir.path().join(format!("rebuilt-{}", unique_suffix()));
     let out = c.rebuild(&rebuilt, &[]);
     assert!(
         out.status.success(),
@@ -67,28 +67,6 @@ async fn serve_real_index(c: &mut Cluster) {
     c.master.set_arg("--db", real.to_str().unwrap());
     c.master.restart();
     c.wait_until_ready().await;
-}
-
-fn rand_suffix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-}
-
-async fn unlink(c: &Cluster, key: &str) -> u16 {
-    let method = reqwest::Method::from_bytes(b"UNLINK").unwrap();
-    c.http
-        .request(method, c.url(key))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
-}
-
-async fn delete(c: &Cluster, key: &str) -> u16 {
-    c.http.delete(c.url(key)).send().await.unwrap().status().as_u16()
 }
 
 /// Waits until the key's failed rewrite has been undone: back in
@@ -134,7 +112,7 @@ async fn a_failed_rewrite_leaves_the_unlinked_key_as_it_was() {
         let v1 = pattern_bytes(300_000, 1);
         let sha1 = sha256_hex(&v1);
         assert_eq!(c.put("/k/a", v1.clone()).await, 201);
-        assert_eq!(unlink(&c, "/k/a").await, 204);
+        assert_eq!(c.unlink("/k/a").await, 204);
 
         // A wrong Content-MD5: 400, nothing stored, nothing lost.
         let wrong = base64::engine::general_purpose::STANDARD.encode([0u8; 16]);
@@ -171,7 +149,7 @@ async fn a_failed_rewrite_leaves_the_unlinked_key_as_it_was() {
         // clean-up has let go of the key: until then, 409).
         let status = std::sync::atomic::AtomicU16::new(409);
         wait_for("the key's lock released", || async {
-            status.store(delete(&c, "/k/a").await, std::sync::atomic::Ordering::Relaxed);
+            status.store(c.delete("/k/a").await, std::sync::atomic::Ordering::Relaxed);
             status.load(std::sync::atomic::Ordering::Relaxed) != 409
         })
         .await;
@@ -181,7 +159,7 @@ async fn a_failed_rewrite_leaves_the_unlinked_key_as_it_was() {
         // A rewrite that succeeds replaces the value and leaves no
         // previous copy behind.
         assert_eq!(c.put("/k/b", v1.clone()).await, 201);
-        assert_eq!(unlink(&c, "/k/b").await, 204);
+        assert_eq!(c.unlink("/k/b").await, 204);
         let v2 = pattern_bytes(250_000, 4);
         assert_eq!(c.put("/k/b", v2.clone()).await, 201);
         let (status, body) = c.get("/k/b").await;
@@ -229,7 +207,7 @@ async fn kill_9_at_every_step() {
     ] {
         let (fresh, again) = (format!("/w/{point}/fresh"), format!("/w/{point}/again"));
         assert_eq!(c.put(&again, v1.clone()).await, 201);
-        assert_eq!(unlink(&c, &again).await, 204);
+        assert_eq!(c.unlink(&again).await, 204);
         for key in [&fresh, &again] {
             arm(&mut c.master, Some(point));
             c.wait_until_ready().await;
@@ -303,7 +281,7 @@ async fn kill_9_at_every_step() {
         assert!(allowed.contains(&rebuilt), "{point}: {rebuilt:?}");
         serve_real_index(&mut c).await;
         // A DELETE finishes the job, and nothing comes back.
-        assert_eq!(delete(&c, &key).await, 204, "{point}");
+        assert_eq!(c.delete(&key).await, 204, "{point}");
         assert_eq!(seen(&c, &key).await, Seen::Absent);
         assert!(copies(&c, &key).await.is_empty(), "{point}");
     }
@@ -319,7 +297,7 @@ async fn kill_9_at_every_step() {
     ] {
         let key = format!("/v/{point}");
         assert_eq!(c.put(&key, v1.clone()).await, 201);
-        assert_eq!(unlink(&c, &key).await, 204);
+        assert_eq!(c.unlink(&key).await, 204);
         for v in &mut c.volumes {
             arm(v, Some(point));
         }
@@ -589,15 +567,7 @@ async fn corrupt_bytes_are_never_served() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_write_failed_on_a_frozen_volume_can_be_retried_at_once() {
     let c = Cluster::start_default().await;
-    let stop = |sig: &str| {
-        let pid = c.volumes[0].pid().to_string();
-        assert!(std::process::Command::new("kill")
-            .args([sig, &pid])
-            .status()
-            .unwrap()
-            .success());
-    };
-    stop("-STOP");
+    c.volumes[0].signal("STOP");
     let value = pattern_bytes(64 << 10, 50);
     let mut retried = None;
     for i in 0..20 {
@@ -613,18 +583,12 @@ async fn a_write_failed_on_a_frozen_volume_can_be_retried_at_once() {
             other => panic!("PUT {key}: {other}"),
         }
     }
-    stop("-CONT");
+    c.volumes[0].signal("CONT");
     let key = retried.expect("no write reached the frozen volume in 20 keys");
     // Whatever the failed write left on the thawed volume is its own: the
     // retry's value stays readable, whole, on every replica it names.
     c.wait_until_ready().await;
-    let head = c.head(&key).await;
-    let replicas: Vec<String> = head.headers()["key-volumes"]
-        .to_str()
-        .unwrap()
-        .split(',')
-        .map(str::to_string)
-        .collect();
+    let replicas = c.volumes_of(&key).await;
     assert!(
         !replicas.contains(&c.volumes[0].addr),
         "the retry went to the frozen volume"

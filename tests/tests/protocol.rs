@@ -12,13 +12,6 @@ use trove_tests::{
     bin, lone_volume, md5_hex, metric, pattern_bytes, sha256_hex, wait_for, Cluster, ClusterOptions, WAIT,
 };
 
-/// `http://volume/key…` from the master's redirect for `key`.
-async fn location(c: &Cluster, key: &str) -> String {
-    let resp = c.http.get(c.url(key)).send().await.unwrap();
-    assert_eq!(resp.status(), 302, "GET {key}");
-    resp.headers()["location"].to_str().unwrap().to_string()
-}
-
 /// A `GET` of `url` with `headers`: status and body.
 async fn get_with(c: &Cluster, url: &str, headers: &[(&str, &str)]) -> (u16, Vec<u8>) {
     let mut req = c.http.get(url);
@@ -34,7 +27,7 @@ async fn if_range_never_splices_two_versions() {
     let c = Cluster::start_default().await;
     let (old, new) = (pattern_bytes(100_000, 1), pattern_bytes(100_000, 2));
     assert_eq!(c.put("/resume", old.clone()).await, 201);
-    let url = location(&c, "/resume").await;
+    let url = c.location("/resume").await;
     let first = c.http.get(&url).send().await.unwrap();
     let old_etag = first.headers()["etag"].to_str().unwrap().to_string();
     // The volume answers the value's ETag (its md5, as the master's).
@@ -46,7 +39,7 @@ async fn if_range_never_splices_two_versions() {
         204
     );
     assert_eq!(c.put("/resume", new.clone()).await, 201);
-    let url = location(&c, "/resume").await;
+    let url = c.location("/resume").await;
     let head = c.http.head(&url).send().await.unwrap();
     let etag = head.headers()["etag"].to_str().unwrap().to_string();
     let modified = head.headers()["last-modified"].to_str().unwrap().to_string();
@@ -77,7 +70,7 @@ async fn if_range_never_splices_two_versions() {
 async fn range_headers_in_every_legal_spelling() {
     let c = Cluster::start_default().await;
     assert_eq!(c.put("/ten", "0123456789").await, 201);
-    let url = location(&c, "/ten").await;
+    let url = c.location("/ten").await;
     let cases: [(&str, u16, &str); 7] = [
         ("Bytes=0-5", 206, "012345"),
         ("BYTES=0-5", 206, "012345"),
@@ -535,10 +528,7 @@ async fn shutdown_finishes_answers_in_flight_and_closes_the_rest() {
     let mut first = [0u8; 1];
     std::io::Read::read_exact(&mut download, &mut first).unwrap();
 
-    let term = Command::new("kill")
-        .args(["-TERM", &v.pid().to_string()])
-        .status();
-    assert!(term.unwrap().success());
+    v.signal("TERM");
     // Connections with no request in progress close at once, even one
     // whose headers are still arriving; the download finishes.
     assert_eq!(wait_closed(&mut idle), 0);

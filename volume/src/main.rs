@@ -3,7 +3,8 @@
 use clap::Parser;
 use std::path::PathBuf;
 use std::time::Duration;
-use trove_common::http::{parse_duration, Timeouts};
+use trove_common::flags::parse_duration;
+use trove_common::http::Timeouts;
 use trove_common::server::ConnectionArgs;
 use trove_common::signing::Signer;
 
@@ -48,7 +49,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() {
-    trove_common::http::init_logging();
+    trove_common::process::init_logging();
     if let Err(e) = serve(Args::parse()).await {
         eprintln!("trove-volume: {e:#}");
         std::process::exit(1);
@@ -79,7 +80,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         listener,
         store,
         config,
-        trove_common::http::shutdown_signal(),
+        trove_common::process::shutdown_signal(),
     ));
     // Printed once the socket is bound, for people and for tests.
     println!("trove-volume listening on {addr}");

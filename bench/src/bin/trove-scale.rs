@@ -32,7 +32,7 @@ struct Args {
     #[arg(long, default_value_t = 5_000)]
     lookups: usize,
     /// How long the listing measurement runs.
-    #[arg(long, default_value = "5s", value_parser = trove_common::http::parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = trove_common::flags::parse_duration)]
     list_time: Duration,
     /// Where to put the index (default: a temp dir, removed at the end).
     #[arg(long)]

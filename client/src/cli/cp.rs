@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use trove_client::put::file_digests;
 use trove_client::{Client, GetOptions, ListOptions, PutOptions};
-use trove_common::http::parse_duration;
+use trove_common::flags::parse_duration;
 
 #[derive(clap::Args, Debug)]
 pub struct CpArgs {

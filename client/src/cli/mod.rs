@@ -22,7 +22,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
 use trove_client::{Client, RetryPolicy};
-use trove_common::http::parse_duration;
+use trove_common::flags::parse_duration;
 
 /// The command line for a Trove cluster: put, get, list and remove values,
 /// copy directories, and check on the cluster.

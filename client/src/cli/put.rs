@@ -5,7 +5,7 @@ use anyhow::Context;
 use std::path::Path;
 use std::time::Duration;
 use trove_client::{Expiry, PutOptions};
-use trove_common::http::parse_duration;
+use trove_common::flags::parse_duration;
 
 #[derive(clap::Args, Debug)]
 pub struct PutArgs {

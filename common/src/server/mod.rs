@@ -25,7 +25,7 @@
 mod body;
 mod connection;
 
-use crate::http::parse_duration;
+use crate::flags::parse_duration;
 use crate::metrics::HttpMetrics;
 use connection::Connection;
 use std::future::Future;

@@ -9,6 +9,7 @@ use axum::http::{header, StatusCode};
 use axum::Json;
 use serde::Serialize;
 use std::sync::Arc;
+use trove_common::metrics::Scrape;
 
 /// `200` while the process serves.
 pub async fn healthy() -> &'static str {
@@ -56,82 +57,74 @@ struct IndexStatus {
     disk_bytes: u64,
 }
 
-/// Prometheus text: the HTTP metrics, then the cluster's gauges.
+/// The `/-/metrics` scrape: the HTTP metrics, then the cluster's gauges
+/// and the master's own counters.
 pub async fn metrics(
     State(state): State<Arc<AppState>>,
 ) -> ([(header::HeaderName, &'static str); 1], String) {
-    use trove_common::metrics::{counter, gauge};
-    let mut out = String::new();
-    state.metrics.render(&mut out);
+    let mut scrape = Scrape::new(&state.metrics);
     let snapshot = state.volumes.snapshot();
-    let per_volume = |f: &dyn Fn(&Health) -> Option<f64>| -> Vec<(Vec<(&str, String)>, f64)> {
+    let per_volume = |f: &dyn Fn(&Health) -> Option<u64>| -> Vec<(String, i64)> {
         snapshot
             .iter()
-            .filter_map(|(spec, h)| f(h).map(|v| (vec![("volume", spec.addr.clone())], v)))
+            .filter_map(|(spec, h)| f(h).map(|v| (spec.addr.clone(), v as i64)))
             .collect()
     };
-    let up = |h: &Health| Some(if h.healthy { 1.0 } else { 0.0 });
-    gauge(
-        &mut out,
+    scrape.gauges(
         "trove_volume_up",
-        "1 while the volume answers its health poll.",
-        &per_volume(&up),
+        "1 while the volume answers its health poll",
+        "volume",
+        per_volume(&|h| Some(h.healthy.into())),
     );
-    let writable = |h: &Health| Some(if h.writable { 1.0 } else { 0.0 });
-    gauge(
-        &mut out,
+    scrape.gauges(
         "trove_volume_writable",
-        "1 while the volume takes new writes.",
-        &per_volume(&writable),
+        "1 while the volume takes new writes",
+        "volume",
+        per_volume(&|h| Some(h.writable.into())),
     );
-    let free = |h: &Health| h.free_bytes.map(|b| b as f64);
-    gauge(
-        &mut out,
+    scrape.gauges(
         "trove_volume_free_bytes",
-        "Free bytes the volume last reported.",
-        &per_volume(&free),
+        "Free bytes the volume last reported",
+        "volume",
+        per_volume(&|h| h.free_bytes),
     );
-    let blobs = |h: &Health| h.blobs.map(|b| b as f64);
-    gauge(
-        &mut out,
+    scrape.gauges(
         "trove_volume_blobs",
-        "Blobs the volume last reported.",
-        &per_volume(&blobs),
+        "Blobs the volume last reported",
+        "volume",
+        per_volume(&|h| h.blobs),
     );
     let c = state.index.counts();
-    let keys: Vec<(Vec<(&str, String)>, f64)> =
+    scrape.gauges(
+        "trove_keys",
+        "Keys in the index, by state",
+        "state",
         [("live", c.live), ("writing", c.writing), ("unlinked", c.unlinked)]
             .into_iter()
-            .map(|(s, n)| (vec![("state", s.to_string())], n as f64))
-            .collect();
-    gauge(&mut out, "trove_keys", "Keys in the index, by state.", &keys);
+            .map(|(s, n)| (s.to_string(), n)),
+    );
     let load = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
-    counter(
-        &mut out,
-        "trove_expired_keys_total",
-        "Keys deleted by the expirer since the master started.",
+    scrape.counter(
+        "trove_expired_keys",
+        "Keys deleted by the expirer since the master started",
         load(&state.expiry.expired),
     );
-    counter(
-        &mut out,
-        "trove_expiry_failures_total",
-        "Deletions of expired keys that failed (retried later).",
+    scrape.counter(
+        "trove_expiry_failures",
+        "Deletions of expired keys that failed (retried later)",
         load(&state.expiry.failed),
     );
-    counter(
-        &mut out,
-        "trove_listing_index_reads_total",
-        "Index iterator moves made by listings (a common prefix costs one seek).",
+    scrape.counter(
+        "trove_listing_index_reads",
+        "Index iterator moves made by listings (a common prefix costs one seek)",
         state.index.list_reads(),
     );
-    let disk = vec![(vec![], state.index.disk_size() as f64)];
-    gauge(
-        &mut out,
+    scrape.gauge(
         "trove_index_disk_bytes",
-        "Size of the index's SST files.",
-        &disk,
+        "Size of the index's SST files",
+        state.index.disk_size() as i64,
     );
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+    scrape.answer()
 }
 
 /// The whole cluster as this master sees it.

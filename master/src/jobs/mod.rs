@@ -13,11 +13,12 @@ pub mod rebalance;
 pub mod verify;
 
 use crate::AppState;
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use trove_common::key::Key;
 use trove_common::record::{now_ms, Record};
 
@@ -122,7 +123,7 @@ impl Progress {
     /// Notes something an operator should read (kept up to a limit).
     pub fn problem(&self, message: String) {
         tracing::warn!(problem = %message, "admin job");
-        let mut p = self.problems.lock().unwrap_or_else(|e| e.into_inner());
+        let mut p = self.problems.lock();
         if p.len() < MAX_PROBLEMS {
             p.push(message);
         } else {
@@ -169,7 +170,7 @@ impl Run {
     fn report(&self, job: JobKind) -> JobReport {
         let p = &self.progress;
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let outcome = self.outcome.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let outcome = self.outcome.lock().clone();
         let (state, finished, error) = match outcome {
             Some((s, at, e)) => (s, Some(at), e),
             None => (JobState::Running, None, None),
@@ -187,7 +188,7 @@ impl Run {
             skipped: get(&p.skipped),
             failed: get(&p.failed),
             found: get(&p.found),
-            problems: p.problems.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            problems: p.problems.lock().clone(),
             problems_dropped: get(&p.problems_dropped),
             error,
         }
@@ -213,9 +214,9 @@ impl Jobs {
         kind: JobKind,
         params: JobParams,
     ) -> Result<JobReport, AlreadyRunning> {
-        let mut runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
+        let mut runs = self.runs.lock();
         if let Some(run) = runs.get(&kind) {
-            if run.outcome.lock().unwrap_or_else(|e| e.into_inner()).is_none() {
+            if run.outcome.lock().is_none() {
                 return Err(AlreadyRunning(kind.name()));
             }
         }
@@ -242,42 +243,52 @@ impl Jobs {
             let result = job
                 .await
                 .unwrap_or_else(|e| Err(anyhow::anyhow!("the job stopped unexpectedly: {e}")));
-            let outcome = match result {
-                Ok(()) if task_run.progress.cancelled() => (JobState::Cancelled, None),
-                Ok(()) => (JobState::Done, None),
-                Err(e) => (JobState::Failed, Some(format!("{e:#}"))),
+            // Decided under the outcome's lock, which `cancel` also holds
+            // while it raises the flag: a stop that was accepted (`202`)
+            // always reports `cancelled`.
+            let state = {
+                let mut slot = task_run.outcome.lock();
+                let (state, error) = match result {
+                    Ok(()) if task_run.progress.cancelled() => (JobState::Cancelled, None),
+                    Ok(()) => (JobState::Done, None),
+                    Err(e) => (JobState::Failed, Some(format!("{e:#}"))),
+                };
+                *slot = Some((state, now_ms(), error));
+                state
             };
             let report = task_run.report(kind);
             tracing::info!(
                 job = kind.name(),
-                state = ?outcome.0,
+                state = ?state,
                 scanned = report.scanned,
                 changed = report.changed,
                 failed = report.failed,
                 "job finished"
             );
-            *task_run.outcome.lock().unwrap_or_else(|e| e.into_inner()) =
-                Some((outcome.0, now_ms(), outcome.1));
         });
         Ok(run.report(kind))
     }
 
     /// The running or last run of `kind`.
     pub fn report(&self, kind: JobKind) -> Option<JobReport> {
-        let runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
+        let runs = self.runs.lock();
         runs.get(&kind).map(|r| r.report(kind))
     }
 
     /// Asks a running job to stop after the keys in hand; `false` if none runs.
     pub fn cancel(&self, kind: JobKind) -> bool {
-        let runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
-        match runs.get(&kind) {
-            Some(run) if run.outcome.lock().unwrap_or_else(|e| e.into_inner()).is_none() => {
-                run.progress.cancel.store(true, Ordering::Relaxed);
-                true
-            }
-            _ => false,
+        let runs = self.runs.lock();
+        let Some(run) = runs.get(&kind) else {
+            return false;
+        };
+        // The flag is raised under the outcome's lock, so the job cannot
+        // settle on `done` in between (see `start`).
+        let outcome = run.outcome.lock();
+        if outcome.is_some() {
+            return false;
         }
+        run.progress.cancel.store(true, Ordering::Relaxed);
+        true
     }
 }
 

@@ -11,6 +11,8 @@
 //! references again by then.
 
 use super::{for_each_record, JobParams, Progress};
+use crate::client::VolumeError;
+use crate::index::IndexError;
 use crate::AppState;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +23,17 @@ use trove_common::record::{Record, State};
 /// How long old copies outlive the switch of a record to its new volumes:
 /// longer than a client takes to follow a redirect.
 pub const DRAIN: Duration = Duration::from_secs(2);
+
+/// Why a key could not be moved (the job reports it and goes on).
+#[derive(Debug, thiserror::Error)]
+enum MoveError {
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error("no healthy replica to copy from (stored on {stored})")]
+    NoSource { stored: String },
+    #[error("copy to {dest} failed: {source}")]
+    Copy { dest: String, source: VolumeError },
+}
 
 /// What happened to one key.
 enum Outcome {
@@ -34,7 +47,7 @@ enum Outcome {
 
 pub async fn run(state: Arc<AppState>, params: JobParams, progress: Arc<Progress>) -> anyhow::Result<()> {
     Progress::add(&progress.total, state.index.counts().live.max(0) as u64);
-    let removals = std::sync::Mutex::new(JoinSet::new());
+    let removals = parking_lot::Mutex::new(JoinSet::new());
     let walked = for_each_record(&state, &progress, params.concurrency(), |key, record| {
         let (state, progress, params, removals) = (&state, &progress, &params, &removals);
         async move {
@@ -57,7 +70,7 @@ pub async fn run(state: Arc<AppState>, params: JobParams, progress: Arc<Progress
                     Progress::add(&progress.changed, 1);
                     Progress::add(&progress.bytes, record.size * copies);
                     let (state, progress) = (Arc::clone(state), Arc::clone(progress));
-                    let mut removals = removals.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut removals = removals.lock();
                     removals.spawn(remove_old_copies(state, progress, key, old));
                 }
                 Ok(Outcome::InPlace) => {}
@@ -75,7 +88,7 @@ pub async fn run(state: Arc<AppState>, params: JobParams, progress: Arc<Progress
     .await;
     // Old copies still waiting for their drain are removed before the job
     // reports done (also when it was stopped).
-    let mut removals = removals.into_inner().unwrap_or_else(|e| e.into_inner());
+    let mut removals = removals.into_inner();
     while removals.join_next().await.is_some() {}
     walked
 }
@@ -127,7 +140,7 @@ fn home_of(state: &AppState, key: &Key) -> Vec<String> {
         .collect()
 }
 
-async fn move_key(state: &AppState, key: &Key) -> Result<Outcome, String> {
+async fn move_key(state: &AppState, key: &Key) -> Result<Outcome, MoveError> {
     let Some(_guard) = state.locks.try_lock(key) else {
         return Ok(Outcome::Skipped("a write or delete holds the key".into()));
     };
@@ -135,7 +148,7 @@ async fn move_key(state: &AppState, key: &Key) -> Result<Outcome, String> {
     let record = match state.index.get(key) {
         Ok(Some(r)) if r.state == State::Live => r,
         Ok(_) => return Ok(Outcome::InPlace),
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(e.into()),
     };
     let home = home_of(state, key);
     if state
@@ -158,37 +171,39 @@ async fn move_key(state: &AppState, key: &Key) -> Result<Outcome, String> {
         let source = state
             .volumes
             .source_for(readable, record.created, dest)
-            .ok_or_else(|| {
-                format!(
-                    "no healthy replica to copy from (stored on {})",
-                    record.volumes.join(",")
-                )
+            .ok_or_else(|| MoveError::NoSource {
+                stored: record.volumes.join(","),
             })?;
         client.pull(dest, key, &source, record).await.map_err(|e| {
             state.volumes.note_error(&e);
-            format!("copy to {dest} failed: {e}")
+            MoveError::Copy {
+                dest: dest.to_string(),
+                source: e,
+            }
         })
     });
     let results = futures::future::join_all(copies).await;
-    if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
+    if results.iter().any(Result::is_err) {
         // Undo the copies that did arrive; the record never changed.
-        for (dest, result) in targets.iter().zip(&results) {
-            if result.is_ok() {
-                let _ = client.delete(dest, key).await;
+        let mut first_error = None;
+        for (dest, result) in targets.iter().zip(results) {
+            match result {
+                Ok(()) => {
+                    let _ = client.delete(dest, key).await;
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
             }
         }
-        return Err(e.clone());
+        return Err(first_error.expect("one copy failed"));
     }
     let moved = Record {
         volumes: home.clone(),
         damaged: vec![],
         ..record.clone()
     };
-    state
-        .index
-        .put(key, moved, Some(State::Live))
-        .await
-        .map_err(|e| e.to_string())?;
+    state.index.put(key, moved, Some(State::Live)).await?;
     tracing::info!(key = %key, from = ?record.volumes, to = ?home, "rebalanced");
     Ok(Outcome::Moved {
         copies: targets.len() as u64,

@@ -11,41 +11,25 @@ pub async fn healthy() -> &'static str {
     "ok\n"
 }
 
-/// Prometheus text: the HTTP metrics, then the store's gauges.
+/// The `/-/metrics` scrape: the HTTP metrics, then the store's gauges.
 pub async fn metrics(
     State(state): State<Arc<AppState>>,
 ) -> ([(header::HeaderName, &'static str); 1], String) {
-    use trove_common::metrics::gauge;
-    let mut out = String::new();
-    state.metrics.render(&mut out);
+    let mut scrape = trove_common::metrics::Scrape::new(&state.metrics);
     let (blobs, bytes) = state.store.counts();
-    gauge(
-        &mut out,
-        "trove_blobs",
-        "Blobs stored.",
-        &[(vec![], blobs as f64)],
-    );
-    gauge(
-        &mut out,
-        "trove_blob_bytes",
-        "Bytes of the blobs stored.",
-        &[(vec![], bytes as f64)],
-    );
+    scrape.gauge("trove_blobs", "Blobs stored", blobs as i64);
+    scrape.gauge("trove_blob_bytes", "Bytes of the blobs stored", bytes as i64);
     let store = state.store.clone();
     let dirs = tokio::task::spawn_blocking(move || store.dir_status())
         .await
         .unwrap_or_default();
-    let free: Vec<(Vec<(&str, String)>, f64)> = dirs
-        .iter()
-        .map(|d| (vec![("dir", d.path.clone())], d.free_bytes as f64))
-        .collect();
-    gauge(
-        &mut out,
+    scrape.gauges(
         "trove_dir_free_bytes",
-        "Free bytes per data dir.",
-        &free,
+        "Free bytes per data dir",
+        "dir",
+        dirs.iter().map(|d| (d.path.clone(), d.free_bytes as i64)),
     );
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+    scrape.answer()
 }
 
 pub async fn status(State(state): State<Arc<AppState>>) -> Json<VolumeStatus> {

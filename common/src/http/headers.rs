@@ -1,9 +1,7 @@
-//! HTTP pieces both servers share: Trove's header names, the client used
-//! between servers (connect and stall timeouts, never a total one), logging
-//! set-up and the shutdown signal.
+//! Trove's header and query-parameter names, and the headers that carry a
+//! value's metadata and a write's flags.
 
 use crate::record::{meta_size, Meta, ETAG_META, META_LIMIT, STORED_HEADERS, USER_META_PREFIX};
-use std::time::Duration;
 
 /// md5 of the whole value, 32 hex digits (minikeyvalue's header).
 pub const CONTENT_MD5: &str = "content-md5";
@@ -134,196 +132,9 @@ pub fn valid_write_id(id: &str) -> bool {
     (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
-/// Timeouts for requests from one Trove server to another.
-#[derive(Debug, Clone, Copy)]
-pub struct Timeouts {
-    /// Giving up on a TCP connect.
-    pub connect: Duration,
-    /// Giving up when no byte has moved for this long. There is no total
-    /// timeout: a large transfer may take as long as it needs while it
-    /// keeps moving.
-    pub stall: Duration,
-}
-
-/// The client for server-to-server calls: no redirects followed (a
-/// streaming body cannot be re-sent), no proxy, `TCP_NODELAY`, and a
-/// connect timeout.
-///
-/// It deliberately has no read timeout: reqwest's `read_timeout` also runs
-/// from the start of a request until its response headers, which would cut
-/// an upload that takes longer. Callers bound each wait themselves with
-/// [`Timeouts::stall`] (per chunk sent or received, and for the answer after
-/// the last byte), and small control requests use a per-request timeout.
-pub fn client(timeouts: Timeouts) -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .tcp_nodelay(true)
-        .connect_timeout(timeouts.connect)
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build()
-        .expect("the HTTP client's configuration is valid")
-}
-
-/// A failed request, described for a person: its innermost cause (the one
-/// to act on, "Connection refused"), prefixed when connecting failed.
-pub fn transport_error(e: &reqwest::Error) -> String {
-    let mut cause: &dyn std::error::Error = e;
-    while let Some(inner) = cause.source() {
-        cause = inner;
-    }
-    if e.is_connect() {
-        format!("cannot connect: {cause}")
-    } else {
-        cause.to_string()
-    }
-}
-
-/// The announced body length: `Ok(None)` without a `Content-Length`, an
-/// error when it is not a number.
-pub fn content_length(headers: &axum::http::HeaderMap) -> Result<Option<u64>, &'static str> {
-    headers
-        .get(axum::http::header::CONTENT_LENGTH)
-        .map(|v| {
-            v.to_str()
-                .ok()
-                .and_then(|s| s.parse::<u64>().ok())
-                .ok_or("Content-Length is not a number")
-        })
-        .transpose()
-}
-
-/// `"1.5GiB"` → `(1.5, "GiB")`; `None` when it does not start with a number.
-fn number_and_unit(s: &str) -> Option<(f64, &str)> {
-    let split = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    Some((num.parse().ok()?, unit.trim()))
-}
-
-/// Parses a duration flag: `250ms`, `30s`, `5m`, `2h`, or plain seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (n, unit) =
-        number_and_unit(s).ok_or_else(|| format!("`{s}` is not a duration like 500ms, 30s, 5m or 1h"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "" | "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        "d" => n * 86400.0,
-        _ => return Err(format!("`{s}` has an unknown unit; use ms, s, m, h or d")),
-    };
-    if !secs.is_finite() || secs < 0.0 {
-        return Err(format!("`{s}` is not a valid duration"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
-/// Parses a size flag: `0`, `4096`, `512KiB`, `256MiB`, `1GiB`, `2TiB`
-/// (also `KB`/`MB`/`GB`/`TB` as powers of 1000).
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let (n, unit) = number_and_unit(s).ok_or_else(|| format!("`{s}` is not a size like 512MiB or 1GiB"))?;
-    let scale: f64 = match unit {
-        "" | "B" => 1.0,
-        "KiB" => 1024.0,
-        "MiB" => 1024.0 * 1024.0,
-        "GiB" => 1024.0 * 1024.0 * 1024.0,
-        "TiB" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
-        "KB" => 1e3,
-        "MB" => 1e6,
-        "GB" => 1e9,
-        "TB" => 1e12,
-        other => {
-            return Err(format!(
-                "`{other}` is not a size unit; use B, KiB, MiB, GiB or TiB"
-            ))
-        }
-    };
-    Ok((n * scale) as u64)
-}
-
-/// Logs to stderr through `tracing`, filtered by `RUST_LOG` (default `info`).
-pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
-}
-
-/// A future that resolves on SIGINT (ctrl-c) or SIGTERM. The handlers are
-/// installed when this is called, not when the future is first polled, so
-/// a signal that arrives right after start-up is not lost (nor allowed to
-/// kill the process the default way).
-pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).ok();
-    let mut int = signal(SignalKind::interrupt()).ok();
-    async move {
-        let term = async {
-            match term.as_mut() {
-                Some(s) => {
-                    s.recv().await;
-                }
-                None => std::future::pending::<()>().await,
-            }
-        };
-        let int = async {
-            match int.as_mut() {
-                Some(s) => {
-                    s.recv().await;
-                }
-                None => std::future::pending::<()>().await,
-            }
-        };
-        tokio::select! {
-            _ = term => {},
-            _ = int => {},
-        }
-        tracing::info!("shutdown signal received, finishing in-flight requests");
-    }
-}
-
-/// Reads and discards up to `limit` bytes of `body`, each chunk within
-/// `stall`. A server that refuses an upload half-way does this before
-/// answering, so the client gets the answer instead of a connection reset
-/// in the middle of sending.
-pub async fn drain<S, E>(body: &mut S, limit: u64, stall: Duration)
-where
-    S: futures::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
-{
-    use futures::StreamExt;
-    let mut drained = 0u64;
-    while drained < limit {
-        match tokio::time::timeout(stall, body.next()).await {
-            Ok(Some(Ok(chunk))) => drained += chunk.len() as u64,
-            _ => return,
-        }
-    }
-}
-
-/// How much of a refused upload [`drain`] reads at most.
-pub const DRAIN_LIMIT: u64 = 64 << 20;
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("5y").is_err());
-    }
 
     #[test]
     fn metadata_from_headers() {
@@ -381,16 +192,5 @@ mod tests {
         assert_eq!(flag(&h, TROVE_REPLACE), Ok(true));
         h.insert(TROVE_REPLACE, HeaderValue::from_static("yes"));
         assert!(flag(&h, TROVE_REPLACE).is_err());
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("0"), Ok(0));
-        assert_eq!(parse_size("256MiB"), Ok(256 << 20));
-        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
-        assert_eq!(parse_size("1.5KiB"), Ok(1536));
-        assert_eq!(parse_size("2GB"), Ok(2_000_000_000));
-        assert!(parse_size("lots").is_err());
-        assert!(parse_size("5XB").is_err());
     }
 }

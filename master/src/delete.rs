@@ -1,0 +1,135 @@
+//! The delete path: `DELETE` (remove a key's value from every replica,
+//! then its record) and `UNLINK` (soft delete), beside [`crate::write`]
+//! which is the write path. The handlers in `api/delete.rs` only call in
+//! here and answer.
+//!
+//! A `DELETE` first unlinks the key, so it reads as absent at once, then
+//! removes every replica, then the record. A replica that cannot be
+//! removed leaves the key unlinked: a later `DELETE` finishes the job (a
+//! volume's `404` counts as done).
+
+use crate::client::VolumeError;
+use crate::error::ApiError;
+use crate::AppState;
+use std::sync::Arc;
+use trove_common::crash;
+use trove_common::key::Key;
+use trove_common::record::{now_ms, BlobState, Record, State};
+
+/// Removes `key` everywhere: its replicas, then its record.
+///
+/// Runs in its own task, like a write: a client hanging up cannot stop it
+/// half-way.
+pub async fn delete(state: Arc<AppState>, key: Key) -> Result<(), ApiError> {
+    tokio::spawn(async move {
+        let _guard = state.locks.try_lock(&key).ok_or(ApiError::Busy)?;
+        let record = state.index.get(&key)?.ok_or(ApiError::NotFound)?;
+        let (volumes, stored) = match record.state {
+            State::Live => {
+                if state.config.protect {
+                    return Err(ApiError::Protected);
+                }
+                unlink_record(&state, &key, &record).await?;
+                crash::point("delete-unlinked");
+                (record.volumes.clone(), State::Unlinked)
+            }
+            State::Unlinked => (record.volumes.clone(), State::Unlinked),
+            State::Writing => (failed_write_volumes(&state, &record)?, State::Writing),
+        };
+        remove_replicas(&state, &key, &volumes)
+            .await
+            .map_err(|(_, e)| e)?;
+        crash::point("delete-removed");
+        state.index.remove(&key, Some(stored)).await?;
+        tracing::info!(key = %key, "deleted");
+        Ok(())
+    })
+    .await?
+}
+
+/// What a `DELETE` removes when the key's record is *writing*. With the
+/// lock free, such a record is a failed write whose clean-up has not
+/// finished. Over an unlinked (or live, being replaced) key, the key is
+/// still that key: deleting it removes the failed write's blobs as well
+/// as the old value's. Otherwise there is no key (`404`).
+fn failed_write_volumes(state: &AppState, record: &Record) -> Result<Vec<String>, ApiError> {
+    let replaced = record.replaces.as_deref().ok_or(ApiError::NotFound)?;
+    // A failed replace still being undone: the key is the live value it
+    // replaced.
+    if state.config.protect && record.visible(now_ms()).is_some() {
+        return Err(ApiError::Protected);
+    }
+    let mut volumes = record.volumes.clone();
+    volumes.extend(
+        replaced
+            .volumes
+            .iter()
+            .filter(|v| !record.volumes.contains(v))
+            .cloned(),
+    );
+    Ok(volumes)
+}
+
+/// Deletes `key` from every volume of `volumes`, in parallel; a volume's
+/// `404` counts as done. The first failure (and its volume) is returned,
+/// after every call has finished, and every failure is noted in the roster.
+pub(crate) async fn remove_replicas(
+    state: &AppState,
+    key: &Key,
+    volumes: &[String],
+) -> Result<(), (String, VolumeError)> {
+    let client = state.volumes.client();
+    let deletes = volumes.iter().map(|addr| client.delete(addr, key));
+    let mut first_error = None;
+    for (addr, result) in volumes.iter().zip(futures::future::join_all(deletes).await) {
+        if let Err(e) = result {
+            state.volumes.note_error(&e);
+            first_error.get_or_insert((addr.clone(), e));
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+/// Soft delete: the key reads as absent and is listed by `?unlinked`; its
+/// bytes stay until `DELETE`.
+pub async fn unlink(state: &AppState, key: &Key) -> Result<(), ApiError> {
+    let _guard = state.locks.try_lock(key).ok_or(ApiError::Busy)?;
+    let mut stored = state.index.get(key)?;
+    if let Some(writing) = stored
+        .as_ref()
+        .filter(|r| r.state == State::Writing && r.visible(now_ms()).is_some())
+    {
+        // A failed or dead replace not yet undone (its clean-up pending,
+        // or the master restarted mid-write): the key reads as the value
+        // it replaced, so undo the write now and unlink that value.
+        crate::write::undo_on_volumes(state, key, writing).await?;
+        crate::write::restore_record(state, key, writing).await?;
+        stored = state.index.get(key)?;
+    }
+    let record = stored
+        .filter(|r| r.state == State::Live && !r.expired(now_ms()))
+        .ok_or(ApiError::NotFound)?;
+    unlink_record(state, key, &record).await?;
+    crash::point("unlink-recorded");
+    // The volumes learn it too, so that `rebuild` does not revive it. The
+    // index is the truth: a volume that misses this only matters if the
+    // index is lost before the key is deleted.
+    if let Err(e) = state
+        .volumes
+        .mark_all(key, &record.volumes, BlobState::Unlinked, None, None)
+        .await
+    {
+        tracing::warn!(key = %key, error = %e, "a volume did not record the unlink");
+    }
+    tracing::info!(key = %key, "unlinked");
+    Ok(())
+}
+
+/// Records the live `record` of `key` as unlinked.
+async fn unlink_record(state: &AppState, key: &Key, record: &Record) -> Result<(), ApiError> {
+    let unlinked = Record {
+        state: State::Unlinked,
+        ..record.clone()
+    };
+    Ok(state.index.put(key, unlinked, Some(State::Live)).await?)
+}

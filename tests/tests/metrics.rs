@@ -1,0 +1,98 @@
+//! `/-/metrics` keeps every metric name the README documents: the names
+//! are read from the README's `GET /-/metrics` rows (master, then volume)
+//! and each must have a series in a real scrape.
+
+use std::path::Path;
+use trove_tests::{Cluster, ClusterOptions};
+
+/// The metric names in the README's `GET /-/metrics` rows: the first
+/// row is the master's, the second the volume's.
+fn documented() -> (Vec<String>, Vec<String>) {
+    let readme = Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+    let readme = std::fs::read_to_string(&readme).expect("the README");
+    let rows: Vec<&str> = readme
+        .lines()
+        .filter(|l| l.starts_with("| `GET /-/metrics` |"))
+        .collect();
+    assert_eq!(
+        rows.len(),
+        2,
+        "the README has a metrics row for the master and one for the volume"
+    );
+    let names = |row: &str| -> Vec<String> {
+        let names: Vec<String> = row
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|code| code.starts_with("trove_"))
+            .map(|code| code.split('{').next().unwrap().to_string())
+            .collect();
+        assert!(names.len() >= 10, "few names found in {row}");
+        names
+    };
+    (names(rows[0]), names(rows[1]))
+}
+
+/// The names of the samples in a scrape (labels and value stripped).
+fn samples(scrape: &str) -> Vec<&str> {
+    scrape
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| l.split(['{', ' ']).next().unwrap())
+        .collect()
+}
+
+fn assert_all_present(server: &str, scrape: &str, names: &[String]) {
+    let samples = samples(scrape);
+    for name in names {
+        let found = samples.iter().any(|s| {
+            *s == name
+                || ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .any(|suffix| s.strip_suffix(suffix) == Some(name.as_str()))
+        });
+        assert!(
+            found,
+            "{server}: no series of the documented {name} in:\n{scrape}"
+        );
+    }
+    assert_eq!(
+        scrape.lines().last(),
+        Some("# EOF"),
+        "{server}: an OpenMetrics scrape ends in # EOF"
+    );
+}
+
+#[tokio::test]
+async fn every_documented_metric_is_scraped() {
+    let (master_names, volume_names) = documented();
+    let c = Cluster::start(ClusterOptions::default()).await;
+    // Traffic, so that the request families have series.
+    assert_eq!(c.put("/m/a", "value").await, 201);
+    assert_eq!(c.get("/m/a").await.0, 200);
+
+    let resp = c.http.get(c.url("/-/metrics")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text"),
+        "{:?}",
+        resp.headers()["content-type"]
+    );
+    let scrape = resp.text().await.unwrap();
+    assert_all_present("master", &scrape, &master_names);
+
+    let volume = &c.volumes[0].addr;
+    let scrape = c
+        .http
+        .get(format!("http://{volume}/-/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_all_present("volume", &scrape, &volume_names);
+}
