@@ -6,9 +6,10 @@
 
 use crate::client::VolumeError;
 use crate::index::IndexError;
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use std::time::Duration;
+use trove_common::http::answer;
 use trove_common::key::KeyError;
 
 /// Every way a master request can fail.
@@ -119,24 +120,15 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = self.status();
         if matches!(self, ApiError::NotFound) {
-            return (status, [(header::CONTENT_LENGTH, "0")]).into_response();
-        }
-        if status.is_server_error() {
-            tracing::error!(status = status.as_u16(), error = %self, "request failed");
+            return answer::not_found();
         }
         let allow = match &self {
             ApiError::Method(_) => Some("GET, HEAD, PUT, POST, DELETE, UNLINK"),
             ApiError::WrongMethod { allow, .. } => Some(*allow),
             _ => None,
         };
-        let mut resp = (status, format!("{self}\n")).into_response();
-        if let Some(allow) = allow {
-            resp.headers_mut()
-                .insert(header::ALLOW, header::HeaderValue::from_static(allow));
-        }
-        resp
+        answer::error(self.status(), &self, allow)
     }
 }
 

@@ -3,6 +3,7 @@
 use crate::store::StoreError;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use trove_common::http::answer;
 use trove_common::key::KeyError;
 
 /// Every way a volume request can fail.
@@ -72,24 +73,14 @@ impl IntoResponse for ApiError {
         // A key's 404 has an empty body (as minikeyvalue's); a pinned read
         // of a replaced value says so, for a client to ask the master again.
         if status == StatusCode::NOT_FOUND && !matches!(self, ApiError::Store(StoreError::Replaced)) {
-            return (status, [(axum::http::header::CONTENT_LENGTH, "0")]).into_response();
-        }
-        if status.is_server_error() {
-            tracing::error!(status = status.as_u16(), error = %self, "request failed");
+            return answer::not_found();
         }
         let allow = match &self {
             ApiError::Method(_) => Some("GET, HEAD, PUT, DELETE"),
             ApiError::WrongMethod { allow, .. } => Some(*allow),
             _ => None,
         };
-        let mut resp = (status, format!("{self}\n")).into_response();
-        if let Some(allow) = allow {
-            resp.headers_mut().insert(
-                axum::http::header::ALLOW,
-                axum::http::HeaderValue::from_static(allow),
-            );
-        }
-        resp
+        answer::error(status, &self, allow)
     }
 }
 
