@@ -8,6 +8,8 @@
 //!   written into a URL and which file name it maps to on a volume.
 //! - [`protocol`]: the master↔volume calls' queries and answers, typed.
 //! - [`record`]: the index record (master) and the blob sidecar (volume).
+//! - [`binary`]: varints, length-prefixed bytes and digests of the compact
+//!   binary formats (index records, volume listings).
 //! - [`digest`]: sha256, md5 and CRC32C over a stream; hashing beside the
 //!   forwarding of a write.
 //! - [`xattr`]: a blob's metadata as an extended attribute of its file.
@@ -26,6 +28,7 @@
 //! - [`server`]: the accept loop both servers run, with its connection
 //!   limits and timeouts.
 
+pub mod binary;
 pub mod conditions;
 pub mod crash;
 pub mod digest;

@@ -12,12 +12,15 @@
 //! | `POST /-/compose` | [`ComposeQuery`], JSON body [`ComposePlan`] | `201`, like a `PUT`, plus `Key-Md5` |
 //! | `GET /-/verify` | [`KeyQuery`] | [`Verified`] |
 //! | `GET /-/blobs` | — | NDJSON, one [`BlobMeta`] a line, each at most [`MAX_BLOBS_LINE`] bytes |
+//! | `GET /-/listing` | — | binary frames in key order, one [`listing::Listed`] each ([`listing`]) |
 //! | `GET /-/status` | — | [`VolumeStatus`] |
 //!
 //! Queries travel in URLs the master signs, so they are turned into
 //! `(name, value)` pairs by [`query_pairs`] rather than by hand.
 
 use crate::record::{BlobMeta, BlobState};
+
+pub mod listing;
 use serde::{Deserialize, Serialize};
 
 /// The longest `/-/blobs` line a master reads: a sidecar carries 8 hex

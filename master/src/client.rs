@@ -8,23 +8,21 @@
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
-use futures::{Stream, StreamExt, TryStreamExt};
+use futures::{Stream, StreamExt};
 use serde::de::DeserializeOwned;
 use std::time::Duration;
-use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
-use tokio_util::io::StreamReader;
 use trove_common::digest::{parse_crc32c_hex, parse_sha256_hex};
 use trove_common::http::{
     client, meta_headers, Timeouts, KEY_CRC32C, KEY_MD5, KEY_SHA256, KEY_SIZE, KEY_STATE, TROVE_REPLACES,
     TROVE_WRITE,
 };
 use trove_common::key::Key;
+use trove_common::protocol::listing::{take_frame, Frame, Listed};
 pub use trove_common::protocol::Verified;
 use trove_common::protocol::{
     query_pairs, AbortQuery, Aborted, ComposeQuery, KeyQuery, MarkQuery, PullQuery, VolumeStatus,
-    MAX_BLOBS_LINE,
 };
-use trove_common::record::{BlobMeta, BlobState, Meta, Record};
+use trove_common::record::{BlobState, Meta, Record};
 use trove_common::signing::{url as signed_url, Signer};
 
 /// What a volume reports after storing a blob, or holds for a key.
@@ -360,23 +358,24 @@ impl VolumeClient {
         Ok((stored, md5))
     }
 
-    /// Streams `GET /-/blobs` of `addr`: one sidecar per item. Each line
-    /// must arrive within the stall timeout, and be at most
-    /// [`MAX_BLOBS_LINE`] bytes.
-    pub async fn blobs(
+    /// Streams `GET /-/listing` of `addr`: every blob in key order, in
+    /// chunks as they arrive. Each chunk of bytes must arrive within the
+    /// stall timeout; the stream ends with an error unless the volume sent
+    /// the listing's end frame (a listing that broke off is never taken
+    /// for the whole).
+    pub async fn listing(
         &self,
         addr: &str,
-    ) -> Result<BoxStream<'static, Result<BlobMeta, VolumeError>>, VolumeError> {
+    ) -> Result<BoxStream<'static, Result<Vec<Listed>, VolumeError>>, VolumeError> {
         let stall = self.timeouts.stall;
-        let req = self.http.get(self.url("GET", addr, "/-/blobs", &[]));
-        // No total timeout: the listing streams for as long as it moves.
+        let req = self.http.get(self.url("GET", addr, "/-/listing", &[]));
         let resp = tokio::time::timeout(stall, self.call(addr, req, None))
             .await
             .map_err(|_| VolumeError::Timeout {
                 addr: addr.to_string(),
                 timeout: stall,
             })??;
-        Ok(ndjson_lines(addr.to_string(), resp.bytes_stream(), stall).boxed())
+        Ok(listing_frames(addr.to_string(), resp.bytes_stream(), stall).boxed())
     }
 
     /// A call whose work grows with the blob (a pull, a deep verify): the
@@ -424,48 +423,91 @@ async fn json<T: DeserializeOwned>(addr: &str, resp: reqwest::Response) -> Resul
     })
 }
 
-/// Splits a byte stream into NDJSON sidecars, each line within `stall` and
-/// at most [`MAX_BLOBS_LINE`] bytes: a faulty or hostile volume cannot make
-/// the master buffer without bound. The stream ends after its first error.
-fn ndjson_lines<S>(
+/// Decodes a `/-/listing` byte stream into batches of entries (those of
+/// each chunk received), each chunk within `stall`; at most one partial
+/// frame is buffered. The stream ends after its first error, and a stream
+/// that ends without the end frame is an error.
+fn listing_frames<S>(
     addr: String,
     bytes: S,
     stall: Duration,
-) -> impl Stream<Item = Result<BlobMeta, VolumeError>>
+) -> impl Stream<Item = Result<Vec<Listed>, VolumeError>>
 where
     S: Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
 {
-    let reader = StreamReader::new(bytes.map_err(std::io::Error::other));
-    let lines = FramedRead::new(reader, LinesCodec::new_with_max_length(MAX_BLOBS_LINE));
-    futures::stream::unfold(
-        (Box::pin(lines), addr, false),
-        move |(mut lines, addr, done)| async move {
-            if done {
-                return None;
-            }
-            let item = match tokio::time::timeout(stall, lines.next()).await {
+    struct Reader<S> {
+        bytes: std::pin::Pin<Box<S>>,
+        buf: Vec<u8>,
+        addr: String,
+        done: bool,
+    }
+    let reader = Reader {
+        bytes: Box::pin(bytes),
+        buf: Vec::new(),
+        addr,
+        done: false,
+    };
+    futures::stream::unfold(reader, move |mut r| async move {
+        if r.done {
+            return None;
+        }
+        let protocol = |addr: &str, message: String| VolumeError::Protocol {
+            addr: addr.to_string(),
+            message,
+        };
+        loop {
+            let chunk = match tokio::time::timeout(stall, r.bytes.next()).await {
                 Err(_) => Err(VolumeError::Timeout {
-                    addr: addr.clone(),
+                    addr: r.addr.clone(),
                     timeout: stall,
                 }),
-                Ok(None) => return None,
-                Ok(Some(Ok(line))) => BlobMeta::decode(line.as_bytes()).map_err(|e| VolumeError::Protocol {
-                    addr: addr.clone(),
-                    message: format!("bad /-/blobs line: {e}"),
+                Ok(None) => Err(protocol(&r.addr, "/-/listing ended without its end frame".into())),
+                Ok(Some(Err(e))) => Err(VolumeError::Unreachable {
+                    addr: r.addr.clone(),
+                    message: format!("/-/listing broke off: {e}"),
                 }),
-                Ok(Some(Err(LinesCodecError::MaxLineLengthExceeded))) => Err(VolumeError::Protocol {
-                    addr: addr.clone(),
-                    message: format!("a /-/blobs line is longer than {MAX_BLOBS_LINE} bytes"),
-                }),
-                Ok(Some(Err(LinesCodecError::Io(e)))) => Err(VolumeError::Unreachable {
-                    addr: addr.clone(),
-                    message: format!("/-/blobs broke off: {e}"),
-                }),
+                Ok(Some(Ok(chunk))) => Ok(chunk),
             };
-            let done = item.is_err();
-            Some((item, (lines, addr, done)))
-        },
-    )
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(e) => {
+                    r.done = true;
+                    return Some((Err(e), r));
+                }
+            };
+            r.buf.extend_from_slice(&chunk);
+            let mut entries = vec![];
+            let mut at = 0;
+            loop {
+                match take_frame(&r.buf[at..]) {
+                    Ok(Some((Frame::Entry(e), used))) => {
+                        entries.push(e);
+                        at += used;
+                    }
+                    Ok(Some((Frame::End, used))) => {
+                        at += used;
+                        r.done = true;
+                        if at != r.buf.len() {
+                            return Some((
+                                Err(protocol(&r.addr, "bytes after the end of /-/listing".into())),
+                                r,
+                            ));
+                        }
+                        break;
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        r.done = true;
+                        return Some((Err(protocol(&r.addr, format!("bad /-/listing frame: {e}"))), r));
+                    }
+                }
+            }
+            r.buf.drain(..at);
+            if !entries.is_empty() || r.done {
+                return Some((Ok(entries), r));
+            }
+        }
+    })
 }
 
 /// Passes 2xx answers through; turns others into [`VolumeError::Status`]

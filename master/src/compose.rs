@@ -169,7 +169,7 @@ pub async fn put(state: Arc<AppState>, key: Key, req: Request<Body>) -> Result<R
     let parts_count = plan.parts.len();
     // Its own task, as a PUT's: a caller that hangs up does not cancel it.
     let record = tokio::spawn(write::write(state, key.clone(), upload, Source::Compose(plan))).await??;
-    tracing::info!(key = %key, size = record.size, parts = parts_count, volumes = ?record.volumes, "composed");
+    tracing::debug!(key = %key, size = record.size, parts = parts_count, volumes = ?record.volumes, "composed");
     Ok(crate::api::put::created(&record))
 }
 

@@ -41,7 +41,7 @@ pub async fn delete(state: Arc<AppState>, key: Key) -> Result<(), ApiError> {
             .map_err(|(_, e)| e)?;
         crash::point("delete-removed");
         state.index.remove(&key, Some(stored)).await?;
-        tracing::info!(key = %key, "deleted");
+        tracing::debug!(key = %key, "deleted");
         Ok(())
     })
     .await?
@@ -121,7 +121,7 @@ pub async fn unlink(state: &AppState, key: &Key) -> Result<(), ApiError> {
     {
         tracing::warn!(key = %key, error = %e, "a volume did not record the unlink");
     }
-    tracing::info!(key = %key, "unlinked");
+    tracing::debug!(key = %key, "unlinked");
     Ok(())
 }
 

@@ -14,6 +14,7 @@
 //! - [`jobs`]: rebalance, verify and gc, run inside the live master.
 //! - [`expiry`]: TTL headers and the expirer that deletes expired keys.
 //! - [`rebuild`]: recreate a lost index from the volumes (offline).
+//! - [`listing`]: volumes' sorted listings, read in step (rebuild's merge).
 //! - [`cli`]: the admin commands' client side: start a job on the running
 //!   master and follow its progress.
 //! - [`api`]: HTTP handlers, one file per operation.
@@ -29,6 +30,7 @@ pub mod error;
 pub mod expiry;
 pub mod index;
 pub mod jobs;
+pub mod listing;
 pub mod locks;
 pub mod rebuild;
 pub mod ui;

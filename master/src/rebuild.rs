@@ -1,9 +1,13 @@
 //! `trove-master rebuild`: recreate a lost index from the volumes alone.
 //!
-//! Every volume's `GET /-/blobs` is read in parallel and staged, line by
-//! line, in a scratch RocksDB beside the new index (keyed by key, then
-//! volume), so memory does not grow with the number of keys. The staged
-//! sidecars are then read back key by key and merged:
+//! Every volume's `GET /-/listing` — its blobs in key order, compact
+//! binary frames — is read at once, each by a task of its own that
+//! decodes it, and the listings are merged in key order (a k-way merge:
+//! the smallest key among the volumes' next entries, with every volume's
+//! entry for it). So all replicas of a key meet at once, memory holds a
+//! few chunks per volume whatever the number of keys, and records reach
+//! the new index in sorted batches, written by a thread of their own
+//! while the merge goes on. Each key's replicas are merged:
 //!
 //! - replicas of a key holding the same sha256 become one record, with its
 //!   volumes in placement order and its size, sha256 and md5 restored;
@@ -15,33 +19,35 @@
 //!   survived on a volume the new value does not use) resolve to the
 //!   newest write: write ids are ordered by time, and a live copy proves
 //!   its write was committed — after the older one it replaced;
-//! - a record gets back its metadata and write id from the sidecars (the
-//!   copy a volume keeps aside while a replace is in flight is what it
-//!   lists, so an unconfirmed replace leaves the old value);
+//! - a record gets back its metadata and write id from the blobs'
+//!   metadata (the copy a volume keeps aside while a replace is in flight
+//!   is what it lists, so an unconfirmed replace leaves the old value);
+//! - a copy its volume cannot serve (damaged, unreadable metadata, a data
+//!   file of the wrong length) is no evidence and is left out;
 //! - confirmed replicas that disagree otherwise (different sha256) are
 //!   reported with their locations, and the key is left out rather than
 //!   guessed.
 
 use crate::client::VolumeClient;
 use crate::index::Index;
+use crate::listing::Cursor;
 use anyhow::{bail, Context};
-use futures::StreamExt;
-use rocksdb::{IteratorMode, Options, WriteBatch, DB};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use trove_common::http::Timeouts;
 use trove_common::key::Key;
 use trove_common::placement::Placement;
+use trove_common::protocol::listing::Listed;
 use trove_common::record::{BlobMeta, BlobState, Record, State};
 use trove_common::signing::Signer;
 
-/// Staged lines written per batch.
-const BATCH: usize = 1000;
+/// Records written to the new index per batch.
+const BATCH: usize = 10_000;
 
 /// What a rebuild found.
 #[derive(Debug, Default)]
 pub struct RebuildReport {
-    /// Blob sidecars read from all volumes.
+    /// Blobs listed by all volumes.
     pub blobs: u64,
     pub live: u64,
     pub unlinked: u64,
@@ -71,99 +77,80 @@ pub async fn rebuild(
             db.display()
         );
     }
-    let staging_path = PathBuf::from(format!("{}.rebuild-staging", db.display()));
-    if staging_path.exists() {
-        std::fs::remove_dir_all(&staging_path)
-            .with_context(|| format!("cannot remove an old {}", staging_path.display()))?;
-    }
-    let staging = {
-        let mut opts = Options::default();
-        opts.create_if_missing(true);
-        DB::open(&opts, &staging_path).with_context(|| format!("cannot create {}", staging_path.display()))?
-    };
     // Listings are single requests: a short-lived signature is enough.
     let client = VolumeClient::new(timeouts, signer, std::time::Duration::from_secs(300));
-    let result = merge_into_index(db, placement, &client, &staging).await;
-    drop(staging);
-    let _ = std::fs::remove_dir_all(&staging_path);
-    result
-}
-
-/// Stages every volume's listing, then merges it into a new index at `db`.
-async fn merge_into_index(
-    db: &Path,
-    placement: &Placement,
-    client: &VolumeClient,
-    staging: &DB,
-) -> anyhow::Result<RebuildReport> {
-    let mut report = RebuildReport::default();
-
-    // Read every volume at once; any failure aborts (a partial listing
-    // would silently drop keys).
-    let reads = placement
-        .volumes()
-        .iter()
-        .map(|v| stage_volume(client, staging, &v.addr));
-    for result in futures::future::join_all(reads).await {
-        report.blobs += result?;
-    }
-
+    // Every volume must answer: a missing listing would silently drop keys.
+    let opened = placement.volumes().iter().map(|v| async {
+        let addr = v.addr.clone();
+        let stream = client
+            .listing(&addr)
+            .await
+            .with_context(|| format!("cannot list volume {addr}; every volume must answer for a rebuild"))?;
+        anyhow::Ok(Cursor::start(addr, stream))
+    });
+    let mut cursors = futures::future::try_join_all(opened).await?;
     let index = Index::open(db, true, crate::index::DEFAULT_CACHE)
         .with_context(|| format!("cannot create the index at {}", db.display()))?;
-    let mut group: Vec<(String, BlobMeta)> = vec![];
-    let mut batch: Vec<(Key, Record)> = vec![];
-    for item in staging.iterator(IteratorMode::Start) {
-        let (k, v) = item?;
-        let (key_bytes, addr) = split_staging_key(&k).context("damaged staging entry")?;
-        let meta = BlobMeta::decode(&v)?;
-        if group.first().is_some_and(|(_, m)| m.key.as_bytes() != key_bytes) {
-            merge(placement, std::mem::take(&mut group), &mut report, &mut batch);
+    // The index is written by a thread of its own, a batch behind the merge.
+    let (batches, to_write) = std::sync::mpsc::sync_channel::<Vec<(Key, Record)>>(2);
+    let writer = std::thread::spawn(move || -> anyhow::Result<()> {
+        for batch in to_write {
+            index.import(batch)?;
         }
-        group.push((addr, meta));
-        if batch.len() >= BATCH {
-            index.import(std::mem::take(&mut batch))?;
-        }
+        Ok(())
+    });
+    let merged = merge_listings(placement, &mut cursors, &batches).await;
+    drop(batches);
+    let written = writer
+        .join()
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("the index writer stopped unexpectedly")));
+    let mut report = merged?;
+    written?;
+    for c in &cursors {
+        tracing::info!(volume = %c.addr(), blobs = c.count(), "volume listed");
+        report.blobs += c.count();
     }
-    merge(placement, group, &mut report, &mut batch);
-    index.import(batch)?;
     Ok(report)
 }
 
-/// Streams one volume's listing into the staging DB; returns the count.
-async fn stage_volume(client: &VolumeClient, staging: &DB, addr: &str) -> anyhow::Result<u64> {
-    let mut lines = client
-        .blobs(addr)
-        .await
-        .with_context(|| format!("cannot list volume {addr}; every volume must answer for a rebuild"))?;
-    let mut batch = WriteBatch::default();
-    let mut n = 0;
-    while let Some(meta) = lines.next().await {
-        let meta = meta.with_context(|| format!("listing of volume {addr} broke off"))?;
-        batch.put(staging_key(meta.key.as_bytes(), addr), meta.encode());
-        n += 1;
-        if batch.len() >= BATCH {
-            staging.write(std::mem::take(&mut batch))?;
+/// The k-way merge: every key's entries, across volumes, merged into at
+/// most one record, sent to the index writer in batches.
+async fn merge_listings(
+    placement: &Placement,
+    cursors: &mut [Cursor],
+    batches: &std::sync::mpsc::SyncSender<Vec<(Key, Record)>>,
+) -> anyhow::Result<RebuildReport> {
+    let mut report = RebuildReport::default();
+    for c in cursors.iter_mut() {
+        c.pop().await?;
+    }
+    let mut batch = Vec::with_capacity(BATCH);
+    while let Some(smallest) = cursors
+        .iter()
+        .filter_map(Cursor::head)
+        .map(|h| h.meta.key.as_str())
+        .min()
+        .map(str::to_string)
+    {
+        let mut group = Vec::with_capacity(cursors.len());
+        for c in cursors.iter_mut() {
+            if c.head().is_some_and(|h| h.meta.key == smallest) {
+                let Listed { mut meta, fault, .. } = c.pop().await?.expect("the head was there");
+                // A copy its volume cannot serve is no evidence of anything.
+                meta.damaged |= fault.is_some();
+                group.push((c.addr().to_string(), meta));
+            }
+        }
+        merge(placement, group, &mut report, &mut batch);
+        // A writer that went away failed, and the caller reports why.
+        if batch.len() >= BATCH && batches.send(std::mem::take(&mut batch)).is_err() {
+            bail!("the index writer stopped");
         }
     }
-    staging.write(batch)?;
-    tracing::info!(volume = %addr, blobs = n, "volume listed");
-    Ok(n)
-}
-
-/// `len(key) as u16 ‖ key ‖ addr`: every entry of one key is contiguous.
-fn staging_key(key: &[u8], addr: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(2 + key.len() + addr.len());
-    k.extend_from_slice(&(key.len() as u16).to_be_bytes());
-    k.extend_from_slice(key);
-    k.extend_from_slice(addr.as_bytes());
-    k
-}
-
-fn split_staging_key(k: &[u8]) -> Option<(&[u8], String)> {
-    let len = u16::from_be_bytes(k.get(..2)?.try_into().ok()?) as usize;
-    let key = k.get(2..2 + len)?;
-    let addr = String::from_utf8(k.get(2 + len..)?.to_vec()).ok()?;
-    Some((key, addr))
+    if batches.send(batch).is_err() {
+        bail!("the index writer stopped");
+    }
+    Ok(report)
 }
 
 /// When confirmed copies disagree only because some are older *unlinked*
@@ -509,11 +496,5 @@ mod tests {
         assert_eq!(out.last().unwrap().1.sha256, "s-new");
         // Without write ids, disagreeing live copies stay a conflict.
         assert_eq!(report.conflicts.len(), 2);
-    }
-
-    #[test]
-    fn staging_keys_round_trip() {
-        let k = staging_key(b"/a\0b", "h:1");
-        assert_eq!(split_staging_key(&k), Some((&b"/a\0b"[..], "h:1".to_string())));
     }
 }

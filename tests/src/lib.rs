@@ -50,12 +50,20 @@ pub struct Server {
     log: PathBuf,
     /// `127.0.0.1:port`
     pub addr: String,
+    /// How long a start waits for the "listening on" line.
+    start_wait: Duration,
 }
 
 impl Server {
     /// Starts `bin` with `args` and waits for its "listening on" line.
     /// `--port 0` in `args` is replaced by the bound port on restart.
     pub fn start(bin: PathBuf, args: Vec<String>, log: PathBuf) -> Server {
+        Server::start_within(bin, args, log, WAIT)
+    }
+
+    /// [`Server::start`], waiting up to `wait` for the "listening on" line
+    /// (a volume with millions of blobs walks them all first).
+    pub fn start_within(bin: PathBuf, args: Vec<String>, log: PathBuf, wait: Duration) -> Server {
         let mut s = Server {
             child: None,
             bin,
@@ -63,6 +71,7 @@ impl Server {
             envs: vec![],
             log,
             addr: String::new(),
+            start_wait: wait,
         };
         s.spawn();
         s
@@ -91,12 +100,13 @@ impl Server {
                 }
             }
         });
-        let addr = rx.recv_timeout(WAIT).unwrap_or_else(|_| {
+        let addr = rx.recv_timeout(self.start_wait).unwrap_or_else(|_| {
             let _ = child.kill();
             let log = std::fs::read_to_string(&self.log).unwrap_or_default();
             panic!(
-                "{} did not start within {WAIT:?}; its log:\n{log}",
-                self.bin.display()
+                "{} did not start within {:?}; its log:\n{log}",
+                self.bin.display(),
+                self.start_wait
             )
         });
         self.child = Some(child);
@@ -352,6 +362,14 @@ impl Cluster {
         let url = format!("http://{}/-/blobs", self.volumes[i].addr);
         let text = self.http.get(url).send().await.unwrap().text().await.unwrap();
         text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+
+    /// Volume `i`'s `/-/listing`, decoded: its blobs in the order it sent
+    /// them. Panics unless the listing is whole (ends with its end frame).
+    pub async fn listing(&self, i: usize) -> Vec<trove_common::protocol::listing::Listed> {
+        let url = format!("http://{}/-/listing", self.volumes[i].addr);
+        let bytes = self.http.get(url).send().await.unwrap().bytes().await.unwrap();
+        trove_common::protocol::listing::decode_all(&bytes).expect("a whole listing")
     }
 
     /// Where volume `i` keeps the bytes of `key` (single data dir).

@@ -210,6 +210,14 @@ async fn rebuild_recreates_the_index_from_the_volumes() {
     let mark = format!("http://{first}/-/mark?key=%2Fdata%2F0050&state=live");
     assert_eq!(c.http.post(mark).send().await.unwrap().status(), 200);
 
+    // A deleted key leaves every listing; and a volume that crashed
+    // (kill -9) makes its listing again from its blobs when it starts.
+    assert_eq!(c.put("/deleted/soon", "x").await, 201);
+    assert_eq!(c.delete("/deleted/soon").await, 204);
+    c.volumes[1].kill();
+    c.volumes[1].restart();
+    c.wait_volume_health(1, true).await;
+
     let mut before = vec![];
     for (k, _) in &data {
         before.push(c.record_of(k).await);
@@ -258,6 +266,75 @@ async fn rebuild_recreates_the_index_from_the_volumes() {
             .status(),
         404
     );
+    assert_eq!(c.record_of("/deleted/soon").await.status, 404);
+}
+
+/// A volume's `/-/listing`: its blobs in key order, each read from disk
+/// (a file lost or cut short behind the volume's back shows), following
+/// writes and deletes, and the same after a crash and restart.
+#[tokio::test]
+async fn volume_listings_are_sorted_and_tell_what_is_on_disk() {
+    let mut c = Cluster::start(ClusterOptions {
+        volumes: 1,
+        replicas: 1,
+        ..Default::default()
+    })
+    .await;
+    let mut data = dataset(50);
+    data.reverse(); // written out of order
+    c.put_all(data.clone(), 8).await;
+    let keys = |listing: &[trove_common::protocol::listing::Listed]| -> Vec<String> {
+        listing.iter().map(|e| e.meta.key.clone()).collect()
+    };
+    let listing = c.listing(0).await;
+    let mut expected: Vec<String> = data.iter().map(|(k, _)| k.clone()).collect();
+    expected.sort();
+    assert_eq!(keys(&listing), expected, "every key, in key order");
+    for e in &listing {
+        let value = &data.iter().find(|(k, _)| *k == e.meta.key).unwrap().1;
+        assert_eq!(e.meta.size, value.len() as u64);
+        assert_eq!(e.meta.sha256, sha256_hex(value), "{}", e.meta.key);
+        assert_eq!(e.meta.state, trove_common::record::BlobState::Live);
+        assert!(e.servable() && e.meta.write.is_some());
+    }
+    // The listing says what /-/blobs says, blob for blob.
+    let mut blobs: Vec<String> = c
+        .blobs(0)
+        .await
+        .iter()
+        .map(|b| b["key"].as_str().unwrap().to_string())
+        .collect();
+    blobs.sort();
+    assert_eq!(blobs, expected);
+
+    // Writes and deletes show at once.
+    assert_eq!(c.delete("/data/0003").await, 204);
+    assert_eq!(c.put("/data/0003a", "new").await, 201);
+    // Behind the volume's back: one blob lost, one cut short.
+    c.remove_blob(0, "/data/0004");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(c.blob_path(0, "/data/0005"))
+        .unwrap()
+        .set_len(1)
+        .unwrap();
+    let listing = c.listing(0).await;
+    let listed = keys(&listing);
+    assert!(!listed.contains(&"/data/0003".to_string()) && !listed.contains(&"/data/0004".to_string()));
+    assert!(listed.contains(&"/data/0003a".to_string()));
+    assert!(listed.windows(2).all(|w| w[0] < w[1]), "still in key order");
+    let short = listing.iter().find(|e| e.meta.key == "/data/0005").unwrap();
+    assert!(!short.servable(), "a file cut short is listed as a fault");
+    assert!(
+        short.fault.as_deref().unwrap().contains("is 1 bytes"),
+        "{short:?}"
+    );
+
+    // A crash, a restart: the listing is made again from the blobs.
+    c.volumes[0].kill();
+    c.volumes[0].restart();
+    c.wait_volume_health(0, true).await;
+    assert_eq!(c.listing(0).await, listing);
 }
 
 #[tokio::test]

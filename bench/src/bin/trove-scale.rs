@@ -10,17 +10,28 @@
 //! cold and a warm cache, lookups of missing keys, listing pages per
 //! second, and the master's memory.
 //!
+//! With `--blobs`, every key also gets its blob (an empty value, so that
+//! millions fit on one disk: a file and its metadata attribute) on each
+//! of the three volumes, written through the volume store library before
+//! the volume servers start; then it times the volumes' start-up (the
+//! walk that recovers and makes the listing), `rebuild` of the whole
+//! index from the volumes' listings, and the `verify` and `gc --dry-run`
+//! jobs on the running master.
+//!
 //! Every phase is bounded: the load by `--keys`, the lookups by
-//! `--lookups`, the listing by `--list-time`.
+//! `--lookups`, the listing by `--list-time`, each job by `--job-time`
+//! (a job still running then is stopped, and its rate is what it did).
 
 use clap::Parser;
 use rand::{Rng, SeedableRng};
 use std::path::Path;
 use std::time::{Duration, Instant};
+use trove_common::digest::ContentHasher;
 use trove_common::key::{encode_query_value, Key};
-use trove_common::record::{now_ms, Record, State};
+use trove_common::record::{now_ms, BlobState, Record, State};
 use trove_master::index::{Index, DEFAULT_CACHE};
 use trove_tests::{bin, no_redirects, Server};
+use trove_volume::store::{BlobStore, Expected};
 
 #[derive(Parser, Debug)]
 #[command(about = "Measure the master's index at scale (bytes per key, start-up, lookups, listings)")]
@@ -37,6 +48,16 @@ struct Args {
     /// Where to put the index (default: a temp dir, removed at the end).
     #[arg(long)]
     dir: Option<std::path::PathBuf>,
+    /// Also write every key's blob onto the volumes, and time the volumes'
+    /// start-up, rebuild, verify and gc.
+    #[arg(long)]
+    blobs: bool,
+    /// How long each of verify and gc may run before it is stopped.
+    #[arg(long, default_value = "120s", value_parser = trove_common::flags::parse_duration)]
+    job_time: Duration,
+    /// Blobs written at once while loading the volumes.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
 }
 
 /// Records written per batch while loading.
@@ -64,6 +85,100 @@ fn record(rng: &mut impl Rng, volumes: &[String]) -> Record {
         write: Some(hex::encode(write)),
         replaces: None,
         meta: Default::default(),
+    }
+}
+
+/// The write id of key `i`'s blob (with `--blobs`).
+fn write_of(i: u64) -> String {
+    format!("{:016x}", 0x0180_0000_0000_0000u64 + i)
+}
+
+/// The record of key `i` whose empty blob is on every volume (`--blobs`).
+fn blob_record(i: u64, volumes: &[String]) -> Record {
+    let empty = ContentHasher::new().finish();
+    Record {
+        state: State::Live,
+        volumes: volumes.to_vec(),
+        size: 0,
+        sha256: empty.sha256_hex(),
+        md5: empty.md5_hex(),
+        created: now_ms(),
+        expires: None,
+        damaged: vec![],
+        write: Some(write_of(i)),
+        replaces: None,
+        meta: Default::default(),
+    }
+}
+
+/// Writes key `0..keys`'s empty blob, confirmed, into each of `dirs` (one
+/// volume each) through the volume store library.
+async fn write_blobs(dirs: &[std::path::PathBuf], keys: u64, concurrency: usize) -> anyhow::Result<()> {
+    use futures::StreamExt;
+    let empty = ContentHasher::new().finish();
+    let mut stores = vec![];
+    for dir in dirs {
+        let dir = dir.clone();
+        let store = tokio::task::spawn_blocking(move || BlobStore::open(vec![dir], false)).await??;
+        stores.push(std::sync::Arc::new(store));
+    }
+    let stores = &stores;
+    let empty = &empty;
+    futures::stream::iter(0..keys)
+        .map(|i| async move {
+            let key = Key::new(&key_of(i))?;
+            for store in stores {
+                let expected = Expected {
+                    len: Some(0),
+                    sha256: empty.sha256,
+                    state: BlobState::Live,
+                    md5: Some(empty.md5_hex()),
+                    write: Some(write_of(i)),
+                    ..Expected::default()
+                };
+                let body = futures::stream::empty::<Result<bytes::Bytes, std::io::Error>>();
+                store
+                    .write_stream(&key, body, expected, Duration::from_secs(30))
+                    .await?;
+            }
+            anyhow::Ok(())
+        })
+        .buffer_unordered(concurrency)
+        .fold(Ok(()), |acc, r| async move { acc.and(r) })
+        .await
+}
+
+/// Runs admin job `job` with `params` on the master at `base` until it
+/// ends or `limit` passes (then stops it); its last report and how long
+/// it ran.
+async fn time_job(
+    http: &reqwest::Client,
+    base: &str,
+    job: &str,
+    params: serde_json::Value,
+    limit: Duration,
+) -> anyhow::Result<(serde_json::Value, Duration)> {
+    let url = format!("{base}/-/{job}");
+    let t = Instant::now();
+    let r = http.post(&url).json(&params).send().await?;
+    anyhow::ensure!(r.status() == 202, "starting {job}: {}", r.status());
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let report: serde_json::Value = http.get(&url).send().await?.json().await?;
+        if report["state"] != "running" {
+            return Ok((report, t.elapsed()));
+        }
+        if t.elapsed() > limit {
+            http.delete(&url).send().await?;
+            let elapsed = t.elapsed();
+            loop {
+                let report: serde_json::Value = http.get(&url).send().await?.json().await?;
+                if report["state"] != "running" {
+                    return Ok((report, elapsed));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
     }
 }
 
@@ -97,19 +212,40 @@ async fn main() -> anyhow::Result<()> {
     let db = root.join("db");
     anyhow::ensure!(!db.exists(), "{} exists: give an empty --dir", db.display());
 
-    // Three empty volumes: the master's health checks need them; no
-    // redirect below reaches them.
+    // Three volumes: empty (the master's health checks need them; no
+    // redirect below reaches them), or with every key's blob.
+    let vol_dirs: Vec<_> = (0..3).map(|i| root.join(format!("vol{i}"))).collect();
+    if args.blobs {
+        let t = Instant::now();
+        write_blobs(&vol_dirs, args.keys, args.concurrency).await?;
+        let took = t.elapsed();
+        println!(
+            "wrote {} blobs onto 3 volumes through the store library in {:.1} s ({:.0} blobs/s)",
+            3 * args.keys,
+            took.as_secs_f64(),
+            (3 * args.keys) as f64 / took.as_secs_f64()
+        );
+    }
+    let t = Instant::now();
     let volumes: Vec<Server> = (0..3)
         .map(|i| {
             let args = ["--bind", "127.0.0.1", "--port", "0", "--no-fsync"]
                 .iter()
                 .map(|a| a.to_string())
-                .chain([root.join(format!("vol{i}")).display().to_string()])
+                .chain([vol_dirs[i].display().to_string()])
                 .collect();
-            Server::start(bin("trove-volume"), args, root.join(format!("vol{i}.log")))
+            Server::start_within(
+                bin("trove-volume"),
+                args,
+                root.join(format!("vol{i}.log")),
+                Duration::from_secs(3600),
+            )
         })
         .collect();
     let addrs: Vec<String> = volumes.iter().map(|v| v.addr.clone()).collect();
+    // `Server::start` returns once each volume printed its address, which
+    // it does after opening its data dirs.
+    let volumes_up = t.elapsed();
 
     // Load.
     let t = Instant::now();
@@ -120,7 +256,14 @@ async fn main() -> anyhow::Result<()> {
         while i < args.keys {
             let end = (i + BATCH).min(args.keys);
             let batch = (i..end)
-                .map(|n| Ok((Key::new(&key_of(n))?, record(&mut rng, &addrs))))
+                .map(|n| {
+                    let record = if args.blobs {
+                        blob_record(n, &addrs)
+                    } else {
+                        record(&mut rng, &addrs)
+                    };
+                    Ok((Key::new(&key_of(n))?, record))
+                })
                 .collect::<anyhow::Result<Vec<_>>>()?;
             index.import(batch)?;
             i = end;
@@ -139,6 +282,12 @@ async fn main() -> anyhow::Result<()> {
         "index on disk (bytes per key, every file)",
         format!("{:.1}", bytes as f64 / args.keys as f64),
     );
+    if args.blobs {
+        row(
+            "3 volumes' start-up, spawn to listening (s)",
+            format!("{:.1}", volumes_up.as_secs_f64()),
+        );
+    }
 
     // Start-up: from spawn to the first answered request.
     let t = Instant::now();
@@ -233,5 +382,63 @@ async fn main() -> anyhow::Result<()> {
         "master peak RSS (MiB)",
         format!("{:.1}", master.peak_rss() as f64 / MIB),
     );
+    if !args.blobs {
+        return Ok(());
+    }
+
+    // Rebuild the whole index from the volumes, into a new dir.
+    let rebuilt = root.join("rebuilt");
+    let t = Instant::now();
+    let out = std::process::Command::new(bin("trove-master"))
+        .args([
+            "rebuild",
+            "--db",
+            &rebuilt.display().to_string(),
+            "--volumes",
+            &addrs.join(","),
+        ])
+        .output()?;
+    let took = t.elapsed();
+    let said = String::from_utf8_lossy(&out.stdout);
+    anyhow::ensure!(
+        out.status.success() && said.contains(&format!("{} live key(s)", args.keys)),
+        "rebuild: {said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    row(
+        "rebuild from 3 volumes (keys/s)",
+        format!(
+            "{:.0} ({:.1} s)",
+            args.keys as f64 / took.as_secs_f64(),
+            took.as_secs_f64()
+        ),
+    );
+    let _ = std::fs::remove_dir_all(&rebuilt);
+
+    // The jobs on the running master, each bounded by --job-time.
+    for (job, params, counted) in [
+        ("verify", serde_json::json!({"concurrency": 16}), "keys"),
+        (
+            "gc",
+            serde_json::json!({"concurrency": 16, "dry_run": true, "grace_secs": 0}),
+            "blobs",
+        ),
+    ] {
+        let (report, took) = time_job(&http, &base, job, params, args.job_time).await?;
+        anyhow::ensure!(
+            report["found"] == 0 && report["failed"] == 0 && report["changed"] == 0,
+            "{job} found problems: {report}"
+        );
+        let scanned = report["scanned"].as_u64().unwrap_or(0);
+        row(
+            &format!("{job} ({counted} looked at per second)"),
+            format!(
+                "{:.0} ({scanned} in {:.1} s, {})",
+                scanned as f64 / took.as_secs_f64(),
+                took.as_secs_f64(),
+                report["state"].as_str().unwrap_or("?")
+            ),
+        );
+    }
     Ok(())
 }

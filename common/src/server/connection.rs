@@ -21,6 +21,46 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
+/// One request of the access log (`--access-log`), logged when its answer's
+/// headers are ready.
+struct AccessLine {
+    peer: Option<std::net::SocketAddr>,
+    method: hyper::Method,
+    path: String,
+    started: Instant,
+}
+
+impl AccessLine {
+    fn begin<B>(peer: Option<std::net::SocketAddr>, req: &hyper::Request<B>) -> AccessLine {
+        AccessLine {
+            peer,
+            method: req.method().clone(),
+            path: req
+                .uri()
+                .path_and_query()
+                .map_or_else(|| "/".to_string(), |p| p.as_str().to_string()),
+            started: Instant::now(),
+        }
+    }
+
+    fn log<B>(self, resp: &hyper::Response<B>) {
+        let bytes = resp
+            .headers()
+            .get(hyper::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-");
+        tracing::info!(
+            target: "access",
+            remote = %self.peer.map_or_else(|| "-".to_string(), |p| p.to_string()),
+            method = %self.method,
+            path = %self.path,
+            status = resp.status().as_u16(),
+            bytes,
+            ms = format_args!("{:.3}", self.started.elapsed().as_secs_f64() * 1000.0),
+        );
+    }
+}
+
 /// Where a connection is between requests, for the watchdog.
 #[derive(Debug, Clone, Copy)]
 enum Phase {
@@ -112,6 +152,7 @@ impl Connection {
         let shared = self.shared;
         let metrics = Arc::clone(&shared.metrics);
         metrics.connections.opened();
+        let peer = tcp.peer_addr().ok();
         let io = TokioIo::new(TimedIo {
             tcp,
             shared: Arc::clone(&shared),
@@ -123,12 +164,16 @@ impl Connection {
             let mut app = app.clone();
             async move {
                 let [request_guard, response_guard] = shared.request_began();
+                let access = shared.limits.access_log.then(|| AccessLine::begin(peer, &req));
                 let req = body::request(req, shared.limits.stall_timeout, request_guard);
                 // A Router is always ready: `call` needs no `poll_ready` first.
                 let resp = match tower_service::Service::call(&mut app, req).await {
                     Ok(resp) => resp,
                     Err(never) => match never {},
                 };
+                if let Some(line) = access {
+                    line.log(&resp);
+                }
                 Ok::<_, Infallible>(body::response(resp, response_guard))
             }
         });

@@ -48,6 +48,8 @@ pub struct ConnectionLimits {
     pub stall_timeout: Duration,
     /// Connections served at once.
     pub max_connections: usize,
+    /// Log one line per request (`--access-log`).
+    pub access_log: bool,
 }
 
 /// The flags that set [`ConnectionLimits`], shared by both binaries (the
@@ -68,6 +70,13 @@ pub struct ConnectionArgs {
     /// and calls.
     #[arg(long, env = "TROVE_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: Option<u32>,
+    /// Log one line per request, at INFO under the target `access`: the
+    /// client's address, method, path and query, status, body bytes sent
+    /// (from Content-Length; `-` when streamed without one) and the time
+    /// to the answer's headers. Off by default: errors and admin events
+    /// are logged either way.
+    #[arg(long, env = "TROVE_ACCESS_LOG")]
+    pub access_log: bool,
 }
 
 impl ConnectionArgs {
@@ -80,6 +89,7 @@ impl ConnectionArgs {
             max_connections: self
                 .max_connections
                 .map_or_else(default_max_connections, |n| n as usize),
+            access_log: self.access_log,
         }
     }
 }

@@ -34,7 +34,7 @@ pub async fn put(state: Arc<AppState>, key: Key, req: Request<Body>) -> Result<R
     // The write runs in its own task so that a client hanging up cannot
     // cancel it half-way: it always finishes or cleans up after itself.
     let record = tokio::spawn(write::write(state, key.clone(), upload, Source::Body(body))).await??;
-    tracing::info!(key = %key, size = record.size, volumes = ?record.volumes, "stored");
+    tracing::debug!(key = %key, size = record.size, volumes = ?record.volumes, "stored");
     Ok(created(&record))
 }
 

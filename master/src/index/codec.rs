@@ -20,10 +20,9 @@
 //! [replaces]                varint length, a nested record   if REPLACES
 //! ```
 //!
-//! A digest is one byte `n`, then: nothing when `n` is 0 (empty); `n` raw
-//! bytes when `n` is 1 to 127 (the text was lower-case hex, so a sha256
-//! costs 33 bytes); for 128, the text itself, length-prefixed (anything
-//! else, so any string round-trips).
+//! Varints, length-prefixed bytes and digests are `trove_common::binary`'s
+//! (a digest is raw bytes when its text is lower-case hex: a sha256 costs
+//! 33 bytes).
 //!
 //! Volumes are small ids from the [`VolumeTable`] kept in the index
 //! beside the records: three replicas cost three bytes instead of ~50.
@@ -31,6 +30,9 @@
 //! [`super::Index::open`] rewrites once.
 
 use std::collections::HashMap;
+use trove_common::binary::{
+    corrupt, put_bytes, put_digest, put_varint, take_bytes, take_digest, take_string, take_u8, take_varint,
+};
 use trove_common::record::{Meta, Record, RecordError, State};
 
 /// The first byte of a version-1 record.
@@ -41,11 +43,6 @@ const WRITE: u8 = 1 << 1;
 const REPLACES: u8 = 1 << 2;
 const META: u8 = 1 << 3;
 const DAMAGED: u8 = 1 << 4;
-
-/// A digest's first byte: 0 empty, 1..=[`DIGEST_RAW_MAX`] that many raw
-/// bytes, [`DIGEST_TEXT`] text.
-const DIGEST_RAW_MAX: usize = 127;
-const DIGEST_TEXT: u8 = 128;
 
 /// Volume addresses ↔ the small ids records store.
 #[derive(Debug, Default, Clone)]
@@ -109,10 +106,6 @@ pub fn volumes_of(record: &Record) -> impl Iterator<Item = &str> {
         r = rec.replaces.as_deref();
     }
     out.into_iter()
-}
-
-fn corrupt(what: &str) -> RecordError {
-    RecordError::Corrupt(what.to_string())
 }
 
 /// The bytes stored for `record`. Every volume it names must have an id
@@ -257,81 +250,6 @@ fn decode_body(input: &mut &[u8], table: &VolumeTable) -> Result<Record, RecordE
         replaces,
         meta,
     })
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    put_varint(out, bytes.len() as u64);
-    out.extend_from_slice(bytes);
-}
-
-/// Lower-case hex of even length (what `hex::encode` makes) is stored as
-/// raw bytes; anything else as text, so that it reads back unchanged.
-fn put_digest(out: &mut Vec<u8>, text: &str) {
-    let hex = text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-    if hex && text.len().is_multiple_of(2) && text.len() / 2 <= DIGEST_RAW_MAX {
-        // The empty text is the 0 of this case.
-        out.push((text.len() / 2) as u8);
-        out.extend_from_slice(&hex::decode(text).expect("checked to be hex"));
-    } else {
-        out.push(DIGEST_TEXT);
-        put_bytes(out, text.as_bytes());
-    }
-}
-
-fn take_u8(input: &mut &[u8]) -> Result<u8, RecordError> {
-    let (&b, rest) = input.split_first().ok_or_else(|| corrupt("record cut short"))?;
-    *input = rest;
-    Ok(b)
-}
-
-fn take_varint(input: &mut &[u8]) -> Result<u64, RecordError> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let b = take_u8(input)?;
-        v |= u64::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            return Ok(v);
-        }
-    }
-    Err(corrupt("varint longer than 64 bits"))
-}
-
-fn take_bytes<'a>(input: &mut &'a [u8]) -> Result<&'a [u8], RecordError> {
-    let len = usize::try_from(take_varint(input)?).map_err(|_| corrupt("length too large"))?;
-    if input.len() < len {
-        return Err(corrupt("record cut short"));
-    }
-    let (bytes, rest) = input.split_at(len);
-    *input = rest;
-    Ok(bytes)
-}
-
-fn take_string(input: &mut &[u8]) -> Result<String, RecordError> {
-    String::from_utf8(take_bytes(input)?.to_vec()).map_err(|_| corrupt("text is not UTF-8"))
-}
-
-fn take_digest(input: &mut &[u8]) -> Result<String, RecordError> {
-    match take_u8(input)? {
-        DIGEST_TEXT => take_string(input),
-        n if n as usize <= DIGEST_RAW_MAX => {
-            let n = n as usize;
-            if input.len() < n {
-                return Err(corrupt("record cut short"));
-            }
-            let (raw, rest) = input.split_at(n);
-            *input = rest;
-            Ok(hex::encode(raw))
-        }
-        t => Err(corrupt(&format!("unknown digest tag {t}"))),
-    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,9 @@
 //! 2. Orphan blobs: every blob on every healthy volume that no record
 //!    references on that volume (a failed write whose clean-up could not
 //!    reach the volume, a delete done while the volume was down, the old
-//!    copy of a rebalance) and older than the grace period.
+//!    copy of a rebalance) and older than the grace period. Each volume's
+//!    blobs come from its `/-/listing` (compact, key order), each looked
+//!    up in the index (no request per blob unless it is deleted).
 //!
 //! A blob is deleted only under its key's lock, after re-reading the
 //! record, so a key being written or deleted meanwhile is never touched.
@@ -18,6 +20,7 @@ use crate::AppState;
 use futures::StreamExt;
 use std::sync::Arc;
 use trove_common::key::Key;
+use trove_common::protocol::listing::Listed;
 use trove_common::record::{now_ms, BlobMeta, Record, State};
 
 /// Default grace period: blobs younger than this are never collected.
@@ -52,8 +55,15 @@ pub async fn run(state: Arc<AppState>, params: JobParams, progress: Arc<Progress
             continue;
         }
         Progress::add(&progress.total, health.blobs.unwrap_or(0));
-        let blobs = match state.volumes.client().blobs(&addr).await {
-            Ok(b) => b,
+        // The volume's listing: its blobs in key order, in chunks.
+        let blobs = match state.volumes.client().listing(&addr).await {
+            Ok(chunks) => chunks.flat_map(|chunk| {
+                let items: Vec<Result<Listed, VolumeError>> = match chunk {
+                    Ok(entries) => entries.into_iter().map(Ok).collect(),
+                    Err(e) => vec![Err(e)],
+                };
+                futures::stream::iter(items)
+            }),
             Err(e) => {
                 Progress::add(&progress.failed, 1);
                 progress.problem(format!("cannot list blobs of {addr}: {e}"));
@@ -63,9 +73,12 @@ pub async fn run(state: Arc<AppState>, params: JobParams, progress: Arc<Progress
         let (state, progress, params, addr) = (&state, &progress, &params, &addr);
         blobs
             .take_while(|_| futures::future::ready(!progress.cancelled()))
-            .for_each_concurrent(concurrency, |meta| async move {
-                match meta {
-                    Ok(meta) => {
+            .for_each_concurrent(concurrency, |entry| async move {
+                match entry {
+                    // A copy whose metadata does not read says nothing of
+                    // its age: it stays (and `verify` reports it).
+                    Ok(entry) if entry.unreadable => {}
+                    Ok(Listed { meta, .. }) => {
                         Progress::add(&progress.scanned, 1);
                         if meta.created <= cutoff {
                             collect_blob(state, progress, params.dry_run, addr, meta).await;

@@ -305,21 +305,40 @@ where
     Fut: Future<Output = ()>,
 {
     use futures::StreamExt;
-    let mut after: Option<String> = None;
-    loop {
-        if progress.cancelled() {
-            return Ok(());
-        }
-        let page = state.index.scan(after.clone(), PAGE).await?;
-        let Some((last, _)) = page.last() else {
-            return Ok(());
-        };
-        after = Some(last.as_str().to_string());
+    let mut pages = Pages::default();
+    while let Some(page) = pages.next(state, progress).await? {
         // Stop taking keys as soon as the job is cancelled; keys in hand
         // finish.
         futures::stream::iter(page)
             .take_while(|_| futures::future::ready(!progress.cancelled()))
             .for_each_concurrent(concurrency, |(key, record)| f(key, record))
             .await;
+    }
+    Ok(())
+}
+
+/// The index in pages of [`PAGE`] records, in key order, holding no
+/// iterator (and no snapshot) between pages.
+#[derive(Default)]
+pub struct Pages {
+    after: Option<String>,
+}
+
+impl Pages {
+    /// The next page; `None` at the end, or once the job is cancelled.
+    pub async fn next(
+        &mut self,
+        state: &AppState,
+        progress: &Progress,
+    ) -> anyhow::Result<Option<Vec<(Key, Record)>>> {
+        if progress.cancelled() {
+            return Ok(None);
+        }
+        let page = state.index.scan(self.after.clone(), PAGE).await?;
+        let Some((last, _)) = page.last() else {
+            return Ok(None);
+        };
+        self.after = Some(last.as_str().to_string());
+        Ok(Some(page))
     }
 }

@@ -1,12 +1,24 @@
 //! `verify`: check that every live key's replicas exist with the recorded
-//! size and sha256 — from the volumes' sidecars (`HEAD`), or with `deep`
-//! by having each volume re-hash the bytes (`GET /-/verify`). With
-//! `repair`, each bad replica is re-copied from a good one (`POST
-//! /-/pull`, checked against the recorded sha256).
+//! size and sha256 — from the volumes' metadata, or with `deep` by having
+//! each volume re-hash the bytes (`GET /-/verify`). With `repair`, each
+//! bad replica is re-copied from a good one (`POST /-/pull`, checked
+//! against the recorded sha256).
+//!
+//! The shallow check reads every volume's listing (`/-/listing`: its
+//! blobs in key order, each read from disk) alongside the index — a
+//! merge-join of sorted streams — so a replica the listing shows with the
+//! recorded size, sha256 and write, servable, costs no request. Any other
+//! replica (absent from the listing, different, faulty, or on a volume
+//! whose listing is not there) is checked on its own with a `HEAD`, which
+//! decides, exactly as before listings: so a key written after its
+//! volume's listing went past it is found, not reported missing.
 
-use super::{for_each_record, JobParams, Progress};
+use super::{JobParams, Pages, Progress};
 use crate::client::VolumeError;
+use crate::listing::Cursor;
 use crate::AppState;
+use futures::StreamExt;
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use trove_common::key::Key;
@@ -28,18 +40,7 @@ enum Replica {
 pub async fn run(state: Arc<AppState>, params: JobParams, progress: Arc<Progress>) -> anyhow::Result<()> {
     let started = now_ms();
     Progress::add(&progress.total, state.index.counts().live.max(0) as u64);
-    let walked = for_each_record(&state, &progress, params.concurrency(), |key, record| {
-        let (state, progress, params) = (&state, &progress, &params);
-        async move {
-            if record.state != State::Live {
-                return;
-            }
-            Progress::add(&progress.scanned, 1);
-            Progress::add(&progress.bytes, record.size * record.volumes.len() as u64);
-            check_key(state, progress, params, &key, &record).await;
-        }
-    })
-    .await;
+    let walked = walk(&state, &progress, &params).await;
     // A full repair with nothing left failing: volumes that lost their
     // data before it started hold every key again.
     if walked.is_ok()
@@ -50,6 +51,93 @@ pub async fn run(state: Arc<AppState>, params: JobParams, progress: Arc<Progress
         state.volumes.data_restored(started);
     }
     walked
+}
+
+/// Walks the index in pages; with a shallow check, screens each page's
+/// replicas against the volumes' listings first (in key order, one key
+/// at a time), then checks the page's keys `concurrency` at a time.
+async fn walk(state: &AppState, progress: &Progress, params: &JobParams) -> anyhow::Result<()> {
+    let mut listings = if params.deep {
+        HashMap::new()
+    } else {
+        open_listings(state).await
+    };
+    let mut pages = Pages::default();
+    while let Some(page) = pages.next(state, progress).await? {
+        let mut screened = Vec::with_capacity(page.len());
+        for (key, record) in page {
+            if record.state != State::Live {
+                continue;
+            }
+            let mut listed = Vec::with_capacity(record.volumes.len());
+            for addr in &record.volumes {
+                listed.push(listed_good(&mut listings, addr, &key, &record).await);
+            }
+            screened.push((key, record, listed));
+        }
+        // Keys in hand finish; no new one starts once cancelled.
+        futures::stream::iter(screened)
+            .take_while(|_| futures::future::ready(!progress.cancelled()))
+            .for_each_concurrent(params.concurrency(), |(key, record, listed)| async move {
+                Progress::add(&progress.scanned, 1);
+                Progress::add(&progress.bytes, record.size * record.volumes.len() as u64);
+                check_key(state, progress, params, &key, &record, &listed).await;
+            })
+            .await;
+    }
+    Ok(())
+}
+
+/// A cursor over the listing of every healthy volume that answers; the
+/// others' replicas are checked one by one.
+async fn open_listings(state: &AppState) -> HashMap<String, Option<Cursor>> {
+    let client = state.volumes.client();
+    let mut listings = HashMap::new();
+    for (spec, health) in state.volumes.snapshot() {
+        let cursor = if health.healthy {
+            match client.listing(&spec.addr).await {
+                Ok(stream) => Some(Cursor::start(spec.addr.clone(), stream)),
+                Err(e) => {
+                    tracing::warn!(volume = %spec.addr, error = %e, "no listing: its replicas are checked one by one");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        listings.insert(spec.addr, cursor);
+    }
+    listings
+}
+
+/// Whether `addr`'s listing shows the replica good — present, servable,
+/// with the recorded size and write, and the recorded sha256 (or none
+/// yet: an unconfirmed copy); then whether it is unconfirmed. `None`
+/// when it does not (or there is no listing): the replica is checked on
+/// its own.
+async fn listed_good(
+    listings: &mut HashMap<String, Option<Cursor>>,
+    addr: &str,
+    key: &Key,
+    record: &Record,
+) -> Option<bool> {
+    let slot = listings.get_mut(addr)?;
+    let cursor = slot.as_mut()?;
+    match cursor.seek(key.as_str()).await {
+        Ok(Some(e)) => {
+            let m = &e.meta;
+            let same = m.size == record.size
+                && (m.sha256.is_empty() || m.sha256 == record.sha256)
+                && (record.write.is_none() || m.write == record.write);
+            (same && e.servable()).then_some(m.state == BlobState::Pending)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(volume = %addr, error = %format!("{e:#}"), "listing broke off: the rest of its replicas are checked one by one");
+            *slot = None;
+            None
+        }
+    }
 }
 
 async fn check_replica(state: &AppState, deep: bool, key: &Key, record: &Record, addr: &str) -> Replica {
@@ -110,11 +198,23 @@ fn unservable(e: VolumeError) -> Replica {
     }
 }
 
-async fn check_key(state: &AppState, progress: &Progress, params: &JobParams, key: &Key, record: &Record) {
-    let checks = record
-        .volumes
-        .iter()
-        .map(|a| check_replica(state, params.deep, key, record, a));
+/// Checks one key's replicas and acts on what it finds. `listed[i]` is
+/// what the listing of `record.volumes[i]` showed: `Some(pending)` for a
+/// good copy; `None` (or a short slice) to check it with a request.
+async fn check_key(
+    state: &AppState,
+    progress: &Progress,
+    params: &JobParams,
+    key: &Key,
+    record: &Record,
+    listed: &[Option<bool>],
+) {
+    let checks = record.volumes.iter().enumerate().map(|(i, a)| async move {
+        match listed.get(i).copied().flatten() {
+            Some(pending) => Replica::Good { pending },
+            None => check_replica(state, params.deep, key, record, a).await,
+        }
+    });
     let results = futures::future::join_all(checks).await;
     let mut good = vec![];
     let mut bad = vec![];

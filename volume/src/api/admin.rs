@@ -60,7 +60,7 @@ pub async fn pull(
     };
     let body = resp.bytes_stream().map(|r| r.map_err(std::io::Error::other));
     let meta = state.store.write_stream(&key, body, expected, stall).await?;
-    tracing::info!(key = %key, from = %q.from, size = meta.size, "pulled");
+    tracing::debug!(key = %key, from = %q.from, size = meta.size, "pulled");
     Ok(super::put::stored(meta))
 }
 

@@ -125,7 +125,7 @@ pub async fn compose(
         }
         (Ok(md5), Ok(meta)) => (md5, meta),
     };
-    tracing::info!(key = %key, size = meta.size, write = %q.write, "composed");
+    tracing::debug!(key = %key, size = meta.size, write = %q.write, "composed");
     let mut resp = super::put::stored(meta);
     resp.headers_mut()
         .insert(KEY_MD5, HeaderValue::from_str(&hex::encode(md5)).expect("hex"));

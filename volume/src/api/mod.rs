@@ -7,6 +7,7 @@ mod blobs;
 mod compose;
 mod delete;
 mod get;
+mod listing;
 mod ops;
 mod peer;
 mod put;
@@ -51,6 +52,10 @@ pub const ROUTES: &[Route] = &[
         operations: &read(&[200, 403]),
     },
     Route {
+        path: "/-/listing",
+        operations: &read(&[200, 403]),
+    },
+    Route {
         path: "/-/pull",
         operations: &[op("POST", &[201, 400, 403, 408, 409, 414, 502, 507])],
     },
@@ -90,6 +95,7 @@ pub(crate) fn handler(path: &str) -> MethodRouter<Arc<AppState>> {
         "/-/status" => get_route(ops::status),
         "/-/metrics" => get_route(ops::metrics),
         "/-/blobs" => get_route(blobs::list),
+        "/-/listing" => get_route(listing::list),
         "/-/pull" => post(admin::pull),
         "/-/compose" => post(compose::compose),
         "/-/verify" => get_route(admin::verify),

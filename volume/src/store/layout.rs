@@ -63,7 +63,10 @@ impl BlobStore {
     pub(super) fn walk(&self, mut f: impl FnMut(&Path)) -> io::Result<()> {
         for dir in &self.dirs {
             for a in read_dir_sorted(dir)? {
-                if a.file_name().is_some_and(|n| n == TMP_DIR) || !a.is_dir() {
+                if a.file_name()
+                    .is_some_and(|n| n == TMP_DIR || n == super::listing::LISTING_DIR)
+                    || !a.is_dir()
+                {
                     continue;
                 }
                 for b in read_dir_sorted(&a)? {

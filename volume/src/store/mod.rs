@@ -14,6 +14,8 @@
 //!                        used, metadata too large for one (> 3 KiB),
 //!                        file systems without user attributes
 //! <dir>/tmp/             uploads in progress; emptied at start-up
+//! <dir>/listing/         (first dir only) the keys of every blob, sorted:
+//!                        a RocksDB made again at every start-up
 //! ```
 //!
 //! A master write that replaces a confirmed copy (a key written again
@@ -38,6 +40,7 @@
 //! - [`previous`]: the value a write replaces, kept until it is settled;
 //! - [`verify`]: re-hashing a blob against its sidecar;
 //! - [`recovery`]: opening the dirs, and the clean-up after a crash;
+//! - [`listing`]: the sorted set of keys behind `GET /-/listing`;
 //! - [`blocks`]: the per-block CRC32C served reads are checked with.
 //!
 //! Writes go through [`BlobStore::write_stream`]: temp file (its metadata
@@ -64,6 +67,7 @@ use trove_common::record::BlobMeta;
 pub mod blocks;
 mod durable;
 mod layout;
+mod listing;
 mod meta;
 mod previous;
 mod recovery;
@@ -125,6 +129,8 @@ pub struct BlobStore {
     xattrs: bool,
     blobs: AtomicU64,
     blob_bytes: AtomicU64,
+    /// Every key with a blob, sorted: what `GET /-/listing` walks.
+    keys: listing::KeySet,
     stripes: Vec<Mutex<()>>,
     /// The master write each key's upload in progress belongs to: a newer
     /// write (or the master's abort) takes the key over, and an older
@@ -244,6 +250,7 @@ impl BlobStore {
             found |= self.remove_copy(dir, key)?;
             found |= self.remove_previous(dir, key)?;
         }
+        self.forget_if_gone(key);
         Ok(found)
     }
 
@@ -284,7 +291,7 @@ impl BlobStore {
                 return;
             }
             match previous::listed(data) {
-                Ok(Some(m)) => closed = tx.blocking_send(m).is_err(),
+                Ok(Some((m, _))) => closed = tx.blocking_send(m).is_err(),
                 Ok(None) => {} // deleted while listing
                 Err(e) => tracing::warn!(path = %data.display(), error = %e, "unreadable sidecar skipped"),
             }

@@ -94,20 +94,21 @@ pub(super) fn recover(data: &Path) {
     }
 }
 
-/// What `GET /-/blobs` reports for the blob file `data`: the
-/// blob, unless it is an unconfirmed write over a previous value — then the
-/// previous value, which is what the volume holds for certain. `None` when
-/// there is neither.
-pub(super) fn listed(data: &Path) -> Result<Option<BlobMeta>, StoreError> {
+/// What `GET /-/blobs` and `GET /-/listing` report for the blob file
+/// `data`, with the data file it describes: the blob, unless it is an
+/// unconfirmed write over a previous value — then the previous value,
+/// which is what the volume holds for certain. `None` when there is
+/// neither.
+pub(super) fn listed(data: &Path) -> Result<Option<(BlobMeta, PathBuf)>, StoreError> {
     let (prev, _) = prev_of(data);
     let previous = || match read_meta(&prev) {
-        Ok(m) => Ok(Some(m)),
+        Ok(m) => Ok(Some((m, prev.clone()))),
         Err(StoreError::NotFound) => Ok(None),
         Err(e) => Err(e),
     };
     match read_meta(data) {
-        Ok(m) if m.state == BlobState::Pending => Ok(previous()?.or(Some(m))),
-        Ok(m) => Ok(Some(m)),
+        Ok(m) if m.state == BlobState::Pending => Ok(previous()?.or(Some((m, data.to_path_buf())))),
+        Ok(m) => Ok(Some((m, data.to_path_buf()))),
         Err(StoreError::NotFound) => previous(),
         Err(e) => Err(e),
     }
@@ -184,6 +185,13 @@ impl BlobStore {
     /// never touched. Idempotent. Blocking.
     pub fn abort(&self, key: &Key, write: &str) -> Result<Aborted, StoreError> {
         let _stripe = self.stripe(key);
+        let aborted = self.abort_locked(key, write);
+        self.forget_if_gone(key);
+        aborted
+    }
+
+    /// [`BlobStore::abort`] for a caller that holds the key's stripe.
+    fn abort_locked(&self, key: &Key, write: &str) -> Result<Aborted, StoreError> {
         self.forget_writer(key, write);
         self.note_aborted(key, write);
         let mut aborted = Aborted::default();

@@ -1,10 +1,12 @@
 //! Start-up: opening the data dirs and putting them back in order after a
 //! crash — temp files removed, interrupted moves finished
 //! ([`super::previous::recover`]), data files without metadata removed,
-//! blobs counted — before anything is served.
+//! blobs counted and the listing made ([`super::listing`]) — before
+//! anything is served.
 
 use super::durable::{put_in_place, How, TempFile};
 use super::layout::{has_meta, ID_FILE, TMP_DIR};
+use super::listing::{KeySet, Loader, LISTING_DIR};
 use super::{previous, BlobStore, LOCK_STRIPES};
 use anyhow::Context;
 use parking_lot::Mutex;
@@ -21,20 +23,9 @@ impl BlobStore {
     /// blobs. Blocking.
     pub fn open(dirs: Vec<PathBuf>, fsync: bool) -> anyhow::Result<BlobStore> {
         anyhow::ensure!(!dirs.is_empty(), "give at least one data dir");
-        let mut store = BlobStore {
-            dirs,
-            ids: vec![],
-            fsync,
-            xattrs: true,
-            blobs: AtomicU64::new(0),
-            blob_bytes: AtomicU64::new(0),
-            stripes: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
-            writers: Mutex::default(),
-            aborted: Mutex::default(),
-        };
-        let mut ids = Vec::with_capacity(store.dirs.len());
+        let mut ids = Vec::with_capacity(dirs.len());
         let mut xattrs_everywhere = true;
-        for dir in &store.dirs {
+        for dir in &dirs {
             let tmp = dir.join(TMP_DIR);
             fs::create_dir_all(&tmp).with_context(|| format!("cannot create data dir {}", dir.display()))?;
             for entry in fs::read_dir(&tmp)? {
@@ -60,9 +51,22 @@ impl BlobStore {
                 .with_context(|| format!("cannot read or create the id of data dir {}", dir.display()))?;
             ids.push(id);
         }
-        store.ids = ids;
-        store.xattrs = xattrs_everywhere;
+        // The listing last: the dirs are known to be usable by now.
+        let keys = KeySet::create(&dirs[0].join(LISTING_DIR))?;
+        let store = BlobStore {
+            dirs,
+            ids,
+            fsync,
+            xattrs: xattrs_everywhere,
+            blobs: AtomicU64::new(0),
+            blob_bytes: AtomicU64::new(0),
+            keys,
+            stripes: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            writers: Mutex::default(),
+            aborted: Mutex::default(),
+        };
         let (mut blobs, mut bytes) = (0, 0);
+        let mut listing = Loader::new(&store.keys);
         store.walk(|data| {
             previous::recover(data);
             if has_meta(data) {
@@ -72,7 +76,16 @@ impl BlobStore {
                 tracing::warn!(path = %data.display(), "removing data file without metadata (left by a crash)");
                 let _ = fs::remove_file(data);
             }
+            // The key, for the listing: from the blob or the value kept
+            // aside. A copy whose metadata does not read names no key: it
+            // stays out of the listing (and `/-/blobs`) until replaced.
+            match previous::listed(data) {
+                Ok(Some((m, _))) => listing.add(&m.key),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(path = %data.display(), error = %e, "unreadable metadata: blob left out of the listing"),
+            }
         })?;
+        listing.finish()?;
         store.blobs.store(blobs, Ordering::Relaxed);
         store.blob_bytes.store(bytes, Ordering::Relaxed);
         Ok(store)

@@ -275,6 +275,8 @@ impl BlobWriter<'_> {
             }
             writers.remove(key.as_str());
         }
+        // Listed before any file of it is in place (see `listing`).
+        store.keys.insert(&key)?;
         create_dirs_durably(parent, store.fsync)?;
         // Replacing: the old copy goes first (sidecar, then data), so that
         // no moment — and no crash — pairs the old sidecar with new bytes.

@@ -1,0 +1,327 @@
+//! The volume's listing: every key it holds a blob for, in key order, so
+//! that `GET /-/listing` streams its blobs sorted (what `rebuild` merges
+//! across volumes) without walking directories or sorting anything.
+//!
+//! The keys live in a small RocksDB, `<first data dir>/listing/` (key →
+//! nothing). It is an index of the blobs, never their truth: each entry
+//! listed is read from the blob itself — its metadata (attribute or
+//! sidecar) and the length of its data file — so a listing reports what
+//! is on disk, a file lost or damaged behind the volume's back included.
+//! The set only has to hold *every* key that has a file; a key without
+//! one is skipped when listed. Three rules keep it so:
+//!
+//! - a key is added before the first file of a write is renamed into
+//!   place, under the key's stripe (a write that cannot add it fails, and
+//!   nothing becomes visible);
+//! - a key is removed only after the last of its files (data, sidecar,
+//!   previous value, in every data dir) is gone, under the same stripe;
+//! - the set is made again from the blobs (the start-up walk) every time
+//!   the volume starts, so it needs no durability of its own: it is
+//!   written without a write-ahead log, and a crash at any moment — a
+//!   blob renamed in but its key not yet added, or the reverse — costs
+//!   nothing.
+
+use super::previous::{listed, prev_of};
+use super::{BlobStore, StoreError};
+use rocksdb::{IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use trove_common::key::Key;
+use trove_common::protocol::listing::{put_frame, Listed, END};
+
+/// The listing's folder inside the first data dir.
+pub(super) const LISTING_DIR: &str = "listing";
+/// Keys written per batch while the set is made at start-up.
+const LOAD_BATCH: usize = 10_000;
+/// Frames gathered before they are handed to the answer's body.
+const CHUNK: usize = 64 << 10;
+
+/// The sorted set of keys a volume holds blobs for.
+pub(super) struct KeySet {
+    db: DB,
+    write: WriteOptions,
+}
+
+fn db_error(e: rocksdb::Error) -> StoreError {
+    let e = io::Error::other(format!("the volume's listing: {e}"));
+    // RocksDB reports a full disk (a flush of its memtable) as text.
+    if e.to_string().contains("No space left") {
+        StoreError::NoSpace(e)
+    } else {
+        StoreError::Io(e)
+    }
+}
+
+impl KeySet {
+    /// An empty set at `path`, replacing whatever was there (the start-up
+    /// walk fills it).
+    pub(super) fn create(path: &Path) -> anyhow::Result<KeySet> {
+        use anyhow::Context;
+        if path.exists() {
+            fs::remove_dir_all(path)
+                .with_context(|| format!("cannot clear the old listing {}", path.display()))?;
+        }
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.set_write_buffer_size(16 << 20);
+        opts.set_keep_log_file_num(2);
+        opts.set_max_open_files(64);
+        let db =
+            DB::open(&opts, path).with_context(|| format!("cannot create the listing {}", path.display()))?;
+        let mut write = WriteOptions::default();
+        write.disable_wal(true);
+        Ok(KeySet { db, write })
+    }
+
+    pub(super) fn insert(&self, key: &Key) -> Result<(), StoreError> {
+        self.db
+            .put_opt(key.as_bytes(), b"", &self.write)
+            .map_err(db_error)
+    }
+
+    fn remove(&self, key: &Key) {
+        if let Err(e) = self.db.delete_opt(key.as_bytes(), &self.write) {
+            // A key left in the set is skipped when listed: harmless.
+            tracing::warn!(key = %key, error = %e, "cannot drop a key from the listing");
+        }
+    }
+}
+
+/// Fills a fresh [`KeySet`] in batches, from the start-up walk.
+pub(super) struct Loader<'a> {
+    keys: &'a KeySet,
+    batch: WriteBatch,
+    error: Option<StoreError>,
+}
+
+impl<'a> Loader<'a> {
+    pub(super) fn new(keys: &'a KeySet) -> Loader<'a> {
+        Loader {
+            keys,
+            batch: WriteBatch::default(),
+            error: None,
+        }
+    }
+
+    pub(super) fn add(&mut self, key: &str) {
+        self.batch.put(key.as_bytes(), b"");
+        if self.batch.len() >= LOAD_BATCH {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        let batch = std::mem::take(&mut self.batch);
+        if let Err(e) = self.keys.db.write_opt(batch, &self.keys.write) {
+            self.error.get_or_insert(db_error(e));
+        }
+    }
+
+    pub(super) fn finish(mut self) -> Result<(), StoreError> {
+        self.flush();
+        self.error.map_or(Ok(()), Err)
+    }
+}
+
+impl BlobStore {
+    /// Every blob, in key order, as listing frames handed to `send` in
+    /// chunks of about 64 KiB, then the end frame — until `send` answers
+    /// `false` (the reader went away). On an error the end frame is not
+    /// sent. Blocking.
+    pub fn listing(&self, mut send: impl FnMut(Vec<u8>) -> bool) -> Result<(), StoreError> {
+        let mut chunk = Vec::with_capacity(CHUNK + 1024);
+        for item in self.keys.db.iterator(IteratorMode::Start) {
+            let (k, _) = item.map_err(db_error)?;
+            let Some(key) = std::str::from_utf8(&k).ok().and_then(|s| Key::new(s).ok()) else {
+                tracing::warn!(key = ?String::from_utf8_lossy(&k), "the listing holds an invalid key; skipped");
+                continue;
+            };
+            if let Some(entry) = self.listed_entry(&key) {
+                put_frame(&mut chunk, &entry);
+            }
+            if chunk.len() >= CHUNK && !send(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK + 1024)))
+            {
+                return Ok(());
+            }
+        }
+        chunk.extend_from_slice(&END);
+        send(chunk);
+        Ok(())
+    }
+
+    /// What the listing says of `key`, read from its files: the copy in
+    /// its home dir, else in another dir (as `GET` finds it); the value
+    /// kept aside while a newer write is unconfirmed (what the volume
+    /// holds for certain, as `/-/blobs` reports it). `None` when no copy
+    /// is left.
+    fn listed_entry(&self, key: &Key) -> Option<Listed> {
+        let _stripe = self.stripe(key);
+        let home = self.home_dir(key);
+        let dirs = std::iter::once(home).chain(self.dirs.iter().map(PathBuf::as_path).filter(|d| *d != home));
+        for dir in dirs {
+            let (data, _) = Self::paths_in(dir, key);
+            match listed(&data) {
+                Ok(Some((mut meta, path))) => {
+                    meta.crc32c = None;
+                    let fault = match fs::symlink_metadata(&path) {
+                        Ok(m) if m.len() == meta.size => None,
+                        Ok(m) => Some(format!(
+                            "{} is {} bytes but its metadata says {}",
+                            path.display(),
+                            m.len(),
+                            meta.size
+                        )),
+                        Err(_) => continue, // removed behind our back since
+                    };
+                    return Some(Listed {
+                        meta,
+                        fault,
+                        unreadable: false,
+                    });
+                }
+                Ok(None) => {}
+                Err(e) => return Some(Listed::unreadable(key.as_str().to_string(), e.to_string())),
+            }
+        }
+        None
+    }
+
+    /// Drops `key` from the listing if none of its files is left in any
+    /// data dir (caller holds the key's stripe).
+    pub(super) fn forget_if_gone(&self, key: &Key) {
+        let any_file = self.dirs.iter().any(|dir| {
+            let (data, meta) = Self::paths_in(dir, key);
+            let (prev, prev_meta) = prev_of(&data);
+            [&data, &meta, &prev, &prev_meta]
+                .iter()
+                .any(|p| p.symlink_metadata().is_ok())
+        });
+        if !any_file {
+            self.keys.remove(key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Expected;
+    use bytes::Bytes;
+    use std::sync::Arc;
+    use std::time::Duration;
+    use trove_common::protocol::listing::decode_all;
+    use trove_common::record::{BlobMeta, BlobState};
+
+    fn key(k: &str) -> Key {
+        Key::new(k).unwrap()
+    }
+
+    /// The store's listing, decoded; it must end with its end frame.
+    fn listed(store: &BlobStore) -> Vec<Listed> {
+        let mut bytes = vec![];
+        store
+            .listing(|chunk| {
+                bytes.extend_from_slice(&chunk);
+                true
+            })
+            .unwrap();
+        decode_all(&bytes).unwrap()
+    }
+
+    fn keys(store: &BlobStore) -> Vec<String> {
+        listed(store).into_iter().map(|e| e.meta.key).collect()
+    }
+
+    fn in_set(store: &BlobStore, k: &str) -> bool {
+        store.keys.db.get(k.as_bytes()).unwrap().is_some()
+    }
+
+    async fn put(store: &Arc<BlobStore>, k: &str, value: &'static [u8], write: &str) -> BlobMeta {
+        let expected = Expected {
+            len: Some(value.len() as u64),
+            write: Some(write.into()),
+            ..Default::default()
+        };
+        let body = futures::stream::iter([Ok::<_, io::Error>(Bytes::from_static(value))]);
+        store
+            .write_stream(&key(k), body, expected, Duration::from_secs(5))
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn lists_in_key_order_and_follows_every_change() {
+        let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let dirs = vec![d1.path().to_path_buf(), d2.path().to_path_buf()];
+        let store = Arc::new(BlobStore::open(dirs.clone(), false).unwrap());
+        for (k, w) in [
+            ("/b", "01"),
+            ("/a", "02"),
+            ("/c/d", "03"),
+            ("/z", "04"),
+            ("/y", "05"),
+        ] {
+            put(&store, k, b"hello", w).await;
+        }
+        store
+            .set_state(&key("/a"), BlobState::Live, None, Some("aa".into()), Some("02"))
+            .unwrap();
+        assert_eq!(keys(&store), ["/a", "/b", "/c/d", "/y", "/z"]);
+        let a = &listed(&store)[0];
+        assert_eq!(
+            (a.meta.state, a.meta.sha256.as_str(), a.meta.size),
+            (BlobState::Live, "aa", 5)
+        );
+        assert_eq!(a.meta.write.as_deref(), Some("02"));
+        assert!(a.servable() && a.meta.crc32c.is_none());
+
+        // A delete and an abort that leave no file take the key out.
+        assert!(store.delete(&key("/b")).unwrap());
+        store.abort(&key("/z"), "04").unwrap();
+        assert_eq!(keys(&store), ["/a", "/c/d", "/y"]);
+        assert!(!in_set(&store, "/b") && !in_set(&store, "/z"));
+
+        // A write over the confirmed /a, unconfirmed yet: the listing shows
+        // the value kept aside; an abort puts it back, still listed.
+        put(&store, "/a", b"other", "06").await;
+        assert_eq!(listed(&store)[0].meta.write.as_deref(), Some("02"));
+        store.abort(&key("/a"), "06").unwrap();
+        assert_eq!(listed(&store)[0].meta.write.as_deref(), Some("02"));
+        assert!(in_set(&store, "/a"));
+
+        // Behind the store's back: a file removed is not listed (its key
+        // stays in the set, harmlessly); one cut short is a fault.
+        let data = |k: &str| {
+            dirs.iter()
+                .map(|d| BlobStore::paths_in(d, &key(k)).0)
+                .find(|p| p.exists())
+                .unwrap()
+        };
+        fs::remove_file(data("/c/d")).unwrap();
+        fs::OpenOptions::new()
+            .write(true)
+            .open(data("/y"))
+            .unwrap()
+            .set_len(2)
+            .unwrap();
+        let now = listed(&store);
+        assert_eq!(
+            now.iter().map(|e| e.meta.key.as_str()).collect::<Vec<_>>(),
+            ["/a", "/y"]
+        );
+        assert!(in_set(&store, "/c/d"));
+        assert!(now[1]
+            .fault
+            .as_deref()
+            .unwrap()
+            .contains("is 2 bytes but its metadata says 5"));
+
+        // Opening again makes the set from the blobs: the same listing,
+        // and no key without a file.
+        drop(store);
+        let store = BlobStore::open(dirs, false).unwrap();
+        assert_eq!(listed(&store), now);
+        assert!(!in_set(&store, "/c/d"));
+    }
+}
