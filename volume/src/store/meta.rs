@@ -81,8 +81,10 @@ impl BlobStore {
         let encoded = meta.encode();
         let in_attr = meta_in_attr(&data);
         if in_attr && encoded.len() <= xattr::META_ATTR_LIMIT {
-            // One `setxattr` on the blob file: no file created.
-            set_attr(&data, &encoded, self.fsync)?;
+            // One `setxattr` on the blob file: no file created. Made
+            // durable by a sync shared with concurrent writers.
+            set_attr(&data, &encoded)?;
+            self.commit(&data)?;
             return Ok(meta);
         }
         let dir = data.ancestors().nth(3).expect("<dir>/aa/bb/<hash>");

@@ -33,6 +33,9 @@
 //! - [`layout`]: where a key's files are, the walk over all blobs;
 //! - [`durable`]: the one durable-write sequence (temp file, fsync,
 //!   rename, fsync dir) every file goes through;
+//! - [`group`]: the commit queue by which concurrent small writes, marks
+//!   and deletes share one sync of their data dir instead of each paying
+//!   for its own fsyncs;
 //! - [`write`]: the upload pump and the commit of a new blob;
 //! - [`meta`]: sidecar changes (the master's mark, damage);
 //! - [`previous`]: the value a write replaces, kept until it is settled;
@@ -48,7 +51,6 @@
 //! always describes bytes that exist; a data file without metadata is a
 //! crash leftover and is removed at start-up.
 
-use durable::sync_dir;
 use layout::{open_described, read_meta, TMP_DIR};
 use std::fs::{self, File};
 use std::io;
@@ -63,6 +65,7 @@ use trove_common::record::BlobMeta;
 
 pub mod blocks;
 mod durable;
+mod group;
 mod layout;
 mod meta;
 mod previous;
@@ -120,6 +123,9 @@ pub struct BlobStore {
     /// Each data dir's id, in the order of `dirs`.
     ids: Vec<String>,
     fsync: bool,
+    /// Each data dir's commit queue, in the order of `dirs` (used with
+    /// `fsync` only).
+    syncs: Vec<group::DirSync>,
     /// Whether every data dir's file system takes user extended
     /// attributes: blobs' metadata then lives in one (see [`layout`]).
     xattrs: bool,
@@ -164,6 +170,21 @@ impl BlobStore {
     /// Whether writes are fsynced.
     pub fn fsync(&self) -> bool {
         self.fsync
+    }
+
+    /// Makes what the caller changed so far under `path` (a file in a
+    /// data dir) durable, sharing one sync with concurrent callers (see
+    /// [`group`]); nothing with fsync off. Blocking.
+    fn commit(&self, path: &Path) -> Result<(), StoreError> {
+        if !self.fsync {
+            return Ok(());
+        }
+        let i = self
+            .dirs
+            .iter()
+            .position(|d| path.starts_with(d))
+            .expect("a blob's path is in a data dir");
+        self.syncs[i].commit().map_err(io_error)
     }
 
     /// Number of blobs and their total size.
@@ -267,9 +288,7 @@ impl BlobStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_error(e)),
         }
-        if self.fsync {
-            sync_dir(data.parent().expect("blob has a parent"))?;
-        }
+        self.commit(&data)?;
         self.blobs.fetch_sub(1, Ordering::Relaxed);
         self.blob_bytes.fetch_sub(size, Ordering::Relaxed);
         Ok(true)
