@@ -73,6 +73,7 @@ mod recovery;
 mod verify;
 mod write;
 
+pub use meta::StateChange;
 pub use write::Expected;
 
 /// Renames of the same key are serialised through one of these stripes.
@@ -185,6 +186,20 @@ impl BlobStore {
             .position(|d| path.starts_with(d))
             .expect("a blob's path is in a data dir");
         self.syncs[i].commit().map_err(io_error)
+    }
+
+    /// [`BlobStore::commit`] for changes under several `paths`: one
+    /// shared sync for each data dir among them. Blocking.
+    fn commit_all(&self, paths: &[PathBuf]) -> Result<(), StoreError> {
+        let mut done: Vec<&Path> = vec![];
+        for path in paths {
+            let dir = self.dirs.iter().find(|d| path.starts_with(d));
+            if let Some(dir) = dir.filter(|d| !done.contains(&d.as_path())) {
+                self.commit(path)?;
+                done.push(dir);
+            }
+        }
+        Ok(())
     }
 
     /// Number of blobs and their total size.
