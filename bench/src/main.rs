@@ -524,7 +524,8 @@ impl Bench {
         for (cluster, label, target) in [(fsync, "fsync", "≥ 1000"), (no_fsync, "--no-fsync", "≥ 2000")] {
             let mut samples = Samples::new();
             let mut latency = Latencies::default();
-            let cpu = |c: &Cluster| c.master.cpu_seconds() + c.volumes.iter().map(|v| v.cpu_seconds()).sum::<f64>();
+            let cpu =
+                |c: &Cluster| c.master.cpu_seconds() + c.volumes.iter().map(|v| v.cpu_seconds()).sum::<f64>();
             let cpu_before = cpu(cluster);
             for i in 0..self.args.iterations {
                 samples.push(self.cycle_rate(cluster, i, &mut latency).await?);

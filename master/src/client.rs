@@ -247,7 +247,8 @@ impl VolumeClient {
         digests: Option<&Record>,
         write: Option<&str>,
     ) -> Result<(), VolumeError> {
-        self.mark_query(addr, &mark_query(key, state, digests, write)).await
+        self.mark_query(addr, &mark_query(key, state, digests, write))
+            .await
     }
 
     /// [`VolumeClient::mark`] of a mark already put as its query.

@@ -621,8 +621,11 @@ async fn concurrent_fsynced_writes_survive_kill_9_of_the_volumes() {
     const WRITERS: usize = 16;
     const KEYS_EACH: usize = 12;
     const KILL_AFTER: usize = 60;
-    let mut c = Cluster::start_default().await;
-    assert!(!c.volumes.is_empty());
+    let mut c = Cluster::start(ClusterOptions {
+        volume_args: vec!["--shared-sync".into()],
+        ..Default::default()
+    })
+    .await;
     let pids: Vec<u32> = c.volumes.iter().map(|v| v.pid()).collect();
     let acked_count = AtomicUsize::new(0);
     let value = |w: usize, k: usize| pattern_bytes(4096 + w * 97 + k, (w * 1000 + k) as u64);
@@ -687,7 +690,10 @@ async fn concurrent_fsynced_writes_survive_kill_9_of_the_volumes() {
     for (key, sha, was_acked) in outcomes.iter().filter(|o| o.2) {
         let on_volumes = copies(&c, key).await;
         assert_eq!(on_volumes.len(), 2, "{key}: {on_volumes:?}");
-        assert!(on_volumes.iter().all(|s| s == sha), "{key}: {on_volumes:?} ({was_acked})");
+        assert!(
+            on_volumes.iter().all(|s| s == sha),
+            "{key}: {on_volumes:?} ({was_acked})"
+        );
     }
     serve_rebuilt_index(&mut c).await;
     check(&c).await;

@@ -110,13 +110,17 @@ pub async fn marks(
     Query(q): Query<MarksQuery>,
     body: axum::body::Body,
 ) -> Result<Response, ApiError> {
-    let raw = axum::body::to_bytes(body, MAX_MARKS_BODY)
-        .await
-        .map_err(|e| ApiError::BadRequest(format!("cannot read the marks (at most {MAX_MARKS_BODY} bytes): {e}")))?;
+    let raw = axum::body::to_bytes(body, MAX_MARKS_BODY).await.map_err(|e| {
+        ApiError::BadRequest(format!(
+            "cannot read the marks (at most {MAX_MARKS_BODY} bytes): {e}"
+        ))
+    })?;
     // The body is not in the signed URL; its sha256 is.
     use sha2::Digest;
     if hex::encode(sha2::Sha256::digest(&raw)) != q.body_sha256.to_ascii_lowercase() {
-        return Err(ApiError::BadRequest("the marks' sha256 is not body_sha256".into()));
+        return Err(ApiError::BadRequest(
+            "the marks' sha256 is not body_sha256".into(),
+        ));
     }
     let queries: Vec<MarkQuery> = serde_json::from_slice(&raw)
         .map_err(|e| ApiError::BadRequest(format!("the marks are not valid JSON: {e}")))?;

@@ -1,5 +1,5 @@
-//! Group commit: concurrent writers share one sync instead of each paying
-//! for its own.
+//! Group commit (`--shared-sync`): concurrent writers share one sync
+//! instead of each paying for its own.
 //!
 //! A writer that needs what it has done so far made durable (a file's
 //! bytes, a rename, an unlink) calls [`GroupSync::wait`]. Writers arrive
@@ -14,6 +14,13 @@
 //! load one sync serves as many writers as arrived while the previous one
 //! ran. A failed sync fails every writer of its group (none of them may
 //! acknowledge anything); the next group tries again.
+//!
+//! The sync is a `syncfs` of the data dir's file system ([`DirSync`]),
+//! which also flushes whatever else is dirty there — on this project's
+//! shared build machine a compile's hundreds of MiB, which once held a
+//! small write past the master's stall timeout. Hence opt-in, for data
+//! dirs on file systems of their own; without it every change fsyncs its
+//! own file or directory.
 
 use std::io;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
@@ -44,7 +51,9 @@ impl GroupSync {
         let mine = Arc::clone(&queue.gathering);
         loop {
             if let Some(outcome) = mine.get() {
-                return outcome.clone().map_err(|(kind, message)| io::Error::new(kind, message));
+                return outcome
+                    .clone()
+                    .map_err(|(kind, message)| io::Error::new(kind, message));
             }
             if !queue.syncing {
                 // Lead: close the group this caller is in (it is still
@@ -64,6 +73,10 @@ impl GroupSync {
         }
     }
 }
+
+/// Values up to this size are made durable by shared syncs (with
+/// `--shared-sync`); larger ones by their own fsyncs.
+pub(super) const SHARED_SYNC_MAX: u64 = 1 << 20;
 
 /// A data dir's commit queue: its members' changes are made durable by
 /// one `syncfs` of the data dir's file system — data, extended

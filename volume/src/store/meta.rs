@@ -1,9 +1,10 @@
 //! Changes to a stored blob's metadata: the master's confirming mark
 //! (`pending` → `live`, with the md5 and sha256), and a copy found
 //! damaged. Metadata in the blob file's attribute is changed in place (one
-//! `setxattr`), then made durable by a sync shared with concurrent writers
-//! ([`super::group`]) — several marks sent together ([`BlobStore::set_states`])
-//! share one; a sidecar is replaced atomically and durably, by a swap
+//! `setxattr`), then made durable — by an fsync of the file, or with
+//! `--shared-sync` by a sync shared with concurrent writers
+//! ([`super::group`]), one for several marks sent together
+//! ([`BlobStore::set_states`]); a sidecar is replaced atomically and durably, by a swap
 //! ([`How::Swap`]).
 
 use super::durable::{put_in_place, remove_attr, set_attr, How, TempFile};
@@ -73,7 +74,7 @@ impl BlobStore {
         let mut applied: Vec<Result<Applied, StoreError>> =
             changes.iter().map(|c| self.apply_state(c)).collect();
         let changed: Vec<PathBuf> = applied.iter().flatten().map(|a| a.data.clone()).collect();
-        if let Err(e) = self.commit_all(&changed) {
+        if let Err(e) = self.commit_files(&changed) {
             // None of them may be answered as recorded.
             let message = e.to_string();
             for a in applied.iter_mut().filter(|a| a.is_ok()) {
@@ -145,7 +146,7 @@ impl BlobStore {
         let _stripe = self.stripe(key);
         let meta = self.update_meta_locked(key, change)?;
         if let Some((data, _)) = self.locate(key) {
-            self.commit(&data)?;
+            self.commit(super::Durable::File(&data))?;
         }
         Ok(meta)
     }

@@ -25,6 +25,7 @@ impl BlobStore {
             dirs,
             ids: vec![],
             fsync,
+            shared_sync: false,
             syncs: vec![],
             xattrs: true,
             blobs: AtomicU64::new(0),

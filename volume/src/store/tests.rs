@@ -523,8 +523,15 @@ async fn sidecar_blobs_are_still_read_and_large_metadata_uses_one() {
 /// fsync on, concurrent writes and batches of marks all end confirmed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn batched_marks_each_get_their_own_outcome() {
+    for shared_sync in [false, true] {
+        batched_marks(shared_sync).await;
+    }
+}
+
+async fn batched_marks(shared_sync: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(BlobStore::open(vec![dir.path().into()], true).unwrap());
+    let store = BlobStore::open(vec![dir.path().into()], true).unwrap();
+    let store = Arc::new(store.with_shared_sync(shared_sync));
     // 32 concurrent fsynced writes, sharing syncs.
     let writes = (0..32u32).map(|i| {
         let store = Arc::clone(&store);

@@ -24,9 +24,6 @@ use trove_common::xattr;
 const WRITE_QUEUE: usize = 16;
 /// Write buffer in front of each temp file.
 const WRITE_BUFFER: usize = 1 << 20;
-/// Values up to this size are made durable by syncs shared with
-/// concurrent writers; larger ones by their own fsyncs.
-const SHARED_SYNC_MAX: u64 = 1 << 20;
 
 impl BlobStore {
     /// Streams `body` into the key's blob, replacing any blob already there
@@ -258,14 +255,15 @@ impl BlobWriter<'_> {
                 store.fsync,
             )?)
         };
-        // The bytes and attribute must be durable before the rename. A
-        // small value shares one sync with concurrent writers
-        // ([`super::group`]); a large one has its own fsync, so that small
-        // writes are not held behind its megabytes.
-        let shared_sync = digests.size <= SHARED_SYNC_MAX;
+        // The bytes and attribute must be durable before the rename. With
+        // `--shared-sync` a small value shares one sync with concurrent
+        // writers ([`super::group`]); otherwise, or for a large value (so
+        // that small writes are not held behind its megabytes), the file
+        // has its own fsync.
+        let shared_sync = store.shares_sync(digests.size);
         if shared_sync {
             drop(file);
-            store.commit(&temp.path)?;
+            store.commit(super::Durable::File(&temp.path))?;
         } else {
             sync_file(&file, store.fsync)?;
             drop(file);
@@ -310,7 +308,7 @@ impl BlobWriter<'_> {
         drop(stripe);
         if shared_sync {
             // The directory entry, by a shared sync as well.
-            store.commit(&data_path)?;
+            store.commit(super::Durable::DirOf(&data_path))?;
         }
         trove_common::crash::point("volume-stored");
         store.blobs.fetch_add(1, Ordering::Relaxed);
