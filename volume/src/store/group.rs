@@ -22,8 +22,9 @@
 //! dirs on file systems of their own; without it every change fsyncs its
 //! own file or directory.
 
+use parking_lot::{Condvar, Mutex};
 use std::io;
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 /// The outcome of one group's sync, shared by its members.
 type Outcome = Arc<OnceLock<Result<(), (io::ErrorKind, String)>>>;
@@ -47,7 +48,7 @@ impl GroupSync {
     /// Returns once `sync` (run by this caller or another) has completed
     /// after this call began, with that sync's result. Blocking.
     pub(super) fn wait(&self, sync: impl FnOnce() -> io::Result<()>) -> io::Result<()> {
-        let mut queue = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut queue = self.state.lock();
         let mine = Arc::clone(&queue.gathering);
         loop {
             if let Some(outcome) = mine.get() {
@@ -63,13 +64,13 @@ impl GroupSync {
                 drop(queue);
                 let result = sync();
                 let _ = mine.set(result.as_ref().map(|_| ()).map_err(|e| (e.kind(), e.to_string())));
-                let mut queue = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                let mut queue = self.state.lock();
                 queue.syncing = false;
                 drop(queue);
                 self.ended.notify_all();
                 return result;
             }
-            queue = self.ended.wait(queue).unwrap_or_else(|p| p.into_inner());
+            self.ended.wait(&mut queue);
         }
     }
 }
@@ -167,7 +168,7 @@ mod tests {
     #[test]
     fn a_failed_sync_fails_its_whole_group_and_the_next_retries() {
         let group = Arc::new(GroupSync::default());
-        let release = Arc::new((Mutex::new(false), Condvar::new()));
+        let release = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
         // A leader whose sync fails only once the others have queued.
         let leader = {
             let (group, release) = (group.clone(), release.clone());
@@ -184,7 +185,7 @@ mod tests {
         };
         // Wait until the leader is syncing, then queue two more writers:
         // they form the next group, synced after the failed one.
-        while !group.state.lock().unwrap().syncing {
+        while !group.state.lock().syncing {
             thread::yield_now();
         }
         let followers: Vec<_> = (0..2)
@@ -207,7 +208,7 @@ mod tests {
     fn members_who_did_not_lead_get_the_groups_error() {
         let group = GroupSync::default();
         // Close a group by hand with two members: the first leads.
-        let member = Arc::clone(&group.state.lock().unwrap().gathering);
+        let member = Arc::clone(&group.state.lock().gathering);
         let led = group.wait(|| Err(io::Error::new(io::ErrorKind::StorageFull, "full")));
         assert_eq!(led.unwrap_err().kind(), io::ErrorKind::StorageFull);
         let outcome = member.get().expect("the group has an outcome").clone();
