@@ -28,6 +28,9 @@ pub struct Config {
     pub dirs: Vec<PathBuf>,
     /// fsync every write (on by default).
     pub fsync: bool,
+    /// Concurrent writers share syncs of the data dirs' file systems
+    /// (`--shared-sync`; see `store::group`).
+    pub shared_sync: bool,
     /// Connect and stall timeouts: for uploads to this volume, and for
     /// pulls from other volumes.
     pub timeouts: Timeouts,
@@ -53,10 +56,12 @@ pub struct AppState {
 /// before it announces that it is listening.
 pub async fn open_store(config: &Config) -> anyhow::Result<BlobStore> {
     let dirs = config.dirs.clone();
-    let fsync = config.fsync;
-    let store = tokio::task::spawn_blocking(move || BlobStore::open(dirs, fsync)).await??;
+    let (fsync, shared_sync) = (config.fsync, config.shared_sync);
+    let store = tokio::task::spawn_blocking(move || BlobStore::open(dirs, fsync))
+        .await??
+        .with_shared_sync(shared_sync);
     let (blobs, bytes) = store.counts();
-    tracing::info!(blobs, bytes, fsync, dirs = ?config.dirs, "data dirs open");
+    tracing::info!(blobs, bytes, fsync, shared_sync, dirs = ?config.dirs, "data dirs open");
     Ok(store)
 }
 

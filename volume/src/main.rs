@@ -23,6 +23,13 @@ struct Args {
     /// master already acknowledged.
     #[arg(long, env = "TROVE_NO_FSYNC")]
     no_fsync: bool,
+    /// Let concurrent small writes, marks and deletes share syncs: one
+    /// `syncfs` of a data dir's file system for a whole group of them,
+    /// instead of fsyncs of their own files and directories. Faster under
+    /// load, but each sync also flushes everything else dirty on that file
+    /// system: only for data dirs on file systems of their own.
+    #[arg(long, env = "TROVE_SHARED_SYNC")]
+    shared_sync: bool,
     /// Abandon an upload (or a pull from another volume), or drop an
     /// answer the client stopped reading, when no byte has moved for this
     /// long.
@@ -61,6 +68,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let config = trove_volume::Config {
         dirs: args.dirs,
         fsync: !args.no_fsync,
+        shared_sync: args.shared_sync,
         timeouts: Timeouts {
             connect: args.connect_timeout,
             stall: args.stall_timeout,

@@ -67,6 +67,10 @@ pub const ROUTES: &[Route] = &[
         operations: &[op("POST", &[200, 400, 403, 404, 409, 414])],
     },
     Route {
+        path: "/-/marks",
+        operations: &[op("POST", &[200, 400, 403])],
+    },
+    Route {
         path: "/-/abort",
         operations: &[op("POST", &[200, 400, 403, 414])],
     },
@@ -94,6 +98,7 @@ pub(crate) fn handler(path: &str) -> MethodRouter<Arc<AppState>> {
         "/-/compose" => post(compose::compose),
         "/-/verify" => get_route(admin::verify),
         "/-/mark" => post(admin::mark),
+        "/-/marks" => post(admin::marks),
         "/-/abort" => post(admin::abort),
         other => panic!("no handler for the route {other}"),
     }
@@ -130,7 +135,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// are never keys.)
 async fn wrong_method(method: Method, uri: Uri) -> ApiError {
     let allow = match uri.path() {
-        "/-/pull" | "/-/mark" | "/-/compose" => "POST",
+        "/-/pull" | "/-/mark" | "/-/marks" | "/-/compose" => "POST",
         _ => "GET, HEAD",
     };
     ApiError::WrongMethod {

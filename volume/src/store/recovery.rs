@@ -25,6 +25,8 @@ impl BlobStore {
             dirs,
             ids: vec![],
             fsync,
+            shared_sync: false,
+            syncs: vec![],
             xattrs: true,
             blobs: AtomicU64::new(0),
             blob_bytes: AtomicU64::new(0),
@@ -61,6 +63,11 @@ impl BlobStore {
             ids.push(id);
         }
         store.ids = ids;
+        store.syncs = store
+            .dirs
+            .iter()
+            .map(|d| super::group::DirSync::open(d))
+            .collect::<Result<_, _>>()?;
         store.xattrs = xattrs_everywhere;
         let (mut blobs, mut bytes) = (0, 0);
         store.walk(|data| {
