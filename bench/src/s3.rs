@@ -120,8 +120,27 @@ impl Bench {
             "≥ 0.9×",
         ));
 
-        // GET through the gateway, against nginx serving the same bytes
-        // (`large_values` left them in its root).
+        self.s3_get(&gw, rows).await?;
+        self.s3_parallel(&gw, rows).await?;
+        self.s3_listing(c, &gw, rows).await?;
+        self.s3_memory(&gw, rows).await?;
+        Ok(())
+    }
+
+    /// The S3 GET row alone (`--only-gets`).
+    pub async fn s3_gets_only(&self, c: &Cluster, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+        let gw = Gateway::start(c)?;
+        let create = gw.bucket.create_bucket(&gw.creds).sign(VALID);
+        let r = self.http.put(create.as_str()).send().await?;
+        anyhow::ensure!(r.status().is_success(), "CreateBucket: {}", r.status());
+        self.s3_get(&gw, rows).await
+    }
+
+    /// GET of the large value through the gateway, against nginx serving
+    /// the same bytes (`large_gets` left them in its root).
+    async fn s3_get(&self, gw: &Gateway, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+        let size = self.args.size;
+        let label = format!("{} MiB", size / MIB);
         self.put(&gw.put_url("big"), size).await?;
         let (mut get, mut get_ref) = (Samples::new(), Samples::new());
         for _ in 0..self.args.iterations {
@@ -144,10 +163,6 @@ impl Bench {
             "≥ 0.8×",
         ));
         self.delete(&gw.delete_url("big")).await?;
-
-        self.s3_parallel(&gw, rows).await?;
-        self.s3_listing(c, &gw, rows).await?;
-        self.s3_memory(&gw, rows).await?;
         Ok(())
     }
 
