@@ -1003,12 +1003,12 @@ fn bytes_written_by(pid: u32) -> u64 {
 #[tokio::test]
 async fn large_gets_are_spliced_byte_identical_and_survive_a_corrupt_replica() {
     let Some(s3) = S3::start().await else { return };
-    s3.aws_ok(&["s3", "mb", "s3://zc"]).await;
+    s3.aws_ok(&["s3", "mb", "s3://zerocopy"]).await;
     let size = 5 * MIB as usize + 123;
     let value = pattern_bytes(size, 31);
-    assert_eq!(s3.cluster.put("/zc/big", value.clone()).await, 201);
+    assert_eq!(s3.cluster.put("/zerocopy/big", value.clone()).await, 201);
     let url = s3
-        .aws_ok(&["s3", "presign", "s3://zc/big", "--expires-in", "600"])
+        .aws_ok(&["s3", "presign", "s3://zerocopy/big", "--expires-in", "600"])
         .await
         .trim()
         .to_string();
@@ -1044,9 +1044,9 @@ async fn large_gets_are_spliced_byte_identical_and_survive_a_corrupt_replica() {
     // volume cuts its answer before that block, and the gateway reads the
     // rest from the other replica.
     let rotten = (0..s3.cluster.volumes.len())
-        .find(|i| s3.cluster.blob_path(*i, "/zc/big").exists())
+        .find(|i| s3.cluster.blob_path(*i, "/zerocopy/big").exists())
         .expect("a replica");
-    trove_tests::flip_byte(&s3.cluster.blob_path(rotten, "/zc/big"), 2 * MIB + 77);
+    trove_tests::flip_byte(&s3.cluster.blob_path(rotten, "/zerocopy/big"), 2 * MIB + 77);
     for round in 0..2 {
         let resp = http.get(&url).send().await.unwrap();
         assert_eq!(resp.status(), 200);
