@@ -68,8 +68,9 @@
 //!
 //! # When it applies
 //!
-//! Only on Linux (elsewhere [`ZeroCopy::supported`] is false and no handle
-//! is given to handlers, which then send ordinary bytes), and only for a
+//! Only on Linux and unless `TROVE_ZERO_COPY=off` is set (otherwise
+//! [`ZeroCopy::supported`] is false and no handle is given to handlers,
+//! which then send ordinary bytes), and only for a
 //! body that asks for it: a handler finds the connection's [`ZeroCopy`]
 //! in its request's extensions.
 //!
@@ -139,9 +140,14 @@ impl std::fmt::Debug for ZeroCopy {
 }
 
 impl ZeroCopy {
-    /// Whether this platform sends marker chunks (Linux's `sendfile`).
-    pub const fn supported() -> bool {
-        cfg!(target_os = "linux")
+    /// Whether marker chunks are sent here: on Linux, unless the
+    /// environment says `TROVE_ZERO_COPY=off` (every body is then
+    /// ordinary bytes: for comparing, or should a kernel misbehave).
+    pub fn supported() -> bool {
+        static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *ON.get_or_init(|| {
+            cfg!(target_os = "linux") && std::env::var("TROVE_ZERO_COPY").map_or(true, |v| v != "off")
+        })
     }
 
     /// A body chunk standing for `len` bytes of `file` from `offset`:
