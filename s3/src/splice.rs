@@ -62,7 +62,13 @@ struct Upstream {
 /// Opens `range` of the value `stat` describes on the first replica that
 /// answers as expected; `None` when none does (or the redirect is not
 /// plain HTTP), for the ordinary path to take over.
-pub async fn open(client: &Client, key: &str, stat: &Stat, range: Range<u64>, zc: ZeroCopy) -> Option<SplicedBody> {
+pub async fn open(
+    client: &Client,
+    key: &str,
+    stat: &Stat,
+    range: Range<u64>,
+    zc: ZeroCopy,
+) -> Option<SplicedBody> {
     let (first, target) = split_location(&stat.location)?;
     let mut sources = vec![first.to_string()];
     sources.extend(stat.volumes.iter().filter(|v| *v != first).cloned());
@@ -119,7 +125,8 @@ async fn request(source: &str, target: &str, range: &Range<u64>, size: u64) -> R
         .map_err(|e| format!("cannot connect: {e}"))?;
     let _ = tcp.set_nodelay(true);
     let whole = *range == (0..size);
-    let mut head = format!("GET {target} HTTP/1.1\r\nHost: {source}\r\nUser-Agent: trove-s3\r\nConnection: close\r\n");
+    let mut head =
+        format!("GET {target} HTTP/1.1\r\nHost: {source}\r\nUser-Agent: trove-s3\r\nConnection: close\r\n");
     if !whole {
         head.push_str(&format!("Range: bytes={}-{}\r\n", range.start, range.end - 1));
     }
@@ -129,7 +136,12 @@ async fn request(source: &str, target: &str, range: &Range<u64>, size: u64) -> R
         .map_err(|e| format!("cannot send: {e}"))?;
     let mut buf = BytesMut::with_capacity(8 * 1024);
     loop {
-        if tcp.read_buf(&mut buf).await.map_err(|e| format!("cannot read: {e}"))? == 0 {
+        if tcp
+            .read_buf(&mut buf)
+            .await
+            .map_err(|e| format!("cannot read: {e}"))?
+            == 0
+        {
             return Err("closed before its answer's head".into());
         }
         match parse_head(&buf, range, size, whole)? {
@@ -256,7 +268,9 @@ impl Stream for Spliced {
             let upstream = this.upstream.as_mut().expect("reading from the volume");
             let want = this.end - this.pos;
             if !upstream.leftover.is_empty() {
-                let chunk = upstream.leftover.split_to(upstream.leftover.len().min(want as usize));
+                let chunk = upstream
+                    .leftover
+                    .split_to(upstream.leftover.len().min(want as usize));
                 this.pos += chunk.len() as u64;
                 return Poll::Ready(Some(Ok(chunk)));
             }
@@ -334,7 +348,9 @@ mod tests {
         assert_eq!(parse_head(ok, &(5..15), 100, false), Ok(Some(head_len)));
         assert_eq!(parse_head(&ok[..30], &(5..15), 100, false), Ok(None), "partial");
         // Another range, length, or status; a chunked body.
-        assert!(parse_head(ok, &(6..16), 100, false).unwrap_err().contains("range"));
+        assert!(parse_head(ok, &(6..16), 100, false)
+            .unwrap_err()
+            .contains("range"));
         assert!(parse_head(ok, &(5..16), 100, false).is_err());
         assert!(parse_head(ok, &(0..100), 100, true).unwrap_err().contains("206"));
         let whole = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n";

@@ -984,18 +984,6 @@ async fn key_put_with_plain_http_appears_in_aws_s3_ls() {
 
 // --- zero-copy GetObject ----------------------------------------------------------------
 
-/// Bytes the process wrote through `write`/`writev` (and `sendfile`), from
-/// `/proc/PID/io`. The gateway's ordinary GetObject path writes every byte
-/// it passes on this way; `splice` is not counted.
-fn bytes_written_by(pid: u32) -> u64 {
-    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap();
-    io.lines()
-        .find_map(|l| l.strip_prefix("wchar: "))
-        .expect("wchar in /proc/PID/io")
-        .parse()
-        .unwrap()
-}
-
 /// Large GetObjects go from the volume's socket to the client's with
 /// `splice`: byte-identical, whole and by range, on one keep-alive
 /// connection, and a volume that cuts its answer (a corrupt block) is
@@ -1013,14 +1001,19 @@ async fn large_gets_are_spliced_byte_identical_and_survive_a_corrupt_replica() {
         .trim()
         .to_string();
     // One client, one connection to the gateway for every GET below.
-    let http = reqwest::Client::builder().pool_max_idle_per_host(1).build().unwrap();
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(1)
+        .build()
+        .unwrap();
     let gateway = s3.gateway.server.pid();
 
-    let before = bytes_written_by(gateway);
+    // The ordinary path writes every byte it passes on with `writev`
+    // (counted in `wchar`); `splice` is not counted.
+    let before = trove_tests::proc_io(gateway, "wchar");
     let resp = http.get(&url).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     assert!(resp.bytes().await.unwrap() == value, "the whole value");
-    let written = bytes_written_by(gateway) - before;
+    let written = trove_tests::proc_io(gateway, "wchar") - before;
     assert!(
         written < size as u64 / 4,
         "the gateway wrote {written} bytes itself for a {size}-byte object: not spliced"
@@ -1036,7 +1029,10 @@ async fn large_gets_are_spliced_byte_identical_and_survive_a_corrupt_replica() {
     ] {
         let resp = http.get(&url).header("range", &range).send().await.unwrap();
         assert_eq!(resp.status(), 206, "{range}");
-        assert!(resp.bytes().await.unwrap()[..] == value[want], "{range}: other bytes");
+        assert!(
+            resp.bytes().await.unwrap()[..] == value[want],
+            "{range}: other bytes"
+        );
     }
 
     // One replica rots in its third block. The master sends readers to the

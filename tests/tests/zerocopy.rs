@@ -2,8 +2,10 @@
 //! `common/src/server/zerocopy.rs`): checked here from outside, on a real
 //! volume, that the bytes are exactly the stored ones for every kind of
 //! range, on keep-alive connections that mix answers of every kind, that
-//! a corrupt block is still never sent, and that a reader who stops is
-//! still cut off after the stall timeout.
+//! a corrupt block is still never sent, and that a slow reader is served
+//! (one who stops is cut off after the stall timeout: `protocol.rs`,
+//! `an_answer_nobody_reads_is_dropped_after_the_stall_timeout`, whose
+//! answer now goes out by `sendfile`).
 //!
 //! That the zero-copy path is the one taken is seen in the volume's
 //! `/proc/PID/io`: `sendfile` counts the bytes it moves as read by the
@@ -11,21 +13,12 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use trove_tests::raw::{connect, header, read_answer, status, wait_closed};
-use trove_tests::{flip_byte, lone_volume, metric, no_redirects, pattern_bytes, sha256_hex, wait_for, Server};
+use trove_tests::raw::{connect, header, read_answer, status};
+use trove_tests::{
+    flip_byte, lone_volume, metric, no_redirects, pattern_bytes, sha256_hex, wait_for, Server,
+};
 
 const MIB: usize = 1 << 20;
-
-/// Bytes the process has read through system calls (`sendfile`
-/// included), from `/proc/PID/io`.
-fn bytes_read_by(server: &Server) -> u64 {
-    let io = std::fs::read_to_string(format!("/proc/{}/io", server.pid())).unwrap();
-    io.lines()
-        .find_map(|l| l.strip_prefix("rchar: "))
-        .expect("rchar in /proc/PID/io")
-        .parse()
-        .unwrap()
-}
 
 /// Where a lone volume in `dir` keeps `key`.
 fn blob_path(dir: &Path, key: &str) -> PathBuf {
@@ -53,11 +46,11 @@ async fn ranges_sent_by_sendfile_are_byte_identical() {
     let http = no_redirects();
     let url = format!("http://{}/ranges", v.addr);
 
-    let before = bytes_read_by(&v);
+    let before = proc_io(v.pid(), "rchar");
     let whole = http.get(&url).send().await.unwrap();
     assert_eq!(whole.status(), 200);
     assert!(whole.bytes().await.unwrap() == value, "the whole value");
-    let read = bytes_read_by(&v) - before;
+    let read = proc_io(v.pid(), "rchar") - before;
     assert!(
         read >= size as u64,
         "the volume read {read} bytes by system calls for a {size}-byte answer: not sendfile"
@@ -162,7 +155,12 @@ async fn a_corrupt_block_is_never_sent() {
     let http = no_redirects();
 
     // The first block is sound: a range within it is served.
-    let resp = http.get(&url).header("range", "bytes=0-999").send().await.unwrap();
+    let resp = http
+        .get(&url)
+        .header("range", "bytes=0-999")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 206);
     assert!(resp.bytes().await.unwrap()[..] == value[..1000]);
 
@@ -196,11 +194,10 @@ async fn a_corrupt_block_is_never_sent() {
 }
 
 #[tokio::test]
-async fn slow_readers_are_served_and_stopped_ones_cut_off() {
+async fn a_reader_slower_than_the_stall_timeout_in_all_is_served_whole() {
     let dir = tempfile::tempdir().unwrap();
     let v = lone_volume(dir.path(), &["--stall-timeout", "1s"]);
-    let size = 64 * MIB;
-    let value = pattern_bytes(size, 14);
+    let value = pattern_bytes(8 * MIB, 14);
     put(&v, "/slow", value.clone()).await;
 
     // A reader slower than the volume, but that keeps reading: served.
@@ -224,18 +221,8 @@ async fn slow_readers_are_served_and_stopped_ones_cut_off() {
     }
     let body_at = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
     assert!(answer[body_at..] == value[..4 * MIB], "the slow read's bytes");
-    assert!(started.elapsed() > std::time::Duration::from_secs(1), "slower than the stall timeout in all");
-
-    // A reader that stops: dropped after the stall timeout, having got
-    // only true bytes.
-    let http = no_redirects();
-    let mut reader = connect(&v.addr);
-    reader.write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    let stalled = r#"trove_connections_timed_out_total{reason="stall"}"#;
-    wait_for("the volume to drop the unread answer", || async {
-        metric(&http, &v.addr, stalled).await == 1.0
-    })
-    .await;
-    let got = wait_closed(&mut reader);
-    assert!(got < size as u64, "the whole answer arrived ({got} bytes)");
+    assert!(
+        started.elapsed() > std::time::Duration::from_secs(1),
+        "slower than the stall timeout in all"
+    );
 }

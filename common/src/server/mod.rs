@@ -31,7 +31,6 @@ pub mod zerocopy;
 use crate::flags::parse_duration;
 use crate::metrics::HttpMetrics;
 use connection::Connection;
-pub use zerocopy::ZeroCopy;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +38,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio_util::task::TaskTracker;
+pub use zerocopy::ZeroCopy;
 
 /// What bounds the connections of a server (see the module docs).
 #[derive(Debug, Clone, Copy)]

@@ -262,7 +262,10 @@ fn send_file(tcp: &TcpStream, file: &File, offset: u64, len: usize) -> io::Resul
 #[cfg(not(target_os = "linux"))]
 fn send_file(_: &TcpStream, _: &File, _: u64, _: usize) -> io::Result<usize> {
     // Never reached: no handler gets a handle where this is unsupported.
-    Err(io::Error::new(io::ErrorKind::Unsupported, "no sendfile on this platform"))
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "no sendfile on this platform",
+    ))
 }
 
 /// A pipe between an upstream socket and a client's socket: the body
@@ -287,7 +290,10 @@ impl SplicePipe {
         use nix::fcntl::{fcntl, FcntlArg, OFlag};
         let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
         // Smaller is only slower.
-        let _ = fcntl(std::os::fd::AsRawFd::as_raw_fd(&write), FcntlArg::F_SETPIPE_SZ(MAX_CHUNK as i32));
+        let _ = fcntl(
+            std::os::fd::AsRawFd::as_raw_fd(&write),
+            FcntlArg::F_SETPIPE_SZ(MAX_CHUNK as i32),
+        );
         Ok(SplicePipe {
             read,
             write,
@@ -298,13 +304,21 @@ impl SplicePipe {
 
     #[cfg(not(target_os = "linux"))]
     pub fn new() -> io::Result<SplicePipe> {
-        Err(io::Error::new(io::ErrorKind::Unsupported, "no splice on this platform"))
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "no splice on this platform",
+        ))
     }
 
     /// Moves up to `max` bytes (at most [`MAX_CHUNK`]) from `upstream`
     /// into the pipe once the client has taken everything before them:
     /// how many (0 at the end of the upstream stream).
-    pub fn poll_fill(&self, cx: &mut Context<'_>, upstream: &TcpStream, max: usize) -> Poll<io::Result<usize>> {
+    pub fn poll_fill(
+        &self,
+        cx: &mut Context<'_>,
+        upstream: &TcpStream,
+        max: usize,
+    ) -> Poll<io::Result<usize>> {
         if self.queued.load(Ordering::Acquire) > 0 {
             self.drained.register(cx.waker());
             // Drained between the load and the registration: go on.
@@ -321,7 +335,9 @@ impl SplicePipe {
                     self.queued.fetch_add(n, Ordering::AcqRel);
                     return Poll::Ready(Ok(n));
                 }
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => continue,
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {
+                    continue
+                }
                 Err(e) => return Poll::Ready(Err(e)),
             }
         }
@@ -348,12 +364,18 @@ impl SplicePipe {
 
     #[cfg(not(target_os = "linux"))]
     fn receive(&self, _: &TcpStream, _: usize) -> io::Result<usize> {
-        Err(io::Error::new(io::ErrorKind::Unsupported, "no splice on this platform"))
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "no splice on this platform",
+        ))
     }
 
     #[cfg(not(target_os = "linux"))]
     fn send(&self, _: &TcpStream, _: usize) -> io::Result<usize> {
-        Err(io::Error::new(io::ErrorKind::Unsupported, "no splice on this platform"))
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "no splice on this platform",
+        ))
     }
 
     /// The client's socket took `n` bytes: wake the body once all are.
@@ -438,11 +460,8 @@ mod tests {
     }
 
     fn anonymous_file() -> File {
-        let path = std::env::temp_dir().join(format!(
-            "trove-zerocopy-{}-{}",
-            std::process::id(),
-            rand_suffix()
-        ));
+        let path =
+            std::env::temp_dir().join(format!("trove-zerocopy-{}-{}", std::process::id(), rand_suffix()));
         let f = std::fs::OpenOptions::new()
             .create_new(true)
             .read(true)
@@ -462,7 +481,11 @@ mod tests {
     /// Writes `chunks` the way hyper's queue does: all remaining chunks
     /// as slices, advancing by what each write took, at most `max` bytes
     /// offered per call (to split chunks across writes).
-    async fn write_like_hyper(io: &mut ZeroCopyStream, mut chunks: VecDeque<Bytes>, max: usize) -> io::Result<()> {
+    async fn write_like_hyper(
+        io: &mut ZeroCopyStream,
+        mut chunks: VecDeque<Bytes>,
+        max: usize,
+    ) -> io::Result<()> {
         while !chunks.is_empty() {
             let n = std::future::poll_fn(|cx| {
                 let mut budget = max;
@@ -588,9 +611,13 @@ mod tests {
         let reader = tokio::spawn(read_all(client, expected.len()));
         let pipe = Arc::new(SplicePipe::new().unwrap());
         let zc = io.handle();
-        write_like_hyper(&mut io, VecDeque::from([Bytes::from_static(b"head: ")]), usize::MAX)
-            .await
-            .unwrap();
+        write_like_hyper(
+            &mut io,
+            VecDeque::from([Bytes::from_static(b"head: ")]),
+            usize::MAX,
+        )
+        .await
+        .unwrap();
         let mut total = 0;
         loop {
             let n = std::future::poll_fn(|cx| pipe.poll_fill(cx, &upstream, usize::MAX))
@@ -605,12 +632,17 @@ mod tests {
             let waiting = std::future::poll_fn(|cx| Poll::Ready(pipe.poll_fill(cx, &upstream, 10))).await;
             assert!(waiting.is_pending(), "filled a pipe the client has not emptied");
             // In pieces of at most 5000 bytes: a chunk split across writes.
-            write_like_hyper(&mut io, VecDeque::from([chunk]), 5000).await.unwrap();
+            write_like_hyper(&mut io, VecDeque::from([chunk]), 5000)
+                .await
+                .unwrap();
             assert_eq!(pipe.queued(), 0);
         }
         upstream_writer.await.unwrap();
         assert_eq!(total, data.len());
-        assert!(reader.await.unwrap() == expected, "other bytes than sent upstream");
+        assert!(
+            reader.await.unwrap() == expected,
+            "other bytes than sent upstream"
+        );
     }
 
     #[test]
