@@ -15,7 +15,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use trove_tests::raw::{connect, header, read_answer, status};
 use trove_tests::{
-    flip_byte, lone_volume, metric, no_redirects, pattern_bytes, sha256_hex, wait_for, Server,
+    flip_byte, lone_volume, no_redirects, pattern_bytes, proc_io, sha256_hex, wait_for, Server,
 };
 
 const MIB: usize = 1 << 20;
