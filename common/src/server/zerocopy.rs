@@ -56,10 +56,11 @@
 //! request of a keep-alive connection.
 //!
 //! A [`SplicePipe`] is filled by the body from an upstream socket (only
-//! when it is empty, so that a `splice` that would block is always the
-//! upstream socket's doing, and so that a pipe's write end, whose
-//! readiness tokio does not track, is never waited on) and emptied by the
-//! client's socket; the body waits for it to drain with a waker the
+//! when it is empty, so that a first `splice` that would block is always
+//! the upstream socket's doing, and so that a pipe's write end, whose
+//! readiness tokio does not track, is never waited on; what else has
+//! arrived is then added while it comes without waiting) and emptied by
+//! the client's socket; the body waits for it to drain with a waker the
 //! socket side wakes.
 //!
 //! Writes that would block are waited for with tokio's readiness
@@ -331,7 +332,21 @@ impl SplicePipe {
             ready!(upstream.poll_read_ready(cx))?;
             // The pipe is empty, so only the socket can make this block.
             match upstream.try_io(tokio::io::Interest::READABLE, || self.receive(upstream, max)) {
-                Ok(n) => {
+                Ok(0) => return Poll::Ready(Ok(0)),
+                Ok(first) => {
+                    // Take what else has arrived meanwhile, up to `max`:
+                    // fewer, larger chunks. Outside `try_io`: a `splice`
+                    // that would block here may be the pipe's doing (it
+                    // is no longer empty), and must not clear the
+                    // socket's readiness; a stale "readable" only costs
+                    // one more try later.
+                    let mut n = first;
+                    while n < max {
+                        match self.receive(upstream, max - n) {
+                            Ok(more) if more > 0 => n += more,
+                            _ => break,
+                        }
+                    }
                     self.queued.fetch_add(n, Ordering::AcqRel);
                     return Poll::Ready(Ok(n));
                 }
