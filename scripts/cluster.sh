@@ -104,6 +104,10 @@ rclone — paste into ~/.config/rclone/rclone.conf:
   force_path_style = true
 then: rclone lsd trove:   rclone copy ./dir trove:photos/dir
 
+s3cmd — the same settings as flags (or in ~/.s3cfg):
+  s3cmd --access_key=$TROVE_S3_ACCESS_KEY --secret_key=$TROVE_S3_SECRET_KEY \\
+        --host=127.0.0.1:$s3_port --host-bucket=127.0.0.1:$s3_port --no-ssl --region=us-east-1 ls
+
 Admin commands (see the README's "Operating" section):
   trove-master verify --deep && trove-master gc --dry-run
 

@@ -84,6 +84,12 @@ pub struct PutOptions {
     pub meta: Vec<(String, String)>,
     /// The ETag to report instead of the md5 (`Trove-Etag`), unquoted.
     pub etag: Option<String>,
+    /// `If-Match`, as sent (`*` or quoted ETags): write only if the current
+    /// value has one of these ETags, checked by the master under the key's
+    /// lock ([`crate::Error::Rejected`] with status `412` otherwise).
+    pub if_match: Option<String>,
+    /// `If-None-Match`, as sent: `*` writes only if the key has no value.
+    pub if_none_match: Option<String>,
 }
 
 impl std::fmt::Debug for PutOptions {
@@ -97,6 +103,8 @@ impl std::fmt::Debug for PutOptions {
             .field("allow_empty", &self.allow_empty)
             .field("meta", &self.meta)
             .field("etag", &self.etag)
+            .field("if_match", &self.if_match)
+            .field("if_none_match", &self.if_none_match)
             .finish()
     }
 }
@@ -281,9 +289,17 @@ impl Client {
                 .send_put(&url, stream, Some(len), (Some(md5), sha256), opts, &watch)
                 .await
             {
-                Ok(resp) if resp.status() == StatusCode::FORBIDDEN && earlier => {
+                Ok(resp)
+                    if earlier
+                        && matches!(
+                            resp.status(),
+                            StatusCode::FORBIDDEN | StatusCode::PRECONDITION_FAILED
+                        ) =>
+                {
                     // An earlier attempt may have stored it before its
-                    // answer was lost: if what is there is this value, done.
+                    // answer was lost (the key exists now, or no longer
+                    // passes the preconditions): if what is there is this
+                    // value, done.
                     let exists = status_error(k.as_str(), &url, resp).await;
                     match self.stat(k.as_str()).await {
                         Ok(s) if s.size == len && &s.md5 == md5_hex => Ok(Written {
@@ -410,7 +426,7 @@ pub(crate) fn written_from(
 }
 
 /// The headers every kind of write shares: replace, empty values,
-/// metadata and the ETag to report.
+/// metadata, the ETag to report and the preconditions.
 pub(crate) fn write_headers(mut req: reqwest::RequestBuilder, opts: &PutOptions) -> reqwest::RequestBuilder {
     if opts.replace {
         req = req.header(TROVE_REPLACE, "1");
@@ -423,6 +439,12 @@ pub(crate) fn write_headers(mut req: reqwest::RequestBuilder, opts: &PutOptions)
     }
     if let Some(etag) = &opts.etag {
         req = req.header(TROVE_ETAG, etag.as_str());
+    }
+    if let Some(tags) = &opts.if_match {
+        req = req.header(reqwest::header::IF_MATCH, tags.as_str());
+    }
+    if let Some(tags) = &opts.if_none_match {
+        req = req.header(reqwest::header::IF_NONE_MATCH, tags.as_str());
     }
     req
 }

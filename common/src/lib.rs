@@ -13,6 +13,7 @@
 //! - [`xattr`]: a blob's metadata as an extended attribute of its file.
 //! - [`metrics`]: Prometheus text for `/-/metrics`.
 //! - [`range`]: HTTP `Range: bytes=…` parsing and resolution.
+//! - [`conditions`]: `If-Match` / `If-None-Match` on a write.
 //! - [`signing`]: HMAC-signed URLs between master, clients and volumes.
 //! - [`crash`]: named crash points for the kill -9 tests.
 //! - [`http`]: header names, the inter-server HTTP client, request-body
@@ -25,6 +26,7 @@
 //! - [`server`]: the accept loop both servers run, with its connection
 //!   limits and timeouts.
 
+pub mod conditions;
 pub mod crash;
 pub mod digest;
 pub mod flags;

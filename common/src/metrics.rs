@@ -1,8 +1,8 @@
 //! The metrics both servers expose at `/-/metrics`, on the
 //! `prometheus-client` crate (OpenMetrics text): requests by method and
 //! status, latency histograms (time to the response headers), request and
-//! response body bytes (as announced by `Content-Length`), and the
-//! accept loop's connection counts. Each server adds its own gauges and
+//! request and response body bytes as they pass (chunked bodies included),
+//! and the accept loop's connection counts. Each server adds its own gauges and
 //! counters at scrape time through [`Scrape`].
 //!
 //! Every series is an atomic (a counter, a gauge, a histogram behind a
@@ -179,8 +179,8 @@ impl ConnectionMetrics {
 }
 
 impl HttpMetrics {
-    /// Records one answered request (its body bytes are counted by
-    /// [`track`], from `Content-Length`).
+    /// Records one answered request (its body bytes are counted as they
+    /// pass, by the accept loop's body wrappers: [`crate::server`]).
     pub fn observe(&self, method: &Method, status: u16, took: Duration) {
         let method = MethodLabel::of(method);
         self.requests
@@ -189,6 +189,16 @@ impl HttpMetrics {
         self.latency
             .get_or_create(&MethodLabels { method })
             .observe(took.as_secs_f64());
+    }
+
+    /// Request body bytes arrived (read by a handler or drained).
+    pub(crate) fn received(&self, bytes: usize) {
+        self.received.inc_by(bytes as u64);
+    }
+
+    /// Response body bytes handed to the connection.
+    pub(crate) fn sent(&self, bytes: usize) {
+        self.sent.inc_by(bytes as u64);
     }
 
     fn register(&self, registry: &mut Registry) {
@@ -204,12 +214,12 @@ impl HttpMetrics {
         );
         registry.register(
             "trove_received_bytes",
-            "Request body bytes, as announced by Content-Length",
+            "Request body bytes received (chunked bodies included)",
             self.received.clone(),
         );
         registry.register(
             "trove_sent_bytes",
-            "Response body bytes, as announced by Content-Length",
+            "Response body bytes sent (chunked bodies included)",
             self.sent.clone(),
         );
         self.connections.register(registry);
@@ -272,24 +282,19 @@ impl Scrape {
 }
 
 /// The middleware that feeds [`HttpMetrics`]: wrap a router with
-/// `axum::middleware::from_fn_with_state(metrics, metrics::track)`. Body
-/// bytes are counted as announced by `Content-Length` (wrapping the bodies
-/// to count chunked ones too broke the accept loop's connection handling;
-/// see issue 16).
+/// `axum::middleware::from_fn_with_state(metrics, metrics::track)`. It
+/// counts requests and times them; the bodies' bytes are counted frame by
+/// frame by the accept loop ([`crate::server`]), which owns the bodies'
+/// wrappers already.
 pub async fn track(
     axum::extract::State(metrics): axum::extract::State<Arc<HttpMetrics>>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    let length = |h: &axum::http::HeaderMap| crate::http::content_length(h).ok().flatten().unwrap_or(0);
     let method = req.method().clone();
-    metrics.received.inc_by(length(req.headers()));
     let started = std::time::Instant::now();
     let resp = next.run(req).await;
     metrics.observe(&method, resp.status().as_u16(), started.elapsed());
-    if method != Method::HEAD {
-        metrics.sent.inc_by(length(resp.headers()));
-    }
     resp
 }
 

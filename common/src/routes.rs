@@ -103,6 +103,28 @@ pub fn check(paths: &Value, routes: &[&Route], expand: impl Fn(&str) -> Vec<Stri
     problems
 }
 
+/// The statuses a server answers without an error: the successes and
+/// the redirect its routes use.
+pub const SUCCESSES: [u16; 6] = [200, 201, 202, 204, 206, 302];
+
+/// Every status in `routes`' tables that no handler can answer: neither a
+/// success nor one of `errors` (every status the server's error type can
+/// become). Both servers' tests hold their tables to their error types
+/// with this, so a documented status is one a client can really get.
+pub fn unanswerable(routes: &[&Route], errors: &[u16]) -> Vec<String> {
+    let mut problems = vec![];
+    for route in routes {
+        for op in route.operations {
+            for s in op.statuses {
+                if !SUCCESSES.contains(s) && !errors.contains(s) {
+                    problems.push(format!("{} {}: no handler answers {s}", op.method, route.path));
+                }
+            }
+        }
+    }
+    problems
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,5 +176,15 @@ mod tests {
             );
         }
         assert_eq!(found.len(), 6, "{found:#?}");
+    }
+
+    #[test]
+    fn a_status_no_error_becomes_is_named() {
+        let routes: Vec<&Route> = ROUTES.iter().collect();
+        assert_eq!(unanswerable(&routes, &[400]), Vec::<String>::new());
+        assert_eq!(
+            unanswerable(&routes, &[]),
+            vec!["PUT /{key}: no handler answers 400".to_string()]
+        );
     }
 }

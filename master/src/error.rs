@@ -40,6 +40,9 @@ pub enum ApiError {
     SourceMissing(String),
     #[error("compose source {key} changed: {what}")]
     SourceChanged { key: String, what: String },
+    /// A write's `If-Match` / `If-None-Match` failed; nothing was stored.
+    #[error("{0}; nothing was stored")]
+    PreconditionFailed(trove_common::conditions::Failed),
     #[error("{0}")]
     BodyTooLarge(String),
     #[error("more than {0} keys match; page through them with &limit=N and &start=")]
@@ -96,7 +99,7 @@ impl ApiError {
             Exists | Protected | Forbidden(_) => StatusCode::FORBIDDEN,
             Busy | Conflict(_) => StatusCode::CONFLICT,
             NotFound | SourceMissing(_) => StatusCode::NOT_FOUND,
-            SourceChanged { .. } => StatusCode::PRECONDITION_FAILED,
+            SourceChanged { .. } | PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             NoSuchJob(_) | NoSuchOperation(_) => StatusCode::NOT_FOUND,
             TooManyKeys(_) | ParamsTooLarge(_) | BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Method(_) | WrongMethod { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -173,6 +176,7 @@ pub fn every_status() -> Vec<u16> {
             key: String::new(),
             what: String::new(),
         },
+        PreconditionFailed(trove_common::conditions::Failed::Exists),
         BodyTooLarge(String::new()),
         TooManyKeys(0),
         Method(String::new()),
@@ -229,6 +233,7 @@ pub fn every_status() -> Vec<u16> {
             | NotFound
             | SourceMissing(_)
             | SourceChanged { .. }
+            | PreconditionFailed(_)
             | BodyTooLarge(_)
             | TooManyKeys(_)
             | Method(_)
@@ -248,4 +253,35 @@ pub fn every_status() -> Vec<u16> {
         }
     }
     samples.iter().map(|e| e.status().as_u16()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A volume's own client-error status is the master's fault towards
+    /// that volume, never the client's: it becomes `502`, so a client's
+    /// `408` always means the master waited the stall timeout for the
+    /// client's body (the chaos tests rely on this to tell the two apart).
+    #[test]
+    fn a_volumes_status_is_not_passed_through() {
+        for status in [400, 403, 404, 408, 409, 500, 503] {
+            let e = ApiError::Volume(VolumeError::Status {
+                addr: "v".into(),
+                status,
+                message: String::new(),
+            });
+            assert_eq!(e.status(), StatusCode::BAD_GATEWAY, "a volume's {status}");
+        }
+        let full = ApiError::Volume(VolumeError::Status {
+            addr: "v".into(),
+            status: 507,
+            message: String::new(),
+        });
+        assert_eq!(full.status(), StatusCode::INSUFFICIENT_STORAGE);
+        assert_eq!(
+            ApiError::ClientStalled(Duration::from_secs(5)).status(),
+            StatusCode::REQUEST_TIMEOUT
+        );
+    }
 }

@@ -21,6 +21,7 @@
 //! (memtable or block cache); writes, listings and scans run on tokio's
 //! blocking pool.
 
+use parking_lot::RwLock;
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, Direction, IteratorMode, MergeOperands, Options,
     WriteBatch, WriteOptions, DB, DEFAULT_COLUMN_FAMILY_NAME,
@@ -28,7 +29,7 @@ use rocksdb::{
 use serde::Serialize;
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use trove_common::key::Key;
 use trove_common::record::{Record, RecordError, State};
 
@@ -215,7 +216,7 @@ impl Index {
                 .map_err(|_| RecordError::Corrupt("volume address is not UTF-8".into()))?;
             entries.push((id, name));
         }
-        *self.inner.volumes.write().unwrap_or_else(|p| p.into_inner()) = VolumeTable::from_entries(entries)?;
+        *self.inner.volumes.write() = VolumeTable::from_entries(entries)?;
         Ok(())
     }
 
@@ -223,13 +224,13 @@ impl Index {
     /// any record uses them.
     fn register_volumes(&self, record: &Record) -> Result<(), IndexError> {
         let known = {
-            let table = self.inner.volumes.read().unwrap_or_else(|p| p.into_inner());
+            let table = self.inner.volumes.read();
             codec::volumes_of(record).all(|v| table.id(v).is_some())
         };
         if known {
             return Ok(());
         }
-        let mut table = self.inner.volumes.write().unwrap_or_else(|p| p.into_inner());
+        let mut table = self.inner.volumes.write();
         let added = table.assign(codec::volumes_of(record));
         let mut batch = WriteBatch::default();
         for (id, name) in &added {
@@ -246,13 +247,13 @@ impl Index {
     /// The bytes stored for `record`.
     fn encode(&self, record: &Record) -> Result<Vec<u8>, IndexError> {
         self.register_volumes(record)?;
-        let table = self.inner.volumes.read().unwrap_or_else(|p| p.into_inner());
+        let table = self.inner.volumes.read();
         Ok(codec::encode(record, &table))
     }
 
     /// A stored record.
     fn decode(&self, bytes: &[u8]) -> Result<Record, IndexError> {
-        let table = self.inner.volumes.read().unwrap_or_else(|p| p.into_inner());
+        let table = self.inner.volumes.read();
         Ok(codec::decode(bytes, &table)?)
     }
 
@@ -330,14 +331,24 @@ impl Index {
         }
     }
 
-    /// RocksDB's estimate of the live data size on disk, in bytes.
+    /// The index's size on disk, in bytes: every column family's tables,
+    /// and the write-ahead log, where the latest writes are until RocksDB
+    /// flushes them into a table (so a young index is not "0 B").
     pub fn disk_size(&self) -> u64 {
-        self.inner
-            .db
-            .property_int_value("rocksdb.total-sst-files-size")
-            .ok()
+        let db = &self.inner.db;
+        let tables: u64 = db
+            .live_files()
+            .map(|files| files.iter().map(|f| f.size as u64).sum())
+            .unwrap_or(0);
+        let logs: u64 = std::fs::read_dir(db.path())
+            .into_iter()
             .flatten()
-            .unwrap_or(0)
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .sum();
+        tables + logs
     }
 
     /// Flushes the memtables and compacts every column family: what a
@@ -673,6 +684,37 @@ mod tests {
         let index = Index::open(dir.path(), false, DEFAULT_CACHE).unwrap();
         assert_eq!(index.counts().live, 3);
         assert_eq!(index.get(&key("/c")).unwrap().unwrap().volumes, vec!["w:9"]);
+    }
+
+    /// A young index's writes are in the write-ahead log, not yet in a
+    /// table: its size counts them, and after a flush the tables do.
+    #[tokio::test]
+    async fn disk_size_counts_the_log_and_the_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(dir.path(), false, DEFAULT_CACHE).unwrap();
+        let empty = index.disk_size();
+        for i in 0..200 {
+            index
+                .put(&key(&format!("/d/{i}")), rec(State::Live), None)
+                .await
+                .unwrap();
+        }
+        let logged = index.disk_size();
+        assert!(
+            logged >= empty + 200 * 20,
+            "{empty} B empty, {logged} B after 200 writes"
+        );
+        index.compact().unwrap();
+        let tables: u64 = index
+            .inner
+            .db
+            .live_files()
+            .unwrap()
+            .iter()
+            .map(|f| f.size as u64)
+            .sum();
+        assert!(tables > 0, "a flush makes tables");
+        assert!(index.disk_size() >= tables);
     }
 
     #[tokio::test]

@@ -30,6 +30,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
 use tokio_stream::wrappers::ReceiverStream;
+use trove_common::conditions::Preconditions;
 use trove_common::crash;
 use trove_common::digest::{Digests, HashBeside};
 use trove_common::key::Key;
@@ -55,6 +56,8 @@ pub struct Upload {
     pub replace: bool,
     /// `Trove-Allow-Empty`: an empty value is valid (else `411`).
     pub allow_empty: bool,
+    /// `If-Match` / `If-None-Match`: checked under the key's lock (`412`).
+    pub preconditions: Preconditions,
     /// The value's metadata, stored with it.
     pub meta: Meta,
 }
@@ -112,6 +115,11 @@ pub async fn write(
         _ => Some(r),
     });
     let replacing_live = replaces.as_ref().is_some_and(|r| r.visible(now_ms()).is_some());
+    let current_etag = replaces.as_ref().filter(|_| replacing_live).map(Record::etag);
+    upload
+        .preconditions
+        .check(current_etag)
+        .map_err(ApiError::PreconditionFailed)?;
     if replacing_live && !upload.replace {
         return Err(ApiError::Exists);
     }

@@ -4,7 +4,7 @@
 //! copy instead of copying something else.
 
 use crate::error::s3;
-use crate::gateway::{Conditions, Gateway, MetaIn, Verdict};
+use crate::gateway::{Conditions, Gateway, Verdict};
 use crate::{etag, names};
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
@@ -78,12 +78,7 @@ pub async fn copy_object(
     let (src_bucket, src_key) = source(&input.copy_source)?;
     let dst = names::object_key(&input.bucket, &input.key)?;
     gw.need_bucket(&input.bucket).await?;
-    let conds = Conditions {
-        if_match: input.copy_source_if_match.as_ref(),
-        if_none_match: input.copy_source_if_none_match.as_ref(),
-        if_modified_since: input.copy_source_if_modified_since.as_ref(),
-        if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
-    };
+    let conds = copy_source_conditions!(input);
     let stat = source_stat(gw, src_bucket, src_key, &conds).await?;
     let replace = match input.metadata_directive.as_ref().map(MetadataDirective::as_str) {
         None | Some(MetadataDirective::COPY) => false,
@@ -97,16 +92,7 @@ pub async fn copy_object(
         ));
     }
     let meta = if replace {
-        MetaIn {
-            content_type: input.content_type.as_deref(),
-            content_disposition: input.content_disposition.as_deref(),
-            cache_control: input.cache_control.as_deref(),
-            content_encoding: input.content_encoding.as_deref(),
-            content_language: input.content_language.as_deref(),
-            expires: input.expires.as_ref(),
-            metadata: input.metadata.as_ref(),
-        }
-        .pairs()?
+        meta_in!(input).pairs()?
     } else {
         stat.meta.clone()
     };

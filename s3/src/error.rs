@@ -37,6 +37,8 @@ pub fn s3(e: Error) -> S3Error {
 fn rejected(status: u16, message: &str) -> S3Error {
     let lower = message.to_ascii_lowercase();
     match status {
+        // S3 answers a conditional write of an absent key `NoSuchKey`.
+        412 if message.starts_with("no value at this key") => s3_error!(NoSuchKey, "{message}"),
         412 => s3_error!(PreconditionFailed, "{message}"),
         414 => s3_error!(KeyTooLongError, "{message}"),
         400 if lower.contains("md5") => s3_error!(BadDigest, "{message}"),

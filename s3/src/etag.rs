@@ -3,7 +3,7 @@
 //! concatenated, in hex, followed by `-<number of parts>`.
 
 use md5::{Digest, Md5};
-use s3s::dto::ETag;
+use s3s::dto::{ETag, ETagCondition};
 
 /// The ETag of an object assembled from parts with these (hex md5)
 /// ETags, in order; `None` if one is not 32 hex digits.
@@ -26,9 +26,27 @@ pub fn same(theirs: &str, ours: &str) -> bool {
     theirs.trim().trim_start_matches("W/").trim_matches('"') == ours
 }
 
+/// A condition as the `If-Match` / `If-None-Match` header the master
+/// checks (`*`, `"etag"` or `W/"etag"`).
+pub fn condition_header(c: &ETagCondition) -> String {
+    match c {
+        ETagCondition::Any => "*".to_string(),
+        ETagCondition::ETag(ETag::Strong(v)) => format!("\"{v}\""),
+        ETagCondition::ETag(ETag::Weak(v)) => format!("W/\"{v}\""),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn conditions_become_headers() {
+        assert_eq!(condition_header(&ETagCondition::Any), "*");
+        assert_eq!(condition_header(&ETagCondition::ETag(dto("abc"))), "\"abc\"");
+        let weak = ETagCondition::ETag(ETag::Weak("w".into()));
+        assert_eq!(condition_header(&weak), "W/\"w\"");
+    }
 
     #[test]
     fn multipart_etag_is_md5_of_md5s() {

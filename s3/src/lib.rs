@@ -23,6 +23,10 @@
 //! - [`names`], [`etag`], [`encoding`]: the pure rules (bucket names, key
 //!   mapping, ETags, url-encoding and continuation tokens).
 //! - [`error`]: Trove's errors as S3's, in one place.
+//! - `fields`: macros for groups of fields several s3s types carry alike.
+
+#[macro_use]
+mod fields;
 
 pub mod bucket;
 pub mod checksum;

@@ -10,7 +10,7 @@
 use crate::checksum::Expected;
 use crate::copy::{source, source_stat};
 use crate::error::{no_bucket, s3};
-use crate::gateway::{Conditions, Gateway, MetaIn};
+use crate::gateway::Gateway;
 use crate::put::{content_md5, stream_to};
 use crate::{bucket, encoding::maybe, etag, names};
 use futures::StreamExt;
@@ -152,16 +152,7 @@ pub async fn create(
     let input = &req.input;
     names::object_key(&input.bucket, &input.key)?;
     gw.need_bucket(&input.bucket).await?;
-    let meta = MetaIn {
-        content_type: input.content_type.as_deref(),
-        content_disposition: input.content_disposition.as_deref(),
-        cache_control: input.cache_control.as_deref(),
-        content_encoding: input.content_encoding.as_deref(),
-        content_language: input.content_language.as_deref(),
-        expires: input.expires.as_ref(),
-        metadata: input.metadata.as_ref(),
-    }
-    .pairs()?;
+    let meta = meta_in!(input).pairs()?;
     let id = names::new_upload_id();
     let dir = names::upload_dir(&input.bucket, &id)?;
     let info = Info {
@@ -198,25 +189,15 @@ pub async fn upload_part(
         content_md5: content_md5(input.content_md5.as_deref())?,
         ..gw.upload_opts()
     };
-    let sums = Checksum {
-        checksum_crc32: input.checksum_crc32.clone(),
-        checksum_crc32c: input.checksum_crc32c.clone(),
-        checksum_sha1: input.checksum_sha1.clone(),
-        checksum_sha256: input.checksum_sha256.clone(),
-        checksum_crc64nvme: input.checksum_crc64nvme.clone(),
-        ..Default::default()
-    };
+    let sums = checksums_of!(input);
     let expected = Expected::new(sums.clone(), &headers, trailing_headers);
     let written = stream_to(gw, &part, input.body, input.content_length, expected, opts).await?;
-    Ok(S3Response::new(UploadPartOutput {
-        e_tag: written.etag.as_deref().map(etag::dto),
-        checksum_crc32: sums.checksum_crc32,
-        checksum_crc32c: sums.checksum_crc32c,
-        checksum_sha1: sums.checksum_sha1,
-        checksum_sha256: sums.checksum_sha256,
-        checksum_crc64nvme: sums.checksum_crc64nvme,
-        ..Default::default()
-    }))
+    Ok(S3Response::new(with_checksums!(
+        UploadPartOutput {
+            e_tag: written.etag.as_deref().map(etag::dto),
+        },
+        sums
+    )))
 }
 
 /// `bytes=first-last` of `x-amz-copy-source-range`.
@@ -248,12 +229,7 @@ pub async fn upload_part_copy(
     let (dir, _) = gw.upload(&input.bucket, &input.key, &input.upload_id).await?;
     let part = names::part_key(&dir, input.part_number)?;
     let (src_bucket, src_key) = source(&input.copy_source)?;
-    let conds = Conditions {
-        if_match: input.copy_source_if_match.as_ref(),
-        if_none_match: input.copy_source_if_none_match.as_ref(),
-        if_modified_since: input.copy_source_if_modified_since.as_ref(),
-        if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
-    };
+    let conds = copy_source_conditions!(input);
     let stat = source_stat(gw, src_bucket, src_key, &conds).await?;
     let range = match input.copy_source_range.as_deref() {
         Some(r) => Some(copy_range(r, stat.size)?),
@@ -331,6 +307,9 @@ pub async fn list_parts(
     }))
 }
 
+/// Upload infos ListMultipartUploads reads at once.
+const INFO_READS: usize = 16;
+
 pub async fn list_uploads(
     gw: &Gateway,
     req: S3Request<ListMultipartUploadsInput>,
@@ -344,35 +323,45 @@ pub async fn list_uploads(
     let prefix = input.prefix.clone().unwrap_or_default();
     let max = input.max_uploads.unwrap_or(1000).clamp(0, 1000) as usize;
     let root = format!("{}{}/", names::UPLOADS, input.bucket);
-    // Every upload of the bucket: (key, id, initiated).
-    let mut uploads = vec![];
-    let mut opts = ListOptions::default();
+    // Every upload of the bucket: (key, id, initiated). One listing entry
+    // per upload (its folder, as a common prefix: its parts are not
+    // walked), then the uploads' `info` read a few at a time.
+    let mut ids = vec![];
+    let mut opts = ListOptions {
+        delimiter: Some("/".into()),
+        ..ListOptions::default()
+    };
     loop {
         let page = gw.client.list_page(&root, &opts).await.map_err(s3)?;
-        for k in &page.keys {
-            let Some(id) = k.strip_prefix(&root).and_then(|rest| rest.strip_suffix("/info")) else {
-                continue;
-            };
-            let mut raw = Vec::new();
-            if gw
-                .client
-                .get_to(k, &mut raw, &GetOptions::default())
-                .await
-                .is_err()
-            {
-                continue;
-            }
-            if let Ok(info) = serde_json::from_slice::<Info>(&raw) {
-                if info.key.starts_with(&prefix) {
-                    uploads.push((info.key, id.to_string(), info.initiated));
-                }
-            }
-        }
+        ids.extend(
+            page.prefixes
+                .iter()
+                .filter_map(|p| p.strip_prefix(&root)?.strip_suffix('/'))
+                .map(str::to_string),
+        );
         match page.next {
             Some(n) => opts.start = Some(n),
             None => break,
         }
     }
+    let root = &root;
+    let infos = futures::stream::iter(ids)
+        .map(|id| async move {
+            let mut raw = Vec::new();
+            let key = format!("{root}{id}/info");
+            gw.client
+                .get_to(&key, &mut raw, &GetOptions::default())
+                .await
+                .ok()?;
+            let info: Info = serde_json::from_slice(&raw).ok()?;
+            Some((info.key, id, info.initiated))
+        })
+        .buffer_unordered(INFO_READS);
+    let mut uploads: Vec<_> = infos
+        .filter_map(|u| async move { u })
+        .filter(|(key, _, _)| std::future::ready(key.starts_with(&prefix)))
+        .collect()
+        .await;
     uploads.sort();
     let key_marker = input.key_marker.clone().unwrap_or_default();
     let id_marker = input.upload_id_marker.clone().unwrap_or_default();
@@ -487,6 +476,24 @@ fn check_parts<'a>(
     Ok(out)
 }
 
+/// `If-Match` / `If-None-Match` of a write, checked against the key's
+/// current value.
+async fn precheck(gw: &Gateway, key: &str, opts: &PutOptions) -> S3Result<()> {
+    use trove_common::conditions::{Failed, Preconditions};
+    let conditions = Preconditions::parse(opts.if_match.as_deref(), opts.if_none_match.as_deref())
+        .map_err(|e| s3_error!(InvalidArgument, "{e}"))?;
+    let current = match gw.client.stat(key).await {
+        Ok(s) => Some(s.etag),
+        Err(e) if e.is_not_found() => None,
+        Err(e) => return Err(s3(e)),
+    };
+    match conditions.check(current.as_deref()) {
+        Ok(()) => Ok(()),
+        Err(Failed::Absent) => Err(s3_error!(NoSuchKey, "{}", Failed::Absent)),
+        Err(e) => Err(s3_error!(PreconditionFailed, "{e}")),
+    }
+}
+
 pub async fn complete(
     gw: &Gateway,
     req: S3Request<CompleteMultipartUploadInput>,
@@ -520,8 +527,16 @@ pub async fn complete(
         allow_empty: true,
         meta: info.meta,
         etag: Some(e_tag.clone()),
+        if_match: input.if_match.as_ref().map(etag::condition_header),
+        if_none_match: input.if_none_match.as_ref().map(etag::condition_header),
         ..Default::default()
     };
+    // Conditions are checked here too, so that a refusal is a plain `412`
+    // before the `200` below starts; the master checks them again,
+    // atomically, when it writes.
+    if opts.if_match.is_some() || opts.if_none_match.is_some() {
+        precheck(gw, &target, &opts).await?;
+    }
     // The parts are checked; building the object can take a while (the
     // volumes concatenate every part). s3s answers `200` at once and
     // sends whitespace until this finishes, then the result or the error

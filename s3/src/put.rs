@@ -4,7 +4,7 @@
 
 use crate::checksum::{BodyError, Checked, Expected};
 use crate::error::s3;
-use crate::gateway::{Gateway, MetaIn};
+use crate::gateway::Gateway;
 use crate::{etag, names};
 use base64::Engine;
 use futures::StreamExt;
@@ -205,82 +205,24 @@ pub async fn put_object(
     } = req;
     let key = names::object_key(&input.bucket, &input.key)?;
     gw.need_bucket(&input.bucket).await?;
-    if input.if_match.is_some() || input.if_none_match.is_some() {
-        check_write_conditions(gw, &key, input.if_match.as_ref(), input.if_none_match.as_ref()).await?;
-    }
-    let meta = MetaIn {
-        content_type: input.content_type.as_deref(),
-        content_disposition: input.content_disposition.as_deref(),
-        cache_control: input.cache_control.as_deref(),
-        content_encoding: input.content_encoding.as_deref(),
-        content_language: input.content_language.as_deref(),
-        expires: input.expires.as_ref(),
-        metadata: input.metadata.as_ref(),
-    }
-    .pairs()?;
+    let meta = meta_in!(input).pairs()?;
+    // Conditional writes: the master checks them under the key's lock.
     let opts = PutOptions {
         content_md5: content_md5(input.content_md5.as_deref())?,
         meta,
+        if_match: input.if_match.as_ref().map(etag::condition_header),
+        if_none_match: input.if_none_match.as_ref().map(etag::condition_header),
         ..Default::default()
     };
-    let sums = Checksum {
-        checksum_crc32: input.checksum_crc32.clone(),
-        checksum_crc32c: input.checksum_crc32c.clone(),
-        checksum_sha1: input.checksum_sha1.clone(),
-        checksum_sha256: input.checksum_sha256.clone(),
-        checksum_crc64nvme: input.checksum_crc64nvme.clone(),
-        ..Default::default()
-    };
+    let sums = checksums_of!(input);
     let expected = Expected::new(sums.clone(), &headers, trailing_headers);
     let written = stream_to(gw, &key, input.body, input.content_length, expected, opts).await?;
-    Ok(S3Response::new(PutObjectOutput {
-        e_tag: written.etag.as_deref().map(etag::dto),
-        checksum_crc32: sums.checksum_crc32,
-        checksum_crc32c: sums.checksum_crc32c,
-        checksum_sha1: sums.checksum_sha1,
-        checksum_sha256: sums.checksum_sha256,
-        checksum_crc64nvme: sums.checksum_crc64nvme,
-        ..Default::default()
-    }))
-}
-
-/// Conditional writes (`If-Match`, `If-None-Match: *`), checked against
-/// the current value before the upload (not atomically with it).
-async fn check_write_conditions(
-    gw: &Gateway,
-    key: &str,
-    if_match: Option<&ETagCondition>,
-    if_none_match: Option<&ETagCondition>,
-) -> S3Result<()> {
-    let current = match gw.client.stat(key).await {
-        Ok(s) => Some(s.etag),
-        Err(e) if e.is_not_found() => None,
-        Err(e) => return Err(s3(e)),
-    };
-    let matches = |c: &ETagCondition, etag: &str| match c {
-        ETagCondition::Any => true,
-        ETagCondition::ETag(e) => e.value() == etag,
-    };
-    if let Some(c) = if_none_match {
-        if let Some(cur) = &current {
-            if matches(c, cur) {
-                return Err(s3_error!(PreconditionFailed, "the object exists (If-None-Match)"));
-            }
-        }
-    }
-    if let Some(c) = if_match {
-        match &current {
-            None => return Err(s3_error!(NoSuchKey)),
-            Some(cur) if !matches(c, cur) => {
-                return Err(s3_error!(
-                    PreconditionFailed,
-                    "the object's ETag is not the one given (If-Match)"
-                ))
-            }
-            Some(_) => {}
-        }
-    }
-    Ok(())
+    Ok(S3Response::new(with_checksums!(
+        PutObjectOutput {
+            e_tag: written.etag.as_deref().map(etag::dto),
+        },
+        sums
+    )))
 }
 
 #[cfg(test)]

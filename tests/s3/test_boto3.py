@@ -143,6 +143,20 @@ def test_put_over_an_existing_key_replaces_its_value(s3, bucket):
     assert got["ContentType"] == "text/csv"
 
 
+def test_conditional_puts_create_only_or_replace_only_a_known_etag(s3, bucket):
+    first, second = b"first value", b"second value"
+    s3.put_object(Bucket=bucket, Key="c", Body=first, IfNoneMatch="*")
+    expect_error("PreconditionFailed", 412, s3.put_object, Bucket=bucket, Key="c", Body=second, IfNoneMatch="*")
+    assert s3.get_object(Bucket=bucket, Key="c")["Body"].read() == first
+    stale = '"0123456789abcdef0123456789abcdef"'
+    expect_error("PreconditionFailed", 412, s3.put_object, Bucket=bucket, Key="c", Body=second, IfMatch=stale)
+    s3.put_object(Bucket=bucket, Key="c", Body=second, IfMatch=quoted_md5(first))
+    assert s3.get_object(Bucket=bucket, Key="c")["Body"].read() == second
+    # If-Match on a key with no value: NoSuchKey, as S3 answers.
+    expect_error("NoSuchKey", 404, s3.put_object, Bucket=bucket, Key="absent", Body=first, IfMatch=quoted_md5(first))
+    expect_error("NoSuchKey", 404, s3.get_object, Bucket=bucket, Key="absent")
+
+
 def test_get_and_head_of_a_missing_key_answer_404_no_such_key(s3, bucket):
     expect_error("NoSuchKey", 404, s3.get_object, Bucket=bucket, Key="absent")
     expect_error(None, 404, s3.head_object, Bucket=bucket, Key="absent")

@@ -81,3 +81,36 @@ def test_concurrent_replaces_of_one_key_are_read_as_whole_values(bucket):
     # The last value standing is one of the writers' last values.
     final = reader_client.get_object(Bucket=bucket, Key=key)["Body"].read()
     assert final in [value(w, WRITES_EACH - 1) for w in range(WRITERS)]
+
+
+def test_racing_create_only_puts_store_exactly_one_value(bucket):
+    """`If-None-Match: *` from several writers at once: the master checks it
+    under the key's lock, so exactly one write wins and every other one is
+    refused with PreconditionFailed (never two successes, which a check
+    made before the upload would allow)."""
+    racers = 6
+    client = make_client(attempts=8)
+    for round_ in range(3):
+        key = f"once-{round_}"
+        outcomes = [None] * racers
+        start = threading.Barrier(racers)
+
+        def race(n):
+            start.wait()
+            try:
+                client.put_object(Bucket=bucket, Key=key, Body=value(n, round_), IfNoneMatch="*")
+                outcomes[n] = "stored"
+            except Exception as e:  # noqa: BLE001 - checked below
+                outcomes[n] = getattr(e, "response", {}).get("Error", {}).get("Code", repr(e))
+
+        threads = [threading.Thread(target=race, args=(n,)) for n in range(racers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert not any(t.is_alive() for t in threads), "a racer hung"
+        winners = [n for n, o in enumerate(outcomes) if o == "stored"]
+        assert len(winners) == 1, f"round {round_}: {outcomes}"
+        assert all(o in ("stored", "PreconditionFailed") for o in outcomes), outcomes
+        stored = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        assert stored == value(winners[0], round_)

@@ -199,3 +199,21 @@ def test_multipart_object_overwrites_an_existing_key(s3, bucket):
     e1 = upload(s3, bucket, "k", uid, 1, part)
     complete(s3, bucket, "k", uid, [(1, e1)])
     assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == part
+
+
+def test_multipart_complete_with_if_none_match_creates_only(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="taken", Body=b"first")
+    part = pattern(3000, 71)
+    for key in ("taken", "free"):
+        uid = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+        e1 = upload(s3, bucket, key, uid, 1, part)
+        parts = {"Parts": [{"PartNumber": 1, "ETag": e1}]}
+        done = lambda: s3.complete_multipart_upload(  # noqa: E731
+            Bucket=bucket, Key=key, UploadId=uid, MultipartUpload=parts, IfNoneMatch="*"
+        )
+        if key == "taken":
+            expect_error("PreconditionFailed", 412, done)
+            assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"first"
+        else:
+            done()
+            assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == part

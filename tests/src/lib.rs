@@ -915,6 +915,7 @@ pub mod raw {
 }
 
 pub mod docker;
+pub mod tools;
 
 /// Flips one byte of a file in place (same inode, same length), as bit rot
 /// would.

@@ -223,13 +223,15 @@ async fn assert_recovered(c: &Cluster, writes: &[Write], replicas: usize, lost_a
     assert_eq!(c.status().await["keys"]["writing"], 0);
 }
 
-/// A `408`: the write's body stalled for the stall timeout. On a 2-core
-/// machine, 32 writers starting at once are sometimes not fed (or not
-/// forwarded) that long; seen on the first write of a writer, with or
-/// without a fault, and with the code of earlier sessions too. Tolerated
-/// here (and counted in the log) until its cause is settled: a stalled
-/// client is a correct 408, a replica's own 408 passed through would be
-/// a bug (the note of 2026-11-22 leaves this open).
+/// A `408`: the master waited the stall timeout for the next chunk of
+/// the write's body. On a 2-core machine, 32 writers starting at once (in
+/// this process, which also hashes every body it sends and reads) are
+/// sometimes not fed that long; seen on the first write of a writer, with
+/// or without a fault, and with the code of earlier sessions too. It is
+/// the client's stall, not the server's failure: a volume's own `408`
+/// becomes a `502` at the master (`a_volumes_status_is_not_passed_through`
+/// in master/src/error.rs), so a `408` here can only be the master's
+/// correct answer to a starved writer. Tolerated, and logged.
 fn stalled(w: &Write) -> bool {
     if w.result == Ok(408) {
         eprintln!("{}: 408 (the body stalled)", w.key);

@@ -96,3 +96,41 @@ async fn every_documented_metric_is_scraped() {
         .unwrap();
     assert_all_present("volume", &scrape, &volume_names);
 }
+
+/// A chunked body (no `Content-Length`) is counted as it passes, in both
+/// directions.
+#[tokio::test]
+async fn chunked_bodies_count_their_bytes() {
+    let c = Cluster::start_default().await;
+    let received = |c: &Cluster| {
+        let (http, addr) = (c.http.clone(), c.master.addr.clone());
+        async move { trove_tests::metric(&http, &addr, "trove_received_bytes_total").await }
+    };
+    let before = received(&c).await;
+    let chunks: Vec<Result<&'static [u8], std::io::Error>> = vec![Ok(b"chunk one, "), Ok(b"chunk two")];
+    let body = reqwest::Body::wrap_stream(futures::stream::iter(chunks));
+    let resp = c.http.put(c.url("/m/chunked")).body(body).send().await.unwrap();
+    assert_eq!(resp.status(), 201);
+    let after = received(&c).await;
+    // Exactly: nothing else sends the master a body meanwhile, and a
+    // byte counted twice (by two wrappers) would show.
+    assert_eq!(
+        after - before,
+        20.0,
+        "the master counted {} bytes of a 20-byte chunked body",
+        after - before
+    );
+    // A volume's streamed answer is counted as sent.
+    let volume = &c.volumes_of("/m/chunked").await[0];
+    let sent_before = trove_tests::metric(&c.http, volume, "trove_sent_bytes_total").await;
+    let location = format!("http://{volume}/-/blobs");
+    let listing = c.http.get(location).send().await.unwrap().bytes().await.unwrap();
+    assert!(!listing.is_empty(), "the listing names /m/chunked");
+    let sent_after = trove_tests::metric(&c.http, volume, "trove_sent_bytes_total").await;
+    assert!(
+        sent_after - sent_before >= listing.len() as f64,
+        "the volume counted {} bytes of a {}-byte streamed listing",
+        sent_after - sent_before,
+        listing.len()
+    );
+}

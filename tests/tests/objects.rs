@@ -1,7 +1,8 @@
 //! Single objects as the S3 gateway needs them (issue 9): replacing a live
-//! value atomically for readers (`Trove-Replace`), empty values
-//! (`Trove-Allow-Empty`), and metadata stored with the value — through
-//! failures, rebuild, rebalance, repair and kill -9.
+//! value atomically for readers (`Trove-Replace`), conditional writes
+//! (`If-Match`, `If-None-Match`), empty values (`Trove-Allow-Empty`), and
+//! metadata stored with the value — through failures, rebuild, rebalance,
+//! repair and kill -9.
 
 use base64::Engine;
 use bytes::Bytes;
@@ -244,6 +245,100 @@ fn held_body() -> (
 ) {
     let (tx, rx) = futures::channel::mpsc::channel::<Result<Bytes, std::io::Error>>(0);
     (tx, reqwest::Body::wrap_stream(rx))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn conditional_writes_are_checked_against_the_current_value() {
+    let c = Cluster::start_default().await;
+    let (v1, v2) = (pattern_bytes(10_000, 1), pattern_bytes(12_000, 2));
+    let (etag1, etag2) = (format!("\"{}\"", md5_hex(&v1)), format!("\"{}\"", md5_hex(&v2)));
+    let replace = ("trove-replace", "1");
+    let reason = |r: reqwest::Response| async move { (r.status().as_u16(), r.text().await.unwrap()) };
+
+    // If-Match on a key with no value.
+    let (status, why) = reason(put_with(&c, "/c/a", &[("if-match", "*"), replace], v1.clone()).await).await;
+    assert_eq!(status, 412);
+    assert!(why.contains("no value at this key"), "{why}");
+    assert_eq!(c.head("/c/a").await.status(), 404, "nothing stored");
+    // Create only.
+    let created = put_with(&c, "/c/a", &[("if-none-match", "*")], v1.clone()).await;
+    assert_eq!(created.status(), 201);
+    let (status, why) =
+        reason(put_with(&c, "/c/a", &[("if-none-match", "*"), replace], v2.clone()).await).await;
+    assert_eq!(status, 412);
+    assert!(why.contains("If-None-Match: *"), "{why}");
+    // Replace only a known value.
+    let stale = "\"0123456789abcdef0123456789abcdef\"";
+    let (status, why) = reason(put_with(&c, "/c/a", &[("if-match", stale), replace], v2.clone()).await).await;
+    assert_eq!(status, 412);
+    assert!(why.contains("If-Match"), "{why}");
+    assert_eq!(read(&c, "/c/a").await.0, v1, "refused writes leave the value");
+    // The ETag matches, but a replace still needs Trove-Replace.
+    assert_eq!(
+        put_with(&c, "/c/a", &[("if-match", &etag1)], v2.clone())
+            .await
+            .status(),
+        403
+    );
+    let list = format!("{stale}, {etag1}");
+    assert_eq!(
+        put_with(&c, "/c/a", &[("if-match", &list), replace], v2.clone())
+            .await
+            .status(),
+        201
+    );
+    assert_eq!(read(&c, "/c/a").await.0, v2);
+    // If-None-Match with tags: write unless the value is one of them.
+    assert_eq!(
+        put_with(&c, "/c/a", &[("if-none-match", &etag2), replace], v1.clone())
+            .await
+            .status(),
+        412
+    );
+    assert_eq!(
+        put_with(&c, "/c/a", &[("if-none-match", &etag1), replace], v1.clone())
+            .await
+            .status(),
+        201
+    );
+    assert_eq!(read(&c, "/c/a").await.0, v1);
+    // Malformed: a reason, nothing stored.
+    let (status, why) = reason(put_with(&c, "/c/b", &[("if-match", "abc")], v1.clone()).await).await;
+    assert_eq!(status, 400);
+    assert!(why.contains("quoted entity tags"), "{why}");
+    assert_eq!(c.head("/c/b").await.status(), 404);
+
+    // Racing create-only writes: the check is made under the key's lock,
+    // so exactly one is stored; the others are refused (412), or find the
+    // key busy (409) and, sent again, are refused.
+    for round in 0..3u64 {
+        let key = format!("/c/race-{round}");
+        let racers = (0..8u64).map(|n| {
+            let (c, key) = (&c, key.clone());
+            async move {
+                let body = pattern_bytes(50_000, 100 * round + n);
+                for _ in 0..500 {
+                    let status = put_with(c, &key, &[("if-none-match", "*")], body.clone())
+                        .await
+                        .status();
+                    if status != 409 {
+                        return (status.as_u16(), body);
+                    }
+                }
+                panic!("{key} stayed busy for 500 attempts");
+            }
+        });
+        let outcomes = futures::future::join_all(racers).await;
+        let winners: Vec<&Vec<u8>> = outcomes
+            .iter()
+            .filter(|(s, _)| *s == 201)
+            .map(|(_, b)| b)
+            .collect();
+        let statuses: Vec<u16> = outcomes.iter().map(|(s, _)| *s).collect();
+        assert_eq!(winners.len(), 1, "{key}: {statuses:?}");
+        assert!(statuses.iter().all(|s| [201, 412].contains(s)), "{statuses:?}");
+        assert_eq!(&read(&c, &key).await.0.to_vec(), winners[0]);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

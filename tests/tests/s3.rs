@@ -31,7 +31,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::process::Command;
 use trove_tests::{
-    md5_hex, pattern, pattern_bytes, sha256_hex, Cluster, ClusterOptions, Gateway, S3_ACCESS_KEY,
+    md5_hex, pattern, pattern_bytes, sha256_hex, tools, Cluster, ClusterOptions, Gateway, S3_ACCESS_KEY,
     S3_SECRET_KEY,
 };
 
@@ -57,40 +57,19 @@ impl Clients {
     /// The clients, or `None` (after saying so) when some are missing
     /// outside CI. Under CI a missing client is a failure.
     fn find() -> Option<Clients> {
-        let venv = std::env::var_os("TROVE_S3_VENV")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/trove-venv")
-            });
-        let venv_bin = venv.join("bin");
-        let mut missing: Vec<String> = ["aws", "python", "s3cmd"]
-            .iter()
-            .filter(|name| !venv_bin.join(name).exists())
-            .map(|name| format!("{name} (in the venv {})", venv.display()))
-            .collect();
-        let rclone = std::env::var_os("PATH").and_then(|path| {
-            std::env::split_paths(&path)
-                .map(|dir| dir.join("rclone"))
-                .find(|p| p.is_file())
-        });
-        if rclone.is_none() {
-            missing.push("rclone (on PATH)".into());
+        let venv_bin = tools::venv_bin("TROVE_S3_VENV", "trove-venv");
+        let needs = tools::Needs {
+            suite: "the S3 suite",
+            installer: "scripts/s3-clients.sh",
+            venv_bin: &venv_bin,
+            in_venv: &["aws", "python", "s3cmd"],
+            on_path: &["rclone"],
+        };
+        if !needs.present() {
+            return None;
         }
-        if missing.is_empty() {
-            return Some(Clients {
-                venv_bin,
-                rclone: rclone.expect("found"),
-            });
-        }
-        let message = format!(
-            "the S3 clients are not installed: {}. scripts/s3-clients.sh installs them (scripts/test.sh runs it)",
-            missing.join(", ")
-        );
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("{message}; CI must run the S3 suite");
-        }
-        eprintln!("SKIPPED: {message}");
-        None
+        let rclone = tools::on_path("rclone").expect("present");
+        Some(Clients { venv_bin, rclone })
     }
 }
 

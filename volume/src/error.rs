@@ -12,6 +12,9 @@ pub enum ApiError {
     Key(#[from] KeyError),
     #[error("{0}")]
     BadRequest(String),
+    /// An unsigned, badly signed or expired request (with a secret).
+    #[error("{0}")]
+    Forbidden(String),
     #[error("method {0} is not supported on a key; use GET, HEAD, PUT or DELETE")]
     Method(String),
     #[error("{method} is not allowed on {path}; use {allow}")]
@@ -38,6 +41,7 @@ impl ApiError {
         match self {
             ApiError::Key(KeyError::TooLong(_)) => StatusCode::URI_TOO_LONG,
             ApiError::Key(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Method(_) | ApiError::WrongMethod { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unsatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             ApiError::Store(e) => match e {
@@ -93,4 +97,79 @@ impl From<tokio::task::JoinError> for ApiError {
     fn from(e: tokio::task::JoinError) -> Self {
         ApiError::Internal(e.to_string())
     }
+}
+
+/// Every status an [`ApiError`] can become: one error of each kind, so
+/// that a test can hold the documented statuses to what the code answers.
+/// The `match`es have no wildcard: a new kind of error does not compile
+/// until it is listed here.
+#[cfg(test)]
+pub fn every_status() -> Vec<u16> {
+    use std::time::Duration;
+    let io = || std::io::Error::other("sample");
+    let stores = [
+        StoreError::NotFound,
+        StoreError::LengthMismatch { expected: 0, got: 0 },
+        StoreError::DigestMismatch {
+            expected: String::new(),
+            got: String::new(),
+        },
+        StoreError::BodyAborted(String::new()),
+        StoreError::Stalled(Duration::ZERO),
+        StoreError::NoSpace(io()),
+        StoreError::ReadOnly(io()),
+        StoreError::Corrupt(String::new()),
+        StoreError::OtherWrite(String::new()),
+        StoreError::Superseded(String::new()),
+        StoreError::Replaced,
+        StoreError::Io(io()),
+    ];
+    for e in &stores {
+        match e {
+            StoreError::NotFound
+            | StoreError::LengthMismatch { .. }
+            | StoreError::DigestMismatch { .. }
+            | StoreError::BodyAborted(_)
+            | StoreError::Stalled(_)
+            | StoreError::NoSpace(_)
+            | StoreError::ReadOnly(_)
+            | StoreError::Corrupt(_)
+            | StoreError::OtherWrite(_)
+            | StoreError::Superseded(_)
+            | StoreError::Replaced
+            | StoreError::Io(_) => {}
+        }
+    }
+    let mut samples: Vec<ApiError> = vec![
+        ApiError::Key(KeyError::Empty),
+        ApiError::Key(KeyError::TooLong(0)),
+        ApiError::BadRequest(String::new()),
+        ApiError::Forbidden(String::new()),
+        ApiError::Method(String::new()),
+        ApiError::WrongMethod {
+            method: String::new(),
+            path: String::new(),
+            allow: "",
+        },
+        ApiError::Unsatisfiable(String::new()),
+        ApiError::Damaged,
+        ApiError::Upstream(String::new()),
+        ApiError::Internal(String::new()),
+    ];
+    samples.extend(stores.into_iter().map(ApiError::Store));
+    for e in &samples {
+        match e {
+            ApiError::Key(_)
+            | ApiError::BadRequest(_)
+            | ApiError::Forbidden(_)
+            | ApiError::Method(_)
+            | ApiError::WrongMethod { .. }
+            | ApiError::Unsatisfiable(_)
+            | ApiError::Store(_)
+            | ApiError::Damaged
+            | ApiError::Upstream(_)
+            | ApiError::Internal(_) => {}
+        }
+    }
+    samples.iter().map(|e| e.status().as_u16()).collect()
 }

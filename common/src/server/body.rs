@@ -46,20 +46,23 @@ pub(super) fn request(
 
 /// Wraps an answer's body so the connection stays busy until it is sent
 /// (or dropped): the guard lives in the frame mapping, which passes every
-/// frame through unchanged.
+/// frame through unchanged (counting its bytes).
 pub(super) fn response(
     resp: axum::response::Response,
     guard: BusyGuard,
 ) -> hyper::Response<impl Body<Data = Bytes, Error = axum::Error> + Send + 'static> {
     resp.map(|inner| {
         inner.map_frame(move |frame| {
-            let _busy = &guard;
+            if let Some(data) = frame.data_ref() {
+                guard.metrics().sent(data.len());
+            }
             frame
         })
     })
 }
 
-/// A request body that drains itself when dropped unread.
+/// A request body that counts its bytes as they arrive and drains itself
+/// when dropped unread.
 pub(super) struct RequestBody {
     /// Always `Some` until dropped.
     inner: Option<Incoming>,
@@ -85,8 +88,14 @@ impl Body for RequestBody {
         this.polled = true;
         let inner = this.inner.as_mut().expect("present until dropped");
         let poll = Pin::new(inner).poll_frame(cx);
-        if matches!(poll, Poll::Ready(None | Some(Err(_)))) {
-            this.ended = true;
+        match &poll {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(data), Some(guard)) = (frame.data_ref(), &this.guard) {
+                    guard.metrics().received(data.len());
+                }
+            }
+            Poll::Ready(None | Some(Err(_))) => this.ended = true,
+            Poll::Pending => {}
         }
         poll
     }
@@ -110,8 +119,14 @@ impl Drop for RequestBody {
         };
         let (stall, guard) = (self.stall, self.guard.take());
         runtime.spawn(async move {
-            let mut data = http_body_util::BodyDataStream::new(inner);
+            use futures::StreamExt;
+            let mut data = http_body_util::BodyDataStream::new(inner).inspect(|chunk| {
+                if let (Ok(chunk), Some(guard)) = (chunk, &guard) {
+                    guard.metrics().received(chunk.len());
+                }
+            });
             drain(&mut data, DRAIN_LIMIT, stall).await;
+            drop(data);
             // The connection is idle (or closed, if the limit was hit) only
             // once the drain is over.
             drop(guard);

@@ -73,6 +73,13 @@ impl Shared {
 /// Keeps the connection [`Phase::Busy`] while it lives.
 pub(super) struct BusyGuard(Arc<Shared>);
 
+impl BusyGuard {
+    /// The server's metrics, for the body wrappers to count bytes.
+    pub(super) fn metrics(&self) -> &HttpMetrics {
+        &self.0.metrics
+    }
+}
+
 impl Drop for BusyGuard {
     fn drop(&mut self) {
         if self.0.busy.fetch_sub(1, Ordering::AcqRel) == 1 {

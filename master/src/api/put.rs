@@ -1,6 +1,7 @@
 //! `PUT`/`POST /key`: parse what the client announced (length, the
 //! `Content-MD5` and `Key-Sha256` to check the body against), asked for
-//! (`Trove-Replace`, `Trove-Allow-Empty`, a TTL) and gave the value
+//! (`Trove-Replace`, `Trove-Allow-Empty`, `If-Match`/`If-None-Match`, a
+//! TTL) and gave the value
 //! (metadata), then hand the body to the write path.
 
 use crate::error::ApiError;
@@ -12,6 +13,7 @@ use axum::http::StatusCode;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
+use trove_common::conditions::Preconditions;
 use trove_common::digest::{parse_content_md5, parse_sha256_hex};
 use trove_common::http::{
     content_length, flag, meta_from_headers, quoted_etag, CONTENT_MD5, KEY_SHA256, KEY_WRITE,
@@ -52,6 +54,11 @@ pub(crate) fn upload(state: &AppState, headers: &HeaderMap) -> Result<Upload, Ap
         .transpose()?;
     let expires =
         crate::expiry::requested(headers, state.config.default_ttl, trove_common::record::now_ms())?;
+    let preconditions = Preconditions::parse(
+        one_header(headers, header::IF_MATCH.as_str(), "If-Match")?,
+        one_header(headers, header::IF_NONE_MATCH.as_str(), "If-None-Match")?,
+    )
+    .map_err(ApiError::BadRequest)?;
     Ok(Upload {
         len: None,
         content_md5,
@@ -59,6 +66,7 @@ pub(crate) fn upload(state: &AppState, headers: &HeaderMap) -> Result<Upload, Ap
         expires,
         replace,
         allow_empty,
+        preconditions,
         meta,
     })
 }

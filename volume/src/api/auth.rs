@@ -4,10 +4,10 @@
 //! `403`. Without a secret every request passes, as with minikeyvalue's
 //! nginx volumes: keep such volumes on a private network.
 
+use crate::error::ApiError;
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
@@ -48,5 +48,5 @@ pub async fn check_signature(State(state): State<Arc<AppState>>, req: Request<Bo
 }
 
 fn refuse(why: &str) -> Response {
-    (StatusCode::FORBIDDEN, format!("{why}\n")).into_response()
+    ApiError::Forbidden(why.to_string()).into_response()
 }

@@ -175,6 +175,15 @@ mod tests {
         );
     }
 
+    /// A status in the table is one the handlers can answer: a success, or
+    /// what some error maps to.
+    #[test]
+    fn every_status_in_the_table_can_be_answered() {
+        let routes: Vec<&Route> = ROUTES.iter().chain([&KEY_ROUTE]).collect();
+        let problems = trove_common::routes::unanswerable(&routes, &crate::error::every_status());
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+
     #[test]
     fn every_route_has_a_handler() {
         for route in ROUTES {

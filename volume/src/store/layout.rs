@@ -53,9 +53,9 @@ impl BlobStore {
 
     /// The lock stripe of `key`: renames of a key's files, and reads that
     /// must see its data and sidecar as one, happen under it.
-    pub(super) fn stripe(&self, key: &Key) -> std::sync::MutexGuard<'_, ()> {
+    pub(super) fn stripe(&self, key: &Key) -> parking_lot::MutexGuard<'_, ()> {
         let i = key.hash()[0] as usize % self.stripes.len();
-        self.stripes[i].lock().unwrap_or_else(|p| p.into_inner())
+        self.stripes[i].lock()
     }
 
     /// Calls `f(data path)` once for every blob hash in every data dir

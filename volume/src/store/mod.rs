@@ -50,11 +50,11 @@
 
 use durable::sync_dir;
 use layout::{open_described, read_meta, TMP_DIR};
+use parking_lot::Mutex;
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use trove_common::key::Key;

@@ -223,7 +223,7 @@ impl BlobStore {
     /// Remembers that `write` of `key` was aborted (the most recent
     /// [`ABORTS_KEPT`] aborts), so that an upload of it is refused.
     fn note_aborted(&self, key: &Key, write: &str) {
-        let mut aborted = self.aborted.lock().unwrap_or_else(|p| p.into_inner());
+        let mut aborted = self.aborted.lock();
         if aborted.len() >= ABORTS_KEPT {
             aborted.pop_front();
         }
@@ -232,14 +232,14 @@ impl BlobStore {
 
     /// Whether `write` of `key` was aborted (recently).
     pub(super) fn was_aborted(&self, key: &Key, write: &str) -> bool {
-        let aborted = self.aborted.lock().unwrap_or_else(|p| p.into_inner());
+        let aborted = self.aborted.lock();
         aborted.iter().any(|(k, w)| w == write && k == key.as_str())
     }
 
     /// Forgets `write` as the key's upload in progress, if it still is
     /// (the upload failed before it could be committed).
     pub(super) fn forget_writer(&self, key: &Key, write: &str) {
-        let mut writers = self.writers.lock().unwrap_or_else(|p| p.into_inner());
+        let mut writers = self.writers.lock();
         if writers.get(key.as_str()).is_some_and(|w| w == write) {
             writers.remove(key.as_str());
         }

@@ -7,11 +7,11 @@ use super::durable::{put_in_place, How, TempFile};
 use super::layout::{has_meta, ID_FILE, TMP_DIR};
 use super::{previous, BlobStore, LOCK_STRIPES};
 use anyhow::Context;
+use parking_lot::Mutex;
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 use trove_common::xattr;
 
 impl BlobStore {

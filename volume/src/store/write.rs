@@ -118,7 +118,7 @@ impl BlobStore {
             if self.was_aborted(key, write) {
                 return Err(StoreError::Superseded(write.to_string()));
             }
-            let mut writers = self.writers.lock().unwrap_or_else(|p| p.into_inner());
+            let mut writers = self.writers.lock();
             // Write ids grow with time: an older upload that starts late
             // (delayed in a network or a frozen volume) must not take the
             // key from a newer one.
@@ -264,7 +264,7 @@ impl BlobWriter<'_> {
         if let Some(write) = &expected.write {
             // Still this key's newest write? (A newer upload or the
             // master's abort took it over while this one was in flight.)
-            let mut writers = store.writers.lock().unwrap_or_else(|p| p.into_inner());
+            let mut writers = store.writers.lock();
             let newer_in_place = store
                 .locate(&key)
                 .and_then(|(data, _)| read_meta(&data).ok())
