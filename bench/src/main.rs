@@ -50,6 +50,11 @@ struct Args {
     /// example `--only small` runs just the 4 KiB cycles, to profile them.
     #[arg(long, value_enum)]
     only: Vec<Group>,
+    /// Only the large GETs: via the master's redirect and through the S3
+    /// gateway, each against nginx (the rows that zero-copy sending
+    /// changes; a few minutes instead of the whole run).
+    #[arg(long)]
+    only_gets: bool,
     /// A tiny run (8 MiB values, one iteration, few keys): checks that the
     /// command works, measures nothing worth reading.
     #[arg(long)]
@@ -117,29 +122,37 @@ async fn main() -> anyhow::Result<()> {
         nginx,
     };
     let mut rows = vec![];
-    if b.args.runs(Group::Large) {
-        b.large_values(&fsync, &no_fsync, &mut rows).await?;
-    }
-    if b.args.runs(Group::Parallel) {
-        b.parallel_values(&no_fsync, &mut rows).await?;
-    }
-    if b.args.runs(Group::Redirects) {
-        b.redirects(&fsync, &mut rows).await?;
-    }
-    if b.args.runs(Group::Small) {
-        b.small_cycles(&fsync, &no_fsync, &mut rows).await?;
-    }
-    if !b.args.runs(Group::S3) {
-        eprintln!("S3 rows skipped");
-    } else if let Err(e) = b.s3(&no_fsync, &mut rows).await {
-        // The other rows are measured already: print them all the same.
-        eprintln!("S3 rows incomplete: {e:#}");
+    if b.args.only_gets {
+        b.large_gets(&fsync, &mut rows).await?;
+        if !b.args.skip_s3 {
+            b.s3_gets_only(&no_fsync, &mut rows).await?;
+        }
+    } else {
+        if b.args.runs(Group::Large) {
+            b.large_values(&fsync, &no_fsync, &mut rows).await?;
+        }
+        if b.args.runs(Group::Parallel) {
+            b.parallel_values(&no_fsync, &mut rows).await?;
+        }
+        if b.args.runs(Group::Redirects) {
+            b.redirects(&fsync, &mut rows).await?;
+        }
+        if b.args.runs(Group::Small) {
+            b.small_cycles(&fsync, &no_fsync, &mut rows).await?;
+        }
+        if !b.args.runs(Group::S3) {
+            eprintln!("S3 rows skipped");
+        } else if let Err(e) = b.s3(&no_fsync, &mut rows).await {
+            // The other rows are measured already: print them all the same.
+            eprintln!("S3 rows incomplete: {e:#}");
+        }
     }
 
     println!("{}", stats::machine());
     println!(
-        "`trove-bench{}` — {} iteration(s), large value {} MiB, {:.0} s in all.\n",
+        "`trove-bench{}{}` — {} iteration(s), large value {} MiB, {:.0} s in all.\n",
         if b.args.smoke { " --smoke" } else { "" },
+        if b.args.only_gets { " --only-gets" } else { "" },
         b.args.iterations,
         b.args.size / MIB,
         started.elapsed().as_secs_f64()
@@ -337,6 +350,14 @@ impl Bench {
             ));
         }
 
+        self.large_gets(fsync, rows).await
+    }
+
+    /// GETs of the large value via the master's redirect, and 1 MiB
+    /// ranges of it, each against nginx serving the same bytes.
+    async fn large_gets(&self, fsync: &Cluster, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+        let size = self.args.size;
+        let label = format!("{} MiB", size / MIB);
         // The value to read: in Trove and, byte for byte, in nginx's root.
         fsync
             .http

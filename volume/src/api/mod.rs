@@ -22,6 +22,7 @@ use axum::Router;
 use std::sync::Arc;
 use trove_common::key::Key;
 use trove_common::routes::{op, read, Route};
+use trove_common::server::ZeroCopy;
 
 /// Liveness, the one operation that needs no signature.
 pub const HEALTHY: &str = "/-/healthy";
@@ -153,7 +154,8 @@ async fn key_request(State(state): State<Arc<AppState>>, req: Request<Body>) -> 
         Method::GET | Method::HEAD => {
             let pin = get::pinned(req.uri().query())?;
             let head_only = req.method() == Method::HEAD;
-            get::get(&state, key, pin, req.headers(), head_only).await
+            let zero_copy = req.extensions().get::<ZeroCopy>().cloned();
+            get::get(&state, key, pin, req.headers(), head_only, zero_copy).await
         }
         Method::DELETE => delete::delete(&state, key).await,
         ref m => Err(ApiError::Method(m.to_string())),
