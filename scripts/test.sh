@@ -16,24 +16,23 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/trove-target}"
+# install_tools SCRIPT WHAT SUITE: runs an installer of test tools; if it fails,
+# the suite would skip its tests, which CI must not allow.
+install_tools() {
+    if ! "$1"; then
+        if [ "${CI:-}" = true ]; then
+            echo "test.sh: could not install $2 ($1), and CI must run $3" >&2
+            exit 1
+        fi
+        echo "test.sh: could not install $2: $3 will skip its tests" >&2
+    fi
+}
 # The S3 clients, in a venv the S3 suite finds through TROVE_S3_VENV.
 export TROVE_S3_VENV="${TROVE_S3_VENV:-$HOME/.cache/trove-venv}"
-if ! scripts/s3-clients.sh; then
-    if [ "${CI:-}" = true ]; then
-        echo "test.sh: could not install the S3 clients (scripts/s3-clients.sh), and CI must run the S3 suite" >&2
-        exit 1
-    fi
-    echo "test.sh: could not install the S3 clients: the S3 suite (tests/tests/s3.rs) will skip its tests" >&2
-fi
+install_tools scripts/s3-clients.sh "the S3 clients" "the S3 suite (tests/tests/s3.rs)"
 # Chromium, chromedriver, selenium and schemathesis, for tests/tests/ui.rs.
 export TROVE_UI_VENV="${TROVE_UI_VENV:-$HOME/.cache/trove-ui-venv}"
-if ! scripts/ui-deps.sh; then
-    if [ "${CI:-}" = true ]; then
-        echo "test.sh: could not install Chromium and the UI test tools (scripts/ui-deps.sh), and CI must run the UI suite" >&2
-        exit 1
-    fi
-    echo "test.sh: could not install Chromium and the UI test tools: the UI suite (tests/tests/ui.rs) will skip its tests" >&2
-fi
+install_tools scripts/ui-deps.sh "Chromium and the UI test tools" "the UI suite (tests/tests/ui.rs)"
 docker_ok=false
 if docker info >/dev/null 2>&1; then
     docker_ok=true

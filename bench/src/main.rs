@@ -46,10 +46,40 @@ struct Args {
     /// Leave out the S3 gateway's rows.
     #[arg(long)]
     skip_s3: bool,
+    /// Measure only these groups of rows (repeatable; default: all). For
+    /// example `--only small` runs just the 4 KiB cycles, to profile them.
+    #[arg(long, value_enum)]
+    only: Vec<Group>,
+    /// Only the large GETs: via the master's redirect and through the S3
+    /// gateway, each against nginx (the rows that zero-copy sending
+    /// changes; a few minutes instead of the whole run).
+    #[arg(long)]
+    only_gets: bool,
     /// A tiny run (8 MiB values, one iteration, few keys): checks that the
     /// command works, measures nothing worth reading.
     #[arg(long)]
     smoke: bool,
+}
+
+/// A group of rows, for `--only`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Group {
+    /// PUT and GET of the large value, range reads, CPU per GiB.
+    Large,
+    /// 16 parallel PUTs and GETs of 16 MiB.
+    Parallel,
+    /// GET redirects from the master.
+    Redirects,
+    /// 4 KiB write/read/delete cycles.
+    Small,
+    /// The S3 gateway's rows.
+    S3,
+}
+
+impl Args {
+    fn runs(&self, group: Group) -> bool {
+        (self.only.is_empty() || self.only.contains(&group)) && !(group == Group::S3 && self.skip_s3)
+    }
 }
 
 #[tokio::main]
@@ -75,9 +105,13 @@ async fn main() -> anyhow::Result<()> {
         ..Default::default()
     })
     .await;
-    let nginx = match nginx::Nginx::start() {
-        Ok(n) => Some(n),
-        Err(e) => {
+    let nginx_needed = [Group::Large, Group::Parallel, Group::Redirects, Group::S3]
+        .into_iter()
+        .any(|g| args.runs(g));
+    let nginx = match nginx_needed.then(nginx::Nginx::start) {
+        None => None,
+        Some(Ok(n)) => Some(n),
+        Some(Err(e)) => {
             eprintln!("nginx reference rows skipped: {e:#}");
             None
         }
@@ -88,21 +122,37 @@ async fn main() -> anyhow::Result<()> {
         nginx,
     };
     let mut rows = vec![];
-    b.large_values(&fsync, &no_fsync, &mut rows).await?;
-    b.parallel_values(&no_fsync, &mut rows).await?;
-    b.redirects(&fsync, &mut rows).await?;
-    b.small_cycles(&fsync, &no_fsync, &mut rows).await?;
-    if b.args.skip_s3 {
-        eprintln!("S3 rows skipped (--skip-s3)");
-    } else if let Err(e) = b.s3(&no_fsync, &mut rows).await {
-        // The other rows are measured already: print them all the same.
-        eprintln!("S3 rows incomplete: {e:#}");
+    if b.args.only_gets {
+        b.large_gets(&fsync, &mut rows).await?;
+        if !b.args.skip_s3 {
+            b.s3_gets_only(&no_fsync, &mut rows).await?;
+        }
+    } else {
+        if b.args.runs(Group::Large) {
+            b.large_values(&fsync, &no_fsync, &mut rows).await?;
+        }
+        if b.args.runs(Group::Parallel) {
+            b.parallel_values(&no_fsync, &mut rows).await?;
+        }
+        if b.args.runs(Group::Redirects) {
+            b.redirects(&fsync, &mut rows).await?;
+        }
+        if b.args.runs(Group::Small) {
+            b.small_cycles(&fsync, &no_fsync, &mut rows).await?;
+        }
+        if !b.args.runs(Group::S3) {
+            eprintln!("S3 rows skipped");
+        } else if let Err(e) = b.s3(&no_fsync, &mut rows).await {
+            // The other rows are measured already: print them all the same.
+            eprintln!("S3 rows incomplete: {e:#}");
+        }
     }
 
     println!("{}", stats::machine());
     println!(
-        "`trove-bench{}` — {} iteration(s), large value {} MiB, {:.0} s in all.\n",
+        "`trove-bench{}{}` — {} iteration(s), large value {} MiB, {:.0} s in all.\n",
         if b.args.smoke { " --smoke" } else { "" },
+        if b.args.only_gets { " --only-gets" } else { "" },
         b.args.iterations,
         b.args.size / MIB,
         started.elapsed().as_secs_f64()
@@ -300,6 +350,14 @@ impl Bench {
             ));
         }
 
+        self.large_gets(fsync, rows).await
+    }
+
+    /// GETs of the large value via the master's redirect, and 1 MiB
+    /// ranges of it, each against nginx serving the same bytes.
+    async fn large_gets(&self, fsync: &Cluster, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+        let size = self.args.size;
+        let label = format!("{} MiB", size / MIB);
         // The value to read: in Trove and, byte for byte, in nginx's root.
         fsync
             .http
@@ -487,9 +545,14 @@ impl Bench {
         for (cluster, label, target) in [(fsync, "fsync", "≥ 1000"), (no_fsync, "--no-fsync", "≥ 2000")] {
             let mut samples = Samples::new();
             let mut latency = Latencies::default();
+            let cpu =
+                |c: &Cluster| c.master.cpu_seconds() + c.volumes.iter().map(|v| v.cpu_seconds()).sum::<f64>();
+            let cpu_before = cpu(cluster);
             for i in 0..self.args.iterations {
                 samples.push(self.cycle_rate(cluster, i, &mut latency).await?);
             }
+            let cycles = (self.args.iterations * self.args.small_keys) as f64;
+            let cpu_per_cycle = (cpu(cluster) - cpu_before) / cycles * 1000.0;
             rows.push(Row::new(
                 &format!("4 KiB write/read/delete cycles/s, 16 clients, {label}"),
                 samples,
@@ -511,6 +574,11 @@ impl Bench {
                     cell(&latency.get),
                     cell(&latency.delete)
                 ),
+                "—",
+            ));
+            rows.push(Row::single(
+                &format!("4 KiB cycle: CPU ms per cycle, master + volumes, {label}"),
+                cpu_per_cycle,
                 "—",
             ));
         }

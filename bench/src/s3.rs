@@ -120,14 +120,39 @@ impl Bench {
             "≥ 0.9×",
         ));
 
-        // GET through the gateway, against nginx serving the same bytes
-        // (`large_values` left them in its root).
+        self.s3_get(c, &gw, rows).await?;
+        self.s3_parallel(&gw, rows).await?;
+        self.s3_listing(c, &gw, rows).await?;
+        self.s3_memory(&gw, rows).await?;
+        Ok(())
+    }
+
+    /// The S3 GET row alone (`--only-gets`).
+    pub async fn s3_gets_only(&self, c: &Cluster, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+        let gw = Gateway::start(c)?;
+        let create = gw.bucket.create_bucket(&gw.creds).sign(VALID);
+        let r = self.http.put(create.as_str()).send().await?;
+        anyhow::ensure!(r.status().is_success(), "CreateBucket: {}", r.status());
+        self.s3_get(c, &gw, rows).await
+    }
+
+    /// GET of the large value through the gateway, against nginx serving
+    /// the same bytes (`large_gets` left them in its root), and the CPU
+    /// the gateway and the volumes spend on it.
+    async fn s3_get(&self, c: &Cluster, gw: &Gateway, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+        let size = self.args.size;
+        let label = format!("{} MiB", size / MIB);
         self.put(&gw.put_url("big"), size).await?;
         let (mut get, mut get_ref) = (Samples::new(), Samples::new());
+        let volumes_cpu = || c.volumes.iter().map(|v| v.cpu_seconds()).sum::<f64>();
+        let (mut gateway_cpu, mut volume_cpu) = (0.0, 0.0);
         for _ in 0..self.args.iterations {
+            let (gateway_before, volumes_before) = (gw.server.cpu_seconds(), volumes_cpu());
             let t = Instant::now();
             anyhow::ensure!(self.get(&gw.get_url("big"), None).await? == size, "short S3 read");
             get.push(mib_per_s(size, t.elapsed()));
+            gateway_cpu += gw.server.cpu_seconds() - gateway_before;
+            volume_cpu += volumes_cpu() - volumes_before;
             if let Some(n) = &self.nginx {
                 let t = Instant::now();
                 anyhow::ensure!(
@@ -143,11 +168,18 @@ impl Bench {
             get_ref,
             "≥ 0.8×",
         ));
+        let gib = (size * self.args.iterations as u64) as f64 / (1u64 << 30) as f64;
+        rows.push(Row::single(
+            "CPU s per GiB S3 GET: the gateway",
+            gateway_cpu / gib,
+            "—",
+        ));
+        rows.push(Row::single(
+            "CPU s per GiB S3 GET: the volume serving it",
+            volume_cpu / gib,
+            "—",
+        ));
         self.delete(&gw.delete_url("big")).await?;
-
-        self.s3_parallel(&gw, rows).await?;
-        self.s3_listing(c, &gw, rows).await?;
-        self.s3_memory(&gw, rows).await?;
         Ok(())
     }
 

@@ -157,12 +157,22 @@ impl Client {
     /// the stream's [`GetStream::stat`] always describes the bytes it
     /// delivers.
     pub async fn get(&self, raw_key: &str, opts: &GetOptions) -> Result<GetStream> {
+        let stat = self.locate(raw_key).await?;
+        self.get_located(raw_key, stat, opts).await
+    }
+
+    /// [`Client::get`] for a key whose redirect the caller already has
+    /// (from [`Client::stat`]): the master is asked again only if the copy
+    /// it names was replaced before its first byte.
+    pub async fn get_located(&self, raw_key: &str, mut stat: Stat, opts: &GetOptions) -> Result<GetStream> {
         let mut tries = 0;
         loop {
-            let stat = self.locate(raw_key).await?;
             let mut stream = self.stream_from(stat, opts, &[])?;
             match stream.open().await {
-                Err(Error::Replaced { .. }) if tries < REPLACED_RETRIES => tries += 1,
+                Err(Error::Replaced { .. }) if tries < REPLACED_RETRIES => {
+                    tries += 1;
+                    stat = self.locate(raw_key).await?;
+                }
                 Err(e) => return Err(e),
                 Ok(()) => return Ok(stream),
             }

@@ -7,6 +7,7 @@
 //! |---|---|---|
 //! | `PUT /<key>` | header [`TROVE_WRITE`](crate::http::TROVE_WRITE) | `201`, headers `Key-Sha256`, `Key-Size` |
 //! | `POST /-/mark` | [`MarkQuery`] | the new sidecar ([`BlobMeta`]) |
+//! | `POST /-/marks` | [`MarksQuery`], JSON body: a list of [`MarkQuery`] | a list of [`MarkOutcome`], in order |
 //! | `POST /-/abort` | [`AbortQuery`] | [`Aborted`] |
 //! | `POST /-/pull` | [`PullQuery`] | `201`, like a `PUT` |
 //! | `POST /-/compose` | [`ComposeQuery`], JSON body [`ComposePlan`] | `201`, like a `PUT`, plus `Key-Md5` |
@@ -33,6 +34,27 @@ pub const MAX_BLOBS_LINE: usize = 8 << 20;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyQuery {
     pub key: String,
+}
+
+/// `POST /-/marks?body_sha256=H`: several marks in one request, made
+/// durable by one shared sync. The body (a JSON list of [`MarkQuery`]) is
+/// not part of the signed URL, so its sha256 is: a volume refuses a body
+/// whose sha256 is not `H`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MarksQuery {
+    pub body_sha256: String,
+}
+
+/// The most marks one `POST /-/marks` carries.
+pub const MAX_MARKS: usize = 256;
+
+/// What became of one mark of a `POST /-/marks`: the status a
+/// `POST /-/mark` of it would have answered, and its reason when not 2xx.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MarkOutcome {
+    pub status: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// `POST /-/mark`: record a blob's state (and md5) in its sidecar.

@@ -20,10 +20,23 @@ use trove_common::key::Key;
 use trove_common::protocol::listing::{take_frame, Frame, Listed};
 pub use trove_common::protocol::Verified;
 use trove_common::protocol::{
-    query_pairs, AbortQuery, Aborted, ComposeQuery, KeyQuery, MarkQuery, PullQuery, VolumeStatus,
+    query_pairs, AbortQuery, Aborted, ComposeQuery, KeyQuery, MarkOutcome, MarkQuery, MarksQuery, PullQuery,
+    VolumeStatus,
 };
 use trove_common::record::{BlobState, Meta, Record};
 use trove_common::signing::{url as signed_url, Signer};
+
+/// The query of a mark: `key`'s copy is now in `state`, with the md5 and
+/// sha256 of `digests` (the record), only if it is master write `write`'s.
+pub fn mark_query(key: &Key, state: BlobState, digests: Option<&Record>, write: Option<&str>) -> MarkQuery {
+    MarkQuery {
+        key: key.as_str().to_string(),
+        state,
+        md5: digests.map(|r| r.md5.clone()),
+        sha256: digests.map(|r| r.sha256.clone()),
+        write: write.map(str::to_string),
+    }
+}
 
 /// What a volume reports after storing a blob, or holds for a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,7 +65,7 @@ pub struct UploadInfo {
 }
 
 /// A failed call to a volume.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum VolumeError {
     /// Could not connect, or the connection broke.
     #[error("volume {addr} unreachable: {message}")]
@@ -233,15 +246,53 @@ impl VolumeClient {
         digests: Option<&Record>,
         write: Option<&str>,
     ) -> Result<(), VolumeError> {
-        let query = MarkQuery {
-            key: key.as_str().to_string(),
-            state,
-            md5: digests.map(|r| r.md5.clone()),
-            sha256: digests.map(|r| r.sha256.clone()),
-            write: write.map(str::to_string),
-        };
-        let req = self.http.post(self.op_url("POST", addr, "/-/mark", &query));
+        self.mark_query(addr, &mark_query(key, state, digests, write))
+            .await
+    }
+
+    /// [`VolumeClient::mark`] of a mark already put as its query.
+    pub async fn mark_query(&self, addr: &str, query: &MarkQuery) -> Result<(), VolumeError> {
+        let req = self.http.post(self.op_url("POST", addr, "/-/mark", query));
         self.call(addr, req, Some(self.timeouts.stall)).await.map(|_| ())
+    }
+
+    /// Several marks on `addr` in one request (`POST /-/marks`), made
+    /// durable there by one shared sync: each mark's outcome, in order, as
+    /// its own [`VolumeClient::mark`] would have ended.
+    pub async fn mark_batch(
+        &self,
+        addr: &str,
+        marks: &[MarkQuery],
+    ) -> Result<Vec<Result<(), VolumeError>>, VolumeError> {
+        use sha2::Digest;
+        let body = serde_json::to_vec(marks).expect("marks serialise");
+        let query = MarksQuery {
+            body_sha256: hex::encode(sha2::Sha256::digest(&body)),
+        };
+        let req = self
+            .http
+            .post(self.op_url("POST", addr, "/-/marks", &query))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        let resp = self.call(addr, req, Some(self.timeouts.stall)).await?;
+        let outcomes: Vec<MarkOutcome> = json(addr, resp).await?;
+        if outcomes.len() != marks.len() {
+            return Err(VolumeError::Protocol {
+                addr: addr.to_string(),
+                message: format!("{} outcomes for {} marks", outcomes.len(), marks.len()),
+            });
+        }
+        Ok(outcomes
+            .into_iter()
+            .map(|o| match o.status {
+                200..=299 => Ok(()),
+                status => Err(VolumeError::Status {
+                    addr: addr.to_string(),
+                    status,
+                    message: o.error.unwrap_or_default(),
+                }),
+            })
+            .collect())
     }
 
     /// Undoes master write `write` of `key` on `addr`: its blob goes, the

@@ -7,6 +7,7 @@
 //! - [`index`]: the RocksDB index of key → [`trove_common::record::Record`].
 //! - [`volumes`]: the volume roster and the health monitor.
 //! - [`client`]: HTTP calls to volumes.
+//! - [`marks`]: the marks that confirm writes, batched per volume.
 //! - [`locks`]: one operation per key at a time.
 //! - [`write`]: the streaming, all-or-nothing write path.
 //! - [`compose`]: values built on the volumes out of ranges of others.
@@ -32,6 +33,7 @@ pub mod index;
 pub mod jobs;
 pub mod listing;
 pub mod locks;
+pub mod marks;
 pub mod rebuild;
 pub mod ui;
 pub mod volumes;

@@ -46,6 +46,8 @@ pub struct Volumes {
     placement: Placement,
     health: HashMap<String, RwLock<Health>>,
     client: VolumeClient,
+    /// Marks on their way to volumes, batched per volume.
+    marks: crate::marks::MarkQueues,
     /// Spreads reads across replicas.
     next_read: AtomicUsize,
     /// A volume with less free space than this takes no new writes.
@@ -63,6 +65,7 @@ impl Volumes {
         Volumes {
             placement,
             health,
+            marks: crate::marks::MarkQueues::new(client.clone()),
             client,
             next_read: AtomicUsize::new(0),
             min_free,
@@ -183,9 +186,8 @@ impl Volumes {
         digests: Option<&Record>,
         write: Option<&str>,
     ) -> Result<(), VolumeError> {
-        let marks = addrs
-            .iter()
-            .map(|a| self.client.mark(a, key, state, digests, write));
+        let query = crate::client::mark_query(key, state, digests, write);
+        let marks = addrs.iter().map(|a| self.marks.mark(a, query.clone()));
         let mut first_error = None;
         for result in futures::future::join_all(marks).await {
             if let Err(e) = result {

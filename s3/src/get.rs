@@ -4,10 +4,15 @@
 //! the volume before the answer's headers are written, and asks the master
 //! again if the pinned copy was replaced in between, so the headers always
 //! describe the bytes that follow.
+//!
+//! A value (or range) of [`splice::MIN_SPLICE`] bytes or more, asked for
+//! on a connection that can send zero-copy chunks, is passed on inside
+//! the kernel instead (see [`crate::splice`]); anything that path cannot
+//! do falls back to this one.
 
 use crate::error::s3;
 use crate::gateway::{Conditions, Gateway, MetaOut, Verdict};
-use crate::{etag, names};
+use crate::{etag, names, splice};
 use bytes::Bytes;
 use futures::Stream;
 use s3s::dto::*;
@@ -16,6 +21,7 @@ use s3s::{s3_error, S3Request, S3Response, S3Result, StdError};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use trove_client::{ByteRange, GetOptions, GetStream, Stat};
+use trove_common::server::ZeroCopy;
 
 /// Bytes gathered from the volume's stream before one write to the S3
 /// client: the volume's answer arrives in small reads, and writing each
@@ -24,11 +30,22 @@ const OUT_CHUNK: usize = 128 * 1024;
 
 /// A value's bytes on their way out, with their exact length (so the
 /// answer has a `Content-Length`), in chunks of up to [`OUT_CHUNK`].
-struct Outgoing {
+pub(crate) struct Outgoing {
     inner: sync_wrapper::SyncStream<GetStream>,
     remaining: u64,
     /// An error seen after bytes that were gathered: sent next.
     failed: Option<trove_client::Error>,
+}
+
+impl Outgoing {
+    /// The `remaining` bytes of `stream`.
+    pub(crate) fn new(stream: GetStream, remaining: u64) -> Outgoing {
+        Outgoing {
+            inner: sync_wrapper::SyncStream::new(stream),
+            remaining,
+            failed: None,
+        }
+    }
 }
 
 impl Stream for Outgoing {
@@ -162,7 +179,9 @@ pub async fn get_object(
         skip_sha256: true,
         ..Default::default()
     };
-    let stream = match gw.client.get(&key, &opts).await {
+    // The master first (a HEAD: the same redirect a GET gets), so that the
+    // size is known before choosing how to pass the bytes on.
+    let stat = match gw.client.stat(&key).await {
         Ok(s) => s,
         Err(e) if e.is_not_found() => {
             gw.need_bucket(&input.bucket).await?;
@@ -170,17 +189,46 @@ pub async fn get_object(
         }
         Err(e) => return Err(s3(e)),
     };
-    let stat = stream.stat().clone();
-    verdict(
-        &Conditions {
-            if_match: input.if_match.as_ref(),
-            if_none_match: input.if_none_match.as_ref(),
-            if_modified_since: input.if_modified_since.as_ref(),
-            if_unmodified_since: input.if_unmodified_since.as_ref(),
-        },
-        &stat,
-    )?;
-    let range = stream.range();
+    let conditions = Conditions {
+        if_match: input.if_match.as_ref(),
+        if_none_match: input.if_none_match.as_ref(),
+        if_modified_since: input.if_modified_since.as_ref(),
+        if_unmodified_since: input.if_unmodified_since.as_ref(),
+    };
+    // Before any volume is asked (and again below, should the value have
+    // been replaced in between).
+    verdict(&conditions, &stat)?;
+    let zero_copy = req.extensions.get::<ZeroCopy>().cloned();
+    let wanted = match opts.range {
+        None => Some(0..stat.size),
+        Some(r) => r.resolve(stat.size).ok(),
+    };
+    let spliced = match (zero_copy, wanted) {
+        (Some(zc), Some(range)) if range.end - range.start >= splice::MIN_SPLICE => {
+            splice::open(&gw.client, &key, &stat, range.clone(), zc)
+                .await
+                .map(|body| (range, body))
+        }
+        _ => None,
+    };
+    let (stat, range, body) = match spliced {
+        Some((range, body)) => (stat, range, StreamingBlob::new(body)),
+        None => {
+            let stream = match gw.client.get_located(&key, stat, &opts).await {
+                Ok(s) => s,
+                Err(e) if e.is_not_found() => {
+                    gw.need_bucket(&input.bucket).await?;
+                    return Err(not_found(e));
+                }
+                Err(e) => return Err(s3(e)),
+            };
+            let range = stream.range();
+            let stat = stream.stat().clone();
+            let len = range.end - range.start;
+            (stat, range, StreamingBlob::new(Outgoing::new(stream, len)))
+        }
+    };
+    verdict(&conditions, &stat)?;
     let len = range.end - range.start;
     let content_range = input.range.is_some().then(|| {
         format!(
@@ -191,13 +239,8 @@ pub async fn get_object(
         )
     });
     let meta = MetaOut::from_pairs(&stat.meta);
-    let body = Outgoing {
-        inner: sync_wrapper::SyncStream::new(stream),
-        remaining: len,
-        failed: None,
-    };
     Ok(S3Response::new(GetObjectOutput {
-        body: Some(StreamingBlob::new(body)),
+        body: Some(body),
         content_length: Some(len as i64),
         content_range,
         accept_ranges: Some("bytes".into()),

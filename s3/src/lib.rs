@@ -14,6 +14,8 @@
 //! - [`bucket`]: ListBuckets, CreateBucket, HeadBucket, DeleteBucket,
 //!   GetBucketLocation.
 //! - [`put`], [`get`], [`delete`], [`copy`]: the object operations.
+//! - [`splice`]: GetObject's zero-copy path, a volume's answer passed on
+//!   with `splice(2)`.
 //! - [`list`]: ListObjects v1/v2 and ListObjectVersions.
 //! - [`multipart`]: the multipart upload operations.
 //! - [`checksum`]: upload bodies checked while streaming, their last chunk
@@ -40,5 +42,6 @@ pub mod multipart;
 pub mod names;
 pub mod put;
 pub mod server;
+pub mod splice;
 
 pub use gateway::Gateway;

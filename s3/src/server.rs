@@ -1,6 +1,8 @@
 //! The command line, the credentials, and the HTTP loop: s3s's service
 //! behind a small front that answers `GET /-/healthy` without auth (for
-//! load balancers and `docker` health checks).
+//! load balancers and `docker` health checks). Each connection's socket
+//! can send zero-copy body chunks (`trove_common::server::zerocopy`), and
+//! its HTTP/1 requests carry the handle GetObject needs for that.
 
 use crate::gateway::Gateway;
 use anyhow::{bail, Context as _};
@@ -13,6 +15,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::net::TcpListener;
+use trove_common::server::zerocopy::{ZeroCopy, ZeroCopyStream};
 
 /// trove-s3: an S3-compatible gateway in front of a Trove master.
 #[derive(Debug, Parser)]
@@ -248,6 +251,9 @@ pub async fn run(
     // (hyper's default is 400 KiB): with dozens of parts in flight at once
     // it is most of the gateway's memory.
     builder.http1().max_buf_size(READ_BUFFER);
+    // Body chunks go to the socket as they are, each its own slice: what
+    // zero-copy chunks need (`trove_common::server::zerocopy`).
+    builder.http1().writev(true);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -263,9 +269,19 @@ pub async fn run(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        let stream = ZeroCopyStream::new(stream);
+        let zero_copy = ZeroCopy::supported().then(|| stream.handle());
         let s3 = service.clone();
-        let front = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        let front = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             let s3 = s3.clone();
+            // GetObject passes large values on with zero-copy chunks
+            // (`crate::splice`). HTTP/1 only: hyper's HTTP/2 copies body
+            // chunks into its frames, which would send the markers' zeros.
+            if let Some(zc) = &zero_copy {
+                if matches!(req.version(), http::Version::HTTP_10 | http::Version::HTTP_11) {
+                    req.extensions_mut().insert(zc.clone());
+                }
+            }
             async move {
                 if req.uri().path() == "/-/healthy"
                     && matches!(*req.method(), http::Method::GET | http::Method::HEAD)

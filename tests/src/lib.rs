@@ -1019,3 +1019,15 @@ pub fn sidecar_of(data: &std::path::Path) -> PathBuf {
     p.push(".meta");
     p.into()
 }
+
+/// One counter of `/proc/PID/io` (`rchar`, `wchar`): the bytes a process
+/// moved through read and write system calls. `sendfile` counts in both;
+/// memory-mapped reads, `recv`/`send` and `splice` in neither.
+pub fn proc_io(pid: u32, counter: &str) -> u64 {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap();
+    io.lines()
+        .find_map(|l| l.strip_prefix(counter)?.strip_prefix(": "))
+        .unwrap_or_else(|| panic!("no {counter} in /proc/{pid}/io"))
+        .parse()
+        .unwrap()
+}

@@ -275,11 +275,12 @@ async fn a_thousand_idle_connections() {
     assert_still_serving(&c).await;
 }
 
-/// A faulty or hostile volume whose `/-/blobs` is one endless line (here
-/// 64 MiB without a newline) cannot make the master buffer it: `rebuild`
-/// stops at the line limit with a clear error.
+/// A faulty or hostile volume whose `/-/listing` is one endless frame
+/// (its length says 1 GiB; 64 MiB follow) cannot make the master buffer
+/// it: `rebuild` stops as soon as it reads the frame's length, with a
+/// clear error.
 #[test]
-fn a_volume_sending_an_endless_line_is_cut_off() {
+fn a_volume_sending_an_endless_frame_is_cut_off() {
     use std::io::BufRead;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let fake = listener.local_addr().unwrap().to_string();
@@ -294,8 +295,10 @@ fn a_volume_sending_an_endless_line_is_cut_off() {
         }
         let mut out = stream;
         let _ = out.write_all(
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.trove.listing\r\nTransfer-Encoding: chunked\r\n\r\n",
         );
+        // A frame's length is a varint: 1 GiB is 0x80 0x80 0x80 0x80 0x04.
+        let _ = out.write_all(b"5\r\n\x80\x80\x80\x80\x04\r\n");
         let chunk = vec![b'a'; 1 << 20];
         for _ in 0..64 {
             let framed = [format!("{:x}\r\n", chunk.len()).as_bytes(), &chunk, b"\r\n"].concat();
@@ -314,8 +317,11 @@ fn a_volume_sending_an_endless_line_is_cut_off() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "rebuild accepted an endless line");
-    assert!(stderr.contains("longer than 8388608 bytes"), "{stderr}");
+    assert!(!out.status.success(), "rebuild accepted an endless frame");
+    assert!(
+        stderr.contains("a listing entry of 1073741824 bytes (at most 65536)"),
+        "{stderr}"
+    );
     let mib = sent.load(std::sync::atomic::Ordering::Relaxed);
     assert!(
         mib < 64,

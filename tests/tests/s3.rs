@@ -961,6 +961,79 @@ async fn key_put_with_plain_http_appears_in_aws_s3_ls() {
     assert_eq!(listed.get("dir/file.txt"), Some(&9), "{listed:?}");
 }
 
+// --- zero-copy GetObject ----------------------------------------------------------------
+
+/// Large GetObjects go from the volume's socket to the client's with
+/// `splice`: byte-identical, whole and by range, on one keep-alive
+/// connection, and a volume that cuts its answer (a corrupt block) is
+/// replaced mid-way by the other replica.
+#[tokio::test]
+async fn large_gets_are_spliced_byte_identical_and_survive_a_corrupt_replica() {
+    let Some(s3) = S3::start().await else { return };
+    s3.aws_ok(&["s3", "mb", "s3://zerocopy"]).await;
+    let size = 5 * MIB as usize + 123;
+    let value = pattern_bytes(size, 31);
+    assert_eq!(s3.cluster.put("/zerocopy/big", value.clone()).await, 201);
+    let url = s3
+        .aws_ok(&["s3", "presign", "s3://zerocopy/big", "--expires-in", "600"])
+        .await
+        .trim()
+        .to_string();
+    // One client, one connection to the gateway for every GET below.
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(1)
+        .build()
+        .unwrap();
+    let gateway = s3.gateway.server.pid();
+
+    // The ordinary path writes every byte it passes on with `writev`
+    // (counted in `wchar`); `splice` is not counted.
+    let before = trove_tests::proc_io(gateway, "wchar");
+    let resp = http.get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.bytes().await.unwrap() == value, "the whole value");
+    let written = trove_tests::proc_io(gateway, "wchar") - before;
+    assert!(
+        written < size as u64 / 4,
+        "the gateway wrote {written} bytes itself for a {size}-byte object: not spliced"
+    );
+
+    let m = MIB as usize;
+    for (range, want) in [
+        (format!("bytes={}-{}", m - 5, 3 * m + 4), m - 5..3 * m + 5),
+        (format!("bytes={}-", 4 * m), 4 * m..size),
+        (format!("bytes=-{}", 2 * m), size - 2 * m..size),
+        // Under the splice threshold: the ordinary path, same bytes.
+        ("bytes=10-2009".to_string(), 10..2010),
+    ] {
+        let resp = http.get(&url).header("range", &range).send().await.unwrap();
+        assert_eq!(resp.status(), 206, "{range}");
+        assert!(
+            resp.bytes().await.unwrap()[..] == value[want],
+            "{range}: other bytes"
+        );
+    }
+
+    // One replica rots in its third block. The master sends readers to the
+    // replicas in turn, so of two GETs one starts on the rotten copy: the
+    // volume cuts its answer before that block, and the gateway reads the
+    // rest from the other replica.
+    let rotten = (0..s3.cluster.volumes.len())
+        .find(|i| s3.cluster.blob_path(*i, "/zerocopy/big").exists())
+        .expect("a replica");
+    trove_tests::flip_byte(&s3.cluster.blob_path(rotten, "/zerocopy/big"), 2 * MIB + 77);
+    for round in 0..2 {
+        let resp = http.get(&url).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert!(resp.bytes().await.unwrap() == value, "round {round}: other bytes");
+    }
+    let log = s3.gateway.server.log();
+    assert!(
+        log.contains("reading the rest by range"),
+        "no GET met the rotten replica:\n{log}"
+    );
+}
+
 // --- memory --------------------------------------------------------------------------
 
 #[tokio::test]

@@ -38,7 +38,7 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             ApiError::Key(KeyError::TooLong(_)) => StatusCode::URI_TOO_LONG,
             ApiError::Key(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,

@@ -28,6 +28,11 @@ pub struct Config {
     pub dirs: Vec<PathBuf>,
     /// fsync every write (on by default).
     pub fsync: bool,
+    /// Walk the blobs at start-up even after a clean shutdown (`--rescan`).
+    pub rescan: bool,
+    /// Concurrent writers share syncs of the data dirs' file systems
+    /// (`--shared-sync`; see `store::group`).
+    pub shared_sync: bool,
     /// Connect and stall timeouts: for uploads to this volume, and for
     /// pulls from other volumes.
     pub timeouts: Timeouts,
@@ -53,14 +58,17 @@ pub struct AppState {
 /// before it announces that it is listening.
 pub async fn open_store(config: &Config) -> anyhow::Result<BlobStore> {
     let dirs = config.dirs.clone();
-    let fsync = config.fsync;
-    let store = tokio::task::spawn_blocking(move || BlobStore::open(dirs, fsync)).await??;
+    let (fsync, shared_sync, rescan) = (config.fsync, config.shared_sync, config.rescan);
+    let store = tokio::task::spawn_blocking(move || BlobStore::open_with(dirs, fsync, rescan))
+        .await??
+        .with_shared_sync(shared_sync);
     let (blobs, bytes) = store.counts();
-    tracing::info!(blobs, bytes, fsync, dirs = ?config.dirs, "data dirs open");
+    tracing::info!(blobs, bytes, fsync, shared_sync, dirs = ?config.dirs, "data dirs open");
     Ok(store)
 }
 
-/// Serves `store` on `listener` until `shutdown` resolves.
+/// Serves `store` on `listener` until `shutdown` resolves, then closes it
+/// (see [`BlobStore::close`]).
 pub async fn run(
     listener: tokio::net::TcpListener,
     store: BlobStore,
@@ -75,6 +83,8 @@ pub async fn run(
         config,
     });
     let metrics = Arc::clone(&state.metrics);
-    trove_common::server::serve(listener, api::router(state), limits, metrics, shutdown).await?;
-    Ok(())
+    let store = Arc::clone(&state.store);
+    let served = trove_common::server::serve(listener, api::router(state), limits, metrics, shutdown).await;
+    tokio::task::spawn_blocking(move || store.close()).await?;
+    Ok(served?)
 }

@@ -23,6 +23,13 @@ struct Args {
     /// master already acknowledged.
     #[arg(long, env = "TROVE_NO_FSYNC")]
     no_fsync: bool,
+    /// Let concurrent small writes, marks and deletes share syncs: one
+    /// `syncfs` of a data dir's file system for a whole group of them,
+    /// instead of fsyncs of their own files and directories. Faster under
+    /// load, but each sync also flushes everything else dirty on that file
+    /// system: only for data dirs on file systems of their own.
+    #[arg(long, env = "TROVE_SHARED_SYNC")]
+    shared_sync: bool,
     /// Abandon an upload (or a pull from another volume), or drop an
     /// answer the client stopped reading, when no byte has moved for this
     /// long.
@@ -39,6 +46,11 @@ struct Args {
     /// Give up connecting to another volume (for a pull) after this long.
     #[arg(long, env = "TROVE_CONNECT_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
     connect_timeout: Duration,
+    /// Walk every blob at start-up even if the volume last stopped
+    /// cleanly (it then trusts the key set it wrote). Use after changing
+    /// files in the data dirs by hand while the volume was stopped.
+    #[arg(long, env = "TROVE_RESCAN")]
+    rescan: bool,
     #[command(flatten)]
     connections: ConnectionArgs,
     /// Data dirs, one per disk; created if missing. Keys are spread across
@@ -61,6 +73,8 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let config = trove_volume::Config {
         dirs: args.dirs,
         fsync: !args.no_fsync,
+        rescan: args.rescan,
+        shared_sync: args.shared_sync,
         timeouts: Timeouts {
             connect: args.connect_timeout,
             stall: args.stall_timeout,

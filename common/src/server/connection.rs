@@ -4,6 +4,7 @@
 //! stall timeout instead of waiting forever.
 
 use super::body;
+use super::zerocopy::{ZeroCopy, ZeroCopyStream};
 use super::ConnectionLimits;
 use crate::metrics::{HttpMetrics, Timeout};
 use hyper::body::Incoming;
@@ -153,15 +154,22 @@ impl Connection {
         let metrics = Arc::clone(&shared.metrics);
         metrics.connections.opened();
         let peer = tcp.peer_addr().ok();
+        let tcp = ZeroCopyStream::new(tcp);
+        // Handlers find the socket's zero-copy queue in their request's
+        // extensions, where the platform can use it.
+        let zero_copy = ZeroCopy::supported().then(|| tcp.handle());
         let io = TokioIo::new(TimedIo {
             tcp,
             shared: Arc::clone(&shared),
             stalled: None,
         });
         let for_requests = Arc::clone(&shared);
-        let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             let shared = Arc::clone(&for_requests);
             let mut app = app.clone();
+            if let Some(zc) = &zero_copy {
+                req.extensions_mut().insert(zc.clone());
+            }
             async move {
                 let [request_guard, response_guard] = shared.request_began();
                 let access = shared.limits.access_log.then(|| AccessLine::begin(peer, &req));
@@ -180,6 +188,9 @@ impl Connection {
         let conn = http1::Builder::new()
             // The watchdog below does this job (see the module docs).
             .header_read_timeout(None)
+            // Body chunks go to the socket as they are, each its own
+            // slice: what zero-copy chunks need (see `zerocopy`).
+            .writev(true)
             .serve_connection(io, service);
         let watchdog = watchdog(shared.phase.subscribe(), shared.limits);
         tokio::pin!(conn, watchdog);
@@ -260,9 +271,10 @@ async fn watchdog(mut phase: watch::Receiver<Phase>, limits: ConnectionLimits) -
 
 /// The socket as hyper sees it: reads tell the watchdog that a request has
 /// begun; a write that cannot make progress for the stall timeout fails,
-/// which makes hyper drop the connection (and the response body).
+/// which makes hyper drop the connection (and the response body). Under
+/// it, the socket sends zero-copy body chunks (see [`super::zerocopy`]).
 struct TimedIo {
-    tcp: TcpStream,
+    tcp: ZeroCopyStream,
     shared: Arc<Shared>,
     /// Running while writes are blocked (the client is not reading).
     stalled: Option<Pin<Box<Sleep>>>,

@@ -15,7 +15,9 @@
 //!
 //! [`connection`] tracks where each connection is (idle, receiving
 //! headers, busy) and enforces the timeouts; [`body`] holds the request and
-//! response body wrappers that tell it when a request is done.
+//! response body wrappers that tell it when a request is done;
+//! [`zerocopy`] lets a response body send file ranges with `sendfile`
+//! (each request carries its connection's [`ZeroCopy`] as an extension).
 //!
 //! hyper has a `header_read_timeout`, but its clock starts when a
 //! connection goes idle, so it would make the idle wait and the header
@@ -24,6 +26,7 @@
 
 mod body;
 mod connection;
+pub mod zerocopy;
 
 use crate::flags::parse_duration;
 use crate::metrics::HttpMetrics;
@@ -35,6 +38,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio_util::task::TaskTracker;
+pub use zerocopy::ZeroCopy;
 
 /// What bounds the connections of a server (see the module docs).
 #[derive(Debug, Clone, Copy)]

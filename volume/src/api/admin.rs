@@ -12,11 +12,15 @@
 //! - `POST /-/mark?key=K&state=S[&md5=M][&write=W]`: record the key's
 //!   state in the sidecar (`live` once the master confirmed write `W`,
 //!   `unlinked` on UNLINK); `409` when the blob is not write `W`'s.
+//! - `POST /-/marks?body_sha256=H`: several marks in one request (a JSON
+//!   list of the same queries), made durable by one shared sync; answers
+//!   each mark's status, in order. The master batches its confirming marks
+//!   per volume this way.
 //! - `POST /-/abort?key=K&write=W`: undo master write `W` (its blob goes,
 //!   the value it replaced comes back); never touches another write's blob.
 
 use crate::error::ApiError;
-use crate::store::Expected;
+use crate::store::{Expected, StateChange};
 use crate::AppState;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
@@ -27,7 +31,9 @@ use std::sync::Arc;
 use trove_common::digest::parse_sha256_hex;
 use trove_common::http::{meta_from_headers, TROVE_WRITE};
 use trove_common::key::Key;
-use trove_common::protocol::{AbortQuery, KeyQuery, MarkQuery, PullQuery};
+use trove_common::protocol::{
+    AbortQuery, KeyQuery, MarkOutcome, MarkQuery, MarksQuery, PullQuery, MAX_MARKS,
+};
 use trove_common::record::BlobState;
 
 pub async fn pull(
@@ -81,10 +87,75 @@ pub async fn mark(
     State(state): State<Arc<AppState>>,
     Query(q): Query<MarkQuery>,
 ) -> Result<Response, ApiError> {
-    let key = Key::new(&q.key)?;
-    let new_state = q.state;
+    let change = state_change(&q)?;
     let store = state.store.clone();
-    let md5 = q.md5.as_deref().map(parse_md5).transpose()?;
+    let meta = tokio::task::spawn_blocking(move || {
+        store.set_state(
+            &change.key,
+            change.state,
+            change.md5,
+            change.sha256,
+            change.write.as_deref(),
+        )
+    })
+    .await??;
+    Ok(Json(meta).into_response())
+}
+
+/// The largest body of `POST /-/marks`: [`MAX_MARKS`] marks of long keys.
+const MAX_MARKS_BODY: usize = 2 << 20;
+
+pub async fn marks(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<MarksQuery>,
+    body: axum::body::Body,
+) -> Result<Response, ApiError> {
+    let raw = axum::body::to_bytes(body, MAX_MARKS_BODY).await.map_err(|e| {
+        ApiError::BadRequest(format!(
+            "cannot read the marks (at most {MAX_MARKS_BODY} bytes): {e}"
+        ))
+    })?;
+    // The body is not in the signed URL; its sha256 is.
+    use sha2::Digest;
+    if hex::encode(sha2::Sha256::digest(&raw)) != q.body_sha256.to_ascii_lowercase() {
+        return Err(ApiError::BadRequest(
+            "the marks' sha256 is not body_sha256".into(),
+        ));
+    }
+    let queries: Vec<MarkQuery> = serde_json::from_slice(&raw)
+        .map_err(|e| ApiError::BadRequest(format!("the marks are not valid JSON: {e}")))?;
+    if queries.len() > MAX_MARKS {
+        return Err(ApiError::BadRequest(format!("at most {MAX_MARKS} marks at once")));
+    }
+    // A mark that cannot be parsed is answered as its own `POST /-/mark`
+    // would be; the others are applied together.
+    let parsed: Vec<Result<StateChange, ApiError>> = queries.iter().map(state_change).collect();
+    let valid: Vec<StateChange> = parsed.iter().filter_map(|p| p.as_ref().ok().cloned()).collect();
+    let store = state.store.clone();
+    let mut applied = tokio::task::spawn_blocking(move || store.set_states(valid))
+        .await?
+        .into_iter();
+    let outcomes: Vec<MarkOutcome> = parsed
+        .into_iter()
+        .map(|p| {
+            let result = p.and_then(|_| Ok(applied.next().expect("one outcome per valid mark")?));
+            match result {
+                Ok(_) => MarkOutcome {
+                    status: 200,
+                    error: None,
+                },
+                Err(e) => MarkOutcome {
+                    status: e.status().as_u16(),
+                    error: Some(e.to_string()),
+                },
+            }
+        })
+        .collect();
+    Ok(Json(outcomes).into_response())
+}
+
+/// A mark's query, checked.
+fn state_change(q: &MarkQuery) -> Result<StateChange, ApiError> {
     let sha256 = match q.sha256.as_deref() {
         Some(s) => Some(
             parse_sha256_hex(s)
@@ -93,11 +164,13 @@ pub async fn mark(
         ),
         None => None,
     };
-    let write = q.write.as_deref().map(parse_write).transpose()?;
-    let meta =
-        tokio::task::spawn_blocking(move || store.set_state(&key, new_state, md5, sha256, write.as_deref()))
-            .await??;
-    Ok(Json(meta).into_response())
+    Ok(StateChange {
+        key: Key::new(&q.key)?,
+        state: q.state,
+        md5: q.md5.as_deref().map(parse_md5).transpose()?,
+        sha256,
+        write: q.write.as_deref().map(parse_write).transpose()?,
+    })
 }
 
 pub async fn abort(

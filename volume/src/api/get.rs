@@ -9,6 +9,14 @@
 //! blob in place, or the previous value kept aside while a replace is
 //! unconfirmed — or `404` "this value was replaced; ask the master again".
 //!
+//! On a connection that can (Linux), the checked bytes go out with
+//! `sendfile`: the body yields marker chunks that name a range of the
+//! file, and the socket sends that range from the page cache (see
+//! `trove_common::server::zerocopy`). The check is the same either way:
+//! each block is read through the memory map and its CRC32C compared
+//! before its marker is yielded, so no byte of a block that failed is
+//! ever sent.
+//!
 //! A block that does not match is never sent: if it is the first, the
 //! answer is `503` (like any damaged copy); later, the response is cut
 //! off — a reader sees a short body, never wrong bytes. Either way the
@@ -32,6 +40,10 @@ use trove_common::http::{
 use trove_common::key::Key;
 use trove_common::range::{if_range_matches, ByteRange, RangeError};
 use trove_common::record::{BlobMeta, ETAG_META};
+use trove_common::server::zerocopy::{self, ZeroCopy};
+
+// A checked block goes out as one marker chunk (or less, for a range).
+const _: () = assert!(BLOCK as usize <= zerocopy::MAX_CHUNK);
 
 /// The copy a read is pinned to (`write=` or `sha256=` in the query), if any.
 pub fn pinned(query: Option<&str>) -> Result<Option<Pin>, ApiError> {
@@ -86,6 +98,7 @@ pub async fn get(
     pin: Option<Pin>,
     headers: &HeaderMap,
     head_only: bool,
+    zero_copy: Option<ZeroCopy>,
 ) -> Result<Response, ApiError> {
     let store = state.store.clone();
     let k = key.clone();
@@ -163,7 +176,7 @@ pub async fn get(
     let body = if head_only {
         Body::empty()
     } else {
-        checked_body(Arc::clone(&state.store), key, blob, span)?
+        checked_body(Arc::clone(&state.store), key, blob, span, zero_copy)?
     };
     Ok(resp.body(body).expect("valid response"))
 }
@@ -171,8 +184,15 @@ pub async fn get(
 /// The bytes of `span` as a stream of slices of one memory map, one block
 /// at a time, each checked before it goes out. The first block is checked
 /// here, before the answer starts, so a damaged small value gets a clean
-/// `503`.
-fn checked_body(store: Arc<BlobStore>, key: Key, blob: OpenBlob, span: Range<u64>) -> Result<Body, ApiError> {
+/// `503`. With `zero_copy`, each checked piece goes out as a marker chunk
+/// (`sendfile` of the same range of the file) instead of the mapped bytes.
+fn checked_body(
+    store: Arc<BlobStore>,
+    key: Key,
+    blob: OpenBlob,
+    span: Range<u64>,
+    zero_copy: Option<ZeroCopy>,
+) -> Result<Body, ApiError> {
     if span.is_empty() {
         return Ok(Body::empty());
     }
@@ -194,6 +214,8 @@ fn checked_body(store: Arc<BlobStore>, key: Key, blob: OpenBlob, span: Range<u64
     let mapped = first * BLOCK..(span.end.div_ceil(BLOCK) * BLOCK).min(size);
     let map = map_file(&blob, mapped.clone())?;
     let block_count = (mapped.end - mapped.start).div_ceil(BLOCK) as usize;
+    // Block `i` of the mapping: whether it passed its check, and the
+    // wanted part of it (its place in the file, and the mapped bytes).
     let piece = move |i: usize| {
         let at = i as u64 * BLOCK;
         let block = map.slice(at as usize..((at + BLOCK).min(map.len() as u64)) as usize);
@@ -202,17 +224,18 @@ fn checked_body(store: Arc<BlobStore>, key: Key, blob: OpenBlob, span: Range<u64
             .as_deref()
             .is_none_or(|s| blocks::check(s, first as usize + i, &block));
         let wanted = span.start.max(from) - from..span.end.min(to) - from;
-        (ok, block.slice(wanted.start as usize..wanted.end as usize))
+        let bytes = block.slice(wanted.start as usize..wanted.end as usize);
+        (ok, from + wanted.start, bytes)
     };
-    let (ok, head) = piece(0);
+    let (ok, head_at, head) = piece(0);
     if !ok {
         report_damage(&store, &key, &blob.meta, 0);
         return Err(ApiError::Damaged);
     }
-    let meta = blob.meta;
+    let OpenBlob { file, meta } = blob;
     let rest = (1..block_count).map(move |i| match piece(i) {
-        (true, bytes) => Ok(bytes),
-        (false, _) => {
+        (true, at, bytes) => Ok((at, bytes)),
+        (false, _, _) => {
             report_damage(&store, &key, &meta, first + i as u64);
             Err(std::io::Error::other(
                 "stored bytes fail their checksum; response cut",
@@ -220,13 +243,22 @@ fn checked_body(store: Arc<BlobStore>, key: Key, blob: OpenBlob, span: Range<u64
         }
     });
     // A failed block ends the stream: nothing after it is sent.
-    let chunks = std::iter::once(Ok(head)).chain(rest.scan(false, |failed, item| {
+    let checked = std::iter::once(Ok((head_at, head))).chain(rest.scan(false, |failed, item| {
         if *failed {
             return None;
         }
         *failed = item.is_err();
         Some(item)
     }));
+    // The marker is registered as the stream yields it (the iterator is
+    // lazy), never ahead: see `zerocopy` on keep-alive connections.
+    let file = Arc::new(file);
+    let chunks = checked.map(move |item| {
+        item.map(|(at, bytes)| match &zero_copy {
+            Some(zc) => zc.file_chunk(&file, at, bytes.len()),
+            None => bytes,
+        })
+    });
     Ok(Body::from_stream(futures::stream::iter(chunks)))
 }
 

@@ -23,6 +23,7 @@ use axum::Router;
 use std::sync::Arc;
 use trove_common::key::Key;
 use trove_common::routes::{op, read, Route};
+use trove_common::server::ZeroCopy;
 
 /// Liveness, the one operation that needs no signature.
 pub const HEALTHY: &str = "/-/healthy";
@@ -72,6 +73,10 @@ pub const ROUTES: &[Route] = &[
         operations: &[op("POST", &[200, 400, 403, 404, 409, 414])],
     },
     Route {
+        path: "/-/marks",
+        operations: &[op("POST", &[200, 400, 403])],
+    },
+    Route {
         path: "/-/abort",
         operations: &[op("POST", &[200, 400, 403, 414])],
     },
@@ -100,6 +105,7 @@ pub(crate) fn handler(path: &str) -> MethodRouter<Arc<AppState>> {
         "/-/compose" => post(compose::compose),
         "/-/verify" => get_route(admin::verify),
         "/-/mark" => post(admin::mark),
+        "/-/marks" => post(admin::marks),
         "/-/abort" => post(admin::abort),
         other => panic!("no handler for the route {other}"),
     }
@@ -136,7 +142,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// are never keys.)
 async fn wrong_method(method: Method, uri: Uri) -> ApiError {
     let allow = match uri.path() {
-        "/-/pull" | "/-/mark" | "/-/compose" => "POST",
+        "/-/pull" | "/-/mark" | "/-/marks" | "/-/compose" => "POST",
         _ => "GET, HEAD",
     };
     ApiError::WrongMethod {
@@ -154,7 +160,8 @@ async fn key_request(State(state): State<Arc<AppState>>, req: Request<Body>) -> 
         Method::GET | Method::HEAD => {
             let pin = get::pinned(req.uri().query())?;
             let head_only = req.method() == Method::HEAD;
-            get::get(&state, key, pin, req.headers(), head_only).await
+            let zero_copy = req.extensions().get::<ZeroCopy>().cloned();
+            get::get(&state, key, pin, req.headers(), head_only, zero_copy).await
         }
         Method::DELETE => delete::delete(&state, key).await,
         ref m => Err(ApiError::Method(m.to_string())),

@@ -9,7 +9,12 @@
 //!    target, several files together, and fsyncs their directories once.
 //!
 //! Metadata changed later is written in place: [`set_attr`] (one
-//! `setxattr` on the blob file, then its fsync) or a sidecar swapped in.
+//! `setxattr` on the blob file, then a sync shared with concurrent
+//! writers, [`super::group`]) or a sidecar swapped in.
+//!
+//! A small blob's commit shares those syncs too (see `write.rs`): its
+//! bytes and attribute are synced by one group sync before the rename,
+//! its directory entry by another after it.
 //!
 //! With fsync off (`--no-fsync`) the fsyncs are skipped; the renames and
 //! attribute changes stay atomic.
@@ -147,14 +152,13 @@ pub(super) fn replace_file(new: &Path, target: &Path) -> io::Result<()> {
     }
 }
 
-/// Sets a blob file's metadata attribute, in place, durably: the second
-/// way metadata is written (the first is the attribute set on the temp
-/// file before [`put_in_place`]). One `setxattr` replaces the value
-/// atomically; the fsync of the file makes it durable.
-pub(super) fn set_attr(data: &Path, value: &[u8], fsync: bool) -> Result<(), StoreError> {
+/// Sets a blob file's metadata attribute, in place: the second way
+/// metadata is written (the first is the attribute set on the temp file
+/// before [`put_in_place`]). One `setxattr` replaces the value
+/// atomically; the caller makes it durable (`BlobStore::commit`).
+pub(super) fn set_attr(data: &Path, value: &[u8]) -> Result<(), StoreError> {
     let file = File::open(data).map_err(io_error)?;
-    xattr::set(&file, value).map_err(io_error)?;
-    sync_file(&file, fsync)
+    xattr::set(&file, value).map_err(io_error)
 }
 
 /// Removes a blob file's metadata attribute (its metadata moved to a

@@ -58,37 +58,42 @@ impl BlobStore {
         self.stripes[i].lock()
     }
 
-    /// Calls `f(data path)` once for every blob hash in every data dir
-    /// that has any file: data, sidecar or a previous value.
-    pub(super) fn walk(&self, mut f: impl FnMut(&Path)) -> io::Result<()> {
-        for dir in &self.dirs {
-            for a in read_dir_sorted(dir)? {
-                if a.file_name()
-                    .is_some_and(|n| n == TMP_DIR || n == super::listing::LISTING_DIR)
-                    || !a.is_dir()
-                {
+    /// [`walk`] over this store's data dirs.
+    pub(super) fn walk(&self, f: impl FnMut(&Path)) -> io::Result<()> {
+        walk(&self.dirs, f)
+    }
+}
+
+/// Calls `f(data path)` once for every blob hash in every data dir of
+/// `dirs` that has any file: data, sidecar or a previous value.
+pub(super) fn walk(dirs: &[PathBuf], mut f: impl FnMut(&Path)) -> io::Result<()> {
+    for dir in dirs {
+        for a in read_dir_sorted(dir)? {
+            if a.file_name()
+                .is_some_and(|n| n == TMP_DIR || n == super::keyset::LISTING_DIR)
+                || !a.is_dir()
+            {
+                continue;
+            }
+            for b in read_dir_sorted(&a)? {
+                if !b.is_dir() {
                     continue;
                 }
-                for b in read_dir_sorted(&a)? {
-                    if !b.is_dir() {
-                        continue;
-                    }
-                    // Blob files are named by 64 hex digits, plus suffixes
-                    // for the sidecar and a previous value; skip anything else.
-                    let mut hashes: Vec<String> = read_dir_sorted(&b)?
-                        .iter()
-                        .filter_map(|p| p.file_name()?.to_str()?.get(..64).map(str::to_string))
-                        .filter(|h| h.bytes().all(|c| c.is_ascii_hexdigit()))
-                        .collect();
-                    hashes.dedup();
-                    for h in hashes {
-                        f(&b.join(h));
-                    }
+                // Blob files are named by 64 hex digits, plus suffixes
+                // for the sidecar and a previous value; skip anything else.
+                let mut hashes: Vec<String> = read_dir_sorted(&b)?
+                    .iter()
+                    .filter_map(|p| p.file_name()?.to_str()?.get(..64).map(str::to_string))
+                    .filter(|h| h.bytes().all(|c| c.is_ascii_hexdigit()))
+                    .collect();
+                hashes.dedup();
+                for h in hashes {
+                    f(&b.join(h));
                 }
             }
         }
-        Ok(())
     }
+    Ok(())
 }
 
 /// The sidecar's path beside a data file: `<h>.meta`.

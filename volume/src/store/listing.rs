@@ -1,128 +1,25 @@
-//! The volume's listing: every key it holds a blob for, in key order, so
-//! that `GET /-/listing` streams its blobs sorted (what `rebuild` merges
-//! across volumes) without walking directories or sorting anything.
-//!
-//! The keys live in a small RocksDB, `<first data dir>/listing/` (key →
-//! nothing). It is an index of the blobs, never their truth: each entry
-//! listed is read from the blob itself — its metadata (attribute or
-//! sidecar) and the length of its data file — so a listing reports what
-//! is on disk, a file lost or damaged behind the volume's back included.
-//! The set only has to hold *every* key that has a file; a key without
-//! one is skipped when listed. Three rules keep it so:
+//! `GET /-/listing` from the store: every blob in key order, walking the
+//! [`super::keyset`] (the sorted keys) and reading each listed entry from
+//! the blob itself — its metadata (attribute or sidecar) and the length of
+//! its data file — so a listing reports what is on disk, a file lost or
+//! damaged behind the volume's back included. Two rules keep the key set
+//! holding every key that has a file:
 //!
 //! - a key is added before the first file of a write is renamed into
 //!   place, under the key's stripe (a write that cannot add it fails, and
 //!   nothing becomes visible);
 //! - a key is removed only after the last of its files (data, sidecar,
-//!   previous value, in every data dir) is gone, under the same stripe;
-//! - the set is made again from the blobs (the start-up walk) every time
-//!   the volume starts, so it needs no durability of its own: it is
-//!   written without a write-ahead log, and a crash at any moment — a
-//!   blob renamed in but its key not yet added, or the reverse — costs
-//!   nothing.
+//!   previous value, in every data dir) is gone, under the same stripe.
 
 use super::previous::{listed, prev_of};
 use super::{BlobStore, StoreError};
-use rocksdb::{IteratorMode, Options, WriteBatch, WriteOptions, DB};
 use std::fs;
-use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use trove_common::key::Key;
 use trove_common::protocol::listing::{put_frame, Listed, END};
 
-/// The listing's folder inside the first data dir.
-pub(super) const LISTING_DIR: &str = "listing";
-/// Keys written per batch while the set is made at start-up.
-const LOAD_BATCH: usize = 10_000;
 /// Frames gathered before they are handed to the answer's body.
 const CHUNK: usize = 64 << 10;
-
-/// The sorted set of keys a volume holds blobs for.
-pub(super) struct KeySet {
-    db: DB,
-    write: WriteOptions,
-}
-
-fn db_error(e: rocksdb::Error) -> StoreError {
-    let e = io::Error::other(format!("the volume's listing: {e}"));
-    // RocksDB reports a full disk (a flush of its memtable) as text.
-    if e.to_string().contains("No space left") {
-        StoreError::NoSpace(e)
-    } else {
-        StoreError::Io(e)
-    }
-}
-
-impl KeySet {
-    /// An empty set at `path`, replacing whatever was there (the start-up
-    /// walk fills it).
-    pub(super) fn create(path: &Path) -> anyhow::Result<KeySet> {
-        use anyhow::Context;
-        if path.exists() {
-            fs::remove_dir_all(path)
-                .with_context(|| format!("cannot clear the old listing {}", path.display()))?;
-        }
-        let mut opts = Options::default();
-        opts.create_if_missing(true);
-        opts.set_write_buffer_size(16 << 20);
-        opts.set_keep_log_file_num(2);
-        opts.set_max_open_files(64);
-        let db =
-            DB::open(&opts, path).with_context(|| format!("cannot create the listing {}", path.display()))?;
-        let mut write = WriteOptions::default();
-        write.disable_wal(true);
-        Ok(KeySet { db, write })
-    }
-
-    pub(super) fn insert(&self, key: &Key) -> Result<(), StoreError> {
-        self.db
-            .put_opt(key.as_bytes(), b"", &self.write)
-            .map_err(db_error)
-    }
-
-    fn remove(&self, key: &Key) {
-        if let Err(e) = self.db.delete_opt(key.as_bytes(), &self.write) {
-            // A key left in the set is skipped when listed: harmless.
-            tracing::warn!(key = %key, error = %e, "cannot drop a key from the listing");
-        }
-    }
-}
-
-/// Fills a fresh [`KeySet`] in batches, from the start-up walk.
-pub(super) struct Loader<'a> {
-    keys: &'a KeySet,
-    batch: WriteBatch,
-    error: Option<StoreError>,
-}
-
-impl<'a> Loader<'a> {
-    pub(super) fn new(keys: &'a KeySet) -> Loader<'a> {
-        Loader {
-            keys,
-            batch: WriteBatch::default(),
-            error: None,
-        }
-    }
-
-    pub(super) fn add(&mut self, key: &str) {
-        self.batch.put(key.as_bytes(), b"");
-        if self.batch.len() >= LOAD_BATCH {
-            self.flush();
-        }
-    }
-
-    fn flush(&mut self) {
-        let batch = std::mem::take(&mut self.batch);
-        if let Err(e) = self.keys.db.write_opt(batch, &self.keys.write) {
-            self.error.get_or_insert(db_error(e));
-        }
-    }
-
-    pub(super) fn finish(mut self) -> Result<(), StoreError> {
-        self.flush();
-        self.error.map_or(Ok(()), Err)
-    }
-}
 
 impl BlobStore {
     /// Every blob, in key order, as listing frames handed to `send` in
@@ -131,8 +28,8 @@ impl BlobStore {
     /// sent. Blocking.
     pub fn listing(&self, mut send: impl FnMut(Vec<u8>) -> bool) -> Result<(), StoreError> {
         let mut chunk = Vec::with_capacity(CHUNK + 1024);
-        for item in self.keys.db.iterator(IteratorMode::Start) {
-            let (k, _) = item.map_err(db_error)?;
+        for k in self.keys.snapshot() {
+            let k = k?;
             let Some(key) = std::str::from_utf8(&k).ok().and_then(|s| Key::new(s).ok()) else {
                 tracing::warn!(key = ?String::from_utf8_lossy(&k), "the listing holds an invalid key; skipped");
                 continue;
@@ -198,7 +95,7 @@ impl BlobStore {
                 .any(|p| p.symlink_metadata().is_ok())
         });
         if !any_file {
-            self.keys.remove(key);
+            self.keys.remove(key.as_bytes());
         }
     }
 }
@@ -208,6 +105,7 @@ mod tests {
     use super::*;
     use crate::store::Expected;
     use bytes::Bytes;
+    use std::io;
     use std::sync::Arc;
     use std::time::Duration;
     use trove_common::protocol::listing::decode_all;
@@ -234,7 +132,7 @@ mod tests {
     }
 
     fn in_set(store: &BlobStore, k: &str) -> bool {
-        store.keys.db.get(k.as_bytes()).unwrap().is_some()
+        store.keys.contains(k.as_bytes())
     }
 
     async fn put(store: &Arc<BlobStore>, k: &str, value: &'static [u8], write: &str) -> BlobMeta {

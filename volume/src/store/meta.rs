@@ -1,15 +1,41 @@
 //! Changes to a stored blob's metadata: the master's confirming mark
 //! (`pending` → `live`, with the md5 and sha256), and a copy found
 //! damaged. Metadata in the blob file's attribute is changed in place (one
-//! `setxattr`, then an fsync of the file); a sidecar is replaced
-//! atomically and durably, by a swap ([`How::Swap`]).
+//! `setxattr`), then made durable — by an fsync of the file, or with
+//! `--shared-sync` by a sync shared with concurrent writers
+//! ([`super::group`]), one for several marks sent together
+//! ([`BlobStore::set_states`]); a sidecar is replaced atomically and durably, by a swap
+//! ([`How::Swap`]).
 
 use super::durable::{put_in_place, remove_attr, set_attr, How, TempFile};
 use super::layout::{meta_in_attr, read_meta, TMP_DIR};
 use super::{BlobStore, StoreError};
+use std::path::PathBuf;
 use trove_common::key::Key;
 use trove_common::record::{BlobMeta, BlobState};
 use trove_common::xattr;
+
+/// One mark: a change of a blob's state, as the master asks it (see
+/// [`BlobStore::set_state`]).
+#[derive(Debug, Clone)]
+pub struct StateChange {
+    pub key: Key,
+    pub state: BlobState,
+    pub md5: Option<String>,
+    pub sha256: Option<String>,
+    /// Only if the blob is this master write's.
+    pub write: Option<String>,
+}
+
+/// A change applied in place, not yet durable.
+struct Applied {
+    meta: BlobMeta,
+    /// The blob file changed.
+    data: PathBuf,
+    /// Confirming it settles the write that stored it: the value that
+    /// write replaced can go, once the confirmation is durable.
+    settles: bool,
+}
 
 impl BlobStore {
     /// Changes the state recorded in a blob's sidecar, and its md5 and
@@ -29,43 +55,106 @@ impl BlobStore {
         sha256: Option<String>,
         write: Option<&str>,
     ) -> Result<BlobMeta, StoreError> {
-        let _stripe = self.stripe(key);
-        if let Some(write) = write {
-            let (data, _) = self.locate(key).ok_or(StoreError::NotFound)?;
-            if read_meta(&data)?.write.as_deref() != Some(write) {
-                return Err(StoreError::OtherWrite(write.to_string()));
+        let change = StateChange {
+            key: key.clone(),
+            state,
+            md5,
+            sha256,
+            write: write.map(str::to_string),
+        };
+        let mut outcomes = self.set_states(vec![change]);
+        outcomes.pop().expect("one outcome per change")
+    }
+
+    /// [`BlobStore::set_state`] for several blobs at once (the master's
+    /// marks, batched): every change is applied in place, then one shared
+    /// sync makes them all durable, then the writes they confirm are
+    /// settled. One outcome per change, in order. Blocking.
+    pub fn set_states(&self, changes: Vec<StateChange>) -> Vec<Result<BlobMeta, StoreError>> {
+        let mut applied: Vec<Result<Applied, StoreError>> =
+            changes.iter().map(|c| self.apply_state(c)).collect();
+        let changed: Vec<PathBuf> = applied.iter().flatten().map(|a| a.data.clone()).collect();
+        if let Err(e) = self.commit_files(&changed) {
+            // None of them may be answered as recorded.
+            let message = e.to_string();
+            for a in applied.iter_mut().filter(|a| a.is_ok()) {
+                *a = Err(StoreError::Io(std::io::Error::other(message.clone())));
+            }
+        }
+        if applied.iter().any(Result::is_ok) {
+            trove_common::crash::point("volume-marked");
+        }
+        changes
+            .iter()
+            .zip(applied)
+            .map(|(change, applied)| {
+                let applied = applied?;
+                if applied.settles {
+                    self.settle(&change.key, &applied.meta)?;
+                }
+                Ok(applied.meta)
+            })
+            .collect()
+    }
+
+    /// Applies one mark in place (not yet durable), under the key's stripe.
+    fn apply_state(&self, change: &StateChange) -> Result<Applied, StoreError> {
+        let _stripe = self.stripe(&change.key);
+        let (data, _) = self.locate(&change.key).ok_or(StoreError::NotFound)?;
+        if let Some(write) = &change.write {
+            if read_meta(&data)?.write.as_ref() != Some(write) {
+                return Err(StoreError::OtherWrite(write.clone()));
             }
         }
         let mut was_pending = false;
-        let meta = self.update_meta_locked(key, |m| {
+        let meta = self.update_meta_locked(&change.key, |m| {
             was_pending = m.state == BlobState::Pending;
-            m.state = state;
-            if let Some(md5) = md5 {
-                m.md5 = md5;
+            m.state = change.state;
+            if let Some(md5) = &change.md5 {
+                m.md5 = md5.clone();
             }
-            if let Some(sha256) = sha256.filter(|_| m.sha256.is_empty()) {
-                m.sha256 = sha256;
+            if let Some(sha256) = change.sha256.as_ref().filter(|_| m.sha256.is_empty()) {
+                m.sha256 = sha256.clone();
             }
         })?;
-        trove_common::crash::point("volume-marked");
-        // Confirming the blob in place settles the write that stored it:
-        // the value it replaced is no longer needed.
-        if state == BlobState::Live && (write.is_some() || was_pending) {
+        Ok(Applied {
+            meta,
+            data,
+            // Confirming the blob in place settles the write that stored
+            // it: the value it replaced is no longer needed.
+            settles: change.state == BlobState::Live && (change.write.is_some() || was_pending),
+        })
+    }
+
+    /// Drops the value a confirmed write replaced — if the blob in place
+    /// is still that confirmed copy (`confirmed`, as marked): a newer
+    /// write that took the key since keeps its own previous value.
+    fn settle(&self, key: &Key, confirmed: &BlobMeta) -> Result<(), StoreError> {
+        let _stripe = self.stripe(key);
+        let in_place = self.locate(key).and_then(|(data, _)| read_meta(&data).ok());
+        if in_place.is_some_and(|m| m.write == confirmed.write && m.created == confirmed.created) {
             for dir in &self.dirs {
                 self.remove_previous(dir, key)?;
             }
         }
-        Ok(meta)
+        Ok(())
     }
 
     /// Rewrites a blob's sidecar with `change` applied, if it changes
     /// anything (atomically, durably). Blocking.
     fn update_meta(&self, key: &Key, change: impl FnOnce(&mut BlobMeta)) -> Result<BlobMeta, StoreError> {
         let _stripe = self.stripe(key);
-        self.update_meta_locked(key, change)
+        let meta = self.update_meta_locked(key, change)?;
+        if let Some((data, _)) = self.locate(key) {
+            self.commit(super::Durable::File(&data))?;
+        }
+        Ok(meta)
     }
 
-    /// [`BlobStore::update_meta`] for a caller that holds the key's stripe.
+    /// [`BlobStore::update_meta`] for a caller that holds the key's stripe
+    /// — but for durability: a change made in the blob's attribute is
+    /// durable once the caller has had it committed
+    /// ([`BlobStore::commit`]).
     fn update_meta_locked(
         &self,
         key: &Key,
@@ -82,7 +171,7 @@ impl BlobStore {
         let in_attr = meta_in_attr(&data);
         if in_attr && encoded.len() <= xattr::META_ATTR_LIMIT {
             // One `setxattr` on the blob file: no file created.
-            set_attr(&data, &encoded, self.fsync)?;
+            set_attr(&data, &encoded)?;
             return Ok(meta);
         }
         let dir = data.ancestors().nth(3).expect("<dir>/aa/bb/<hash>");

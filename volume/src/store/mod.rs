@@ -14,8 +14,9 @@
 //!                        used, metadata too large for one (> 3 KiB),
 //!                        file systems without user attributes
 //! <dir>/tmp/             uploads in progress; emptied at start-up
-//! <dir>/listing/         (first dir only) the keys of every blob, sorted:
-//!                        a RocksDB made again at every start-up
+//! <dir>/listing/         (first dir only) the keys of every blob, sorted
+//!                        (see [`keyset`]): made again by the start-up walk
+//!                        unless the volume last stopped cleanly
 //! ```
 //!
 //! A master write that replaces a confirmed copy (a key written again
@@ -35,12 +36,17 @@
 //! - [`layout`]: where a key's files are, the walk over all blobs;
 //! - [`durable`]: the one durable-write sequence (temp file, fsync,
 //!   rename, fsync dir) every file goes through;
+//! - [`group`]: with `--shared-sync`, the commit queue by which
+//!   concurrent small writes, marks and deletes share one sync of their
+//!   data dir instead of each paying for its own fsyncs;
 //! - [`write`]: the upload pump and the commit of a new blob;
 //! - [`meta`]: sidecar changes (the master's mark, damage);
 //! - [`previous`]: the value a write replaces, kept until it is settled;
 //! - [`verify`]: re-hashing a blob against its sidecar;
-//! - [`recovery`]: opening the dirs, and the clean-up after a crash;
-//! - [`listing`]: the sorted set of keys behind `GET /-/listing`;
+//! - [`recovery`]: opening the dirs, the clean-up after a crash, and the
+//!   clean shutdown that lets the next start-up skip it;
+//! - [`keyset`]: the sorted set of keys behind `GET /-/listing`, and
+//!   [`listing`], the listing read from it;
 //! - [`blocks`]: the per-block CRC32C served reads are checked with.
 //!
 //! Writes go through [`BlobStore::write_stream`]: temp file (its metadata
@@ -51,13 +57,13 @@
 //! always describes bytes that exist; a data file without metadata is a
 //! crash leftover and is removed at start-up.
 
-use durable::sync_dir;
 use layout::{open_described, read_meta, TMP_DIR};
 use parking_lot::Mutex;
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use trove_common::key::Key;
@@ -66,6 +72,8 @@ use trove_common::record::BlobMeta;
 
 pub mod blocks;
 mod durable;
+mod group;
+mod keyset;
 mod layout;
 mod listing;
 mod meta;
@@ -74,6 +82,7 @@ mod recovery;
 mod verify;
 mod write;
 
+pub use meta::StateChange;
 pub use write::Expected;
 
 /// Renames of the same key are serialised through one of these stripes.
@@ -124,13 +133,19 @@ pub struct BlobStore {
     /// Each data dir's id, in the order of `dirs`.
     ids: Vec<String>,
     fsync: bool,
+    /// Small writes, marks and deletes share syncs (`--shared-sync`):
+    /// one `syncfs` of the data dir per group of concurrent callers.
+    shared_sync: bool,
+    /// Each data dir's commit queue, in the order of `dirs` (used with
+    /// `fsync` and `shared_sync` only).
+    syncs: Vec<group::DirSync>,
     /// Whether every data dir's file system takes user extended
     /// attributes: blobs' metadata then lives in one (see [`layout`]).
     xattrs: bool,
     blobs: AtomicU64,
     blob_bytes: AtomicU64,
     /// Every key with a blob, sorted: what `GET /-/listing` walks.
-    keys: listing::KeySet,
+    keys: Arc<keyset::KeySet>,
     stripes: Vec<Mutex<()>>,
     /// The master write each key's upload in progress belongs to: a newer
     /// write (or the master's abort) takes the key over, and an older
@@ -139,6 +154,16 @@ pub struct BlobStore {
     /// Writes the master aborted, most recent last (bounded): an upload of
     /// one that arrives or finishes after its abort is refused.
     aborted: Mutex<std::collections::VecDeque<(String, String)>>,
+}
+
+/// What [`BlobStore::commit`] makes durable.
+#[derive(Debug, Clone, Copy)]
+enum Durable<'a> {
+    /// A file's bytes and attributes.
+    File(&'a Path),
+    /// The entries of the directory holding this path (a rename or an
+    /// unlink there).
+    DirOf(&'a Path),
 }
 
 /// The copy a read is pinned to (by the master's redirect).
@@ -170,6 +195,58 @@ impl BlobStore {
     /// Whether writes are fsynced.
     pub fn fsync(&self) -> bool {
         self.fsync
+    }
+
+    /// Has concurrent small writes, marks and deletes share syncs of their
+    /// data dirs' file systems (`--shared-sync`, see [`group`]).
+    pub fn with_shared_sync(mut self, on: bool) -> BlobStore {
+        self.shared_sync = on;
+        self
+    }
+
+    /// Whether a change of a file of `size` bytes is made durable by a
+    /// shared sync ([`BlobStore::commit`]).
+    fn shares_sync(&self, size: u64) -> bool {
+        self.fsync && self.shared_sync && size <= group::SHARED_SYNC_MAX
+    }
+
+    /// Makes `what` durable (nothing with fsync off): by a sync shared
+    /// with concurrent callers with `--shared-sync` — which covers
+    /// everything the caller changed in that data dir — else by an fsync
+    /// of that file or directory. Blocking.
+    fn commit(&self, what: Durable<'_>) -> Result<(), StoreError> {
+        if !self.fsync {
+            return Ok(());
+        }
+        let path = match what {
+            Durable::File(p) | Durable::DirOf(p) => p,
+        };
+        if !self.shared_sync {
+            return match what {
+                Durable::File(p) => File::open(p).and_then(|f| f.sync_all()).map_err(io_error),
+                Durable::DirOf(p) => durable::sync_dir(p.parent().expect("a blob file has a parent")),
+            };
+        }
+        let i = self
+            .dirs
+            .iter()
+            .position(|d| path.starts_with(d))
+            .expect("a blob's path is in a data dir");
+        self.syncs[i].commit().map_err(io_error)
+    }
+
+    /// [`BlobStore::commit`] of several changed files: with shared syncs,
+    /// one for each data dir among them. Blocking.
+    fn commit_files(&self, paths: &[PathBuf]) -> Result<(), StoreError> {
+        let mut done: Vec<&Path> = vec![];
+        for path in paths {
+            let dir = self.dirs.iter().find(|d| path.starts_with(d));
+            if !self.shared_sync || dir.is_some_and(|d| !done.contains(&d.as_path())) {
+                self.commit(Durable::File(path))?;
+                done.extend(dir.map(PathBuf::as_path));
+            }
+        }
+        Ok(())
     }
 
     /// Number of blobs and their total size.
@@ -274,9 +351,7 @@ impl BlobStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_error(e)),
         }
-        if self.fsync {
-            sync_dir(data.parent().expect("blob has a parent"))?;
-        }
+        self.commit(Durable::DirOf(&data))?;
         self.blobs.fetch_sub(1, Ordering::Relaxed);
         self.blob_bytes.fetch_sub(size, Ordering::Relaxed);
         Ok(true)

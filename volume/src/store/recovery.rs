@@ -5,23 +5,33 @@
 //! anything is served.
 
 use super::durable::{put_in_place, How, TempFile};
-use super::layout::{has_meta, ID_FILE, TMP_DIR};
-use super::listing::{KeySet, Loader, LISTING_DIR};
+use super::keyset::{CleanMark, KeySet, LISTING_DIR};
+use super::layout::{has_meta, walk, ID_FILE, TMP_DIR};
 use super::{previous, BlobStore, LOCK_STRIPES};
 use anyhow::Context;
 use parking_lot::Mutex;
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use trove_common::xattr;
 
 impl BlobStore {
     /// Opens (creating if needed) the data dirs: checks each is writable
-    /// (and whether it takes extended attributes), empties its `tmp/`,
-    /// removes data files left without metadata by a crash, and counts the
-    /// blobs. Blocking.
+    /// (and whether it takes extended attributes) and empties its `tmp/`.
+    /// Unless the volume last stopped cleanly ([`BlobStore::close`]), it
+    /// then walks every blob: finishes moves a crash interrupted, removes
+    /// data files left without metadata, counts the blobs and makes the
+    /// key set. Blocking.
     pub fn open(dirs: Vec<PathBuf>, fsync: bool) -> anyhow::Result<BlobStore> {
+        Self::open_with(dirs, fsync, false)
+    }
+
+    /// [`BlobStore::open`]; with `rescan`, the blobs are walked even after
+    /// a clean shutdown (for files changed by hand while the volume was
+    /// stopped).
+    pub fn open_with(dirs: Vec<PathBuf>, fsync: bool, rescan: bool) -> anyhow::Result<BlobStore> {
         anyhow::ensure!(!dirs.is_empty(), "give at least one data dir");
         let mut ids = Vec::with_capacity(dirs.len());
         let mut xattrs_everywhere = true;
@@ -51,23 +61,39 @@ impl BlobStore {
                 .with_context(|| format!("cannot read or create the id of data dir {}", dir.display()))?;
             ids.push(id);
         }
-        // The listing last: the dirs are known to be usable by now.
-        let keys = KeySet::create(&dirs[0].join(LISTING_DIR))?;
-        let store = BlobStore {
-            dirs,
-            ids,
+        // The key set last: the dirs are known to be usable by now.
+        let listing = dirs[0].join(LISTING_DIR);
+        let clean = if rescan {
+            None
+        } else {
+            KeySet::reopen(&listing, &ids)?
+        };
+        let syncs = dirs
+            .iter()
+            .map(|d| super::group::DirSync::open(d))
+            .collect::<Result<_, _>>()?;
+        let make = |keys: KeySet, blobs: u64, bytes: u64| BlobStore {
+            dirs: dirs.clone(),
+            ids: ids.clone(),
             fsync,
+            shared_sync: false,
+            syncs,
             xattrs: xattrs_everywhere,
-            blobs: AtomicU64::new(0),
-            blob_bytes: AtomicU64::new(0),
-            keys,
+            blobs: AtomicU64::new(blobs),
+            blob_bytes: AtomicU64::new(bytes),
+            keys: Arc::new(keys),
             stripes: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             writers: Mutex::default(),
             aborted: Mutex::default(),
         };
+        if let Some((keys, mark)) = clean {
+            tracing::info!("the volume stopped cleanly: its key set is trusted, no walk");
+            return Ok(make(keys, mark.blobs, mark.bytes));
+        }
         let (mut blobs, mut bytes) = (0, 0);
-        let mut listing = Loader::new(&store.keys);
-        store.walk(|data| {
+        let mut loader = KeySet::load(&listing)?;
+        let mut failed = None;
+        walk(&dirs, |data| {
             previous::recover(data);
             if has_meta(data) {
                 blobs += 1;
@@ -80,15 +106,43 @@ impl BlobStore {
             // aside. A copy whose metadata does not read names no key: it
             // stays out of the listing (and `/-/blobs`) until replaced.
             match previous::listed(data) {
-                Ok(Some((m, _))) => listing.add(&m.key),
+                Ok(Some((m, _))) => {
+                    if let Err(e) = loader.add(&m.key) {
+                        failed.get_or_insert(e);
+                    }
+                }
                 Ok(None) => {}
-                Err(e) => tracing::warn!(path = %data.display(), error = %e, "unreadable metadata: blob left out of the listing"),
+                Err(e) => {
+                    tracing::warn!(path = %data.display(), error = %e, "unreadable metadata: blob left out of the listing")
+                }
             }
         })?;
-        listing.finish()?;
-        store.blobs.store(blobs, Ordering::Relaxed);
-        store.blob_bytes.store(bytes, Ordering::Relaxed);
-        Ok(store)
+        if let Some(e) = failed {
+            return Err(anyhow::Error::new(e).context("cannot write the key set"));
+        }
+        let keys = loader.finish().context("cannot write the key set")?;
+        Ok(make(keys, blobs, bytes))
+    }
+
+    /// Stops the store for a clean shutdown: writes in flight finish, no
+    /// new one can begin, and the key set is written whole with the
+    /// counts, so that the next start-up need not walk the blobs. Blocking.
+    pub fn close(&self) {
+        // Every stripe: no write is between adding its key and renaming
+        // its files in.
+        let _stripes: Vec<_> = self.stripes.iter().map(|s| s.lock()).collect();
+        let (blobs, bytes) = self.counts();
+        let mark = CleanMark {
+            dirs: self.ids.clone(),
+            blobs,
+            bytes,
+        };
+        match self.keys.close(&mark) {
+            Ok(()) => tracing::info!(blobs, bytes, "key set written: the next start-up skips the walk"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot write the key set: the next start-up walks the blobs")
+            }
+        }
     }
 }
 

@@ -517,3 +517,73 @@ async fn sidecar_blobs_are_still_read_and_large_metadata_uses_one() {
     );
     assert_eq!(store.open_blob(&big).unwrap().meta, meta);
 }
+
+/// Marks sent together (`set_states`) are each applied or refused as a
+/// single mark would be, and all that apply are durable together: with
+/// fsync on, concurrent writes and batches of marks all end confirmed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn batched_marks_each_get_their_own_outcome() {
+    for shared_sync in [false, true] {
+        batched_marks(shared_sync).await;
+    }
+}
+
+async fn batched_marks(shared_sync: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = BlobStore::open(vec![dir.path().into()], true).unwrap();
+    let store = Arc::new(store.with_shared_sync(shared_sync));
+    // 32 concurrent fsynced writes, sharing syncs.
+    let writes = (0..32u32).map(|i| {
+        let store = Arc::clone(&store);
+        async move {
+            let k = key(&format!("/batch/{i}"));
+            let id = format!("{:04}", i + 1);
+            store
+                .write_stream(&k, chunks(&[b"some ", b"bytes"]), write_of(&id, None), STALL)
+                .await
+                .unwrap();
+            (k, id)
+        }
+    });
+    let written: Vec<(Key, String)> = futures::future::join_all(writes).await;
+    let mut changes: Vec<StateChange> = written
+        .iter()
+        .map(|(k, id)| StateChange {
+            key: k.clone(),
+            state: BlobState::Live,
+            md5: Some("5d41402abc4b2a76b9719d911017c592".into()),
+            sha256: Some(sha256_hex(b"some bytes")),
+            write: Some(id.clone()),
+        })
+        .collect();
+    // One names another write, one a key that is not here.
+    changes[3].write = Some("0999".into());
+    changes.push(StateChange {
+        key: key("/batch/absent"),
+        state: BlobState::Live,
+        md5: None,
+        sha256: None,
+        write: None,
+    });
+    let store2 = Arc::clone(&store);
+    let outcomes = tokio::task::spawn_blocking(move || store2.set_states(changes))
+        .await
+        .unwrap();
+    assert_eq!(outcomes.len(), 33);
+    for (i, outcome) in outcomes.iter().enumerate() {
+        match i {
+            3 => assert!(matches!(outcome, Err(StoreError::OtherWrite(_))), "{outcome:?}"),
+            32 => assert!(matches!(outcome, Err(StoreError::NotFound)), "{outcome:?}"),
+            _ => {
+                let meta = outcome.as_ref().unwrap();
+                assert_eq!(meta.state, BlobState::Live);
+                assert_eq!(meta.sha256, sha256_hex(b"some bytes"));
+                // What the store reads back is what the mark answered.
+                let (data, _) = BlobStore::paths_in(dir.path(), &written[i].0);
+                assert_eq!(&layout::read_meta(&data).unwrap(), meta);
+            }
+        }
+    }
+    let (data, _) = BlobStore::paths_in(dir.path(), &written[3].0);
+    assert_eq!(layout::read_meta(&data).unwrap().state, BlobState::Pending);
+}

@@ -255,12 +255,23 @@ impl BlobWriter<'_> {
                 store.fsync,
             )?)
         };
-        sync_file(&file, store.fsync)?;
-        drop(file);
+        // The bytes and attribute must be durable before the rename. With
+        // `--shared-sync` a small value shares one sync with concurrent
+        // writers ([`super::group`]); otherwise, or for a large value (so
+        // that small writes are not held behind its megabytes), the file
+        // has its own fsync.
+        let shared_sync = store.shares_sync(digests.size);
+        if shared_sync {
+            drop(file);
+            store.commit(super::Durable::File(&temp.path))?;
+        } else {
+            sync_file(&file, store.fsync)?;
+            drop(file);
+        }
         trove_common::crash::point("volume-staged");
         let (data_path, meta_path) = BlobStore::paths_in(&dir, &key);
         let parent = data_path.parent().expect("blob has a parent");
-        let _stripe = store.stripe(&key);
+        let stripe = store.stripe(&key);
         if let Some(write) = &expected.write {
             // Still this key's newest write? (A newer upload or the
             // master's abort took it over while this one was in flight.)
@@ -276,7 +287,7 @@ impl BlobWriter<'_> {
             writers.remove(key.as_str());
         }
         // Listed before any file of it is in place (see `listing`).
-        store.keys.insert(&key)?;
+        store.keys.insert(key.as_bytes())?;
         create_dirs_durably(parent, store.fsync)?;
         // Replacing: the old copy goes first (sidecar, then data), so that
         // no moment — and no crash — pairs the old sidecar with new bytes.
@@ -293,9 +304,14 @@ impl BlobWriter<'_> {
         }
         // Data first, then its sidecar (if any): a sidecar never describes
         // bytes that are not there.
-        let mut files = vec![(temp, data_path, How::Rename)];
+        let mut files = vec![(temp, data_path.clone(), How::Rename)];
         files.extend(sidecar.map(|s| (s, meta_path, How::Rename)));
-        put_in_place(files, store.fsync)?;
+        put_in_place(files, store.fsync && !shared_sync)?;
+        drop(stripe);
+        if shared_sync {
+            // The directory entry, by a shared sync as well.
+            store.commit(super::Durable::DirOf(&data_path))?;
+        }
         trove_common::crash::point("volume-stored");
         store.blobs.fetch_add(1, Ordering::Relaxed);
         store.blob_bytes.fetch_add(meta.size, Ordering::Relaxed);
