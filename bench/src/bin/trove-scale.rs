@@ -64,6 +64,7 @@ fn record(rng: &mut impl Rng, volumes: &[String]) -> Record {
         write: Some(hex::encode(write)),
         replaces: None,
         meta: Default::default(),
+        parts: vec![],
     }
 }
 
