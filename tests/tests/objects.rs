@@ -505,8 +505,9 @@ async fn a_failed_replace_leaves_the_old_value_exactly_as_it_was() {
     .await
     .unwrap();
     sock.write_all(&pattern_bytes(1_000_000, 7)).await.unwrap();
+    // Under way: the key is locked by it (another writer is told `409`).
     wait_for("the replace to start", || async {
-        (0..c.volumes.len()).map(|i| c.temp_files(i)).sum::<usize>() == 2
+        put_with(&c, "/fail/k", &[], "x").await.status() == 409
     })
     .await;
     let counted = |keys: &serde_json::Value| (keys["live"].clone(), keys["writing"].clone());
