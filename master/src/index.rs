@@ -52,11 +52,16 @@ pub enum IndexError {
     Task(String),
 }
 
-/// How many keys are in each state.
+/// How many keys are in each state, each key counted as what it reads as
+/// ([`Record::counted_state`]).
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct KeyCounts {
+    /// Live keys, a key being replaced included.
     pub live: i64,
+    /// Keys being written that had no value before (a new key's first
+    /// write, or one whose master stopped mid-write).
     pub writing: i64,
+    /// Unlinked keys, one being written again included.
     pub unlinked: i64,
 }
 
