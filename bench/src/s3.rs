@@ -153,14 +153,7 @@ impl Bench {
             get.push(mib_per_s(size, t.elapsed()));
             gateway_cpu += gw.server.cpu_seconds() - gateway_before;
             volume_cpu += volumes_cpu() - volumes_before;
-            if let Some(n) = &self.nginx {
-                let t = Instant::now();
-                anyhow::ensure!(
-                    self.get(&format!("{}/big", n.dav[0]), None).await? == size,
-                    "short read"
-                );
-                get_ref.push(mib_per_s(size, t.elapsed()));
-            }
+            self.nginx_large_get(&mut get_ref).await?;
         }
         rows.push(Row::new(
             &format!("S3 GET {label} through the gateway (MiB/s)"),

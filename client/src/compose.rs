@@ -5,7 +5,8 @@
 //!
 //! The request body is a small JSON list of sources; the other headers are
 //! a write's ([`PutOptions`]: replace, empty values, metadata, the ETag to
-//! report, expiry). The master answers as for a `PUT`: `201` once every
+//! report, expiry), and `keep_parts` records the sources' lengths as the
+//! value's parts. The master answers as for a `PUT`: `201` once every
 //! replica holds the concatenation, `404` naming the first missing source,
 //! `412` naming a source whose pinned md5/ETag changed.
 
@@ -15,7 +16,7 @@ use crate::put::{write_headers, written_from, Expiry, PutOptions, Written, TROVE
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use std::time::{Duration, UNIX_EPOCH};
-use trove_common::http::{KEY_SHA256, TROVE_EXPIRES_AFTER, TROVE_EXPIRES_AT};
+use trove_common::http::{KEY_SHA256, TROVE_EXPIRES_AFTER, TROVE_EXPIRES_AT, TROVE_KEEP_PARTS};
 
 /// At most this many sources in one compose.
 pub const MAX_SOURCES: usize = 10_000;
@@ -104,6 +105,9 @@ impl Client {
                     }
                     if let Some(sha256) = opts.sha256 {
                         r = r.header(KEY_SHA256, hex::encode(sha256));
+                    }
+                    if opts.keep_parts {
+                        r = r.header(TROVE_KEEP_PARTS, "1");
                     }
                     r = match opts.expires {
                         None => r,

@@ -90,6 +90,10 @@ pub struct PutOptions {
     pub if_match: Option<String>,
     /// `If-None-Match`, as sent: `*` writes only if the key has no value.
     pub if_none_match: Option<String>,
+    /// Composes only: keep the sources' lengths as the value's parts
+    /// (`Trove-Keep-Parts: 1`), which reads can then ask for one at a time
+    /// ([`Client::stat_part`](crate::Client::stat_part)).
+    pub keep_parts: bool,
 }
 
 impl std::fmt::Debug for PutOptions {
@@ -105,6 +109,7 @@ impl std::fmt::Debug for PutOptions {
             .field("etag", &self.etag)
             .field("if_match", &self.if_match)
             .field("if_none_match", &self.if_none_match)
+            .field("keep_parts", &self.keep_parts)
             .finish()
     }
 }

@@ -5,9 +5,11 @@ use crate::client::{key, status_error, Client};
 use crate::error::{Error, Result};
 use reqwest::header::{HeaderMap, ETAG, LAST_MODIFIED, LOCATION};
 use reqwest::{Method, Response};
+use std::ops::Range;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use trove_common::http::{
-    CONTENT_MD5, KEY_BALANCE, KEY_CREATED, KEY_EXPIRES, KEY_SHA256, KEY_SIZE, KEY_VOLUMES,
+    CONTENT_MD5, KEY_BALANCE, KEY_CREATED, KEY_EXPIRES, KEY_PARTS, KEY_PART_OFFSET, KEY_PART_SIZE,
+    KEY_SHA256, KEY_SIZE, KEY_VOLUMES, TROVE_PART,
 };
 
 /// A key's record, as the master's redirect describes it.
@@ -43,6 +45,15 @@ pub struct Stat {
     /// The id of the write that stored this value (`Key-Write`), when the
     /// master sends one; the redirect is pinned to it.
     pub write: Option<String>,
+    /// How many parts the value was composed from (`Key-Parts`), for a
+    /// value composed with its parts kept (S3 multipart); `None` for any
+    /// other value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parts: Option<u32>,
+    /// The byte range of the part asked for with [`Client::stat_part`],
+    /// when the value has that part.
+    #[serde(skip)]
+    pub part: Option<Range<u64>>,
     /// When the value was written (`Last-Modified`, else `Key-Created`).
     #[serde(skip)]
     pub last_modified: Option<SystemTime>,
@@ -98,9 +109,23 @@ impl Stat {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| httpdate::parse_http_date(v).ok())
             .or_else(|| created.map(|ms| UNIX_EPOCH + Duration::from_millis(ms)));
+        let part = match (number(KEY_PART_OFFSET)?, number(KEY_PART_SIZE)?) {
+            (Some(offset), Some(size)) => Some(offset..offset + size),
+            _ => None,
+        };
+        let parts = number(KEY_PARTS)?
+            .map(|n| {
+                u32::try_from(n).map_err(|_| Error::Protocol {
+                    url: url.to_string(),
+                    message: format!("{KEY_PARTS} is out of range"),
+                })
+            })
+            .transpose()?;
         Ok(Stat {
             meta,
             etag,
+            parts,
+            part,
             write: headers
                 .get(KEY_WRITE)
                 .and_then(|v| v.to_str().ok())
@@ -169,6 +194,29 @@ impl Client {
         let k = &key(raw_key)?;
         self.call(&k.url_path(), |url, _| async move {
             let resp = self.send_small(Method::HEAD, &url, |r| r).await?;
+            redirect(k.as_str(), &url, resp).await
+        })
+        .await
+    }
+
+    /// [`Client::stat`], with the byte range of part `part` (from 1) of a
+    /// value composed with its parts kept ([`Stat::part`]; `None` when it
+    /// has no such part, [`Stat::parts`] says how many it has).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: trove_client::Client) -> trove_client::Result<()> {
+    /// let stat = client.stat_part("/b/big", 2).await?;
+    /// if let Some(range) = &stat.part {
+    ///     println!("part 2 of {:?}: bytes {range:?}", stat.parts);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn stat_part(&self, raw_key: &str, part: u32) -> Result<Stat> {
+        let k = &key(raw_key)?;
+        self.call(&k.url_path(), |url, _| async move {
+            let resp = self
+                .send_small(Method::HEAD, &url, |r| r.header(TROVE_PART, part))
+                .await?;
             redirect(k.as_str(), &url, resp).await
         })
         .await

@@ -93,6 +93,12 @@ pub struct Record {
     /// on reads. Empty while writing.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub meta: Meta,
+    /// The sizes of the parts the value was composed from, in order, when
+    /// the compose asked to keep them (`Trove-Keep-Parts`: S3's completed
+    /// multipart uploads, so that a reader can ask for part N's bytes).
+    /// Empty for every other value.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<u64>,
 }
 
 /// A stored record that cannot be decoded: the index is damaged or was
@@ -122,7 +128,27 @@ impl Record {
             write: Some(write),
             replaces: replaces.map(Box::new),
             meta: Meta::new(),
+            parts: vec![],
         }
+    }
+
+    /// The state the key counts as in the index's key counts: what it
+    /// reads as ([`Record::settled`]). A write over an earlier value —
+    /// a replace of a live key, a write over an unlinked one — leaves the
+    /// key counted as that value until it commits (or fails, and the
+    /// value is put back); only a write over nothing counts as *writing*.
+    pub fn counted_state(&self) -> State {
+        self.settled().map_or(State::Writing, |r| r.state)
+    }
+
+    /// The byte range `[start, end)` of part `n` (1-based) of a value
+    /// composed with its parts kept ([`Record::parts`]); `None` when it
+    /// has no such part.
+    pub fn part_range(&self, n: u32) -> Option<[u64; 2]> {
+        let i = usize::try_from(n).ok()?.checked_sub(1)?;
+        let size = *self.parts.get(i)?;
+        let start: u64 = self.parts[..i].iter().sum();
+        Some([start, start + size])
     }
 
     /// The record the key reads as, whatever its state: a *writing*
@@ -271,6 +297,7 @@ mod tests {
             write: None,
             replaces: None,
             meta: Meta::new(),
+            parts: vec![],
         };
         let encoded = String::from_utf8(r.encode()).unwrap();
         assert_eq!(
@@ -317,6 +344,16 @@ mod tests {
         assert_eq!(Record::decode(&e.encode()).unwrap(), e);
         assert!(!e.expired(1_700_003_599_999) && e.expired(1_700_003_600_000));
         assert!(!r.expired(u64::MAX), "no TTL, never expires");
+        // A completed multipart upload keeps its part sizes; records
+        // without parts are written as before.
+        let p = Record {
+            parts: vec![5, 5, 2],
+            ..r.clone()
+        };
+        assert!(String::from_utf8(p.encode())
+            .unwrap()
+            .ends_with(r#","created":1700000000000,"parts":[5,5,2]}"#));
+        assert_eq!(Record::decode(&p.encode()).unwrap(), p);
         assert!(Record::decode(b"{not json").is_err());
         assert!(Record::decode(br#"{"state":"gone"}"#).is_err());
     }
@@ -375,6 +412,42 @@ mod tests {
         };
         let over_expired = Record::writing(vec!["b:2".into()], 8, "w1".into(), Some(expiring));
         assert!(over_expired.visible(8).is_some() && over_expired.visible(9).is_none());
+    }
+
+    /// A key being replaced counts as the value it replaces; only a write
+    /// over nothing counts as writing.
+    #[test]
+    fn a_write_counts_as_what_it_replaces() {
+        let live = Record {
+            state: State::Live,
+            ..Record::writing(vec!["a:1".into()], 5, "w0".into(), None)
+        };
+        let unlinked = Record {
+            state: State::Unlinked,
+            ..live.clone()
+        };
+        assert_eq!(live.counted_state(), State::Live);
+        assert_eq!(unlinked.counted_state(), State::Unlinked);
+        let counted = |over: Option<&Record>| {
+            Record::writing(vec!["b:2".into()], 8, "w1".into(), over.cloned()).counted_state()
+        };
+        assert_eq!(counted(None), State::Writing);
+        assert_eq!(counted(Some(&live)), State::Live);
+        assert_eq!(counted(Some(&unlinked)), State::Unlinked);
+    }
+
+    #[test]
+    fn part_ranges_add_up_the_sizes_before() {
+        let r = Record {
+            parts: vec![5, 5, 2],
+            ..Record::writing(vec![], 0, "w".into(), None)
+        };
+        assert_eq!(r.part_range(1), Some([0, 5]));
+        assert_eq!(r.part_range(2), Some([5, 10]));
+        assert_eq!(r.part_range(3), Some([10, 12]));
+        assert_eq!((r.part_range(0), r.part_range(4)), (None, None));
+        let plain = Record::writing(vec![], 0, "w".into(), None);
+        assert_eq!(plain.part_range(1), None);
     }
 
     #[test]

@@ -24,6 +24,14 @@
 //! marks the copies live and answers `201`, as a PUT does. The result is
 //! a plain blob: `curl -L` reads it, and verify, rebuild, rebalance and gc
 //! treat it like any other value.
+//!
+//! With `Trove-Keep-Parts: 1` (S3's CompleteMultipartUpload) the record
+//! also keeps each source's length as a part ([`Record::parts`]), so that
+//! reads can ask for part N's byte range (`Trove-Part`, see
+//! [`crate::api::get`]). `rebuild` cannot restore them (the volumes'
+//! sidecars do not carry them).
+//!
+//! [`Record::parts`]: trove_common::record::Record::parts
 
 use crate::client::{Stored, UploadInfo};
 use crate::error::ApiError;
@@ -36,6 +44,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use std::sync::Arc;
 use trove_common::digest::Digests;
+use trove_common::http::TROVE_KEEP_PARTS;
 use trove_common::key::Key;
 use trove_common::protocol::{ComposePart, ComposePlan, MAX_COMPOSE_PARTS};
 use trove_common::record::now_ms;
@@ -165,6 +174,9 @@ pub async fn put(state: Arc<AppState>, key: Key, req: Request<Body>) -> Result<R
     upload.len = Some(plan.len());
     if plan.is_empty() && !upload.allow_empty {
         return Err(ApiError::EmptyBody);
+    }
+    if trove_common::http::flag(&parts.headers, TROVE_KEEP_PARTS).map_err(ApiError::BadRequest)? {
+        upload.parts = plan.parts.iter().map(|p| p.range[1] - p.range[0]).collect();
     }
     let parts_count = plan.parts.len();
     // Its own task, as a PUT's: a caller that hangs up does not cancel it.

@@ -34,7 +34,7 @@ pub async fn delete(state: Arc<AppState>, key: Key) -> Result<(), ApiError> {
                 (record.volumes.clone(), State::Unlinked)
             }
             State::Unlinked => (record.volumes.clone(), State::Unlinked),
-            State::Writing => (failed_write_volumes(&state, &record)?, State::Writing),
+            State::Writing => (failed_write_volumes(&state, &record)?, record.counted_state()),
         };
         remove_replicas(&state, &key, &volumes)
             .await

@@ -145,7 +145,11 @@ async fn expire(state: &AppState, raw_key: &str, expires: u64) -> bool {
         tracing::warn!(key = %key, volume = %addr, error = %e, "cannot delete an expired replica; retrying later");
         return false;
     }
-    if let Err(e) = state.index.remove_expired(&key, expires, record.state).await {
+    if let Err(e) = state
+        .index
+        .remove_expired(&key, expires, record.counted_state())
+        .await
+    {
         tracing::error!(key = %key, error = %e, "cannot remove an expired record");
         return false;
     }

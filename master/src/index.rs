@@ -5,7 +5,10 @@
 //!
 //! The number of keys in each state is kept in the `stats` column family,
 //! updated in the same batch as the records (a merge that adds), so
-//! opening the index reads three counters instead of every record.
+//! opening the index reads three counters instead of every record. A key
+//! counts as what it reads as ([`Record::counted_state`]): a live key
+//! being replaced stays counted as live, and only a write over nothing
+//! counts as *writing*.
 //!
 //! Keys written with a TTL also have an entry in the `expiry` column family,
 //! `expires (u64 big-endian ms) ‖ key` → empty: ordered by time, so the
@@ -49,11 +52,16 @@ pub enum IndexError {
     Task(String),
 }
 
-/// How many keys are in each state.
+/// How many keys are in each state, each key counted as what it reads as
+/// ([`Record::counted_state`]).
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct KeyCounts {
+    /// Live keys, a key being replaced included.
     pub live: i64,
+    /// Keys being written that had no value before (a new key's first
+    /// write, or one whose master stopped mid-write).
     pub writing: i64,
+    /// Unlinked keys, one being written again included.
     pub unlinked: i64,
 }
 
@@ -66,6 +74,10 @@ const VOLUMES_CF: &str = "volumes";
 const STATS_CF: &str = "stats";
 /// The stats entry saying every record is in the binary format.
 const FORMAT_ENTRY: &[u8] = b"format";
+/// The stats entry saying the counters count each key as what it reads
+/// as ([`Record::counted_state`]); an index without it (counted by record
+/// state, a replace as *writing*) is counted again once on open.
+const COUNTS_ENTRY: &[u8] = b"counts";
 /// Records rewritten per batch when an index of JSON records is migrated.
 const MIGRATE_BATCH: usize = 10_000;
 
@@ -180,7 +192,10 @@ impl Index {
             }),
         };
         index.load_volumes()?;
-        if index.inner.db.get_cf(index.cf(STATS_CF), FORMAT_ENTRY)?.is_none() {
+        let stats = index.cf(STATS_CF);
+        if index.inner.db.get_cf(stats, FORMAT_ENTRY)?.is_none()
+            || index.inner.db.get_cf(stats, COUNTS_ENTRY)?.is_none()
+        {
             index.migrate()?;
         }
         for state in [State::Live, State::Writing, State::Unlinked] {
@@ -259,7 +274,7 @@ impl Index {
 
     /// Rewrites the records of an earlier version (JSON) in the binary
     /// format and counts the keys: once, the first time this version
-    /// opens the index.
+    /// opens the index (an index already binary is only counted).
     fn migrate(&self) -> Result<(), IndexError> {
         let mut counts = [(State::Live, 0i64), (State::Writing, 0), (State::Unlinked, 0)];
         let mut batch = WriteBatch::default();
@@ -269,7 +284,7 @@ impl Index {
             let record = self.decode(&value)?;
             counts
                 .iter_mut()
-                .find(|(s, _)| *s == record.state)
+                .find(|(s, _)| *s == record.counted_state())
                 .expect("every state")
                 .1 += 1;
             if codec::is_json(&value) {
@@ -286,6 +301,7 @@ impl Index {
             batch.put_cf(self.cf(STATS_CF), counter_entry(state), n.to_le_bytes());
         }
         batch.put_cf(self.cf(STATS_CF), FORMAT_ENTRY, [codec::VERSION]);
+        batch.put_cf(self.cf(STATS_CF), COUNTS_ENTRY, b"settled");
         self.inner.db.write_opt(batch, &WriteOptions::default())?;
         self.inner.db.flush_wal(true)?;
         if rewritten > 0 {
@@ -446,21 +462,22 @@ impl Index {
         w
     }
 
-    /// Stores `record` for `key`. `previous` is the state the caller saw
-    /// under the key's lock (for the counts).
+    /// Stores `record` for `key`. `previous` is the state the key counted
+    /// as ([`Record::counted_state`]) in the record the caller saw under
+    /// the key's lock (for the counts).
     pub async fn put(&self, key: &Key, record: Record, previous: Option<State>) -> Result<(), IndexError> {
         let this = self.clone();
         let k = key.clone();
         tokio::task::spawn_blocking(move || {
             let mut batch = WriteBatch::default();
             this.add(&mut batch, &k, &record)?;
-            this.commit(batch, &[(previous, -1), (Some(record.state), 1)])
+            this.commit(batch, &[(previous, -1), (Some(record.counted_state()), 1)])
         })
         .await
         .map_err(|e| IndexError::Task(e.to_string()))?
     }
 
-    /// Removes `key`'s record.
+    /// Removes `key`'s record, which counted as `previous`.
     pub async fn remove(&self, key: &Key, previous: Option<State>) -> Result<(), IndexError> {
         let this = self.clone();
         let k = key.clone();
@@ -482,7 +499,7 @@ impl Index {
             self.add(&mut batch, key, record)?;
             deltas
                 .iter_mut()
-                .find(|(s, _)| *s == Some(record.state))
+                .find(|(s, _)| *s == Some(record.counted_state()))
                 .expect("every state")
                 .1 += 1;
         }
@@ -542,6 +559,7 @@ mod tests {
             write: None,
             replaces: None,
             meta: Default::default(),
+            parts: vec![],
         }
     }
 
@@ -670,7 +688,8 @@ mod tests {
         }
         let index = Index::open(dir.path(), false, DEFAULT_CACHE).unwrap();
         let c = index.counts();
-        assert_eq!((c.live, c.unlinked, c.writing), (2, 1, 1));
+        // `/c` is a live key being replaced: it counts as live.
+        assert_eq!((c.live, c.unlinked, c.writing), (3, 1, 0));
         for (k, r) in &old {
             assert_eq!(index.get(&key(k)).unwrap().as_ref(), Some(r), "{k}");
             let stored = index.inner.db.get(k.as_bytes()).unwrap().unwrap();
@@ -682,7 +701,7 @@ mod tests {
         index.put(&key("/e"), rec(State::Live), None).await.unwrap();
         drop(index);
         let index = Index::open(dir.path(), false, DEFAULT_CACHE).unwrap();
-        assert_eq!(index.counts().live, 3);
+        assert_eq!(index.counts().live, 4);
         assert_eq!(index.get(&key("/c")).unwrap().unwrap().volumes, vec!["w:9"]);
     }
 
@@ -715,6 +734,65 @@ mod tests {
             .sum();
         assert!(tables > 0, "a flush makes tables");
         assert!(index.disk_size() >= tables);
+    }
+
+    /// A replace in progress counts the key as live, and so does its
+    /// commit or its failure (the old record put back); a write over
+    /// nothing counts as writing until it commits or is removed.
+    #[tokio::test]
+    async fn a_replaced_key_counts_as_live_throughout() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(dir.path(), false, DEFAULT_CACHE).unwrap();
+        let counts = |index: &Index| {
+            let c = index.counts();
+            (c.live, c.writing, c.unlinked)
+        };
+        let k = key("/k");
+        let live = rec(State::Live);
+        index.put(&k, live.clone(), None).await.unwrap();
+        for outcome in ["commits", "fails"] {
+            let writing = Record::writing(vec!["v:2".into()], 5, "w".into(), Some(live.clone()));
+            index
+                .put(&k, writing.clone(), Some(live.counted_state()))
+                .await
+                .unwrap();
+            assert_eq!(counts(&index), (1, 0, 0), "replace under way, then {outcome}");
+            // The write commits a new live record, or fails and puts the
+            // old one back: either way from the writing record's count.
+            index
+                .put(&k, live.clone(), Some(writing.counted_state()))
+                .await
+                .unwrap();
+            assert_eq!(counts(&index), (1, 0, 0), "after the replace {outcome}");
+        }
+        let fresh = Record::writing(vec!["v:2".into()], 5, "w".into(), None);
+        index.put(&key("/new"), fresh.clone(), None).await.unwrap();
+        assert_eq!(counts(&index), (1, 1, 0));
+        index
+            .remove(&key("/new"), Some(fresh.counted_state()))
+            .await
+            .unwrap();
+        assert_eq!(counts(&index), (1, 0, 0));
+        let unlinked = rec(State::Unlinked);
+        let over_unlinked = Record::writing(vec!["v:2".into()], 5, "w".into(), Some(unlinked.clone()));
+        index.put(&key("/u"), unlinked, None).await.unwrap();
+        index
+            .put(&key("/u"), over_unlinked, Some(State::Unlinked))
+            .await
+            .unwrap();
+        assert_eq!(counts(&index), (1, 0, 1), "a write over an unlinked key");
+        // An index counted by earlier versions (a replace as writing, no
+        // `counts` entry) is counted again once, as above.
+        let stats = index.cf(STATS_CF);
+        index.inner.db.delete_cf(stats, COUNTS_ENTRY).unwrap();
+        index
+            .inner
+            .db
+            .put_cf(stats, counter_entry(State::Writing), 7i64.to_le_bytes())
+            .unwrap();
+        drop(index);
+        let index = Index::open(dir.path(), false, DEFAULT_CACHE).unwrap();
+        assert_eq!(counts(&index), (1, 0, 1));
     }
 
     #[tokio::test]

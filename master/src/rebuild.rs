@@ -312,6 +312,9 @@ fn merge(
             write,
             replaces: None,
             meta: meta.meta.clone(),
+            // Sidecars do not carry part sizes either: a rebuilt multipart
+            // object answers S3's `partNumber` as a single part would.
+            parts: vec![],
         },
     ));
 }

@@ -60,6 +60,9 @@ pub struct Upload {
     pub preconditions: Preconditions,
     /// The value's metadata, stored with it.
     pub meta: Meta,
+    /// The part sizes to record with the value ([`Record::parts`]): a
+    /// compose's sources, when it asked to keep them.
+    pub parts: Vec<u64>,
 }
 
 /// Where a write's bytes come from. Everything around getting the bytes
@@ -103,7 +106,7 @@ pub async fn write(
 ) -> Result<Record, ApiError> {
     let guard = state.locks.try_lock(&key).ok_or(ApiError::Busy)?;
     let existing = state.index.get(&key)?;
-    let previous = existing.as_ref().map(|r| r.state);
+    let previous = existing.as_ref().map(Record::counted_state);
     // What the key reads as now, and what a failure must restore: the
     // record itself (live, unlinked, or expired — an expired key is absent
     // and may be written again; restored, it still reads as absent and
@@ -179,11 +182,12 @@ pub async fn write(
             write: Some(write_id.clone()),
             replaces: None,
             meta: upload.meta.clone(),
+            parts: upload.parts.clone(),
         };
         // The commit point: from here the write has happened.
         state
             .index
-            .put(&key, record.clone(), Some(State::Writing))
+            .put(&key, record.clone(), Some(writing.counted_state()))
             .await?;
         Ok(record)
     }
@@ -352,14 +356,12 @@ pub(crate) async fn restore_record(state: &AppState, key: &Key, writing: &Record
     {
         return Ok(()); // a newer write has the key
     }
+    // The key counted as the value it replaced all along: putting that
+    // back leaves the counts as they were before the write.
+    let counted = Some(writing.counted_state());
     match writing.replaces.as_deref() {
-        Some(previous) => {
-            state
-                .index
-                .put(key, previous.clone(), Some(State::Writing))
-                .await?
-        }
-        None => state.index.remove(key, Some(State::Writing)).await?,
+        Some(previous) => state.index.put(key, previous.clone(), counted).await?,
+        None => state.index.remove(key, counted).await?,
     }
     Ok(())
 }

@@ -2,6 +2,14 @@
 //! source on the volumes (the bytes never pass through the gateway), the
 //! source pinned by its md5 so that a source replaced meanwhile fails the
 //! copy instead of copying something else.
+//!
+//! The copy is a new single-part object, as S3 makes it: its ETag is the
+//! md5 of its bytes (which the master computes while composing), also when
+//! the source was completed by a multipart upload (`<hex>-N`). S3 says
+//! source and copy have the same ETag only for a non-multipart source; a
+//! client that compares a single-part ETag with the md5 of the bytes
+//! (rclone does) finds them equal, and `partNumber` reads of the copy
+//! answer it as one part.
 
 use crate::error::s3;
 use crate::gateway::{Conditions, Gateway, Verdict};
@@ -64,12 +72,6 @@ pub(crate) async fn source_stat(
     }
 }
 
-/// The ETag to store with a copy (or a part built from one): only when it
-/// is not simply the md5, which the master reports anyway.
-pub(crate) fn kept_etag(stat: &Stat) -> Option<String> {
-    (stat.etag != stat.md5).then(|| stat.etag.clone())
-}
-
 pub async fn copy_object(
     gw: &Gateway,
     req: S3Request<CopyObjectInput>,
@@ -100,7 +102,6 @@ pub async fn copy_object(
         replace: true,
         allow_empty: true,
         meta,
-        etag: kept_etag(&stat),
         ..Default::default()
     };
     let sources = [ComposeSource {
@@ -109,7 +110,8 @@ pub async fn copy_object(
         ..Default::default()
     }];
     let written = gw.client.compose(&dst, &sources, &opts).await.map_err(s3)?;
-    let e_tag = written.etag.unwrap_or(stat.etag);
+    // The copy's bytes are the source's: its md5 is the source's md5.
+    let e_tag = written.etag.or(written.md5).unwrap_or(stat.md5);
     Ok(S3Response::new(CopyObjectOutput {
         copy_object_result: Some(CopyObjectResult {
             e_tag: Some(etag::dto(&e_tag)),

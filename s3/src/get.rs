@@ -12,7 +12,7 @@
 
 use crate::error::s3;
 use crate::gateway::{Conditions, Gateway, MetaOut, Verdict};
-use crate::{etag, names, splice};
+use crate::{etag, names, part, splice};
 use bytes::Bytes;
 use futures::Stream;
 use s3s::dto::*;
@@ -151,6 +151,14 @@ fn verdict(conds: &Conditions, stat: &Stat) -> S3Result<()> {
     }
 }
 
+/// The master's record of `key`: with part `part`'s range when asked.
+async fn stat_of(gw: &Gateway, key: &str, part: Option<u32>) -> trove_client::Result<Stat> {
+    match part {
+        Some(n) => gw.client.stat_part(key, n).await,
+        None => gw.client.stat(key).await,
+    }
+}
+
 fn not_found(e: trove_client::Error) -> s3s::S3Error {
     if e.is_not_found() {
         s3_error!(NoSuchKey, "the object does not exist")
@@ -165,13 +173,8 @@ pub async fn get_object(
 ) -> S3Result<S3Response<GetObjectOutput>> {
     let input = &req.input;
     let key = names::object_key(&input.bucket, &input.key)?;
-    if input.part_number.is_some() {
-        return Err(s3_error!(
-            NotImplemented,
-            "GetObject by partNumber is not supported"
-        ));
-    }
-    let opts = GetOptions {
+    let part_number = part::requested(input.part_number, input.range.is_some())?;
+    let mut opts = GetOptions {
         range: input.range.as_ref().map(byte_range),
         // The answer's headers are sent before the last byte is read: a
         // mismatch found then could only cut the body short, which the
@@ -181,7 +184,7 @@ pub async fn get_object(
     };
     // The master first (a HEAD: the same redirect a GET gets), so that the
     // size is known before choosing how to pass the bytes on.
-    let stat = match gw.client.stat(&key).await {
+    let stat = match stat_of(gw, &key, part_number).await {
         Ok(s) => s,
         Err(e) if e.is_not_found() => {
             gw.need_bucket(&input.bucket).await?;
@@ -198,6 +201,17 @@ pub async fn get_object(
     // Before any volume is asked (and again below, should the value have
     // been replaced in between).
     verdict(&conditions, &stat)?;
+    let part = part_number.map(|n| part::resolve(&stat, n)).transpose()?;
+    if let Some(p) = &part {
+        if p.range.is_empty() {
+            return Ok(S3Response::new(empty_part(&stat, p)));
+        }
+        opts.range = Some(ByteRange::Bounded {
+            first: p.range.start,
+            last: p.range.end - 1,
+        });
+    }
+    let resolved_write = stat.write.clone();
     let zero_copy = req.extensions.get::<ZeroCopy>().cloned();
     let wanted = match opts.range {
         None => Some(0..stat.size),
@@ -222,6 +236,14 @@ pub async fn get_object(
                 }
                 Err(e) => return Err(s3(e)),
             };
+            // A part's range holds only for the value it was resolved
+            // against: replaced since, the client is told to try again.
+            if part.is_some() && stream.stat().write != resolved_write {
+                return Err(s3_error!(
+                    SlowDown,
+                    "the object was replaced while being read; retry"
+                ));
+            }
             let range = stream.range();
             let stat = stream.stat().clone();
             let len = range.end - range.start;
@@ -230,7 +252,7 @@ pub async fn get_object(
     };
     verdict(&conditions, &stat)?;
     let len = range.end - range.start;
-    let content_range = input.range.is_some().then(|| {
+    let content_range = (input.range.is_some() || part.is_some()).then(|| {
         format!(
             "bytes {}-{}/{}",
             range.start,
@@ -243,6 +265,7 @@ pub async fn get_object(
         body: Some(body),
         content_length: Some(len as i64),
         content_range,
+        parts_count: part.and_then(|p| p.count),
         accept_ranges: Some("bytes".into()),
         e_tag: Some(etag::dto(&stat.etag)),
         last_modified: stat.last_modified.map(Timestamp::from),
@@ -266,13 +289,8 @@ pub async fn head_object(
 ) -> S3Result<S3Response<HeadObjectOutput>> {
     let input = &req.input;
     let key = names::object_key(&input.bucket, &input.key)?;
-    if input.part_number.is_some() {
-        return Err(s3_error!(
-            NotImplemented,
-            "HeadObject by partNumber is not supported"
-        ));
-    }
-    let stat = match gw.client.stat(&key).await {
+    let part_number = part::requested(input.part_number, input.range.is_some())?;
+    let stat = match stat_of(gw, &key, part_number).await {
         Ok(s) => s,
         Err(e) if e.is_not_found() => {
             gw.need_bucket(&input.bucket).await?;
@@ -289,9 +307,11 @@ pub async fn head_object(
         },
         &stat,
     )?;
-    let (len, content_range) = match &input.range {
-        None => (stat.size, None),
-        Some(r) => {
+    let part = part_number.map(|n| part::resolve(&stat, n)).transpose()?;
+    let (len, content_range) = match (&input.range, &part) {
+        (_, Some(p)) => (p.range.end - p.range.start, p.content_range(stat.size)),
+        (None, None) => (stat.size, None),
+        (Some(r), None) => {
             let r = byte_range(r)
                 .resolve(stat.size)
                 .map_err(|_| s3_error!(InvalidRange, "the object has {} bytes", stat.size))?;
@@ -310,6 +330,7 @@ pub async fn head_object(
     Ok(S3Response::new(HeadObjectOutput {
         content_length: Some(len as i64),
         content_range,
+        parts_count: part.and_then(|p| p.count),
         accept_ranges: Some("bytes".into()),
         e_tag: Some(etag::dto(&stat.etag)),
         last_modified: stat.last_modified.map(Timestamp::from),
@@ -325,4 +346,21 @@ pub async fn head_object(
         metadata: meta.metadata,
         ..Default::default()
     }))
+}
+
+/// The answer to a `partNumber` read of an empty part (of an empty
+/// object): no bytes and no range, nothing to ask a volume for.
+fn empty_part(stat: &Stat, part: &part::Part) -> GetObjectOutput {
+    let meta = MetaOut::from_pairs(&stat.meta);
+    GetObjectOutput {
+        body: Some(StreamingBlob::from(s3s::Body::empty())),
+        content_length: Some(0),
+        parts_count: part.count,
+        accept_ranges: Some("bytes".into()),
+        e_tag: Some(etag::dto(&stat.etag)),
+        last_modified: stat.last_modified.map(Timestamp::from),
+        content_type: meta.content_type,
+        metadata: meta.metadata,
+        ..Default::default()
+    }
 }

@@ -14,6 +14,7 @@
 //! - [`bucket`]: ListBuckets, CreateBucket, HeadBucket, DeleteBucket,
 //!   GetBucketLocation.
 //! - [`put`], [`get`], [`delete`], [`copy`]: the object operations.
+//! - [`part`]: `partNumber` on GetObject and HeadObject.
 //! - [`splice`]: GetObject's zero-copy path, a volume's answer passed on
 //!   with `splice(2)`.
 //! - [`list`]: ListObjects v1/v2 and ListObjectVersions.
@@ -40,6 +41,7 @@ pub mod get;
 pub mod list;
 pub mod multipart;
 pub mod names;
+pub mod part;
 pub mod put;
 pub mod server;
 pub mod splice;

@@ -4,8 +4,9 @@
 //! with a TTL (`--upload-ttl`) so that the master's expirer reclaims an
 //! abandoned upload. Re-uploading a part replaces it. Complete checks the
 //! list against the stored parts, has the master compose the object from
-//! them on the volumes (nothing passes through the gateway), then deletes
-//! the folder.
+//! them on the volumes (nothing passes through the gateway), keeping the
+//! parts' sizes in the object's record (for `partNumber` reads, see
+//! [`crate::part`]), then deletes the folder.
 
 use crate::checksum::Expected;
 use crate::copy::{source, source_stat};
@@ -527,6 +528,8 @@ pub async fn complete(
         allow_empty: true,
         meta: info.meta,
         etag: Some(e_tag.clone()),
+        // Each part's size, for GetObject/HeadObject `partNumber`.
+        keep_parts: true,
         if_match: input.if_match.as_ref().map(etag::condition_header),
         if_none_match: input.if_none_match.as_ref().map(etag::condition_header),
         ..Default::default()

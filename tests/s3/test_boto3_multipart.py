@@ -2,7 +2,9 @@
 uploaded again replaces it), list parts and uploads, abort, complete with
 S3's checks (ascending numbers, gaps allowed, ETags that match, parts but
 the last at least 5 MiB), UploadPartCopy; the result's ETag is
-md5(concatenated part md5s)-N."""
+md5(concatenated part md5s)-N. GetObject and HeadObject with partNumber
+answer one part; a CopyObject of a completed object is one part whose ETag
+is the md5 of its bytes."""
 
 from conftest import bucket_name
 from helpers import MIB, expect_error, md5_hex, multipart_etag, pattern, quoted_md5
@@ -217,3 +219,77 @@ def test_multipart_complete_with_if_none_match_creates_only(s3, bucket):
         else:
             done()
             assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == part
+
+
+def completed(s3, bucket, key, parts):
+    """Uploads `parts` (bytes each) as parts 1, 2, … of `key` and completes."""
+    uid = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+    etags = [upload(s3, bucket, key, uid, n + 1, body) for n, body in enumerate(parts)]
+    complete(s3, bucket, key, uid, [(n + 1, e) for n, e in enumerate(etags)])
+
+
+def test_get_and_head_by_part_number_answer_that_part(s3, bucket):
+    parts = [pattern(PART, 80), pattern(PART + 7, 81), pattern(1000, 82)]
+    completed(s3, bucket, "mp", parts)
+    size = sum(len(p) for p in parts)
+    start = 0
+    for n, body in enumerate(parts, 1):
+        byte_range = f"bytes {start}-{start + len(body) - 1}/{size}"
+        got = s3.get_object(Bucket=bucket, Key="mp", PartNumber=n)
+        assert got["ResponseMetadata"]["HTTPStatusCode"] == 206
+        assert got["Body"].read() == body, f"part {n}"
+        assert (got["ContentLength"], got["ContentRange"], got["PartsCount"]) == (len(body), byte_range, 3)
+        assert got["ETag"] == multipart_etag(parts), "the object's ETag, not the part's"
+        head = s3.head_object(Bucket=bucket, Key="mp", PartNumber=n)
+        assert head["ResponseMetadata"]["HTTPStatusCode"] == 206
+        assert (head["ContentLength"], head["ContentRange"], head["PartsCount"]) == (len(body), byte_range, 3)
+        start += len(body)
+    expect_error("InvalidPartNumber", 416, s3.get_object, Bucket=bucket, Key="mp", PartNumber=4)
+    expect_error(None, 416, s3.head_object, Bucket=bucket, Key="mp", PartNumber=4)
+    expect_error("InvalidRequest", 400, s3.get_object, Bucket=bucket, Key="mp", PartNumber=1, Range="bytes=0-9")
+    # Without partNumber it is the whole object, and no part count.
+    got = s3.get_object(Bucket=bucket, Key="mp")
+    assert got["Body"].read() == b"".join(parts) and "PartsCount" not in got
+
+
+def test_part_number_of_an_object_written_in_one_put_is_the_whole_object(s3, bucket):
+    body = pattern(1000, 83)
+    s3.put_object(Bucket=bucket, Key="single", Body=body)
+    got = s3.get_object(Bucket=bucket, Key="single", PartNumber=1)
+    assert got["ResponseMetadata"]["HTTPStatusCode"] == 206
+    assert got["Body"].read() == body
+    assert (got["ContentLength"], got["ContentRange"]) == (1000, "bytes 0-999/1000")
+    assert "PartsCount" not in got
+    head = s3.head_object(Bucket=bucket, Key="single", PartNumber=1)
+    assert (head["ContentLength"], head["ContentRange"]) == (1000, "bytes 0-999/1000")
+    assert "PartsCount" not in head
+    expect_error("InvalidPartNumber", 416, s3.get_object, Bucket=bucket, Key="single", PartNumber=2)
+    expect_error(None, 416, s3.head_object, Bucket=bucket, Key="single", PartNumber=2)
+    # An empty object is one empty part: no range to answer.
+    s3.put_object(Bucket=bucket, Key="empty", Body=b"")
+    got = s3.get_object(Bucket=bucket, Key="empty", PartNumber=1)
+    assert got["Body"].read() == b"" and got["ContentLength"] == 0
+    expect_error("NoSuchKey", 404, s3.get_object, Bucket=bucket, Key="absent", PartNumber=1)
+
+
+def test_copy_object_of_a_multipart_object_is_one_part_with_the_md5_etag(s3, bucket, other_bucket):
+    # S3 gives a copy made in one request a new ETag over its bytes; only a
+    # non-multipart source's ETag is the copy's too.
+    parts = [pattern(PART, 84), pattern(2000, 85)]
+    completed(s3, bucket, "mp", parts)
+    whole = b"".join(parts)
+    result = s3.copy_object(Bucket=other_bucket, Key="copy", CopySource={"Bucket": bucket, "Key": "mp"})
+    assert result["CopyObjectResult"]["ETag"] == quoted_md5(whole)
+    assert s3.head_object(Bucket=other_bucket, Key="copy")["ETag"] == quoted_md5(whole)
+    got = s3.get_object(Bucket=other_bucket, Key="copy", PartNumber=1)
+    assert got["Body"].read() == whole and "PartsCount" not in got
+    expect_error("InvalidPartNumber", 416, s3.get_object, Bucket=other_bucket, Key="copy", PartNumber=2)
+    # The source keeps its ETag and its parts.
+    source = s3.head_object(Bucket=bucket, Key="mp", PartNumber=2)
+    assert (source["ETag"], source["PartsCount"], source["ContentLength"]) == (multipart_etag(parts), 2, 2000)
+    # A copy onto itself (new metadata) is a copy like any other.
+    s3.copy_object(
+        Bucket=bucket, Key="mp", CopySource={"Bucket": bucket, "Key": "mp"}, Metadata={"v": "2"}, MetadataDirective="REPLACE"
+    )
+    head = s3.head_object(Bucket=bucket, Key="mp")
+    assert (head["ETag"], head["Metadata"]) == (quoted_md5(whole), {"v": "2"})

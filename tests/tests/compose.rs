@@ -500,3 +500,78 @@ async fn composing_256_mib_keeps_the_volume_memory_flat() {
         (PARTS * PART) >> 20
     );
 }
+
+/// With `Trove-Keep-Parts: 1` the record keeps each source's length as a
+/// part: a read says how many (`Key-Parts`) and, asked `Trove-Part: N`,
+/// where part N is; a plain compose (or PUT) keeps none.
+#[tokio::test]
+async fn kept_parts_are_answered_on_reads() {
+    let c = cluster(3, 2, false).await;
+    for (k, size) in [("/kp/a", 300), ("/kp/b", 500), ("/kp/c", 7)] {
+        assert_eq!(c.put(k, pattern_bytes(size, size as u64)).await, 201);
+    }
+    let sources =
+        json!({"sources": [{"key": "/kp/a"}, {"key": "/kp/b", "range": [100, 500]}, {"key": "/kp/c"}]});
+    assert_eq!(
+        compose(&c, "/kp/kept", &sources, &[("Trove-Keep-Parts", "1")])
+            .await
+            .status(),
+        201
+    );
+    assert_eq!(compose(&c, "/kp/plain", &sources, &[]).await.status(), 201);
+    let head = |key: &'static str, part: Option<&'static str>| {
+        let c = &c;
+        async move {
+            let mut req = c.http.head(c.url(key));
+            if let Some(n) = part {
+                req = req.header("Trove-Part", n);
+            }
+            req.send().await.unwrap()
+        }
+    };
+    let header =
+        |r: &reqwest::Response, name: &str| r.headers().get(name).map(|v| v.to_str().unwrap().to_string());
+    let described = |r: &reqwest::Response| {
+        (
+            header(r, "key-parts"),
+            header(r, "key-part-offset"),
+            header(r, "key-part-size"),
+        )
+    };
+    let some = |s: &str| Some(s.to_string());
+    let kept = head("/kp/kept", None).await;
+    assert_eq!(
+        (kept.status().as_u16(), header(&kept, "key-size")),
+        (302, some("707"))
+    );
+    assert_eq!(described(&kept), (some("3"), None, None));
+    assert_eq!(
+        described(&head("/kp/kept", Some("1")).await),
+        (some("3"), some("0"), some("300"))
+    );
+    assert_eq!(
+        described(&head("/kp/kept", Some("2")).await),
+        (some("3"), some("300"), some("400"))
+    );
+    assert_eq!(
+        described(&head("/kp/kept", Some("3")).await),
+        (some("3"), some("700"), some("7"))
+    );
+    assert_eq!(
+        described(&head("/kp/kept", Some("4")).await),
+        (some("3"), None, None)
+    );
+    assert_eq!(described(&head("/kp/plain", Some("1")).await), (None, None, None));
+    assert_eq!(described(&head("/kp/a", Some("1")).await), (None, None, None));
+    for bad in ["0", "x", "-1"] {
+        assert_eq!(
+            head("/kp/kept", Some(bad)).await.status(),
+            400,
+            "Trove-Part: {bad}"
+        );
+    }
+    // A replace by a plain compose keeps no parts.
+    let replace = [("Trove-Replace", "1")];
+    assert_eq!(compose(&c, "/kp/kept", &sources, &replace).await.status(), 201);
+    assert_eq!(described(&head("/kp/kept", Some("1")).await), (None, None, None));
+}

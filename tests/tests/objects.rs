@@ -376,15 +376,18 @@ async fn readers_see_the_old_value_until_the_replace_commits() {
         })
     };
     tx.send(Ok(Bytes::copy_from_slice(&v2[..200_000]))).await.unwrap();
-    wait_for("the replace to be under way", || async {
-        c.status().await["keys"]["writing"] == 1
-    })
-    .await;
     // Wait until the first half reached the volumes' temp files.
     wait_for("the new bytes on the volumes", || async {
         (0..c.volumes.len()).map(|i| c.temp_files(i)).sum::<usize>() == 2
     })
     .await;
+    // A key being replaced is still a live key in the counts.
+    let keys = &c.status().await["keys"];
+    assert_eq!(
+        (&keys["live"], &keys["writing"]),
+        (&1.into(), &0.into()),
+        "{keys}"
+    );
 
     // The master and the volumes answer the old value, whole.
     let during = head_302(&c, "/held/k").await;
@@ -502,10 +505,18 @@ async fn a_failed_replace_leaves_the_old_value_exactly_as_it_was() {
     .await
     .unwrap();
     sock.write_all(&pattern_bytes(1_000_000, 7)).await.unwrap();
+    // Under way: the key is locked by it (another writer is told `409`).
     wait_for("the replace to start", || async {
-        c.status().await["keys"]["writing"] == 1
+        put_with(&c, "/fail/k", &[], "x").await.status() == 409
     })
     .await;
+    let counted = |keys: &serde_json::Value| (keys["live"].clone(), keys["writing"].clone());
+    let live_only = (serde_json::json!(1), serde_json::json!(0));
+    assert_eq!(
+        counted(&c.status().await["keys"]),
+        live_only,
+        "counted as live while replaced"
+    );
     let (bytes, ct) = read(&c, "/fail/k").await;
     assert_eq!(
         (sha256_hex(&bytes), ct.as_deref()),
@@ -522,6 +533,11 @@ async fn a_failed_replace_leaves_the_old_value_exactly_as_it_was() {
         (0..c.volumes.len()).all(|i| c.temp_files(i) == 0)
     })
     .await;
+    assert_eq!(
+        counted(&c.status().await["keys"]),
+        live_only,
+        "counts as they were"
+    );
     // And the key is a live key again: write-once, replaceable.
     wait_for("the key's lock released", || async {
         put_with(&c, "/fail/k", &[], "x").await.status() == 403

@@ -133,8 +133,11 @@ async fn a_failed_rewrite_leaves_the_unlinked_key_as_it_was() {
             .await
             .unwrap();
         sock.write_all(&pattern_bytes(1_000_000, 3)).await.unwrap();
+        // Under way: the key is locked by it, so a conditional write that
+        // could never succeed is told 409 (412 once the lock is free).
         wait_for("the write to start", || async {
-            c.status().await["keys"]["writing"] == 1
+            let probe = c.http.put(c.url("/k/a")).header("if-match", "\"0\"").body("x");
+            probe.send().await.unwrap().status() == 409
         })
         .await;
         drop(sock);

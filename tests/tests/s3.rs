@@ -821,6 +821,91 @@ async fn rclone_copy_sync_and_md5_check_of_a_tree_with_a_multipart_file() {
     assert_eq!(tree(&back), tree(&local), "the tree copied back differs");
 }
 
+/// Server-side copies of an object completed by a multipart upload get
+/// the ETags S3 gives them: aws-cli's `s3 cp s3://… s3://…` copies a large
+/// object part by part (UploadPartCopy), so its copy has the multipart ETag
+/// of aws-cli's 8 MiB parts; rclone copies it in one CopyObject, so its
+/// copy is one part whose ETag is the md5 of the bytes, which rclone then
+/// reads as the copy's md5. The original answers `partNumber` reads.
+#[tokio::test]
+async fn server_side_copies_of_a_multipart_object_by_awscli_and_rclone() {
+    let Some(s3) = S3::start().await else { return };
+    s3.aws_ok(&["s3", "mb", "s3://copies"]).await;
+    let bytes = pattern_bytes(20 * MIB as usize, 7);
+    let source = s3.path("twenty-mib");
+    std::fs::write(&source, &bytes).unwrap();
+    let part_md5s: Vec<[u8; 16]> = bytes.chunks(AWSCLI_PART as usize).map(md5_of).collect();
+    let whole_md5 = md5_hex(&bytes);
+    s3.ok(
+        s3.aws(&["s3", "cp", "--no-progress", arg(&source), "s3://copies/mp"]),
+        CLIENT_LIMIT,
+    )
+    .await;
+    let head = |key: &'static str, part: Option<&'static str>| {
+        let s3 = &s3;
+        async move {
+            let mut args = vec!["s3api", "head-object", "--bucket", "copies", "--key", key];
+            args.extend(part.map(|p| ["--part-number", p]).into_iter().flatten());
+            s3.aws_json(&args).await
+        }
+    };
+    assert_eq!(head("mp", None).await["ETag"], multipart_etag(&part_md5s));
+    let third = head("mp", Some("3")).await;
+    assert_eq!(
+        (
+            &third["PartsCount"],
+            &third["ContentLength"],
+            &third["ContentRange"]
+        ),
+        (
+            &3.into(),
+            &(4 * MIB).into(),
+            &"bytes 16777216-20971519/20971520".into()
+        ),
+        "{third}"
+    );
+
+    s3.ok(
+        s3.aws(&[
+            "s3",
+            "cp",
+            "--no-progress",
+            "s3://copies/mp",
+            "s3://copies/by-awscli",
+        ]),
+        CLIENT_LIMIT,
+    )
+    .await;
+    assert_eq!(
+        head("by-awscli", None).await["ETag"],
+        multipart_etag(&part_md5s),
+        "aws-cli copies part by part"
+    );
+
+    s3.ok(
+        s3.rclone(&["copyto", "trove:copies/mp", "trove:copies/by-rclone"]),
+        CLIENT_LIMIT,
+    )
+    .await;
+    let copy = head("by-rclone", None).await;
+    assert_eq!(
+        copy["ETag"],
+        format!("\"{whole_md5}\"").as_str(),
+        "one CopyObject"
+    );
+    assert!(copy.get("PartsCount").is_none(), "{copy}");
+    let sums = s3
+        .ok(s3.rclone(&["md5sum", "trove:copies/by-rclone"]), CLIENT_LIMIT)
+        .await;
+    assert!(sums.starts_with(&whole_md5), "rclone md5sum: {sums}");
+    for key in ["by-awscli", "by-rclone"] {
+        assert_eq!(
+            s3.master_view(&format!("/copies/{key}")).await,
+            (bytes.len() as u64, sha256_hex(&bytes))
+        );
+    }
+}
+
 // --- s3cmd ------------------------------------------------------------------------
 
 #[tokio::test]

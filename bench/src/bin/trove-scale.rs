@@ -86,6 +86,7 @@ fn record(rng: &mut impl Rng, volumes: &[String]) -> Record {
         write: Some(hex::encode(write)),
         replaces: None,
         meta: Default::default(),
+        parts: vec![],
     }
 }
 
@@ -109,6 +110,7 @@ fn blob_record(i: u64, volumes: &[String]) -> Record {
         write: Some(write_of(i)),
         replaces: None,
         meta: Default::default(),
+        parts: vec![],
     }
 }
 

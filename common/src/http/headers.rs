@@ -38,6 +38,20 @@ pub const TROVE_REPLACE: &str = "trove-replace";
 pub const TROVE_ALLOW_EMPTY: &str = "trove-allow-empty";
 /// On a write: the ETag to report for the value instead of its md5.
 pub const TROVE_ETAG: &str = "trove-etag";
+/// On a compose: `1` keeps the sources' lengths as the value's parts
+/// (S3's CompleteMultipartUpload), so that a reader can ask for one part.
+pub const TROVE_KEEP_PARTS: &str = "trove-keep-parts";
+/// On a `GET`/`HEAD` of a key: the part (1-based) whose byte range the
+/// redirect should describe ([`KEY_PART_OFFSET`], [`KEY_PART_SIZE`]).
+pub const TROVE_PART: &str = "trove-part";
+/// On a read's redirect: how many parts the value was composed from, for a
+/// value whose parts were kept (absent for any other value).
+pub const KEY_PARTS: &str = "key-parts";
+/// On a read's redirect asked for `Trove-Part: N`: where part N starts in
+/// the value, in bytes (absent when the value has no part N).
+pub const KEY_PART_OFFSET: &str = "key-part-offset";
+/// On a read's redirect asked for `Trove-Part: N`: part N's length.
+pub const KEY_PART_SIZE: &str = "key-part-size";
 /// On a read's redirect: the id of the write that stored the value.
 pub const KEY_WRITE: &str = "key-write";
 /// On an upload to a volume: the id of the write whose copy the new one

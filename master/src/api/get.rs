@@ -1,6 +1,11 @@
 //! `GET`/`HEAD /key`: a `302` to a healthy replica, answered from the index
 //! alone, with the value's size, digests and metadata in headers.
 //!
+//! A value composed with its parts kept (S3 multipart) says how many
+//! (`Key-Parts`); a read that sends `Trove-Part: N` also gets part N's
+//! byte range (`Key-Part-Offset`, `Key-Part-Size`), absent when there is
+//! no part N, so that the S3 gateway answers `partNumber` from the index.
+//!
 //! The key reads as its settled record ([`Record::visible`]): during a
 //! replace, the value being replaced, until the new one commits. The
 //! `Location` is pinned to the value's write (`?write=<id>`), so the volume
@@ -9,17 +14,19 @@
 
 use crate::error::ApiError;
 use crate::AppState;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use std::time::{Duration, UNIX_EPOCH};
 use trove_common::http::{
-    meta_headers, quoted_etag, CONTENT_MD5, KEY_BALANCE, KEY_CREATED, KEY_EXPIRES, KEY_SHA256, KEY_SIZE,
-    KEY_VOLUMES, KEY_WRITE, SHA256_PARAM, WRITE_PARAM,
+    meta_headers, quoted_etag, CONTENT_MD5, KEY_BALANCE, KEY_CREATED, KEY_EXPIRES, KEY_PARTS,
+    KEY_PART_OFFSET, KEY_PART_SIZE, KEY_SHA256, KEY_SIZE, KEY_VOLUMES, KEY_WRITE, SHA256_PARAM, TROVE_PART,
+    WRITE_PARAM,
 };
 use trove_common::key::Key;
 use trove_common::record::{now_ms, Record};
 
-pub fn get(state: &AppState, key: Key) -> Result<Response, ApiError> {
+pub fn get(state: &AppState, key: Key, request: &HeaderMap) -> Result<Response, ApiError> {
+    let part = requested_part(request)?;
     let stored = state.index.get(&key)?;
     let record = stored
         .as_ref()
@@ -63,7 +70,35 @@ pub fn get(state: &AppState, key: Key) -> Result<Response, ApiError> {
     if let Some(t) = record.expires {
         resp.headers_mut().insert(KEY_EXPIRES, t.into());
     }
+    part_headers(resp.headers_mut(), record, part);
     Ok(resp)
+}
+
+/// The part a read asks about (`Trove-Part: N`, N from 1).
+fn requested_part(request: &HeaderMap) -> Result<Option<u32>, ApiError> {
+    let Some(value) = request.get(TROVE_PART) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .filter(|n| *n >= 1)
+        .map(Some)
+        .ok_or_else(|| ApiError::BadRequest("Trove-Part must be a part number from 1".into()))
+}
+
+/// `Key-Parts` for a value with kept parts, and part `part`'s range when
+/// asked and it exists.
+fn part_headers(headers: &mut HeaderMap, record: &Record, part: Option<u32>) {
+    if record.parts.is_empty() {
+        return;
+    }
+    headers.insert(KEY_PARTS, record.parts.len().into());
+    if let Some([start, end]) = part.and_then(|n| record.part_range(n)) {
+        headers.insert(KEY_PART_OFFSET, start.into());
+        headers.insert(KEY_PART_SIZE, (end - start).into());
+    }
 }
 
 /// The headers describing the value itself: its stored metadata

@@ -181,7 +181,7 @@ async fn key_request(State(state): State<Arc<AppState>>, req: Request<Body>) -> 
             crate::compose::put(state, key, req).await
         }
         "PUT" | "POST" => put::put(state, key, req).await,
-        "GET" | "HEAD" => get::get(&state, key),
+        "GET" | "HEAD" => get::get(&state, key, req.headers()),
         "DELETE" => delete::delete(state, key).await,
         "UNLINK" => delete::unlink(state, key).await,
         other => Err(ApiError::Method(other.to_string())),

@@ -36,6 +36,7 @@ pub struct MasterStatus {
     fsync: bool,
     healthy_volumes: usize,
     volumes: Vec<VolumeStatus>,
+    /// Keys by the state they read as ([`crate::index::KeyCounts`]).
     keys: KeyCounts,
     /// Keys the expirer deleted since this master started.
     expired: u64,
@@ -97,7 +98,7 @@ pub async fn metrics(
     let c = state.index.counts();
     scrape.gauges(
         "trove_keys",
-        "Keys in the index, by state",
+        "Keys in the index, by the state they read as (a key being replaced is live)",
         "state",
         [("live", c.live), ("writing", c.writing), ("unlinked", c.unlinked)]
             .into_iter()

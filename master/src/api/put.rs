@@ -68,6 +68,7 @@ pub(crate) fn upload(state: &AppState, headers: &HeaderMap) -> Result<Upload, Ap
         allow_empty,
         preconditions,
         meta,
+        parts: vec![],
     })
 }
 

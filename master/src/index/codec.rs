@@ -7,7 +7,8 @@
 //! ```text
 //! 0x01                      format version (JSON records start with `{`)
 //! state                     u8: 0 writing, 1 live, 2 unlinked
-//! flags                     u8: EXPIRES, WRITE, REPLACES, META, DAMAGED
+//! flags                     u8: EXPIRES, WRITE, REPLACES, META, DAMAGED,
+//!                           PARTS
 //! volumes                   varint count, then a varint id per volume
 //! size                      varint
 //! sha256, md5               a digest each (below)
@@ -17,12 +18,24 @@
 //! [write]                   a digest (the write id is hex)   if WRITE
 //! [meta]                    varint count, then name, value   if META
 //!                           as length-prefixed bytes
+//! [parts]                   varint count of runs, then a     if PARTS
+//!                           varint size and a varint repeat
+//!                           count per run
 //! [replaces]                varint length, a nested record   if REPLACES
 //! ```
 //!
 //! Varints, length-prefixed bytes and digests are `trove_common::binary`'s
 //! (a digest is raw bytes when its text is lower-case hex: a sha256 costs
 //! 33 bytes).
+//!
+//! Parts (the part sizes of a completed S3 multipart upload) are stored
+//! as runs of equal sizes: clients cut uploads into parts of one size, so
+//! 10,000 parts usually cost a few bytes, and never more than ~4 per part.
+//! `PARTS` was added within version 1: every record written before reads
+//! as it did, and a record without parts is the same bytes as before. (A
+//! master older than the flag cannot read a record with parts: it finds
+//! trailing bytes. Going back to such a version after completing S3
+//! multipart uploads is not supported.)
 //!
 //! Volumes are small ids from the [`VolumeTable`] kept in the index
 //! beside the records: three replicas cost three bytes instead of ~50.
@@ -43,6 +56,7 @@ const WRITE: u8 = 1 << 1;
 const REPLACES: u8 = 1 << 2;
 const META: u8 = 1 << 3;
 const DAMAGED: u8 = 1 << 4;
+const PARTS: u8 = 1 << 5;
 
 /// Volume addresses ↔ the small ids records store.
 #[derive(Debug, Default, Clone)]
@@ -130,6 +144,7 @@ fn encode_body(r: &Record, table: &VolumeTable, out: &mut Vec<u8>) {
         (r.replaces.is_some(), REPLACES),
         (!r.meta.is_empty(), META),
         (!r.damaged.is_empty(), DAMAGED),
+        (!r.parts.is_empty(), PARTS),
     ] {
         if set {
             flags |= flag;
@@ -164,6 +179,14 @@ fn encode_body(r: &Record, table: &VolumeTable, out: &mut Vec<u8>) {
         for (name, value) in &r.meta {
             put_bytes(out, name.as_bytes());
             put_bytes(out, value.as_bytes());
+        }
+    }
+    if !r.parts.is_empty() {
+        let runs = runs(&r.parts);
+        put_varint(out, runs.len() as u64);
+        for (size, repeat) in runs {
+            put_varint(out, size);
+            put_varint(out, repeat);
         }
     }
     if let Some(prev) = &r.replaces {
@@ -227,6 +250,19 @@ fn decode_body(input: &mut &[u8], table: &VolumeTable) -> Result<Record, RecordE
             meta.insert(name, take_string(input)?);
         }
     }
+    let mut parts = vec![];
+    if flags & PARTS != 0 {
+        for _ in 0..take_varint(input)? {
+            let size = take_varint(input)?;
+            let repeat = take_varint(input)?;
+            // A record holds at most MAX_COMPOSE_PARTS parts: a larger
+            // count is damage, not a reason to allocate.
+            if repeat == 0 || repeat > MAX_PARTS - parts.len() as u64 {
+                return Err(corrupt("bad part run"));
+            }
+            parts.extend(std::iter::repeat_n(size, repeat as usize));
+        }
+    }
     let replaces = if flags & REPLACES != 0 {
         let mut nested = take_bytes(input)?;
         let prev = decode_body(&mut nested, table)?;
@@ -249,7 +285,23 @@ fn decode_body(input: &mut &[u8], table: &VolumeTable) -> Result<Record, RecordE
         write,
         replaces,
         meta,
+        parts,
     })
+}
+
+/// At most this many parts in a record (a compose's limit).
+const MAX_PARTS: u64 = trove_common::protocol::MAX_COMPOSE_PARTS as u64;
+
+/// `sizes` as runs of equal values: `(size, repeat)`.
+fn runs(sizes: &[u64]) -> Vec<(u64, u64)> {
+    let mut out: Vec<(u64, u64)> = vec![];
+    for &size in sizes {
+        match out.last_mut() {
+            Some((s, n)) if *s == size => *n += 1,
+            _ => out.push((size, 1)),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -275,6 +327,7 @@ mod tests {
             write: Some("018bcfe568000abc".into()),
             replaces: None,
             meta: Meta::new(),
+            parts: vec![],
         }
     }
 
@@ -293,6 +346,37 @@ mod tests {
         assert_eq!(decode(&bytes, &table()).unwrap(), live());
     }
 
+    /// Golden value of a completed multipart upload's record: three parts
+    /// of 8 MiB and a last one of 1 MiB are two runs (8 bytes).
+    #[test]
+    fn parts_are_stored_as_runs() {
+        let mut r = live();
+        r.parts = vec![8 << 20, 8 << 20, 8 << 20, 1 << 20];
+        let bytes = encode(&r, &table());
+        assert_eq!(
+            hex::encode(&bytes),
+            "0101220300010205202cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824\
+             105d41402abc4b2a76b9719d911017c59280d095ffbc31\
+             08018bcfe568000abc\
+             02808080040380804001"
+        );
+        assert_eq!(bytes.len(), 73 + 10);
+        assert_eq!(decode(&bytes, &table()).unwrap(), r);
+        // A record without parts is the same bytes as before parts existed.
+        assert_eq!(encode(&live(), &table())[2] & PARTS, 0);
+        let varied: Vec<u64> = (1..=10_000).collect();
+        r.parts = varied;
+        assert_eq!(decode(&encode(&r, &table()), &table()).unwrap(), r);
+        assert_eq!(runs(&[3, 3, 1, 3]), vec![(3, 2), (1, 1), (3, 1)]);
+        // More parts than a compose can have is damage.
+        r.parts = vec![5];
+        let mut bytes = encode(&r, &table());
+        assert_eq!(bytes[bytes.len() - 3..], [1, 5, 1], "one run: 5 bytes, once");
+        bytes.pop();
+        bytes.extend([0xa0, 0x9c, 0x01]); // 20,000 times
+        assert!(decode(&bytes, &table()).is_err());
+    }
+
     #[test]
     fn every_field_round_trips() {
         let t = table();
@@ -301,6 +385,7 @@ mod tests {
         r.damaged = vec!["c:3".into()];
         r.meta.insert("content-type".into(), "image/png".into());
         r.meta.insert("x-amz-meta-ü".into(), "ünïcode".into());
+        r.parts = vec![5, 5, 1];
         let mut unlinked = live();
         unlinked.state = State::Unlinked;
         unlinked.write = None;

@@ -235,6 +235,7 @@ mod tests {
             write: None,
             replaces: None,
             meta: Default::default(),
+            parts: vec![],
         }
     }
 

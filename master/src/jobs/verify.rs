@@ -314,7 +314,7 @@ async fn check_key(
         damaged: still_bad,
         ..record.clone()
     };
-    if let Err(e) = state.index.put(key, updated, Some(record.state)).await {
+    if let Err(e) = state.index.put(key, updated, Some(record.counted_state())).await {
         Progress::add(&progress.failed, 1);
         progress.problem(format!("{key}: cannot record damaged replicas: {e}"));
     }
