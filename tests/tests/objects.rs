@@ -317,15 +317,19 @@ async fn conditional_writes_are_checked_against_the_current_value() {
             let (c, key) = (&c, key.clone());
             async move {
                 let body = pattern_bytes(50_000, 100 * round + n);
-                for _ in 0..500 {
+                // The winner's write (synced on three volumes) can take a
+                // while on a busy machine: retry for up to a minute.
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+                while std::time::Instant::now() < deadline {
                     let status = put_with(c, &key, &[("if-none-match", "*")], body.clone())
                         .await
                         .status();
                     if status != 409 {
                         return (status.as_u16(), body);
                     }
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
                 }
-                panic!("{key} stayed busy for 500 attempts");
+                panic!("{key} stayed busy for a minute");
             }
         });
         let outcomes = futures::future::join_all(racers).await;
