@@ -261,7 +261,7 @@ async fn main() -> anyhow::Result<()> {
         let v = &mut volumes[0];
         v.signal("TERM");
         v.wait_exit();
-        v.set_env("TROVE_RESCAN", Some("1"));
+        v.set_env("TROVE_RESCAN", Some("true"));
         let t = Instant::now();
         v.restart();
         t.elapsed()
