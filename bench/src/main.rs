@@ -366,9 +366,7 @@ impl Bench {
             .body(body(size))
             .send()
             .await?;
-        if let Some(n) = &self.nginx {
-            self.put(&format!("{}/big", n.dav[0]), size).await?;
-        }
+        self.nginx_put_large().await?;
         let (mut get, mut get_ref) = (Samples::new(), Samples::new());
         let (mut range, mut range_ref) = (Samples::new(), Samples::new());
         let middle = format!("bytes={}-{}", size / 2, size / 2 + MIB - 1);
@@ -409,8 +407,16 @@ impl Bench {
         Ok(())
     }
 
+    /// Stores the large value in nginx's root, for [`Self::nginx_large_get`].
+    async fn nginx_put_large(&self) -> anyhow::Result<()> {
+        match &self.nginx {
+            Some(n) => self.put(&format!("{}/big", n.dav[0]), self.args.size).await,
+            None => Ok(()),
+        }
+    }
+
     /// The reference of the large-GET rows: one GET of the large value
-    /// from nginx (which `large_gets` stored in its root), its MiB/s added
+    /// from nginx (stored by [`Self::nginx_put_large`]), its MiB/s added
     /// to `samples`. Nothing without nginx.
     async fn nginx_large_get(&self, samples: &mut Samples) -> anyhow::Result<()> {
         let Some(n) = &self.nginx else {

@@ -137,12 +137,14 @@ impl Bench {
     }
 
     /// GET of the large value through the gateway, against nginx serving
-    /// the same bytes (`large_gets` left them in its root), and the CPU
+    /// the same bytes, and the CPU
     /// the gateway and the volumes spend on it.
     async fn s3_get(&self, c: &Cluster, gw: &Gateway, rows: &mut Vec<Row>) -> anyhow::Result<()> {
         let size = self.args.size;
         let label = format!("{} MiB", size / MIB);
         self.put(&gw.put_url("big"), size).await?;
+        // Again, for runs without the large rows (`--only s3`).
+        self.nginx_put_large().await?;
         let (mut get, mut get_ref) = (Samples::new(), Samples::new());
         let volumes_cpu = || c.volumes.iter().map(|v| v.cpu_seconds()).sum::<f64>();
         let (mut gateway_cpu, mut volume_cpu) = (0.0, 0.0);
