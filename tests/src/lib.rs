@@ -489,6 +489,12 @@ impl Cluster {
         self.json("/-/status").await
     }
 
+    /// Volume `i`'s own `/-/status`.
+    pub async fn volume_status(&self, i: usize) -> serde_json::Value {
+        let url = format!("http://{}/-/status", self.volumes[i].addr);
+        self.http.get(url).send().await.unwrap().json().await.unwrap()
+    }
+
     /// Waits until the master sees volume `i` as `healthy`.
     pub async fn wait_volume_health(&self, i: usize, healthy: bool) {
         let addr = self.volumes[i].addr.clone();

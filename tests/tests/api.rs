@@ -358,15 +358,7 @@ async fn operations_endpoints() {
     }
     // A volume's own status and listing.
     let v = &c.volumes[0].addr;
-    let vs: serde_json::Value = c
-        .http
-        .get(format!("http://{v}/-/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let vs = c.volume_status(0).await;
     assert!(vs["dirs"][0]["free_bytes"].as_u64().unwrap() > 0);
 
     // Prometheus metrics, on the master and on a volume.

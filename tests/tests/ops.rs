@@ -340,22 +340,7 @@ async fn volume_listings_are_sorted_and_tell_what_is_on_disk() {
 
     // A clean stop (SIGTERM) writes the key set whole: the next start-up
     // trusts it without a walk, and lists and counts the same.
-    let status = |c: &Cluster| {
-        let addr = c.volumes[0].addr.clone();
-        let http = c.http.clone();
-        async move {
-            let s: Value = http
-                .get(format!("http://{addr}/-/status"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            (s["blobs"].clone(), s["used_bytes"].clone())
-        }
-    };
-    let counts = status(&c).await;
+    let counts = volume_counts(&c).await;
     assert_eq!(c.put("/data/after-crash", "x").await, 201);
     let listing = c.listing(0).await;
     c.volumes[0].signal("TERM");
@@ -364,7 +349,7 @@ async fn volume_listings_are_sorted_and_tell_what_is_on_disk() {
     c.wait_volume_health(0, true).await;
     assert_eq!(trusted(&c), 1, "{}", c.volumes[0].log());
     assert_eq!(c.listing(0).await, listing);
-    let (blobs, bytes) = status(&c).await;
+    let (blobs, bytes) = volume_counts(&c).await;
     assert_eq!(blobs.as_u64(), counts.0.as_u64().map(|n| n + 1));
     assert_eq!(bytes.as_u64(), counts.1.as_u64().map(|n| n + 1));
     // It is trusted once: a crash after it makes the next start walk.
@@ -375,6 +360,12 @@ async fn volume_listings_are_sorted_and_tell_what_is_on_disk() {
     c.wait_volume_health(0, true).await;
     assert_eq!(trusted(&c), 1, "a crash after a trusted start is not trusted");
     assert_eq!(c.listing(0).await, listing);
+}
+
+/// The blob count and bytes volume 0 reports.
+async fn volume_counts(c: &Cluster) -> (Value, Value) {
+    let s = c.volume_status(0).await;
+    (s["blobs"].clone(), s["used_bytes"].clone())
 }
 
 /// What a volume logs when it starts on the key set of a clean stop.
