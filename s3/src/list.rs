@@ -100,6 +100,9 @@ async fn list_bucket(
     let full_prefix = format!("{root}{prefix}");
     let page = gw.client.list_page(&full_prefix, &opts).await.map_err(s3)?;
     let mut entries = vec![];
+    // `objects` holds one entry per key, in the same bytewise order: one
+    // walk pairs them (a search per key made a 1,000-key page quadratic).
+    let mut objects = page.objects.iter().peekable();
     for k in &page.keys {
         if k.as_str() <= floor.as_str() && opts.start.is_none() {
             continue;
@@ -107,7 +110,8 @@ async fn list_bucket(
         let Some(name) = names::s3_key(bucket_name, k) else {
             continue;
         };
-        let entry = match page.objects.iter().find(|o| &o.key == k) {
+        while objects.next_if(|o| o.key.as_str() < k.as_str()).is_some() {}
+        let entry = match objects.next_if(|o| &o.key == k) {
             Some(o) => Entry {
                 key: name.to_string(),
                 size: o.size,

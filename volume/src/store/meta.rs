@@ -172,6 +172,7 @@ impl BlobStore {
         if in_attr && encoded.len() <= xattr::META_ATTR_LIMIT {
             // One `setxattr` on the blob file: no file created.
             set_attr(&data, &encoded)?;
+            self.describe(key, &data, &meta);
             return Ok(meta);
         }
         let dir = data.ancestors().nth(3).expect("<dir>/aa/bb/<hash>");
@@ -184,6 +185,7 @@ impl BlobStore {
             // leaves the metadata as it was before this change.
             remove_attr(&data, self.fsync)?;
         }
+        self.describe(key, &data, &meta);
         Ok(meta)
     }
 

@@ -5,9 +5,9 @@
 //! anything is served.
 
 use super::durable::{put_in_place, How, TempFile};
-use super::keyset::{CleanMark, KeySet, LISTING_DIR};
+use super::keyset::{CleanMark, Description, KeySet, LISTING_DIR};
 use super::layout::{has_meta, walk, ID_FILE, TMP_DIR};
-use super::{previous, BlobStore, LOCK_STRIPES};
+use super::{listing, previous, BlobStore, LOCK_STRIPES};
 use anyhow::Context;
 use parking_lot::Mutex;
 use std::fs::{self, File};
@@ -106,8 +106,13 @@ impl BlobStore {
             // aside. A copy whose metadata does not read names no key: it
             // stays out of the listing (and `/-/blobs`) until replaced.
             match previous::listed(data) {
-                Ok(Some((m, _))) => {
-                    if let Err(e) = loader.add(&m.key) {
+                Ok(Some((m, path))) => {
+                    let description = if path == data {
+                        listing::description(&dirs, data, &m)
+                    } else {
+                        Description::from([])
+                    };
+                    if let Err(e) = loader.add(&m.key, description) {
                         failed.get_or_insert(e);
                     }
                 }

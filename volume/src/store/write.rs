@@ -307,6 +307,11 @@ impl BlobWriter<'_> {
         let mut files = vec![(temp, data_path.clone(), How::Rename)];
         files.extend(sidecar.map(|s| (s, meta_path, How::Rename)));
         put_in_place(files, store.fsync && !shared_sync)?;
+        if meta.state != BlobState::Pending {
+            // A confirmed copy (a pull): listed as it is. A master write's
+            // is described once its confirming mark arrives.
+            store.describe(&key, &data_path, &meta);
+        }
         drop(stripe);
         if shared_sync {
             // The directory entry, by a shared sync as well.
