@@ -12,7 +12,9 @@ use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use std::sync::Arc;
+use std::time::Duration;
 use trove_common::conditions::Preconditions;
 use trove_common::digest::{parse_content_md5, parse_sha256_hex};
 use trove_common::http::{
@@ -22,6 +24,27 @@ use trove_common::http::{
 use trove_common::key::Key;
 use trove_common::record::Record;
 
+/// A body sent without a length (chunked) that turns out empty is refused
+/// like an announced `Content-Length: 0`, before the key is locked or any
+/// volume is asked (else its failed write would be cleaned up in the
+/// background, holding the key for a moment after the `411`): its first
+/// bytes are read here and handed on with the rest.
+async fn refuse_if_empty(body: Body, stall: Duration) -> Result<Body, ApiError> {
+    let mut stream = body.into_data_stream();
+    loop {
+        match tokio::time::timeout(stall, stream.next()).await {
+            Err(_) => return Err(ApiError::ClientStalled(stall)),
+            Ok(None) => return Err(ApiError::EmptyBody),
+            Ok(Some(Err(e))) => return Err(ApiError::ClientBody(e.to_string())),
+            Ok(Some(Ok(chunk))) if chunk.is_empty() => {}
+            Ok(Some(Ok(chunk))) => {
+                let first = futures::stream::once(async move { Ok(chunk) });
+                return Ok(Body::from_stream(first.chain(stream)));
+            }
+        }
+    }
+}
+
 pub async fn put(state: Arc<AppState>, key: Key, req: Request<Body>) -> Result<Response, ApiError> {
     let headers = req.headers();
     let len = content_length(headers).map_err(|e| ApiError::BadRequest(e.into()))?;
@@ -30,7 +53,10 @@ pub async fn put(state: Arc<AppState>, key: Key, req: Request<Body>) -> Result<R
         return Err(ApiError::EmptyBody);
     }
     upload.len = len;
-    let body = req.into_body();
+    let mut body = req.into_body();
+    if len.is_none() && !upload.allow_empty {
+        body = refuse_if_empty(body, state.volumes.client().timeouts().stall).await?;
+    }
     // The write runs in its own task so that a client hanging up cannot
     // cancel it half-way: it always finishes or cleans up after itself.
     let record = tokio::spawn(write::write(state, key.clone(), upload, Source::Body(body))).await??;
