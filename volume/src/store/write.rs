@@ -22,7 +22,9 @@ use trove_common::xattr;
 
 /// Chunks buffered between the HTTP body and the blocking writer thread.
 const WRITE_QUEUE: usize = 16;
-/// Write buffer in front of each temp file.
+/// Write buffer in front of each temp file: this, or the announced
+/// length when smaller (a small value's buffer is not a megabyte to
+/// allocate and free).
 const WRITE_BUFFER: usize = 1 << 20;
 
 impl BlobStore {
@@ -50,7 +52,8 @@ impl BlobStore {
         // thread; this task only moves chunks from the socket to it.
         let writer = tokio::task::spawn_blocking(move || {
             let hash_sha256 = expected.hash_sha256 || expected.sha256.is_some();
-            let mut w = store.begin_write(&key_owned, expected.write.as_deref(), hash_sha256)?;
+            let mut w =
+                store.begin_write(&key_owned, expected.write.as_deref(), hash_sha256, expected.len)?;
             while let Some(msg) = rx.blocking_recv() {
                 match msg {
                     WriteMsg::Data(chunk) => w.write(&chunk)?,
@@ -107,12 +110,13 @@ impl BlobStore {
 
     /// Starts an upload: registers its write, opens its temp file. With
     /// `hash_sha256`, the writer hashes the value's sha256 as well as its
-    /// CRC32C.
+    /// CRC32C; `len` is the announced length, if any.
     fn begin_write(
         &self,
         key: &Key,
         write: Option<&str>,
         hash_sha256: bool,
+        len: Option<u64>,
     ) -> Result<BlobWriter<'_>, StoreError> {
         if let Some(write) = write {
             if self.was_aborted(key, write) {
@@ -133,7 +137,12 @@ impl BlobStore {
             store: self,
             key: key.clone(),
             dir,
-            file: BufWriter::with_capacity(WRITE_BUFFER, file),
+            file: BufWriter::with_capacity(
+                len.map_or(WRITE_BUFFER, |n| {
+                    usize::try_from(n).unwrap_or(WRITE_BUFFER).min(WRITE_BUFFER)
+                }),
+                file,
+            ),
             temp,
             hasher: if hash_sha256 {
                 ContentHasher::sha256_only()
