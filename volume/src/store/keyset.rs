@@ -57,8 +57,9 @@ pub(super) const MERGE_AT: usize = 64 << 10;
 const MERGE_AT_MOST: usize = 1 << 20;
 /// Keys sorted in memory at a time while the set is made at start-up.
 const LOAD_CHUNK: usize = 1 << 20;
-/// ... or description bytes.
-const LOAD_DESCRIBED: usize = 128 << 20;
+/// ... or this many bytes of their descriptions (~400,000 blobs' worth:
+/// the walk's memory stays near 100 MiB whatever the number of blobs).
+const LOAD_DESCRIBED: usize = 64 << 20;
 const BUFFER: usize = 256 << 10;
 
 /// What the set keeps for a key: opaque to it; empty for nothing.
