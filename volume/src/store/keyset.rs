@@ -732,6 +732,31 @@ mod tests {
     }
 
     #[test]
+    fn a_version_1_run_left_by_a_clean_stop_is_walked_again() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join(LISTING_DIR);
+        fs::create_dir_all(&dir).unwrap();
+        // What the previous version wrote: keys only, its own magic line.
+        let mut v1 = b"trove key set 1\n".to_vec();
+        v1.extend_from_slice(&2u16.to_le_bytes());
+        v1.extend_from_slice(b"/a");
+        v1.extend_from_slice(&0u16.to_le_bytes());
+        v1.extend_from_slice(&1u64.to_le_bytes());
+        fs::write(dir.join(RUN_FILE), v1).unwrap();
+        let ids = vec!["d1".to_string()];
+        let mark = CleanMark {
+            dirs: ids.clone(),
+            blobs: 1,
+            bytes: 0,
+        };
+        fs::write(dir.join(CLEAN_FILE), serde_json::to_vec(&mark).unwrap()).unwrap();
+        assert!(KeySet::reopen(&dir, &ids).unwrap().is_none(), "not trusted: walk");
+        // The walk starts the set afresh, in the current format.
+        let set = loaded(&dir, &["/a"]);
+        assert_eq!(described(&set), [("/a".into(), "of /a".into())]);
+    }
+
+    #[test]
     fn loads_more_keys_than_one_chunk_holds() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join(LISTING_DIR);
