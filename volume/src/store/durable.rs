@@ -25,6 +25,60 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use trove_common::xattr;
 
+/// Blob files at least this large are unlinked in the background
+/// ([`remove_blob_file`]).
+const REMOVE_LATER_FROM: u64 = 64 << 20;
+
+/// Removes the blob file `path` of data dir `dir`, as `fs::remove_file`
+/// would (`NotFound` included). A large one is renamed into the dir's
+/// `tmp/` — which start-up empties, so a crash loses nothing — and
+/// unlinked there by a background thread: unlinking a file of gigabytes
+/// whose pages are still being written back took 0.6–2 s here, several at
+/// once longer than the master waits for a volume's answer, and a DELETE
+/// should not wait for the disk to forget the bytes.
+pub(super) fn remove_blob_file(dir: &Path, path: &Path) -> io::Result<()> {
+    if fs::symlink_metadata(path).is_ok_and(|m| m.len() >= REMOVE_LATER_FROM) {
+        let name: u128 = rand::random();
+        let trash = dir
+            .join(super::layout::TMP_DIR)
+            .join(format!("{name:032x}.removed"));
+        if fs::rename(path, &trash).is_ok() {
+            unlink_later(trash);
+            return Ok(());
+        }
+    }
+    fs::remove_file(path)
+}
+
+/// Unlinks `path` on the process's one background remover thread.
+fn unlink_later(path: PathBuf) {
+    static REMOVER: std::sync::OnceLock<Option<std::sync::mpsc::Sender<PathBuf>>> =
+        std::sync::OnceLock::new();
+    let remover = REMOVER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<PathBuf>();
+        let spawned = std::thread::Builder::new()
+            .name("blob-remover".into())
+            .spawn(move || {
+                for path in rx {
+                    if let Err(e) = fs::remove_file(&path) {
+                        tracing::warn!(path = %path.display(), error = %e, "cannot remove a deleted blob's file; start-up will");
+                    }
+                }
+            });
+        spawned.is_ok().then_some(tx)
+    });
+    match remover {
+        Some(tx) => {
+            if let Err(unsent) = tx.send(path) {
+                let _ = fs::remove_file(unsent.0);
+            }
+        }
+        None => {
+            let _ = fs::remove_file(path);
+        }
+    }
+}
+
 /// Deletes its file when dropped, unless [`TempFile::keep`] was called.
 pub(super) struct TempFile {
     pub(super) path: PathBuf,
@@ -198,4 +252,34 @@ pub(super) fn create_dirs_durably(dir: &Path, fsync: bool) -> Result<(), StoreEr
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_large_blob_file_leaves_at_once_and_is_unlinked_from_tmp_later() {
+        let d = tempfile::tempdir().unwrap();
+        let tmp = d.path().join(super::super::layout::TMP_DIR);
+        fs::create_dir_all(&tmp).unwrap();
+        let (small, large) = (d.path().join("small"), d.path().join("large"));
+        fs::write(&small, b"bytes").unwrap();
+        // Sparse: as large as the threshold without writing it.
+        File::create(&large).unwrap().set_len(REMOVE_LATER_FROM).unwrap();
+
+        remove_blob_file(d.path(), &small).unwrap();
+        remove_blob_file(d.path(), &large).unwrap();
+        assert!(!small.exists() && !large.exists());
+        let missing = remove_blob_file(d.path(), &large).unwrap_err();
+        assert_eq!(missing.kind(), io::ErrorKind::NotFound);
+
+        // The large one went through tmp/, and the remover empties it.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while fs::read_dir(&tmp).unwrap().count() > 0 {
+            assert!(Instant::now() < deadline, "tmp/ still holds the removed file");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 }

@@ -167,7 +167,7 @@ impl BlobStore {
         let (prev, prev_meta) = prev_of(&data);
         let mut found = false;
         for path in [&prev_meta, &prev] {
-            match fs::remove_file(path) {
+            match super::durable::remove_blob_file(dir, path) {
                 Ok(()) => found = true,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(io_error(e)),
