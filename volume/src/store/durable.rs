@@ -30,14 +30,19 @@ use trove_common::xattr;
 const REMOVE_LATER_FROM: u64 = 64 << 20;
 
 /// Removes the blob file `path` of data dir `dir`, as `fs::remove_file`
-/// would (`NotFound` included). A large one is renamed into the dir's
+/// would (`NotFound` included); `len` is its length when the caller
+/// already knows it (else one `lstat`). A large one is renamed into the dir's
 /// `tmp/` — which start-up empties, so a crash loses nothing — and
 /// unlinked there by a background thread: unlinking a file of gigabytes
 /// whose pages are still being written back took 0.6–2 s here, several at
 /// once longer than the master waits for a volume's answer, and a DELETE
 /// should not wait for the disk to forget the bytes.
-pub(super) fn remove_blob_file(dir: &Path, path: &Path) -> io::Result<()> {
-    if fs::symlink_metadata(path).is_ok_and(|m| m.len() >= REMOVE_LATER_FROM) {
+pub(super) fn remove_blob_file(dir: &Path, path: &Path, len: Option<u64>) -> io::Result<()> {
+    let len = match len {
+        Some(n) => n,
+        None => fs::symlink_metadata(path)?.len(),
+    };
+    if len >= REMOVE_LATER_FROM {
         let name: u128 = rand::random();
         let trash = dir
             .join(super::layout::TMP_DIR)
@@ -269,10 +274,10 @@ mod tests {
         // Sparse: as large as the threshold without writing it.
         File::create(&large).unwrap().set_len(REMOVE_LATER_FROM).unwrap();
 
-        remove_blob_file(d.path(), &small).unwrap();
-        remove_blob_file(d.path(), &large).unwrap();
+        remove_blob_file(d.path(), &small, None).unwrap();
+        remove_blob_file(d.path(), &large, None).unwrap();
         assert!(!small.exists() && !large.exists());
-        let missing = remove_blob_file(d.path(), &large).unwrap_err();
+        let missing = remove_blob_file(d.path(), &large, None).unwrap_err();
         assert_eq!(missing.kind(), io::ErrorKind::NotFound);
 
         // The large one went through tmp/, and the remover empties it.

@@ -116,12 +116,11 @@ impl BlobStore {
 
     /// Keeps in the key set what the listing says of `key`, whose copy
     /// `meta` was just put in file `data` or changed there (caller holds
-    /// the key's stripe).
+    /// the key's stripe) — or nothing, where the copy cannot be described,
+    /// so that no older description outlives the change.
     pub(super) fn describe(&self, key: &Key, data: &Path, meta: &BlobMeta) {
-        let description = description(&self.dirs, data, meta);
-        if !description.is_empty() {
-            self.keys.describe(key.as_bytes(), description);
-        }
+        self.keys
+            .describe(key.as_bytes(), description(&self.dirs, data, meta));
     }
 
     /// Drops `key` from the listing if none of its files is left in any

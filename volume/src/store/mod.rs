@@ -346,7 +346,7 @@ impl BlobStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_error(e)),
         }
-        match durable::remove_blob_file(dir, &data) {
+        match durable::remove_blob_file(dir, &data, Some(size)) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_error(e)),

@@ -165,14 +165,15 @@ impl BlobStore {
     pub(super) fn remove_previous(&self, dir: &Path, key: &Key) -> Result<bool, StoreError> {
         let (data, _) = Self::paths_in(dir, key);
         let (prev, prev_meta) = prev_of(&data);
-        let mut found = false;
-        for path in [&prev_meta, &prev] {
-            match super::durable::remove_blob_file(dir, path) {
-                Ok(()) => found = true,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_error(e)),
-            }
-        }
+        let gone = |removed: io::Result<()>| match removed {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io_error(e)),
+        };
+        // The sidecar (small) first, then the data (perhaps large): a
+        // sidecar that cannot go keeps its data.
+        let sidecar = gone(fs::remove_file(&prev_meta))?;
+        let found = gone(super::durable::remove_blob_file(dir, &prev, None))? || sidecar;
         if found && self.fsync {
             sync_dir(data.parent().expect("blob has a parent"))?;
         }
