@@ -42,13 +42,46 @@ impl BlobStore {
         (data, meta)
     }
 
+    /// The data dirs in the order a key's blob is looked for: its home
+    /// dir first, then the others.
+    fn search_order(&self, key: &Key) -> impl Iterator<Item = &Path> {
+        let home = self.home_dir(key);
+        std::iter::once(home).chain(self.dirs.iter().map(PathBuf::as_path).filter(move |d| *d != home))
+    }
+
     /// Where the key's blob is: its home dir first, then the others.
     pub(super) fn locate(&self, key: &Key) -> Option<(PathBuf, PathBuf)> {
-        let home = self.home_dir(key);
-        std::iter::once(home)
-            .chain(self.dirs.iter().map(PathBuf::as_path).filter(|d| *d != home))
+        self.search_order(key)
             .map(|d| Self::paths_in(d, key))
             .find(|(data, _)| has_meta(data))
+    }
+
+    /// The key's blob as [`BlobStore::locate`] finds it, with its metadata
+    /// read in the same look: one `getxattr` for a blob whose metadata is
+    /// in its attribute. `None` when no dir has the blob; an error when
+    /// one has it but its metadata cannot be read. A dir whose attribute
+    /// cannot be read at all (a failing disk) is passed over like one
+    /// without the blob, so that a copy in another dir is still found.
+    pub(super) fn find(&self, key: &Key) -> Result<Option<Found>, StoreError> {
+        for dir in self.search_order(key) {
+            let (data, sidecar) = Self::paths_in(dir, key);
+            let (meta, in_attr) = match xattr::get(&data) {
+                Ok(Some(bytes)) => (decode(&bytes, &data)?, true),
+                Ok(None) => match read_sidecar(&sidecar) {
+                    Ok(meta) => (meta, false),
+                    Err(StoreError::NotFound) => continue,
+                    Err(e) => return Err(e),
+                },
+                Err(_) => continue,
+            };
+            return Ok(Some(Found {
+                data,
+                sidecar,
+                meta,
+                in_attr,
+            }));
+        }
+        Ok(None)
     }
 
     /// The lock stripe of `key`: renames of a key's files, and reads that
@@ -62,6 +95,17 @@ impl BlobStore {
     pub(super) fn walk(&self, f: impl FnMut(&Path)) -> io::Result<()> {
         walk(&self.dirs, f)
     }
+}
+
+/// A key's blob found on disk ([`BlobStore::find`]).
+pub(super) struct Found {
+    /// The data file.
+    pub data: PathBuf,
+    /// Where its sidecar is or would be.
+    pub sidecar: PathBuf,
+    pub meta: BlobMeta,
+    /// The metadata is the data file's attribute (not a sidecar).
+    pub in_attr: bool,
 }
 
 /// Calls `f(data path)` once for every blob hash in every data dir of

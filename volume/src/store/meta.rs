@@ -8,7 +8,7 @@
 //! ([`How::Swap`]).
 
 use super::durable::{put_in_place, remove_attr, set_attr, How, TempFile};
-use super::layout::{meta_in_attr, read_meta, TMP_DIR};
+use super::layout::{Found, TMP_DIR};
 use super::{BlobStore, StoreError};
 use std::path::PathBuf;
 use trove_common::key::Key;
@@ -100,14 +100,15 @@ impl BlobStore {
     /// Applies one mark in place (not yet durable), under the key's stripe.
     fn apply_state(&self, change: &StateChange) -> Result<Applied, StoreError> {
         let _stripe = self.stripe(&change.key);
-        let (data, _) = self.locate(&change.key).ok_or(StoreError::NotFound)?;
+        let found = self.find(&change.key)?.ok_or(StoreError::NotFound)?;
         if let Some(write) = &change.write {
-            if read_meta(&data)?.write.as_ref() != Some(write) {
+            if found.meta.write.as_ref() != Some(write) {
                 return Err(StoreError::OtherWrite(write.clone()));
             }
         }
+        let data = found.data.clone();
         let mut was_pending = false;
-        let meta = self.update_meta_locked(&change.key, |m| {
+        let meta = self.update_found(&change.key, found, |m| {
             was_pending = m.state == BlobState::Pending;
             m.state = change.state;
             if let Some(md5) = &change.md5 {
@@ -131,7 +132,7 @@ impl BlobStore {
     /// write that took the key since keeps its own previous value.
     fn settle(&self, key: &Key, confirmed: &BlobMeta) -> Result<(), StoreError> {
         let _stripe = self.stripe(key);
-        let in_place = self.locate(key).and_then(|(data, _)| read_meta(&data).ok());
+        let in_place = self.find(key).ok().flatten().map(|found| found.meta);
         if in_place.is_some_and(|m| m.write == confirmed.write && m.created == confirmed.created) {
             for dir in &self.dirs {
                 self.remove_previous(dir, key)?;
@@ -144,31 +145,35 @@ impl BlobStore {
     /// anything (atomically, durably). Blocking.
     fn update_meta(&self, key: &Key, change: impl FnOnce(&mut BlobMeta)) -> Result<BlobMeta, StoreError> {
         let _stripe = self.stripe(key);
-        let meta = self.update_meta_locked(key, change)?;
-        if let Some((data, _)) = self.locate(key) {
-            self.commit(super::Durable::File(&data))?;
-        }
+        let found = self.find(key)?.ok_or(StoreError::NotFound)?;
+        let data = found.data.clone();
+        let meta = self.update_found(key, found, change)?;
+        self.commit(super::Durable::File(&data))?;
         Ok(meta)
     }
 
-    /// [`BlobStore::update_meta`] for a caller that holds the key's stripe
-    /// — but for durability: a change made in the blob's attribute is
-    /// durable once the caller has had it committed
-    /// ([`BlobStore::commit`]).
-    fn update_meta_locked(
+    /// [`BlobStore::update_meta`] of a blob the caller found under the
+    /// key's stripe, which it still holds — but for durability: a change
+    /// made in the blob's attribute is durable once the caller has had it
+    /// committed ([`BlobStore::commit`]).
+    fn update_found(
         &self,
         key: &Key,
+        found: Found,
         change: impl FnOnce(&mut BlobMeta),
     ) -> Result<BlobMeta, StoreError> {
-        let (data, meta_path) = self.locate(key).ok_or(StoreError::NotFound)?;
-        let mut meta = read_meta(&data)?;
+        let Found {
+            data,
+            sidecar: meta_path,
+            mut meta,
+            in_attr,
+        } = found;
         let before = meta.clone();
         change(&mut meta);
         if meta == before {
             return Ok(meta);
         }
         let encoded = meta.encode();
-        let in_attr = meta_in_attr(&data);
         if in_attr && encoded.len() <= xattr::META_ATTR_LIMIT {
             // One `setxattr` on the blob file: no file created.
             set_attr(&data, &encoded)?;

@@ -287,9 +287,8 @@ impl BlobStore {
         // between reading the sidecar and opening the data: the open file
         // stays what the sidecar describes, whatever is renamed later.
         let _stripe = self.stripe(key);
-        let (data, _) = self.locate(key).ok_or(StoreError::NotFound)?;
-        let meta = read_meta(&data)?;
-        open_described(&data, meta)
+        let found = self.find(key)?.ok_or(StoreError::NotFound)?;
+        open_described(&found.data, found.meta)
     }
 
     /// Opens the copy of `key` a pinned read asks for: the blob in place,
@@ -298,11 +297,9 @@ impl BlobStore {
     /// (the value was replaced after the reader's redirect). Blocking.
     pub fn open_pinned(&self, key: &Key, pin: &Pin) -> Result<OpenBlob, StoreError> {
         let _stripe = self.stripe(key);
-        if let Some((data, _)) = self.locate(key) {
-            if let Ok(meta) = read_meta(&data) {
-                if pin.matches(&meta) {
-                    return open_described(&data, meta);
-                }
+        if let Ok(Some(found)) = self.find(key) {
+            if pin.matches(&found.meta) {
+                return open_described(&found.data, found.meta);
             }
         }
         for dir in &self.dirs {
@@ -327,7 +324,9 @@ impl BlobStore {
             found |= self.remove_copy(dir, key)?;
             found |= self.remove_previous(dir, key)?;
         }
-        self.forget_if_gone(key);
+        // No file of the key is left in any dir, and none can come back
+        // while its stripe is held: no need to look again.
+        self.keys.remove(key.as_bytes());
         Ok(found)
     }
 

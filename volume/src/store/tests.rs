@@ -4,7 +4,7 @@ use super::durable::replace_file;
 use super::layout::{sidecar_of, TMP_DIR};
 use super::*;
 use bytes::Bytes;
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use std::sync::Arc;
 use trove_common::record::BlobState;
 
@@ -291,6 +291,34 @@ async fn failed_writes_leave_nothing() {
         )
         .await;
     assert!(matches!(stalled, Err(StoreError::Stalled(_))));
+    // The same with a length announced: a small value is received whole
+    // before it is written, a larger one streamed to its writer.
+    for announced in [6, super::write::INLINE_WRITE_MAX + 1] {
+        let broken = futures::stream::iter(vec![
+            Ok(Bytes::from_static(b"abc")),
+            Err(io::Error::other("connection reset")),
+        ]);
+        let aborted = store.write_stream(&k, broken, len(announced), STALL).await;
+        assert!(matches!(aborted, Err(StoreError::BodyAborted(_))), "{announced}");
+        let stalled = store
+            .write_stream(
+                &k,
+                futures::stream::iter([Ok(Bytes::from_static(b"abc"))])
+                    .chain(futures::stream::pending::<Result<Bytes, io::Error>>()),
+                len(announced),
+                Duration::from_millis(50),
+            )
+            .await;
+        assert!(matches!(stalled, Err(StoreError::Stalled(_))), "{announced}");
+        let too_long: Vec<io::Result<Bytes>> = vec![Ok(Bytes::from(vec![1u8; announced as usize + 1]))];
+        let long = store
+            .write_stream(&k, futures::stream::iter(too_long), len(announced), STALL)
+            .await;
+        assert!(
+            matches!(long, Err(StoreError::LengthMismatch { .. })),
+            "{announced}"
+        );
+    }
     assert!(matches!(store.open_blob(&k), Err(StoreError::NotFound)));
     assert!(tmp_is_empty(dir.path()));
     assert_eq!(store.counts(), (0, 0));

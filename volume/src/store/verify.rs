@@ -2,7 +2,6 @@
 //! (bit rot, truncation); a mismatch marks the copy damaged.
 
 use super::blocks::BlockSums;
-use super::layout::read_meta;
 use super::{BlobStore, StoreError};
 use std::fs::File;
 use std::io;
@@ -14,8 +13,7 @@ impl BlobStore {
     /// Re-reads a blob and checks its bytes against its sidecar (bit rot,
     /// truncation): `verify --deep`, which re-hashes sha256. Blocking; reads the whole file.
     pub fn verify(&self, key: &Key) -> Result<Verified, StoreError> {
-        let (data, _) = self.locate(key).ok_or(StoreError::NotFound)?;
-        let meta = read_meta(&data)?;
+        let super::layout::Found { data, meta, .. } = self.find(key)?.ok_or(StoreError::NotFound)?;
         let mut file = File::open(&data).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => StoreError::NotFound,
             _ => e.into(),

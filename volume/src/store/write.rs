@@ -4,7 +4,7 @@
 //! [`super::durable`] and [`super::previous`]).
 
 use super::durable::{create_dirs_durably, put_in_place, sync_file, How, TempFile};
-use super::layout::{read_meta, TMP_DIR};
+use super::layout::TMP_DIR;
 use super::{blocks, io_error, BlobStore, StoreError};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -26,6 +26,9 @@ const WRITE_QUEUE: usize = 16;
 /// length when smaller (a small value's buffer is not a megabyte to
 /// allocate and free).
 const WRITE_BUFFER: usize = 1 << 20;
+/// Values announced at up to this length are received whole before they
+/// are written ([`BlobStore::write_small`]).
+pub(super) const INLINE_WRITE_MAX: u64 = 64 << 10;
 
 impl BlobStore {
     /// Streams `body` into the key's blob, replacing any blob already there
@@ -43,17 +46,70 @@ impl BlobStore {
         S: Stream<Item = Result<Bytes, E>>,
         E: std::fmt::Display,
     {
+        let write = expected.write.clone();
+        let result = if expected.len.is_some_and(|n| n <= INLINE_WRITE_MAX) {
+            self.write_small(key, body, expected, stall).await
+        } else {
+            self.write_streamed(key, body, expected, stall).await
+        };
+        if let (Err(_), Some(write)) = (&result, &write) {
+            self.forget_writer(key, write);
+        }
+        result
+    }
+
+    /// A value announced as small: received whole (at most
+    /// [`INLINE_WRITE_MAX`] bytes), then written and committed in one
+    /// blocking call — one hand-off to the blocking pool instead of one
+    /// per chunk and one for the end.
+    async fn write_small<S, E>(
+        self: &Arc<Self>,
+        key: &Key,
+        body: S,
+        expected: Expected,
+        stall: Duration,
+    ) -> Result<BlobMeta, StoreError>
+    where
+        S: Stream<Item = Result<Bytes, E>>,
+        E: std::fmt::Display,
+    {
+        futures::pin_mut!(body);
+        let mut value = Vec::with_capacity(expected.len.unwrap_or(0) as usize);
+        let mut received = 0;
+        while let Some(chunk) = next_chunk(&mut body, expected.len, &mut received, stall).await? {
+            value.extend_from_slice(&chunk);
+        }
+        let (store, key) = (Arc::clone(self), key.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut w = store.begin_write(&key, &expected)?;
+            w.write(&value)?;
+            w.commit(expected)
+        })
+        .await
+        .map_err(|e| StoreError::Io(io::Error::other(e)))?
+    }
+
+    /// Any other value: streamed from the socket to a writer on a blocking
+    /// thread, [`WRITE_QUEUE`] chunks at most in between.
+    async fn write_streamed<S, E>(
+        self: &Arc<Self>,
+        key: &Key,
+        body: S,
+        expected: Expected,
+        stall: Duration,
+    ) -> Result<BlobMeta, StoreError>
+    where
+        S: Stream<Item = Result<Bytes, E>>,
+        E: std::fmt::Display,
+    {
         let (tx, mut rx) = mpsc::channel::<WriteMsg>(WRITE_QUEUE);
         let store = Arc::clone(self);
         let key_owned = key.clone();
         let announced_len = expected.len;
-        let write = expected.write.clone();
         // The disk work (hashing, write, fsync, rename) runs on a blocking
         // thread; this task only moves chunks from the socket to it.
         let writer = tokio::task::spawn_blocking(move || {
-            let hash_sha256 = expected.hash_sha256 || expected.sha256.is_some();
-            let mut w =
-                store.begin_write(&key_owned, expected.write.as_deref(), hash_sha256, expected.len)?;
+            let mut w = store.begin_write(&key_owned, &expected)?;
             while let Some(msg) = rx.blocking_recv() {
                 match msg {
                     WriteMsg::Data(chunk) => w.write(&chunk)?,
@@ -68,18 +124,10 @@ impl BlobStore {
         futures::pin_mut!(body);
         let mut received: u64 = 0;
         let outcome: Result<(), StoreError> = loop {
-            match tokio::time::timeout(stall, body.next()).await {
-                Err(_) => break Err(StoreError::Stalled(stall)),
+            match next_chunk(&mut body, announced_len, &mut received, stall).await {
+                Err(e) => break Err(e),
                 Ok(None) => break Ok(()),
-                Ok(Some(Err(e))) => break Err(StoreError::BodyAborted(e.to_string())),
-                Ok(Some(Ok(chunk))) => {
-                    received += chunk.len() as u64;
-                    if let Some(len) = announced_len.filter(|n| received > *n) {
-                        break Err(StoreError::LengthMismatch {
-                            expected: len,
-                            got: received,
-                        });
-                    }
+                Ok(Some(chunk)) => {
                     if tx.send(WriteMsg::Data(chunk)).await.is_err() {
                         // The writer failed (a full disk…). Read on for a
                         // while, so that the caller gets our answer rather
@@ -90,7 +138,7 @@ impl BlobStore {
                 }
             }
         };
-        let result = match outcome {
+        match outcome {
             Ok(()) => {
                 let _ = tx.send(WriteMsg::Finish).await;
                 drop(tx);
@@ -101,24 +149,16 @@ impl BlobStore {
                 let _ = writer.await;
                 Err(e)
             }
-        };
-        if let (Err(_), Some(write)) = (&result, &write) {
-            self.forget_writer(key, write);
         }
-        result
     }
 
-    /// Starts an upload: registers its write, opens its temp file. With
-    /// `hash_sha256`, the writer hashes the value's sha256 as well as its
-    /// CRC32C; `len` is the announced length, if any.
-    fn begin_write(
-        &self,
-        key: &Key,
-        write: Option<&str>,
-        hash_sha256: bool,
-        len: Option<u64>,
-    ) -> Result<BlobWriter<'_>, StoreError> {
-        if let Some(write) = write {
+    /// Starts the upload `expected` announces: registers its write, opens
+    /// its temp file. The writer hashes the value's sha256 as well as its
+    /// CRC32C when one is announced to check or asked for.
+    fn begin_write(&self, key: &Key, expected: &Expected) -> Result<BlobWriter<'_>, StoreError> {
+        let hash_sha256 = expected.hash_sha256 || expected.sha256.is_some();
+        let len = expected.len;
+        if let Some(write) = expected.write.as_deref() {
             if self.was_aborted(key, write) {
                 return Err(StoreError::Superseded(write.to_string()));
             }
@@ -151,6 +191,35 @@ impl BlobStore {
             },
             blocks: blocks::BlockSums::default(),
         })
+    }
+}
+
+/// The next chunk of an upload's body, or `None` at its end; waits at most
+/// `stall`, and fails as soon as more than the announced length arrived.
+async fn next_chunk<S, E>(
+    body: &mut std::pin::Pin<&mut S>,
+    announced: Option<u64>,
+    received: &mut u64,
+    stall: Duration,
+) -> Result<Option<Bytes>, StoreError>
+where
+    S: Stream<Item = Result<Bytes, E>>,
+    E: std::fmt::Display,
+{
+    match tokio::time::timeout(stall, body.next()).await {
+        Err(_) => Err(StoreError::Stalled(stall)),
+        Ok(None) => Ok(None),
+        Ok(Some(Err(e))) => Err(StoreError::BodyAborted(e.to_string())),
+        Ok(Some(Ok(chunk))) => {
+            *received += chunk.len() as u64;
+            match announced.filter(|n| *received > *n) {
+                Some(len) => Err(StoreError::LengthMismatch {
+                    expected: len,
+                    got: *received,
+                }),
+                None => Ok(Some(chunk)),
+            }
+        }
     }
 }
 
@@ -286,9 +355,10 @@ impl BlobWriter<'_> {
             // master's abort took it over while this one was in flight.)
             let mut writers = store.writers.lock();
             let newer_in_place = store
-                .locate(&key)
-                .and_then(|(data, _)| read_meta(&data).ok())
-                .and_then(|m| m.write)
+                .find(&key)
+                .ok()
+                .flatten()
+                .and_then(|found| found.meta.write)
                 .is_some_and(|w| w.as_str() > write.as_str());
             if writers.get(key.as_str()) != Some(write) || newer_in_place || store.was_aborted(&key, write) {
                 return Err(StoreError::Superseded(write.clone()));
