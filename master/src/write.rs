@@ -20,6 +20,7 @@
 //! replica takes it — back-pressure, never buffering.
 
 use crate::error::ApiError;
+use crate::locks::KeyGuard;
 use crate::AppState;
 use axum::body::Body;
 use bytes::Bytes;
@@ -89,10 +90,12 @@ pub struct Destination<'a> {
 }
 
 /// Stores `source` under `key` on every replica, then makes it live.
-/// Returns the live record. On any failure nothing becomes visible, the
-/// key is released at once (a retry may start), and a background clean-up
-/// undoes what this write stored and restores the key's previous state
-/// (absent, unlinked with its bytes, or the live value it was replacing).
+/// Returns the live record. On any failure nothing becomes visible: what
+/// this write stored is undone and the key's previous state restored
+/// (absent, unlinked with its bytes, or the live value it was replacing)
+/// before the error is answered — or, if a replica does not answer within
+/// [`UNDO_BEFORE_ANSWER`], the key is released and a background clean-up
+/// finishes the undo ([`undo_failed`]).
 ///
 /// A replace is atomic for readers because the key's settled record stays
 /// the old live one until the commit ([`Record::settled`]): reads are
@@ -196,13 +199,7 @@ pub async fn write(
     let record = match outcome {
         Ok(record) => record,
         Err(e) => {
-            // The key is free at once, so a retry need not wait for the
-            // clean-up (which may wait on a frozen volume): the clean-up
-            // touches only this write's blobs, and restores the record
-            // only if no newer write has taken the key meanwhile (a newer
-            // write inherits what to restore).
-            drop(guard);
-            tokio::spawn(clean_up(Arc::clone(&state), key, writing));
+            undo_failed(state, key, writing, guard).await;
             return Err(e);
         }
     };
@@ -271,6 +268,34 @@ async fn retire_old_copies(state: &AppState, key: &Key, old: &[String], targets:
         if let Err(e) = client.delete(addr, key).await {
             state.volumes.note_error(&e);
             tracing::warn!(key = %key, volume = %addr, error = %e, "the replaced value's copy remains; gc will remove it");
+        }
+    }
+}
+
+/// How long a failed write waits for its replicas' aborts before its error
+/// is answered; a replica slower than this is left to [`clean_up`].
+const UNDO_BEFORE_ANSWER: Duration = Duration::from_secs(1);
+
+/// Undoes a failed write while it still holds the key, so that the client,
+/// once answered, finds the key exactly as it was (a retry is never told
+/// `409` by a clean-up taking the key back). A replica that does not
+/// answer within [`UNDO_BEFORE_ANSWER`] (frozen, unreachable) must not hold
+/// the key: then the key is released, so a retry proceeds at once on the
+/// healthy volumes, and [`clean_up`] goes on in the background — it
+/// touches only this write's blobs, and restores the record only if no
+/// newer write has taken the key meanwhile (a newer write inherits what to
+/// restore).
+async fn undo_failed(state: Arc<AppState>, key: Key, writing: Record, guard: KeyGuard) {
+    match timeout(UNDO_BEFORE_ANSWER, undo_on_volumes(&state, &key, &writing)).await {
+        Ok(Ok(_)) => {
+            if let Err(e) = restore_record(&state, &key, &writing).await {
+                tracing::warn!(key = %key, error = %e, "could not restore a failed write's record; gc will");
+            }
+            drop(guard);
+        }
+        Ok(Err(_)) | Err(_) => {
+            drop(guard);
+            tokio::spawn(clean_up(state, key, writing));
         }
     }
 }
