@@ -564,9 +564,10 @@ async fn corrupt_bytes_are_never_served() {
 }
 
 /// A write that fails on a frozen volume (`504` after the stall timeout)
-/// may be retried at once: the key is free as soon as the write fails, the
-/// retry goes to the healthy volumes, and the failed write's late clean-up
-/// never touches the retry's blobs.
+/// may be retried at once: the key is free once the failure is answered
+/// (the undo waits on the frozen volume a second at most, then goes on in
+/// the background), the retry goes to the healthy volumes, and the failed
+/// write's late clean-up never touches the retry's blobs.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_write_failed_on_a_frozen_volume_can_be_retried_at_once() {
     let c = Cluster::start_default().await;
