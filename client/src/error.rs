@@ -65,6 +65,14 @@ pub enum Error {
         /// The volume(s) the bytes came from.
         source_volume: String,
     },
+    /// A streamed upload: the master's CRC32C of the bytes it received is
+    /// not that of the bytes sent. The key was deleted again.
+    #[error("{key}: the bytes the master received are not those sent (CRC32C {received} received, {sent} sent); the write was undone, send it again")]
+    Garbled {
+        key: String,
+        sent: String,
+        received: String,
+    },
     /// The value was replaced by a newer one while it was being read,
     /// after bytes of the old one had been delivered.
     #[error("{key} was replaced while it was being read; read it again")]

@@ -4,9 +4,10 @@
 //! the value's size. When the digests are known before sending (bytes,
 //! files, or given by the caller) they go out as `Content-MD5` and
 //! `Key-Sha256`, so the master refuses a body damaged on the way and stores
-//! nothing. A one-shot stream's md5 is
-//! only known at its end; its sha256 is then compared with the `Key-Sha256`
-//! of the master's `201`, and a mismatch deletes the key again and fails.
+//! nothing. A one-shot stream's digests are only known at its end: its
+//! CRC32C (hardware, nearly free) is then compared with the `Key-Crc32c`
+//! of the master's `201` — the CRC32C of the bytes the master received and
+//! hashed — and a mismatch deletes the key again and fails.
 //!
 //! Retries: a failed `PUT` stores nothing, so bodies that can be produced
 //! again (bytes, files) are re-sent per the retry policy. If an attempt's
@@ -22,7 +23,6 @@ use futures::{Stream, StreamExt};
 use parking_lot::Mutex;
 use reqwest::header::{CONTENT_LENGTH, ETAG};
 use reqwest::{Method, StatusCode};
-use sha2::{Digest as _, Sha256};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -30,8 +30,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::io::AsyncRead;
-use trove_common::digest::{ContentHasher, Digests};
-use trove_common::http::{CONTENT_MD5, KEY_SHA256, TROVE_EXPIRES_AFTER, TROVE_EXPIRES_AT};
+use trove_common::digest::{crc32c_hex, ContentHasher, Digests};
+use trove_common::http::{CONTENT_MD5, KEY_CRC32C, KEY_SHA256, TROVE_EXPIRES_AFTER, TROVE_EXPIRES_AT};
 use trove_common::key::Key;
 
 pub use trove_common::http::{TROVE_ALLOW_EMPTY, TROVE_ETAG, TROVE_REPLACE};
@@ -127,6 +127,8 @@ pub struct Written {
     pub etag: Option<String>,
     /// Hex md5 of the value (`Content-MD5` of the `201`), when sent.
     pub md5: Option<String>,
+    /// Hex CRC32C of the value (`Key-Crc32c` of the `201`), when sent.
+    pub crc32c: Option<String>,
 }
 
 impl Client {
@@ -192,9 +194,9 @@ impl Client {
     }
 
     /// Streams a one-shot body of known (`Some`) or unknown (`None`, sent
-    /// chunked) length. It cannot be re-sent, so it is attempted once; its
-    /// sha256 is checked against the master's at the end (a mismatch deletes
-    /// the key and fails with [`Error::Corrupt`]).
+    /// chunked) length. It cannot be re-sent, so it is attempted once; the
+    /// CRC32C of what was sent is checked against the master's at the end
+    /// (a mismatch deletes the key and fails with [`Error::Garbled`]).
     ///
     /// ```no_run
     /// # async fn demo(client: trove_client::Client) -> trove_client::Result<()> {
@@ -218,8 +220,8 @@ impl Client {
         let body = body
             .map(|r| r.map_err(|e| std::io::Error::other(e.into())))
             .boxed();
-        let hashed = Arc::new(Mutex::new(Some(Sha256::new())));
-        let watch = Watch::new(opts.progress.clone(), Some(Arc::clone(&hashed)));
+        let sent_crc32c = Arc::new(Mutex::new(0));
+        let watch = Watch::new(opts.progress.clone(), Some(Arc::clone(&sent_crc32c)));
         let url = self.master_url(&k.url_path());
         let answer = self
             .send_put(&url, body, len, (opts.content_md5, opts.sha256), opts, &watch)
@@ -231,19 +233,14 @@ impl Client {
             }
             Err(e) => return Err(e),
         };
-        let ours = hashed
-            .lock()
-            .take()
-            .map(|h| hex::encode(h.finalize()))
-            .unwrap_or_default();
-        if ours != written.sha256 {
+        let sent = crc32c_hex(*sent_crc32c.lock());
+        if written.crc32c.as_deref() != Some(sent.as_str()) {
             // The master stored something other than what was sent: undo it.
             let _ = self.delete(k.as_str()).await;
-            return Err(Error::Corrupt {
+            return Err(Error::Garbled {
                 key: k.to_string(),
-                expected: ours,
-                got: written.sha256,
-                source_volume: "the master's copy of the upload".into(),
+                sent,
+                received: written.crc32c.unwrap_or_else(|| "none".into()),
             });
         }
         Ok(written)
@@ -313,6 +310,7 @@ impl Client {
                             sha256: s.sha256,
                             etag: Some(s.etag),
                             md5: Some(s.md5),
+                            crc32c: None,
                         }),
                         _ => Err(exists),
                     }
@@ -427,6 +425,9 @@ pub(crate) fn written_from(
         md5: text(CONTENT_MD5)
             .filter(|m| m.len() == 32 && m.bytes().all(|b| b.is_ascii_hexdigit()))
             .map(str::to_string),
+        crc32c: text(KEY_CRC32C)
+            .and_then(trove_common::digest::parse_crc32c_hex)
+            .map(crc32c_hex),
     }
 }
 
@@ -460,16 +461,17 @@ struct Watch {
     sent: Arc<AtomicU64>,
     done: Arc<AtomicBool>,
     progress: Option<ProgressFn>,
-    sha256: Option<Arc<Mutex<Option<Sha256>>>>,
+    /// The CRC32C of what was sent so far, for a stream checked at its end.
+    crc32c: Option<Arc<Mutex<u32>>>,
 }
 
 impl Watch {
-    fn new(progress: Option<ProgressFn>, sha256: Option<Arc<Mutex<Option<Sha256>>>>) -> Watch {
+    fn new(progress: Option<ProgressFn>, crc32c: Option<Arc<Mutex<u32>>>) -> Watch {
         Watch {
             sent: Arc::default(),
             done: Arc::default(),
             progress,
-            sha256,
+            crc32c,
         }
     }
 }
@@ -488,10 +490,9 @@ impl Stream for Watched {
         let w = &self.watch;
         match &item {
             Poll::Ready(Some(Ok(chunk))) => {
-                if let Some(h) = &w.sha256 {
-                    if let Some(h) = h.lock().as_mut() {
-                        h.update(chunk);
-                    }
+                if let Some(crc) = &w.crc32c {
+                    let mut crc = crc.lock();
+                    *crc = crc32c::crc32c_append(*crc, chunk);
                 }
                 let sent = w.sent.fetch_add(chunk.len() as u64, Ordering::Relaxed) + chunk.len() as u64;
                 if let Some(p) = &w.progress {

@@ -180,9 +180,10 @@ pub async fn put(state: Arc<AppState>, key: Key, req: Request<Body>) -> Result<R
     }
     let parts_count = plan.parts.len();
     // Its own task, as a PUT's: a caller that hangs up does not cancel it.
-    let record = tokio::spawn(write::write(state, key.clone(), upload, Source::Compose(plan))).await??;
+    let committed = tokio::spawn(write::write(state, key.clone(), upload, Source::Compose(plan))).await??;
+    let record = &committed.record;
     tracing::debug!(key = %key, size = record.size, parts = parts_count, volumes = ?record.volumes, "composed");
-    Ok(crate::api::put::created(&record))
+    Ok(crate::api::put::created(&committed))
 }
 
 /// Has every target replica of `dest` build the value `plan` describes,

@@ -89,8 +89,16 @@ pub struct Destination<'a> {
     pub upload: UploadInfo,
 }
 
+/// A write that happened: the key's live record, and the CRC32C of the
+/// value's bytes (which the replicas confirmed; the master's `201` carries
+/// it so that a client can check its transfer without a second sha256).
+pub struct Committed {
+    pub record: Record,
+    pub crc32c: u32,
+}
+
 /// Stores `source` under `key` on every replica, then makes it live.
-/// Returns the live record. On any failure nothing becomes visible: what
+/// Returns the live record and the value's CRC32C. On any failure nothing becomes visible: what
 /// this write stored is undone and the key's previous state restored
 /// (absent, unlinked with its bytes, or the live value it was replacing)
 /// before the error is answered — or, if a replica does not answer within
@@ -106,7 +114,7 @@ pub async fn write(
     key: Key,
     upload: Upload,
     source: Source,
-) -> Result<Record, ApiError> {
+) -> Result<Committed, ApiError> {
     let guard = state.locks.try_lock(&key).ok_or(ApiError::Busy)?;
     let existing = state.index.get(&key)?;
     let previous = existing.as_ref().map(Record::counted_state);
@@ -192,12 +200,12 @@ pub async fn write(
             .index
             .put(&key, record.clone(), Some(writing.counted_state()))
             .await?;
-        Ok(record)
+        Ok((record, digests.crc32c))
     }
     .await;
 
-    let record = match outcome {
-        Ok(record) => record,
+    let (record, crc32c) = match outcome {
+        Ok(committed) => committed,
         Err(e) => {
             undo_failed(state, key, writing, guard).await;
             return Err(e);
@@ -217,7 +225,7 @@ pub async fn write(
     }
     crash::point("write-confirmed");
     retire_old_copies(&state, &key, &old_volumes, &targets).await;
-    Ok(record)
+    Ok(Committed { record, crc32c })
 }
 
 /// Gets the value onto every replica of `dest` from `source`, and returns

@@ -19,6 +19,106 @@ fn quick_retries() -> RetryPolicy {
     }
 }
 
+fn crc32c_hex(bytes: &[u8]) -> String {
+    let mut h = trove_common::digest::ContentHasher::crc32c_only();
+    h.update(bytes);
+    h.finish().crc32c_hex()
+}
+
+/// One request read off a raw socket: its method and body (by
+/// `Content-Length`), or `None` once the client closed the connection.
+async fn read_request(sock: &mut tokio::net::TcpStream) -> Option<(String, Vec<u8>)> {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        if sock.read(&mut byte).await.ok()? == 0 {
+            return None;
+        }
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    let method = head.split(' ').next().unwrap().to_string();
+    let len = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse::<usize>().unwrap())
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    sock.read_exact(&mut body).await.ok()?;
+    Some((method, body))
+}
+
+/// A one-shot stream cannot be hashed before it is sent, so its transfer
+/// is checked at the end: the CRC32C of what the client sent against the
+/// `Key-Crc32c` of what the master received. A stand-in master that
+/// answers with another CRC makes the put fail as garbled — and the key is
+/// deleted again, so no value other than the one sent stays stored.
+#[tokio::test]
+async fn a_stream_the_master_received_garbled_fails_and_is_deleted() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let value = pattern_bytes(200_000, 9);
+    let wrong_crc = format!(
+        "{:08x}",
+        u32::from_str_radix(&crc32c_hex(&value), 16).unwrap() ^ 1
+    );
+    let answer_put = format!(
+        "HTTP/1.1 201 Created\r\nkey-sha256: {}\r\nkey-crc32c: {wrong_crc}\r\ncontent-length: 0\r\n\r\n",
+        sha256_hex(&value)
+    );
+    let master = tokio::spawn(async move {
+        let mut seen = vec![];
+        while seen.len() < 2 {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            while let Some((method, body)) = read_request(&mut sock).await {
+                let answer = match method.as_str() {
+                    "PUT" => answer_put.as_str(),
+                    _ => "HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n",
+                };
+                sock.write_all(answer.as_bytes()).await.unwrap();
+                seen.push((method, body.len()));
+                if seen.len() == 2 {
+                    break;
+                }
+            }
+        }
+        seen
+    });
+    let client = Client::new(&format!("http://{addr}")).unwrap();
+    let chunks = futures::stream::iter(
+        value
+            .chunks(64 << 10)
+            .map(|c| Ok::<_, std::io::Error>(bytes::Bytes::copy_from_slice(c)))
+            .collect::<Vec<_>>(),
+    );
+    let e = client
+        .put_stream(
+            "/garbled/k",
+            chunks,
+            Some(value.len() as u64),
+            &PutOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::Garbled { received, .. } if *received == wrong_crc),
+        "{e}"
+    );
+    assert!(e.to_string().contains("send it again"), "{e}");
+    let seen = tokio::time::timeout(Duration::from_secs(30), master)
+        .await
+        .expect("the client deletes the garbled key")
+        .unwrap();
+    assert_eq!(
+        seen,
+        vec![("PUT".to_string(), value.len()), ("DELETE".to_string(), 0)]
+    );
+}
+
 #[tokio::test]
 async fn library_writes_reads_lists_and_deletes() {
     let c = Cluster::start_default().await;
@@ -34,6 +134,7 @@ async fn library_writes_reads_lists_and_deletes() {
         (w.size, w.sha256.as_str()),
         (300_000, sha256_hex(&value).as_str())
     );
+    assert_eq!(w.crc32c, Some(crc32c_hex(&value)), "the 201's Key-Crc32c");
     let e = client
         .put_bytes("/lib/bytes", value.clone().into(), &opts)
         .await
@@ -54,6 +155,8 @@ async fn library_writes_reads_lists_and_deletes() {
         .unwrap();
     assert_eq!(w.size, 5_000_000);
     assert_eq!(Some(w.sha256), digest.lock().unwrap().clone());
+    let streamed = pattern_bytes(5_000_000, 3);
+    assert_eq!(w.crc32c, Some(crc32c_hex(&streamed)));
 
     let s = client.stat("/lib/bytes").await.unwrap();
     assert_eq!(s.size, 300_000);

@@ -5,7 +5,7 @@
 //! (metadata), then hand the body to the write path.
 
 use crate::error::ApiError;
-use crate::write::{self, Source, Upload};
+use crate::write::{self, Committed, Source, Upload};
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::Request;
@@ -16,13 +16,12 @@ use futures::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
 use trove_common::conditions::Preconditions;
-use trove_common::digest::{parse_content_md5, parse_sha256_hex};
+use trove_common::digest::{crc32c_hex, parse_content_md5, parse_sha256_hex};
 use trove_common::http::{
-    content_length, flag, meta_from_headers, quoted_etag, CONTENT_MD5, KEY_SHA256, KEY_WRITE,
+    content_length, flag, meta_from_headers, quoted_etag, CONTENT_MD5, KEY_CRC32C, KEY_SHA256, KEY_WRITE,
     TROVE_ALLOW_EMPTY, TROVE_REPLACE,
 };
 use trove_common::key::Key;
-use trove_common::record::Record;
 
 /// A body sent without a length (chunked) that turns out empty is refused
 /// like an announced `Content-Length: 0`, before the key is locked or any
@@ -59,9 +58,10 @@ pub async fn put(state: Arc<AppState>, key: Key, req: Request<Body>) -> Result<R
     }
     // The write runs in its own task so that a client hanging up cannot
     // cancel it half-way: it always finishes or cleans up after itself.
-    let record = tokio::spawn(write::write(state, key.clone(), upload, Source::Body(body))).await??;
+    let committed = tokio::spawn(write::write(state, key.clone(), upload, Source::Body(body))).await??;
+    let record = &committed.record;
     tracing::debug!(key = %key, size = record.size, volumes = ?record.volumes, "stored");
-    Ok(created(&record))
+    Ok(created(&committed))
 }
 
 /// What a write's headers ask of it (all but the body's length): shared
@@ -99,12 +99,14 @@ pub(crate) fn upload(state: &AppState, headers: &HeaderMap) -> Result<Upload, Ap
 }
 
 /// The `201` of a write: the value's ETag, sha256 and write id.
-pub(crate) fn created(record: &Record) -> Response {
+pub(crate) fn created(committed: &Committed) -> Response {
+    let record = &committed.record;
     let mut resp = (
         StatusCode::CREATED,
         [
             (header::ETAG.as_str(), quoted_etag(record.etag())),
             (KEY_SHA256, record.sha256.clone()),
+            (KEY_CRC32C, crc32c_hex(committed.crc32c)),
         ],
     )
         .into_response();

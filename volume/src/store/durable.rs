@@ -236,9 +236,6 @@ pub(super) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 /// `create_dir_all`, then (with fsync) syncs each new dir's parent so the
 /// new entries survive a crash.
 pub(super) fn create_dirs_durably(dir: &Path, fsync: bool) -> Result<(), StoreError> {
-    if dir.is_dir() {
-        return Ok(());
-    }
     let mut missing = vec![];
     let mut d = dir;
     while !d.is_dir() {
@@ -247,6 +244,9 @@ pub(super) fn create_dirs_durably(dir: &Path, fsync: bool) -> Result<(), StoreEr
             Some(p) => d = p,
             None => break,
         }
+    }
+    if missing.is_empty() {
+        return Ok(());
     }
     fs::create_dir_all(dir).map_err(io_error)?;
     if fsync {
