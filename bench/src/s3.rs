@@ -102,10 +102,16 @@ impl Bench {
         let label = format!("{} MiB", size / MIB);
         // PUT through the gateway, alternating with Trove's own PUT.
         let (mut put, mut put_trove) = (Samples::after_warm_up(), Samples::after_warm_up());
+        let mut gateway_cpu = 0.0;
         for i in 0..=self.args.iterations {
+            let gateway_before = gw.server.cpu_seconds();
             let t = Instant::now();
             self.put(&gw.put_url(&format!("put-{i}")), size).await?;
             put.push(mib_per_s(size, t.elapsed()));
+            if i > 0 {
+                // As the MiB/s: not the warm-up run.
+                gateway_cpu += gw.server.cpu_seconds() - gateway_before;
+            }
             self.delete(&gw.delete_url(&format!("put-{i}"))).await?;
             let url = c.url(&format!("/bench/s3-ref-{i}"));
             let t = Instant::now();
@@ -118,6 +124,12 @@ impl Bench {
             put,
             put_trove,
             "≥ 0.9×",
+        ));
+        let gib = (size * self.args.iterations as u64) as f64 / (1u64 << 30) as f64;
+        rows.push(Row::single(
+            "CPU s per GiB S3 PUT: the gateway",
+            gateway_cpu / gib,
+            "—",
         ));
 
         self.s3_get(c, &gw, rows).await?;
