@@ -98,12 +98,12 @@ pub struct Committed {
 }
 
 /// Stores `source` under `key` on every replica, then makes it live.
-/// Returns the live record and the value's CRC32C. On any failure nothing becomes visible: what
-/// this write stored is undone and the key's previous state restored
-/// (absent, unlinked with its bytes, or the live value it was replacing)
-/// before the error is answered — or, if a replica does not answer within
-/// [`UNDO_BEFORE_ANSWER`], the key is released and a background clean-up
-/// finishes the undo ([`undo_failed`]).
+/// Returns the live record and the value's CRC32C. On any failure nothing
+/// becomes visible: what this write stored is undone and the key's
+/// previous state restored (absent, unlinked with its bytes, or the live
+/// value it was replacing) before the error is answered — or, if a
+/// replica does not answer within [`UNDO_BEFORE_ANSWER`], the key is
+/// released and a background clean-up finishes the undo ([`undo_failed`]).
 ///
 /// A replace is atomic for readers because the key's settled record stays
 /// the old live one until the commit ([`Record::settled`]): reads are

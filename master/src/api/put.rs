@@ -98,7 +98,7 @@ pub(crate) fn upload(state: &AppState, headers: &HeaderMap) -> Result<Upload, Ap
     })
 }
 
-/// The `201` of a write: the value's ETag, sha256 and write id.
+/// The `201` of a write: the value's ETag, sha256, CRC32C and write id.
 pub(crate) fn created(committed: &Committed) -> Response {
     let record = &committed.record;
     let mut resp = (
