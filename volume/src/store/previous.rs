@@ -173,7 +173,7 @@ impl BlobStore {
         // The sidecar (small) first, then the data (perhaps large): a
         // sidecar that cannot go keeps its data.
         let sidecar = gone(fs::remove_file(&prev_meta))?;
-        let found = gone(super::durable::remove_blob_file(dir, &prev, None))? || sidecar;
+        let found = gone(self.remove_blob_file(dir, &prev, None))? || sidecar;
         if found && self.fsync {
             sync_dir(data.parent().expect("blob has a parent"))?;
         }

@@ -26,8 +26,10 @@ fn sha256_hex(b: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(b))
 }
 
+/// Whether `tmp/` holds nothing but spares (deleted blobs' files kept to
+/// be written over): no upload's temp file was left behind.
 fn tmp_is_empty(dir: &Path) -> bool {
-    fs::read_dir(dir.join(TMP_DIR)).unwrap().next().is_none()
+    fs::read_dir(dir.join(TMP_DIR)).unwrap().count() == spares_in(dir)
 }
 
 const STALL: Duration = Duration::from_secs(5);
@@ -614,4 +616,116 @@ async fn batched_marks(shared_sync: bool) {
     }
     let (data, _) = BlobStore::paths_in(dir.path(), &written[3].0);
     assert_eq!(layout::read_meta(&data).unwrap().state, BlobState::Pending);
+}
+
+/// The inode number of `k`'s blob file.
+fn inode_of(dir: &Path, k: &Key) -> u64 {
+    std::os::unix::fs::MetadataExt::ino(&fs::metadata(dir.join(k.blob_relpath())).unwrap())
+}
+
+fn spares_in(dir: &Path) -> usize {
+    fs::read_dir(dir.join(TMP_DIR))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "spare")
+        })
+        .count()
+}
+
+/// A deleted small blob's file is kept in `tmp/` and written over by the
+/// next new blob (no file created, none unlinked): the new blob is
+/// exactly its own bytes and metadata, however long the old one was, and
+/// start-up clears what spares are left.
+#[tokio::test]
+async fn a_deleted_small_blob_s_file_is_written_over_by_the_next_blob() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(BlobStore::open(vec![dir.path().into()], true).unwrap());
+    let (old, new) = (key("/spare/old"), key("/spare/new"));
+    store
+        .write_stream(&old, chunks(&[&[7u8; 3000]]), write_of("0001", None), STALL)
+        .await
+        .unwrap();
+    let inode = inode_of(dir.path(), &old);
+    assert!(store.delete(&old).unwrap());
+    assert_eq!(spares_in(dir.path()), 1);
+    assert!(matches!(store.open_blob(&old), Err(StoreError::NotFound)));
+
+    let meta = store
+        .write_stream(&new, chunks(&[b"short"]), write_of("0002", None), STALL)
+        .await
+        .unwrap();
+    assert_eq!(inode_of(dir.path(), &new), inode, "the spare was written over");
+    assert_eq!(spares_in(dir.path()), 0);
+    let data = dir.path().join(new.blob_relpath());
+    assert_eq!(
+        fs::read(&data).unwrap(),
+        b"short",
+        "nothing of the old bytes is left"
+    );
+    let blob = store.open_blob(&new).unwrap();
+    assert_eq!(blob.meta, meta);
+    assert_eq!(blob.meta.key, "/spare/new");
+    assert_eq!(read_all(blob), b"short");
+    assert!(store.verify(&new).unwrap().ok);
+    assert_eq!(store.counts(), (1, 5));
+
+    // 4 KiB of user metadata goes to a sidecar: the spare's old attribute
+    // must not stay to describe the new bytes.
+    assert!(store.delete(&new).unwrap());
+    let big = key("/spare/big-meta");
+    let expected = Expected {
+        meta: [("x-amz-meta-big".to_string(), "m".repeat(4096))].into(),
+        ..write_of("0003", None)
+    };
+    let meta = store
+        .write_stream(&big, chunks(&[b"v"]), expected, STALL)
+        .await
+        .unwrap();
+    assert_eq!(inode_of(dir.path(), &big), inode);
+    let data = dir.path().join(big.blob_relpath());
+    assert_eq!(trove_common::xattr::get(&data).unwrap(), None);
+    assert_eq!(store.open_blob(&big).unwrap().meta, meta);
+
+    // A spare left at a stop is gone at the next start.
+    assert!(store.delete(&big).unwrap());
+    assert_eq!(spares_in(dir.path()), 1);
+    drop(store);
+    let store = BlobStore::open(vec![dir.path().into()], true).unwrap();
+    assert_eq!(fs::read_dir(dir.path().join(TMP_DIR)).unwrap().count(), 0);
+    assert_eq!(store.counts(), (0, 0));
+}
+
+/// A deleted blob still open by a reader (a GET sending it) is never
+/// written over: the reader gets the old bytes to the end, and the next
+/// blob goes to a new file.
+#[tokio::test]
+async fn a_spare_still_being_read_is_not_written_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(BlobStore::open(vec![dir.path().into()], true).unwrap());
+    let (old, new) = (key("/read/old"), key("/read/new"));
+    store
+        .write_stream(&old, chunks(&[b"old bytes"]), write_of("0001", None), STALL)
+        .await
+        .unwrap();
+    let inode = inode_of(dir.path(), &old);
+    let reading = store.open_blob(&old).unwrap();
+    assert!(store.delete(&old).unwrap());
+    assert_eq!(spares_in(dir.path()), 1);
+
+    store
+        .write_stream(&new, chunks(&[b"new bytes"]), write_of("0002", None), STALL)
+        .await
+        .unwrap();
+    assert_ne!(
+        inode_of(dir.path(), &new),
+        inode,
+        "a new file, not the one being read"
+    );
+    assert_eq!(spares_in(dir.path()), 0, "the spare in use was unlinked instead");
+    assert_eq!(read_all(reading), b"old bytes");
+    assert_eq!(read_all(store.open_blob(&new).unwrap()), b"new bytes");
 }

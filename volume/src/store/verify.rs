@@ -13,11 +13,18 @@ impl BlobStore {
     /// Re-reads a blob and checks its bytes against its sidecar (bit rot,
     /// truncation): `verify --deep`, which re-hashes sha256. Blocking; reads the whole file.
     pub fn verify(&self, key: &Key) -> Result<Verified, StoreError> {
-        let super::layout::Found { data, meta, .. } = self.find(key)?.ok_or(StoreError::NotFound)?;
-        let mut file = File::open(&data).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => StoreError::NotFound,
-            _ => e.into(),
-        })?;
+        // Found and opened under the key's stripe, like every read: the
+        // file is then the one the metadata describes, and stays so (see
+        // `spares`), whatever happens to the key meanwhile.
+        let (meta, mut file) = {
+            let _stripe = self.stripe(key);
+            let super::layout::Found { data, meta, .. } = self.find(key)?.ok_or(StoreError::NotFound)?;
+            let file = File::open(&data).map_err(|e| match e.kind() {
+                io::ErrorKind::NotFound => StoreError::NotFound,
+                _ => e.into(),
+            })?;
+            (meta, file)
+        };
         let mut hasher = ContentHasher::sha256_only();
         let mut sums = BlockSums::default();
         let mut buf = vec![0u8; 1 << 20];

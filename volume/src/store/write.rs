@@ -172,7 +172,11 @@ impl BlobStore {
             writers.insert(key.as_str().to_string(), write.to_string());
         }
         let dir = self.home_dir(key).to_path_buf();
-        let (temp, file) = TempFile::create(&dir.join(TMP_DIR), ".tmp")?;
+        let super::spares::BlobFile {
+            temp,
+            file,
+            overwrites,
+        } = self.new_blob_file(&dir)?;
         Ok(BlobWriter {
             store: self,
             key: key.clone(),
@@ -184,6 +188,7 @@ impl BlobStore {
                 file,
             ),
             temp,
+            overwrites,
             hasher: if hash_sha256 {
                 ContentHasher::sha256_only()
             } else {
@@ -270,6 +275,9 @@ struct BlobWriter<'a> {
     dir: PathBuf,
     file: BufWriter<File>,
     temp: TempFile,
+    /// The spare's length, when the file is a spare written over
+    /// ([`super::spares`]).
+    overwrites: Option<u64>,
     hasher: ContentHasher,
     blocks: blocks::BlockSums,
 }
@@ -289,6 +297,7 @@ impl BlobWriter<'_> {
             dir,
             file,
             temp,
+            overwrites,
             hasher,
             blocks,
         } = self;
@@ -322,7 +331,11 @@ impl BlobWriter<'_> {
         // (one file per blob, appearing with its metadata in one rename),
         // else into a sidecar renamed in after the data.
         let encoded = meta.encode();
-        let sidecar = if store.xattrs && encoded.len() <= xattr::META_ATTR_MAX {
+        let in_attr = store.xattrs && encoded.len() <= xattr::META_ATTR_MAX;
+        if let Some(spare_len) = overwrites {
+            super::spares::settle_overwrite(&file, spare_len, digests.size, in_attr)?;
+        }
+        let sidecar = if in_attr {
             xattr::set(&file, &encoded).map_err(io_error)?;
             None
         } else {
