@@ -49,6 +49,10 @@ struct JobArgs {
     /// Keys worked on at once.
     #[arg(long, env = "TROVE_CONCURRENCY", default_value_t = 4)]
     concurrency: usize,
+    /// At most this many keys (gc: also blobs) a second, to leave the disks
+    /// and the network to the traffic; 0: no limit.
+    #[arg(long, env = "TROVE_JOB_RATE", default_value_t = 0)]
+    rate: u32,
 }
 
 #[derive(clap::Args, Debug)]
@@ -249,6 +253,7 @@ impl JobArgs {
     fn params(&self) -> JobParams {
         JobParams {
             concurrency: Some(self.concurrency),
+            rate: Some(self.rate).filter(|r| *r > 0),
             ..Default::default()
         }
     }

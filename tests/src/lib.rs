@@ -519,8 +519,10 @@ impl Cluster {
 
     /// Uploads' temp files in volume `i`'s temp dir: what a failed or
     /// cut-off upload must not leave behind. Spares (`*.spare`: deleted
-    /// small blobs' files, kept there to be written over by new blobs)
-    /// are not counted; [`Cluster::spare_files`] counts them.
+    /// small blobs' files, kept there to be written again by small
+    /// writes, which keep the name while they write) are not counted;
+    /// [`Cluster::spare_files`] counts them. An upload larger than 64 KiB
+    /// always writes a `*.tmp` file.
     pub fn temp_files(&self, i: usize) -> usize {
         self.files_in_tmp(i, |name| !name.ends_with(".spare"))
     }

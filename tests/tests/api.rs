@@ -97,8 +97,13 @@ async fn a_deleted_small_value_s_files_are_written_over_by_the_next_write() {
         ..Default::default()
     })
     .await;
+    let inode = |i: usize, key: &str| {
+        let relpath = trove_common::key::Key::new(key).unwrap().blob_relpath();
+        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(c.volume_dir(i).join(relpath)).unwrap())
+    };
     let old = pattern_bytes(4096, 1);
     assert_eq!(c.put("/spare/old", old.clone()).await, 201);
+    let old_inodes: Vec<u64> = (0..3).map(|i| inode(i, "/spare/old")).collect();
     assert_eq!(c.delete("/spare/old").await, 204);
     for i in 0..3 {
         assert_eq!(c.spare_files(i), 1, "volume {i} keeps the deleted file");
@@ -106,8 +111,13 @@ async fn a_deleted_small_value_s_files_are_written_over_by_the_next_write() {
 
     let new = pattern_bytes(100, 2);
     assert_eq!(c.put("/spare/new", new.clone()).await, 201);
-    for i in 0..3 {
-        assert_eq!(c.spare_files(i), 0, "volume {i} wrote over its spare");
+    for (i, old_inode) in old_inodes.into_iter().enumerate() {
+        assert_eq!(
+            inode(i, "/spare/new"),
+            old_inode,
+            "volume {i} wrote its spare again"
+        );
+        assert_eq!(c.spare_files(i), 0);
         assert_eq!(c.temp_files(i), 0);
     }
     let (status, body) = c.get("/spare/new").await;

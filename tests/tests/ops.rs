@@ -80,11 +80,12 @@ async fn adding_a_volume_then_rebalancing_moves_a_quarter_of_the_data() {
     assert!(out.contains(&format!("{unbalanced} would move")), "{out}");
     assert_eq!(total_blobs(&c, &[new]).await, 0, "a dry run moves nothing");
 
-    // Start, stop half-way, run again: stopping is safe.
+    // Start, stop half-way, run again: stopping is safe. (Paced at 100
+    // keys a second, so that it is still running when stopped.)
     let r = c
         .http
         .post(c.url("/-/rebalance"))
-        .body(r#"{"concurrency":2}"#)
+        .body(r#"{"concurrency":2,"rate":100}"#)
         .send()
         .await
         .unwrap();
@@ -133,6 +134,53 @@ async fn adding_a_volume_then_rebalancing_moves_a_quarter_of_the_data() {
     let (code, out) = c.admin(&["rebalance"]).await;
     assert_eq!(code, 0);
     assert!(out.contains("1000 keys scanned, 0 moved"), "{out}");
+}
+
+/// `--rate` holds a job to that many keys a second however many run at
+/// once, and a paced job stops at once: keys waiting for their turn do
+/// not start after the stop.
+#[tokio::test]
+async fn a_paced_job_keeps_its_rate_and_stops_at_once() {
+    let c = Cluster::start_default().await;
+    c.put_all(dataset(40), 16).await;
+    let started = std::time::Instant::now();
+    let (code, out) = c.admin(&["verify", "--concurrency", "8", "--rate", "20"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("40 keys scanned"), "{out}");
+    // 40 keys, the first at once and one every 1/20 s after it.
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1900),
+        "40 keys at 20/s took {took:?}"
+    );
+    assert_eq!(job(&c, "verify").await["params"]["rate"], 20);
+
+    // One key a second, eight at once: seven wait for their turn when
+    // the job is stopped, and none of them starts.
+    let r = c
+        .http
+        .post(c.url("/-/verify"))
+        .body(r#"{"concurrency":8,"rate":1}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    wait_for("the paced verify to start a key", || async {
+        job(&c, "verify").await["scanned"].as_u64().unwrap_or(0) >= 1
+    })
+    .await;
+    let r = c.http.delete(c.url("/-/verify")).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    wait_for("the paced verify to stop", || async {
+        job(&c, "verify").await["state"] != "running"
+    })
+    .await;
+    let stopped = job(&c, "verify").await;
+    assert_eq!(stopped["state"], "cancelled", "{stopped}");
+    assert!(
+        stopped["scanned"].as_u64().unwrap() <= 3,
+        "keys started after the stop: {stopped}"
+    );
 }
 
 #[tokio::test]

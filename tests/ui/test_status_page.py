@@ -160,9 +160,12 @@ def test_a_verify_started_from_the_page_shows_its_progress_and_stops(browser):
     browser.find_element(By.ID, "admin-deep").click()
     browser.find_element(By.ID, "admin-concurrency").clear()
     browser.find_element(By.ID, "admin-concurrency").send_keys("1")
+    # Paced, so that it still runs when the page is read, however fast
+    # the machine verifies.
+    browser.find_element(By.ID, "admin-rate").send_keys("200")
     browser.find_element(By.ID, "admin-start").click()
     wait(browser, "the confirmation", lambda d: d.find_element(By.ID, "confirm").get_attribute("open") is not None)
-    assert "Start verify (deep)" in browser.find_element(By.ID, "confirm-text").text
+    assert "Start verify (deep, at most 200/s)" in browser.find_element(By.ID, "confirm-text").text
     shot(browser, "04-confirm")
     confirm(browser)
 
@@ -201,6 +204,7 @@ def test_problems_found_by_a_verify_are_listed(browser):
     browser.find_element(By.ID, "admin-deep").click()  # off again: a quick check
     browser.find_element(By.ID, "admin-concurrency").clear()
     browser.find_element(By.ID, "admin-concurrency").send_keys("8")
+    browser.find_element(By.ID, "admin-rate").clear()  # no pace
     browser.find_element(By.ID, "admin-start").click()
     confirm(browser)
     wait(browser, "the verify done", lambda d: job(d, "verify")[0] == "done")

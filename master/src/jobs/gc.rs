@@ -34,7 +34,7 @@ pub async fn run(state: Arc<AppState>, params: JobParams, progress: Arc<Progress
     let cutoff = now_ms().saturating_sub(grace_ms);
     let concurrency = params.concurrency();
 
-    for_each_record(&state, &progress, concurrency, |key, record| {
+    for_each_record(&state, &progress, &params, |key, record| {
         let (state, progress, params) = (&state, &progress, &params);
         async move {
             if record.state == State::Writing && record.created <= cutoff {
@@ -44,6 +44,7 @@ pub async fn run(state: Arc<AppState>, params: JobParams, progress: Arc<Progress
     })
     .await?;
 
+    let pace = params.pace();
     for (spec, health) in state.volumes.snapshot() {
         if progress.cancelled() {
             break;
@@ -70,10 +71,13 @@ pub async fn run(state: Arc<AppState>, params: JobParams, progress: Arc<Progress
                 continue;
             }
         };
-        let (state, progress, params, addr) = (&state, &progress, &params, &addr);
+        let (state, progress, params, addr, pace) = (&state, &progress, &params, &addr, &pace);
         blobs
             .take_while(|_| futures::future::ready(!progress.cancelled()))
             .for_each_concurrent(concurrency, |entry| async move {
+                if !pace.turn(progress).await {
+                    return;
+                }
                 match entry {
                     // A copy whose metadata does not read says nothing of
                     // its age: it stays (and `verify` reports it).

@@ -19,6 +19,8 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
 use trove_common::key::Key;
 use trove_common::record::{now_ms, Record};
 
@@ -85,11 +87,60 @@ pub struct JobParams {
     pub repair: bool,
     /// gc: only blobs older than this many seconds are removed (default 3600).
     pub grace_secs: Option<u64>,
+    /// At most this many keys (gc: also blobs) started a second, however
+    /// many run at once: a verify or rebalance that leaves the disks and
+    /// the network to the traffic. Absent or 0: as fast as `concurrency`
+    /// allows.
+    pub rate: Option<u32>,
 }
 
 impl JobParams {
     pub fn concurrency(&self) -> usize {
         self.concurrency.unwrap_or(4).clamp(1, 256)
+    }
+
+    /// The pacing [`JobParams::rate`] asks for.
+    pub fn pace(&self) -> Pace {
+        Pace::new(self.rate)
+    }
+}
+
+/// How often a paced item waiting for its turn looks whether the job was
+/// cancelled.
+const CANCEL_CHECK: Duration = Duration::from_millis(100);
+
+/// Spaces a job's items out to at most `rate` a second, however many run
+/// at once ([`JobParams::rate`]). No credit builds up while the job is
+/// held up elsewhere (a slow volume): the next item waits a whole
+/// interval after the last one, or goes at once.
+pub struct Pace {
+    interval: Option<Duration>,
+    next: Mutex<Instant>,
+}
+
+impl Pace {
+    pub fn new(rate: Option<u32>) -> Pace {
+        Pace {
+            interval: rate.filter(|r| *r > 0).map(|r| Duration::from_secs(1) / r),
+            next: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// Waits for the next item's turn; `false` when the job was cancelled
+    /// (then or while waiting): the item is not to be started.
+    pub async fn turn(&self, progress: &Progress) -> bool {
+        if let Some(interval) = self.interval {
+            let at = {
+                let mut next = self.next.lock();
+                let at = (*next).max(Instant::now());
+                *next = at + interval;
+                at
+            };
+            while Instant::now() < at && !progress.cancelled() {
+                tokio::time::sleep_until(at.min(Instant::now() + CANCEL_CHECK)).await;
+            }
+        }
+        !progress.cancelled()
     }
 }
 
@@ -293,11 +344,12 @@ impl Jobs {
 }
 
 /// Walks every record of the index in pages, calling `f` on up to
-/// `concurrency` of them at once, until done or cancelled.
+/// `params.concurrency()` of them at once, at `params.rate` a second at
+/// most, until done or cancelled.
 pub async fn for_each_record<F, Fut>(
     state: &AppState,
     progress: &Progress,
-    concurrency: usize,
+    params: &JobParams,
     f: F,
 ) -> anyhow::Result<()>
 where
@@ -305,13 +357,21 @@ where
     Fut: Future<Output = ()>,
 {
     use futures::StreamExt;
+    let pace = params.pace();
     let mut pages = Pages::default();
     while let Some(page) = pages.next(state, progress).await? {
         // Stop taking keys as soon as the job is cancelled; keys in hand
         // finish.
         futures::stream::iter(page)
             .take_while(|_| futures::future::ready(!progress.cancelled()))
-            .for_each_concurrent(concurrency, |(key, record)| f(key, record))
+            .for_each_concurrent(params.concurrency(), |(key, record)| {
+                let (pace, f) = (&pace, &f);
+                async move {
+                    if pace.turn(progress).await {
+                        f(key, record).await;
+                    }
+                }
+            })
             .await;
     }
     Ok(())

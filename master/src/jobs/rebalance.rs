@@ -48,7 +48,7 @@ enum Outcome {
 pub async fn run(state: Arc<AppState>, params: JobParams, progress: Arc<Progress>) -> anyhow::Result<()> {
     Progress::add(&progress.total, state.index.counts().live.max(0) as u64);
     let removals = parking_lot::Mutex::new(JoinSet::new());
-    let walked = for_each_record(&state, &progress, params.concurrency(), |key, record| {
+    let walked = for_each_record(&state, &progress, &params, |key, record| {
         let (state, progress, params, removals) = (&state, &progress, &params, &removals);
         async move {
             if record.state != State::Live {

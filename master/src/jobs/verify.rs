@@ -62,6 +62,7 @@ async fn walk(state: &AppState, progress: &Progress, params: &JobParams) -> anyh
     } else {
         open_listings(state).await
     };
+    let pace = &params.pace();
     let mut pages = Pages::default();
     while let Some(page) = pages.next(state, progress).await? {
         let mut screened = Vec::with_capacity(page.len());
@@ -79,6 +80,9 @@ async fn walk(state: &AppState, progress: &Progress, params: &JobParams) -> anyh
         futures::stream::iter(screened)
             .take_while(|_| futures::future::ready(!progress.cancelled()))
             .for_each_concurrent(params.concurrency(), |(key, record, listed)| async move {
+                if !pace.turn(progress).await {
+                    return;
+                }
                 Progress::add(&progress.scanned, 1);
                 Progress::add(&progress.bytes, record.size * record.volumes.len() as u64);
                 check_key(state, progress, params, &key, &record, &listed).await;

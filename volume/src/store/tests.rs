@@ -27,7 +27,7 @@ fn sha256_hex(b: &[u8]) -> String {
 }
 
 /// Whether `tmp/` holds nothing but spares (deleted blobs' files kept to
-/// be written over): no upload's temp file was left behind.
+/// be reused by small writes): no upload's temp file was left behind.
 fn tmp_is_empty(dir: &Path) -> bool {
     fs::read_dir(dir.join(TMP_DIR)).unwrap().count() == spares_in(dir)
 }
@@ -618,6 +618,15 @@ async fn batched_marks(shared_sync: bool) {
     assert_eq!(layout::read_meta(&data).unwrap().state, BlobState::Pending);
 }
 
+/// `expected` announcing `n` bytes (as a master write does: a spare is
+/// reused only by a write announced small).
+fn sized(n: u64, expected: Expected) -> Expected {
+    Expected {
+        len: Some(n),
+        ..expected
+    }
+}
+
 /// The inode number of `k`'s blob file.
 fn inode_of(dir: &Path, k: &Key) -> u64 {
     std::os::unix::fs::MetadataExt::ino(&fs::metadata(dir.join(k.blob_relpath())).unwrap())
@@ -636,7 +645,7 @@ fn spares_in(dir: &Path) -> usize {
         .count()
 }
 
-/// A deleted small blob's file is kept in `tmp/` and written over by the
+/// A deleted small blob's file is kept in `tmp/` and written again by the
 /// next new blob (no file created, none unlinked): the new blob is
 /// exactly its own bytes and metadata, however long the old one was, and
 /// start-up clears what spares are left.
@@ -646,7 +655,12 @@ async fn a_deleted_small_blob_s_file_is_written_over_by_the_next_blob() {
     let store = Arc::new(BlobStore::open(vec![dir.path().into()], true).unwrap());
     let (old, new) = (key("/spare/old"), key("/spare/new"));
     store
-        .write_stream(&old, chunks(&[&[7u8; 3000]]), write_of("0001", None), STALL)
+        .write_stream(
+            &old,
+            chunks(&[&[7u8; 3000]]),
+            sized(3000, write_of("0001", None)),
+            STALL,
+        )
         .await
         .unwrap();
     let inode = inode_of(dir.path(), &old);
@@ -655,10 +669,10 @@ async fn a_deleted_small_blob_s_file_is_written_over_by_the_next_blob() {
     assert!(matches!(store.open_blob(&old), Err(StoreError::NotFound)));
 
     let meta = store
-        .write_stream(&new, chunks(&[b"short"]), write_of("0002", None), STALL)
+        .write_stream(&new, chunks(&[b"short"]), sized(5, write_of("0002", None)), STALL)
         .await
         .unwrap();
-    assert_eq!(inode_of(dir.path(), &new), inode, "the spare was written over");
+    assert_eq!(inode_of(dir.path(), &new), inode, "the spare was written again");
     assert_eq!(spares_in(dir.path()), 0);
     let data = dir.path().join(new.blob_relpath());
     assert_eq!(
@@ -679,7 +693,7 @@ async fn a_deleted_small_blob_s_file_is_written_over_by_the_next_blob() {
     let big = key("/spare/big-meta");
     let expected = Expected {
         meta: [("x-amz-meta-big".to_string(), "m".repeat(4096))].into(),
-        ..write_of("0003", None)
+        ..sized(1, write_of("0003", None))
     };
     let meta = store
         .write_stream(&big, chunks(&[b"v"]), expected, STALL)
@@ -700,7 +714,7 @@ async fn a_deleted_small_blob_s_file_is_written_over_by_the_next_blob() {
 }
 
 /// A deleted blob still open by a reader (a GET sending it) is never
-/// written over: the reader gets the old bytes to the end, and the next
+/// written again: the reader gets the old bytes to the end, and the next
 /// blob goes to a new file.
 #[tokio::test]
 async fn a_spare_still_being_read_is_not_written_over() {
@@ -708,7 +722,12 @@ async fn a_spare_still_being_read_is_not_written_over() {
     let store = Arc::new(BlobStore::open(vec![dir.path().into()], true).unwrap());
     let (old, new) = (key("/read/old"), key("/read/new"));
     store
-        .write_stream(&old, chunks(&[b"old bytes"]), write_of("0001", None), STALL)
+        .write_stream(
+            &old,
+            chunks(&[b"old bytes"]),
+            sized(9, write_of("0001", None)),
+            STALL,
+        )
         .await
         .unwrap();
     let inode = inode_of(dir.path(), &old);
@@ -717,7 +736,12 @@ async fn a_spare_still_being_read_is_not_written_over() {
     assert_eq!(spares_in(dir.path()), 1);
 
     store
-        .write_stream(&new, chunks(&[b"new bytes"]), write_of("0002", None), STALL)
+        .write_stream(
+            &new,
+            chunks(&[b"new bytes"]),
+            sized(9, write_of("0002", None)),
+            STALL,
+        )
         .await
         .unwrap();
     assert_ne!(
@@ -728,4 +752,99 @@ async fn a_spare_still_being_read_is_not_written_over() {
     assert_eq!(spares_in(dir.path()), 0, "the spare in use was unlinked instead");
     assert_eq!(read_all(reading), b"old bytes");
     assert_eq!(read_all(store.open_blob(&new).unwrap()), b"new bytes");
+}
+
+/// A deleted blob still mapped (a GET's checked blocks), its descriptor
+/// closed, is not written again either.
+#[tokio::test]
+async fn a_spare_still_mapped_is_not_written_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(BlobStore::open(vec![dir.path().into()], true).unwrap());
+    let (old, new) = (key("/map/old"), key("/map/new"));
+    store
+        .write_stream(
+            &old,
+            chunks(&[b"old bytes"]),
+            sized(9, write_of("0001", None)),
+            STALL,
+        )
+        .await
+        .unwrap();
+    let inode = inode_of(dir.path(), &old);
+    let blob = store.open_blob(&old).unwrap();
+    // SAFETY: a test's read-only mapping of a file only this test changes.
+    let map = unsafe { memmap2::Mmap::map(&blob.file) }.unwrap();
+    drop(blob);
+    assert!(store.delete(&old).unwrap());
+    store
+        .write_stream(
+            &new,
+            chunks(&[b"new bytes"]),
+            sized(9, write_of("0002", None)),
+            STALL,
+        )
+        .await
+        .unwrap();
+    assert_ne!(inode_of(dir.path(), &new), inode);
+    assert_eq!(spares_in(dir.path()), 0, "the spare in use was unlinked instead");
+    assert_eq!(&map[..], b"old bytes");
+}
+
+/// Bytes a GET handed to its socket with `sendfile` can still sit in the
+/// socket's queues, as references to the file's cached pages, after the
+/// file was closed and the blob deleted. The next blob written into that
+/// file (a spare nobody holds any more) must not change them.
+#[tokio::test]
+async fn bytes_sent_before_a_delete_arrive_as_they_were() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(BlobStore::open(vec![dir.path().into()], true).unwrap());
+    let (old, new) = (key("/sent/old"), key("/sent/new"));
+    store
+        .write_stream(
+            &old,
+            chunks(&[&[1u8; 8192]]),
+            sized(8192, write_of("0001", None)),
+            STALL,
+        )
+        .await
+        .unwrap();
+    let inode = inode_of(dir.path(), &old);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let sender = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (mut receiver, _) = listener.accept().unwrap();
+    {
+        let blob = store.open_blob(&old).unwrap();
+        let sent = nix::sys::sendfile::sendfile64(&sender, &blob.file, None, 8192).unwrap();
+        assert_eq!(sent, 8192);
+    }
+    assert!(store.delete(&old).unwrap());
+    store
+        .write_stream(
+            &new,
+            chunks(&[&[2u8; 8192]]),
+            sized(8192, write_of("0002", None)),
+            STALL,
+        )
+        .await
+        .unwrap();
+    assert_eq!(inode_of(dir.path(), &new), inode, "the spare was written again");
+    let mut got = vec![0u8; 8192];
+    io::Read::read_exact(&mut receiver, &mut got).unwrap();
+    assert!(got.iter().all(|b| *b == 1), "the socket got the old bytes");
+    assert_eq!(read_all(store.open_blob(&new).unwrap()), [2u8; 8192]);
+}
+
+/// Without fsync a crash keeps no order on disk, so a deleted file could
+/// come back under its old name over a new blob's bytes: no spares then.
+#[tokio::test]
+async fn without_fsync_deleted_files_are_unlinked() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(BlobStore::open(vec![dir.path().into()], false).unwrap());
+    let k = key("/nofsync/a");
+    store
+        .write_stream(&k, chunks(&[b"bytes"]), sized(5, write_of("0001", None)), STALL)
+        .await
+        .unwrap();
+    assert!(store.delete(&k).unwrap());
+    assert_eq!(fs::read_dir(dir.path().join(TMP_DIR)).unwrap().count(), 0);
 }

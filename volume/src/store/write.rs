@@ -172,11 +172,7 @@ impl BlobStore {
             writers.insert(key.as_str().to_string(), write.to_string());
         }
         let dir = self.home_dir(key).to_path_buf();
-        let super::spares::BlobFile {
-            temp,
-            file,
-            overwrites,
-        } = self.new_blob_file(&dir)?;
+        let super::spares::BlobFile { temp, file, reused } = self.new_blob_file(&dir, len)?;
         Ok(BlobWriter {
             store: self,
             key: key.clone(),
@@ -188,7 +184,7 @@ impl BlobStore {
                 file,
             ),
             temp,
-            overwrites,
+            reused,
             hasher: if hash_sha256 {
                 ContentHasher::sha256_only()
             } else {
@@ -275,9 +271,9 @@ struct BlobWriter<'a> {
     dir: PathBuf,
     file: BufWriter<File>,
     temp: TempFile,
-    /// The spare's length, when the file is a spare written over
-    /// ([`super::spares`]).
-    overwrites: Option<u64>,
+    /// The file is a spare ([`super::spares`]): it may still carry the
+    /// attribute of the blob it was.
+    reused: bool,
     hasher: ContentHasher,
     blocks: blocks::BlockSums,
 }
@@ -297,7 +293,7 @@ impl BlobWriter<'_> {
             dir,
             file,
             temp,
-            overwrites,
+            reused,
             hasher,
             blocks,
         } = self;
@@ -332,8 +328,10 @@ impl BlobWriter<'_> {
         // else into a sidecar renamed in after the data.
         let encoded = meta.encode();
         let in_attr = store.xattrs && encoded.len() <= xattr::META_ATTR_MAX;
-        if let Some(spare_len) = overwrites {
-            super::spares::settle_overwrite(&file, spare_len, digests.size, in_attr)?;
+        if reused && !in_attr && store.xattrs {
+            // The metadata goes to a sidecar: the attribute the spare
+            // still carries must not describe these bytes.
+            xattr::remove(&file).map_err(io_error)?;
         }
         let sidecar = if in_attr {
             xattr::set(&file, &encoded).map_err(io_error)?;

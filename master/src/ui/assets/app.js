@@ -169,6 +169,7 @@ function renderTraffic(text) {
 function jobParams(p) {
   const on = Object.entries({ "dry run": p.dry_run, deep: p.deep, repair: p.repair }).filter(([, v]) => v).map(([k]) => k);
   if (p.grace_secs !== null && p.grace_secs !== undefined) on.push("grace " + duration(p.grace_secs));
+  if (p.rate) on.push("at most " + p.rate + "/s");
   return on.join(", ");
 }
 
@@ -246,6 +247,8 @@ async function startJob(event) {
   event.preventDefault();
   const job = $("admin-job").value;
   const params = { concurrency: Number($("admin-concurrency").value) || 4 };
+  const rate = Number($("admin-rate").value);
+  if (rate > 0) params.rate = rate;
   if (job === "verify") Object.assign(params, { deep: $("admin-deep").checked, repair: $("admin-repair").checked });
   else params.dry_run = $("admin-dry-run").checked;
   const what = jobParams(params);
