@@ -517,30 +517,10 @@ impl Cluster {
             .expect("a volume of this cluster")
     }
 
-    /// Uploads' temp files in volume `i`'s temp dir: what a failed or
-    /// cut-off upload must not leave behind. Spares (`*.spare`: deleted
-    /// small blobs' files, kept there to be written again by small
-    /// writes, which keep the name while they write) are not counted;
-    /// [`Cluster::spare_files`] counts them. An upload larger than 64 KiB
-    /// always writes a `*.tmp` file.
+    /// Files in volume `i`'s temp dir (uploads in progress).
     pub fn temp_files(&self, i: usize) -> usize {
-        self.files_in_tmp(i, |name| !name.ends_with(".spare"))
-    }
-
-    /// Spare files in volume `i`'s temp dir.
-    pub fn spare_files(&self, i: usize) -> usize {
-        self.files_in_tmp(i, |name| name.ends_with(".spare"))
-    }
-
-    fn files_in_tmp(&self, i: usize, counted: impl Fn(&str) -> bool) -> usize {
         std::fs::read_dir(self.volume_dir(i).join("tmp"))
-            .map(|d| {
-                d.filter(|e| {
-                    e.as_ref()
-                        .is_ok_and(|e| counted(&e.file_name().to_string_lossy()))
-                })
-                .count()
-            })
+            .map(|d| d.count())
             .unwrap_or(0)
     }
 

@@ -87,46 +87,6 @@ async fn put_get_head_delete() {
     assert_eq!(c.get("/photos/a.jpg").await.1, "new");
 }
 
-/// A deleted small value's files stay on the volumes as spares, and the
-/// next write goes into them: its bytes read back exactly, nothing of
-/// the old value's longer bytes with them.
-#[tokio::test]
-async fn a_deleted_small_value_s_files_are_written_over_by_the_next_write() {
-    let c = Cluster::start(ClusterOptions {
-        replicas: 3,
-        ..Default::default()
-    })
-    .await;
-    let inode = |i: usize, key: &str| {
-        let relpath = trove_common::key::Key::new(key).unwrap().blob_relpath();
-        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(c.volume_dir(i).join(relpath)).unwrap())
-    };
-    let old = pattern_bytes(4096, 1);
-    assert_eq!(c.put("/spare/old", old.clone()).await, 201);
-    let old_inodes: Vec<u64> = (0..3).map(|i| inode(i, "/spare/old")).collect();
-    assert_eq!(c.delete("/spare/old").await, 204);
-    for i in 0..3 {
-        assert_eq!(c.spare_files(i), 1, "volume {i} keeps the deleted file");
-    }
-
-    let new = pattern_bytes(100, 2);
-    assert_eq!(c.put("/spare/new", new.clone()).await, 201);
-    for (i, old_inode) in old_inodes.into_iter().enumerate() {
-        assert_eq!(
-            inode(i, "/spare/new"),
-            old_inode,
-            "volume {i} wrote its spare again"
-        );
-        assert_eq!(c.spare_files(i), 0);
-        assert_eq!(c.temp_files(i), 0);
-    }
-    let (status, body) = c.get("/spare/new").await;
-    assert_eq!(status, 200);
-    assert_eq!(body, new);
-    assert_eq!(c.get("/spare/old").await.0, 404);
-    c.assert_no_orphans().await;
-}
-
 #[tokio::test]
 async fn empty_bodies_are_refused() {
     let c = Cluster::start_default().await;

@@ -278,12 +278,10 @@ fn report_damage(store: &Arc<BlobStore>, key: &Key, meta: &trove_common::record:
 /// into user space, and memory that the kernel can reclaim at any time.
 fn map_file(blob: &OpenBlob, span: Range<u64>) -> Result<Bytes, ApiError> {
     let len = (span.end - span.start) as usize;
-    // SAFETY: blob files are not modified in place while anyone holds
-    // them: a replacement is a rename of a new file, a delete an unlink or
-    // a rename into `tmp/`, and a deleted file is written again (as a
-    // spare, `store::spares`) only when no descriptor or mapping of it is
-    // left — this mapping holds one. Only someone truncating the file by
-    // hand could make a read fault.
+    // SAFETY: blob files are never modified in place: a replacement is a
+    // rename of a new file and a delete is an unlink, and both leave this
+    // mapping's inode intact. Only someone truncating the file by hand
+    // could make a read fault.
     let map = unsafe {
         memmap2::MmapOptions::new()
             .offset(span.start)

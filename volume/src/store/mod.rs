@@ -13,9 +13,7 @@
 //!                        attribute: blobs stored before attributes were
 //!                        used, metadata too large for one (> 3 KiB),
 //!                        file systems without user attributes
-//! <dir>/tmp/             uploads in progress, and the files of deleted
-//!                        small blobs kept for small writes to reuse
-//!                        (see [`spares`]); emptied at start-up
+//! <dir>/tmp/             uploads in progress; emptied at start-up
 //! <dir>/listing/         (first dir only) the keys of every blob, sorted
 //!                        (see [`keyset`]): made again by the start-up walk
 //!                        unless the volume last stopped cleanly
@@ -42,8 +40,6 @@
 //!   concurrent small writes, marks and deletes share one sync of their
 //!   data dir instead of each paying for its own fsyncs;
 //! - [`write`]: the upload pump and the commit of a new blob;
-//! - [`spares`]: deleted small blobs' files, reused by small writes
-//!   instead of creating files;
 //! - [`meta`]: sidecar changes (the master's mark, damage);
 //! - [`previous`]: the value a write replaces, kept until it is settled;
 //! - [`verify`]: re-hashing a blob against its sidecar;
@@ -83,7 +79,6 @@ mod listing;
 mod meta;
 mod previous;
 mod recovery;
-mod spares;
 mod verify;
 mod write;
 
@@ -152,9 +147,6 @@ pub struct BlobStore {
     /// Every key with a blob, sorted: what `GET /-/listing` walks.
     keys: Arc<keyset::KeySet>,
     stripes: Vec<Mutex<()>>,
-    /// Each data dir's spare files, in the order of `dirs`: deleted small
-    /// blobs' files, reused by small writes (see [`spares`]).
-    spares: Vec<spares::Spares>,
     /// The master write each key's upload in progress belongs to: a newer
     /// write (or the master's abort) takes the key over, and an older
     /// upload that finishes late is then refused instead of displacing it.
@@ -353,15 +345,12 @@ impl BlobStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_error(e)),
         }
-        let set_aside = match self.remove_blob_file(dir, &data, Some(size)) {
-            Ok(set_aside) => set_aside,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        match durable::remove_blob_file(dir, &data, Some(size)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_error(e)),
-        };
-        self.commit(Durable::DirOf(&data))?;
-        if let Some(spare) = set_aside {
-            spare.offer();
         }
+        self.commit(Durable::DirOf(&data))?;
         self.blobs.fetch_sub(1, Ordering::Relaxed);
         self.blob_bytes.fetch_sub(size, Ordering::Relaxed);
         Ok(true)

@@ -173,17 +173,9 @@ impl BlobStore {
         // The sidecar (small) first, then the data (perhaps large): a
         // sidecar that cannot go keeps its data.
         let sidecar = gone(fs::remove_file(&prev_meta))?;
-        let (data_found, set_aside) = match self.remove_blob_file(dir, &prev, None) {
-            Ok(set_aside) => (true, set_aside),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => (false, None),
-            Err(e) => return Err(io_error(e)),
-        };
-        let found = data_found || sidecar;
+        let found = gone(super::durable::remove_blob_file(dir, &prev, None))? || sidecar;
         if found && self.fsync {
             sync_dir(data.parent().expect("blob has a parent"))?;
-        }
-        if let Some(spare) = set_aside {
-            spare.offer();
         }
         Ok(found)
     }

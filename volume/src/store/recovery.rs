@@ -83,7 +83,6 @@ impl BlobStore {
             blob_bytes: AtomicU64::new(bytes),
             keys: Arc::new(keys),
             stripes: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
-            spares: dirs.iter().map(|_| Default::default()).collect(),
             writers: Mutex::default(),
             aborted: Mutex::default(),
         };

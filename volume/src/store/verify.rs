@@ -13,9 +13,10 @@ impl BlobStore {
     /// Re-reads a blob and checks its bytes against its sidecar (bit rot,
     /// truncation): `verify --deep`, which re-hashes sha256. Blocking; reads the whole file.
     pub fn verify(&self, key: &Key) -> Result<Verified, StoreError> {
-        // Found and opened under the key's stripe, like every read: the
-        // file is then the one the metadata describes, and stays so (see
-        // `spares`), whatever happens to the key meanwhile.
+        // Found and opened under the key's stripe, like every read, so
+        // that a replace cannot slip a new file in between: the bytes
+        // checked are the ones the metadata describes (else a copy being
+        // replaced would be reported bad).
         let (meta, mut file) = {
             let _stripe = self.stripe(key);
             let super::layout::Found { data, meta, .. } = self.find(key)?.ok_or(StoreError::NotFound)?;

@@ -172,7 +172,7 @@ impl BlobStore {
             writers.insert(key.as_str().to_string(), write.to_string());
         }
         let dir = self.home_dir(key).to_path_buf();
-        let super::spares::BlobFile { temp, file, reused } = self.new_blob_file(&dir, len)?;
+        let (temp, file) = TempFile::create(&dir.join(TMP_DIR), ".tmp")?;
         Ok(BlobWriter {
             store: self,
             key: key.clone(),
@@ -184,7 +184,6 @@ impl BlobStore {
                 file,
             ),
             temp,
-            reused,
             hasher: if hash_sha256 {
                 ContentHasher::sha256_only()
             } else {
@@ -271,9 +270,6 @@ struct BlobWriter<'a> {
     dir: PathBuf,
     file: BufWriter<File>,
     temp: TempFile,
-    /// The file is a spare ([`super::spares`]): it may still carry the
-    /// attribute of the blob it was.
-    reused: bool,
     hasher: ContentHasher,
     blocks: blocks::BlockSums,
 }
@@ -293,7 +289,6 @@ impl BlobWriter<'_> {
             dir,
             file,
             temp,
-            reused,
             hasher,
             blocks,
         } = self;
@@ -327,13 +322,7 @@ impl BlobWriter<'_> {
         // (one file per blob, appearing with its metadata in one rename),
         // else into a sidecar renamed in after the data.
         let encoded = meta.encode();
-        let in_attr = store.xattrs && encoded.len() <= xattr::META_ATTR_MAX;
-        if reused && !in_attr && store.xattrs {
-            // The metadata goes to a sidecar: the attribute the spare
-            // still carries must not describe these bytes.
-            xattr::remove(&file).map_err(io_error)?;
-        }
-        let sidecar = if in_attr {
+        let sidecar = if store.xattrs && encoded.len() <= xattr::META_ATTR_MAX {
             xattr::set(&file, &encoded).map_err(io_error)?;
             None
         } else {
