@@ -49,8 +49,9 @@ struct JobArgs {
     /// Keys worked on at once.
     #[arg(long, env = "TROVE_CONCURRENCY", default_value_t = 4)]
     concurrency: usize,
-    /// At most this many keys (gc: also blobs) a second, to leave the disks
-    /// and the network to the traffic; 0: no limit.
+    /// At most this many keys acted on a second (verify: checked; rebalance:
+    /// moved; gc: cleared or collected), to leave the disks and the
+    /// network to the traffic; 0: no limit.
     #[arg(long, env = "TROVE_JOB_RATE", default_value_t = 0)]
     rate: u32,
 }

@@ -177,6 +177,8 @@ def test_a_verify_started_from_the_page_shows_its_progress_and_stops(browser):
         return 0 < int(done.replace(",", "")) < int(total.replace(",", "")) and "ETA" in j[1]
 
     wait(browser, "a running verify with progress and an ETA", running_with_progress)
+    # The pace the card shows is the server's report of what it runs.
+    assert "at most 200/s" in job(browser, "verify")[1]
     shot(browser, "05-verify-running")
     wait(browser, "the Stop button", lambda d: d.find_element(By.CSS_SELECTOR, '[data-job="verify"] button[data-stop]').click() or True)
     confirm(browser)

@@ -34,17 +34,17 @@ pub async fn run(state: Arc<AppState>, params: JobParams, progress: Arc<Progress
     let cutoff = now_ms().saturating_sub(grace_ms);
     let concurrency = params.concurrency();
 
-    for_each_record(&state, &progress, &params, |key, record| {
-        let (state, progress, params) = (&state, &progress, &params);
+    let pace = params.pace();
+    for_each_record(&state, &progress, concurrency, |key, record| {
+        let (state, progress, params, pace) = (&state, &progress, &params, &pace);
         async move {
-            if record.state == State::Writing && record.created <= cutoff {
+            if record.state == State::Writing && record.created <= cutoff && pace.turn(progress).await {
                 clear_dead_write(state, progress, params.dry_run, &key).await;
             }
         }
     })
     .await?;
 
-    let pace = params.pace();
     for (spec, health) in state.volumes.snapshot() {
         if progress.cancelled() {
             break;
@@ -75,9 +75,6 @@ pub async fn run(state: Arc<AppState>, params: JobParams, progress: Arc<Progress
         blobs
             .take_while(|_| futures::future::ready(!progress.cancelled()))
             .for_each_concurrent(concurrency, |entry| async move {
-                if !pace.turn(progress).await {
-                    return;
-                }
                 match entry {
                     // A copy whose metadata does not read says nothing of
                     // its age: it stays (and `verify` reports it).
@@ -85,7 +82,7 @@ pub async fn run(state: Arc<AppState>, params: JobParams, progress: Arc<Progress
                     Ok(Listed { meta, .. }) => {
                         Progress::add(&progress.scanned, 1);
                         if meta.created <= cutoff {
-                            collect_blob(state, progress, params.dry_run, addr, meta).await;
+                            collect_blob(state, progress, pace, params.dry_run, addr, meta).await;
                         }
                     }
                     Err(e) => {
@@ -120,7 +117,14 @@ fn references(record: Option<&Record>, addr: &str) -> bool {
     record.is_some_and(|r| (r.state != State::Writing && on(r)) || r.replaces.as_deref().is_some_and(on))
 }
 
-async fn collect_blob(state: &AppState, progress: &Progress, dry_run: bool, addr: &str, meta: BlobMeta) {
+async fn collect_blob(
+    state: &AppState,
+    progress: &Progress,
+    pace: &super::Pace,
+    dry_run: bool,
+    addr: &str,
+    meta: BlobMeta,
+) {
     let key = match Key::new(&meta.key) {
         Ok(k) => k,
         Err(e) => {
@@ -132,7 +136,8 @@ async fn collect_blob(state: &AppState, progress: &Progress, dry_run: bool, addr
         }
     };
     // A cheap look first; the lock only for candidates, and then look again.
-    if !unreferenced(state, progress, &key, addr) {
+    // An orphan: its turn comes before its lock (waiting holds no key).
+    if !unreferenced(state, progress, &key, addr) || !pace.turn(progress).await {
         return;
     }
     let Some(_guard) = state.locks.try_lock(&key) else {

@@ -87,10 +87,10 @@ pub struct JobParams {
     pub repair: bool,
     /// gc: only blobs older than this many seconds are removed (default 3600).
     pub grace_secs: Option<u64>,
-    /// At most this many keys (gc: also blobs) started a second, however
-    /// many run at once: a verify or rebalance that leaves the disks and
-    /// the network to the traffic. Absent or 0: as fast as `concurrency`
-    /// allows.
+    /// At most this many keys acted on a second (verify: checked;
+    /// rebalance: moved; gc: cleared or collected), however many run at
+    /// once: a job that leaves the disks and the network to the traffic.
+    /// Absent or 0: as fast as `concurrency` allows.
     pub rate: Option<u32>,
 }
 
@@ -121,7 +121,10 @@ pub struct Pace {
 impl Pace {
     pub fn new(rate: Option<u32>) -> Pace {
         Pace {
-            interval: rate.filter(|r| *r > 0).map(|r| Duration::from_secs(1) / r),
+            // Rounded up, so that the rate is never exceeded.
+            interval: rate
+                .filter(|r| *r > 0)
+                .map(|r| Duration::from_nanos(1_000_000_000u64.div_ceil(u64::from(r)))),
             next: Mutex::new(Instant::now()),
         }
     }
@@ -344,12 +347,11 @@ impl Jobs {
 }
 
 /// Walks every record of the index in pages, calling `f` on up to
-/// `params.concurrency()` of them at once, at `params.rate` a second at
-/// most, until done or cancelled.
+/// `concurrency` of them at once, until done or cancelled.
 pub async fn for_each_record<F, Fut>(
     state: &AppState,
     progress: &Progress,
-    params: &JobParams,
+    concurrency: usize,
     f: F,
 ) -> anyhow::Result<()>
 where
@@ -357,21 +359,13 @@ where
     Fut: Future<Output = ()>,
 {
     use futures::StreamExt;
-    let pace = params.pace();
     let mut pages = Pages::default();
     while let Some(page) = pages.next(state, progress).await? {
         // Stop taking keys as soon as the job is cancelled; keys in hand
         // finish.
         futures::stream::iter(page)
             .take_while(|_| futures::future::ready(!progress.cancelled()))
-            .for_each_concurrent(params.concurrency(), |(key, record)| {
-                let (pace, f) = (&pace, &f);
-                async move {
-                    if pace.turn(progress).await {
-                        f(key, record).await;
-                    }
-                }
-            })
+            .for_each_concurrent(concurrency, |(key, record)| f(key, record))
             .await;
     }
     Ok(())

@@ -48,8 +48,9 @@ enum Outcome {
 pub async fn run(state: Arc<AppState>, params: JobParams, progress: Arc<Progress>) -> anyhow::Result<()> {
     Progress::add(&progress.total, state.index.counts().live.max(0) as u64);
     let removals = parking_lot::Mutex::new(JoinSet::new());
-    let walked = for_each_record(&state, &progress, &params, |key, record| {
-        let (state, progress, params, removals) = (&state, &progress, &params, &removals);
+    let pace = params.pace();
+    let walked = for_each_record(&state, &progress, params.concurrency(), |key, record| {
+        let (state, progress, params, removals, pace) = (&state, &progress, &params, &removals, &pace);
         async move {
             if record.state != State::Live {
                 return;
@@ -63,6 +64,9 @@ pub async fn run(state: Arc<AppState>, params: JobParams, progress: Arc<Progress
             if params.dry_run {
                 Progress::add(&progress.changed, 1);
                 Progress::add(&progress.bytes, record.size * new_copies);
+                return;
+            }
+            if !pace.turn(progress).await {
                 return;
             }
             match move_key(state, &key).await {

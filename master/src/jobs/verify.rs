@@ -63,31 +63,41 @@ async fn walk(state: &AppState, progress: &Progress, params: &JobParams) -> anyh
         open_listings(state).await
     };
     let pace = &params.pace();
+    // A paced shallow verify screens about a second's worth of keys at a
+    // time, so that it keeps reading the listings: a volume drops a
+    // listing left unread for its stall timeout.
+    let batch = match params.rate.filter(|r| *r > 0) {
+        Some(r) if !params.deep => r as usize,
+        _ => usize::MAX,
+    };
     let mut pages = Pages::default();
     while let Some(page) = pages.next(state, progress).await? {
-        let mut screened = Vec::with_capacity(page.len());
-        for (key, record) in page {
-            if record.state != State::Live {
-                continue;
-            }
-            let mut listed = Vec::with_capacity(record.volumes.len());
-            for addr in &record.volumes {
-                listed.push(listed_good(&mut listings, addr, &key, &record).await);
-            }
-            screened.push((key, record, listed));
-        }
-        // Keys in hand finish; no new one starts once cancelled.
-        futures::stream::iter(screened)
-            .take_while(|_| futures::future::ready(!progress.cancelled()))
-            .for_each_concurrent(params.concurrency(), |(key, record, listed)| async move {
-                if !pace.turn(progress).await {
-                    return;
+        let mut page = page.into_iter().peekable();
+        while page.peek().is_some() && !progress.cancelled() {
+            let mut screened = vec![];
+            for (key, record) in page.by_ref().take(batch) {
+                if record.state != State::Live {
+                    continue;
                 }
-                Progress::add(&progress.scanned, 1);
-                Progress::add(&progress.bytes, record.size * record.volumes.len() as u64);
-                check_key(state, progress, params, &key, &record, &listed).await;
-            })
-            .await;
+                let mut listed = Vec::with_capacity(record.volumes.len());
+                for addr in &record.volumes {
+                    listed.push(listed_good(&mut listings, addr, &key, &record).await);
+                }
+                screened.push((key, record, listed));
+            }
+            // Keys in hand finish; no new one starts once cancelled.
+            futures::stream::iter(screened)
+                .take_while(|_| futures::future::ready(!progress.cancelled()))
+                .for_each_concurrent(params.concurrency(), |(key, record, listed)| async move {
+                    if !pace.turn(progress).await {
+                        return;
+                    }
+                    Progress::add(&progress.scanned, 1);
+                    Progress::add(&progress.bytes, record.size * record.volumes.len() as u64);
+                    check_key(state, progress, params, &key, &record, &listed).await;
+                })
+                .await;
+        }
     }
     Ok(())
 }
