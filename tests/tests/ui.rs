@@ -304,8 +304,8 @@ async fn status_page_in_a_browser() {
     let out = output_dir("status_page_in_a_browser");
     let c = cluster(&["--ui-admin"]).await;
     // 60 keys under /photos/ (two pages of 50), one a level down, and
-    // enough under /bulk/ for a deep verify at concurrency 1 to run for a
-    // few seconds.
+    // 1,500 under /bulk/: a deep verify paced at 20 keys a second runs
+    // for over a minute, so the page can be read while it runs.
     let photos = (0..60).map(|i| format!("/photos/a-{i:03}.jpg"));
     let bulk = (0..1500).map(|i| format!("/bulk/{i:05}"));
     write_keys(&c, photos.chain(["/photos/2024/cat.jpg".to_string()]).chain(bulk)).await;

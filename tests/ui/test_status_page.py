@@ -162,10 +162,10 @@ def test_a_verify_started_from_the_page_shows_its_progress_and_stops(browser):
     browser.find_element(By.ID, "admin-concurrency").send_keys("1")
     # Paced, so that it still runs when the page is read, however fast
     # the machine verifies.
-    browser.find_element(By.ID, "admin-rate").send_keys("200")
+    browser.find_element(By.ID, "admin-rate").send_keys("20")
     browser.find_element(By.ID, "admin-start").click()
     wait(browser, "the confirmation", lambda d: d.find_element(By.ID, "confirm").get_attribute("open") is not None)
-    assert "Start verify (deep, at most 200/s)" in browser.find_element(By.ID, "confirm-text").text
+    assert "Start verify (deep, at most 20/s)" in browser.find_element(By.ID, "confirm-text").text
     shot(browser, "04-confirm")
     confirm(browser)
 
@@ -178,7 +178,7 @@ def test_a_verify_started_from_the_page_shows_its_progress_and_stops(browser):
 
     wait(browser, "a running verify with progress and an ETA", running_with_progress)
     # The pace the card shows is the server's report of what it runs.
-    assert "at most 200/s" in job(browser, "verify")[1]
+    assert "at most 20/s" in job(browser, "verify")[1]
     shot(browser, "05-verify-running")
     wait(browser, "the Stop button", lambda d: d.find_element(By.CSS_SELECTOR, '[data-job="verify"] button[data-stop]').click() or True)
     confirm(browser)

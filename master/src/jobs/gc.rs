@@ -14,7 +14,7 @@
 //! record, so a key being written or deleted meanwhile is never touched.
 //! Unlinked keys are referenced: their bytes wait for `DELETE`.
 
-use super::{for_each_record, JobParams, Progress};
+use super::{for_each_record, JobParams, Pace, Progress};
 use crate::client::VolumeError;
 use crate::AppState;
 use futures::StreamExt;
@@ -34,7 +34,12 @@ pub async fn run(state: Arc<AppState>, params: JobParams, progress: Arc<Progress
     let cutoff = now_ms().saturating_sub(grace_ms);
     let concurrency = params.concurrency();
 
-    let pace = params.pace();
+    // A dry run changes nothing: it goes at full speed.
+    let pace = if params.dry_run {
+        Pace::new(None)
+    } else {
+        params.pace()
+    };
     for_each_record(&state, &progress, concurrency, |key, record| {
         let (state, progress, params, pace) = (&state, &progress, &params, &pace);
         async move {
@@ -72,26 +77,31 @@ pub async fn run(state: Arc<AppState>, params: JobParams, progress: Arc<Progress
             }
         };
         let (state, progress, params, addr, pace) = (&state, &progress, &params, &addr, &pace);
-        blobs
+        // Taken from the listing a batch at a time (see `read_ahead`).
+        let mut batches = std::pin::pin!(blobs
             .take_while(|_| futures::future::ready(!progress.cancelled()))
-            .for_each_concurrent(concurrency, |entry| async move {
-                match entry {
-                    // A copy whose metadata does not read says nothing of
-                    // its age: it stays (and `verify` reports it).
-                    Ok(entry) if entry.unreadable => {}
-                    Ok(Listed { meta, .. }) => {
-                        Progress::add(&progress.scanned, 1);
-                        if meta.created <= cutoff {
-                            collect_blob(state, progress, pace, params.dry_run, addr, meta).await;
+            .chunks(params.read_ahead()));
+        while let Some(entries) = batches.next().await {
+            futures::stream::iter(entries)
+                .for_each_concurrent(concurrency, |entry| async move {
+                    match entry {
+                        // A copy whose metadata does not read says nothing of
+                        // its age: it stays (and `verify` reports it).
+                        Ok(entry) if entry.unreadable => {}
+                        Ok(Listed { meta, .. }) => {
+                            Progress::add(&progress.scanned, 1);
+                            if meta.created <= cutoff {
+                                collect_blob(state, progress, pace, params.dry_run, addr, meta).await;
+                            }
+                        }
+                        Err(e) => {
+                            Progress::add(&progress.failed, 1);
+                            progress.problem(format!("listing of {addr} broke off: {e}"));
                         }
                     }
-                    Err(e) => {
-                        Progress::add(&progress.failed, 1);
-                        progress.problem(format!("listing of {addr} broke off: {e}"));
-                    }
-                }
-            })
-            .await;
+                })
+                .await;
+        }
     }
     Ok(())
 }
@@ -120,7 +130,7 @@ fn references(record: Option<&Record>, addr: &str) -> bool {
 async fn collect_blob(
     state: &AppState,
     progress: &Progress,
-    pace: &super::Pace,
+    pace: &Pace,
     dry_run: bool,
     addr: &str,
     meta: BlobMeta,

@@ -103,7 +103,19 @@ impl JobParams {
     pub fn pace(&self) -> Pace {
         Pace::new(self.rate)
     }
+
+    /// Items taken from the volumes' listings at a time: about a second's
+    /// worth when paced, so that no volume drops a listing left unread
+    /// while the items wait for their turn; at most [`READ_AHEAD`].
+    pub fn read_ahead(&self) -> usize {
+        self.rate
+            .filter(|r| *r > 0)
+            .map_or(READ_AHEAD, |r| (r as usize).min(READ_AHEAD))
+    }
 }
+
+/// The most items a job takes from a listing before working on them.
+const READ_AHEAD: usize = 1024;
 
 /// How often a paced item waiting for its turn looks whether the job was
 /// cancelled.

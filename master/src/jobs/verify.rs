@@ -63,12 +63,13 @@ async fn walk(state: &AppState, progress: &Progress, params: &JobParams) -> anyh
         open_listings(state).await
     };
     let pace = &params.pace();
-    // A paced shallow verify screens about a second's worth of keys at a
-    // time, so that it keeps reading the listings: a volume drops a
-    // listing left unread for its stall timeout.
-    let batch = match params.rate.filter(|r| *r > 0) {
-        Some(r) if !params.deep => r as usize,
-        _ => usize::MAX,
+    // A shallow verify screens keys against the listings a batch at a
+    // time (see `read_ahead`); a deep one reads no listing and takes its
+    // pages whole.
+    let batch = if params.deep {
+        usize::MAX
+    } else {
+        params.read_ahead()
     };
     let mut pages = Pages::default();
     while let Some(page) = pages.next(state, progress).await? {
