@@ -4,10 +4,13 @@
 //! the value's size. When the digests are known before sending (bytes,
 //! files, or given by the caller) they go out as `Content-MD5` and
 //! `Key-Sha256`, so the master refuses a body damaged on the way and stores
-//! nothing. A one-shot stream's digests are only known at its end: its
-//! CRC32C (hardware, nearly free) is then compared with the `Key-Crc32c`
-//! of the master's `201` — the CRC32C of the bytes the master received and
-//! hashed — and a mismatch deletes the key again and fails.
+//! nothing. A one-shot stream's digests are only known at its end: it goes
+//! chunked (its length, when known, as `Trove-Length`), and its CRC32C
+//! (hardware, nearly free) follows the last byte as a `Key-Crc32c`
+//! trailer, which the master checks before it commits — so a damaged
+//! transfer stores nothing, and a damaged replace leaves the old value.
+//! The `Key-Crc32c` of the master's `201` is compared too (a master that
+//! predates the trailer: a mismatch then deletes the key again and fails).
 //!
 //! Retries: a failed `PUT` stores nothing, so bodies that can be produced
 //! again (bytes, files) are re-sent per the retry policy. If an attempt's
@@ -31,7 +34,9 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::io::AsyncRead;
 use trove_common::digest::{crc32c_hex, ContentHasher, Digests};
-use trove_common::http::{CONTENT_MD5, KEY_CRC32C, KEY_SHA256, TROVE_EXPIRES_AFTER, TROVE_EXPIRES_AT};
+use trove_common::http::{
+    CONTENT_MD5, KEY_CRC32C, KEY_SHA256, TROVE_EXPIRES_AFTER, TROVE_EXPIRES_AT, TROVE_LENGTH,
+};
 use trove_common::key::Key;
 
 pub use trove_common::http::{TROVE_ALLOW_EMPTY, TROVE_ETAG, TROVE_REPLACE};
@@ -193,10 +198,12 @@ impl Client {
         .await
     }
 
-    /// Streams a one-shot body of known (`Some`) or unknown (`None`, sent
-    /// chunked) length. It cannot be re-sent, so it is attempted once; the
-    /// CRC32C of what was sent is checked against the master's at the end
-    /// (a mismatch deletes the key and fails with [`Error::Garbled`]).
+    /// Streams a one-shot body of known (`Some`) or unknown (`None`)
+    /// length. It cannot be re-sent, so it is attempted once. The CRC32C
+    /// of what was sent follows it as a trailer, which the master checks
+    /// before committing (a mismatch: [`Error::Status`] `400`, nothing
+    /// stored); and the `201`'s is checked too (a mismatch deletes the key
+    /// and fails with [`Error::Garbled`]).
     ///
     /// ```no_run
     /// # async fn demo(client: trove_client::Client) -> trove_client::Result<()> {
@@ -322,7 +329,9 @@ impl Client {
         .await
     }
 
-    /// One `PUT` with a stall watchdog.
+    /// One `PUT` with a stall watchdog. A `watch` that computes a CRC32C
+    /// (a one-shot stream's) sends it as a `Key-Crc32c` trailer after the
+    /// body, which then goes chunked, its length as `Trove-Length`.
     async fn send_put(
         &self,
         url: &str,
@@ -336,12 +345,27 @@ impl Client {
             inner: body,
             watch: watch.clone(),
         };
-        let mut req = self
-            .http()
-            .request(Method::PUT, url)
-            .body(reqwest::Body::wrap_stream(watched));
-        if let Some(len) = len {
-            req = req.header(CONTENT_LENGTH, len);
+        let mut req = self.http().request(Method::PUT, url);
+        match &watch.crc32c {
+            Some(crc32c) => {
+                let body = Trailed {
+                    inner: sync_wrapper::SyncWrapper::new(watched),
+                    crc32c: Arc::clone(crc32c),
+                    ended: false,
+                };
+                req = req
+                    .body(reqwest::Body::wrap(body))
+                    .header(reqwest::header::TRAILER, KEY_CRC32C);
+                if let Some(len) = len {
+                    req = req.header(TROVE_LENGTH, len);
+                }
+            }
+            None => {
+                req = req.body(reqwest::Body::wrap_stream(watched));
+                if let Some(len) = len {
+                    req = req.header(CONTENT_LENGTH, len);
+                }
+            }
         }
         if let Some(md5) = md5 {
             req = req.header(CONTENT_MD5, base64::engine::general_purpose::STANDARD.encode(md5));
@@ -503,6 +527,38 @@ impl Stream for Watched {
             _ => {}
         }
         item
+    }
+}
+
+/// A chunked body that ends with a `Key-Crc32c` trailer: the CRC32C its
+/// [`Watch`] computed of everything sent.
+struct Trailed {
+    inner: sync_wrapper::SyncWrapper<Watched>,
+    crc32c: Arc<Mutex<u32>>,
+    ended: bool,
+}
+
+impl http_body::Body for Trailed {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<std::result::Result<http_body::Frame<Bytes>, std::io::Error>>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        match std::task::ready!(self.inner.get_mut().poll_next_unpin(cx)) {
+            Some(item) => Poll::Ready(Some(item.map(http_body::Frame::data))),
+            None => {
+                self.ended = true;
+                let mut trailers = reqwest::header::HeaderMap::new();
+                let crc = crc32c_hex(*self.crc32c.lock());
+                trailers.insert(KEY_CRC32C, crc.parse().expect("hex is a header value"));
+                Poll::Ready(Some(Ok(http_body::Frame::trailers(trailers))))
+            }
+        }
     }
 }
 

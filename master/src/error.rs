@@ -64,6 +64,14 @@ pub enum ApiError {
     Sha256Mismatch { sent: String, got: String },
     #[error("Content-MD5 mismatch: the client sent {sent} but the body's md5 is {got}; nothing was stored")]
     Md5Mismatch { sent: String, got: String },
+    #[error(
+        "Key-Crc32c mismatch: the client sent {sent} but the body's CRC32C is {got}; nothing was stored"
+    )]
+    Crc32cMismatch { sent: String, got: String },
+    #[error(
+        "the body carried {got} bytes, not the {announced} its Trove-Length announced; nothing was stored"
+    )]
+    LengthMismatch { announced: u64, got: String },
     #[error("the upload was cut off: {0}; nothing was stored")]
     ClientBody(String),
     #[error("no bytes arrived for {0:?}; upload abandoned, nothing was stored")]
@@ -93,9 +101,13 @@ impl ApiError {
         use ApiError::*;
         match self {
             Key(KeyError::TooLong(_)) => StatusCode::URI_TOO_LONG,
-            Key(_) | BadRequest(_) | Md5Mismatch { .. } | Sha256Mismatch { .. } | ClientBody(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            Key(_)
+            | BadRequest(_)
+            | Md5Mismatch { .. }
+            | Sha256Mismatch { .. }
+            | Crc32cMismatch { .. }
+            | LengthMismatch { .. }
+            | ClientBody(_) => StatusCode::BAD_REQUEST,
             EmptyBody => StatusCode::LENGTH_REQUIRED,
             Exists | Protected | Forbidden(_) => StatusCode::FORBIDDEN,
             Busy | Conflict(_) => StatusCode::CONFLICT,
@@ -186,6 +198,14 @@ pub fn every_status() -> Vec<u16> {
             sent: String::new(),
             got: String::new(),
         },
+        Crc32cMismatch {
+            sent: String::new(),
+            got: String::new(),
+        },
+        LengthMismatch {
+            announced: 0,
+            got: String::new(),
+        },
         ClientBody(String::new()),
         ClientStalled(Duration::ZERO),
         NotEnoughVolumes {
@@ -233,6 +253,8 @@ pub fn every_status() -> Vec<u16> {
             | ParamsTooLarge(_)
             | Sha256Mismatch { .. }
             | Md5Mismatch { .. }
+            | Crc32cMismatch { .. }
+            | LengthMismatch { .. }
             | ClientBody(_)
             | ClientStalled(_)
             | NotEnoughVolumes { .. }

@@ -33,7 +33,7 @@ use tokio::time::timeout;
 use tokio_stream::wrappers::ReceiverStream;
 use trove_common::conditions::Preconditions;
 use trove_common::crash;
-use trove_common::digest::{Digests, HashBeside};
+use trove_common::digest::{crc32c_hex, Digests, HashBeside};
 use trove_common::key::Key;
 use trove_common::record::{now_ms, BlobState, Meta, Record, State};
 
@@ -45,7 +45,9 @@ const REPLICA_QUEUE: usize = 4;
 /// What the client asked of the write, besides its bytes.
 #[derive(Debug, Clone, Default)]
 pub struct Upload {
-    /// `Content-Length`, when the body is not chunked.
+    /// The body's announced length: its `Content-Length`, or the
+    /// `Trove-Length` of a chunked body (sent chunked so that a
+    /// `Key-Crc32c` trailer can follow it).
     pub len: Option<u64>,
     /// The raw md5 from `Content-MD5`, to check against what arrives.
     pub content_md5: Option<[u8; 16]>,
@@ -53,6 +55,8 @@ pub struct Upload {
     pub expires: Option<u64>,
     /// The sha256 from `Key-Sha256`, likewise.
     pub key_sha256: Option<[u8; 32]>,
+    /// The CRC32C the client computed of what it sent (`Key-Crc32c`).
+    pub key_crc32c: SentCrc32c,
     /// `Trove-Replace`: a live value may be replaced (else `403`).
     pub replace: bool,
     /// `Trove-Allow-Empty`: an empty value is valid (else `411`).
@@ -64,6 +68,22 @@ pub struct Upload {
     /// The part sizes to record with the value ([`Record::parts`]): a
     /// compose's sources, when it asked to keep them.
     pub parts: Vec<u64>,
+}
+
+/// The CRC32C a client computed of the bytes it sent (`Key-Crc32c`),
+/// checked like `Content-MD5` before anything is committed. A client that
+/// streams a body it cannot read twice knows it only at the end, so it
+/// sends it as a trailer of the chunked body.
+#[derive(Debug, Clone, Default)]
+pub enum SentCrc32c {
+    #[default]
+    None,
+    /// In a request header.
+    Header(u32),
+    /// In the body's trailer (announced by `Trailer: Key-Crc32c`): set once
+    /// the body has ended, an error text if the value was malformed; unset
+    /// if the body ended without it.
+    Trailer(Arc<std::sync::OnceLock<Result<u32, String>>>),
 }
 
 /// Where a write's bytes come from. Everything around getting the bytes
@@ -261,6 +281,27 @@ fn check_result(upload: &Upload, digests: &Digests) -> Result<(), ApiError> {
             got: digests.sha256_hex(),
         });
     }
+    let sent_crc32c = match &upload.key_crc32c {
+        SentCrc32c::None => None,
+        SentCrc32c::Header(sent) => Some(*sent),
+        SentCrc32c::Trailer(slot) => match slot.get() {
+            Some(Ok(sent)) => Some(*sent),
+            Some(Err(malformed)) => return Err(ApiError::BadRequest(malformed.clone())),
+            None => {
+                return Err(ApiError::BadRequest(
+                    "the request announced a Key-Crc32c trailer (Trailer: Key-Crc32c) but its body \
+                     ended without one; nothing was stored"
+                        .into(),
+                ))
+            }
+        },
+    };
+    if let Some(sent) = sent_crc32c.filter(|s| *s != digests.crc32c) {
+        return Err(ApiError::Crc32cMismatch {
+            sent: crc32c_hex(sent),
+            got: digests.crc32c_hex(),
+        });
+    }
     Ok(())
 }
 
@@ -447,13 +488,31 @@ async fn stream_to_replicas(
     // md5 and sha256 run on their own threads beside the forwarding.
     let mut hasher = HashBeside::start(len);
     let mut body = body.into_data_stream();
+    let mut received = 0u64;
     let pumped: Pumped = 'pump: loop {
         let chunk = match timeout(stall, body.next()).await {
             Err(_) => break Pumped::Failed(ApiError::ClientStalled(stall)),
-            Ok(None) => break Pumped::Whole,
+            Ok(None) => match len {
+                // Only a `Trove-Length` can disagree (hyper holds a body
+                // to its `Content-Length`).
+                Some(announced) if announced != received => {
+                    break Pumped::Failed(ApiError::LengthMismatch {
+                        announced,
+                        got: received.to_string(),
+                    })
+                }
+                _ => break Pumped::Whole,
+            },
             Ok(Some(Err(e))) => break Pumped::Failed(ApiError::ClientBody(e.to_string())),
             Ok(Some(Ok(chunk))) => chunk,
         };
+        received += chunk.len() as u64;
+        if let Some(announced) = len.filter(|l| received > *l) {
+            break Pumped::Failed(ApiError::LengthMismatch {
+                announced,
+                got: format!("more than {announced}"),
+            });
+        }
         hasher.update(&chunk).await;
         for (i, tx) in senders.iter().enumerate() {
             match timeout(stall, tx.send(Ok(chunk.clone()))).await {

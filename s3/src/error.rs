@@ -42,7 +42,8 @@ fn rejected(status: u16, message: &str) -> S3Error {
         412 => s3_error!(PreconditionFailed, "{message}"),
         414 => s3_error!(KeyTooLongError, "{message}"),
         400 if lower.contains("md5") => s3_error!(BadDigest, "{message}"),
-        400 if lower.contains("sha256") => s3_error!(BadDigest, "{message}"),
+        400 if lower.contains("sha256") || lower.contains("crc32c") => s3_error!(BadDigest, "{message}"),
+        400 if lower.contains("trove-length") => s3_error!(IncompleteBody, "{message}"),
         400 if lower.contains("metadata") => s3_error!(MetadataTooLarge, "{message}"),
         411 => s3_error!(MissingContentLength, "{message}"),
         413 => s3_error!(EntityTooLarge, "{message}"),
@@ -81,6 +82,13 @@ mod tests {
         };
         assert_eq!(
             code(rejected(400, "Content-MD5 does not match")),
+            S3ErrorCode::BadDigest
+        );
+        assert_eq!(
+            code(rejected(
+                400,
+                "Key-Crc32c mismatch: the client sent 00000000 but the body's CRC32C is 0000000f"
+            )),
             S3ErrorCode::BadDigest
         );
         assert_eq!(

@@ -25,38 +25,91 @@ fn crc32c_hex(bytes: &[u8]) -> String {
     h.finish().crc32c_hex()
 }
 
-/// One request read off a raw socket: its method and body (by
-/// `Content-Length`), or `None` once the client closed the connection.
-async fn read_request(sock: &mut tokio::net::TcpStream) -> Option<(String, Vec<u8>)> {
+/// One request read off a raw socket.
+struct Request {
+    method: String,
+    /// The request line and headers.
+    head: String,
+    /// By `Content-Length`, or decoded from chunks.
+    body: Vec<u8>,
+    /// The trailer lines of a chunked body.
+    trailers: String,
+}
+
+/// Reads one line (up to and without its CRLF).
+async fn read_line(sock: &mut tokio::net::TcpStream) -> Option<String> {
     use tokio::io::AsyncReadExt;
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
+    let mut line = Vec::new();
+    while !line.ends_with(b"\r\n") {
         let mut byte = [0u8; 1];
         if sock.read(&mut byte).await.ok()? == 0 {
             return None;
         }
-        head.push(byte[0]);
+        line.push(byte[0]);
     }
-    let head = String::from_utf8(head).unwrap();
-    let method = head.split(' ').next().unwrap().to_string();
-    let len = head
-        .lines()
-        .find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("content-length")
-                .then(|| value.trim().parse::<usize>().unwrap())
-        })
-        .unwrap_or(0);
-    let mut body = vec![0u8; len];
-    sock.read_exact(&mut body).await.ok()?;
-    Some((method, body))
+    line.truncate(line.len() - 2);
+    String::from_utf8(line).ok()
 }
 
-/// A one-shot stream cannot be hashed before it is sent, so its transfer
-/// is checked at the end: the CRC32C of what the client sent against the
-/// `Key-Crc32c` of what the master received. A stand-in master that
-/// answers with another CRC makes the put fail as garbled — and the key is
-/// deleted again, so no value other than the one sent stays stored.
+/// One request, or `None` once the client closed the connection.
+async fn read_request(sock: &mut tokio::net::TcpStream) -> Option<Request> {
+    use tokio::io::AsyncReadExt;
+    let mut head = String::new();
+    loop {
+        let line = read_line(sock).await?;
+        if line.is_empty() {
+            break;
+        }
+        head.push_str(&line);
+        head.push_str("\r\n");
+    }
+    let method = head.split(' ').next().unwrap().to_string();
+    let header = |name: &str| {
+        head.lines().find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    };
+    let mut body = vec![];
+    let mut trailers = String::new();
+    if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        loop {
+            let size = usize::from_str_radix(read_line(sock).await?.trim(), 16).unwrap();
+            if size == 0 {
+                break;
+            }
+            let at = body.len();
+            body.resize(at + size, 0);
+            sock.read_exact(&mut body[at..]).await.ok()?;
+            assert_eq!(read_line(sock).await?, "", "a chunk ends with CRLF");
+        }
+        loop {
+            let line = read_line(sock).await?;
+            if line.is_empty() {
+                break;
+            }
+            trailers.push_str(&line);
+            trailers.push_str("\r\n");
+        }
+    } else {
+        let len = header("content-length").map_or(0, |v| v.parse::<usize>().unwrap());
+        body.resize(len, 0);
+        sock.read_exact(&mut body).await.ok()?;
+    }
+    Some(Request {
+        method,
+        head,
+        body,
+        trailers,
+    })
+}
+
+/// A one-shot stream cannot be hashed before it is sent, so it goes
+/// chunked with its CRC32C as a trailer (and its length as
+/// `Trove-Length`), for the master to check before it commits. A
+/// stand-in master that ignores the trailer (one that predates it) and
+/// answers with another CRC makes the put fail as garbled — and the key
+/// is deleted again, so no value other than the one sent stays stored.
 #[tokio::test]
 async fn a_stream_the_master_received_garbled_fails_and_is_deleted() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -74,13 +127,13 @@ async fn a_stream_the_master_received_garbled_fails_and_is_deleted() {
         let mut seen = vec![];
         while seen.len() < 2 {
             let (mut sock, _) = listener.accept().await.unwrap();
-            while let Some((method, body)) = read_request(&mut sock).await {
-                let answer = match method.as_str() {
+            while let Some(req) = read_request(&mut sock).await {
+                let answer = match req.method.as_str() {
                     "PUT" => answer_put.as_str(),
                     _ => "HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n",
                 };
                 sock.write_all(answer.as_bytes()).await.unwrap();
-                seen.push((method, body.len()));
+                seen.push(req);
                 if seen.len() == 2 {
                     break;
                 }
@@ -113,9 +166,21 @@ async fn a_stream_the_master_received_garbled_fails_and_is_deleted() {
         .await
         .expect("the client deletes the garbled key")
         .unwrap();
+    let methods: Vec<_> = seen.iter().map(|r| r.method.as_str()).collect();
+    assert_eq!(methods, ["PUT", "DELETE"]);
+    let put = &seen[0];
+    assert!(put.body == value, "the PUT carried other bytes than the stream's");
+    let head = put.head.to_ascii_lowercase();
+    assert!(head.contains("transfer-encoding: chunked\r\n"), "{head}");
+    assert!(head.contains("trailer: key-crc32c\r\n"), "{head}");
+    assert!(
+        head.contains(&format!("trove-length: {}\r\n", value.len())),
+        "{head}"
+    );
+    assert!(!head.contains("content-length"), "{head}");
     assert_eq!(
-        seen,
-        vec![("PUT".to_string(), value.len()), ("DELETE".to_string(), 0)]
+        put.trailers.to_ascii_lowercase(),
+        format!("key-crc32c: {}\r\n", crc32c_hex(&value))
     );
 }
 

@@ -549,6 +549,86 @@ async fn a_failed_replace_leaves_the_old_value_exactly_as_it_was() {
     .await;
 }
 
+/// A chunked replace followed by a `Key-Crc32c` trailer (what
+/// trove-client sends for a stream it cannot read twice, the S3 gateway's
+/// uploads among them) is checked before it commits: a wrong, malformed
+/// or missing trailer, or a body longer or shorter than its
+/// `Trove-Length`, stores nothing and leaves the old value as it was.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_streamed_replace_is_checked_against_its_trailer_before_it_commits() {
+    use trove_tests::raw;
+    let c = Cluster::start_default().await;
+    let v1 = pattern_bytes(300_000, 5);
+    assert_eq!(put_with(&c, "/trailer/k", &[], v1.clone()).await.status(), 201);
+    let v2 = pattern_bytes(200_000, 6);
+    let right = {
+        let mut h = trove_common::digest::ContentHasher::crc32c_only();
+        h.update(&v2);
+        h.finish().crc32c_hex()
+    };
+    let wrong = format!("{:08x}", u32::from_str_radix(&right, 16).unwrap() ^ 1);
+    let chunked = |headers: &str, trailer: &str| -> Vec<u8> {
+        let mut req = format!(
+            "PUT /trailer/k HTTP/1.1\r\nHost: t\r\nConnection: close\r\nTrove-Replace: 1\r\n\
+             Transfer-Encoding: chunked\r\nTrailer: Key-Crc32c\r\n{headers}\r\n"
+        )
+        .into_bytes();
+        for part in v2.chunks(64 << 10) {
+            req.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+            req.extend_from_slice(part);
+            req.extend_from_slice(b"\r\n");
+        }
+        req.extend_from_slice(format!("0\r\n{trailer}\r\n").as_bytes());
+        req
+    };
+    let length = |n: usize| format!("Trove-Length: {n}\r\n");
+    let crc = |v: &str| format!("Key-Crc32c: {v}\r\n");
+    let refused = [
+        (String::new(), crc(&wrong), "Key-Crc32c mismatch"),
+        (String::new(), crc("not-hex!"), "not 8 hex digits"),
+        (String::new(), String::new(), "ended without one"),
+        (length(v2.len() + 1), crc(&right), "Trove-Length"),
+        (length(v2.len() - 1), crc(&right), "Trove-Length"),
+        (
+            format!("Key-Crc32c: {right}\r\n"),
+            crc(&right),
+            "sent as a header and announced as a trailer",
+        ),
+    ];
+    for (headers, trailer, reason) in refused {
+        let answer = raw::exchange(&c.master.addr, &chunked(&headers, &trailer), false);
+        assert_eq!(raw::status(&answer), 400, "{headers}{trailer}: {answer}");
+        assert!(answer.contains(reason), "{reason}: {answer}");
+        assert_eq!(
+            read(&c, "/trailer/k").await.0,
+            v1,
+            "the old value, after: {reason}"
+        );
+    }
+    wait_for("no temp file left", || async {
+        (0..c.volumes.len()).all(|i| c.temp_files(i) == 0)
+    })
+    .await;
+
+    // Right: stored, and the 201 says the same CRC32C.
+    let answer = raw::exchange(&c.master.addr, &chunked(&length(v2.len()), &crc(&right)), false);
+    assert_eq!(raw::status(&answer), 201, "{answer}");
+    assert_eq!(raw::header(&answer, "key-crc32c"), Some(right.clone()));
+    assert_eq!(read(&c, "/trailer/k").await.0, v2);
+    // Without Trove-Length too (a stream of unknown length).
+    let answer = raw::exchange(&c.master.addr, &chunked("", &crc(&right)), false);
+    assert_eq!(raw::status(&answer), 201, "{answer}");
+    // Trove-Length beside Content-Length is refused before any body is read.
+    let answer = raw::exchange(
+        &c.master.addr,
+        b"PUT /trailer/k HTTP/1.1\r\nHost: t\r\nConnection: close\r\nTrove-Replace: 1\r\nContent-Length: 2\r\nTrove-Length: 2\r\n\r\nab",
+        false,
+    );
+    assert_eq!(raw::status(&answer), 400, "{answer}");
+    assert!(answer.contains("not both"), "{answer}");
+    assert_eq!(read(&c, "/trailer/k").await.0, v2);
+}
+
 /// Readers racing repeated replaces always get one whole written value.
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_readers_always_get_a_whole_version() {

@@ -7,9 +7,14 @@ use crate::record::{meta_size, Meta, ETAG_META, META_LIMIT, STORED_HEADERS, USER
 pub const CONTENT_MD5: &str = "content-md5";
 /// sha256 of the whole value, 64 hex digits.
 pub const KEY_SHA256: &str = "key-sha256";
-/// A volume's answer to a master write: the CRC32C (8 hex digits) of the
-/// bytes it stored, which the master compares with its own.
+/// The CRC32C (8 hex digits) of a value's bytes: in a volume's answer to
+/// a master write (what it stored, which the master compares with its
+/// own), in the master's `201`, and from a client that announces what it
+/// sends (a header, or the trailer of a chunked body).
 pub const KEY_CRC32C: &str = "key-crc32c";
+/// The length of a chunked request body (which cannot have a
+/// `Content-Length`), sent so that a trailer can follow the body.
+pub const TROVE_LENGTH: &str = "trove-length";
 /// md5 of the whole value, 32 hex digits (sent by volumes).
 pub const KEY_MD5: &str = "key-md5";
 /// Length of the whole value in bytes.

@@ -1,11 +1,12 @@
 //! `PUT`/`POST /key`: parse what the client announced (length, the
-//! `Content-MD5` and `Key-Sha256` to check the body against), asked for
+//! `Content-MD5`, `Key-Sha256` and `Key-Crc32c` to check the body
+//! against — the last possibly as a trailer of a chunked body), asked for
 //! (`Trove-Replace`, `Trove-Allow-Empty`, `If-Match`/`If-None-Match`, a
 //! TTL) and gave the value
 //! (metadata), then hand the body to the write path.
 
 use crate::error::ApiError;
-use crate::write::{self, Committed, Source, Upload};
+use crate::write::{self, Committed, SentCrc32c, Source, Upload};
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::Request;
@@ -13,13 +14,13 @@ use axum::http::StatusCode;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use trove_common::conditions::Preconditions;
-use trove_common::digest::{crc32c_hex, parse_content_md5, parse_sha256_hex};
+use trove_common::digest::{crc32c_hex, parse_content_md5, parse_crc32c_hex, parse_sha256_hex};
 use trove_common::http::{
     content_length, flag, meta_from_headers, quoted_etag, CONTENT_MD5, KEY_CRC32C, KEY_SHA256, KEY_WRITE,
-    TROVE_ALLOW_EMPTY, TROVE_REPLACE,
+    TROVE_ALLOW_EMPTY, TROVE_LENGTH, TROVE_REPLACE,
 };
 use trove_common::key::Key;
 
@@ -44,15 +45,74 @@ async fn refuse_if_empty(body: Body, stall: Duration) -> Result<Body, ApiError> 
     }
 }
 
+/// The body's length: its `Content-Length`, or the `Trove-Length` of a
+/// chunked body (never both).
+fn announced_length(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let content = content_length(headers).map_err(|e| ApiError::BadRequest(e.into()))?;
+    let trove = one_header(headers, TROVE_LENGTH, "Trove-Length")?
+        .map(|v| {
+            v.trim()
+                .parse::<u64>()
+                .map_err(|_| ApiError::BadRequest("Trove-Length is not a number of bytes".into()))
+        })
+        .transpose()?;
+    match (content, trove) {
+        (Some(_), Some(_)) => Err(ApiError::BadRequest(
+            "Trove-Length is for chunked bodies: send it or Content-Length, not both".into(),
+        )),
+        (content, trove) => Ok(content.or(trove)),
+    }
+}
+
+/// Whether the request's `Trailer` header names `name`.
+fn trailer_announced(headers: &HeaderMap, name: &str) -> bool {
+    headers
+        .get_all(header::TRAILER)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|n| n.trim().eq_ignore_ascii_case(name))
+}
+
+/// Passes `body` on, keeping the value of its `Key-Crc32c` trailer in
+/// `slot` when the trailer arrives (the write checks it once the body
+/// has ended, before committing anything).
+fn catch_crc32c_trailer(body: Body, slot: Arc<OnceLock<Result<u32, String>>>) -> Body {
+    use http_body_util::{BodyStream, StreamBody};
+    let frames = BodyStream::new(body).map(move |frame| {
+        if let Some(trailers) = frame.as_ref().ok().and_then(|f| f.trailers_ref()) {
+            if let Some(value) = trailers.get(KEY_CRC32C) {
+                let parsed = value.to_str().ok().and_then(parse_crc32c_hex).ok_or_else(|| {
+                    "the Key-Crc32c trailer is not 8 hex digits; nothing was stored".to_string()
+                });
+                let _ = slot.set(parsed);
+            }
+        }
+        frame
+    });
+    Body::new(StreamBody::new(frames))
+}
+
 pub async fn put(state: Arc<AppState>, key: Key, req: Request<Body>) -> Result<Response, ApiError> {
     let headers = req.headers();
-    let len = content_length(headers).map_err(|e| ApiError::BadRequest(e.into()))?;
+    let len = announced_length(headers)?;
     let mut upload = upload(&state, headers)?;
     if len == Some(0) && !upload.allow_empty {
         return Err(ApiError::EmptyBody);
     }
     upload.len = len;
+    let crc32c_trailer = trailer_announced(headers, KEY_CRC32C);
     let mut body = req.into_body();
+    if crc32c_trailer {
+        if !matches!(upload.key_crc32c, SentCrc32c::None) {
+            return Err(ApiError::BadRequest(
+                "Key-Crc32c was sent as a header and announced as a trailer; send it once".into(),
+            ));
+        }
+        let slot = Arc::new(OnceLock::new());
+        body = catch_crc32c_trailer(body, Arc::clone(&slot));
+        upload.key_crc32c = SentCrc32c::Trailer(slot);
+    }
     if len.is_none() && !upload.allow_empty {
         body = refuse_if_empty(body, state.volumes.client().timeouts().stall).await?;
     }
@@ -78,6 +138,13 @@ pub(crate) fn upload(state: &AppState, headers: &HeaderMap) -> Result<Upload, Ap
             parse_sha256_hex(s).ok_or_else(|| ApiError::BadRequest("Key-Sha256 must be 64 hex digits".into()))
         })
         .transpose()?;
+    let key_crc32c = match one_header(headers, KEY_CRC32C, "Key-Crc32c")? {
+        None => SentCrc32c::None,
+        Some(v) => SentCrc32c::Header(
+            parse_crc32c_hex(v)
+                .ok_or_else(|| ApiError::BadRequest("Key-Crc32c must be 8 hex digits".into()))?,
+        ),
+    };
     let expires =
         crate::expiry::requested(headers, state.config.default_ttl, trove_common::record::now_ms())?;
     let preconditions = Preconditions::parse(
@@ -89,6 +156,7 @@ pub(crate) fn upload(state: &AppState, headers: &HeaderMap) -> Result<Upload, Ap
         len: None,
         content_md5,
         key_sha256,
+        key_crc32c,
         expires,
         replace,
         allow_empty,
