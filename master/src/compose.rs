@@ -164,6 +164,11 @@ pub fn plan(state: &AppState, req: &ComposeRequest, now: u64) -> Result<ComposeP
 /// the source of the bytes.
 pub async fn put(state: Arc<AppState>, key: Key, req: Request<Body>) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
+    if crate::api::put::trailer_announced(&parts.headers, trove_common::http::KEY_CRC32C) {
+        return Err(ApiError::BadRequest(
+            "a compose's body is its plan, not the value: send Key-Crc32c as a header, not a trailer".into(),
+        ));
+    }
     let mut upload = crate::api::put::upload(&state, &parts.headers)?;
     let raw = axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await

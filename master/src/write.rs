@@ -80,10 +80,14 @@ pub enum SentCrc32c {
     None,
     /// In a request header.
     Header(u32),
-    /// In the body's trailer (announced by `Trailer: Key-Crc32c`): set once
-    /// the body has ended, an error text if the value was malformed; unset
-    /// if the body ended without it.
-    Trailer(Arc<std::sync::OnceLock<Result<u32, String>>>),
+    /// In the trailer of a chunked body: `slot` is set once the body has
+    /// ended (an error text if the value was malformed or sent twice),
+    /// unset if it ended without one — which is an error only if the
+    /// request `announced` it (`Trailer: Key-Crc32c`).
+    Trailer {
+        slot: Arc<std::sync::OnceLock<Result<u32, String>>>,
+        announced: bool,
+    },
 }
 
 /// Where a write's bytes come from. Everything around getting the bytes
@@ -284,9 +288,10 @@ fn check_result(upload: &Upload, digests: &Digests) -> Result<(), ApiError> {
     let sent_crc32c = match &upload.key_crc32c {
         SentCrc32c::None => None,
         SentCrc32c::Header(sent) => Some(*sent),
-        SentCrc32c::Trailer(slot) => match slot.get() {
+        SentCrc32c::Trailer { slot, announced } => match slot.get() {
             Some(Ok(sent)) => Some(*sent),
             Some(Err(malformed)) => return Err(ApiError::BadRequest(malformed.clone())),
+            None if !announced => None,
             None => {
                 return Err(ApiError::BadRequest(
                     "the request announced a Key-Crc32c trailer (Trailer: Key-Crc32c) but its body \

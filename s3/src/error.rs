@@ -43,7 +43,6 @@ fn rejected(status: u16, message: &str) -> S3Error {
         414 => s3_error!(KeyTooLongError, "{message}"),
         400 if lower.contains("md5") => s3_error!(BadDigest, "{message}"),
         400 if lower.contains("sha256") || lower.contains("crc32c") => s3_error!(BadDigest, "{message}"),
-        400 if lower.contains("trove-length") => s3_error!(IncompleteBody, "{message}"),
         400 if lower.contains("metadata") => s3_error!(MetadataTooLarge, "{message}"),
         411 => s3_error!(MissingContentLength, "{message}"),
         413 => s3_error!(EntityTooLarge, "{message}"),

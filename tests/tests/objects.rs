@@ -567,10 +567,16 @@ async fn a_streamed_replace_is_checked_against_its_trailer_before_it_commits() {
         h.finish().crc32c_hex()
     };
     let wrong = format!("{:08x}", u32::from_str_radix(&right, 16).unwrap() ^ 1);
+    // Announced by `Trailer: Key-Crc32c` unless `headers` says otherwise.
     let chunked = |headers: &str, trailer: &str| -> Vec<u8> {
+        let announce = if headers.contains("Trailer:") {
+            ""
+        } else {
+            "Trailer: Key-Crc32c\r\n"
+        };
         let mut req = format!(
             "PUT /trailer/k HTTP/1.1\r\nHost: t\r\nConnection: close\r\nTrove-Replace: 1\r\n\
-             Transfer-Encoding: chunked\r\nTrailer: Key-Crc32c\r\n{headers}\r\n"
+             Transfer-Encoding: chunked\r\n{announce}{headers}\r\n"
         )
         .into_bytes();
         for part in v2.chunks(64 << 10) {
@@ -594,6 +600,9 @@ async fn a_streamed_replace_is_checked_against_its_trailer_before_it_commits() {
             crc(&right),
             "sent as a header and announced as a trailer",
         ),
+        (String::new(), crc(&right) + &crc(&right), "more than once"),
+        // Not announced, and wrong: checked all the same.
+        ("Trailer: None\r\n".into(), crc(&wrong), "Key-Crc32c mismatch"),
     ];
     for (headers, trailer, reason) in refused {
         let answer = raw::exchange(&c.master.addr, &chunked(&headers, &trailer), false);
@@ -626,6 +635,24 @@ async fn a_streamed_replace_is_checked_against_its_trailer_before_it_commits() {
     );
     assert_eq!(raw::status(&answer), 400, "{answer}");
     assert!(answer.contains("not both"), "{answer}");
+    // A trailer announced on a body with a length cannot come.
+    let answer = raw::exchange(
+        &c.master.addr,
+        b"PUT /trailer/k HTTP/1.1\r\nHost: t\r\nConnection: close\r\nTrove-Replace: 1\r\nContent-Length: 2\r\nTrailer: Key-Crc32c\r\n\r\nab",
+        false,
+    );
+    assert_eq!(raw::status(&answer), 400, "{answer}");
+    assert!(answer.contains("can only follow a chunked body"), "{answer}");
+    // A compose's body is its plan: no trailer of the value can follow it.
+    let r = put_with(
+        &c,
+        "/trailer/composed",
+        &[("trove-compose", "1"), ("trailer", "Key-Crc32c")],
+        r#"{"sources":[{"key":"/trailer/k"}]}"#,
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("not a trailer"));
     assert_eq!(read(&c, "/trailer/k").await.0, v2);
 }
 

@@ -65,7 +65,7 @@ fn announced_length(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
 }
 
 /// Whether the request's `Trailer` header names `name`.
-fn trailer_announced(headers: &HeaderMap, name: &str) -> bool {
+pub(crate) fn trailer_announced(headers: &HeaderMap, name: &str) -> bool {
     headers
         .get_all(header::TRAILER)
         .iter()
@@ -76,16 +76,21 @@ fn trailer_announced(headers: &HeaderMap, name: &str) -> bool {
 
 /// Passes `body` on, keeping the value of its `Key-Crc32c` trailer in
 /// `slot` when the trailer arrives (the write checks it once the body
-/// has ended, before committing anything).
+/// has ended, before committing anything). A chunked body is always
+/// watched: a trailer sent unannounced is checked too.
 fn catch_crc32c_trailer(body: Body, slot: Arc<OnceLock<Result<u32, String>>>) -> Body {
     use http_body_util::{BodyStream, StreamBody};
     let frames = BodyStream::new(body).map(move |frame| {
         if let Some(trailers) = frame.as_ref().ok().and_then(|f| f.trailers_ref()) {
-            if let Some(value) = trailers.get(KEY_CRC32C) {
-                let parsed = value.to_str().ok().and_then(parse_crc32c_hex).ok_or_else(|| {
-                    "the Key-Crc32c trailer is not 8 hex digits; nothing was stored".to_string()
-                });
-                let _ = slot.set(parsed);
+            let mut values = trailers.get_all(KEY_CRC32C).iter();
+            if let Some(value) = values.next() {
+                let parsed = if values.next().is_some() {
+                    Err("the Key-Crc32c trailer was sent more than once; send it once; nothing was stored")
+                } else {
+                    (value.to_str().ok().and_then(parse_crc32c_hex))
+                        .ok_or("the Key-Crc32c trailer is not 8 hex digits; nothing was stored")
+                };
+                let _ = slot.set(parsed.map_err(str::to_string));
             }
         }
         frame
@@ -101,17 +106,27 @@ pub async fn put(state: Arc<AppState>, key: Key, req: Request<Body>) -> Result<R
         return Err(ApiError::EmptyBody);
     }
     upload.len = len;
-    let crc32c_trailer = trailer_announced(headers, KEY_CRC32C);
+    // hyper drops a `Content-Length` sent beside chunked framing: with
+    // one, the body is not chunked and can carry no trailer.
+    let chunked = !headers.contains_key(header::CONTENT_LENGTH);
+    let announced = trailer_announced(headers, KEY_CRC32C);
+    if announced && !matches!(upload.key_crc32c, SentCrc32c::None) {
+        return Err(ApiError::BadRequest(
+            "Key-Crc32c was sent as a header and announced as a trailer; send it once".into(),
+        ));
+    }
+    if announced && !chunked {
+        return Err(ApiError::BadRequest(
+            "a Key-Crc32c trailer can only follow a chunked body: send the length as \
+             Trove-Length, or the CRC32C as a header"
+                .into(),
+        ));
+    }
     let mut body = req.into_body();
-    if crc32c_trailer {
-        if !matches!(upload.key_crc32c, SentCrc32c::None) {
-            return Err(ApiError::BadRequest(
-                "Key-Crc32c was sent as a header and announced as a trailer; send it once".into(),
-            ));
-        }
+    if chunked && matches!(upload.key_crc32c, SentCrc32c::None) {
         let slot = Arc::new(OnceLock::new());
         body = catch_crc32c_trailer(body, Arc::clone(&slot));
-        upload.key_crc32c = SentCrc32c::Trailer(slot);
+        upload.key_crc32c = SentCrc32c::Trailer { slot, announced };
     }
     if len.is_none() && !upload.allow_empty {
         body = refuse_if_empty(body, state.volumes.client().timeouts().stall).await?;
