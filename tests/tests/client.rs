@@ -51,28 +51,29 @@ async fn read_line(sock: &mut tokio::net::TcpStream) -> Option<String> {
     String::from_utf8(line).ok()
 }
 
-/// One request, or `None` once the client closed the connection.
-async fn read_request(sock: &mut tokio::net::TcpStream) -> Option<Request> {
-    use tokio::io::AsyncReadExt;
-    let mut head = String::new();
+/// Lines up to the next empty one, each ended by CRLF: a head, or the
+/// trailers after a chunked body.
+async fn read_block(sock: &mut tokio::net::TcpStream) -> Option<String> {
+    let mut block = String::new();
     loop {
         let line = read_line(sock).await?;
         if line.is_empty() {
-            break;
+            return Some(block);
         }
-        head.push_str(&line);
-        head.push_str("\r\n");
+        block.push_str(&line);
+        block.push_str("\r\n");
     }
+}
+
+/// One request, or `None` once the client closed the connection.
+async fn read_request(sock: &mut tokio::net::TcpStream) -> Option<Request> {
+    use tokio::io::AsyncReadExt;
+    use trove_tests::raw::header;
+    let head = read_block(sock).await?;
     let method = head.split(' ').next().unwrap().to_string();
-    let header = |name: &str| {
-        head.lines().find_map(|l| {
-            let (n, v) = l.split_once(':')?;
-            n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-        })
-    };
     let mut body = vec![];
     let mut trailers = String::new();
-    if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+    if header(&head, "transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
         loop {
             let size = usize::from_str_radix(read_line(sock).await?.trim(), 16).unwrap();
             if size == 0 {
@@ -83,16 +84,9 @@ async fn read_request(sock: &mut tokio::net::TcpStream) -> Option<Request> {
             sock.read_exact(&mut body[at..]).await.ok()?;
             assert_eq!(read_line(sock).await?, "", "a chunk ends with CRLF");
         }
-        loop {
-            let line = read_line(sock).await?;
-            if line.is_empty() {
-                break;
-            }
-            trailers.push_str(&line);
-            trailers.push_str("\r\n");
-        }
+        trailers = read_block(sock).await?;
     } else {
-        let len = header("content-length").map_or(0, |v| v.parse::<usize>().unwrap());
+        let len = header(&head, "content-length").map_or(0, |v| v.parse::<usize>().unwrap());
         body.resize(len, 0);
         sock.read_exact(&mut body).await.ok()?;
     }
