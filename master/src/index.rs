@@ -21,8 +21,9 @@
 //! listings promise ([`listing`]: pages, delimiters, one seek per common
 //! prefix). Writes are synced to the WAL unless `--no-fsync`, so a
 //! `201` survives a crash of the master. Point reads (`get`) run inline
-//! (memtable or block cache); writes, listings and scans run on tokio's
-//! blocking pool.
+//! (memtable or block cache), and so do unsynced writes unless RocksDB
+//! would make them wait ([`Index::write`]); synced writes, listings and
+//! scans run on tokio's blocking pool.
 
 use parking_lot::RwLock;
 use rocksdb::{
@@ -323,13 +324,23 @@ impl Index {
 
     /// Writes `batch` with the counter changes `deltas` (state, ±n) in it,
     /// then applies them to the in-memory counts.
-    fn commit(&self, mut batch: WriteBatch, deltas: &[(Option<State>, i64)]) -> Result<(), IndexError> {
+    fn commit(&self, batch: WriteBatch, deltas: &[(Option<State>, i64)]) -> Result<(), IndexError> {
+        self.commit_with(batch, deltas, &self.write_opts())
+    }
+
+    /// [`Index::commit`] with the write options `opts`.
+    fn commit_with(
+        &self,
+        mut batch: WriteBatch,
+        deltas: &[(Option<State>, i64)],
+        opts: &WriteOptions,
+    ) -> Result<(), IndexError> {
         for &(state, delta) in deltas {
             if let Some(state) = state {
                 batch.merge_cf(self.cf(STATS_CF), counter_entry(state), delta.to_le_bytes());
             }
         }
-        self.inner.db.write_opt(batch, &self.write_opts())?;
+        self.inner.db.write_opt(batch, opts)?;
         for &(state, delta) in deltas {
             if let Some(state) = state {
                 self.counter(state).fetch_add(delta, Ordering::Relaxed);
@@ -430,30 +441,25 @@ impl Index {
 
     /// Removes an expired key's record and its expiry entry, together.
     pub async fn remove_expired(&self, key: &Key, expires: u64, previous: State) -> Result<(), IndexError> {
-        let this = self.clone();
         let k = key.clone();
-        tokio::task::spawn_blocking(move || {
+        let batch = move |this: &Index| {
             let mut batch = WriteBatch::default();
             batch.delete(k.as_bytes());
             batch.delete_cf(this.expiry_cf(), expiry_entry(expires, k.as_bytes()));
-            this.commit(batch, &[(Some(previous), -1)])
-        })
-        .await
-        .map_err(|e| IndexError::Task(e.to_string()))?
+            Ok(batch)
+        };
+        self.write(batch, vec![(Some(previous), -1)]).await
     }
 
     /// Drops a stale expiry entry (its key was deleted or rewritten).
     pub async fn forget_expiry(&self, key: &str, expires: u64) -> Result<(), IndexError> {
-        let this = self.clone();
         let entry = expiry_entry(expires, key.as_bytes());
-        tokio::task::spawn_blocking(move || {
-            this.inner
-                .db
-                .delete_cf_opt(this.expiry_cf(), entry, &this.write_opts())?;
-            Ok(())
-        })
-        .await
-        .map_err(|e| IndexError::Task(e.to_string()))?
+        let batch = move |this: &Index| {
+            let mut batch = WriteBatch::default();
+            batch.delete_cf(this.expiry_cf(), &entry);
+            Ok(batch)
+        };
+        self.write(batch, vec![]).await
     }
 
     fn write_opts(&self) -> WriteOptions {
@@ -466,28 +472,52 @@ impl Index {
     /// as ([`Record::counted_state`]) in the record the caller saw under
     /// the key's lock (for the counts).
     pub async fn put(&self, key: &Key, record: Record, previous: Option<State>) -> Result<(), IndexError> {
-        let this = self.clone();
         let k = key.clone();
-        tokio::task::spawn_blocking(move || {
+        let deltas = vec![(previous, -1), (Some(record.counted_state()), 1)];
+        let batch = move |this: &Index| {
             let mut batch = WriteBatch::default();
             this.add(&mut batch, &k, &record)?;
-            this.commit(batch, &[(previous, -1), (Some(record.counted_state()), 1)])
-        })
-        .await
-        .map_err(|e| IndexError::Task(e.to_string()))?
+            Ok(batch)
+        };
+        self.write(batch, deltas).await
     }
 
     /// Removes `key`'s record, which counted as `previous`.
     pub async fn remove(&self, key: &Key, previous: Option<State>) -> Result<(), IndexError> {
-        let this = self.clone();
         let k = key.clone();
-        tokio::task::spawn_blocking(move || {
+        let batch = move |_: &Index| {
             let mut batch = WriteBatch::default();
             batch.delete(k.as_bytes());
-            this.commit(batch, &[(previous, -1)])
-        })
-        .await
-        .map_err(|e| IndexError::Task(e.to_string()))?
+            Ok(batch)
+        };
+        self.write(batch, vec![(previous, -1)]).await
+    }
+
+    /// Commits the batch `make` builds, with the counts' `deltas`. When
+    /// writes are not synced (`--no-fsync`) it is done inline: a memtable
+    /// insert and an append to the log in the page cache cost less than a
+    /// hand-off to another thread (reads are inline too). Otherwise — or
+    /// when RocksDB would make it wait, in a write stall while compaction
+    /// catches up — it goes to the blocking pool: a synced write takes
+    /// milliseconds, and concurrent writers share a log sync only if each
+    /// waits on a thread of its own.
+    async fn write(
+        &self,
+        make: impl Fn(&Index) -> Result<WriteBatch, IndexError> + Send + 'static,
+        deltas: Vec<(Option<State>, i64)>,
+    ) -> Result<(), IndexError> {
+        if !self.inner.sync {
+            let mut opts = self.write_opts();
+            opts.set_no_slowdown(true);
+            match self.commit_with(make(self)?, &deltas, &opts) {
+                Err(IndexError::Db(e)) if e.kind() == rocksdb::ErrorKind::Incomplete => {}
+                done => return done,
+            }
+        }
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.commit(make(&this)?, &deltas))
+            .await
+            .map_err(|e| IndexError::Task(e.to_string()))?
     }
 
     /// Writes many records at once (for `rebuild`, into a fresh index).
@@ -793,6 +823,37 @@ mod tests {
         drop(index);
         let index = Index::open(dir.path(), false, DEFAULT_CACHE).unwrap();
         assert_eq!(counts(&index), (1, 0, 1));
+    }
+
+    /// A synced index writes on the blocking pool, an unsynced one inline
+    /// ([`Index::write`]): both store, replace, remove and count alike.
+    #[tokio::test]
+    async fn synced_and_unsynced_writes_store_and_count_alike() {
+        let counts = |index: &Index| {
+            let c = index.counts();
+            (c.live, c.writing, c.unlinked)
+        };
+        for sync in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let index = Index::open(dir.path(), sync, DEFAULT_CACHE).unwrap();
+            index.put(&key("/k/1"), rec(State::Live), None).await.unwrap();
+            index.put(&key("/k/2"), rec(State::Live), None).await.unwrap();
+            index
+                .put(&key("/k/1"), rec(State::Unlinked), Some(State::Live))
+                .await
+                .unwrap();
+            index.remove(&key("/k/2"), Some(State::Live)).await.unwrap();
+            assert_eq!(
+                index.get(&key("/k/1")).unwrap().unwrap().state,
+                State::Unlinked,
+                "sync {sync}"
+            );
+            assert!(index.get(&key("/k/2")).unwrap().is_none(), "sync {sync}");
+            assert_eq!(counts(&index), (0, 0, 1), "sync {sync}");
+            drop(index);
+            let index = Index::open(dir.path(), sync, DEFAULT_CACHE).unwrap();
+            assert_eq!(counts(&index), (0, 0, 1), "sync {sync}, reopened");
+        }
     }
 
     #[tokio::test]
