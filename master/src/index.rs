@@ -143,6 +143,9 @@ struct Inner {
     /// Iterator moves made by listings (a metric, and the tests' check
     /// that a common prefix costs one seek).
     list_reads: AtomicU64,
+    /// Unsynced writes that met a write stall and went to the blocking
+    /// pool ([`Index::write`]; a metric).
+    write_stalls: AtomicU64,
 }
 
 impl Index {
@@ -190,6 +193,7 @@ impl Index {
                 writing: AtomicI64::new(0),
                 unlinked: AtomicI64::new(0),
                 list_reads: AtomicU64::new(0),
+                write_stalls: AtomicU64::new(0),
             }),
         };
         index.load_volumes()?;
@@ -347,6 +351,12 @@ impl Index {
             }
         }
         Ok(())
+    }
+
+    /// Unsynced writes that met a RocksDB write stall and so waited on
+    /// the blocking pool.
+    pub fn write_stalls(&self) -> u64 {
+        self.inner.write_stalls.load(Ordering::Relaxed)
     }
 
     /// Keys per state.
@@ -510,7 +520,9 @@ impl Index {
             let mut opts = self.write_opts();
             opts.set_no_slowdown(true);
             match self.commit_with(make(self)?, &deltas, &opts) {
-                Err(IndexError::Db(e)) if e.kind() == rocksdb::ErrorKind::Incomplete => {}
+                Err(IndexError::Db(e)) if e.kind() == rocksdb::ErrorKind::Incomplete => {
+                    self.inner.write_stalls.fetch_add(1, Ordering::Relaxed);
+                }
                 done => return done,
             }
         }

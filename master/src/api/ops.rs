@@ -120,6 +120,11 @@ pub async fn metrics(
         "Index iterator moves made by listings (a common prefix costs one seek)",
         state.index.list_reads(),
     );
+    scrape.counter(
+        "trove_index_write_stalls",
+        "Unsynced index writes (--no-fsync) that met a RocksDB write stall and waited on the blocking pool",
+        state.index.write_stalls(),
+    );
     scrape.gauge(
         "trove_index_disk_bytes",
         "Size of the index's SST files",
