@@ -609,6 +609,12 @@ mod tests {
         Key::new(k).unwrap()
     }
 
+    /// The index's counts as `(live, writing, unlinked)`.
+    fn counts(index: &Index) -> (i64, i64, i64) {
+        let c = index.counts();
+        (c.live, c.writing, c.unlinked)
+    }
+
     /// The expirer's scan reads the expiry index only: live keys, with or
     /// without a TTL, are never touched until they are due.
     #[tokio::test]
@@ -785,10 +791,6 @@ mod tests {
     async fn a_replaced_key_counts_as_live_throughout() {
         let dir = tempfile::tempdir().unwrap();
         let index = Index::open(dir.path(), false, DEFAULT_CACHE).unwrap();
-        let counts = |index: &Index| {
-            let c = index.counts();
-            (c.live, c.writing, c.unlinked)
-        };
         let k = key("/k");
         let live = rec(State::Live);
         index.put(&k, live.clone(), None).await.unwrap();
@@ -841,10 +843,6 @@ mod tests {
     /// ([`Index::write`]): both store, replace, remove and count alike.
     #[tokio::test]
     async fn synced_and_unsynced_writes_store_and_count_alike() {
-        let counts = |index: &Index| {
-            let c = index.counts();
-            (c.live, c.writing, c.unlinked)
-        };
         for sync in [true, false] {
             let dir = tempfile::tempdir().unwrap();
             let index = Index::open(dir.path(), sync, DEFAULT_CACHE).unwrap();
