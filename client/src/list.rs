@@ -7,7 +7,7 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
-use trove_common::key::{encode_path, encode_query_value};
+use trove_common::key::encode_query_value;
 
 /// Keys asked for per page by [`Client::list`].
 pub const PAGE_SIZE: usize = 1000;
@@ -92,10 +92,13 @@ impl Client {
         if !prefix.starts_with('/') {
             return Err(Error::Config(format!("`{prefix}`: a prefix starts with '/'")));
         }
+        // The prefix goes in the query, not as the path: URL parsers
+        // collapse a path's `.` and `..` segments, so `/dir/.` (the
+        // dotfiles of `/dir/`) would list all of `/dir/`.
         let mut query = format!(
-            "{}?{}&limit={}",
-            encode_path(prefix),
+            "/?{}&prefix={}&limit={}",
             if opts.unlinked { "unlinked" } else { "list" },
+            encode_query_value(prefix),
             opts.page_size.unwrap_or(PAGE_SIZE)
         );
         if opts.start.is_some() && opts.after.is_some() {

@@ -46,6 +46,9 @@ pub struct Key(String);
 impl Key {
     /// Decodes a raw (still percent-encoded) request path into a key.
     pub fn from_path(raw_path: &str) -> Result<Key, KeyError> {
+        if !raw_path.starts_with('/') {
+            return Err(KeyError::NotAbsolute);
+        }
         let key = decode_prefix(raw_path)?;
         if key == "/" {
             return Err(KeyError::Empty);
@@ -102,10 +105,12 @@ impl fmt::Display for Key {
 /// Decodes a raw request path used as a listing prefix: like a key, but
 /// `/` (everything) is allowed and nothing is reserved.
 pub fn decode_prefix(raw_path: &str) -> Result<String, KeyError> {
-    if !raw_path.starts_with('/') {
+    let bytes = percent_decode(raw_path.as_bytes())?;
+    // Checked decoded: a prefix sent as a query parameter has its `/`
+    // percent-encoded.
+    if !bytes.starts_with(b"/") {
         return Err(KeyError::NotAbsolute);
     }
-    let bytes = percent_decode(raw_path.as_bytes())?;
     if bytes.len() > MAX_KEY_LEN {
         return Err(KeyError::TooLong(bytes.len()));
     }
@@ -185,6 +190,10 @@ mod tests {
         assert_eq!(Key::from_path("/%4"), Err(KeyError::BadEscape));
         assert_eq!(Key::from_path("/%FF%FE"), Err(KeyError::NotUtf8));
         assert_eq!(Key::from_path("a"), Err(KeyError::NotAbsolute));
+        assert_eq!(Key::from_path("%2Fa"), Err(KeyError::NotAbsolute));
+        // A prefix may come percent-encoded whole (a query parameter).
+        assert_eq!(decode_prefix("%2Fdir%2F.").unwrap(), "/dir/.");
+        assert_eq!(decode_prefix("dir"), Err(KeyError::NotAbsolute));
         for dots in ["/a/../b", "/..", "/a/.", "/./a", "/a/%2E%2E/b", "/a/%2e/b"] {
             assert_eq!(Key::from_path(dots), Err(KeyError::DotSegment), "{dots}");
         }

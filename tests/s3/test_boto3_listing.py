@@ -246,3 +246,22 @@ def test_delete_with_version_id_null_deletes(s3, bucket):
     result = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "y", "VersionId": "null"}]})
     assert [d["Key"] for d in result["Deleted"]] == ["y"]
     assert s3.list_objects_v2(Bucket=bucket).get("Contents", []) == []
+
+
+def test_a_prefix_ending_in_dot_segments_lists_only_keys_that_start_with_it(s3, bucket):
+    # URL parsers collapse a path's `.` and `..` segments: a prefix sent as
+    # a path would turn `dir/.` into `dir/` and list (and `aws s3 rm
+    # --recursive` delete) all of it.
+    for key in ("dir/.env", "dir/.git/config", "dir/a", "dir/b/c", "top"):
+        s3.put_object(Bucket=bucket, Key=key, Body=key.encode())
+    page = s3.list_objects_v2(Bucket=bucket, Prefix="dir/.")
+    assert [o["Key"] for o in page["Contents"]] == ["dir/.env", "dir/.git/config"]
+    rolled = s3.list_objects_v2(Bucket=bucket, Prefix="dir/.", Delimiter="/")
+    assert [o["Key"] for o in rolled["Contents"]] == ["dir/.env"]
+    assert [p["Prefix"] for p in rolled["CommonPrefixes"]] == ["dir/.git/"]
+    for prefix in (".", "dir/..", "..", "dir/./a"):
+        page = s3.list_objects_v2(Bucket=bucket, Prefix=prefix)
+        assert page["KeyCount"] == 0 and "Contents" not in page, prefix
+        assert not page["IsTruncated"], prefix
+    v1 = s3.list_objects(Bucket=bucket, Prefix="dir/.")
+    assert [o["Key"] for o in v1["Contents"]] == ["dir/.env", "dir/.git/config"]

@@ -338,3 +338,49 @@ async fn a_common_prefix_costs_one_seek() {
     assert_eq!(page["keys"].as_array().unwrap().len(), PREFIXES * KEYS_EACH);
     assert!(used >= (PREFIXES * KEYS_EACH) as f64, "{used}");
 }
+
+/// A prefix whose last segment is `.` or `..` names keys starting with a
+/// dot; it cannot travel as a path (URL parsers collapse such segments), so
+/// `prefix=` carries it, and trove-client always sends it that way.
+#[tokio::test]
+async fn a_prefix_ending_in_dot_segments_lists_only_what_starts_with_it() {
+    let c = cluster().await;
+    put_keys(
+        &c,
+        &["/dir/.env", "/dir/.git/config", "/dir/..two", "/dir/a", "/top"],
+    )
+    .await;
+    let client = c.client();
+    let keys = |prefix: &'static str, delimiter: Option<&'static str>| {
+        let client = client.clone();
+        async move {
+            let opts = trove_client::ListOptions {
+                delimiter: delimiter.map(str::to_string),
+                ..Default::default()
+            };
+            let page = client.list_page(prefix, &opts).await.unwrap();
+            (page.keys, page.prefixes)
+        }
+    };
+    // Byte order: `.` (0x2e) sorts before `e` and `g`.
+    assert_eq!(
+        keys("/dir/.", None).await.0,
+        ["/dir/..two", "/dir/.env", "/dir/.git/config"]
+    );
+    assert_eq!(keys("/dir/..", None).await.0, ["/dir/..two"]);
+    assert_eq!(
+        keys("/dir/.", Some("/")).await,
+        (
+            vec!["/dir/..two".to_string(), "/dir/.env".to_string()],
+            vec!["/dir/.git/".to_string()]
+        )
+    );
+    for nothing in ["/.", "/..", "/dir/./a"] {
+        assert_eq!(keys(nothing, None).await, (vec![], vec![]), "{nothing}");
+    }
+    // By hand: the parameter on `GET /`, and refused beside another path.
+    let (status, page) = list(&c, "/", &format!("&prefix={}", q("/dir/.e"))).await;
+    assert_eq!((status, &page["keys"]), (200, &json!(["/dir/.env"])));
+    let (status, answer) = list(&c, "/dir/", &format!("&prefix={}", q("/dir/."))).await;
+    assert_eq!(status, 400, "{answer}");
+}

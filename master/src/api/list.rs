@@ -30,6 +30,11 @@ pub struct ListQuery {
     pub limit: Option<usize>,
     /// Roll keys up into common prefixes at this text.
     pub delimiter: Option<String>,
+    /// The prefix, as sent (percent-encoded), when it comes as `prefix=`
+    /// rather than as the path: URL parsers collapse a path's `.` and `..`
+    /// segments (`%2e` too), so a prefix such as `/dir/.` (the dotfiles of
+    /// `dir/`) can only travel in the query.
+    pub prefix: Option<String>,
     /// Answer each key's size, digests, dates and content type too.
     pub detail: bool,
 }
@@ -58,6 +63,7 @@ impl ListQuery {
                 "start" => once(&mut q.start, name, text(name, value)?)?,
                 "after" => once(&mut q.after, name, text(name, value)?)?,
                 "delimiter" => once(&mut q.delimiter, name, text(name, value)?)?,
+                "prefix" => once(&mut q.prefix, name, value.to_string())?,
                 "limit" => {
                     if std::mem::replace(&mut limit_seen, true) {
                         return Err(given_twice(name));
@@ -179,8 +185,16 @@ impl Object {
     }
 }
 
-pub async fn list(state: &AppState, raw_path: &str, q: ListQuery) -> Result<Response, ApiError> {
-    let prefix = decode_prefix(raw_path)?;
+pub async fn list(state: &AppState, raw_path: &str, mut q: ListQuery) -> Result<Response, ApiError> {
+    let prefix = match q.prefix.take() {
+        None => decode_prefix(raw_path)?,
+        Some(raw) if raw_path == "/" => decode_prefix(&raw)?,
+        Some(_) => {
+            return Err(ApiError::BadRequest(
+                "give the prefix as the path or as prefix= on GET /?list, not both".into(),
+            ))
+        }
+    };
     let (with_prefixes, detail, paged) = (q.delimiter.is_some(), q.detail, q.limit.is_some());
     let cap = if detail {
         MAX_UNPAGED_OBJECTS
@@ -253,6 +267,11 @@ mod tests {
         assert_eq!(parse("list=1&limit=0").limit, Some(0));
         assert!(parse("list&detail=1").detail);
         assert!(!parse("list&detail=0").detail);
+        // The prefix as a parameter stays as sent: it is decoded as a path.
+        assert_eq!(
+            parse("list&prefix=%2Fdir%2F.").prefix.as_deref(),
+            Some("%2Fdir%2F.")
+        );
         assert!(ListQuery::parse("foo").unwrap().is_none());
         assert!(ListQuery::parse("list&foo=1").unwrap().is_none());
         assert!(ListQuery::parse("start=x").unwrap().is_none());
@@ -270,6 +289,7 @@ mod tests {
             "list&after=a&after=b",
             "list&delimiter=a&delimiter=a",
             "list&detail&detail",
+            "list&prefix=%2Fa&prefix=%2Fb",
             "list&limit=1&start=a&limit=1",
         ] {
             assert!(refused(bad), "{bad}");
