@@ -67,9 +67,9 @@ pub enum Error {
     },
     /// A streamed upload: the `201`'s CRC32C of the bytes the master
     /// received is not that of the bytes sent. The key was deleted again.
-    /// (A chunked stream's CRC32C also goes as a trailer, which the master
+    /// (The stream's CRC32C also goes as a trailer, which the master
     /// checks before committing: a mismatch there is [`Error::Rejected`]
-    /// `400`, nothing stored.)
+    /// `400`, nothing stored; this catches a master that ignores it.)
     #[error("{key}: the bytes the master received are not those sent (CRC32C {received} received, {sent} sent); the write was undone, send it again")]
     Garbled {
         key: String,

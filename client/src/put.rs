@@ -5,14 +5,13 @@
 //! files, or given by the caller) they go out as `Content-MD5` and
 //! `Key-Sha256`, so the master refuses a body damaged on the way and stores
 //! nothing. A one-shot stream's digests are only known at its end; its
-//! CRC32C (hardware, nearly free) is computed as it goes. Sent without a
-//! length (chunked), the CRC32C follows the last byte as a `Key-Crc32c`
-//! trailer, which the master checks before it commits: a damaged transfer
-//! stores nothing. Sent with a `Content-Length` (a trailer would need the
-//! chunked framing, which cost a known-length upload 5–10% of its speed
-//! through the S3 gateway, measured), it is compared with the `Key-Crc32c`
-//! of the master's `201`, as it is for a chunked one: a mismatch deletes
-//! the key again and fails.
+//! CRC32C (hardware, nearly free) is computed as it goes and follows the
+//! last byte as a `Key-Crc32c` trailer of a chunked body (with the length,
+//! when known, as `Trove-Length`), which the master checks before it
+//! commits: a damaged transfer stores nothing, and a replace it damaged
+//! leaves the old value in place. The `201`'s `Key-Crc32c` is compared with
+//! what was sent too, for a master that ignores trailers: a mismatch
+//! deletes the key again and fails.
 //!
 //! Retries: a failed `PUT` stores nothing, so bodies that can be produced
 //! again (bytes, files) are re-sent per the retry policy. If an attempt's
@@ -36,7 +35,9 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::io::AsyncRead;
 use trove_common::digest::{crc32c_hex, ContentHasher, Digests};
-use trove_common::http::{CONTENT_MD5, KEY_CRC32C, KEY_SHA256, TROVE_EXPIRES_AFTER, TROVE_EXPIRES_AT};
+use trove_common::http::{
+    CONTENT_MD5, KEY_CRC32C, KEY_SHA256, TROVE_EXPIRES_AFTER, TROVE_EXPIRES_AT, TROVE_LENGTH,
+};
 use trove_common::key::Key;
 
 pub use trove_common::http::{TROVE_ALLOW_EMPTY, TROVE_ETAG, TROVE_REPLACE};
@@ -198,13 +199,13 @@ impl Client {
         .await
     }
 
-    /// Streams a one-shot body of known (`Some`) or unknown (`None`, sent
-    /// chunked) length. It cannot be re-sent, so it is attempted once. A
-    /// chunked body is followed by its CRC32C as a `Key-Crc32c` trailer,
-    /// which the master checks before committing (a mismatch is a `400`,
-    /// nothing stored); either way the `201`'s `Key-Crc32c` is compared
-    /// with what was sent (a mismatch deletes the key and fails with
-    /// [`Error::Garbled`]).
+    /// Streams a one-shot body of known (`Some`) or unknown (`None`)
+    /// length. It cannot be re-sent, so it is attempted once. It goes out
+    /// chunked, the length (when known) as `Trove-Length`, followed by its
+    /// CRC32C as a `Key-Crc32c` trailer, which the master checks before
+    /// committing (a mismatch is a `400`, nothing stored, a replaced value
+    /// kept). The `201`'s `Key-Crc32c` is compared with what was sent too
+    /// (a mismatch deletes the key and fails with [`Error::Garbled`]).
     ///
     /// ```no_run
     /// # async fn demo(client: trove_client::Client) -> trove_client::Result<()> {
@@ -330,9 +331,10 @@ impl Client {
         .await
     }
 
-    /// One `PUT` with a stall watchdog. A chunked body (no `len`) whose
-    /// `watch` computes a CRC32C (a one-shot stream's) is followed by it
-    /// as a `Key-Crc32c` trailer.
+    /// One `PUT` with a stall watchdog. A body whose `watch` computes a
+    /// CRC32C (a one-shot stream's) goes chunked, followed by it as a
+    /// `Key-Crc32c` trailer, its length (if known) as `Trove-Length`; any
+    /// other body of known length goes with a `Content-Length`.
     async fn send_put(
         &self,
         url: &str,
@@ -348,12 +350,7 @@ impl Client {
         };
         let mut req = self.http().request(Method::PUT, url);
         match (len, &watch.crc32c) {
-            (Some(len), _) => {
-                req = req
-                    .body(reqwest::Body::wrap_stream(watched))
-                    .header(CONTENT_LENGTH, len);
-            }
-            (None, Some(crc32c)) => {
+            (len, Some(crc32c)) => {
                 let body = Trailed {
                     inner: sync_wrapper::SyncWrapper::new(watched),
                     crc32c: Arc::clone(crc32c),
@@ -362,6 +359,14 @@ impl Client {
                 req = req
                     .body(reqwest::Body::wrap(body))
                     .header(reqwest::header::TRAILER, KEY_CRC32C);
+                if let Some(len) = len {
+                    req = req.header(TROVE_LENGTH, len);
+                }
+            }
+            (Some(len), None) => {
+                req = req
+                    .body(reqwest::Body::wrap_stream(watched))
+                    .header(CONTENT_LENGTH, len);
             }
             (None, None) => req = req.body(reqwest::Body::wrap_stream(watched)),
         }

@@ -98,34 +98,117 @@ async fn read_request(sock: &mut tokio::net::TcpStream) -> Option<Request> {
     })
 }
 
-/// A one-shot stream cannot be hashed before it is sent. Sent chunked
-/// (length unknown), its CRC32C follows it as a trailer, for the master to
-/// check before it commits; sent with a length, it carries none. Either
-/// way the client compares the `201`'s `Key-Crc32c` with what it sent: a
+/// A one-shot stream cannot be hashed before it is sent. It goes chunked,
+/// its CRC32C following it as a trailer for the master to check before it
+/// commits, and its length, when known, as `Trove-Length` (a
+/// `Content-Length` body could carry no trailer, and a replace damaged on
+/// the way would then be caught only after it had replaced the old value).
+/// The client also compares the `201`'s `Key-Crc32c` with what it sent: a
 /// stand-in master that ignores the trailer (one that predates it) and
-/// answers with another CRC makes the put fail as garbled — and the key
-/// is deleted again, so no value other than the one sent stays stored.
+/// answers with another CRC makes the put fail as garbled — and the key is
+/// deleted again, so no value other than the one sent stays stored.
 #[tokio::test]
 async fn a_stream_the_master_received_garbled_fails_and_is_deleted() {
     let value = pattern_bytes(200_000, 9);
     for len in [None, Some(value.len() as u64)] {
         let (put, trailers) = garbled_put(&value, len).await;
         let head = put.to_ascii_lowercase();
-        if len.is_none() {
-            assert!(head.contains("transfer-encoding: chunked\r\n"), "{head}");
-            assert!(head.contains("trailer: key-crc32c\r\n"), "{head}");
-            assert_eq!(
-                trailers.to_ascii_lowercase(),
-                format!("key-crc32c: {}\r\n", crc32c_hex(&value))
-            );
-        } else {
-            assert!(
-                head.contains(&format!("content-length: {}\r\n", value.len())),
-                "{head}"
-            );
-            assert!(!head.contains("trailer"), "{head}");
+        assert!(head.contains("transfer-encoding: chunked\r\n"), "{head}");
+        assert!(head.contains("trailer: key-crc32c\r\n"), "{head}");
+        assert!(!head.contains("content-length"), "{head}");
+        assert_eq!(
+            trailers.to_ascii_lowercase(),
+            format!("key-crc32c: {}\r\n", crc32c_hex(&value))
+        );
+        match len {
+            Some(n) => assert!(head.contains(&format!("trove-length: {n}\r\n")), "{head}"),
+            None => assert!(!head.contains("trove-length"), "{head}"),
         }
     }
+}
+
+/// The same against a real master, through a proxy that flips one byte
+/// of the value on its way: a stream replacing a live key is refused
+/// before the commit (the master's CRC32C of what arrived is not the
+/// trailer's), so the old value stays readable. Sent with a
+/// `Content-Length`, it would have been caught only from the `201`, after
+/// the damaged value had replaced the old one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_streamed_replace_damaged_on_the_way_is_refused_and_the_old_value_stays() {
+    let c = Cluster::start_default().await;
+    let direct = c.client();
+    let old = pattern_bytes(300_000, 11);
+    direct
+        .put_bytes("/damaged/k", old.clone().into(), &PutOptions::default())
+        .await
+        .unwrap();
+    // Far enough in to be past the request's head, inside a chunk's data.
+    let proxy = flipping_proxy(&c.master.addr, 150_000).await;
+    let through_proxy = Client::new(&format!("http://{proxy}")).unwrap();
+    let new = pattern_bytes(300_000, 12);
+    let chunks = futures::stream::iter(
+        new.chunks(64 << 10)
+            .map(|c| Ok::<_, std::io::Error>(bytes::Bytes::copy_from_slice(c)))
+            .collect::<Vec<_>>(),
+    );
+    let replace = PutOptions {
+        replace: true,
+        ..Default::default()
+    };
+    let e = through_proxy
+        .put_stream("/damaged/k", chunks, Some(new.len() as u64), &replace)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::Rejected { status: 400, message, .. } if message.contains("Key-Crc32c mismatch")),
+        "{e}"
+    );
+    let mut read = Vec::new();
+    direct
+        .get_to("/damaged/k", &mut read, &GetOptions::default())
+        .await
+        .unwrap();
+    assert!(read == old, "the old value, whole");
+}
+
+/// A TCP proxy to `upstream` that flips the byte at `offset` of what the
+/// first connection sends (answers pass unchanged). Returns its address.
+async fn flipping_proxy(upstream: &str, offset: usize) -> String {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let upstream = upstream.to_string();
+    tokio::spawn(async move {
+        let mut first = true;
+        while let Ok((client, _)) = listener.accept().await {
+            let server = tokio::net::TcpStream::connect(&upstream).await.unwrap();
+            let (mut from_client, mut to_client) = client.into_split();
+            let (mut from_server, mut to_server) = server.into_split();
+            let flip_at = std::mem::take(&mut first).then_some(offset);
+            tokio::spawn(async move {
+                let (mut buf, mut seen) = (vec![0u8; 64 << 10], 0usize);
+                loop {
+                    let n = match from_client.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    if let Some(at) = flip_at.filter(|at| (seen..seen + n).contains(at)) {
+                        buf[at - seen] ^= 0x01;
+                    }
+                    seen += n;
+                    if to_server.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+                let _ = to_server.shutdown().await;
+            });
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut from_server, &mut to_client).await;
+                let _ = to_client.shutdown().await;
+            });
+        }
+    });
+    addr
 }
 
 /// Streams `value` to a stand-in master that answers the PUT with a wrong
