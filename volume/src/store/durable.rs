@@ -23,6 +23,7 @@ use super::{io_error, StoreError};
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use trove_common::xattr;
 
 /// Blob files at least this large are unlinked in the background
@@ -233,36 +234,91 @@ pub(super) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(io_error)
 }
 
-/// `create_dir_all`, then (with fsync) syncs each new dir's parent so the
-/// new entries survive a crash.
-pub(super) fn create_dirs_durably(dir: &Path, fsync: bool) -> Result<(), StoreError> {
-    let mut missing = vec![];
-    let mut d = dir;
-    while !d.is_dir() {
-        missing.push(d.to_path_buf());
-        match d.parent() {
-            Some(p) => d = p,
-            None => break,
+/// The leaf dirs (`aa/bb`) of one data dir, and their parents (`aa`),
+/// that this process has made sure exist durably: one bit each, so a write
+/// into a known leaf costs no lookup at all.
+pub(super) struct DurableDirs {
+    leaves: Box<[AtomicU64]>,
+    parents: Box<[AtomicU64]>,
+}
+
+impl Default for DurableDirs {
+    fn default() -> DurableDirs {
+        let words = |bits: usize| (0..bits / 64).map(|_| AtomicU64::new(0)).collect();
+        DurableDirs {
+            leaves: words(1 << 16),
+            parents: words(1 << 8),
         }
     }
-    if missing.is_empty() {
-        return Ok(());
-    }
-    fs::create_dir_all(dir).map_err(io_error)?;
-    if fsync {
-        for m in missing {
-            if let Some(p) = m.parent() {
-                sync_dir(p)?;
+}
+
+impl DurableDirs {
+    /// Makes sure the leaf dir `leaf` (`<data dir>/aa/bb`, where `aa` and
+    /// `bb` are the first two bytes of `hash`, the key's sha256) exists and
+    /// that its entry and its parent's are durable, so that a blob renamed
+    /// into it needs only the leaf's own sync. Checked once per process
+    /// even for dirs that already exist: the process that made one may have
+    /// crashed before syncing it. Callers racing on a new leaf may each
+    /// create and sync it; each returns only after syncs of its own that
+    /// came after the dirs existed, never on the strength of another's
+    /// half-done work.
+    pub(super) fn ensure(&self, leaf: &Path, hash: &[u8; 32], fsync: bool) -> Result<(), StoreError> {
+        let leaf_bit = usize::from(u16::from_be_bytes([hash[0], hash[1]]));
+        if is_set(&self.leaves, leaf_bit) {
+            return Ok(());
+        }
+        fs::create_dir_all(leaf).map_err(io_error)?;
+        if fsync {
+            let parent = leaf.parent().expect("a leaf dir has a parent");
+            let parent_bit = usize::from(hash[0]);
+            if !is_set(&self.parents, parent_bit) {
+                sync_dir(parent.parent().expect("a leaf dir's parent is in a data dir"))?;
+                set(&self.parents, parent_bit);
             }
+            sync_dir(parent)?;
         }
+        set(&self.leaves, leaf_bit);
+        Ok(())
     }
-    Ok(())
+}
+
+fn is_set(words: &[AtomicU64], bit: usize) -> bool {
+    words[bit / 64].load(Ordering::Acquire) & (1 << (bit % 64)) != 0
+}
+
+fn set(words: &[AtomicU64], bit: usize) {
+    words[bit / 64].fetch_or(1 << (bit % 64), Ordering::Release);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::{Duration, Instant};
+
+    #[test]
+    fn leaf_dirs_are_made_once_per_process_and_then_known() {
+        let d = tempfile::tempdir().unwrap();
+        let dirs = DurableDirs::default();
+        let hash = [0xab; 32];
+        let leaf = d.path().join("ab/ab");
+        dirs.ensure(&leaf, &hash, true).unwrap();
+        assert!(leaf.is_dir());
+        // Known now: not looked at again (so not made again either).
+        fs::remove_dir(&leaf).unwrap();
+        dirs.ensure(&leaf, &hash, true).unwrap();
+        assert!(!leaf.is_dir());
+        // Another leaf under the same parent, already there (made by an
+        // earlier process): taken as it is, and known from then on.
+        let sibling = d.path().join("ab/cd");
+        fs::create_dir_all(&sibling).unwrap();
+        let mut other = hash;
+        other[1] = 0xcd;
+        dirs.ensure(&sibling, &other, true).unwrap();
+        assert!(sibling.is_dir());
+        // Another store's bits are its own.
+        DurableDirs::default().ensure(&leaf, &hash, false).unwrap();
+        assert!(leaf.is_dir());
+    }
 
     #[test]
     fn a_large_blob_file_leaves_at_once_and_is_unlinked_from_tmp_later() {

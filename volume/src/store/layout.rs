@@ -20,6 +20,8 @@ use trove_common::xattr;
 
 /// Name of the temporary-upload folder inside each data dir.
 pub(super) const TMP_DIR: &str = "tmp";
+/// Where start-up moves data files that have no metadata ([`orphan`]).
+pub(super) const ORPHANS_DIR: &str = "orphans";
 /// The file holding a data dir's identity: a random id made when the dir
 /// is first used. A dir that comes back with another id (or none) is not
 /// the one that held the blobs, and the master stops trusting it for them.
@@ -114,7 +116,7 @@ pub(super) fn walk(dirs: &[PathBuf], mut f: impl FnMut(&Path)) -> io::Result<()>
     for dir in dirs {
         for a in read_dir_sorted(dir)? {
             if a.file_name()
-                .is_some_and(|n| n == TMP_DIR || n == super::keyset::LISTING_DIR)
+                .is_some_and(|n| n == TMP_DIR || n == ORPHANS_DIR || n == super::keyset::LISTING_DIR)
                 || !a.is_dir()
             {
                 continue;
@@ -163,9 +165,53 @@ pub(super) fn meta_in_attr(data: &Path) -> bool {
     matches!(xattr::get(data), Ok(Some(_)))
 }
 
-/// Whether the blob file `data` has metadata (attribute or sidecar).
+/// Whether the blob file `data` has metadata (attribute or sidecar);
+/// `false` also when that cannot be told (see [`meta_presence`]).
 pub(super) fn has_meta(data: &Path) -> bool {
-    meta_in_attr(data) || sidecar_of(data).exists()
+    meta_presence(data).unwrap_or(false)
+}
+
+/// Whether the blob file `data` has metadata, attribute or sidecar:
+/// `Ok(false)` only when it certainly has neither (or there is no data
+/// file). An error reading the attribute or looking for the sidecar (a
+/// failing disk) is an error, never "none": whoever would act on a file
+/// without metadata must not act on this one.
+pub(super) fn meta_presence(data: &Path) -> io::Result<bool> {
+    match xattr::get(data) {
+        Ok(Some(_)) => Ok(true),
+        Ok(None) => match sidecar_of(data).symlink_metadata() {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Moves a data file found without metadata out of the blob tree, into
+/// its data dir's [`ORPHANS_DIR`] (named `<file name>.<unix ms>`), instead
+/// of deleting it: a crash between a sidecar write's two renames leaves
+/// such a file (bytes never confirmed), but so does a data dir copied
+/// without its extended attributes (`cp -r`, `rsync` without `-X`), whose
+/// every blob would otherwise be lost.
+pub(super) fn orphan(data: &Path) {
+    let Some((dir, name)) = data.ancestors().nth(3).zip(data.file_name()) else {
+        return;
+    };
+    let orphans = dir.join(ORPHANS_DIR);
+    let mut to = orphans.join(name);
+    to.as_mut_os_string()
+        .push(format!(".{}", trove_common::record::now_ms()));
+    match fs::create_dir_all(&orphans).and_then(|()| fs::rename(data, &to)) {
+        Ok(()) => tracing::warn!(
+            from = %data.display(), to = %to.display(),
+            "a data file without metadata (left by a crash, or copied without its extended attributes: copy data dirs with cp -a or rsync -X) was moved aside; delete it once checked"
+        ),
+        Err(e) => {
+            tracing::error!(path = %data.display(), error = %e, "cannot move a data file without metadata aside; left in place")
+        }
+    }
 }
 
 /// Reads a sidecar file.

@@ -55,7 +55,8 @@
 //! and its metadata appear together in one rename. A sidecar, where one is
 //! used, is renamed into place after the data and deleted before it, so it
 //! always describes bytes that exist; a data file without metadata is a
-//! crash leftover and is removed at start-up.
+//! crash leftover (or a blob copied without its attribute) and is moved
+//! to the data dir's `orphans/` at start-up.
 
 use layout::{open_described, read_meta, TMP_DIR};
 use parking_lot::Mutex;
@@ -147,6 +148,9 @@ pub struct BlobStore {
     /// Every key with a blob, sorted: what `GET /-/listing` walks.
     keys: Arc<keyset::KeySet>,
     stripes: Vec<Mutex<()>>,
+    /// Each data dir's leaf dirs known to exist durably, in the order of
+    /// `dirs`.
+    durable_dirs: Vec<durable::DurableDirs>,
     /// The master write each key's upload in progress belongs to: a newer
     /// write (or the master's abort) takes the key over, and an older
     /// upload that finishes late is then refused instead of displacing it.

@@ -15,7 +15,7 @@
 //! lost between its two places.
 
 use super::durable::sync_dir;
-use super::layout::{has_meta, meta_in_attr, read_meta, sidecar_of};
+use super::layout::{has_meta, meta_in_attr, meta_presence, orphan, read_meta, sidecar_of};
 use super::{io_error, BlobStore, StoreError};
 use std::fs;
 use std::io;
@@ -82,10 +82,7 @@ pub(super) fn recover(data: &Path) {
         let _ = fs::remove_file(&prev);
     }
     match (exists(&prev), exists(&prev_meta)) {
-        (true, _) if !has_meta(&prev) => {
-            tracing::warn!(path = %prev.display(), "removing a previous value without metadata");
-            let _ = fs::remove_file(&prev);
-        }
+        (true, _) if matches!(meta_presence(&prev), Ok(false)) => orphan(&prev),
         (false, true) => {
             tracing::warn!(path = %prev_meta.display(), "removing a previous value's sidecar without data");
             let _ = fs::remove_file(&prev_meta);
@@ -140,11 +137,18 @@ impl BlobStore {
         replaces: Option<&str>,
     ) -> Result<(), StoreError> {
         let (data, meta_path) = Self::paths_in(dir, key);
+        // A copy whose metadata cannot be read for an I/O error may well
+        // be confirmed: the write fails rather than remove it. One whose
+        // metadata reads but does not decode is unreadable for good.
         let confirmed = keep_previous
             && exists(&data)
-            && read_meta(&data).is_ok_and(|m| {
-                m.state != BlobState::Pending || (replaces.is_some() && m.write.as_deref() == replaces)
-            });
+            && match read_meta(&data) {
+                Ok(m) => {
+                    m.state != BlobState::Pending || (replaces.is_some() && m.write.as_deref() == replaces)
+                }
+                Err(e @ StoreError::Io(_)) => return Err(e),
+                Err(_) => false,
+            };
         if !confirmed {
             if !keep_previous {
                 self.remove_previous(dir, key)?;

@@ -1,12 +1,12 @@
 //! Start-up: opening the data dirs and putting them back in order after a
 //! crash — temp files removed, interrupted moves finished
-//! ([`super::previous::recover`]), data files without metadata removed,
+//! ([`super::previous::recover`]), data files without metadata moved aside,
 //! blobs counted and the listing made ([`super::listing`]) — before
 //! anything is served.
 
 use super::durable::{put_in_place, How, TempFile};
 use super::keyset::{CleanMark, Description, KeySet, LISTING_DIR};
-use super::layout::{has_meta, walk, ID_FILE, TMP_DIR};
+use super::layout::{meta_presence, orphan, walk, ID_FILE, TMP_DIR};
 use super::{listing, previous, BlobStore, LOCK_STRIPES};
 use anyhow::Context;
 use parking_lot::Mutex;
@@ -21,8 +21,8 @@ impl BlobStore {
     /// Opens (creating if needed) the data dirs: checks each is writable
     /// (and whether it takes extended attributes) and empties its `tmp/`.
     /// Unless the volume last stopped cleanly ([`BlobStore::close`]), it
-    /// then walks every blob: finishes moves a crash interrupted, removes
-    /// data files left without metadata, counts the blobs and makes the
+    /// then walks every blob: finishes moves a crash interrupted, moves
+    /// data files left without metadata aside (`orphans/`), counts the blobs and makes the
     /// key set. Blocking.
     pub fn open(dirs: Vec<PathBuf>, fsync: bool) -> anyhow::Result<BlobStore> {
         Self::open_with(dirs, fsync, false)
@@ -83,6 +83,7 @@ impl BlobStore {
             blob_bytes: AtomicU64::new(bytes),
             keys: Arc::new(keys),
             stripes: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            durable_dirs: dirs.iter().map(|_| Default::default()).collect(),
             writers: Mutex::default(),
             aborted: Mutex::default(),
         };
@@ -95,12 +96,16 @@ impl BlobStore {
         let mut failed = None;
         walk(&dirs, |data| {
             previous::recover(data);
-            if has_meta(data) {
-                blobs += 1;
-                bytes += fs::metadata(data).map(|m| m.len()).unwrap_or(0);
-            } else if data.exists() {
-                tracing::warn!(path = %data.display(), "removing data file without metadata (left by a crash)");
-                let _ = fs::remove_file(data);
+            match meta_presence(data) {
+                Ok(true) => {
+                    blobs += 1;
+                    bytes += fs::metadata(data).map(|m| m.len()).unwrap_or(0);
+                }
+                Ok(false) if data.exists() => orphan(data),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(path = %data.display(), error = %e, "cannot tell whether this blob has metadata: left in place, not counted")
+                }
             }
             // The key, for the listing: from the blob or the value kept
             // aside. A copy whose metadata does not read names no key: it

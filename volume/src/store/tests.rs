@@ -353,14 +353,21 @@ async fn several_dirs_list_and_recover() {
     listed.sort();
     assert_eq!(listed.len(), 20);
 
-    // A crash leftover: a data file without sidecar, a temp file.
+    // A crash leftover: a data file without sidecar (or a blob copied
+    // without its attribute), a temp file.
     let orphan = dirs[0].path().join("ab/cd").join("ab".repeat(32));
     fs::create_dir_all(orphan.parent().unwrap()).unwrap();
     fs::write(&orphan, b"junk").unwrap();
     fs::write(dirs[0].path().join("tmp/1.tmp"), b"junk").unwrap();
     drop(store);
     let store = BlobStore::open(paths, false).unwrap();
-    assert!(!orphan.exists());
+    assert!(!orphan.exists(), "out of the blob tree");
+    let kept: Vec<_> = fs::read_dir(dirs[0].path().join("orphans"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(kept.len(), 1, "moved aside, not deleted: {kept:?}");
+    assert_eq!(fs::read(&kept[0]).unwrap(), b"junk");
     assert!(tmp_is_empty(dirs[0].path()));
     assert_eq!(store.counts(), (20, 20));
     // A key is found even when the dir list changed order.

@@ -3,7 +3,7 @@
 //! durable and put in place atomically over whatever the key held (see
 //! [`super::durable`] and [`super::previous`]).
 
-use super::durable::{create_dirs_durably, put_in_place, sync_file, How, TempFile};
+use super::durable::{put_in_place, sync_file, How, TempFile};
 use super::layout::TMP_DIR;
 use super::{blocks, io_error, BlobStore, StoreError};
 use bytes::Bytes;
@@ -30,6 +30,24 @@ const WRITE_BUFFER: usize = 1 << 20;
 /// are written ([`BlobStore::write_small`]).
 pub(super) const INLINE_WRITE_MAX: u64 = 64 << 10;
 
+/// An upload's write as its key's writer: forgotten when the upload ends
+/// without committing — an error, or the request dropped half-way (the
+/// master hung up) — so no stale entry stays behind.
+struct Writer<'a> {
+    store: &'a BlobStore,
+    key: &'a Key,
+    /// `None` once committed (the commit took it out itself).
+    write: Option<String>,
+}
+
+impl Drop for Writer<'_> {
+    fn drop(&mut self) {
+        if let Some(write) = &self.write {
+            self.store.forget_writer(self.key, write);
+        }
+    }
+}
+
 impl BlobStore {
     /// Streams `body` into the key's blob, replacing any blob already there
     /// atomically. What `expected` announces is checked before anything
@@ -46,14 +64,18 @@ impl BlobStore {
         S: Stream<Item = Result<Bytes, E>>,
         E: std::fmt::Display,
     {
-        let write = expected.write.clone();
+        let mut writer = Writer {
+            store: self,
+            key,
+            write: expected.write.clone(),
+        };
         let result = if expected.len.is_some_and(|n| n <= INLINE_WRITE_MAX) {
             self.write_small(key, body, expected, stall).await
         } else {
             self.write_streamed(key, body, expected, stall).await
         };
-        if let (Err(_), Some(write)) = (&result, &write) {
-            self.forget_writer(key, write);
+        if result.is_ok() {
+            writer.write = None;
         }
         result
     }
@@ -353,13 +375,15 @@ impl BlobWriter<'_> {
         if let Some(write) = &expected.write {
             // Still this key's newest write? (A newer upload or the
             // master's abort took it over while this one was in flight.)
-            let mut writers = store.writers.lock();
+            // What is in place is read first, outside the writers' lock
+            // (it is disk work; the key's stripe, held, keeps it as read).
             let newer_in_place = store
                 .find(&key)
                 .ok()
                 .flatten()
                 .and_then(|found| found.meta.write)
                 .is_some_and(|w| w.as_str() > write.as_str());
+            let mut writers = store.writers.lock();
             if writers.get(key.as_str()) != Some(write) || newer_in_place || store.was_aborted(&key, write) {
                 return Err(StoreError::Superseded(write.clone()));
             }
@@ -367,11 +391,16 @@ impl BlobWriter<'_> {
         }
         // Listed before any file of it is in place (see `listing`).
         store.keys.insert(key.as_bytes())?;
-        create_dirs_durably(parent, store.fsync)?;
+        let at = store
+            .dirs
+            .iter()
+            .position(|d| *d == dir)
+            .expect("a data dir of this store");
+        store.durable_dirs[at].ensure(parent, &key.hash(), store.fsync)?;
         // Replacing: the old copy goes first (sidecar, then data), so that
         // no moment — and no crash — pairs the old sidecar with new bytes.
         // A crash after this leaves no copy, or new data without a
-        // sidecar, which start-up removes: the replacement was never
+        // sidecar, which start-up moves aside: the replacement was never
         // acknowledged.
         for other in &store.dirs {
             store.make_room(
