@@ -238,14 +238,20 @@ pub async fn write(
     crash::point("write-committed");
     // Only now may the volumes call their copies confirmed (and drop the
     // value this one replaced). Every replica already holds the bytes
-    // durably, so a mark that fails does not undo the write: `verify`
-    // confirms such a copy later.
+    // durably, so a mark that fails does not undo the write: it is sent
+    // again in the background (and `verify` confirms what that misses).
     if let Err(e) = state
         .volumes
         .mark_all(&key, &targets, BlobState::Live, Some(&record), Some(&write_id))
         .await
     {
-        tracing::warn!(key = %key, error = %e, "a replica did not record the confirmation; verify will");
+        tracing::warn!(key = %key, error = %e, "a replica did not record the confirmation; trying again");
+        tokio::spawn(confirm_later(
+            Arc::clone(&state),
+            key.clone(),
+            targets.clone(),
+            record.clone(),
+        ));
     }
     crash::point("write-confirmed");
     retire_old_copies(&state, &key, &old_volumes, &targets).await;
@@ -354,8 +360,53 @@ async fn undo_failed(state: Arc<AppState>, key: Key, writing: Record, guard: Key
     }
 }
 
-/// Tries this many times to undo a failed write before leaving it to `gc`.
+/// Tries this many times to undo a failed write before leaving it to `gc`
+/// (or to confirm a committed one before leaving it to `verify`).
 const UNDO_ATTEMPTS: u32 = 8;
+
+/// Sends a committed write's confirming marks again, with backoff, after
+/// some replica missed them (it was restarting, or unreachable for a
+/// moment): until a replica has its mark, its copy is `pending`, and a
+/// `rebuild` from the volumes alone — the index lost before a `verify`
+/// confirmed the copy — would take the write for a failed one (and, for a
+/// replace, bring the old value back). Stops once the key holds another
+/// write (a newer write or a delete took it: nothing of this write is
+/// left to confirm; the marks name the write, so a volume never confirms
+/// another one's copy). Marking a copy confirmed twice changes nothing.
+async fn confirm_later(state: Arc<AppState>, key: Key, targets: Vec<String>, record: Record) {
+    let Some(write) = record.write.clone() else {
+        return;
+    };
+    let mut delay = Duration::from_millis(200);
+    for attempt in 1..=UNDO_ATTEMPTS {
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(10));
+        let current = match state.index.get(&key) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(key = %key, error = %e, "cannot read the index to confirm a write again; verify will");
+                return;
+            }
+        };
+        if current.as_ref().and_then(|r| r.write.as_deref()) != Some(write.as_str()) {
+            return;
+        }
+        match state
+            .volumes
+            .mark_all(&key, &targets, BlobState::Live, Some(&record), Some(&write))
+            .await
+        {
+            Ok(()) => {
+                tracing::info!(key = %key, attempt, "every replica has the write's confirmation now");
+                return;
+            }
+            Err(e) if attempt == UNDO_ATTEMPTS => {
+                tracing::warn!(key = %key, error = %e, "a replica still misses the write's confirmation; verify will confirm it");
+            }
+            Err(_) => {}
+        }
+    }
+}
 /// How long the clean-up waits for the key's lock to restore its record.
 const RESTORE_LOCK_WAIT: Duration = Duration::from_secs(10);
 

@@ -291,11 +291,15 @@ async fn kill_9_at_every_step() {
 
     // Volume crash points: with the new blob written in full (bytes and
     // metadata attribute, fsynced) but not yet renamed into place; after a
-    // blob is stored (before the volume answers); and after it is
-    // confirmed (before the old value is dropped).
+    // blob is stored (before the volume answers); when the master's
+    // confirming mark arrives (the index has committed: the master sends
+    // the mark again once the volumes are back, so that a rebuild knows
+    // the write); and after it is confirmed (before the old value is
+    // dropped).
     for (point, acked) in [
         ("volume-staged", false),
         ("volume-stored", false),
+        ("volume-marking", true),
         ("volume-marked", true),
     ] {
         let key = format!("/v/{point}");
@@ -325,6 +329,10 @@ async fn kill_9_at_every_step() {
                 "{point}: the index committed, so the client is told"
             );
             assert_eq!(seen(&c, &key).await, Seen::Live(sha2.clone()));
+            wait_for("every replica's copy confirmed", || async {
+                copies(&c, &key).await == vec![sha2.clone(); 2]
+            })
+            .await;
             let (code, out) = c.admin(&["gc", "--grace", "0s"]).await;
             assert_eq!(code, 0, "{out}");
             assert_eq!(copies(&c, &key).await, vec![sha2.clone(); 2], "{point}");

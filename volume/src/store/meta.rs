@@ -71,6 +71,7 @@ impl BlobStore {
     /// sync makes them all durable, then the writes they confirm are
     /// settled. One outcome per change, in order. Blocking.
     pub fn set_states(&self, changes: Vec<StateChange>) -> Vec<Result<BlobMeta, StoreError>> {
+        trove_common::crash::point("volume-marking");
         let mut applied: Vec<Result<Applied, StoreError>> =
             changes.iter().map(|c| self.apply_state(c)).collect();
         let changed: Vec<PathBuf> = applied.iter().flatten().map(|a| a.data.clone()).collect();
