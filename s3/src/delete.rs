@@ -3,7 +3,7 @@
 
 use crate::error::s3;
 use crate::gateway::Gateway;
-use crate::names;
+use crate::names::{self, check_version};
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
 
@@ -19,16 +19,6 @@ async fn delete_one(gw: &Gateway, key: &str) -> S3Result<()> {
     }
 }
 
-fn check_version(version: Option<&str>) -> S3Result<()> {
-    match version {
-        None | Some("null") => Ok(()),
-        Some(v) => Err(s3_error!(
-            InvalidArgument,
-            "version `{v}` does not exist: buckets are not versioned (the only version is `null`)"
-        )),
-    }
-}
-
 pub async fn delete_object(
     gw: &Gateway,
     req: S3Request<DeleteObjectInput>,
@@ -36,6 +26,15 @@ pub async fn delete_object(
     let input = &req.input;
     let key = names::object_key(&input.bucket, &input.key)?;
     check_version(input.version_id.as_deref())?;
+    if input.if_match.is_some()
+        || input.if_match_size.is_some()
+        || input.if_match_last_modified_time.is_some()
+    {
+        return Err(s3_error!(
+            NotImplemented,
+            "conditional deletes (If-Match, x-amz-if-match-size, x-amz-if-match-last-modified-time) are not supported; nothing was deleted"
+        ));
+    }
     gw.need_bucket(&input.bucket).await?;
     delete_one(gw, &key).await?;
     Ok(S3Response::new(DeleteObjectOutput::default()))

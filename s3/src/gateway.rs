@@ -4,7 +4,7 @@
 //! and out, conditional requests).
 
 use crate::error::{no_bucket, s3};
-use crate::names;
+use crate::names::{self, check_version, refuse_encryption};
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result, S3};
 use std::collections::HashMap;
@@ -274,14 +274,19 @@ impl S3 for Gateway {
     }
 
     async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
+        refuse_encryption(&req.headers)?;
         crate::put::put_object(self, req).await
     }
 
     async fn get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
+        refuse_encryption(&req.headers)?;
+        check_version(req.input.version_id.as_deref())?;
         crate::get::get_object(self, req).await
     }
 
     async fn head_object(&self, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
+        refuse_encryption(&req.headers)?;
+        check_version(req.input.version_id.as_deref())?;
         crate::get::head_object(self, req).await
     }
 
@@ -300,6 +305,7 @@ impl S3 for Gateway {
     }
 
     async fn copy_object(&self, req: S3Request<CopyObjectInput>) -> S3Result<S3Response<CopyObjectOutput>> {
+        refuse_encryption(&req.headers)?;
         crate::copy::copy_object(self, req).await
     }
 
@@ -328,10 +334,12 @@ impl S3 for Gateway {
         &self,
         req: S3Request<CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        refuse_encryption(&req.headers)?;
         crate::multipart::create(self, req).await
     }
 
     async fn upload_part(&self, req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
+        refuse_encryption(&req.headers)?;
         crate::multipart::upload_part(self, req).await
     }
 
@@ -339,6 +347,7 @@ impl S3 for Gateway {
         &self,
         req: S3Request<UploadPartCopyInput>,
     ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        refuse_encryption(&req.headers)?;
         crate::multipart::upload_part_copy(self, req).await
     }
 

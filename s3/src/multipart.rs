@@ -6,7 +6,11 @@
 //! list against the stored parts, has the master compose the object from
 //! them on the volumes (nothing passes through the gateway), keeping the
 //! parts' sizes in the object's record (for `partNumber` reads, see
-//! [`crate::part`]), then deletes the folder.
+//! [`crate::part`]), then deletes the parts. Its `info` stays for
+//! [`COMPLETED_KEPT`], marked with what it completed into, so that a
+//! Complete sent again — its answer lost on the way, and the SDK retrying
+//! — gets the same answer, as on AWS; to every other call the upload is
+//! gone.
 
 use crate::checksum::Expected;
 use crate::copy::{source, source_stat};
@@ -24,6 +28,9 @@ use trove_client::{ByteRange, ComposeSource, Expiry, GetOptions, ListOptions, Ob
 /// Every part but the last must be at least this large.
 pub const MIN_PART: u64 = 5 * 1024 * 1024;
 
+/// How long a completed upload's `info` answers a repeated Complete.
+const COMPLETED_KEPT: Duration = Duration::from_secs(3600);
+
 /// What an upload's `info` key holds.
 #[derive(Debug, Serialize, Deserialize)]
 struct Info {
@@ -33,6 +40,32 @@ struct Info {
     initiated: u64,
     /// The object's metadata, given at creation.
     meta: Vec<(String, String)>,
+    /// Set once the upload has completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    completed: Option<Completed>,
+}
+
+/// What an upload completed into.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct Completed {
+    /// The object's ETag, unquoted.
+    e_tag: String,
+    /// The part list of the Complete: numbers and ETags, unquoted.
+    parts: Vec<(i32, String)>,
+}
+
+/// A Complete's part list as numbers and unquoted ETags (`None` for a part
+/// without either: such a list is refused anyway).
+fn part_list(asked: &[CompletedPart]) -> Option<Vec<(i32, String)>> {
+    asked
+        .iter()
+        .map(|p| {
+            Some((
+                p.part_number?,
+                p.e_tag.as_ref()?.value().trim_matches('"').to_string(),
+            ))
+        })
+        .collect()
 }
 
 fn now_ms() -> u64 {
@@ -58,6 +91,18 @@ impl Gateway {
     /// not exist (never began, completed, aborted, or expired) or belongs
     /// to another key.
     async fn upload(&self, bucket: &str, key: &str, upload_id: &str) -> S3Result<(String, Info)> {
+        let (dir, info) = self.upload_info(bucket, key, upload_id).await?;
+        if info.completed.is_some() {
+            return Err(s3_error!(
+                NoSuchUpload,
+                "the upload {upload_id} has been completed"
+            ));
+        }
+        Ok((dir, info))
+    }
+
+    /// [`Gateway::upload`], a completed one included.
+    async fn upload_info(&self, bucket: &str, key: &str, upload_id: &str) -> S3Result<(String, Info)> {
         names::bucket(bucket)?;
         let dir = names::upload_dir(bucket, upload_id)?;
         let mut raw = Vec::new();
@@ -118,7 +163,34 @@ impl Gateway {
 
     /// Deletes an upload's folder (best effort for each key).
     async fn remove_upload(&self, dir: &str) -> S3Result<()> {
-        let keys = self.upload_keys(dir).await?;
+        self.remove_keys(self.upload_keys(dir).await?).await
+    }
+
+    /// Marks an upload completed (its `info` kept a while, see
+    /// [`COMPLETED_KEPT`]) and deletes its parts; if the mark cannot be
+    /// written, deletes all of it.
+    async fn retire_upload(&self, dir: &str, info: Info) -> S3Result<()> {
+        let info_key = names::upload_info_key(dir);
+        let raw = serde_json::to_vec(&info).map_err(|e| s3_error!(InternalError, "{e}"))?;
+        let opts = PutOptions {
+            replace: true,
+            expires: Some(Expiry::After(COMPLETED_KEPT.min(self.upload_ttl))),
+            ..Default::default()
+        };
+        if let Err(e) = self.client.put_bytes(&info_key, raw.into(), &opts).await {
+            tracing::warn!(%dir, error = %e, "cannot mark the upload completed; a repeated Complete will find no upload");
+            return self.remove_upload(dir).await;
+        }
+        let parts = self
+            .upload_keys(dir)
+            .await?
+            .into_iter()
+            .filter(|o| o.key != info_key);
+        self.remove_keys(parts.collect()).await
+    }
+
+    /// Deletes `keys` (best effort for each).
+    async fn remove_keys(&self, keys: Vec<ObjectInfo>) -> S3Result<()> {
         let client = &self.client;
         let failures: Vec<_> = futures::stream::iter(keys)
             .map(|o| async move {
@@ -160,6 +232,7 @@ pub async fn create(
         key: input.key.clone(),
         initiated: now_ms(),
         meta,
+        completed: None,
     };
     let raw = serde_json::to_vec(&info).map_err(|e| s3_error!(InternalError, "{e}"))?;
     gw.client
@@ -355,7 +428,7 @@ pub async fn list_uploads(
                 .await
                 .ok()?;
             let info: Info = serde_json::from_slice(&raw).ok()?;
-            Some((info.key, id, info.initiated))
+            info.completed.is_none().then_some((info.key, id, info.initiated))
         })
         .buffer_unordered(INFO_READS);
     let mut uploads: Vec<_> = infos
@@ -504,12 +577,38 @@ pub async fn complete(
     if !gw.bucket_exists(&input.bucket).await? {
         return Err(no_bucket(&input.bucket));
     }
-    let (dir, info) = gw.upload(&input.bucket, &input.key, &input.upload_id).await?;
+    let (dir, info) = gw
+        .upload_info(&input.bucket, &input.key, &input.upload_id)
+        .await?;
     let asked = input
         .multipart_upload
         .as_ref()
         .and_then(|m| m.parts.as_deref())
         .unwrap_or_default();
+    let output = |e_tag: &str| CompleteMultipartUploadOutput {
+        location: Some(format!("/{}/{}", input.bucket, input.key)),
+        bucket: Some(input.bucket.clone()),
+        key: Some(input.key.clone()),
+        e_tag: Some(etag::dto(e_tag)),
+        ..Default::default()
+    };
+    if let Some(done) = &info.completed {
+        // Completed already: the same answer for the same list, while the
+        // object is still the one it made.
+        let current = match gw.client.stat(&target).await {
+            Ok(s) => Some(s.etag),
+            Err(e) if e.is_not_found() => None,
+            Err(e) => return Err(s3(e)),
+        };
+        if part_list(asked).as_ref() == Some(&done.parts) && current.as_deref() == Some(done.e_tag.as_str()) {
+            return Ok(S3Response::new(output(&done.e_tag)));
+        }
+        return Err(s3_error!(
+            NoSuchUpload,
+            "the upload {} has been completed (with another part list, or its object has changed since)",
+            input.upload_id
+        ));
+    }
     let stored = gw.upload_keys(&dir).await?;
     let parts = check_parts(&dir, asked, &stored)?;
     let etags: Vec<&str> = parts.iter().map(|o| part_etag(o)).collect();
@@ -526,7 +625,7 @@ pub async fn complete(
     let opts = PutOptions {
         replace: true,
         allow_empty: true,
-        meta: info.meta,
+        meta: info.meta.clone(),
         etag: Some(e_tag.clone()),
         // Each part's size, for GetObject/HeadObject `partNumber`.
         keep_parts: true,
@@ -544,20 +643,21 @@ pub async fn complete(
     // volumes concatenate every part). s3s answers `200` at once and
     // sends whitespace until this finishes, then the result or the error
     // as XML, as S3 does: a client's read timeout never fires mid-compose.
+    let done = output(&e_tag);
+    let completed = Info {
+        completed: Some(Completed {
+            e_tag,
+            parts: part_list(asked).unwrap_or_default(),
+        }),
+        ..info
+    };
     let gw = gw.clone();
-    let (bucket, key) = (input.bucket.clone(), input.key.clone());
     let build = async move {
         gw.client.compose(&target, &sources, &opts).await.map_err(s3)?;
-        if let Err(e) = gw.remove_upload(&dir).await {
+        if let Err(e) = gw.retire_upload(&dir, completed).await {
             tracing::warn!(%dir, error = %e, "completed, but the parts could not all be deleted; they expire with their TTL");
         }
-        Ok(CompleteMultipartUploadOutput {
-            location: Some(format!("/{bucket}/{key}")),
-            bucket: Some(bucket),
-            key: Some(key),
-            e_tag: Some(etag::dto(&e_tag)),
-            ..Default::default()
-        })
+        Ok(done)
     };
     Ok(S3Response::new(CompleteMultipartUploadOutput {
         future: Some(Box::pin(build)),

@@ -3,7 +3,7 @@
 //!
 //! Pure functions, unit-tested here; the operations call them.
 
-use s3s::{s3_error, S3Error};
+use s3s::{s3_error, S3Error, S3Result};
 use trove_common::key::{Key, KeyError};
 
 /// Where multipart uploads keep their parts (`.s3` is not a valid bucket
@@ -12,7 +12,9 @@ pub const UPLOADS: &str = "/.s3/uploads/";
 
 /// Whether `name` follows S3's bucket naming rules: 3–63 characters of
 /// lowercase letters, digits, `-` and `.`, starting and ending with a
-/// letter or digit, no `..`, and not shaped like an IP address.
+/// letter or digit, no `..`, not shaped like an IP address, and none of
+/// the prefixes and suffixes AWS reserves (`xn--`, `sthree-`, `-s3alias`,
+/// …).
 pub fn valid_bucket(name: &str) -> bool {
     let b = name.as_bytes();
     if !(3..=63).contains(&b.len()) {
@@ -25,7 +27,14 @@ pub fn valid_bucket(name: &str) -> bool {
     if !b.iter().all(|&c| edge(c) || c == b'-' || c == b'.') {
         return false;
     }
-    if name.contains("..") || name.contains(".-") || name.contains("-.") {
+    if name.contains("..") {
+        return false;
+    }
+    const RESERVED_PREFIXES: [&str; 3] = ["xn--", "sthree-", "amzn-s3-demo-"];
+    const RESERVED_SUFFIXES: [&str; 5] = ["-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"];
+    if RESERVED_PREFIXES.iter().any(|p| name.starts_with(p))
+        || RESERVED_SUFFIXES.iter().any(|s| name.ends_with(s))
+    {
         return false;
     }
     name.parse::<std::net::Ipv4Addr>().is_err()
@@ -146,13 +155,51 @@ pub fn successor(s: &str) -> Option<String> {
     None
 }
 
+/// A `versionId` on an object: buckets are not versioned, so the only
+/// version there is is `null`; any other is `InvalidArgument`.
+pub(crate) fn check_version(version: Option<&str>) -> S3Result<()> {
+    match version {
+        None | Some("null") => Ok(()),
+        Some(v) => Err(s3_error!(
+            InvalidArgument,
+            "version `{v}` does not exist: buckets are not versioned (the only version is `null`)"
+        )),
+    }
+}
+
+/// Server-side encryption is not supported: a request that asks for it
+/// (SSE-S3, SSE-KMS or SSE-C, for the object or a copy's source) is
+/// `NotImplemented`, never stored or served as if it had been honoured.
+pub(crate) fn refuse_encryption(headers: &http::HeaderMap) -> S3Result<()> {
+    let asked = headers.keys().find(|n| {
+        n.as_str().starts_with("x-amz-server-side-encryption")
+            || n.as_str().starts_with("x-amz-copy-source-server-side-encryption")
+    });
+    match asked {
+        Some(name) => Err(s3_error!(
+            NotImplemented,
+            "server-side encryption ({name}) is not supported: objects are stored unencrypted; nothing was done"
+        )),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn bucket_names_follow_s3() {
-        for ok in ["abc", "my-bucket", "my.bucket.1", "a1b", &"a".repeat(63)] {
+        for ok in [
+            "abc",
+            "my-bucket",
+            "my.bucket.1",
+            "a1b",
+            "a.-b",
+            "a-.b",
+            "s3alias",
+            &"a".repeat(63),
+        ] {
             assert!(valid_bucket(ok), "{ok}");
         }
         for bad in [
@@ -165,7 +212,14 @@ mod tests {
             "a..b",
             "a_b",
             "192.168.1.1",
-            "a.-b",
+            "xn--abc",
+            "sthree-abc",
+            "amzn-s3-demo-abc",
+            "abc-s3alias",
+            "abc--ol-s3",
+            "abc.mrap",
+            "abc--x-s3",
+            "abc--table-s3",
             ".s3",
             "-",
         ] {

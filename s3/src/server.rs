@@ -131,11 +131,21 @@ pub fn service(gateway: Gateway, pairs: &[(String, String)]) -> S3Service {
 
 /// The largest DeleteObjects body checked here (1000 keys of 1 KiB fit).
 const MAX_DELETE_BODY: usize = 4 << 20;
+/// DeleteObjects bodies held here at once. They are read before s3s has
+/// checked the request's signature, so this bounds what unauthenticated
+/// clients can make the gateway hold (this many × [`MAX_DELETE_BODY`]).
+const DELETE_BODIES_AT_ONCE: usize = 4;
+/// How long such a body may take to arrive once its turn has come.
+const DELETE_BODY_TIME: Duration = Duration::from_secs(30);
+static DELETE_BODIES: std::sync::LazyLock<tokio::sync::Semaphore> =
+    std::sync::LazyLock::new(|| tokio::sync::Semaphore::new(DELETE_BODIES_AT_ONCE));
 
 /// DeleteObjects (`POST /bucket?delete`) is the one request whose body
 /// checksum s3s does not check and no later step could: its body is
 /// parsed into a key list. A `Content-MD5` or `x-amz-checksum-*` sent with
-/// it is checked here, on the small XML body, before s3s sees it.
+/// it is checked here, on the small XML body, before s3s sees it — so
+/// before its signature is checked, which is why only a few such bodies
+/// are held at once ([`DELETE_BODIES_AT_ONCE`]).
 async fn check_delete_body(req: hyper::Request<Incoming>) -> Result<hyper::Request<s3s::Body>, Response> {
     let is_delete = req.method() == http::Method::POST
         && req
@@ -152,14 +162,29 @@ async fn check_delete_body(req: hyper::Request<Incoming>) -> Result<hyper::Reque
         return Ok(req.map(s3s::Body::from));
     }
     let (parts, body) = req.into_parts();
+    let _turn = DELETE_BODIES
+        .acquire()
+        .await
+        .expect("the semaphore is never closed");
     let limited = http_body_util::Limited::new(body, MAX_DELETE_BODY);
-    let bytes = match http_body_util::BodyExt::collect(limited).await {
-        Ok(c) => c.to_bytes(),
-        Err(e) => {
+    let read = tokio::time::timeout(DELETE_BODY_TIME, http_body_util::BodyExt::collect(limited));
+    let bytes = match read.await {
+        Ok(Ok(c)) => c.to_bytes(),
+        Ok(Err(e)) => {
             return Err(s3_error_response(
                 400,
                 "IncompleteBody",
                 &format!("cannot read the request body: {e}"),
+            ))
+        }
+        Err(_) => {
+            return Err(s3_error_response(
+                400,
+                "RequestTimeout",
+                &format!(
+                    "the request body did not arrive within {} s; nothing was deleted",
+                    DELETE_BODY_TIME.as_secs()
+                ),
             ))
         }
     };

@@ -500,3 +500,40 @@ def test_delete_objects_on_a_missing_bucket_is_no_such_bucket(s3):
 def test_md5_helper_matches_known_value():
     # Guards the suite's own ETag arithmetic.
     assert md5_hex(b"") == EMPTY_MD5
+
+
+def test_server_side_encryption_is_not_implemented_and_stores_nothing(s3, bucket):
+    # Never a success that pretends the bytes are encrypted.
+    expect_error("NotImplemented", 501, s3.put_object, Bucket=bucket, Key="sse", Body=b"v", ServerSideEncryption="AES256")
+    key = b"k" * 32
+    expect_error(
+        "NotImplemented", 501, s3.put_object,
+        Bucket=bucket, Key="sse-c", Body=b"v", SSECustomerAlgorithm="AES256", SSECustomerKey=key,
+    )
+    expect_error(
+        "NotImplemented", 501, s3.create_multipart_upload,
+        Bucket=bucket, Key="sse-mpu", ServerSideEncryption="aws:kms",
+    )
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="plain", Body=b"v")
+    expect_error(
+        "NotImplemented", 501, s3.get_object,
+        Bucket=bucket, Key="plain", SSECustomerAlgorithm="AES256", SSECustomerKey=key,
+    )
+    expect_error(
+        "NotImplemented", 501, s3.copy_object,
+        Bucket=bucket, Key="copy", CopySource={"Bucket": bucket, "Key": "plain"}, ServerSideEncryption="AES256",
+    )
+
+
+def test_a_version_other_than_null_is_invalid_on_get_and_head(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="k", Body=b"v")
+    assert s3.get_object(Bucket=bucket, Key="k", VersionId="null")["Body"].read() == b"v"
+    expect_error("InvalidArgument", 400, s3.get_object, Bucket=bucket, Key="k", VersionId="3HL4kqtJlcpXroDTDmJ")
+    expect_error(None, 400, s3.head_object, Bucket=bucket, Key="k", VersionId="3HL4kqtJlcpXroDTDmJ")
+
+
+def test_a_conditional_delete_is_not_implemented_and_deletes_nothing(s3, bucket):
+    put = s3.put_object(Bucket=bucket, Key="k", Body=b"v")
+    expect_error("NotImplemented", 501, s3.delete_object, Bucket=bucket, Key="k", IfMatch=put["ETag"])
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"v"

@@ -1,7 +1,7 @@
 """boto3 against the gateway: multipart uploads. Create, upload (a part
 uploaded again replaces it), list parts and uploads, abort, complete with
 S3's checks (ascending numbers, gaps allowed, ETags that match, parts but
-the last at least 5 MiB), UploadPartCopy; the result's ETag is
+the last at least 5 MiB) and again with the same answer, UploadPartCopy; the result's ETag is
 md5(concatenated part md5s)-N. GetObject and HeadObject with partNumber
 answer one part; a CopyObject of a completed object is one part whose ETag
 is the md5 of its bytes."""
@@ -60,6 +60,14 @@ def test_multipart_upload_lists_parts_and_completes_with_the_multipart_etag(s3, 
     assert got["Metadata"] == {"kind": "archive"}
     assert uploads_of(s3, bucket) == [], "a completed upload is still listed"
     expect_error("NoSuchUpload", 404, s3.list_parts, Bucket=bucket, Key=key, UploadId=uid)
+    # A Complete sent again (its answer lost, the SDK retrying) gets the
+    # same answer, as on AWS; with another list it finds no upload.
+    again = complete(s3, bucket, key, uid, [(n + 1, e) for n, e in enumerate(etags)])
+    assert again["ETag"] == done["ETag"]
+    expect_error("NoSuchUpload", 404, complete, s3, bucket, key, uid, [(1, etags[0]), (3, etags[2])])
+    expect_error(
+        "NoSuchUpload", 404, s3.upload_part, Bucket=bucket, Key=key, UploadId=uid, PartNumber=4, Body=b"late"
+    )
     # The parts are nowhere to be seen through S3.
     assert [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]] == [key]
     assert all(not b["Name"].startswith(".") for b in s3.list_buckets()["Buckets"])
