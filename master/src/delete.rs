@@ -23,7 +23,13 @@ use trove_common::record::{now_ms, BlobState, Record, State};
 pub async fn delete(state: Arc<AppState>, key: Key) -> Result<(), ApiError> {
     tokio::spawn(async move {
         let _guard = state.locks.try_lock(&key).ok_or(ApiError::Busy)?;
-        let record = state.index.get(&key)?.ok_or(ApiError::NotFound)?;
+        let stored = state.index.get(&key)?;
+        if state.config.protect && stored.as_ref().is_some_and(|r| r.visible(now_ms()).is_some()) {
+            return Err(ApiError::Protected);
+        }
+        let record = undo_failed_replace(&state, &key, stored)
+            .await?
+            .ok_or(ApiError::NotFound)?;
         let (volumes, stored) = match record.state {
             State::Live => {
                 if state.config.protect {
@@ -34,7 +40,7 @@ pub async fn delete(state: Arc<AppState>, key: Key) -> Result<(), ApiError> {
                 (record.volumes.clone(), State::Unlinked)
             }
             State::Unlinked => (record.volumes.clone(), State::Unlinked),
-            State::Writing => (failed_write_volumes(&state, &record)?, record.counted_state()),
+            State::Writing => (failed_write_volumes(&record)?, record.counted_state()),
         };
         remove_replicas(&state, &key, &volumes)
             .await
@@ -47,18 +53,36 @@ pub async fn delete(state: Arc<AppState>, key: Key) -> Result<(), ApiError> {
     .await?
 }
 
-/// What a `DELETE` removes when the key's record is *writing*. With the
-/// lock free, such a record is a failed write whose clean-up has not
-/// finished. Over an unlinked (or live, being replaced) key, the key is
-/// still that key: deleting it removes the failed write's blobs as well
-/// as the old value's. Otherwise there is no key (`404`).
-fn failed_write_volumes(state: &AppState, record: &Record) -> Result<Vec<String>, ApiError> {
-    let replaced = record.replaces.as_deref().ok_or(ApiError::NotFound)?;
-    // A failed replace still being undone: the key is the live value it
-    // replaced.
-    if state.config.protect && record.visible(now_ms()).is_some() {
-        return Err(ApiError::Protected);
+/// The key's record `stored`, after undoing a failed or dead replace not
+/// yet undone (its clean-up pending, or the master restarted mid-write):
+/// such a key reads as the value it replaced, so the write is undone on
+/// the volumes and that value's record put back first, and the caller
+/// (`DELETE`, `UNLINK`) acts on it as on any live key — never removing
+/// copies while the index still sends readers to them. The caller holds
+/// the key's lock.
+async fn undo_failed_replace(
+    state: &AppState,
+    key: &Key,
+    stored: Option<Record>,
+) -> Result<Option<Record>, ApiError> {
+    match stored {
+        Some(writing) if writing.state == State::Writing && writing.visible(now_ms()).is_some() => {
+            crate::write::undo_on_volumes(state, key, &writing).await?;
+            crate::write::restore_record(state, key, &writing).await?;
+            Ok(state.index.get(key)?)
+        }
+        other => Ok(other),
     }
+}
+
+/// What a `DELETE` removes when the key's record is *writing* over no
+/// value it reads as (a replace of a live value is undone first): with
+/// the lock free, a failed write whose clean-up has not finished. Over an
+/// unlinked key, the key is still that key: deleting it removes the
+/// failed write's blobs as well as the old value's. Otherwise there is no
+/// key (`404`).
+fn failed_write_volumes(record: &Record) -> Result<Vec<String>, ApiError> {
+    let replaced = record.replaces.as_deref().ok_or(ApiError::NotFound)?;
     let mut volumes = record.volumes.clone();
     volumes.extend(
         replaced
@@ -94,18 +118,7 @@ pub(crate) async fn remove_replicas(
 /// bytes stay until `DELETE`.
 pub async fn unlink(state: &AppState, key: &Key) -> Result<(), ApiError> {
     let _guard = state.locks.try_lock(key).ok_or(ApiError::Busy)?;
-    let mut stored = state.index.get(key)?;
-    if let Some(writing) = stored
-        .as_ref()
-        .filter(|r| r.state == State::Writing && r.visible(now_ms()).is_some())
-    {
-        // A failed or dead replace not yet undone (its clean-up pending,
-        // or the master restarted mid-write): the key reads as the value
-        // it replaced, so undo the write now and unlink that value.
-        crate::write::undo_on_volumes(state, key, writing).await?;
-        crate::write::restore_record(state, key, writing).await?;
-        stored = state.index.get(key)?;
-    }
+    let stored = undo_failed_replace(state, key, state.index.get(key)?).await?;
     let record = stored
         .filter(|r| r.state == State::Live && !r.expired(now_ms()))
         .ok_or(ApiError::NotFound)?;

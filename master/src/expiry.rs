@@ -71,7 +71,9 @@ pub fn requested(
         }
         (None, Some(at)) => {
             let time = match at.parse::<u64>() {
-                Ok(secs) => UNIX_EPOCH + Duration::from_secs(secs),
+                Ok(secs) => UNIX_EPOCH.checked_add(Duration::from_secs(secs)).ok_or_else(|| {
+                    ApiError::BadRequest(format!("{TROVE_EXPIRES_AT} `{at}` is too far in the future"))
+                })?,
                 Err(_) => httpdate::parse_http_date(at).map_err(|_| {
                     ApiError::BadRequest(format!(
                         "{TROVE_EXPIRES_AT} must be Unix seconds or an HTTP date, not `{at}`"
@@ -95,22 +97,28 @@ pub fn requested(
 pub async fn run(state: Arc<AppState>) {
     let interval = state.config.expiry_interval;
     let pause = Duration::from_secs_f64(1.0 / f64::from(state.config.expiry_rate.max(1)));
+    // Where the next batch starts: after the last entry of a full batch,
+    // so that a batch of keys that cannot be deleted now (a volume down)
+    // does not hide the keys behind it; from the start again once a pass
+    // has reached the last due entry.
+    let mut after = None;
     loop {
-        let due = match state.index.due(now_ms(), BATCH).await {
+        let due = match state.index.due_after(now_ms(), BATCH, after.take()).await {
             Ok(due) => due.entries,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the expiry index");
                 vec![]
             }
         };
-        let mut progress = false;
         for (expires, key) in &due {
-            progress |= expire(&state, key, *expires).await;
+            expire(&state, key, *expires).await;
             tokio::time::sleep(pause).await;
         }
-        // A full batch that moved on: more may be due at once. Otherwise
-        // (nothing due, or only keys that cannot be deleted now) wait.
-        if !(progress && due.len() == BATCH) {
+        // A full batch: more may be due at once. Otherwise (nothing more
+        // due, or only keys that cannot be deleted now) wait.
+        if due.len() == BATCH {
+            after = due.last().cloned();
+        } else {
             tokio::time::sleep(interval).await;
         }
     }
@@ -202,6 +210,9 @@ mod tests {
             &[(TROVE_EXPIRES_AT, "1600000000")],
             &[(TROVE_EXPIRES_AT, "tomorrow")],
             &[(TROVE_EXPIRES_AFTER, "1h"), (TROVE_EXPIRES_AT, "1800000000")],
+            // Past what a clock can hold: refused, never a panic.
+            &[(TROVE_EXPIRES_AT, "18446744073709551615")],
+            &[(TROVE_EXPIRES_AFTER, "100000000000000000000")],
         ] {
             assert!(matches!(req(bad, None), Err(ApiError::BadRequest(_))), "{bad:?}");
         }

@@ -257,7 +257,10 @@ impl Index {
             batch.put_cf(self.cf(VOLUMES_CF), id.to_be_bytes(), name.as_bytes());
         }
         if let Err(e) = self.inner.db.write_opt(batch, &self.write_opts()) {
-            // Not stored: forget them, so that they are stored next time.
+            // Not stored: forget them, so that they are stored next time
+            // (the table is read again from the index, which takes its
+            // lock: this one must go first).
+            drop(table);
             self.load_volumes()?;
             return Err(e.into());
         }
@@ -425,16 +428,36 @@ impl Index {
     /// Up to `limit` expiry entries due at `now` (Unix ms), soonest first.
     /// Reads the expiry index only, and stops at the first entry not due.
     pub async fn due(&self, now: u64, limit: usize) -> Result<Due, IndexError> {
+        self.due_after(now, limit, None).await
+    }
+
+    /// [`Index::due`], from the entry after `after` (`(expires, key)`, an
+    /// entry an earlier call returned): so that entries that cannot be
+    /// handled now do not hide the ones behind them.
+    pub async fn due_after(
+        &self,
+        now: u64,
+        limit: usize,
+        after: Option<(u64, String)>,
+    ) -> Result<Due, IndexError> {
         let this = self.clone();
-        tokio::task::spawn_blocking(move || this.due_blocking(now, limit))
+        tokio::task::spawn_blocking(move || this.due_blocking(now, limit, after))
             .await
             .map_err(|e| IndexError::Task(e.to_string()))?
     }
 
-    fn due_blocking(&self, now: u64, limit: usize) -> Result<Due, IndexError> {
+    fn due_blocking(&self, now: u64, limit: usize, after: Option<(u64, String)>) -> Result<Due, IndexError> {
         let mut due = Due::default();
-        for item in self.inner.db.iterator_cf(self.expiry_cf(), IteratorMode::Start) {
+        let after = after.map(|(time, key)| [&time.to_be_bytes()[..], key.as_bytes()].concat());
+        let mode = match &after {
+            Some(entry) => IteratorMode::From(entry, rocksdb::Direction::Forward),
+            None => IteratorMode::Start,
+        };
+        for item in self.inner.db.iterator_cf(self.expiry_cf(), mode) {
             let (entry, _) = item?;
+            if after.as_deref() == Some(&*entry) {
+                continue;
+            }
             due.scanned += 1;
             let Some((time, key)) = entry.split_first_chunk::<8>() else {
                 continue;
@@ -647,6 +670,19 @@ mod tests {
         let some = index.due(1_000_049, 1000).await.unwrap();
         assert_eq!((some.entries.len(), some.scanned), (50, 51));
         assert_eq!(some.entries[0], (1_000_000, "/ttl/000000".to_string()));
+        // From after an entry (one that could not be handled): the next
+        // ones, that entry left out.
+        let next = index
+            .due_after(1_000_049, 10, some.entries.get(19).cloned())
+            .await
+            .unwrap();
+        assert_eq!(next.entries.first(), some.entries.get(20));
+        assert_eq!(next.entries.len(), 10);
+        let last = index
+            .due_after(1_000_049, 1000, some.entries.last().cloned())
+            .await
+            .unwrap();
+        assert!(last.entries.is_empty(), "{:?}", last.entries);
         // Everything due: pages of 1000, each key exactly once, and never
         // one of the 100,000 keys without a TTL.
         let mut expired = 0;

@@ -369,10 +369,12 @@ const UNDO_ATTEMPTS: u32 = 8;
 /// moment): until a replica has its mark, its copy is `pending`, and a
 /// `rebuild` from the volumes alone — the index lost before a `verify`
 /// confirmed the copy — would take the write for a failed one (and, for a
-/// replace, bring the old value back). Stops once the key holds another
-/// write (a newer write or a delete took it: nothing of this write is
-/// left to confirm; the marks name the write, so a volume never confirms
-/// another one's copy). Marking a copy confirmed twice changes nothing.
+/// replace, bring the old value back). Each attempt holds the key's lock
+/// and stops for good unless the key is still live with this write: once
+/// it is unlinked, deleted or written again, there is nothing of this
+/// write to confirm (and an unlinked copy must stay unlinked). The marks
+/// name the write, so a volume never confirms another one's copy; marking
+/// a copy confirmed twice changes nothing.
 async fn confirm_later(state: Arc<AppState>, key: Key, targets: Vec<String>, record: Record) {
     let Some(write) = record.write.clone() else {
         return;
@@ -381,6 +383,11 @@ async fn confirm_later(state: Arc<AppState>, key: Key, targets: Vec<String>, rec
     for attempt in 1..=UNDO_ATTEMPTS {
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(10));
+        // Under the key's lock, so no unlink, delete or write comes
+        // between the check and the marks (a busy key: the next attempt).
+        let Some(_guard) = state.locks.try_lock(&key) else {
+            continue;
+        };
         let current = match state.index.get(&key) {
             Ok(r) => r,
             Err(e) => {
@@ -388,7 +395,9 @@ async fn confirm_later(state: Arc<AppState>, key: Key, targets: Vec<String>, rec
                 return;
             }
         };
-        if current.as_ref().and_then(|r| r.write.as_deref()) != Some(write.as_str()) {
+        let still =
+            current.is_some_and(|r| r.state == State::Live && r.write.as_deref() == Some(write.as_str()));
+        if !still {
             return;
         }
         match state

@@ -201,7 +201,9 @@ pub async fn list(state: &AppState, raw_path: &str, mut q: ListQuery) -> Result<
     } else {
         MAX_UNPAGED_KEYS
     };
-    let limit = q.limit.unwrap_or(cap);
+    // A page holds at most `cap` entries, however large a `limit` asks
+    // for: `next` says where the rest starts.
+    let limit = q.limit.unwrap_or(cap).min(cap);
     let page = state.index.list(q.listing(prefix, limit)).await?;
     if !paged && page.next.is_some() {
         return Err(ApiError::TooManyKeys(cap));

@@ -293,7 +293,10 @@ async fn check_key(
     // `rebuild` counts it and the volume drops the value it replaced.
     let client = state.volumes.client();
     for addr in &unconfirmed {
-        match client.mark(addr, key, BlobState::Live, Some(record), None).await {
+        match client
+            .mark(addr, key, BlobState::Live, Some(record), record.write.as_deref())
+            .await
+        {
             // Not counted as a change: `changed` pays for `found`.
             Ok(()) => progress.problem(format!(
                 "{key}: replica on {addr} confirmed (its confirmation had not arrived)"
