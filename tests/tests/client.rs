@@ -103,7 +103,8 @@ async fn read_request(sock: &mut tokio::net::TcpStream) -> Option<Request> {
 /// commits, and its length, when known, as `Trove-Length` (a
 /// `Content-Length` body could carry no trailer, and a replace damaged on
 /// the way would then be caught only after it had replaced the old value).
-/// The client also compares the `201`'s `Key-Crc32c` with what it sent: a
+/// (Given its md5, which the master checks the same way, it goes with its
+/// length.) The client also compares the `201`'s `Key-Crc32c` with what it sent: a
 /// stand-in master that ignores the trailer (one that predates it) and
 /// answers with another CRC makes the put fail as garbled — and the key is
 /// deleted again, so no value other than the one sent stays stored.
@@ -111,7 +112,7 @@ async fn read_request(sock: &mut tokio::net::TcpStream) -> Option<Request> {
 async fn a_stream_the_master_received_garbled_fails_and_is_deleted() {
     let value = pattern_bytes(200_000, 9);
     for len in [None, Some(value.len() as u64)] {
-        let (put, trailers) = garbled_put(&value, len).await;
+        let (put, trailers) = garbled_put(&value, len, &PutOptions::default()).await;
         let head = put.to_ascii_lowercase();
         assert!(head.contains("transfer-encoding: chunked\r\n"), "{head}");
         assert!(head.contains("trailer: key-crc32c\r\n"), "{head}");
@@ -125,6 +126,20 @@ async fn a_stream_the_master_received_garbled_fails_and_is_deleted() {
             None => assert!(!head.contains("trove-length"), "{head}"),
         }
     }
+    // With its md5 given, which the master checks before committing, a
+    // stream of known length needs no trailer: it goes with its length.
+    let md5 = PutOptions {
+        content_md5: Some(<md5::Md5 as md5::Digest>::digest(&value).into()),
+        ..Default::default()
+    };
+    let (put, trailers) = garbled_put(&value, Some(value.len() as u64), &md5).await;
+    let head = put.to_ascii_lowercase();
+    assert!(
+        head.contains(&format!("content-length: {}\r\n", value.len())),
+        "{head}"
+    );
+    assert!(head.contains("content-md5: "), "{head}");
+    assert!(!head.contains("trailer") && trailers.is_empty(), "{head}");
 }
 
 /// The same against a real master, through a proxy that flips one byte
@@ -214,7 +229,7 @@ async fn flipping_proxy(upstream: &str, offset: usize) -> String {
 /// Streams `value` to a stand-in master that answers the PUT with a wrong
 /// CRC32C, checks the put fails as garbled and is followed by a DELETE,
 /// and returns the PUT's head and trailers.
-async fn garbled_put(value: &[u8], len: Option<u64>) -> (String, String) {
+async fn garbled_put(value: &[u8], len: Option<u64>, opts: &PutOptions) -> (String, String) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let wrong_crc = format!("{:08x}", u32::from_str_radix(&crc32c_hex(value), 16).unwrap() ^ 1);
@@ -248,7 +263,7 @@ async fn garbled_put(value: &[u8], len: Option<u64>) -> (String, String) {
             .collect::<Vec<_>>(),
     );
     let e = client
-        .put_stream("/garbled/k", chunks, len, &PutOptions::default())
+        .put_stream("/garbled/k", chunks, len, opts)
         .await
         .unwrap_err();
     assert!(
