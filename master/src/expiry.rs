@@ -80,7 +80,9 @@ pub fn requested(
                     ))
                 })?,
             };
-            let ms = time.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+            let ms = u64::try_from(time.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis()).map_err(
+                |_| ApiError::BadRequest(format!("{TROVE_EXPIRES_AT} `{at}` is too far in the future")),
+            )?;
             if ms <= now_ms {
                 return Err(ApiError::BadRequest(format!(
                     "{TROVE_EXPIRES_AT} `{at}` is not in the future"
@@ -212,6 +214,7 @@ mod tests {
             &[(TROVE_EXPIRES_AFTER, "1h"), (TROVE_EXPIRES_AT, "1800000000")],
             // Past what a clock can hold: refused, never a panic.
             &[(TROVE_EXPIRES_AT, "18446744073709551615")],
+            &[(TROVE_EXPIRES_AT, "100000000000000000")],
             &[(TROVE_EXPIRES_AFTER, "100000000000000000000")],
         ] {
             assert!(matches!(req(bad, None), Err(ApiError::BadRequest(_))), "{bad:?}");

@@ -222,6 +222,13 @@ impl Index {
     }
 
     fn load_volumes(&self) -> Result<(), IndexError> {
+        let stored = self.stored_volumes()?;
+        *self.inner.volumes.write() = stored;
+        Ok(())
+    }
+
+    /// The volume table as stored in the index.
+    fn stored_volumes(&self) -> Result<VolumeTable, IndexError> {
         let mut entries = vec![];
         for item in self
             .inner
@@ -236,8 +243,7 @@ impl Index {
                 .map_err(|_| RecordError::Corrupt("volume address is not UTF-8".into()))?;
             entries.push((id, name));
         }
-        *self.inner.volumes.write() = VolumeTable::from_entries(entries)?;
-        Ok(())
+        Ok(VolumeTable::from_entries(entries)?)
     }
 
     /// Gives every volume `record` names an id, storing new ones before
@@ -257,11 +263,11 @@ impl Index {
             batch.put_cf(self.cf(VOLUMES_CF), id.to_be_bytes(), name.as_bytes());
         }
         if let Err(e) = self.inner.db.write_opt(batch, &self.write_opts()) {
-            // Not stored: forget them, so that they are stored next time
-            // (the table is read again from the index, which takes its
-            // lock: this one must go first).
-            drop(table);
-            self.load_volumes()?;
+            // Not stored: forget them, so that they are stored next time —
+            // the table as stored put back before the lock is released, so
+            // no other write ever sees (and stores a record with) an id
+            // that is not in the index.
+            *table = self.stored_volumes()?;
             return Err(e.into());
         }
         Ok(())
@@ -448,7 +454,7 @@ impl Index {
 
     fn due_blocking(&self, now: u64, limit: usize, after: Option<(u64, String)>) -> Result<Due, IndexError> {
         let mut due = Due::default();
-        let after = after.map(|(time, key)| [&time.to_be_bytes()[..], key.as_bytes()].concat());
+        let after = after.map(|(time, key)| expiry_entry(time, key.as_bytes()));
         let mode = match &after {
             Some(entry) => IteratorMode::From(entry, rocksdb::Direction::Forward),
             None => IteratorMode::Start,

@@ -246,12 +246,7 @@ pub async fn write(
         .await
     {
         tracing::warn!(key = %key, error = %e, "a replica did not record the confirmation; trying again");
-        tokio::spawn(confirm_later(
-            Arc::clone(&state),
-            key.clone(),
-            targets.clone(),
-            record.clone(),
-        ));
+        tokio::spawn(confirm_later(Arc::clone(&state), key.clone(), record.clone()));
     }
     crash::point("write-confirmed");
     retire_old_copies(&state, &key, &old_volumes, &targets).await;
@@ -375,7 +370,7 @@ const UNDO_ATTEMPTS: u32 = 8;
 /// write to confirm (and an unlinked copy must stay unlinked). The marks
 /// name the write, so a volume never confirms another one's copy; marking
 /// a copy confirmed twice changes nothing.
-async fn confirm_later(state: Arc<AppState>, key: Key, targets: Vec<String>, record: Record) {
+async fn confirm_later(state: Arc<AppState>, key: Key, record: Record) {
     let Some(write) = record.write.clone() else {
         return;
     };
@@ -395,14 +390,22 @@ async fn confirm_later(state: Arc<AppState>, key: Key, targets: Vec<String>, rec
                 return;
             }
         };
-        let still =
-            current.is_some_and(|r| r.state == State::Live && r.write.as_deref() == Some(write.as_str()));
-        if !still {
+        let Some(current) =
+            current.filter(|r| r.state == State::Live && r.write.as_deref() == Some(write.as_str()))
+        else {
             return;
-        }
+        };
+        // The replicas the record names now (a rebalance may have moved
+        // some since).
         match state
             .volumes
-            .mark_all(&key, &targets, BlobState::Live, Some(&record), Some(&write))
+            .mark_all(
+                &key,
+                &current.volumes,
+                BlobState::Live,
+                Some(&record),
+                Some(&write),
+            )
             .await
         {
             Ok(()) => {

@@ -77,7 +77,7 @@ pub async fn create(
     gw: &Gateway,
     req: S3Request<CreateBucketInput>,
 ) -> S3Result<S3Response<CreateBucketOutput>> {
-    let bucket = names::bucket(&req.input.bucket)?;
+    let bucket = names::new_bucket(&req.input.bucket)?;
     let marker = names::bucket_marker(bucket);
     match gw.client.stat(&marker).await {
         Ok(_) => {

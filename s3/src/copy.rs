@@ -28,12 +28,7 @@ pub(crate) fn source(src: &CopySource) -> S3Result<(&str, &str)> {
             version_id,
             ..
         } => {
-            if let Some(v) = version_id.as_deref().filter(|v| *v != "null") {
-                return Err(s3_error!(
-                    InvalidArgument,
-                    "version `{v}` does not exist: buckets are not versioned"
-                ));
-            }
+            names::check_version(version_id.as_deref())?;
             Ok((bucket, key))
         }
         _ => Err(s3_error!(

@@ -58,6 +58,12 @@ pub async fn delete_objects(
             async move {
                 let r = async {
                     check_version(o.version_id.as_deref())?;
+                    if o.e_tag.is_some() || o.size.is_some() || o.last_modified_time.is_some() {
+                        return Err(s3_error!(
+                            NotImplemented,
+                            "conditional deletes (ETag, Size, LastModifiedTime) are not supported; not deleted"
+                        ));
+                    }
                     let key = names::object_key(bucket, &o.key)?;
                     delete_one(gw, &key).await
                 }

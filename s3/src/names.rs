@@ -12,9 +12,9 @@ pub const UPLOADS: &str = "/.s3/uploads/";
 
 /// Whether `name` follows S3's bucket naming rules: 3–63 characters of
 /// lowercase letters, digits, `-` and `.`, starting and ending with a
-/// letter or digit, no `..`, not shaped like an IP address, and none of
-/// the prefixes and suffixes AWS reserves (`xn--`, `sthree-`, `-s3alias`,
-/// …).
+/// letter or digit, no `..`, and not shaped like an IP address. (The
+/// prefixes and suffixes AWS reserves are refused when a bucket is
+/// created, [`new_bucket`]: a bucket named so before stays reachable.)
 pub fn valid_bucket(name: &str) -> bool {
     let b = name.as_bytes();
     if !(3..=63).contains(&b.len()) {
@@ -30,14 +30,29 @@ pub fn valid_bucket(name: &str) -> bool {
     if name.contains("..") {
         return false;
     }
+    name.parse::<std::net::Ipv4Addr>().is_err()
+}
+
+/// The name of a bucket to create: [`bucket`]'s rules, and none of the
+/// prefixes and suffixes AWS reserves (`xn--`, `sthree-`, `-s3alias`, …),
+/// or `InvalidBucketName`.
+pub fn new_bucket(name: &str) -> Result<&str, S3Error> {
     const RESERVED_PREFIXES: [&str; 3] = ["xn--", "sthree-", "amzn-s3-demo-"];
     const RESERVED_SUFFIXES: [&str; 5] = ["-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"];
-    if RESERVED_PREFIXES.iter().any(|p| name.starts_with(p))
-        || RESERVED_SUFFIXES.iter().any(|s| name.ends_with(s))
-    {
-        return false;
+    let name = bucket(name)?;
+    if let Some(reserved) = RESERVED_PREFIXES.iter().find(|p| name.starts_with(**p)) {
+        return Err(s3_error!(
+            InvalidBucketName,
+            "`{name}`: bucket names may not start with `{reserved}`"
+        ));
     }
-    name.parse::<std::net::Ipv4Addr>().is_err()
+    if let Some(reserved) = RESERVED_SUFFIXES.iter().find(|s| name.ends_with(**s)) {
+        return Err(s3_error!(
+            InvalidBucketName,
+            "`{name}`: bucket names may not end with `{reserved}`"
+        ));
+    }
+    Ok(name)
 }
 
 /// The checked bucket name, or S3's `InvalidBucketName`.
@@ -201,6 +216,21 @@ mod tests {
             &"a".repeat(63),
         ] {
             assert!(valid_bucket(ok), "{ok}");
+            assert!(new_bucket(ok).is_ok(), "{ok}");
+        }
+        // Reserved: refused for a new bucket, still reachable if it exists.
+        for reserved in [
+            "xn--abc",
+            "sthree-abc",
+            "amzn-s3-demo-abc",
+            "abc-s3alias",
+            "abc--ol-s3",
+            "abc.mrap",
+            "abc--x-s3",
+            "abc--table-s3",
+        ] {
+            assert!(valid_bucket(reserved), "{reserved}");
+            assert!(new_bucket(reserved).is_err(), "{reserved}");
         }
         for bad in [
             "ab",
@@ -212,14 +242,6 @@ mod tests {
             "a..b",
             "a_b",
             "192.168.1.1",
-            "xn--abc",
-            "sthree-abc",
-            "amzn-s3-demo-abc",
-            "abc-s3alias",
-            "abc--ol-s3",
-            "abc.mrap",
-            "abc--x-s3",
-            "abc--table-s3",
             ".s3",
             "-",
         ] {

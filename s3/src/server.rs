@@ -162,10 +162,14 @@ async fn check_delete_body(req: hyper::Request<Incoming>) -> Result<hyper::Reque
         return Ok(req.map(s3s::Body::from));
     }
     let (parts, body) = req.into_parts();
-    let _turn = DELETE_BODIES
-        .acquire()
-        .await
-        .expect("the semaphore is never closed");
+    let Ok(turn) = tokio::time::timeout(DELETE_BODY_TIME, DELETE_BODIES.acquire()).await else {
+        return Err(s3_error_response(
+            503,
+            "SlowDown",
+            "too many DeleteObjects requests are being read at once; try again",
+        ));
+    };
+    let _turn = turn.expect("the semaphore is never closed");
     let limited = http_body_util::Limited::new(body, MAX_DELETE_BODY);
     let read = tokio::time::timeout(DELETE_BODY_TIME, http_body_util::BodyExt::collect(limited));
     let bytes = match read.await {

@@ -44,7 +44,8 @@ def test_create_bucket_again_keeps_the_bucket_and_its_objects(s3, bucket):
 
 
 def test_create_bucket_rejects_names_that_break_s3_rules(s3):
-    for name in ["ab", "UpperCase", "under_score", "192.168.1.1", "-leading-dash", "trailing-dash-", "a" * 64]:
+    reserved = ["xn--punycode", "sthree-bucket", "amzn-s3-demo-bucket", "name-s3alias", "name--ol-s3"]
+    for name in ["ab", "UpperCase", "under_score", "192.168.1.1", "-leading-dash", "trailing-dash-", "a" * 64] + reserved:
         expect_error("InvalidBucketName", 400, s3.create_bucket, Bucket=name)
     names = [b["Name"] for b in s3.list_buckets()["Buckets"]]
     assert "UpperCase" not in names and "ab" not in names
@@ -446,6 +447,17 @@ def test_delete_objects_with_the_sdk_default_crc32_deletes_each_key(s3, bucket):
     assert sorted(d["Key"] for d in result["Deleted"]) == ["a", "b", "c", "never-was"]
     assert result.get("Errors", []) == []
     assert keys_in(s3, bucket) == ["keep"]
+
+
+def test_delete_objects_with_per_object_conditions_deletes_none_of_those(s3, bucket):
+    put = s3.put_object(Bucket=bucket, Key="kept", Body=b"1")
+    s3.put_object(Bucket=bucket, Key="gone", Body=b"2")
+    result = s3.delete_objects(
+        Bucket=bucket, Delete={"Objects": [{"Key": "kept", "ETag": put["ETag"]}, {"Key": "gone"}]}
+    )
+    assert [d["Key"] for d in result.get("Deleted", [])] == ["gone"]
+    assert [(e["Key"], e["Code"]) for e in result.get("Errors", [])] == [("kept", "NotImplemented")]
+    assert keys_in(s3, bucket) == ["kept"]
 
 
 def test_delete_objects_quiet_reports_nothing_and_deletes(s3, bucket):

@@ -167,7 +167,7 @@ async fn key_request(State(state): State<Arc<AppState>>, req: Request<Body>) -> 
                 "?list and ?unlinked are read with GET, not {method}"
             ))),
             (None, _) => Err(ApiError::Forbidden(
-                "unsupported query string: only ?list and ?unlinked (with start=, after=, limit=, delimiter= and detail) are understood"
+                "unsupported query string: only ?list and ?unlinked (with prefix=, start=, after=, limit=, delimiter= and detail) are understood"
                     .into(),
             )),
         };
