@@ -70,19 +70,20 @@ pub fn requested(
             Ok(Some(after_ms(ttl)))
         }
         (None, Some(at)) => {
+            let too_far =
+                || ApiError::BadRequest(format!("{TROVE_EXPIRES_AT} `{at}` is too far in the future"));
             let time = match at.parse::<u64>() {
-                Ok(secs) => UNIX_EPOCH.checked_add(Duration::from_secs(secs)).ok_or_else(|| {
-                    ApiError::BadRequest(format!("{TROVE_EXPIRES_AT} `{at}` is too far in the future"))
-                })?,
+                Ok(secs) => UNIX_EPOCH
+                    .checked_add(Duration::from_secs(secs))
+                    .ok_or_else(too_far)?,
                 Err(_) => httpdate::parse_http_date(at).map_err(|_| {
                     ApiError::BadRequest(format!(
                         "{TROVE_EXPIRES_AT} must be Unix seconds or an HTTP date, not `{at}`"
                     ))
                 })?,
             };
-            let ms = u64::try_from(time.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis()).map_err(
-                |_| ApiError::BadRequest(format!("{TROVE_EXPIRES_AT} `{at}` is too far in the future")),
-            )?;
+            let ms = u64::try_from(time.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis())
+                .map_err(|_| too_far())?;
             if ms <= now_ms {
                 return Err(ApiError::BadRequest(format!(
                     "{TROVE_EXPIRES_AT} `{at}` is not in the future"
@@ -126,34 +127,33 @@ pub async fn run(state: Arc<AppState>) {
     }
 }
 
-/// Deletes one expired key; whether its entry is gone (deleted or stale).
-async fn expire(state: &AppState, raw_key: &str, expires: u64) -> bool {
+/// Deletes one expired key, or drops its entry if stale; what cannot be
+/// done now is left for a later pass.
+async fn expire(state: &AppState, raw_key: &str, expires: u64) {
     let stale = || async {
         if let Err(e) = state.index.forget_expiry(raw_key, expires).await {
             tracing::error!(key = %raw_key, error = %e, "cannot drop a stale expiry entry");
-            return false;
         }
-        true
     };
     let Ok(key) = Key::new(raw_key) else {
         return stale().await;
     };
     // A key being written or deleted is left for the next pass.
     let Some(_guard) = state.locks.try_lock(&key) else {
-        return false;
+        return;
     };
     let record = match state.index.get(&key) {
         Ok(Some(r)) if r.expires == Some(expires) && r.state != State::Writing => r,
         Ok(_) => return stale().await,
         Err(e) => {
             tracing::error!(key = %key, error = %e, "cannot read an expiring key's record");
-            return false;
+            return;
         }
     };
     if let Err((addr, e)) = crate::delete::remove_replicas(state, &key, &record.volumes).await {
         state.expiry.failed.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(key = %key, volume = %addr, error = %e, "cannot delete an expired replica; retrying later");
-        return false;
+        return;
     }
     if let Err(e) = state
         .index
@@ -161,11 +161,10 @@ async fn expire(state: &AppState, raw_key: &str, expires: u64) -> bool {
         .await
     {
         tracing::error!(key = %key, error = %e, "cannot remove an expired record");
-        return false;
+        return;
     }
     state.expiry.expired.fetch_add(1, Ordering::Relaxed);
     tracing::info!(key = %key, "expired");
-    true
 }
 
 #[cfg(test)]

@@ -550,17 +550,22 @@ fn check_parts<'a>(
     Ok(out)
 }
 
+/// The ETag of the key's current value, `None` when it has none.
+async fn current_etag(gw: &Gateway, key: &str) -> S3Result<Option<String>> {
+    match gw.client.stat(key).await {
+        Ok(s) => Ok(Some(s.etag)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(s3(e)),
+    }
+}
+
 /// `If-Match` / `If-None-Match` of a write, checked against the key's
 /// current value.
 async fn precheck(gw: &Gateway, key: &str, opts: &PutOptions) -> S3Result<()> {
     use trove_common::conditions::{Failed, Preconditions};
     let conditions = Preconditions::parse(opts.if_match.as_deref(), opts.if_none_match.as_deref())
         .map_err(|e| s3_error!(InvalidArgument, "{e}"))?;
-    let current = match gw.client.stat(key).await {
-        Ok(s) => Some(s.etag),
-        Err(e) if e.is_not_found() => None,
-        Err(e) => return Err(s3(e)),
-    };
+    let current = current_etag(gw, key).await?;
     match conditions.check(current.as_deref()) {
         Ok(()) => Ok(()),
         Err(Failed::Absent) => Err(s3_error!(NoSuchKey, "{}", Failed::Absent)),
@@ -595,11 +600,7 @@ pub async fn complete(
     if let Some(done) = &info.completed {
         // Completed already: the same answer for the same list, while the
         // object is still the one it made.
-        let current = match gw.client.stat(&target).await {
-            Ok(s) => Some(s.etag),
-            Err(e) if e.is_not_found() => None,
-            Err(e) => return Err(s3(e)),
-        };
+        let current = current_etag(gw, &target).await?;
         if part_list(asked).as_ref() == Some(&done.parts) && current.as_deref() == Some(done.e_tag.as_str()) {
             return Ok(S3Response::new(output(&done.e_tag)));
         }

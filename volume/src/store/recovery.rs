@@ -22,8 +22,8 @@ impl BlobStore {
     /// (and whether it takes extended attributes) and empties its `tmp/`.
     /// Unless the volume last stopped cleanly ([`BlobStore::close`]), it
     /// then walks every blob: finishes moves a crash interrupted, moves
-    /// data files left without metadata aside (`orphans/`), counts the blobs and makes the
-    /// key set. Blocking.
+    /// data files left without metadata aside (`orphans/`), counts the
+    /// blobs and makes the key set. Blocking.
     pub fn open(dirs: Vec<PathBuf>, fsync: bool) -> anyhow::Result<BlobStore> {
         Self::open_with(dirs, fsync, false)
     }
