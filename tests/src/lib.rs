@@ -939,6 +939,7 @@ pub mod raw {
 }
 
 pub mod docker;
+pub mod hung_disk;
 pub mod tools;
 
 /// Flips one byte of a file in place (same inode, same length), as bit rot

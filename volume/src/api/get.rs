@@ -31,6 +31,7 @@ use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
+use futures::StreamExt;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -41,6 +42,10 @@ use trove_common::key::Key;
 use trove_common::range::{if_range_matches, ByteRange, RangeError};
 use trove_common::record::{BlobMeta, ETAG_META};
 use trove_common::server::zerocopy::{self, ZeroCopy};
+
+/// The memory page (x86-64 and arm64 Linux's usual size; were it larger,
+/// [`resident`] would only answer `false` more often).
+const PAGE: usize = 4096;
 
 // A checked block goes out as one marker chunk (or less, for a range).
 const _: () = assert!(BLOCK as usize <= zerocopy::MAX_CHUNK);
@@ -176,7 +181,7 @@ pub async fn get(
     let body = if head_only {
         Body::empty()
     } else {
-        checked_body(Arc::clone(&state.store), key, blob, span, zero_copy)?
+        checked_body(Arc::clone(&state.store), key, blob, span, zero_copy).await?
     };
     Ok(resp.body(body).expect("valid response"))
 }
@@ -186,7 +191,12 @@ pub async fn get(
 /// here, before the answer starts, so a damaged small value gets a clean
 /// `503`. With `zero_copy`, each checked piece goes out as a marker chunk
 /// (`sendfile` of the same range of the file) instead of the mapped bytes.
-fn checked_body(
+///
+/// Reading a block through the map may wait on the disk, so a block whose
+/// pages are not all in memory is read on the blocking pool (see
+/// [`read_block`]): a hung disk holds up its own readers, never the
+/// threads that serve every other request and `/-/healthy`.
+async fn checked_body(
     store: Arc<BlobStore>,
     key: Key,
     blob: OpenBlob,
@@ -199,10 +209,10 @@ fn checked_body(
     let size = blob.meta.size;
     // No checksums: a blob stored before volumes kept them, served as it
     // is. Checksums that do not parse: a damaged sidecar, never "unchecked".
-    let sums = match blob.meta.crc32c.as_deref() {
+    let sums: Option<Arc<[u32]>> = match blob.meta.crc32c.as_deref() {
         None => None,
         Some(s) => match blocks::parse(s, size) {
-            Some(sums) => Some(sums),
+            Some(sums) => Some(sums.into()),
             None => {
                 report_damage(&store, &key, &blob.meta, 0);
                 return Err(ApiError::Damaged);
@@ -220,37 +230,41 @@ fn checked_body(
         let at = i as u64 * BLOCK;
         let block = map.slice(at as usize..((at + BLOCK).min(map.len() as u64)) as usize);
         let (from, to) = (mapped.start + at, mapped.start + at + block.len() as u64);
-        let ok = sums
-            .as_deref()
-            .is_none_or(|s| blocks::check(s, first as usize + i, &block));
         let wanted = span.start.max(from) - from..span.end.min(to) - from;
-        let bytes = block.slice(wanted.start as usize..wanted.end as usize);
-        (ok, from + wanted.start, bytes)
+        let sums = sums.clone();
+        async move {
+            let ok = read_block(sums, first as usize + i, block.clone()).await;
+            let bytes = block.slice(wanted.start as usize..wanted.end as usize);
+            ok.map(|ok| (ok, from + wanted.start, bytes))
+        }
     };
-    let (ok, head_at, head) = piece(0);
+    let (ok, head_at, head) = piece(0).await.map_err(|e| ApiError::Internal(e.to_string()))?;
     if !ok {
         report_damage(&store, &key, &blob.meta, 0);
         return Err(ApiError::Damaged);
     }
     let OpenBlob { file, meta } = blob;
-    let rest = (1..block_count).map(move |i| match piece(i) {
-        (true, at, bytes) => Ok((at, bytes)),
-        (false, _, _) => {
-            report_damage(&store, &key, &meta, first + i as u64);
-            Err(std::io::Error::other(
-                "stored bytes fail their checksum; response cut",
-            ))
-        }
-    });
+    let rest = futures::stream::iter(1..block_count)
+        .then(piece)
+        .enumerate()
+        .map(move |(n, checked)| match checked? {
+            (true, at, bytes) => Ok((at, bytes)),
+            (false, _, _) => {
+                report_damage(&store, &key, &meta, first + 1 + n as u64);
+                Err(std::io::Error::other(
+                    "stored bytes fail their checksum; response cut",
+                ))
+            }
+        });
     // A failed block ends the stream: nothing after it is sent.
-    let checked = std::iter::once(Ok((head_at, head))).chain(rest.scan(false, |failed, item| {
-        if *failed {
-            return None;
-        }
-        *failed = item.is_err();
-        Some(item)
-    }));
-    // The marker is registered as the stream yields it (the iterator is
+    let checked = futures::stream::once(std::future::ready(Ok((head_at, head))))
+        .chain(rest)
+        .scan(false, |failed, item| {
+            let next = (!*failed).then_some(item);
+            *failed = next.as_ref().is_some_and(Result::is_err);
+            std::future::ready(next)
+        });
+    // The marker is registered as the stream yields it (the stream is
     // lazy), never ahead: see `zerocopy` on keep-alive connections.
     let file = Arc::new(file);
     let chunks = checked.map(move |item| {
@@ -259,7 +273,51 @@ fn checked_body(
             None => bytes,
         })
     });
-    Ok(Body::from_stream(futures::stream::iter(chunks)))
+    Ok(Body::from_stream(chunks))
+}
+
+/// Reads block `index` of a blob through its mapping (`block`) and checks
+/// it against its checksum (`true` without checksums; an error only if
+/// the blocking pool is gone, at shut-down); afterwards its
+/// pages are in memory, so sending them (`sendfile`) does not wait on the
+/// disk either. In place when every page is in memory already — the
+/// common case, one `mincore` — else on the blocking pool.
+async fn read_block(sums: Option<Arc<[u32]>>, index: usize, block: Bytes) -> std::io::Result<bool> {
+    if resident(&block) {
+        return Ok(sums.as_ref().is_none_or(|s| blocks::check(s, index, &block)));
+    }
+    tokio::task::spawn_blocking(move || match &sums {
+        Some(s) => blocks::check(s, index, &block),
+        None => {
+            // Nothing to check: only bring the pages in, a byte of each.
+            std::hint::black_box(block.iter().step_by(PAGE).fold(0u8, |a, b| a ^ b));
+            true
+        }
+    })
+    .await
+    .map_err(std::io::Error::other)
+}
+
+/// Whether every page of `mapped` (a page-aligned slice of a memory map)
+/// is in memory now, so that reading it cannot wait on the disk. `false`
+/// when the kernel cannot tell.
+fn resident(mapped: &[u8]) -> bool {
+    let mut pages = [0u8; (BLOCK as usize).div_ceil(PAGE)];
+    let count = mapped.len().div_ceil(PAGE);
+    if count > pages.len() || !(mapped.as_ptr() as usize).is_multiple_of(PAGE) {
+        return false;
+    }
+    // SAFETY: `mapped` is a live mapping, page-aligned (checked), and
+    // `pages` has a byte for each of its pages (checked); mincore only
+    // writes those bytes.
+    let r = unsafe {
+        nix::libc::mincore(
+            mapped.as_ptr() as *mut nix::libc::c_void,
+            mapped.len(),
+            pages.as_mut_ptr(),
+        )
+    };
+    r == 0 && pages[..count].iter().all(|p| p & 1 == 1)
 }
 
 /// Logs a block that failed its checksum and marks the copy damaged, in

@@ -1,0 +1,93 @@
+//! A volume whose disk stops answering must still answer `/-/healthy`
+//! (so the master sees it and routes around it) and everything else that
+//! does not need that disk: no disk work may run on the threads that
+//! serve HTTP. The disk here is a FUSE file bind-mounted over a stored
+//! blob whose reads hang until released (`trove_tests::hung_disk`); it
+//! needs root and `/dev/fuse`, which CI has — without them this test
+//! fails, it does not skip.
+
+use std::time::Duration;
+use trove_tests::hung_disk::HungFile;
+use trove_tests::{lone_volume, no_redirects, pattern_bytes, sha256_hex, wait_for};
+
+const MIB: usize = 1 << 20;
+
+#[tokio::test]
+async fn reads_stuck_on_a_hung_disk_do_not_stall_the_volume() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = lone_volume(dir.path(), &[]);
+    let http = no_redirects();
+    let url = format!("http://{}/stuck", v.addr);
+    let value = pattern_bytes(3 * MIB + 5, 3);
+    let put = http.put(&url).body(value.clone()).send().await.unwrap();
+    assert_eq!(put.status(), 201);
+
+    let h = sha256_hex(b"/stuck");
+    let blob = dir.path().join("vol0").join(&h[0..2]).join(&h[2..4]).join(&h);
+    let disk = HungFile::over(&blob).unwrap_or_else(|e| {
+        panic!(
+            "cannot put a hanging FUSE file over {}: {e} (this test needs root and /dev/fuse)",
+            blob.display()
+        )
+    });
+    disk.hang();
+
+    // More readers than the volume has threads serving HTTP: were any of
+    // them to read the disk on such a thread, every one would be stuck.
+    let readers = 4 * std::thread::available_parallelism().map_or(2, |n| n.get()).max(2);
+    let gets: Vec<_> = (0..readers)
+        .map(|i| {
+            let (http, url) = (http.clone(), url.clone());
+            // Half of them ask for a range in the middle (another block).
+            let range = (i % 2 == 1).then(|| format!("bytes={}-{}", MIB + 7, 2 * MIB + 9));
+            tokio::spawn(async move {
+                let mut req = http.get(&url);
+                if let Some(r) = &range {
+                    req = req.header("range", r);
+                }
+                let resp = req.send().await.unwrap();
+                let status = resp.status().as_u16();
+                (range.is_some(), status, resp.bytes().await.unwrap())
+            })
+        })
+        .collect();
+    wait_for("a read waiting on the hung disk", || async {
+        disk.reads_waiting() > 0
+    })
+    .await;
+
+    // The volume still answers what needs no disk, promptly, again and again.
+    let quick = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .no_proxy()
+        .build()
+        .unwrap();
+    for i in 0..5 {
+        let healthy = quick.get(format!("http://{}/-/healthy", v.addr)).send().await;
+        let status = healthy.map(|r| r.status().as_u16());
+        assert!(
+            matches!(status, Ok(200)),
+            "/-/healthy try {i}, with {} reads stuck on the disk: {status:?}",
+            disk.reads_waiting()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        gets.iter().all(|g| !g.is_finished()),
+        "a read of the hung disk's blob finished before the disk came back"
+    );
+
+    // The disk comes back: every read completes, with the stored bytes.
+    disk.release();
+    for get in gets {
+        let (ranged, status, body) = get.await.unwrap();
+        if ranged {
+            assert_eq!(status, 206);
+            assert!(body[..] == value[MIB + 7..2 * MIB + 10], "the range read back");
+        } else {
+            assert_eq!(status, 200);
+            assert_eq!(sha256_hex(&body), sha256_hex(&value), "the value read back");
+        }
+    }
+    drop(disk);
+}
