@@ -30,6 +30,11 @@ pub async fn delete(state: Arc<AppState>, key: Key) -> Result<(), ApiError> {
         let record = undo_failed_replace(&state, &key, stored)
             .await?
             .ok_or(ApiError::NotFound)?;
+        // An expired key is absent, as a read answers, before the expirer
+        // has collected it as after (the expirer removes its bytes).
+        if record.state == State::Live && record.expired(now_ms()) {
+            return Err(ApiError::NotFound);
+        }
         let (volumes, stored) = match record.state {
             State::Live => {
                 if state.config.protect {

@@ -229,6 +229,9 @@ async fn an_expired_key_is_unlisted_and_may_be_written_again_before_it_is_collec
         "an expired key is not listed"
     );
     assert_eq!(c.trove(&["unlink", "/ttl/again"]).await.code, 3, "nor unlinked");
+    let delete = c.http.delete(c.url("/ttl/again")).send().await.unwrap();
+    assert_eq!(delete.status(), 404, "nor deleted: it is absent already");
+    assert_eq!(c.copies_of("/ttl/again").await, 2, "the expirer's to collect");
     // Written again, it is an ordinary key.
     let w = client
         .put_bytes("/ttl/again", "new".into(), &PutOptions::default())
