@@ -79,6 +79,11 @@ const FORMAT_ENTRY: &[u8] = b"format";
 /// as ([`Record::counted_state`]); an index without it (counted by record
 /// state, a replace as *writing*) is counted again once on open.
 const COUNTS_ENTRY: &[u8] = b"counts";
+/// The prefix of the stats entries that remember each volume's data dirs
+/// (`disks/<address>` → what `volumes::Disks` encodes), so that a volume
+/// emptied while the master was down, or before it restarted, is still
+/// known to lack the older keys.
+const DISKS_PREFIX: &[u8] = b"disks/";
 /// Records rewritten per batch when an index of JSON records is migrated.
 const MIGRATE_BATCH: usize = 10_000;
 
@@ -359,6 +364,36 @@ impl Index {
                 self.counter(state).fetch_add(delta, Ordering::Relaxed);
             }
         }
+        Ok(())
+    }
+
+    /// What is remembered of each volume's data dirs: (address, bytes).
+    /// Blocking (a few small reads, at start-up).
+    pub fn volume_disks(&self) -> Result<Vec<(String, Vec<u8>)>, IndexError> {
+        let mut found = vec![];
+        let from = IteratorMode::From(DISKS_PREFIX, rocksdb::Direction::Forward);
+        for item in self.inner.db.iterator_cf(self.cf(STATS_CF), from) {
+            let (entry, value) = item?;
+            let Some(addr) = entry.strip_prefix(DISKS_PREFIX) else {
+                break;
+            };
+            found.push((String::from_utf8_lossy(addr).into_owned(), value.to_vec()));
+        }
+        Ok(found)
+    }
+
+    /// Remembers `disks` for the volume at `addr` (synced, whatever
+    /// `--no-fsync` says: it changes only when a disk does).
+    pub async fn put_volume_disks(&self, addr: &str, disks: Vec<u8>) -> Result<(), IndexError> {
+        let entry = [DISKS_PREFIX, addr.as_bytes()].concat();
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut opts = WriteOptions::default();
+            opts.set_sync(true);
+            this.inner.db.put_cf_opt(this.cf(STATS_CF), entry, disks, &opts)
+        })
+        .await
+        .map_err(|e| IndexError::Task(e.to_string()))??;
         Ok(())
     }
 

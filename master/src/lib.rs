@@ -100,13 +100,15 @@ impl AppState {
         let index = index::Index::open(&config.db, config.fsync, config.index_cache)
             .with_context(|| format!("cannot open the index at {}", config.db.display()))?;
         let client = client::VolumeClient::new(config.timeouts, config.signer.clone(), config.url_ttl);
+        let volumes = volumes::Volumes::new(config.placement.clone(), client, config.min_free);
+        volumes.remember_disks(
+            index
+                .volume_disks()
+                .context("cannot read the volumes' data dirs from the index")?,
+        );
         Ok(AppState {
             index,
-            volumes: Arc::new(volumes::Volumes::new(
-                config.placement.clone(),
-                client,
-                config.min_free,
-            )),
+            volumes: Arc::new(volumes),
             locks: Arc::default(),
             jobs: jobs::Jobs::default(),
             metrics: Arc::default(),
@@ -124,7 +126,8 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let state = Arc::new(state);
-    let monitor = tokio::spawn(Arc::clone(&state.volumes).monitor(state.config.health_interval));
+    let monitor =
+        tokio::spawn(Arc::clone(&state.volumes).monitor(state.config.health_interval, state.index.clone()));
     let expirer = tokio::spawn(expiry::run(Arc::clone(&state)));
     let counts = state.index.counts();
     tracing::info!(

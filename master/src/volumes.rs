@@ -41,6 +41,27 @@ pub struct Health {
     pub lost_data_at: Option<u64>,
 }
 
+/// What the master remembers of a volume's data dirs across its restarts
+/// (in the index: [`crate::index::Index::put_volume_disks`]): their ids,
+/// and when the volume came back without one of them. Without it, a
+/// volume emptied while the master was down, or before a restart (an
+/// `add-volume`), would be taken for whole, and readers of older keys
+/// sent to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Disks {
+    pub ids: Vec<String>,
+    pub lost_data_at: Option<u64>,
+}
+
+impl Disks {
+    fn of(h: &Health) -> Option<Disks> {
+        Some(Disks {
+            ids: h.data_ids.clone()?,
+            lost_data_at: h.lost_data_at,
+        })
+    }
+}
+
 /// The configured volumes and their health.
 pub struct Volumes {
     placement: Placement,
@@ -69,6 +90,27 @@ impl Volumes {
             client,
             next_read: AtomicUsize::new(0),
             min_free,
+        }
+    }
+
+    /// Takes what the index remembers of each volume's data dirs (see
+    /// [`Disks`]), before the first poll; entries of volumes no longer
+    /// configured, or unreadable, are skipped.
+    pub fn remember_disks(&self, stored: Vec<(String, Vec<u8>)>) {
+        for (addr, bytes) in stored {
+            let Some(h) = self.health.get(&addr) else {
+                continue;
+            };
+            match serde_json::from_slice::<Disks>(&bytes) {
+                Ok(disks) => {
+                    let mut h = h.write();
+                    h.data_ids = Some(disks.ids);
+                    h.lost_data_at = disks.lost_data_at;
+                }
+                Err(e) => {
+                    tracing::warn!(volume = %addr, error = %e, "unreadable record of the volume's data dirs; it is taken as first seen")
+                }
+            }
         }
     }
 
@@ -204,24 +246,39 @@ impl Volumes {
         self.pick_replica(&others, created).map(str::to_string)
     }
 
+    /// Whether `addr` still holds what it was given for a key written at
+    /// `created` (Unix ms), as far as the master knows: `false` for a
+    /// volume emptied since, until a `verify --repair` has run. Health
+    /// aside: a volume down for a while still holds its copies.
+    pub fn kept_data(&self, addr: &str, created: u64) -> bool {
+        self.health
+            .get(addr)
+            .is_none_or(|h| h.read().lost_data_at.is_none_or(|lost| created >= lost))
+    }
+
     /// A `verify --repair` that started at `since` (Unix ms) has finished
     /// without failures: every volume emptied before then holds its keys
-    /// again.
-    pub fn data_restored(&self, since: u64) {
+    /// again. Returns what changed, to remember.
+    pub fn data_restored(&self, since: u64) -> Vec<(String, Disks)> {
+        let mut changed = vec![];
         for (addr, h) in &self.health {
             let mut h = h.write();
             if h.lost_data_at.is_some_and(|lost| lost <= since) {
                 tracing::info!(volume = %addr, "volume repaired: readers may use it for every key again");
                 h.lost_data_at = None;
+                changed.extend(Disks::of(&h).map(|d| (addr.clone(), d)));
             }
         }
+        changed
     }
 
-    /// Polls every volume once, concurrently.
-    pub async fn poll_all(&self) {
+    /// Polls every volume once, concurrently. Returns the volumes whose
+    /// data dirs changed (first seen, or one of them gone), to remember.
+    pub async fn poll_all(&self) -> Vec<(String, Disks)> {
         let polls = self.placement.volumes().iter().map(|v| async move {
             let result = self.client.status(&v.addr).await;
             let mut h = self.health[&v.addr].write();
+            let before = Disks::of(&h);
             match result {
                 Ok(status) => {
                     if !h.healthy {
@@ -251,16 +308,39 @@ impl Volumes {
                     h.last_error = Some(e.to_string());
                 }
             }
+            let after = Disks::of(&h);
+            if after == before {
+                return None;
+            }
+            after.map(|d| (v.addr.clone(), d))
         });
-        futures::future::join_all(polls).await;
+        futures::future::join_all(polls)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
-    /// Polls every `interval` until the task is dropped.
-    pub async fn monitor(self: Arc<Self>, interval: Duration) {
+    /// Polls every `interval` until the task is dropped, and writes what
+    /// changed of the volumes' data dirs to `index`.
+    pub async fn monitor(self: Arc<Self>, interval: Duration, index: crate::index::Index) {
         loop {
             let started = Instant::now();
-            self.poll_all().await;
+            let changed = self.poll_all().await;
+            remember(&index, changed).await;
             tokio::time::sleep(interval.saturating_sub(started.elapsed())).await;
+        }
+    }
+}
+
+/// Writes `changed` data-dir records to the index. A failure is logged:
+/// the master still knows (until it restarts), and the next change is
+/// written again whole.
+pub async fn remember(index: &crate::index::Index, changed: Vec<(String, Disks)>) {
+    for (addr, disks) in changed {
+        let bytes = serde_json::to_vec(&disks).expect("plain data");
+        if let Err(e) = index.put_volume_disks(&addr, bytes).await {
+            tracing::warn!(volume = %addr, error = %e, "cannot record the volume's data dirs in the index: after a restart the master would not know this volume lost data");
         }
     }
 }

@@ -665,3 +665,122 @@ async fn traffic_during_rebalance_succeeds() {
     assert_all_readable_and_balanced(&c, &data, 2).await;
     assert_all_readable_and_balanced(&c, &written, 2).await;
 }
+
+#[tokio::test]
+async fn a_volume_emptied_before_a_master_restart_is_known_to_lack_older_keys_and_rebalance_copies_to_it() {
+    let mut c = Cluster::start(ClusterOptions {
+        volumes: 3,
+        replicas: 2,
+        ..Default::default()
+    })
+    .await;
+    let data = dataset(200);
+    c.put_all(data.clone(), 16).await;
+    // Volume 1's disk is replaced: an empty data dir (a new id), same address.
+    c.volumes[1].kill();
+    std::fs::remove_dir_all(c.volume_dir(1)).unwrap();
+    c.volumes[1].restart();
+    let emptied = c.volumes[1].addr.clone();
+    let lost_data_at = |status: Value| {
+        status["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["address"] == emptied.as_str())
+            .map(|v| v["lost_data_at"].clone())
+            .unwrap()
+    };
+    wait_for("the master to see volume 1 emptied", || async {
+        lost_data_at(c.status().await).is_u64()
+    })
+    .await;
+
+    // The master restarts, growing by a volume as `add-volume` does: it
+    // still knows, and sends no reader of an older key to the empty disk.
+    let added = c.add_volume();
+    c.restart_master_with_volumes(&[0, 1, 2, added]).await;
+    assert!(
+        lost_data_at(c.status().await).is_u64(),
+        "the master forgot, across its restart, that volume 1 lost its data"
+    );
+    for (k, v) in &data {
+        for _ in 0..2 {
+            let r = c.head(k).await;
+            let location = header(r.headers(), "location").unwrap_or_default();
+            assert!(
+                !location.contains(&emptied),
+                "{k} redirected to the emptied volume"
+            );
+        }
+        let (status, body) = c.get(k).await;
+        assert_eq!((status, sha256_hex(&body)), (200, sha256_hex(v)), "{k}");
+    }
+
+    // A rebalance that moves a key whose record names the emptied volume
+    // gives that volume a fresh copy, rather than removing a good copy
+    // elsewhere and leaving the record naming a volume without one.
+    let volumes_of = |r: &reqwest::Response| {
+        let mut v: Vec<String> = header(r.headers(), "key-volumes")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::to_string)
+            .collect();
+        v.sort();
+        v
+    };
+    let mut before = vec![];
+    for (k, _) in &data {
+        before.push(volumes_of(&c.head(k).await));
+    }
+    let (code, out) = c.admin(&["rebalance"]).await;
+    assert_eq!(code, 0, "{out}");
+    let mut held = std::collections::HashMap::new();
+    for (i, v) in c.volumes.iter().enumerate() {
+        let keys: std::collections::HashSet<String> = c
+            .blobs(i)
+            .await
+            .iter()
+            .map(|b| b["key"].as_str().unwrap().to_string())
+            .collect();
+        held.insert(v.addr.clone(), keys);
+    }
+    let mut moved_from_emptied = 0;
+    for ((k, _), before) in data.iter().zip(&before) {
+        let after = volumes_of(&c.head(k).await);
+        if after == *before {
+            continue;
+        }
+        moved_from_emptied += usize::from(before.contains(&emptied));
+        for addr in &after {
+            assert!(
+                held[addr].contains(k),
+                "{k} moved to {after:?}, but {addr} holds no copy"
+            );
+        }
+    }
+    assert!(
+        moved_from_emptied > 0,
+        "no moved key had a copy on the emptied volume: the test proves nothing"
+    );
+
+    // A repair restores the rest, and the master forgets the loss — also
+    // across a restart.
+    let (code, out) = c.admin(&["verify"]).await;
+    assert_eq!(
+        code, 1,
+        "verify must find the copies the emptied disk lacks: {out}"
+    );
+    let (code, out) = c.admin(&["verify", "--repair"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        lost_data_at(c.status().await).is_null(),
+        "a repaired volume is whole again"
+    );
+    c.restart_master_with_volumes(&[0, 1, 2, added]).await;
+    assert!(
+        lost_data_at(c.status().await).is_null(),
+        "and stays so after a restart"
+    );
+    assert_all_readable_and_balanced(&c, &data, 2).await;
+    assert_eq!(total_blobs(&c, &[0, 1, 2, added]).await, 400);
+}

@@ -166,9 +166,16 @@ async fn move_key(state: &AppState, key: &Key) -> Result<Outcome, MoveError> {
         return Ok(Outcome::Skipped(format!("home volume {down} is down")));
     }
     let client = state.volumes.client();
-    // A damaged copy counts as missing: a home volume holding one gets a
-    // fresh copy.
-    let readable = record.readable();
+    // A damaged copy counts as missing, and so does one on a volume
+    // emptied since the key was written (its disk replaced, no repair
+    // run yet): a home volume holding one gets a fresh copy — the record
+    // must not come to name only volumes that lack the value while the
+    // good copies elsewhere are removed.
+    let readable: Vec<String> = record
+        .readable()
+        .into_iter()
+        .filter(|a| state.volumes.kept_data(a, record.created))
+        .collect();
     let targets: Vec<&String> = home.iter().filter(|a| !readable.contains(a)).collect();
     let (record, readable) = (&record, &readable);
     let copies = targets.iter().map(|dest| async move {
