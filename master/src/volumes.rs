@@ -39,6 +39,10 @@ pub struct Health {
     /// before then, so readers of those keys are sent elsewhere until a
     /// `verify --repair` has run since.
     pub lost_data_at: Option<u64>,
+    /// What the index holds of the volume's data dirs (see [`Disks`]):
+    /// where it differs from the above, it is written again.
+    #[serde(skip)]
+    pub saved: Option<Disks>,
 }
 
 /// What the master remembers of a volume's data dirs across its restarts
@@ -73,6 +77,8 @@ pub struct Volumes {
     next_read: AtomicUsize,
     /// A volume with less free space than this takes no new writes.
     min_free: u64,
+    /// Held while [`Volumes::save_disks`] writes.
+    saving: tokio::sync::Mutex<()>,
 }
 
 impl Volumes {
@@ -90,6 +96,7 @@ impl Volumes {
             client,
             next_read: AtomicUsize::new(0),
             min_free,
+            saving: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -104,8 +111,9 @@ impl Volumes {
             match serde_json::from_slice::<Disks>(&bytes) {
                 Ok(disks) => {
                     let mut h = h.write();
-                    h.data_ids = Some(disks.ids);
+                    h.data_ids = Some(disks.ids.clone());
                     h.lost_data_at = disks.lost_data_at;
+                    h.saved = Some(disks);
                 }
                 Err(e) => {
                     tracing::warn!(volume = %addr, error = %e, "unreadable record of the volume's data dirs; it is taken as first seen")
@@ -258,27 +266,47 @@ impl Volumes {
 
     /// A `verify --repair` that started at `since` (Unix ms) has finished
     /// without failures: every volume emptied before then holds its keys
-    /// again. Returns what changed, to remember.
-    pub fn data_restored(&self, since: u64) -> Vec<(String, Disks)> {
-        let mut changed = vec![];
+    /// again (in memory: [`Volumes::save_disks`] writes it down).
+    pub fn data_restored(&self, since: u64) {
         for (addr, h) in &self.health {
             let mut h = h.write();
             if h.lost_data_at.is_some_and(|lost| lost <= since) {
                 tracing::info!(volume = %addr, "volume repaired: readers may use it for every key again");
                 h.lost_data_at = None;
-                changed.extend(Disks::of(&h).map(|d| (addr.clone(), d)));
             }
         }
-        changed
     }
 
-    /// Polls every volume once, concurrently. Returns the volumes whose
-    /// data dirs changed (first seen, or one of them gone), to remember.
-    pub async fn poll_all(&self) -> Vec<(String, Disks)> {
+    /// Writes to `index` what it does not hold yet of the volumes' data
+    /// dirs (first seen, one of them gone, a repair done): one writer at a
+    /// time, each writing what is current when it runs, so an older state
+    /// never lands after a newer one. A write that fails is tried again
+    /// at the next call (the monitor calls this after every poll).
+    pub async fn save_disks(&self, index: &crate::index::Index) {
+        let _one_at_a_time = self.saving.lock().await;
+        for v in self.placement.volumes() {
+            let h = &self.health[&v.addr];
+            let Some(current) = ({
+                let h = h.read();
+                Disks::of(&h).filter(|d| h.saved.as_ref() != Some(d))
+            }) else {
+                continue;
+            };
+            let bytes = serde_json::to_vec(&current).expect("plain data");
+            match index.put_volume_disks(&v.addr, bytes).await {
+                Ok(()) => h.write().saved = Some(current),
+                Err(e) => {
+                    tracing::warn!(volume = %v.addr, error = %e, "cannot record the volume's data dirs in the index (trying again after the next poll): were the master to restart meanwhile, it would not know whether this volume lost data")
+                }
+            }
+        }
+    }
+
+    /// Polls every volume once, concurrently.
+    pub async fn poll_all(&self) {
         let polls = self.placement.volumes().iter().map(|v| async move {
             let result = self.client.status(&v.addr).await;
             let mut h = self.health[&v.addr].write();
-            let before = Disks::of(&h);
             match result {
                 Ok(status) => {
                     if !h.healthy {
@@ -308,17 +336,8 @@ impl Volumes {
                     h.last_error = Some(e.to_string());
                 }
             }
-            let after = Disks::of(&h);
-            if after == before {
-                return None;
-            }
-            after.map(|d| (v.addr.clone(), d))
         });
-        futures::future::join_all(polls)
-            .await
-            .into_iter()
-            .flatten()
-            .collect()
+        futures::future::join_all(polls).await;
     }
 
     /// Polls every `interval` until the task is dropped, and writes what
@@ -326,21 +345,9 @@ impl Volumes {
     pub async fn monitor(self: Arc<Self>, interval: Duration, index: crate::index::Index) {
         loop {
             let started = Instant::now();
-            let changed = self.poll_all().await;
-            remember(&index, changed).await;
+            self.poll_all().await;
+            self.save_disks(&index).await;
             tokio::time::sleep(interval.saturating_sub(started.elapsed())).await;
-        }
-    }
-}
-
-/// Writes `changed` data-dir records to the index. A failure is logged:
-/// the master still knows (until it restarts), and the next change is
-/// written again whole.
-pub async fn remember(index: &crate::index::Index, changed: Vec<(String, Disks)>) {
-    for (addr, disks) in changed {
-        let bytes = serde_json::to_vec(&disks).expect("plain data");
-        if let Err(e) = index.put_volume_disks(&addr, bytes).await {
-            tracing::warn!(volume = %addr, error = %e, "cannot record the volume's data dirs in the index: after a restart the master would not know this volume lost data");
         }
     }
 }

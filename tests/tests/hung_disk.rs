@@ -1,25 +1,33 @@
 //! A volume whose disk stops answering must still answer `/-/healthy`
-//! (so the master sees it and routes around it) and everything else that
-//! does not need that disk: no disk work may run on the threads that
-//! serve HTTP. The disk here is a FUSE file bind-mounted over a stored
+//! and every request that does not need that disk: no disk work may run
+//! on the threads that serve HTTP. (Readers of the hung disk's copies
+//! wait; a client's or the gateway's timeout sends them to another
+//! replica.) The disk here is a FUSE file bind-mounted over a stored
 //! blob whose reads hang until released (`trove_tests::hung_disk`); it
 //! needs root and `/dev/fuse`, which CI has — without them this test
 //! fails, it does not skip.
 
 use std::time::Duration;
 use trove_tests::hung_disk::HungFile;
-use trove_tests::{lone_volume, no_redirects, pattern_bytes, sha256_hex, wait_for};
+use trove_tests::{lone_volume, no_redirects, pattern_bytes, sha256_hex, wait_for, WAIT};
 
 const MIB: usize = 1 << 20;
+/// The volume's `DISK_READS_PER_DIR`.
+const READS_PER_DIR: usize = 64;
+/// Readers beyond it.
+const EXCESS: usize = 4;
 
 #[tokio::test]
 async fn reads_stuck_on_a_hung_disk_do_not_stall_the_volume() {
     let dir = tempfile::tempdir().unwrap();
-    let v = lone_volume(dir.path(), &[]);
+    let v = lone_volume(dir.path(), &["--stall-timeout", "2s"]);
     let http = no_redirects();
     let url = format!("http://{}/stuck", v.addr);
     let value = pattern_bytes(3 * MIB + 5, 3);
     let put = http.put(&url).body(value.clone()).send().await.unwrap();
+    assert_eq!(put.status(), 201);
+    let other = format!("http://{}/elsewhere", v.addr);
+    let put = http.put(&other).body("another blob").send().await.unwrap();
     assert_eq!(put.status(), 201);
 
     let h = sha256_hex(b"/stuck");
@@ -34,7 +42,9 @@ async fn reads_stuck_on_a_hung_disk_do_not_stall_the_volume() {
 
     // More readers than the volume has threads serving HTTP: were any of
     // them to read the disk on such a thread, every one would be stuck.
-    let readers = 4 * std::thread::available_parallelism().map_or(2, |n| n.get()).max(2);
+    // And more than may wait on one data dir's disk at once: those get
+    // `503` once the stall timeout has passed.
+    let readers = READS_PER_DIR + EXCESS;
     let gets: Vec<_> = (0..readers)
         .map(|i| {
             let (http, url) = (http.clone(), url.clone());
@@ -72,16 +82,36 @@ async fn reads_stuck_on_a_hung_disk_do_not_stall_the_volume() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(
-        gets.iter().all(|g| !g.is_finished()),
+    // Other blobs are read and written meanwhile.
+    let read = quick.get(&other).send().await.unwrap();
+    assert_eq!(read.status(), 200);
+    assert_eq!(read.bytes().await.unwrap(), "another blob");
+    let new = format!("http://{}/written-meanwhile", v.addr);
+    let put = quick.put(&new).body("new").send().await.unwrap();
+    assert_eq!(put.status(), 201);
+    wait_for("the readers beyond the limit to be refused", || async {
+        gets.iter().filter(|g| g.is_finished()).count() >= EXCESS
+    })
+    .await;
+    assert_eq!(
+        gets.iter().filter(|g| g.is_finished()).count(),
+        EXCESS,
         "a read of the hung disk's blob finished before the disk came back"
     );
 
     // The disk comes back: every read completes, with the stored bytes.
     disk.release();
+    let mut refused = 0;
     for get in gets {
-        let (ranged, status, body) = get.await.unwrap();
-        if ranged {
+        let (ranged, status, body) = tokio::time::timeout(WAIT, get)
+            .await
+            .expect("a read still stuck after the disk came back")
+            .unwrap();
+        if status == 503 {
+            refused += 1;
+            let why = String::from_utf8_lossy(&body);
+            assert!(why.contains("disk is not answering"), "{why}");
+        } else if ranged {
             assert_eq!(status, 206);
             assert!(body[..] == value[MIB + 7..2 * MIB + 10], "the range read back");
         } else {
@@ -89,5 +119,6 @@ async fn reads_stuck_on_a_hung_disk_do_not_stall_the_volume() {
             assert_eq!(sha256_hex(&body), sha256_hex(&value), "the value read back");
         }
     }
+    assert_eq!(refused, EXCESS, "the readers beyond the limit are answered 503");
     drop(disk);
 }

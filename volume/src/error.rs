@@ -33,6 +33,9 @@ pub enum ApiError {
     /// Another volume (the source of a pull) failed.
     #[error("pull failed: {0}")]
     Upstream(String),
+    /// The copy's disk does not answer in time (hung, or overloaded).
+    #[error("{0}")]
+    DiskBusy(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -62,6 +65,7 @@ impl ApiError {
             },
             ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ApiError::Damaged => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::DiskBusy(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -145,6 +149,7 @@ pub fn every_status() -> Vec<u16> {
         ApiError::Unsatisfiable(String::new()),
         ApiError::Damaged,
         ApiError::Upstream(String::new()),
+        ApiError::DiskBusy(String::new()),
         ApiError::Internal(String::new()),
     ];
     samples.extend(stores.into_iter().map(ApiError::Store));
@@ -159,6 +164,7 @@ pub fn every_status() -> Vec<u16> {
             | ApiError::Store(_)
             | ApiError::Damaged
             | ApiError::Upstream(_)
+            | ApiError::DiskBusy(_)
             | ApiError::Internal(_) => {}
         }
     }

@@ -195,13 +195,16 @@ async fn move_key(state: &AppState, key: &Key) -> Result<Outcome, MoveError> {
     });
     let results = futures::future::join_all(copies).await;
     if results.iter().any(Result::is_err) {
-        // Undo the copies that did arrive; the record never changed.
+        // Undo the copies that did arrive on volumes the record does not
+        // name (a copy made over one the record names stays: a repair may
+        // have restored it there); the record never changed.
         let mut first_error = None;
         for (dest, result) in targets.iter().zip(results) {
             match result {
-                Ok(()) => {
+                Ok(()) if !record.volumes.contains(dest) => {
                     let _ = client.delete(dest, key).await;
                 }
+                Ok(()) => {}
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }

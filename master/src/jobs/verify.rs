@@ -48,8 +48,8 @@ pub async fn run(state: Arc<AppState>, params: JobParams, progress: Arc<Progress
         && !progress.cancelled()
         && progress.failed.load(Ordering::Relaxed) == 0
     {
-        let changed = state.volumes.data_restored(started);
-        crate::volumes::remember(&state.index, changed).await;
+        state.volumes.data_restored(started);
+        state.volumes.save_disks(&state.index).await;
     }
     walked
 }

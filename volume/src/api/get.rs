@@ -25,7 +25,7 @@
 
 use crate::error::ApiError;
 use crate::store::blocks::{self, BLOCK};
-use crate::store::{BlobStore, OpenBlob, Pin};
+use crate::store::{BlobStore, OpenBlob, Pin, DISK_READS_PER_DIR};
 use crate::AppState;
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -35,6 +35,7 @@ use futures::StreamExt;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
+use tokio::sync::Semaphore;
 use trove_common::http::{
     meta_headers, quoted_etag, valid_write_id, KEY_STATE, KEY_WRITE, SHA256_PARAM, WRITE_PARAM,
 };
@@ -42,10 +43,6 @@ use trove_common::key::Key;
 use trove_common::range::{if_range_matches, ByteRange, RangeError};
 use trove_common::record::{BlobMeta, ETAG_META};
 use trove_common::server::zerocopy::{self, ZeroCopy};
-
-/// The memory page (x86-64 and arm64 Linux's usual size; were it larger,
-/// [`resident`] would only answer `false` more often).
-const PAGE: usize = 4096;
 
 // A checked block goes out as one marker chunk (or less, for a range).
 const _: () = assert!(BLOCK as usize <= zerocopy::MAX_CHUNK);
@@ -181,7 +178,15 @@ pub async fn get(
     let body = if head_only {
         Body::empty()
     } else {
-        checked_body(Arc::clone(&state.store), key, blob, span, zero_copy).await?
+        checked_body(
+            Arc::clone(&state.store),
+            key,
+            blob,
+            span,
+            zero_copy,
+            state.config.timeouts.stall,
+        )
+        .await?
     };
     Ok(resp.body(body).expect("valid response"))
 }
@@ -202,6 +207,7 @@ async fn checked_body(
     blob: OpenBlob,
     span: Range<u64>,
     zero_copy: Option<ZeroCopy>,
+    wait: Duration,
 ) -> Result<Body, ApiError> {
     if span.is_empty() {
         return Ok(Body::empty());
@@ -224,6 +230,7 @@ async fn checked_body(
     let mapped = first * BLOCK..(span.end.div_ceil(BLOCK) * BLOCK).min(size);
     let map = map_file(&blob, mapped.clone())?;
     let block_count = (mapped.end - mapped.start).div_ceil(BLOCK) as usize;
+    let slots = store.disk_read_slots(blob.dir);
     // Block `i` of the mapping: whether it passed its check, and the
     // wanted part of it (its place in the file, and the mapped bytes).
     let piece = move |i: usize| {
@@ -231,19 +238,22 @@ async fn checked_body(
         let block = map.slice(at as usize..((at + BLOCK).min(map.len() as u64)) as usize);
         let (from, to) = (mapped.start + at, mapped.start + at + block.len() as u64);
         let wanted = span.start.max(from) - from..span.end.min(to) - from;
-        let sums = sums.clone();
+        let (sums, slots) = (sums.clone(), Arc::clone(&slots));
         async move {
-            let ok = read_block(sums, first as usize + i, block.clone()).await;
+            let ok = read_block(sums, first as usize + i, block.clone(), slots, wait).await;
             let bytes = block.slice(wanted.start as usize..wanted.end as usize);
             ok.map(|ok| (ok, from + wanted.start, bytes))
         }
     };
-    let (ok, head_at, head) = piece(0).await.map_err(|e| ApiError::Internal(e.to_string()))?;
+    let (ok, head_at, head) = piece(0).await.map_err(|e| match e.kind() {
+        std::io::ErrorKind::TimedOut => ApiError::DiskBusy(e.to_string()),
+        _ => ApiError::Internal(e.to_string()),
+    })?;
     if !ok {
-        report_damage(&store, &key, &blob.meta, 0);
+        report_damage(&store, &key, &blob.meta, first);
         return Err(ApiError::Damaged);
     }
-    let OpenBlob { file, meta } = blob;
+    let OpenBlob { file, meta, .. } = blob;
     let rest = futures::stream::iter(1..block_count)
         .then(piece)
         .enumerate()
@@ -277,34 +287,68 @@ async fn checked_body(
 }
 
 /// Reads block `index` of a blob through its mapping (`block`) and checks
-/// it against its checksum (`true` without checksums; an error only if
-/// the blocking pool is gone, at shut-down); afterwards its
-/// pages are in memory, so sending them (`sendfile`) does not wait on the
-/// disk either. In place when every page is in memory already — the
-/// common case, one `mincore` — else on the blocking pool.
-async fn read_block(sums: Option<Arc<[u32]>>, index: usize, block: Bytes) -> std::io::Result<bool> {
+/// it against its checksum (`true` without checksums). In place when every
+/// page is in memory already — the common case, one `mincore` — else on
+/// the blocking pool, holding one of its data dir's `slots` (waiting for
+/// one at most `wait`: a `TimedOut` error, the disk not answering). Either
+/// way the pages are in memory just after, for the `sendfile` that
+/// follows (the kernel may still evict them before it runs).
+async fn read_block(
+    sums: Option<Arc<[u32]>>,
+    index: usize,
+    block: Bytes,
+    slots: Arc<Semaphore>,
+    wait: Duration,
+) -> std::io::Result<bool> {
     if resident(&block) {
         return Ok(sums.as_ref().is_none_or(|s| blocks::check(s, index, &block)));
     }
-    tokio::task::spawn_blocking(move || match &sums {
-        Some(s) => blocks::check(s, index, &block),
-        None => {
-            // Nothing to check: only bring the pages in, a byte of each.
-            std::hint::black_box(block.iter().step_by(PAGE).fold(0u8, |a, b| a ^ b));
-            true
+    let slot = tokio::time::timeout(wait, slots.acquire_owned())
+        .await
+        .map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "this copy's disk is not answering: {DISK_READS_PER_DIR} reads have waited on it for over {wait:?}; \
+                     ask the master for another replica"
+                ),
+            )
+        })?
+        .map_err(std::io::Error::other)?;
+    tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        match &sums {
+            Some(s) => blocks::check(s, index, &block),
+            None => {
+                // Nothing to check: only bring the pages in, a byte of each.
+                std::hint::black_box(block.iter().step_by(page_size()).fold(0u8, |a, b| a ^ b));
+                true
+            }
         }
     })
     .await
     .map_err(std::io::Error::other)
 }
 
-/// Whether every page of `mapped` (a page-aligned slice of a memory map)
-/// is in memory now, so that reading it cannot wait on the disk. `false`
-/// when the kernel cannot tell.
+/// The size of a memory page.
+fn page_size() -> usize {
+    static PAGE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    // SAFETY: sysconf only reads a system setting.
+    *PAGE.get_or_init(|| match unsafe { nix::libc::sysconf(nix::libc::_SC_PAGESIZE) } {
+        n if n > 0 => n as usize,
+        _ => 4096,
+    })
+}
+
+/// Whether every page of `mapped` (a page-aligned slice of a memory map,
+/// at most a block long) is in memory now, so that reading it does not
+/// wait on the disk. `false` when the kernel cannot tell.
 fn resident(mapped: &[u8]) -> bool {
-    let mut pages = [0u8; (BLOCK as usize).div_ceil(PAGE)];
-    let count = mapped.len().div_ceil(PAGE);
-    if count > pages.len() || !(mapped.as_ptr() as usize).is_multiple_of(PAGE) {
+    const MIN_PAGE: usize = 4096;
+    let mut pages = [0u8; (BLOCK as usize).div_ceil(MIN_PAGE)];
+    let page = page_size();
+    let count = mapped.len().div_ceil(page);
+    if page < MIN_PAGE || count > pages.len() || !(mapped.as_ptr() as usize).is_multiple_of(page) {
         return false;
     }
     // SAFETY: `mapped` is a live mapping, page-aligned (checked), and
@@ -314,7 +358,7 @@ fn resident(mapped: &[u8]) -> bool {
         nix::libc::mincore(
             mapped.as_ptr() as *mut nix::libc::c_void,
             mapped.len(),
-            pages.as_mut_ptr(),
+            pages.as_mut_ptr().cast(),
         )
     };
     r == 0 && pages[..count].iter().all(|p| p & 1 == 1)

@@ -230,7 +230,7 @@ fn decode(bytes: &[u8], path: &Path) -> Result<BlobMeta, StoreError> {
 
 /// Opens the data file `data` that the sidecar `meta` describes, checking
 /// its length (caller holds the key's stripe).
-pub(super) fn open_described(data: &Path, meta: BlobMeta) -> Result<OpenBlob, StoreError> {
+pub(super) fn open_described(data: &Path, meta: BlobMeta, dir: usize) -> Result<OpenBlob, StoreError> {
     let file = match File::open(data) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::NotFound),
@@ -244,7 +244,7 @@ pub(super) fn open_described(data: &Path, meta: BlobMeta) -> Result<OpenBlob, St
             meta.size
         )));
     }
-    Ok(OpenBlob { file, meta })
+    Ok(OpenBlob { file, meta, dir })
 }
 
 /// The paths in `dir`, sorted; none when it does not exist.

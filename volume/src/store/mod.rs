@@ -151,6 +151,9 @@ pub struct BlobStore {
     /// Each data dir's leaf dirs known to exist durably, in the order of
     /// `dirs`.
     durable_dirs: Vec<durable::DurableDirs>,
+    /// Each data dir's slots for GET reads that may wait on its disk, in
+    /// the order of `dirs` ([`BlobStore::disk_read_slots`]).
+    disk_reads: Vec<Arc<tokio::sync::Semaphore>>,
     /// The master write each key's upload in progress belongs to: a newer
     /// write (or the master's abort) takes the key over, and an older
     /// upload that finishes late is then refused instead of displacing it.
@@ -193,9 +196,28 @@ impl Pin {
 pub struct OpenBlob {
     pub file: File,
     pub meta: BlobMeta,
+    /// The data dir it is in (its place in the store's list).
+    pub dir: usize,
 }
 
+/// GET reads that may wait on one data dir's disk at once, on the
+/// blocking pool: a hung disk holds at most this many of its threads
+/// (tokio's pool has 512), so writes, deletes and reads of the other dirs
+/// still find threads.
+pub const DISK_READS_PER_DIR: usize = 64;
+
 impl BlobStore {
+    /// The slots for GET reads that may wait on the disk of data dir
+    /// `dir` ([`DISK_READS_PER_DIR`]).
+    pub fn disk_read_slots(&self, dir: usize) -> Arc<tokio::sync::Semaphore> {
+        Arc::clone(&self.disk_reads[dir.min(self.disk_reads.len() - 1)])
+    }
+
+    /// Which data dir `path` is in (the first, if none).
+    fn dir_of(&self, path: &Path) -> usize {
+        self.dirs.iter().position(|d| path.starts_with(d)).unwrap_or(0)
+    }
+
     /// Whether writes are fsynced.
     pub fn fsync(&self) -> bool {
         self.fsync
@@ -292,7 +314,7 @@ impl BlobStore {
         // stays what the sidecar describes, whatever is renamed later.
         let _stripe = self.stripe(key);
         let found = self.find(key)?.ok_or(StoreError::NotFound)?;
-        open_described(&found.data, found.meta)
+        open_described(&found.data, found.meta, self.dir_of(&found.data))
     }
 
     /// Opens the copy of `key` a pinned read asks for: the blob in place,
@@ -303,14 +325,14 @@ impl BlobStore {
         let _stripe = self.stripe(key);
         if let Ok(Some(found)) = self.find(key) {
             if pin.matches(&found.meta) {
-                return open_described(&found.data, found.meta);
+                return open_described(&found.data, found.meta, self.dir_of(&found.data));
             }
         }
         for dir in &self.dirs {
             let (data, _) = Self::paths_in(dir, key);
             let (prev, _) = previous::prev_of(&data);
             match read_meta(&prev) {
-                Ok(meta) if pin.matches(&meta) => return open_described(&prev, meta),
+                Ok(meta) if pin.matches(&meta) => return open_described(&prev, meta, self.dir_of(&prev)),
                 Ok(_) | Err(StoreError::NotFound) => {}
                 Err(e) => return Err(e),
             }
