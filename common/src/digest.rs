@@ -13,6 +13,7 @@ use base64::Engine;
 use bytes::Bytes;
 use md5::Md5;
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -125,10 +126,19 @@ pub fn parse_crc32c_hex(value: &str) -> Option<u32> {
     (value.len() == 8).then(|| u32::from_str_radix(value, 16).ok())?
 }
 
-/// Chunks queued for each hashing thread before [`HashBeside::update`]
+/// Batches queued for each hashing thread before [`HashBeside::update`]
 /// waits: memory stays bounded, and hashing that falls behind slows the
 /// stream instead of buffering it.
-const HASH_QUEUE: usize = 8;
+const HASH_QUEUE: usize = 4;
+
+/// Bytes gathered before they go to the hashing threads, as one batch of
+/// the chunks (shared, not copied): each thread is woken once per batch,
+/// not once per chunk — a chunked upload arrives in frames of 64 KiB or
+/// less.
+const HASH_BATCH: usize = 512 << 10;
+
+/// Chunks handed to the hashing threads together.
+type Batch = Arc<[Bytes]>;
 
 /// md5, sha256 and CRC32C of a stream, computed beside its forwarding:
 /// md5 and sha256 each on its own blocking thread, fed the same chunks
@@ -142,10 +152,13 @@ const HASH_QUEUE: usize = 8;
 pub enum HashBeside {
     Inline(ContentHasher),
     Threads {
-        md5: (mpsc::Sender<Bytes>, JoinHandle<[u8; 16]>),
-        sha256: (mpsc::Sender<Bytes>, JoinHandle<[u8; 32]>),
+        md5: (mpsc::Sender<Batch>, JoinHandle<[u8; 16]>),
+        sha256: (mpsc::Sender<Batch>, JoinHandle<[u8; 32]>),
         crc32c: u32,
         size: u64,
+        /// Chunks not yet handed over, and their length.
+        pending: Vec<Bytes>,
+        pending_len: usize,
     },
 }
 
@@ -159,12 +172,14 @@ impl HashBeside {
         if len.is_some_and(|n| n <= HASH_INLINE_MAX) {
             return HashBeside::Inline(ContentHasher::new());
         }
-        fn spawn<H: Digest + Send + 'static, const N: usize>() -> (mpsc::Sender<Bytes>, JoinHandle<[u8; N]>) {
-            let (tx, mut rx) = mpsc::channel::<Bytes>(HASH_QUEUE);
+        fn spawn<H: Digest + Send + 'static, const N: usize>() -> (mpsc::Sender<Batch>, JoinHandle<[u8; N]>) {
+            let (tx, mut rx) = mpsc::channel::<Batch>(HASH_QUEUE);
             let task = tokio::task::spawn_blocking(move || {
                 let mut h = H::new();
-                while let Some(chunk) = rx.blocking_recv() {
-                    h.update(&chunk);
+                while let Some(batch) = rx.blocking_recv() {
+                    for chunk in batch.iter() {
+                        h.update(chunk);
+                    }
                 }
                 let mut out = [0u8; N];
                 out.copy_from_slice(&h.finalize());
@@ -177,27 +192,53 @@ impl HashBeside {
             sha256: spawn::<Sha256, 32>(),
             crc32c: 0,
             size: 0,
+            pending: Vec::new(),
+            pending_len: 0,
         }
     }
 
-    /// Hands `chunk` to the hashers; waits only while they are
-    /// [`HASH_QUEUE`] chunks behind.
+    /// Hands `chunk` to the hashers (in batches of [`HASH_BATCH`]); waits
+    /// only while they are [`HASH_QUEUE`] batches behind.
     pub async fn update(&mut self, chunk: &Bytes) {
         match self {
             HashBeside::Inline(h) => h.update(chunk),
             HashBeside::Threads {
-                md5,
-                sha256,
                 crc32c,
                 size,
+                pending,
+                pending_len,
+                ..
             } => {
                 *crc32c = crc32c::crc32c_append(*crc32c, chunk);
                 *size += chunk.len() as u64;
-                // A hasher thread ends only when its sender is dropped (or
-                // the runtime shuts down, when nothing awaits this any more).
-                let _ = md5.0.send(chunk.clone()).await;
-                let _ = sha256.0.send(chunk.clone()).await;
+                pending.push(chunk.clone());
+                *pending_len += chunk.len();
+                if *pending_len >= HASH_BATCH {
+                    self.hand_over().await;
+                }
             }
+        }
+    }
+
+    /// Sends the chunks gathered so far to both hashing threads.
+    async fn hand_over(&mut self) {
+        if let HashBeside::Threads {
+            md5,
+            sha256,
+            pending,
+            pending_len,
+            ..
+        } = self
+        {
+            if pending.is_empty() {
+                return;
+            }
+            let batch: Batch = std::mem::take(pending).into();
+            *pending_len = 0;
+            // A hasher thread ends only when its sender is dropped (or the
+            // runtime shuts down, when nothing awaits this any more).
+            let _ = md5.0.send(Arc::clone(&batch)).await;
+            let _ = sha256.0.send(batch).await;
         }
     }
 
@@ -210,7 +251,8 @@ impl HashBeside {
     }
 
     /// Waits for both hashes of everything handed over.
-    pub async fn finish(self) -> std::io::Result<Digests> {
+    pub async fn finish(mut self) -> std::io::Result<Digests> {
+        self.hand_over().await;
         match self {
             HashBeside::Inline(h) => Ok(h.finish()),
             HashBeside::Threads {
@@ -218,6 +260,7 @@ impl HashBeside {
                 sha256: (sha_tx, sha256),
                 crc32c,
                 size,
+                ..
             } => {
                 drop((md5_tx, sha_tx));
                 Ok(Digests {
