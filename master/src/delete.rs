@@ -31,8 +31,19 @@ pub async fn delete(state: Arc<AppState>, key: Key) -> Result<(), ApiError> {
             .await?
             .ok_or(ApiError::NotFound)?;
         // An expired key is absent, as a read answers, before the expirer
-        // has collected it as after (the expirer removes its bytes).
-        if record.state == State::Live && record.expired(now_ms()) {
+        // has collected it as after (the expirer removes its bytes) — and
+        // so is one whose failed write, still being undone, would restore
+        // an expired value.
+        let now = now_ms();
+        let expired = match record.state {
+            State::Live => record.expired(now),
+            State::Writing => record
+                .replaces
+                .as_deref()
+                .is_some_and(|r| r.state == State::Live && r.expired(now)),
+            State::Unlinked => false,
+        };
+        if expired {
             return Err(ApiError::NotFound);
         }
         let (volumes, stored) = match record.state {
