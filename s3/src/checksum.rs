@@ -18,6 +18,7 @@ use s3s::checksum::ChecksumHasher;
 use s3s::dto::Checksum;
 use s3s::TrailingHeaders;
 use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 /// Checksum header (and trailer) names, and what S3 calls them.
@@ -61,6 +62,10 @@ pub struct Expected {
     pub trailer: Option<String>,
     /// Where s3s leaves the trailers once the body has been read.
     pub trailers: Option<TrailersFn>,
+    /// Set once the body has ended and matched: the checksums it was
+    /// checked against (header and trailer alike), for the answer to
+    /// echo as AWS does.
+    pub verified: Arc<OnceLock<Checksum>>,
 }
 
 impl Expected {
@@ -76,6 +81,7 @@ impl Expected {
             headers,
             trailer,
             trailers: trailers.map(|t| Box::new(move || t.take()) as TrailersFn),
+            verified: Arc::default(),
         }
     }
 
@@ -208,6 +214,7 @@ where
                         this.held = None;
                         return Poll::Ready(Some(Err(e)));
                     }
+                    let _ = this.expected.verified.set(computed);
                     return Poll::Ready(this.held.take().map(Ok));
                 }
             }

@@ -263,14 +263,13 @@ pub async fn upload_part(
         content_md5: content_md5(input.content_md5.as_deref())?,
         ..gw.upload_opts()
     };
-    let sums = checksums_of!(input);
-    let expected = Expected::new(sums.clone(), &headers, trailing_headers);
-    let written = stream_to(gw, &part, input.body, input.content_length, expected, opts).await?;
+    let expected = Expected::new(checksums_of!(input), &headers, trailing_headers);
+    let (written, verified) = stream_to(gw, &part, input.body, input.content_length, expected, opts).await?;
     Ok(S3Response::new(with_checksums!(
         UploadPartOutput {
             e_tag: written.etag.as_deref().map(etag::dto),
         },
-        sums
+        verified
     )))
 }
 

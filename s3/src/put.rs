@@ -83,7 +83,8 @@ pub(crate) async fn stream_to(
     len: Option<i64>,
     expected: Expected,
     mut opts: PutOptions,
-) -> S3Result<Written> {
+) -> S3Result<(Written, Checksum)> {
+    let verified = Arc::clone(&expected.verified);
     opts.replace = true;
     opts.allow_empty = true;
     let len = match len {
@@ -162,7 +163,8 @@ pub(crate) async fn stream_to(
         let stat = gw.client.stat(key).await.map_err(s3)?;
         written.etag = Some(stat.etag);
     }
-    Ok(written)
+    // The checksums the body matched (none sent: none computed).
+    Ok((written, verified.get().cloned().unwrap_or_default()))
 }
 
 fn body_error(e: crate::checksum::BodyError) -> s3s::S3Error {
@@ -214,14 +216,13 @@ pub async fn put_object(
         if_none_match: input.if_none_match.as_ref().map(etag::condition_header),
         ..Default::default()
     };
-    let sums = checksums_of!(input);
-    let expected = Expected::new(sums.clone(), &headers, trailing_headers);
-    let written = stream_to(gw, &key, input.body, input.content_length, expected, opts).await?;
+    let expected = Expected::new(checksums_of!(input), &headers, trailing_headers);
+    let (written, verified) = stream_to(gw, &key, input.body, input.content_length, expected, opts).await?;
     Ok(S3Response::new(with_checksums!(
         PutObjectOutput {
             e_tag: written.etag.as_deref().map(etag::dto),
         },
-        sums
+        verified
     )))
 }
 

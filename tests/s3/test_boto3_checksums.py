@@ -45,8 +45,10 @@ def test_put_with_a_checksum_the_sdk_computes_is_stored(s3, bucket, algorithm):
     client.meta.events.register(
         "before-send.s3.PutObject", lambda request, **_: sent.update(headers_of(request))
     )
-    client.put_object(Bucket=bucket, Key=algorithm, Body=BODY, ChecksumAlgorithm=algorithm)
-    assert f"x-amz-checksum-{algorithm.lower()}" in sent, f"the SDK sent no {algorithm} header: {sent}"
+    answer = client.put_object(Bucket=bucket, Key=algorithm, Body=BODY, ChecksumAlgorithm=algorithm)
+    name = f"x-amz-checksum-{algorithm.lower()}"
+    assert name in sent, f"the SDK sent no {algorithm} header: {sent}"
+    assert answer.get(f"Checksum{algorithm}") == sent[name], f"the answer echoes the checksum: {answer}"
     assert s3.get_object(Bucket=bucket, Key=algorithm)["Body"].read() == BODY
 
 
@@ -126,8 +128,10 @@ def trailer_client(corrupt=False):
 
 def test_a_checksum_in_an_aws_chunked_trailer_is_accepted(s3, bucket):
     client, sent = trailer_client()
-    client.put_object(Bucket=bucket, Key="trailed", Body=BODY, ChecksumAlgorithm="CRC32")
+    answer = client.put_object(Bucket=bucket, Key="trailed", Body=BODY, ChecksumAlgorithm="CRC32")
     assert sent.get("x-amz-trailer") == "x-amz-checksum-crc32", sent
+    # As AWS does, the answer names the checksum the trailer carried.
+    assert answer.get("ChecksumCRC32") == checksum_header("CRC32", BODY), answer
     assert "aws-chunked" in sent.get("content-encoding", ""), sent
     got = s3.get_object(Bucket=bucket, Key="trailed")
     assert got["Body"].read() == BODY
