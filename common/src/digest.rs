@@ -145,7 +145,7 @@ type Batch = Arc<[Bytes]>;
 /// (`Bytes` clones share one copy), the CRC32C inline (it costs next to
 /// nothing). On two or more cores a PUT then runs at the speed of the
 /// slower hash, not of their sum, and the forwarding never waits for
-/// hashing unless it falls [`HASH_QUEUE`] chunks behind.
+/// hashing unless it falls [`HASH_QUEUE`] batches behind.
 ///
 /// A value announced as small (up to [`HASH_INLINE_MAX`]) is hashed inline
 /// instead: handing a few KiB to two threads costs more than hashing them.
@@ -233,12 +233,18 @@ impl HashBeside {
             if pending.is_empty() {
                 return;
             }
+            // Room in both queues first, so that a caller who gives up
+            // while waiting leaves neither hasher a batch short. A hasher
+            // thread ends only when its sender is dropped (or the runtime
+            // shuts down, when nothing awaits this any more): then
+            // `finish` reports its error.
+            let (Ok(to_md5), Ok(to_sha256)) = (md5.0.reserve().await, sha256.0.reserve().await) else {
+                return;
+            };
             let batch: Batch = std::mem::take(pending).into();
             *pending_len = 0;
-            // A hasher thread ends only when its sender is dropped (or the
-            // runtime shuts down, when nothing awaits this any more).
-            let _ = md5.0.send(Arc::clone(&batch)).await;
-            let _ = sha256.0.send(batch).await;
+            to_md5.send(Arc::clone(&batch));
+            to_sha256.send(batch);
         }
     }
 

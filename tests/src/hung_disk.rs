@@ -25,8 +25,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
 /// The name of the one file, in the FUSE file system's root.
@@ -35,47 +34,61 @@ const FILE: INodeNo = INodeNo(2);
 /// Attributes are not cached by the kernel: every look is an answer.
 const TTL: Duration = Duration::ZERO;
 
-/// Whether reads wait, and how many are waiting.
-#[derive(Default)]
-struct Gate {
-    hung: Mutex<bool>,
-    opened: Condvar,
-    waiting: AtomicUsize,
+/// A read held back, to be answered on release.
+struct Held {
+    offset: u64,
+    size: u32,
+    reply: ReplyData,
 }
 
-impl Gate {
-    fn pass(&self) {
-        let mut hung = self.hung.lock().unwrap();
-        if *hung {
-            self.waiting.fetch_add(1, Ordering::SeqCst);
-            while *hung {
-                hung = self.opened.wait(hung).unwrap();
-            }
-            self.waiting.fetch_sub(1, Ordering::SeqCst);
+/// The file's bytes, and the reads held back while it hangs. A held read
+/// parks its reply here rather than a FUSE thread, so however many reads
+/// the kernel sends, look-ups and opens are still answered.
+struct Bytes {
+    file: File,
+    size: u64,
+    /// Whether reads are held, and those held.
+    hung: Mutex<(bool, Vec<Held>)>,
+}
+
+impl Bytes {
+    fn answer(&self, offset: u64, size: u32, reply: ReplyData) {
+        let len = (size as u64).min(self.size.saturating_sub(offset)) as usize;
+        let mut buf = vec![0; len];
+        match self.file.read_exact_at(&mut buf, offset) {
+            Ok(()) => reply.data(&buf),
+            Err(_) => reply.error(Errno::EIO),
         }
     }
 
     fn set(&self, hang: bool) {
-        *self.hung.lock().unwrap() = hang;
-        self.opened.notify_all();
+        let held = {
+            let mut hung = self.hung.lock().unwrap();
+            hung.0 = hang;
+            if hang {
+                return;
+            }
+            std::mem::take(&mut hung.1)
+        };
+        for h in held {
+            self.answer(h.offset, h.size, h.reply);
+        }
     }
 }
 
 /// The FUSE side: a root directory holding one read-only file.
 struct OneFile {
-    bytes: File,
-    size: u64,
+    bytes: Arc<Bytes>,
     /// The owner of the file it stands for (the volume reads its own).
     owner: (u32, u32),
     attrs: Vec<(OsString, Vec<u8>)>,
-    gate: Arc<Gate>,
 }
 
 impl OneFile {
     fn attr(&self, ino: INodeNo) -> Option<FileAttr> {
         let (kind, size, perm, nlink) = match ino {
             INodeNo::ROOT => (FileType::Directory, 0, 0o755, 2),
-            FILE => (FileType::RegularFile, self.size, 0o644, 1),
+            FILE => (FileType::RegularFile, self.bytes.size, 0o644, 1),
             _ => return None,
         };
         let (uid, gid) = self.owner;
@@ -150,13 +163,13 @@ impl Filesystem for OneFile {
         if ino != FILE {
             return reply.error(Errno::ENOENT);
         }
-        self.gate.pass();
-        let len = (size as u64).min(self.size.saturating_sub(offset)) as usize;
-        let mut buf = vec![0; len];
-        match self.bytes.read_exact_at(&mut buf, offset) {
-            Ok(()) => reply.data(&buf),
-            Err(_) => reply.error(Errno::EIO),
+        let mut hung = self.bytes.hung.lock().unwrap();
+        if hung.0 {
+            hung.1.push(Held { offset, size, reply });
+            return;
         }
+        drop(hung);
+        self.bytes.answer(offset, size, reply);
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
@@ -178,7 +191,7 @@ impl Filesystem for OneFile {
 
 /// A file whose reads hang on command, mounted over a real one.
 pub struct HungFile {
-    gate: Arc<Gate>,
+    bytes: Arc<Bytes>,
     target: PathBuf,
     session: Option<fuser::BackgroundSession>,
     _mountpoint: tempfile::TempDir,
@@ -189,25 +202,26 @@ impl HungFile {
     /// bind-mounted over `path`. Fails if this process cannot mount
     /// (it needs root and `/dev/fuse`).
     pub fn over(path: &Path) -> io::Result<HungFile> {
-        let bytes = File::open(path)?;
-        let stat = bytes.metadata()?;
+        let file = File::open(path)?;
+        let stat = file.metadata()?;
         let attrs = xattrs(path)?;
-        let gate = Arc::new(Gate::default());
+        let bytes = Arc::new(Bytes {
+            file,
+            size: stat.len(),
+            hung: Mutex::default(),
+        });
         let mountpoint = tempfile::tempdir()?;
         let fs = OneFile {
-            bytes,
-            size: stat.len(),
+            bytes: Arc::clone(&bytes),
             owner: (stat.uid(), stat.gid()),
             attrs,
-            gate: Arc::clone(&gate),
         };
         let mut config = fuser::Config::default();
         config.mount_options = vec![
             fuser::MountOption::RO,
             fuser::MountOption::FSName("trove-hung-disk".into()),
         ];
-        // Several threads, so that a look-up is answered while a read waits.
-        config.n_threads = Some(4);
+        config.n_threads = Some(2);
         let session = fuser::spawn_mount(fs, mountpoint.path(), &config)?;
         let source = mountpoint.path().join(NAME);
         // On failure, dropping the session unmounts the FUSE file system.
@@ -216,7 +230,7 @@ impl HungFile {
             &[OsStr::new("--bind"), source.as_os_str(), path.as_os_str()],
         )?;
         Ok(HungFile {
-            gate,
+            bytes,
             target: path.to_path_buf(),
             session: Some(session),
             _mountpoint: mountpoint,
@@ -225,17 +239,17 @@ impl HungFile {
 
     /// From now on, reads of the file's bytes wait.
     pub fn hang(&self) {
-        self.gate.set(true);
+        self.bytes.set(true);
     }
 
     /// Lets every waiting read go, and the next ones through.
     pub fn release(&self) {
-        self.gate.set(false);
+        self.bytes.set(false);
     }
 
     /// Reads waiting for [`HungFile::release`] now.
     pub fn reads_waiting(&self) -> usize {
-        self.gate.waiting.load(Ordering::SeqCst)
+        self.bytes.hung.lock().unwrap().1.len()
     }
 }
 

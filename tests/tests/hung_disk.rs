@@ -17,7 +17,7 @@ const READS_PER_DIR: usize = 64;
 /// Readers beyond it.
 const EXCESS: usize = 4;
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_stuck_on_a_hung_disk_do_not_stall_the_volume() {
     let dir = tempfile::tempdir().unwrap();
     let v = lone_volume(dir.path(), &["--stall-timeout", "2s"]);
