@@ -35,15 +35,10 @@ pub async fn delete(state: Arc<AppState>, key: Key) -> Result<(), ApiError> {
         // so is one whose failed write, still being undone, would restore
         // an expired value.
         let now = now_ms();
-        let expired = match record.state {
-            State::Live => record.expired(now),
-            State::Writing => record
-                .replaces
-                .as_deref()
-                .is_some_and(|r| r.state == State::Live && r.expired(now)),
-            State::Unlinked => false,
-        };
-        if expired {
+        if record
+            .settled()
+            .is_some_and(|r| r.state == State::Live && r.expired(now))
+        {
             return Err(ApiError::NotFound);
         }
         let (volumes, stored) = match record.state {
