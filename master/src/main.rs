@@ -205,10 +205,31 @@ fn parse_volumes(list: &str) -> Result<Vec<VolumeSpec>, String> {
     parse_volume_list(list).map_err(|e| e.to_string())
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
     trove_common::process::init_logging();
     let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("trove-master: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let code = runtime.block_on(command(cli));
+    // Tasks still running (a write's clean-up, a job) hold the index. They
+    // are stopped and dropped here, so that the index closes before the
+    // process exits: exiting with RocksDB in use by another thread races
+    // its teardown and can abort ("pthread lock: Invalid argument").
+    runtime.shutdown_timeout(EXIT_GRACE);
+    std::process::exit(code)
+}
+
+/// How long blocking work still in flight at exit (an index write, a
+/// file read) gets to finish.
+const EXIT_GRACE: Duration = Duration::from_secs(5);
+
+/// Runs the command line's command; its exit code.
+async fn command(cli: Cli) -> i32 {
     let result = match cli.command {
         Command::Serve(args) => serve(args).await.map(|()| 0),
         Command::Rebuild(args) => rebuild(args).await,
@@ -242,10 +263,10 @@ async fn main() {
         Command::Probe(args) => probe(args).await,
     };
     match result {
-        Ok(code) => std::process::exit(code),
+        Ok(code) => code,
         Err(e) => {
             eprintln!("trove-master: {e:#}");
-            std::process::exit(1);
+            1
         }
     }
 }
