@@ -31,6 +31,11 @@ impl BlockSums {
         }
     }
 
+    /// Bytes seen so far.
+    pub fn size(&self) -> u64 {
+        self.sums.len() as u64 * BLOCK + self.filled
+    }
+
     /// The sidecar's form: 8 hex digits a block, in order.
     pub fn finish(mut self) -> String {
         if self.filled > 0 {
@@ -141,6 +146,7 @@ mod tests {
         let mut s = BlockSums::default();
         s.update(b"1234");
         s.update(b"56789");
+        assert_eq!(s.size(), 9);
         assert_eq!(s.finish(), "e3069283");
         assert_eq!(BlockSums::default().finish(), "", "no bytes, no blocks");
 
@@ -151,6 +157,7 @@ mod tests {
         for chunk in data.chunks(77_777) {
             pieces.update(chunk);
         }
+        assert_eq!(pieces.size(), data.len() as u64);
         let (a, b) = (whole.finish(), pieces.finish());
         assert_eq!(a, b);
         let sums = parse(&a, data.len() as u64).unwrap();

@@ -3,9 +3,9 @@
 
 use super::blocks::BlockSums;
 use super::{BlobStore, StoreError};
+use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io;
-use trove_common::digest::ContentHasher;
 use trove_common::key::Key;
 use trove_common::protocol::Verified;
 
@@ -26,7 +26,7 @@ impl BlobStore {
             })?;
             (meta, file)
         };
-        let mut hasher = ContentHasher::sha256_only();
+        let mut sha256 = Sha256::new();
         let mut sums = BlockSums::default();
         let mut buf = vec![0u8; 1 << 20];
         loop {
@@ -34,18 +34,18 @@ impl BlobStore {
             if n == 0 {
                 break;
             }
-            hasher.update(&buf[..n]);
+            sha256.update(&buf[..n]);
             sums.update(&buf[..n]);
         }
-        let d = hasher.finish();
+        let (size, sha256) = (sums.size(), hex::encode(sha256.finalize()));
         // A master write's copy learns its sha256 with the confirmation;
         // until then its bytes are checked against its block CRC32Cs (and
         // the master compares the sha256 reported with its record).
-        let ok = d.size == meta.size
+        let ok = size == meta.size
             && if meta.sha256.is_empty() {
                 meta.crc32c.as_deref() == Some(sums.finish().as_str())
             } else {
-                d.sha256_hex() == meta.sha256
+                sha256 == meta.sha256
             };
         let meta = if ok || meta.damaged {
             meta
@@ -53,8 +53,8 @@ impl BlobStore {
             self.mark_damaged(key, &meta)?
         };
         Ok(Verified {
-            actual_sha256: d.sha256_hex(),
-            actual_size: d.size,
+            actual_sha256: sha256,
+            actual_size: size,
             ok,
             meta,
         })
