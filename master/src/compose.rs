@@ -219,12 +219,12 @@ pub async fn store_on_replicas(
                 return Err(ApiError::ReplicaMismatch {
                     addr: addr.clone(),
                     expected: format!(
-                        "{} ({} bytes)",
+                        "sha256 {} ({} bytes)",
                         first.sha256.map(hex::encode).unwrap_or_default(),
                         first.size
                     ),
                     got: format!(
-                        "{} ({} bytes)",
+                        "sha256 {} ({} bytes)",
                         stored.sha256.map(hex::encode).unwrap_or_default(),
                         stored.size
                     ),

@@ -84,7 +84,7 @@ pub enum ApiError {
     ReplicasDown(String),
     #[error("{0}")]
     Volume(#[from] VolumeError),
-    #[error("replica {addr} stored sha256 {got} but {expected} was sent; nothing was stored")]
+    #[error("replica {addr} stored {got} but {expected} was sent; nothing was stored")]
     ReplicaMismatch {
         addr: String,
         expected: String,

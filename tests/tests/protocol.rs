@@ -322,7 +322,7 @@ async fn volume_metrics_need_a_signature() {
 async fn wrong_methods_get_405_with_allow() {
     let c = Cluster::start_default().await;
     let (m, v) = (c.master.addr.as_str(), c.volumes[0].addr.as_str());
-    let cases: [(&str, &str, &str, &str); 7] = [
+    let cases: [(&str, &str, &str, &str); 11] = [
         (m, "POST", "/-/healthy", "GET, HEAD"),
         (m, "PUT", "/-/status", "GET, HEAD"),
         (m, "PUT", "/-/rebalance", "GET, HEAD, POST, DELETE"),
@@ -330,6 +330,10 @@ async fn wrong_methods_get_405_with_allow() {
         (v, "POST", "/-/healthy", "GET, HEAD"),
         (v, "PUT", "/-/blobs", "GET, HEAD"),
         (v, "GET", "/-/pull", "POST"),
+        (v, "GET", "/-/compose", "POST"),
+        (v, "GET", "/-/mark", "POST"),
+        (v, "GET", "/-/marks", "POST"),
+        (v, "GET", "/-/abort", "POST"),
     ];
     for (addr, method, path, allow) in cases {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();

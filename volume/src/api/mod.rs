@@ -136,15 +136,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Another method on an operation that exists: `405` with `Allow`. Of the
-/// operations, pull and mark are `POST`s; the others are reads. (Any
+/// Another method on an operation that exists: `405` with `Allow`. Each
+/// operation is either a `POST` or a read, as [`ROUTES`] says. (Any
 /// method on a path under `/-/` that is no operation is `400`: such paths
 /// are never keys.)
 async fn wrong_method(method: Method, uri: Uri) -> ApiError {
-    let allow = match uri.path() {
-        "/-/pull" | "/-/mark" | "/-/marks" | "/-/compose" => "POST",
-        _ => "GET, HEAD",
-    };
+    let posted = ROUTES
+        .iter()
+        .any(|r| r.path == uri.path() && r.operations.iter().all(|o| o.method == "POST"));
+    let allow = if posted { "POST" } else { "GET, HEAD" };
     ApiError::WrongMethod {
         method: method.to_string(),
         path: uri.path().to_string(),
