@@ -221,6 +221,11 @@ pub struct DirStatus {
     pub total_bytes: u64,
     /// New blobs can be written (the dir is there and not read-only).
     pub writable: bool,
+    /// How long the oldest read of this dir's disk still in progress has
+    /// waited, in ms, when that is longer than the volume's stall timeout:
+    /// the disk is not answering. (Absent from older volumes' answers.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stalled_ms: Option<u64>,
 }
 
 /// A query as `(name, value)` pairs sorted by name, absent options left
@@ -397,15 +402,26 @@ mod tests {
                 free_bytes: 100,
                 writable: true,
                 fsync: false,
-                dirs: vec![DirStatus {
-                    path: "/d".into(),
-                    id: "i".into(),
-                    free_bytes: 100,
-                    total_bytes: 200,
-                    writable: true,
-                }],
+                dirs: vec![
+                    DirStatus {
+                        path: "/d".into(),
+                        id: "i".into(),
+                        free_bytes: 100,
+                        total_bytes: 200,
+                        writable: true,
+                        stalled_ms: None,
+                    },
+                    DirStatus {
+                        path: "/e".into(),
+                        id: "j".into(),
+                        free_bytes: 0,
+                        total_bytes: 200,
+                        writable: false,
+                        stalled_ms: Some(2500),
+                    },
+                ],
             },
-            r#"{"version":"0.1.0","blobs":2,"used_bytes":10,"free_bytes":100,"writable":true,"fsync":false,"dirs":[{"path":"/d","id":"i","free_bytes":100,"total_bytes":200,"writable":true}]}"#,
+            r#"{"version":"0.1.0","blobs":2,"used_bytes":10,"free_bytes":100,"writable":true,"fsync":false,"dirs":[{"path":"/d","id":"i","free_bytes":100,"total_bytes":200,"writable":true},{"path":"/e","id":"j","free_bytes":0,"total_bytes":200,"writable":false,"stalled_ms":2500}]}"#,
         );
         let meta = BlobMeta {
             key: "/a".into(),

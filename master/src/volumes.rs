@@ -309,12 +309,28 @@ impl Volumes {
             let mut h = self.health[&v.addr].write();
             match result {
                 Ok(status) => {
-                    if !h.healthy {
-                        tracing::info!(volume = %v.addr, "volume healthy");
+                    // A data dir whose disk has made a read wait past the
+                    // volume's stall timeout is not answering: readers
+                    // and writers go to other volumes until it does.
+                    let stalled = status.dirs.iter().find_map(|d| {
+                        d.stalled_ms.map(|ms| {
+                            format!(
+                                "the disk of data dir {} is not answering: a read has waited {:.1} s",
+                                d.path,
+                                ms as f64 / 1000.0
+                            )
+                        })
+                    });
+                    match &stalled {
+                        Some(why) if h.healthy || h.last_error.is_none() => {
+                            tracing::warn!(volume = %v.addr, error = %why, "volume unhealthy");
+                        }
+                        None if !h.healthy => tracing::info!(volume = %v.addr, "volume healthy"),
+                        _ => {}
                     }
-                    h.healthy = true;
+                    h.healthy = stalled.is_none();
                     h.last_seen = Some(now_ms());
-                    h.last_error = None;
+                    h.last_error = stalled;
                     h.free_bytes = Some(status.free_bytes);
                     h.read_only = !status.writable;
                     h.used_bytes = Some(status.used_bytes);

@@ -9,7 +9,9 @@
 
 use std::time::Duration;
 use trove_tests::hung_disk::HungFile;
-use trove_tests::{lone_volume, no_redirects, pattern_bytes, sha256_hex, wait_for, WAIT};
+use trove_tests::{
+    lone_volume, no_redirects, pattern_bytes, sha256_hex, wait_for, Cluster, ClusterOptions, WAIT,
+};
 
 const MIB: usize = 1 << 20;
 /// The volume's `DISK_READS_PER_DIR`.
@@ -120,5 +122,88 @@ async fn reads_stuck_on_a_hung_disk_do_not_stall_the_volume() {
         }
     }
     assert_eq!(refused, EXCESS, "the readers beyond the limit are answered 503");
+    drop(disk);
+}
+
+/// Once a read has waited on a volume's disk past the volume's stall
+/// timeout, the volume says so in `/-/status`, and the master takes it out
+/// of service: readers are sent to another replica, writes go to other
+/// volumes. When the disk answers again, the volume is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_master_sends_readers_and_writers_away_from_a_hung_disk() {
+    let c = Cluster::start(ClusterOptions {
+        volumes: 3,
+        replicas: 2,
+        volume_args: vec!["--stall-timeout".into(), "2s".into()],
+        ..Default::default()
+    })
+    .await;
+    let value = pattern_bytes(2 * MIB + 3, 5);
+    assert_eq!(c.put("/stuck", value.clone()).await, 201);
+    let holders = c.volumes_of("/stuck").await;
+    let (hung, other) = (c.volume_index(&holders[0]), c.volume_index(&holders[1]));
+    let blob = c.blob_path(hung, "/stuck");
+    let disk = HungFile::over(&blob).unwrap_or_else(|e| {
+        panic!(
+            "cannot put a hanging FUSE file over {}: {e} (this test needs root and /dev/fuse)",
+            blob.display()
+        )
+    });
+    disk.hang();
+
+    // A reader the master sent to the copy on the hung disk, earlier.
+    let url = format!("http://{}/stuck", c.volumes[hung].addr);
+    let reader = tokio::spawn(async move {
+        let resp = no_redirects().get(url).send().await.unwrap();
+        (resp.status().as_u16(), resp.bytes().await.unwrap())
+    });
+    wait_for("a read waiting on the hung disk", || async {
+        disk.reads_waiting() > 0
+    })
+    .await;
+
+    // Past the stall timeout: the volume reports the dir, the master
+    // marks the volume down, saying why.
+    c.wait_volume_health(hung, false).await;
+    let status = c.volume_status(hung).await;
+    let stalled = status["dirs"][0]["stalled_ms"]
+        .as_u64()
+        .expect("stalled_ms reported");
+    assert!(stalled > 2000, "waited {stalled} ms, past the 2 s stall timeout");
+    let master = c.status().await;
+    let entry = master["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["address"] == c.volumes[hung].addr.as_str())
+        .unwrap()
+        .clone();
+    let why = entry["last_error"].as_str().unwrap_or_default();
+    assert!(why.contains("not answering"), "{entry}");
+
+    // Every reader is sent to the other replica; a new write avoids the
+    // volume.
+    for _ in 0..6 {
+        assert!(
+            c.location("/stuck").await.contains(&c.volumes[other].addr),
+            "a reader sent to the hung disk"
+        );
+    }
+    assert_eq!(c.put("/written-meanwhile", "new").await, 201);
+    let written = c.volumes_of("/written-meanwhile").await;
+    assert!(
+        !written.contains(&c.volumes[hung].addr),
+        "a write placed on the hung volume: {written:?}"
+    );
+
+    // The disk answers again: the reader gets its bytes, the volume is back.
+    disk.release();
+    let (status, body) = tokio::time::timeout(WAIT, reader)
+        .await
+        .expect("the read still stuck after the disk came back")
+        .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(sha256_hex(&body), sha256_hex(&value));
+    c.wait_volume_health(hung, true).await;
     drop(disk);
 }

@@ -25,7 +25,7 @@
 
 use crate::error::ApiError;
 use crate::store::blocks::{self, BLOCK};
-use crate::store::{BlobStore, OpenBlob, Pin, DISK_READS_PER_DIR};
+use crate::store::{BlobStore, DiskReads, OpenBlob, Pin, DISK_READS_PER_DIR};
 use crate::AppState;
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -35,7 +35,6 @@ use futures::StreamExt;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
-use tokio::sync::Semaphore;
 use trove_common::http::{
     meta_headers, quoted_etag, valid_write_id, KEY_STATE, KEY_WRITE, SHA256_PARAM, WRITE_PARAM,
 };
@@ -230,7 +229,7 @@ async fn checked_body(
     let mapped = first * BLOCK..(span.end.div_ceil(BLOCK) * BLOCK).min(size);
     let map = map_file(&blob, mapped.clone())?;
     let block_count = (mapped.end - mapped.start).div_ceil(BLOCK) as usize;
-    let slots = store.disk_read_slots(blob.dir);
+    let disk = store.disk_reads(blob.dir);
     // Block `i` of the mapping: whether it passed its check, and the
     // wanted part of it (its place in the file, and the mapped bytes).
     let piece = move |i: usize| {
@@ -238,9 +237,9 @@ async fn checked_body(
         let block = map.slice(at as usize..((at + BLOCK).min(map.len() as u64)) as usize);
         let (from, to) = (mapped.start + at, mapped.start + at + block.len() as u64);
         let wanted = span.start.max(from) - from..span.end.min(to) - from;
-        let (sums, slots) = (sums.clone(), Arc::clone(&slots));
+        let (sums, disk) = (sums.clone(), Arc::clone(&disk));
         async move {
-            let ok = read_block(sums, first as usize + i, block.clone(), slots, wait).await;
+            let ok = read_block(sums, first as usize + i, block.clone(), disk, wait).await;
             let bytes = block.slice(wanted.start as usize..wanted.end as usize);
             ok.map(|ok| (ok, from + wanted.start, bytes))
         }
@@ -289,34 +288,31 @@ async fn checked_body(
 /// Reads block `index` of a blob through its mapping (`block`) and checks
 /// it against its checksum (`true` without checksums). In place when every
 /// page is in memory already — the common case, one `mincore` — else on
-/// the blocking pool, holding one of its data dir's `slots` (waiting for
-/// one at most `wait`: a `TimedOut` error, the disk not answering). Either
+/// the blocking pool, as one of its data dir's `disk` reads (waiting for a
+/// slot at most `wait`: a `TimedOut` error, the disk not answering). Either
 /// way the pages are in memory just after, for the `sendfile` that
 /// follows (the kernel may still evict them before it runs).
 async fn read_block(
     sums: Option<Arc<[u32]>>,
     index: usize,
     block: Bytes,
-    slots: Arc<Semaphore>,
+    disk: Arc<DiskReads>,
     wait: Duration,
 ) -> std::io::Result<bool> {
     if resident(&block) {
         return Ok(sums.as_ref().is_none_or(|s| blocks::check(s, index, &block)));
     }
-    let slot = tokio::time::timeout(wait, slots.acquire_owned())
-        .await
-        .map_err(|_| {
-            std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!(
-                    "this copy's disk is not answering: {DISK_READS_PER_DIR} reads have waited on it for over {wait:?}; \
-                     ask the master for another replica"
-                ),
-            )
-        })?
-        .map_err(std::io::Error::other)?;
+    let read = disk.start(wait).await.ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "this copy's disk is not answering: {DISK_READS_PER_DIR} reads have waited on it for over {wait:?}; \
+                 ask the master for another replica"
+            ),
+        )
+    })?;
     tokio::task::spawn_blocking(move || {
-        let _slot = slot;
+        let _read = read;
         match &sums {
             Some(s) => blocks::check(s, index, &block),
             None => {

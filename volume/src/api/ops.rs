@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::Json;
 use std::sync::Arc;
-use trove_common::protocol::VolumeStatus;
+use trove_common::protocol::{DirStatus, VolumeStatus};
 
 pub async fn healthy() -> &'static str {
     "ok\n"
@@ -19,10 +19,7 @@ pub async fn metrics(
     let (blobs, bytes) = state.store.counts();
     scrape.gauge("trove_blobs", "Blobs stored", blobs as i64);
     scrape.gauge("trove_blob_bytes", "Bytes of the blobs stored", bytes as i64);
-    let store = state.store.clone();
-    let dirs = tokio::task::spawn_blocking(move || store.dir_status())
-        .await
-        .unwrap_or_default();
+    let dirs = dir_status(&state).await;
     scrape.gauges(
         "trove_dir_free_bytes",
         "Free bytes per data dir",
@@ -32,11 +29,17 @@ pub async fn metrics(
     scrape.answer()
 }
 
-pub async fn status(State(state): State<Arc<AppState>>) -> Json<VolumeStatus> {
-    let store = state.store.clone();
-    let dirs = tokio::task::spawn_blocking(move || store.dir_status())
+/// Each data dir's status (its space needs a system call: off the HTTP
+/// threads).
+async fn dir_status(state: &AppState) -> Vec<DirStatus> {
+    let (store, stall) = (state.store.clone(), state.config.timeouts.stall);
+    tokio::task::spawn_blocking(move || store.dir_status(stall))
         .await
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+pub async fn status(State(state): State<Arc<AppState>>) -> Json<VolumeStatus> {
+    let dirs = dir_status(&state).await;
     let (blobs, used_bytes) = state.store.counts();
     Json(VolumeStatus {
         version: trove_common::VERSION.to_string(),

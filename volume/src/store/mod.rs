@@ -72,6 +72,7 @@ use trove_common::protocol::DirStatus;
 use trove_common::record::BlobMeta;
 
 pub mod blocks;
+mod disk_reads;
 mod durable;
 mod group;
 mod keyset;
@@ -83,6 +84,7 @@ mod recovery;
 mod verify;
 mod write;
 
+pub use disk_reads::{DiskReads, DISK_READS_PER_DIR};
 pub use meta::StateChange;
 pub use write::Expected;
 
@@ -151,9 +153,9 @@ pub struct BlobStore {
     /// Each data dir's leaf dirs known to exist durably, in the order of
     /// `dirs`.
     durable_dirs: Vec<durable::DurableDirs>,
-    /// Each data dir's slots for GET reads that may wait on its disk, in
-    /// the order of `dirs` ([`BlobStore::disk_read_slots`]).
-    disk_reads: Vec<Arc<tokio::sync::Semaphore>>,
+    /// Each data dir's GET reads that wait on its disk, in the order of
+    /// `dirs` ([`BlobStore::disk_reads`]).
+    disk_reads: Vec<Arc<DiskReads>>,
     /// The master write each key's upload in progress belongs to: a newer
     /// write (or the master's abort) takes the key over, and an older
     /// upload that finishes late is then refused instead of displacing it.
@@ -200,16 +202,9 @@ pub struct OpenBlob {
     pub dir: usize,
 }
 
-/// GET reads that may wait on one data dir's disk at once, on the
-/// blocking pool: a hung disk holds at most this many of its threads
-/// (tokio's pool has 512), so writes, deletes and reads of the other dirs
-/// still find threads.
-pub const DISK_READS_PER_DIR: usize = 64;
-
 impl BlobStore {
-    /// The slots for GET reads that may wait on the disk of data dir
-    /// `dir` ([`DISK_READS_PER_DIR`]).
-    pub fn disk_read_slots(&self, dir: usize) -> Arc<tokio::sync::Semaphore> {
+    /// The GET reads that wait on the disk of data dir `dir`.
+    pub fn disk_reads(&self, dir: usize) -> Arc<DiskReads> {
         Arc::clone(&self.disk_reads[dir.min(self.disk_reads.len() - 1)])
     }
 
@@ -284,11 +279,14 @@ impl BlobStore {
     }
 
     /// Free and total space of each data dir.
-    pub fn dir_status(&self) -> Vec<DirStatus> {
+    /// Each data dir's space, whether it takes writes, and whether its
+    /// disk has made a read wait longer than `stall` (not answering).
+    pub fn dir_status(&self, stall: Duration) -> Vec<DirStatus> {
         self.dirs
             .iter()
             .zip(&self.ids)
-            .map(|(d, id)| {
+            .zip(&self.disk_reads)
+            .map(|((d, id), reads)| {
                 let (free, total) = nix::sys::statvfs::statvfs(d)
                     .map(|s| {
                         let frag = s.fragment_size();
@@ -302,6 +300,10 @@ impl BlobStore {
                     free_bytes: free,
                     total_bytes: total,
                     writable,
+                    stalled_ms: reads
+                        .oldest()
+                        .filter(|waited| *waited > stall)
+                        .map(|waited| waited.as_millis() as u64),
                 }
             })
             .collect()

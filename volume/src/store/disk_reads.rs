@@ -1,0 +1,127 @@
+//! The GET reads of one data dir that go to its disk: how many may wait on
+//! it at once, and how long the oldest of them has been waiting — what
+//! tells a disk that stopped answering from one that is only busy.
+//!
+//! A read of a block that is not in memory runs on the blocking pool
+//! (never on a thread serving HTTP), holding one of its data dir's
+//! [`DISK_READS_PER_DIR`] slots, so that a hung disk holds at most that
+//! many of the pool's threads. While it holds the slot, its start time is
+//! on record here: `/-/status` reports a data dir whose oldest read has
+//! waited longer than the stall timeout (`stalled_ms`), and the master
+//! then takes the volume out of service until the disk answers again.
+
+use parking_lot::Mutex;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// GET reads that may wait on one data dir's disk at once, on the
+/// blocking pool: a hung disk holds at most this many of its threads
+/// (tokio's pool has 512), so writes, deletes and reads of the other dirs
+/// still find threads.
+pub const DISK_READS_PER_DIR: usize = 64;
+
+/// One data dir's disk reads (see the module's documentation).
+#[derive(Debug)]
+pub struct DiskReads {
+    slots: Arc<Semaphore>,
+    /// When each read holding a slot started, by a number of its own.
+    in_flight: Mutex<BTreeMap<u64, Instant>>,
+    next: AtomicU64,
+}
+
+impl Default for DiskReads {
+    fn default() -> Self {
+        DiskReads {
+            slots: Arc::new(Semaphore::new(DISK_READS_PER_DIR)),
+            in_flight: Mutex::default(),
+            next: AtomicU64::new(0),
+        }
+    }
+}
+
+/// A read of the disk in progress: holds its slot, and its start time on
+/// record, until dropped.
+#[derive(Debug)]
+pub struct DiskRead {
+    _slot: OwnedSemaphorePermit,
+    reads: Arc<DiskReads>,
+    id: u64,
+}
+
+impl Drop for DiskRead {
+    fn drop(&mut self) {
+        self.reads.in_flight.lock().remove(&self.id);
+    }
+}
+
+impl DiskReads {
+    /// Waits at most `wait` for a slot; `None` if none came free (the disk
+    /// is not answering the reads that hold them all).
+    pub async fn start(self: &Arc<Self>, wait: Duration) -> Option<DiskRead> {
+        let slot = tokio::time::timeout(wait, Arc::clone(&self.slots).acquire_owned())
+            .await
+            .ok()?
+            .ok()?;
+        // Numbered and timed under the lock: ids then order start times.
+        let id = {
+            let mut in_flight = self.in_flight.lock();
+            let id = self.next.fetch_add(1, Ordering::Relaxed);
+            in_flight.insert(id, Instant::now());
+            id
+        };
+        Some(DiskRead {
+            _slot: slot,
+            reads: Arc::clone(self),
+            id,
+        })
+    }
+
+    /// How long the oldest read in progress has been waiting on the disk.
+    pub fn oldest(&self) -> Option<Duration> {
+        // Ids grow with start times: the first entry started first.
+        let in_flight = self.in_flight.lock();
+        in_flight.values().next().map(Instant::elapsed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_oldest_read_in_progress_is_reported_and_slots_run_out() {
+        let reads = Arc::new(DiskReads::default());
+        assert_eq!(reads.oldest(), None);
+        let before_first = Instant::now();
+        let first = reads.start(Duration::from_secs(1)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut rest = Vec::new();
+        for _ in 1..DISK_READS_PER_DIR {
+            rest.push(reads.start(Duration::from_secs(1)).await.unwrap());
+        }
+        assert!(
+            reads.oldest().unwrap() >= Duration::from_millis(20),
+            "the first read's age"
+        );
+        assert!(
+            reads.start(Duration::from_millis(10)).await.is_none(),
+            "every slot is held"
+        );
+        drop(first);
+        // Now the oldest is a read started at least 20 ms after the first.
+        let oldest = reads.oldest().unwrap();
+        assert!(
+            oldest + Duration::from_millis(20) <= before_first.elapsed(),
+            "the next oldest, started after the first"
+        );
+        assert!(
+            reads.start(Duration::from_millis(10)).await.is_some(),
+            "a slot came free"
+        );
+        drop(rest);
+        assert_eq!(reads.oldest(), None);
+    }
+}
