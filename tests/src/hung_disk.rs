@@ -7,7 +7,9 @@
 //! bind-mounts its file over a blob the volume already stored. The FUSE
 //! file answers with the blob's size, bytes and extended attributes (the
 //! volume's metadata), so the volume finds and opens it as before; only
-//! reads of its bytes wait while [`HungFile::hang`] is in effect — and
+//! reads of its bytes wait while [`HungFile::hang`] is in effect (and
+//! reads of its extended attributes too, after [`HungFile::hang_metadata`])
+//! — and
 //! since the mount is new, none of them is in the page cache. A memory map
 //! of it faults into FUSE `read`s, so a thread that touches the mapped
 //! bytes blocks exactly as on a hung disk.
@@ -35,10 +37,27 @@ const FILE: INodeNo = INodeNo(2);
 const TTL: Duration = Duration::ZERO;
 
 /// A read held back, to be answered on release.
-struct Held {
-    offset: u64,
-    size: u32,
-    reply: ReplyData,
+enum Held {
+    /// Of the file's bytes.
+    Bytes {
+        offset: u64,
+        size: u32,
+        reply: ReplyData,
+    },
+    /// Of an extended attribute (its value, or the list of names): the
+    /// answer it will get.
+    Xattr {
+        value: Option<Vec<u8>>,
+        size: u32,
+        reply: ReplyXattr,
+    },
+}
+
+/// What is held back.
+#[derive(Default, Clone, Copy)]
+struct Hang {
+    bytes: bool,
+    metadata: bool,
 }
 
 /// The file's bytes, and the reads held back while it hangs. A held read
@@ -47,8 +66,8 @@ struct Held {
 struct Bytes {
     file: File,
     size: u64,
-    /// Whether reads are held, and those held.
-    hung: Mutex<(bool, Vec<Held>)>,
+    /// What reads are held, and those held.
+    hung: Mutex<(Hang, Vec<Held>)>,
 }
 
 impl Bytes {
@@ -61,18 +80,33 @@ impl Bytes {
         }
     }
 
-    fn set(&self, hang: bool) {
+    fn set(&self, hang: Hang) {
         let held = {
             let mut hung = self.hung.lock().unwrap();
             hung.0 = hang;
-            if hang {
+            if hang.bytes || hang.metadata {
                 return;
             }
             std::mem::take(&mut hung.1)
         };
         for h in held {
-            self.answer(h.offset, h.size, h.reply);
+            match h {
+                Held::Bytes { offset, size, reply } => self.answer(offset, size, reply),
+                Held::Xattr { value, size, reply } => xattr_reply(value, size, reply),
+            }
         }
+    }
+
+    /// Holds an extended-attribute read back if metadata hangs, else
+    /// answers it.
+    fn xattr(&self, value: Option<Vec<u8>>, size: u32, reply: ReplyXattr) {
+        let mut hung = self.hung.lock().unwrap();
+        if hung.0.metadata {
+            hung.1.push(Held::Xattr { value, size, reply });
+            return;
+        }
+        drop(hung);
+        xattr_reply(value, size, reply);
     }
 }
 
@@ -113,14 +147,18 @@ impl OneFile {
 }
 
 /// Answers an extended-attribute call the way the kernel expects: the
-/// length when asked for it (`size` 0), else the bytes if they fit.
-fn xattr_reply(value: &[u8], size: u32, reply: ReplyXattr) {
+/// length when asked for it (`size` 0), else the bytes if they fit; no
+/// such attribute when `value` is `None`.
+fn xattr_reply(value: Option<Vec<u8>>, size: u32, reply: ReplyXattr) {
+    let Some(value) = value else {
+        return reply.error(Errno::NO_XATTR);
+    };
     if size == 0 {
         reply.size(value.len() as u32);
     } else if value.len() > size as usize {
         reply.error(Errno::ERANGE);
     } else {
-        reply.data(value);
+        reply.data(&value);
     }
 }
 
@@ -164,8 +202,8 @@ impl Filesystem for OneFile {
             return reply.error(Errno::ENOENT);
         }
         let mut hung = self.bytes.hung.lock().unwrap();
-        if hung.0 {
-            hung.1.push(Held { offset, size, reply });
+        if hung.0.bytes {
+            hung.1.push(Held::Bytes { offset, size, reply });
             return;
         }
         drop(hung);
@@ -173,10 +211,8 @@ impl Filesystem for OneFile {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        match self.attrs.iter().find(|(n, _)| ino == FILE && n == name) {
-            Some((_, value)) => xattr_reply(value, size, reply),
-            None => reply.error(Errno::NO_XATTR),
-        }
+        let value = self.attrs.iter().find(|(n, _)| ino == FILE && n == name);
+        self.bytes.xattr(value.map(|(_, v)| v.clone()), size, reply);
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
@@ -185,7 +221,7 @@ impl Filesystem for OneFile {
             names.extend_from_slice(name.as_bytes());
             names.push(0);
         }
-        xattr_reply(&names, size, reply);
+        self.bytes.xattr(Some(names), size, reply);
     }
 }
 
@@ -239,12 +275,24 @@ impl HungFile {
 
     /// From now on, reads of the file's bytes wait.
     pub fn hang(&self) {
-        self.bytes.set(true);
+        self.bytes.set(Hang {
+            bytes: true,
+            metadata: false,
+        });
+    }
+
+    /// From now on, reads of the file's bytes and of its extended
+    /// attributes (the volume's metadata) wait.
+    pub fn hang_metadata(&self) {
+        self.bytes.set(Hang {
+            bytes: true,
+            metadata: true,
+        });
     }
 
     /// Lets every waiting read go, and the next ones through.
     pub fn release(&self) {
-        self.bytes.set(false);
+        self.bytes.set(Hang::default());
     }
 
     /// Reads waiting for [`HungFile::release`] now.

@@ -207,3 +207,106 @@ async fn the_master_sends_readers_and_writers_away_from_a_hung_disk() {
     c.wait_volume_health(hung, true).await;
     drop(disk);
 }
+
+/// A disk that hangs on metadata too: finding a blob waits on it, on
+/// the blocking pool and bounded like the reads of bytes — the volume
+/// still answers `/-/healthy` and takes writes, the reads beyond the
+/// limit get `503`, and `/-/status` reports the stalled dir.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_reads_stuck_on_a_hung_disk_are_bounded_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = lone_volume(dir.path(), &["--stall-timeout", "2s"]);
+    let http = no_redirects();
+    let url = format!("http://{}/stuck", v.addr);
+    let value = pattern_bytes(MIB + 9, 6);
+    let put = http.put(&url).body(value.clone()).send().await.unwrap();
+    assert_eq!(put.status(), 201);
+
+    let h = sha256_hex(b"/stuck");
+    let blob = dir.path().join("vol0").join(&h[0..2]).join(&h[2..4]).join(&h);
+    let disk = HungFile::over(&blob).unwrap_or_else(|e| {
+        panic!(
+            "cannot put a hanging FUSE file over {}: {e} (this test needs root and /dev/fuse)",
+            blob.display()
+        )
+    });
+    disk.hang_metadata();
+
+    let readers = READS_PER_DIR + EXCESS;
+    let heads: Vec<_> = (0..readers)
+        .map(|_| {
+            let (http, url) = (http.clone(), url.clone());
+            tokio::spawn(async move {
+                let resp = http.head(&url).send().await.unwrap();
+                resp.status().as_u16()
+            })
+        })
+        .collect();
+    wait_for("a metadata read waiting on the hung disk", || async {
+        disk.reads_waiting() > 0
+    })
+    .await;
+    let quick = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .no_proxy()
+        .build()
+        .unwrap();
+    let healthy = quick
+        .get(format!("http://{}/-/healthy", v.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(healthy.status(), 200);
+    let put = quick
+        .put(format!("http://{}/written-meanwhile", v.addr))
+        .body("new")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 201);
+    wait_for("the readers beyond the limit to be refused", || async {
+        heads.iter().filter(|g| g.is_finished()).count() >= EXCESS
+    })
+    .await;
+    assert_eq!(
+        heads.iter().filter(|g| g.is_finished()).count(),
+        EXCESS,
+        "a read of the hung disk's metadata finished before the disk came back"
+    );
+    let status: serde_json::Value = quick
+        .get(format!("http://{}/-/status", v.addr))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let stalled = status["dirs"][0]["stalled_ms"]
+        .as_u64()
+        .expect("stalled_ms reported");
+    assert!(stalled > 2000, "waited {stalled} ms, past the 2 s stall timeout");
+
+    disk.release();
+    let mut refused = 0;
+    for head in heads {
+        let status = tokio::time::timeout(WAIT, head)
+            .await
+            .expect("a read still stuck after the disk came back")
+            .unwrap();
+        match status {
+            503 => refused += 1,
+            s => assert_eq!(s, 200),
+        }
+    }
+    assert_eq!(refused, EXCESS, "the readers beyond the limit are answered 503");
+    let status: serde_json::Value = quick
+        .get(format!("http://{}/-/status", v.addr))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(status["dirs"][0].get("stalled_ms").is_none(), "{status}");
+    drop(disk);
+}

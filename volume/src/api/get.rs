@@ -25,7 +25,7 @@
 
 use crate::error::ApiError;
 use crate::store::blocks::{self, BLOCK};
-use crate::store::{BlobStore, DiskReads, OpenBlob, Pin, DISK_READS_PER_DIR};
+use crate::store::{BlobStore, DiskReads, OpenBlob, Pin, ReadKind, DISK_READS_PER_DIR};
 use crate::AppState;
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -103,9 +103,22 @@ pub async fn get(
 ) -> Result<Response, ApiError> {
     let store = state.store.clone();
     let k = key.clone();
-    let blob = tokio::task::spawn_blocking(move || match pin {
-        Some(pin) => store.open_pinned(&k, &pin),
-        None => store.open_blob(&k),
+    // Finding the blob reads its metadata from the disk (unless cached):
+    // one of the disk reads of the key's home dir, where it is looked
+    // for first, so that a hung disk holds a bounded number of threads
+    // and is seen (`stalled_ms`).
+    let wait = state.config.timeouts.stall;
+    let opening = store
+        .disk_reads(store.home_dir_index(&key))
+        .start(ReadKind::Open, wait)
+        .await
+        .ok_or_else(|| ApiError::DiskBusy(not_answering(wait)))?;
+    let blob = tokio::task::spawn_blocking(move || {
+        let _opening = opening;
+        match pin {
+            Some(pin) => store.open_pinned(&k, &pin),
+            None => store.open_blob(&k),
+        }
     })
     .await??;
     if blob.meta.damaged {
@@ -285,6 +298,14 @@ async fn checked_body(
     Ok(Body::from_stream(chunks))
 }
 
+/// Why a read got no slot on its disk within `wait`.
+fn not_answering(wait: Duration) -> String {
+    format!(
+        "this copy's disk is not answering: {DISK_READS_PER_DIR} reads have waited on it for over {wait:?}; \
+         ask the master for another replica"
+    )
+}
+
 /// Reads block `index` of a blob through its mapping (`block`) and checks
 /// it against its checksum (`true` without checksums). In place when every
 /// page is in memory already — the common case, one `mincore` — else on
@@ -302,15 +323,10 @@ async fn read_block(
     if resident(&block) {
         return Ok(sums.as_ref().is_none_or(|s| blocks::check(s, index, &block)));
     }
-    let read = disk.start(wait).await.ok_or_else(|| {
-        std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            format!(
-                "this copy's disk is not answering: {DISK_READS_PER_DIR} reads have waited on it for over {wait:?}; \
-                 ask the master for another replica"
-            ),
-        )
-    })?;
+    let read = disk
+        .start(ReadKind::Block, wait)
+        .await
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::TimedOut, not_answering(wait)))?;
     tokio::task::spawn_blocking(move || {
         let _read = read;
         match &sums {

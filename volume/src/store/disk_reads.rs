@@ -5,8 +5,10 @@
 //! A read of a block that is not in memory runs on the blocking pool
 //! (never on a thread serving HTTP), holding one of its data dir's
 //! [`DISK_READS_PER_DIR`] slots, so that a hung disk holds at most that
-//! many of the pool's threads. While it holds the slot, its start time is
-//! on record here: `/-/status` reports a data dir whose oldest read has
+//! many of the pool's threads; finding and opening a blob (its metadata
+//! read) holds one of as many other slots, so that reads stuck on bytes
+//! do not keep blobs whose bytes are cached from being served. While a
+//! read holds its slot, its start time is on record here: `/-/status` reports a data dir whose oldest read has
 //! waited longer than the stall timeout (`stalled_ms`), and the master
 //! then takes the volume out of service until the disk answers again.
 
@@ -23,10 +25,20 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// still find threads.
 pub const DISK_READS_PER_DIR: usize = 64;
 
+/// What a read of the disk is for: each kind has slots of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadKind {
+    /// Finding and opening a blob: its metadata.
+    Open,
+    /// A block of a blob's bytes.
+    Block,
+}
+
 /// One data dir's disk reads (see the module's documentation).
 #[derive(Debug)]
 pub struct DiskReads {
-    slots: Arc<Semaphore>,
+    /// Slots for opens, and for block reads.
+    slots: [Arc<Semaphore>; 2],
     /// When each read holding a slot started, by a number of its own.
     in_flight: Mutex<BTreeMap<u64, Instant>>,
     next: AtomicU64,
@@ -35,7 +47,7 @@ pub struct DiskReads {
 impl Default for DiskReads {
     fn default() -> Self {
         DiskReads {
-            slots: Arc::new(Semaphore::new(DISK_READS_PER_DIR)),
+            slots: [(); 2].map(|()| Arc::new(Semaphore::new(DISK_READS_PER_DIR))),
             in_flight: Mutex::default(),
             next: AtomicU64::new(0),
         }
@@ -58,10 +70,11 @@ impl Drop for DiskRead {
 }
 
 impl DiskReads {
-    /// Waits at most `wait` for a slot; `None` if none came free (the disk
-    /// is not answering the reads that hold them all).
-    pub async fn start(self: &Arc<Self>, wait: Duration) -> Option<DiskRead> {
-        let slot = tokio::time::timeout(wait, Arc::clone(&self.slots).acquire_owned())
+    /// Waits at most `wait` for a slot of `kind`; `None` if none came free
+    /// (the disk is not answering the reads that hold them all).
+    pub async fn start(self: &Arc<Self>, kind: ReadKind, wait: Duration) -> Option<DiskRead> {
+        let slots = &self.slots[kind as usize];
+        let slot = tokio::time::timeout(wait, Arc::clone(slots).acquire_owned())
             .await
             .ok()?
             .ok()?;
@@ -96,18 +109,29 @@ mod tests {
         let reads = Arc::new(DiskReads::default());
         assert_eq!(reads.oldest(), None);
         let before_first = Instant::now();
-        let first = reads.start(Duration::from_secs(1)).await.unwrap();
+        let first = reads
+            .start(ReadKind::Block, Duration::from_secs(1))
+            .await
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
         let mut rest = Vec::new();
         for _ in 1..DISK_READS_PER_DIR {
-            rest.push(reads.start(Duration::from_secs(1)).await.unwrap());
+            rest.push(
+                reads
+                    .start(ReadKind::Block, Duration::from_secs(1))
+                    .await
+                    .unwrap(),
+            );
         }
         assert!(
             reads.oldest().unwrap() >= Duration::from_millis(20),
             "the first read's age"
         );
         assert!(
-            reads.start(Duration::from_millis(10)).await.is_none(),
+            reads
+                .start(ReadKind::Block, Duration::from_millis(10))
+                .await
+                .is_none(),
             "every slot is held"
         );
         drop(first);
@@ -118,10 +142,15 @@ mod tests {
             "the next oldest, started after the first"
         );
         assert!(
-            reads.start(Duration::from_millis(10)).await.is_some(),
+            reads
+                .start(ReadKind::Block, Duration::from_millis(10))
+                .await
+                .is_some(),
             "a slot came free"
         );
-        drop(rest);
+        let open = reads.start(ReadKind::Open, Duration::from_millis(10)).await;
+        assert!(open.is_some(), "opens have slots of their own");
+        drop((open, rest));
         assert_eq!(reads.oldest(), None);
     }
 }

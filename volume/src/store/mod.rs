@@ -84,7 +84,7 @@ mod recovery;
 mod verify;
 mod write;
 
-pub use disk_reads::{DiskReads, DISK_READS_PER_DIR};
+pub use disk_reads::{DiskReads, ReadKind, DISK_READS_PER_DIR};
 pub use meta::StateChange;
 pub use write::Expected;
 
@@ -203,6 +203,12 @@ pub struct OpenBlob {
 }
 
 impl BlobStore {
+    /// Which data dir is `key`'s home, where its blob is looked for first
+    /// (its place in the store's list).
+    pub fn home_dir_index(&self, key: &Key) -> usize {
+        self.dir_of(self.home_dir(key))
+    }
+
     /// The GET reads that wait on the disk of data dir `dir`.
     pub fn disk_reads(&self, dir: usize) -> Arc<DiskReads> {
         Arc::clone(&self.disk_reads[dir.min(self.disk_reads.len() - 1)])
