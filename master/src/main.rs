@@ -215,17 +215,19 @@ fn main() {
             std::process::exit(1);
         }
     };
+    let holds_index = matches!(cli.command, Command::Serve(_) | Command::Rebuild(_));
     let code = runtime.block_on(command(cli));
     // Tasks still running (a write's clean-up, a job) hold the index. They
     // are stopped and dropped here, so that the index closes before the
     // process exits: exiting with RocksDB in use by another thread races
-    // its teardown and can abort ("pthread lock: Invalid argument").
-    runtime.shutdown_timeout(EXIT_GRACE);
+    // its teardown and can abort ("pthread lock: Invalid argument"). The
+    // other commands (clients of a running master) exit at once.
+    runtime.shutdown_timeout(if holds_index { EXIT_GRACE } else { Duration::ZERO });
     std::process::exit(code)
 }
 
-/// How long blocking work still in flight at exit (an index write, a
-/// file read) gets to finish.
+/// How long blocking work still in flight when `serve` or `rebuild` exits
+/// (an index write) gets to finish.
 const EXIT_GRACE: Duration = Duration::from_secs(5);
 
 /// Runs the command line's command; its exit code.

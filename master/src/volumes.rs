@@ -25,6 +25,11 @@ pub struct Health {
     pub last_seen: Option<u64>,
     /// Why the last poll or call failed, while unhealthy.
     pub last_error: Option<String>,
+    /// Why the volume's disk is taken for hung, while it is: one of its
+    /// data dirs has made a read wait past the volume's stall timeout
+    /// (`stalled_ms` in its `/-/status`). It takes no new writes, and
+    /// readers are sent to other replicas while there are any.
+    pub stalled: Option<String>,
     /// Healthy, and more than `--min-free` bytes free: takes new writes.
     pub writable: bool,
     pub free_bytes: Option<u64>,
@@ -143,7 +148,7 @@ impl Volumes {
         self.health.get(addr).is_some_and(|h| {
             let h = h.read();
             let need = len.unwrap_or(0).saturating_add(self.min_free);
-            h.healthy && !h.read_only && h.free_bytes.is_none_or(|free| free >= need)
+            h.healthy && h.stalled.is_none() && !h.read_only && h.free_bytes.is_none_or(|free| free >= need)
         })
     }
 
@@ -180,15 +185,17 @@ impl Volumes {
 
     /// The replica of a record (its `stored` volumes, written at `created`)
     /// to send a reader to: a healthy one that has not lost its data since,
-    /// rotating between them. A volume no longer in the list (removed, not
-    /// yet rebalanced) cannot be monitored and is used only when no
-    /// configured replica can serve. `None` when none can.
+    /// rotating between them, and one whose disk is not stalled if there is
+    /// any. A volume no longer in the list (removed, not yet rebalanced)
+    /// cannot be monitored and is used only when no configured replica can
+    /// serve. `None` when none can.
     pub fn pick_replica<'a>(&self, stored: &'a [String], created: u64) -> Option<&'a str> {
-        let healthy: Vec<&str> = stored
+        let (healthy, stalled): (Vec<&str>, Vec<&str>) = stored
             .iter()
             .map(String::as_str)
             .filter(|a| self.can_serve(a, created))
-            .collect();
+            .partition(|a| self.health[*a].read().stalled.is_none());
+        let healthy = if healthy.is_empty() { stalled } else { healthy };
         let candidates = if healthy.is_empty() {
             stored
                 .iter()
@@ -310,8 +317,9 @@ impl Volumes {
             match result {
                 Ok(status) => {
                     // A data dir whose disk has made a read wait past the
-                    // volume's stall timeout is not answering: readers
-                    // and writers go to other volumes until it does.
+                    // volume's stall timeout is not answering: writers go
+                    // to other volumes, readers to other replicas, until
+                    // it does.
                     let stalled = status.dirs.iter().find_map(|d| {
                         d.stalled_ms.map(|ms| {
                             format!(
@@ -321,16 +329,22 @@ impl Volumes {
                             )
                         })
                     });
-                    match &stalled {
-                        Some(why) if h.healthy || h.last_error.is_none() => {
-                            tracing::warn!(volume = %v.addr, error = %why, "volume unhealthy");
-                        }
-                        None if !h.healthy => tracing::info!(volume = %v.addr, "volume healthy"),
+                    if !h.healthy {
+                        tracing::info!(volume = %v.addr, "volume healthy");
+                    }
+                    match (&h.stalled, &stalled) {
+                        (None, Some(why)) => tracing::warn!(
+                            volume = %v.addr,
+                            error = %why,
+                            "volume's disk stalled: it takes no writes, and readers go to other replicas"
+                        ),
+                        (Some(_), None) => tracing::info!(volume = %v.addr, "volume's disk answers again"),
                         _ => {}
                     }
-                    h.healthy = stalled.is_none();
+                    h.healthy = true;
+                    h.stalled = stalled;
                     h.last_seen = Some(now_ms());
-                    h.last_error = stalled;
+                    h.last_error = None;
                     h.free_bytes = Some(status.free_bytes);
                     h.read_only = !status.writable;
                     h.used_bytes = Some(status.used_bytes);
@@ -414,5 +428,22 @@ mod tests {
         v.data_restored(100);
         let picks: Vec<_> = (0..4).map(|_| v.pick_replica(&stored, 99).unwrap()).collect();
         assert!(picks.contains(&"a:1"));
+    }
+
+    /// A volume whose disk stalled takes no writes, and serves a key only
+    /// when no other replica can.
+    #[test]
+    fn a_stalled_disk_is_a_last_resort_for_reads_and_takes_no_writes() {
+        let v = volumes();
+        let stored = vec!["a:1".to_string(), "b:2".to_string()];
+        set_healthy(&v, "a:1");
+        set_healthy(&v, "b:2");
+        v.health["a:1"].write().stalled = Some("hung".into());
+        assert!(!v.can_take("a:1", None));
+        assert!(v.can_take("b:2", None));
+        assert!((0..4).all(|_| v.pick_replica(&stored, 0) == Some("b:2")));
+        v.mark_down("b:2", "refused");
+        assert_eq!(v.pick_replica(&stored, 0), Some("a:1"), "better than no answer");
+        assert_eq!(v.healthy_count(), 1, "it still answers");
     }
 }

@@ -114,7 +114,8 @@ pub async fn get(
         .await
         .ok_or_else(|| ApiError::DiskBusy(not_answering(wait)))?;
     let blob = tokio::task::spawn_blocking(move || {
-        let _opening = opening;
+        let mut opening = opening;
+        opening.begin();
         match pin {
             Some(pin) => store.open_pinned(&k, &pin),
             None => store.open_blob(&k),
@@ -328,7 +329,8 @@ async fn read_block(
         .await
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::TimedOut, not_answering(wait)))?;
     tokio::task::spawn_blocking(move || {
-        let _read = read;
+        let mut read = read;
+        read.begin();
         match &sums {
             Some(s) => blocks::check(s, index, &block),
             None => {

@@ -54,18 +54,33 @@ impl Default for DiskReads {
     }
 }
 
-/// A read of the disk in progress: holds its slot, and its start time on
-/// record, until dropped.
+/// A read of the disk: holds its slot until dropped, and its start time
+/// on record from [`DiskRead::begin`] on.
 #[derive(Debug)]
 pub struct DiskRead {
     _slot: OwnedSemaphorePermit,
     reads: Arc<DiskReads>,
-    id: u64,
+    id: Option<u64>,
+}
+
+impl DiskRead {
+    /// The read begins: called on the thread that reads, so that the time
+    /// spent waiting for a thread of the pool (busy with uploads, say) is
+    /// not taken for the disk's.
+    pub fn begin(&mut self) {
+        // Numbered and timed under the lock: ids then order start times.
+        let mut in_flight = self.reads.in_flight.lock();
+        let id = self.reads.next.fetch_add(1, Ordering::Relaxed);
+        in_flight.insert(id, Instant::now());
+        self.id = Some(id);
+    }
 }
 
 impl Drop for DiskRead {
     fn drop(&mut self) {
-        self.reads.in_flight.lock().remove(&self.id);
+        if let Some(id) = self.id {
+            self.reads.in_flight.lock().remove(&id);
+        }
     }
 }
 
@@ -78,17 +93,10 @@ impl DiskReads {
             .await
             .ok()?
             .ok()?;
-        // Numbered and timed under the lock: ids then order start times.
-        let id = {
-            let mut in_flight = self.in_flight.lock();
-            let id = self.next.fetch_add(1, Ordering::Relaxed);
-            in_flight.insert(id, Instant::now());
-            id
-        };
         Some(DiskRead {
             _slot: slot,
             reads: Arc::clone(self),
-            id,
+            id: None,
         })
     }
 
@@ -104,53 +112,50 @@ impl DiskReads {
 mod tests {
     use super::*;
 
+    async fn begun(reads: &Arc<DiskReads>) -> DiskRead {
+        let mut read = reads
+            .start(ReadKind::Block, Duration::from_secs(1))
+            .await
+            .unwrap();
+        read.begin();
+        read
+    }
+
     #[tokio::test]
     async fn the_oldest_read_in_progress_is_reported_and_slots_run_out() {
         let reads = Arc::new(DiskReads::default());
         assert_eq!(reads.oldest(), None);
-        let before_first = Instant::now();
-        let first = reads
+        let waiting = reads
             .start(ReadKind::Block, Duration::from_secs(1))
             .await
             .unwrap();
+        assert_eq!(reads.oldest(), None, "a slot held, no read begun");
+        drop(waiting);
+        let before_first = Instant::now();
+        let first = begun(&reads).await;
         tokio::time::sleep(Duration::from_millis(20)).await;
         let mut rest = Vec::new();
         for _ in 1..DISK_READS_PER_DIR {
-            rest.push(
-                reads
-                    .start(ReadKind::Block, Duration::from_secs(1))
-                    .await
-                    .unwrap(),
-            );
+            rest.push(begun(&reads).await);
         }
         assert!(
             reads.oldest().unwrap() >= Duration::from_millis(20),
             "the first read's age"
         );
-        assert!(
-            reads
-                .start(ReadKind::Block, Duration::from_millis(10))
-                .await
-                .is_none(),
-            "every slot is held"
-        );
+        let more = reads.start(ReadKind::Block, Duration::from_millis(10)).await;
+        assert!(more.is_none(), "every slot is held");
         drop(first);
-        // Now the oldest is a read started at least 20 ms after the first.
+        // Now the oldest is a read begun at least 20 ms after the first.
         let oldest = reads.oldest().unwrap();
         assert!(
             oldest + Duration::from_millis(20) <= before_first.elapsed(),
-            "the next oldest, started after the first"
+            "the next oldest, begun after the first"
         );
-        assert!(
-            reads
-                .start(ReadKind::Block, Duration::from_millis(10))
-                .await
-                .is_some(),
-            "a slot came free"
-        );
+        let more = reads.start(ReadKind::Block, Duration::from_millis(10)).await;
+        assert!(more.is_some(), "a slot came free");
         let open = reads.start(ReadKind::Open, Duration::from_millis(10)).await;
         assert!(open.is_some(), "opens have slots of their own");
-        drop((open, rest));
+        drop((more, open, rest));
         assert_eq!(reads.oldest(), None);
     }
 }

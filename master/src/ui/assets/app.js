@@ -75,8 +75,12 @@ function bar(fraction, label, cls) {
 // ---- volumes, keys, index ----
 
 function volumeCard(v, now) {
-  const state = !v.healthy ? "down" : (!v.writable || v.read_only || v.lost_data_at) ? "warn" : "up";
-  const words = { up: "healthy", warn: v.read_only ? "read-only" : v.lost_data_at ? "lost data" : "full", down: "down" };
+  const state = !v.healthy ? "down" : (v.stalled || !v.writable || v.read_only || v.lost_data_at) ? "warn" : "up";
+  const words = {
+    up: "healthy",
+    warn: v.stalled ? "disk stalled" : v.read_only ? "read-only" : v.lost_data_at ? "lost data" : "full",
+    down: "down",
+  };
   const used = v.used_bytes || 0;
   const total = used + (v.free_bytes || 0);
   return el("article", { class: "card " + state, "data-volume": v.address, "data-state": state },
@@ -88,7 +92,7 @@ function volumeCard(v, now) {
       el("dt", {}, "weight"), el("dd", {}, v.weight),
       el("dt", {}, "last seen"), el("dd", { title: time(v.last_seen) }, ago(v.last_seen, now)),
       v.lost_data_at ? [el("dt", {}, "new disk"), el("dd", {}, time(v.lost_data_at) + " (run verify --repair)")] : null),
-    v.last_error ? el("p", { class: "error" }, v.last_error) : null);
+    (v.last_error || v.stalled) ? el("p", { class: "error" }, v.last_error || v.stalled) : null);
 }
 
 function renderStatus(state) {
