@@ -7,10 +7,11 @@
 //! needs root and `/dev/fuse`, which CI has — without them this test
 //! fails, it does not skip.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use trove_tests::hung_disk::HungFile;
 use trove_tests::{
-    lone_volume, no_redirects, pattern_bytes, sha256_hex, wait_for, Cluster, ClusterOptions, WAIT,
+    lone_volume, no_redirects, pattern_bytes, sha256_hex, wait_for, Cluster, ClusterOptions, Server, WAIT,
 };
 
 const MIB: usize = 1 << 20;
@@ -19,27 +20,67 @@ const READS_PER_DIR: usize = 64;
 /// Readers beyond it.
 const EXCESS: usize = 4;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reads_stuck_on_a_hung_disk_do_not_stall_the_volume() {
+/// A lone volume (stall timeout 2 s) holding a value under `/stuck`, and
+/// that blob's file.
+struct Stuck {
+    v: Server,
+    blob: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+async fn stuck(value: &[u8]) -> Stuck {
     let dir = tempfile::tempdir().unwrap();
     let v = lone_volume(dir.path(), &["--stall-timeout", "2s"]);
-    let http = no_redirects();
     let url = format!("http://{}/stuck", v.addr);
-    let value = pattern_bytes(3 * MIB + 5, 3);
-    let put = http.put(&url).body(value.clone()).send().await.unwrap();
+    let put = no_redirects()
+        .put(&url)
+        .body(value.to_vec())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(put.status(), 201);
-    let other = format!("http://{}/elsewhere", v.addr);
-    let put = http.put(&other).body("another blob").send().await.unwrap();
-    assert_eq!(put.status(), 201);
-
     let h = sha256_hex(b"/stuck");
     let blob = dir.path().join("vol0").join(&h[0..2]).join(&h[2..4]).join(&h);
-    let disk = HungFile::over(&blob).unwrap_or_else(|e| {
+    Stuck { v, blob, _dir: dir }
+}
+
+/// A FUSE file that can hang, over `blob`; fails loudly where it cannot
+/// be mounted.
+fn hang_over(blob: &Path) -> HungFile {
+    HungFile::over(blob).unwrap_or_else(|e| {
         panic!(
             "cannot put a hanging FUSE file over {}: {e} (this test needs root and /dev/fuse)",
             blob.display()
         )
-    });
+    })
+}
+
+/// A client that gives up after 5 s: what must answer promptly.
+fn quick_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .no_proxy()
+        .build()
+        .unwrap()
+}
+
+/// A volume's `/-/status`.
+async fn status_of(http: &reqwest::Client, addr: &str) -> serde_json::Value {
+    let resp = http.get(format!("http://{addr}/-/status")).send().await.unwrap();
+    resp.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_stuck_on_a_hung_disk_do_not_stall_the_volume() {
+    let value = pattern_bytes(3 * MIB + 5, 3);
+    let Stuck { v, blob, .. } = &stuck(&value).await;
+    let http = no_redirects();
+    let url = format!("http://{}/stuck", v.addr);
+    let other = format!("http://{}/elsewhere", v.addr);
+    let put = http.put(&other).body("another blob").send().await.unwrap();
+    assert_eq!(put.status(), 201);
+
+    let disk = hang_over(blob);
     disk.hang();
 
     // More readers than the volume has threads serving HTTP: were any of
@@ -69,11 +110,7 @@ async fn reads_stuck_on_a_hung_disk_do_not_stall_the_volume() {
     .await;
 
     // The volume still answers what needs no disk, promptly, again and again.
-    let quick = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .no_proxy()
-        .build()
-        .unwrap();
+    let quick = quick_client();
     for i in 0..5 {
         let healthy = quick.get(format!("http://{}/-/healthy", v.addr)).send().await;
         let status = healthy.map(|r| r.status().as_u16());
@@ -143,12 +180,7 @@ async fn the_master_sends_readers_and_writers_away_from_a_hung_disk() {
     let holders = c.volumes_of("/stuck").await;
     let (hung, other) = (c.volume_index(&holders[0]), c.volume_index(&holders[1]));
     let blob = c.blob_path(hung, "/stuck");
-    let disk = HungFile::over(&blob).unwrap_or_else(|e| {
-        panic!(
-            "cannot put a hanging FUSE file over {}: {e} (this test needs root and /dev/fuse)",
-            blob.display()
-        )
-    });
+    let disk = hang_over(&blob);
     disk.hang();
 
     // A reader the master sent to the copy on the hung disk, earlier.
@@ -227,22 +259,10 @@ async fn the_master_sends_readers_and_writers_away_from_a_hung_disk() {
 /// limit get `503`, and `/-/status` reports the stalled dir.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metadata_reads_stuck_on_a_hung_disk_are_bounded_and_reported() {
-    let dir = tempfile::tempdir().unwrap();
-    let v = lone_volume(dir.path(), &["--stall-timeout", "2s"]);
+    let Stuck { v, blob, .. } = &stuck(&pattern_bytes(MIB + 9, 6)).await;
     let http = no_redirects();
     let url = format!("http://{}/stuck", v.addr);
-    let value = pattern_bytes(MIB + 9, 6);
-    let put = http.put(&url).body(value.clone()).send().await.unwrap();
-    assert_eq!(put.status(), 201);
-
-    let h = sha256_hex(b"/stuck");
-    let blob = dir.path().join("vol0").join(&h[0..2]).join(&h[2..4]).join(&h);
-    let disk = HungFile::over(&blob).unwrap_or_else(|e| {
-        panic!(
-            "cannot put a hanging FUSE file over {}: {e} (this test needs root and /dev/fuse)",
-            blob.display()
-        )
-    });
+    let disk = hang_over(blob);
     disk.hang_metadata();
 
     let readers = READS_PER_DIR + EXCESS;
@@ -259,11 +279,7 @@ async fn metadata_reads_stuck_on_a_hung_disk_are_bounded_and_reported() {
         disk.reads_waiting() > 0
     })
     .await;
-    let quick = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .no_proxy()
-        .build()
-        .unwrap();
+    let quick = quick_client();
     let healthy = quick
         .get(format!("http://{}/-/healthy", v.addr))
         .send()
@@ -286,14 +302,7 @@ async fn metadata_reads_stuck_on_a_hung_disk_are_bounded_and_reported() {
         EXCESS,
         "a read of the hung disk's metadata finished before the disk came back"
     );
-    let status: serde_json::Value = quick
-        .get(format!("http://{}/-/status", v.addr))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = status_of(&quick, &v.addr).await;
     let stalled = status["dirs"][0]["stalled_ms"]
         .as_u64()
         .expect("stalled_ms reported");
@@ -312,14 +321,7 @@ async fn metadata_reads_stuck_on_a_hung_disk_are_bounded_and_reported() {
         }
     }
     assert_eq!(refused, EXCESS, "the readers beyond the limit are answered 503");
-    let status: serde_json::Value = quick
-        .get(format!("http://{}/-/status", v.addr))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = status_of(&quick, &v.addr).await;
     assert!(status["dirs"][0].get("stalled_ms").is_none(), "{status}");
     drop(disk);
 }
