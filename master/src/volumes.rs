@@ -364,6 +364,8 @@ impl Volumes {
                     }
                     h.healthy = false;
                     h.last_error = Some(e.to_string());
+                    // Unknown while it does not answer; its next poll says.
+                    h.stalled = None;
                 }
             }
         });

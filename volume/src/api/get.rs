@@ -25,7 +25,7 @@
 
 use crate::error::ApiError;
 use crate::store::blocks::{self, BLOCK};
-use crate::store::{BlobStore, DiskReads, OpenBlob, Pin, ReadKind, DISK_READS_PER_DIR};
+use crate::store::{BlobStore, DiskReads, OpenBlob, Pin, ReadKind};
 use crate::AppState;
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -107,21 +107,14 @@ pub async fn get(
     // one of the disk reads of the key's home dir, where it is looked
     // for first, so that a hung disk holds a bounded number of threads
     // and is seen (`stalled_ms`).
-    let wait = state.config.timeouts.stall;
-    let opening = store
-        .disk_reads(store.home_dir_index(&key))
-        .start(ReadKind::Open, wait)
-        .await
-        .ok_or_else(|| ApiError::DiskBusy(not_answering(wait)))?;
-    let blob = tokio::task::spawn_blocking(move || {
-        let mut opening = opening;
-        opening.begin();
-        match pin {
+    let disk = store.disk_reads(store.home_dir_index(&key));
+    let blob = disk
+        .run(ReadKind::Open, state.config.timeouts.stall, move || match pin {
             Some(pin) => store.open_pinned(&k, &pin),
             None => store.open_blob(&k),
-        }
-    })
-    .await??;
+        })
+        .await
+        .map_err(disk_error)??;
     if blob.meta.damaged {
         return Err(ApiError::Damaged);
     }
@@ -258,10 +251,7 @@ async fn checked_body(
             ok.map(|ok| (ok, from + wanted.start, bytes))
         }
     };
-    let (ok, head_at, head) = piece(0).await.map_err(|e| match e.kind() {
-        std::io::ErrorKind::TimedOut => ApiError::DiskBusy(e.to_string()),
-        _ => ApiError::Internal(e.to_string()),
-    })?;
+    let (ok, head_at, head) = piece(0).await.map_err(disk_error)?;
     if !ok {
         report_damage(&store, &key, &blob.meta, first);
         return Err(ApiError::Damaged);
@@ -299,12 +289,13 @@ async fn checked_body(
     Ok(Body::from_stream(chunks))
 }
 
-/// Why a read got no slot on its disk within `wait`.
-fn not_answering(wait: Duration) -> String {
-    format!(
-        "this copy's disk is not answering: {DISK_READS_PER_DIR} reads have waited on it for over {wait:?}; \
-         ask the master for another replica"
-    )
+/// A disk read that failed: the disk not answering (`503`), or the
+/// blocking pool gone (at shut-down).
+fn disk_error(e: std::io::Error) -> ApiError {
+    match e.kind() {
+        std::io::ErrorKind::TimedOut => ApiError::DiskBusy(e.to_string()),
+        _ => ApiError::Internal(e.to_string()),
+    }
 }
 
 /// Reads block `index` of a blob through its mapping (`block`) and checks
@@ -324,13 +315,7 @@ async fn read_block(
     if resident(&block) {
         return Ok(sums.as_ref().is_none_or(|s| blocks::check(s, index, &block)));
     }
-    let read = disk
-        .start(ReadKind::Block, wait)
-        .await
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::TimedOut, not_answering(wait)))?;
-    tokio::task::spawn_blocking(move || {
-        let mut read = read;
-        read.begin();
+    disk.run(ReadKind::Block, wait, move || {
         match &sums {
             Some(s) => blocks::check(s, index, &block),
             None => {
@@ -341,7 +326,6 @@ async fn read_block(
         }
     })
     .await
-    .map_err(std::io::Error::other)
 }
 
 /// The size of a memory page.

@@ -8,13 +8,14 @@
 //! many of the pool's threads; finding and opening a blob (its metadata
 //! read) holds one of as many other slots, so that reads stuck on bytes
 //! do not keep blobs whose bytes are cached from being served. While a
-//! read holds its slot, its start time is on record here: `/-/status` reports a data dir whose oldest read has
-//! waited longer than the stall timeout (`stalled_ms`), and the master
-//! then takes the volume out of service until the disk answers again.
+//! read runs, its start time is on record here: `/-/status` reports a
+//! data dir whose oldest read has waited longer than the stall timeout
+//! (`stalled_ms`), and the master then sends writers and readers
+//! elsewhere until the disk answers again.
 
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -39,9 +40,14 @@ pub enum ReadKind {
 pub struct DiskReads {
     /// Slots for opens, and for block reads.
     slots: [Arc<Semaphore>; 2],
-    /// When each read holding a slot started, by a number of its own.
-    in_flight: Mutex<BTreeMap<u64, Instant>>,
-    next: AtomicU64,
+    in_flight: Mutex<InFlight>,
+}
+
+/// The reads running, by a number given in the order they began.
+#[derive(Debug, Default)]
+struct InFlight {
+    next: u64,
+    started: BTreeMap<u64, Instant>,
 }
 
 impl Default for DiskReads {
@@ -49,62 +55,78 @@ impl Default for DiskReads {
         DiskReads {
             slots: [(); 2].map(|()| Arc::new(Semaphore::new(DISK_READS_PER_DIR))),
             in_flight: Mutex::default(),
-            next: AtomicU64::new(0),
         }
     }
 }
 
-/// A read of the disk: holds its slot until dropped, and its start time
-/// on record from [`DiskRead::begin`] on.
-#[derive(Debug)]
-pub struct DiskRead {
+/// A read running: its slot and its start time, given back when dropped.
+struct Running {
     _slot: OwnedSemaphorePermit,
     reads: Arc<DiskReads>,
-    id: Option<u64>,
+    id: u64,
 }
 
-impl DiskRead {
-    /// The read begins: called on the thread that reads, so that the time
-    /// spent waiting for a thread of the pool (busy with uploads, say) is
-    /// not taken for the disk's.
-    pub fn begin(&mut self) {
-        // Numbered and timed under the lock: ids then order start times.
-        let mut in_flight = self.reads.in_flight.lock();
-        let id = self.reads.next.fetch_add(1, Ordering::Relaxed);
-        in_flight.insert(id, Instant::now());
-        self.id = Some(id);
-    }
-}
-
-impl Drop for DiskRead {
+impl Drop for Running {
     fn drop(&mut self) {
-        if let Some(id) = self.id {
-            self.reads.in_flight.lock().remove(&id);
-        }
+        self.reads.in_flight.lock().started.remove(&self.id);
     }
 }
 
 impl DiskReads {
-    /// Waits at most `wait` for a slot of `kind`; `None` if none came free
-    /// (the disk is not answering the reads that hold them all).
-    pub async fn start(self: &Arc<Self>, kind: ReadKind, wait: Duration) -> Option<DiskRead> {
-        let slots = &self.slots[kind as usize];
-        let slot = tokio::time::timeout(wait, Arc::clone(slots).acquire_owned())
-            .await
-            .ok()?
-            .ok()?;
-        Some(DiskRead {
-            _slot: slot,
-            reads: Arc::clone(self),
-            id: None,
+    /// Runs `read` on the blocking pool as a read of `kind`. It waits at
+    /// most `wait` for a slot (a `TimedOut` error if none came free: the
+    /// disk is not answering the reads that hold them all), and is timed
+    /// from when it begins on its thread, so that time spent waiting for a
+    /// thread of the pool (busy with uploads, say) is not taken for the
+    /// disk's.
+    pub async fn run<T: Send + 'static>(
+        self: &Arc<Self>,
+        kind: ReadKind,
+        wait: Duration,
+        read: impl FnOnce() -> T + Send + 'static,
+    ) -> io::Result<T> {
+        let slot = self.slot(kind, wait).await.ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "this copy's disk is not answering: {DISK_READS_PER_DIR} reads have waited on it for over {wait:?}; \
+                     ask the master for another replica"
+                ),
+            )
+        })?;
+        let reads = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let _running = reads.begin(slot);
+            read()
         })
+        .await
+        .map_err(io::Error::other)
     }
 
-    /// How long the oldest read in progress has been waiting on the disk.
+    /// A slot of `kind`, waiting at most `wait`.
+    async fn slot(&self, kind: ReadKind, wait: Duration) -> Option<OwnedSemaphorePermit> {
+        let slots = Arc::clone(&self.slots[kind as usize]);
+        tokio::time::timeout(wait, slots.acquire_owned()).await.ok()?.ok()
+    }
+
+    /// A read holding `slot` begins now.
+    fn begin(self: &Arc<Self>, slot: OwnedSemaphorePermit) -> Running {
+        let mut in_flight = self.in_flight.lock();
+        let id = in_flight.next;
+        in_flight.next += 1;
+        in_flight.started.insert(id, Instant::now());
+        Running {
+            _slot: slot,
+            reads: Arc::clone(self),
+            id,
+        }
+    }
+
+    /// How long the oldest read running has been waiting on the disk.
     pub fn oldest(&self) -> Option<Duration> {
-        // Ids grow with start times: the first entry started first.
+        // Ids grow with start times: the first entry began first.
         let in_flight = self.in_flight.lock();
-        in_flight.values().next().map(Instant::elapsed)
+        in_flight.started.values().next().map(Instant::elapsed)
     }
 }
 
@@ -112,23 +134,16 @@ impl DiskReads {
 mod tests {
     use super::*;
 
-    async fn begun(reads: &Arc<DiskReads>) -> DiskRead {
-        let mut read = reads
-            .start(ReadKind::Block, Duration::from_secs(1))
-            .await
-            .unwrap();
-        read.begin();
-        read
+    async fn begun(reads: &Arc<DiskReads>) -> Running {
+        let slot = reads.slot(ReadKind::Block, Duration::from_secs(1)).await.unwrap();
+        reads.begin(slot)
     }
 
     #[tokio::test]
     async fn the_oldest_read_in_progress_is_reported_and_slots_run_out() {
         let reads = Arc::new(DiskReads::default());
         assert_eq!(reads.oldest(), None);
-        let waiting = reads
-            .start(ReadKind::Block, Duration::from_secs(1))
-            .await
-            .unwrap();
+        let waiting = reads.slot(ReadKind::Block, Duration::from_secs(1)).await.unwrap();
         assert_eq!(reads.oldest(), None, "a slot held, no read begun");
         drop(waiting);
         let before_first = Instant::now();
@@ -142,8 +157,10 @@ mod tests {
             reads.oldest().unwrap() >= Duration::from_millis(20),
             "the first read's age"
         );
-        let more = reads.start(ReadKind::Block, Duration::from_millis(10)).await;
+        let more = reads.slot(ReadKind::Block, Duration::from_millis(10)).await;
         assert!(more.is_none(), "every slot is held");
+        let refused = reads.run(ReadKind::Block, Duration::from_millis(10), || ()).await;
+        assert_eq!(refused.unwrap_err().kind(), io::ErrorKind::TimedOut);
         drop(first);
         // Now the oldest is a read begun at least 20 ms after the first.
         let oldest = reads.oldest().unwrap();
@@ -151,11 +168,16 @@ mod tests {
             oldest + Duration::from_millis(20) <= before_first.elapsed(),
             "the next oldest, begun after the first"
         );
-        let more = reads.start(ReadKind::Block, Duration::from_millis(10)).await;
-        assert!(more.is_some(), "a slot came free");
-        let open = reads.start(ReadKind::Open, Duration::from_millis(10)).await;
+        assert_eq!(
+            reads
+                .run(ReadKind::Block, Duration::from_millis(10), || 7)
+                .await
+                .unwrap(),
+            7
+        );
+        let open = reads.slot(ReadKind::Open, Duration::from_millis(10)).await;
         assert!(open.is_some(), "opens have slots of their own");
-        drop((more, open, rest));
+        drop((open, rest));
         assert_eq!(reads.oldest(), None);
     }
 }
