@@ -316,14 +316,14 @@ impl Volumes {
             let mut h = self.health[&v.addr].write();
             match result {
                 Ok(status) => {
-                    // A data dir whose disk has made a read wait past the
-                    // volume's stall timeout is not answering: writers go
-                    // to other volumes, readers to other replicas, until
-                    // it does.
+                    // A data dir whose disk has made a read or a write
+                    // wait past the volume's stall timeout is not
+                    // answering: writers go to other volumes, readers to
+                    // other replicas, until it does.
                     let stalled = status.dirs.iter().find_map(|d| {
                         d.stalled_ms.map(|ms| {
                             format!(
-                                "the disk of data dir {} is not answering: a read has waited {:.1} s",
+                                "the disk of data dir {} is not answering: a read or write has waited {:.1} s",
                                 d.path,
                                 ms as f64 / 1000.0
                             )

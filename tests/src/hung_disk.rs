@@ -16,6 +16,7 @@
 //!
 //! Dropping it lets every waiting read go, then detaches both mounts.
 
+use crate::run_tool;
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, INodeNo, LockOwner, OpenFlags, ReplyAttr,
     ReplyData, ReplyEntry, ReplyOpen, ReplyXattr, Request,
@@ -26,7 +27,6 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -261,7 +261,7 @@ impl HungFile {
         let session = fuser::spawn_mount(fs, mountpoint.path(), &config)?;
         let source = mountpoint.path().join(NAME);
         // On failure, dropping the session unmounts the FUSE file system.
-        run(
+        run_tool(
             "mount",
             &[OsStr::new("--bind"), source.as_os_str(), path.as_os_str()],
         )?;
@@ -305,7 +305,7 @@ impl Drop for HungFile {
     fn drop(&mut self) {
         self.release();
         // Lazily: a process may still hold the file open.
-        if let Err(e) = run("umount", &[OsStr::new("-l"), self.target.as_os_str()]) {
+        if let Err(e) = run_tool("umount", &[OsStr::new("-l"), self.target.as_os_str()]) {
             eprintln!("could not unmount {}: {e}", self.target.display());
         }
         drop(self.session.take());
@@ -319,16 +319,4 @@ fn xattrs(path: &Path) -> io::Result<Vec<(OsString, Vec<u8>)>> {
         attrs.push((OsString::from(trove_common::xattr::META_ATTR), value));
     }
     Ok(attrs)
-}
-
-fn run(program: &str, args: &[&OsStr]) -> io::Result<()> {
-    let out = Command::new(program).args(args).output()?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(io::Error::other(format!(
-            "{program} {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )))
-    }
 }

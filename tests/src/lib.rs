@@ -270,7 +270,13 @@ impl Cluster {
     }
 
     pub async fn start(opts: ClusterOptions) -> Cluster {
-        let dir = tempfile::tempdir().expect("temp dir");
+        Cluster::start_in(tempfile::tempdir().expect("temp dir"), opts).await
+    }
+
+    /// A cluster in `dir`, which may hold already what a test set up for
+    /// it: volume `i`'s data dir is `dir/vol<i>` (a file system mounted
+    /// there, say).
+    pub async fn start_in(dir: tempfile::TempDir, opts: ClusterOptions) -> Cluster {
         let volumes: Vec<Server> = (0..opts.volumes)
             .map(|i| start_volume(dir.path(), i, &opts.volume_args))
             .collect();
@@ -938,7 +944,22 @@ pub mod raw {
     }
 }
 
+/// Runs a system tool (`mount`, `fsfreeze`…) to completion; its stderr
+/// is the error when it fails.
+pub(crate) fn run_tool(program: &str, args: &[&std::ffi::OsStr]) -> std::io::Result<()> {
+    let out = std::process::Command::new(program).args(args).output()?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!(
+            "{program} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
 pub mod docker;
+pub mod frozen_disk;
 pub mod hung_disk;
 pub mod tools;
 

@@ -5,10 +5,13 @@
 //! replica.) The disk here is a FUSE file bind-mounted over a stored
 //! blob whose reads hang until released (`trove_tests::hung_disk`); it
 //! needs root and `/dev/fuse`, which CI has — without them this test
-//! fails, it does not skip.
+//! fails, it does not skip. A disk that hangs writes only is a frozen
+//! file system of its own (`trove_tests::frozen_disk`: root and loop
+//! devices).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use trove_tests::frozen_disk::LoopDisk;
 use trove_tests::hung_disk::HungFile;
 use trove_tests::{
     lone_volume, no_redirects, pattern_bytes, sha256_hex, wait_for, Cluster, ClusterOptions, Server, WAIT,
@@ -196,21 +199,11 @@ async fn the_master_sends_readers_and_writers_away_from_a_hung_disk() {
 
     // Past the stall timeout: the volume reports the dir, and the master
     // says why it sends nobody there.
-    let stalled_entry = || async {
-        let master = c.status().await;
-        master["volumes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|v| v["address"] == c.volumes[hung].addr.as_str())
-            .unwrap()
-            .clone()
-    };
     wait_for("the master to see the stalled disk", || async {
-        stalled_entry().await["stalled"].is_string()
+        master_entry(&c, hung).await["stalled"].is_string()
     })
     .await;
-    let entry = stalled_entry().await;
+    let entry = master_entry(&c, hung).await;
     assert!(
         entry["stalled"].as_str().unwrap().contains("not answering"),
         "{entry}"
@@ -247,7 +240,7 @@ async fn the_master_sends_readers_and_writers_away_from_a_hung_disk() {
     assert_eq!(status, 200);
     assert_eq!(sha256_hex(&body), sha256_hex(&value));
     wait_for("the master to see the disk answer again", || async {
-        stalled_entry().await["stalled"].is_null()
+        master_entry(&c, hung).await["stalled"].is_null()
     })
     .await;
     drop(disk);
@@ -324,4 +317,134 @@ async fn metadata_reads_stuck_on_a_hung_disk_are_bounded_and_reported() {
     let status = status_of(&quick, &v.addr).await;
     assert!(status["dirs"][0].get("stalled_ms").is_none(), "{status}");
     drop(disk);
+}
+
+/// The master's entry for volume `i` in its `/-/status`.
+async fn master_entry(c: &Cluster, i: usize) -> serde_json::Value {
+    let master = c.status().await;
+    master["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["address"] == c.volumes[i].addr.as_str())
+        .unwrap()
+        .clone()
+}
+
+/// Writes keys `<prefix>0`, `<prefix>1`… through the master until one has
+/// a copy on volume `i` (of 30 at most); that key.
+async fn put_until_on(c: &Cluster, i: usize, prefix: &str) -> Option<String> {
+    for n in 0..30 {
+        let key = format!("{prefix}{n}");
+        assert_eq!(c.put(&key, key.clone()).await, 201, "{key}");
+        if c.volumes_of(&key).await.contains(&c.volumes[i].addr) {
+            return Some(key);
+        }
+    }
+    None
+}
+
+/// A disk that stops taking writes but still serves reads (a frozen file
+/// system). Once a write has waited on it past the stall timeout, the
+/// volume refuses new writes and deletes there at once (`503`, saying
+/// why) instead of giving each a thread to wait on, reports the dir in
+/// `/-/status`, and still serves what it holds; the master sends new
+/// writes to other volumes. Thawed, the waiting write completes and the
+/// volume takes writes again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_stuck_on_a_frozen_disk_are_refused_and_sent_elsewhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = LoopDisk::mount(&dir.path().join("vol0"), 1024).unwrap_or_else(|e| {
+        panic!(
+            "cannot mount a file system of its own for volume 0: {e} (this test needs root and loop devices)"
+        )
+    });
+    let c = Cluster::start_in(
+        dir,
+        ClusterOptions {
+            volumes: 3,
+            replicas: 2,
+            volume_args: vec!["--stall-timeout".into(), "2s".into()],
+            ..Default::default()
+        },
+    )
+    .await;
+    let held = put_until_on(&c, 0, "/before/")
+        .await
+        .expect("of 30 keys, one placed on volume 0");
+    let frozen = disk.freeze().expect("fsfreeze");
+
+    // A write sent to the volume waits on the frozen disk.
+    let volume = format!("http://{}", c.volumes[0].addr);
+    let stuck = format!("{volume}/stuck");
+    let stuck_put = tokio::spawn(async move {
+        let resp = no_redirects().put(stuck).body("waited").send().await.unwrap();
+        resp.status().as_u16()
+    });
+    wait_for("the volume to report the dir its write waits on", || async {
+        c.volume_status(0).await["dirs"][0]["stalled_ms"]
+            .as_u64()
+            .is_some()
+    })
+    .await;
+    assert!(!stuck_put.is_finished(), "the write finished on a frozen disk");
+
+    // New writes and deletes there are refused at once, saying why.
+    let quick = quick_client();
+    let refused = quick
+        .put(format!("{volume}/refused"))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 503);
+    let why = refused.text().await.unwrap();
+    assert!(why.contains("has not finished a write"), "{why}");
+    let delete = quick.delete(format!("{volume}{held}")).send().await.unwrap();
+    assert_eq!(delete.status(), 503);
+
+    // Reads and the health check are answered as before.
+    let healthy = quick.get(format!("{volume}/-/healthy")).send().await.unwrap();
+    assert_eq!(healthy.status(), 200);
+    let read = quick.get(format!("{volume}{held}")).send().await.unwrap();
+    assert_eq!(read.status(), 200);
+    assert_eq!(
+        read.text().await.unwrap(),
+        held,
+        "the value read from the frozen disk"
+    );
+
+    // The master sees it, and new writes go to the other volumes.
+    wait_for("the master to see the stalled disk", || async {
+        master_entry(&c, 0).await["stalled"].is_string()
+    })
+    .await;
+    let entry = master_entry(&c, 0).await;
+    assert_eq!(entry["healthy"], true, "it still answers: {entry}");
+    assert_eq!(entry["writable"], false, "it takes no writes: {entry}");
+    for i in 0..12 {
+        let key = format!("/written-meanwhile/{i}");
+        assert_eq!(c.put(&key, "new").await, 201, "{key}");
+        let written = c.volumes_of(&key).await;
+        assert!(
+            !written.contains(&c.volumes[0].addr),
+            "{key} placed on the frozen volume: {written:?}"
+        );
+    }
+
+    // Thawed: the waiting write completes, and writes reach the volume again.
+    drop(frozen);
+    let status = tokio::time::timeout(WAIT, stuck_put)
+        .await
+        .expect("the write still waiting after the thaw")
+        .unwrap();
+    assert_eq!(status, 201, "the write that waited");
+    wait_for("the master to see the disk take writes again", || async {
+        master_entry(&c, 0).await["stalled"].is_null()
+    })
+    .await;
+    assert!(
+        put_until_on(&c, 0, "/after/").await.is_some(),
+        "of 30 keys written after the thaw, none was placed on volume 0"
+    );
 }

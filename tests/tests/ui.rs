@@ -7,7 +7,9 @@
 //!   with a real cluster behind it — three healthy volumes, a key browsed
 //!   and downloaded through the signed redirect, a verify started, followed
 //!   and stopped from the page, a killed volume turning red within seconds,
-//!   the problems a verify found, a phone-width layout. Every state is
+//!   the problems a verify found, a phone-width layout, a volume whose disk
+//!   stops taking writes (a file system of its own, frozen) named as
+//!   such. Every state is
 //!   saved as a screenshot under `target/<profile>/test-output/ui/<test>/`;
 //! - with schemathesis: a live master against `docs/openapi.yaml`, and a
 //!   live volume against its `x-volume-paths`: no 5xx, every answer as
@@ -25,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::process::Command;
+use trove_tests::frozen_disk::LoopDisk;
 use trove_tests::{sha256_hex, tools, Cluster, ClusterOptions};
 
 /// The cluster's secret: every URL the page follows must be signed.
@@ -94,16 +97,25 @@ async fn run_tool(mut cmd: Command, cluster: &Cluster, what: &str) -> String {
 
 /// A cluster of three volumes with a secret, the master with `extra` flags.
 async fn cluster(extra: &[&str]) -> Cluster {
+    cluster_in(tempfile::tempdir().expect("temp dir"), extra).await
+}
+
+/// The same, in `dir`.
+async fn cluster_in(dir: tempfile::TempDir, extra: &[&str]) -> Cluster {
     let secret = vec!["--secret".to_string(), SECRET.to_string()];
     let mut master_args = secret.clone();
     master_args.extend(["--no-fsync".to_string()]);
     master_args.extend(extra.iter().map(|s| s.to_string()));
-    Cluster::start(ClusterOptions {
-        volumes: 3,
-        replicas: 2,
-        master_args,
-        volume_args: [secret, vec!["--no-fsync".into()]].concat(),
-    })
+    let stall = vec!["--stall-timeout".to_string(), "2s".to_string()];
+    Cluster::start_in(
+        dir,
+        ClusterOptions {
+            volumes: 3,
+            replicas: 2,
+            master_args,
+            volume_args: [secret, stall, vec!["--no-fsync".into()]].concat(),
+        },
+    )
     .await
 }
 
@@ -330,14 +342,43 @@ async fn status_page_in_a_browser() {
     }
 }
 
+/// Without `--ui-admin`; volume 2's data dir is a file system of its own,
+/// which the suite freezes to show a disk that stops taking writes.
 #[tokio::test]
 async fn read_only_status_page_in_a_browser() {
     let Some(bin) = ui_tools() else { return };
     let out = output_dir("read_only_status_page_in_a_browser");
-    let c = cluster(&[]).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mount = dir.path().join("vol2");
+    let _disk = LoopDisk::mount(&mount, 1024).unwrap_or_else(|e| {
+        panic!(
+            "cannot mount a file system of its own for volume 2: {e} (this test needs root and loop devices)"
+        )
+    });
+    let c = cluster_in(dir, &[]).await;
     let photos = (0..60).map(|i| format!("/photos/a-{i:03}.jpg"));
     write_keys(&c, photos.chain(["/photos/2024/cat.jpg".to_string()])).await;
-    browser_suite(&c, &bin, &out, &[]).await;
+    // A key the master places on volume 2 (placement depends on the key
+    // and the volumes alone), deleted again for the suite to write.
+    let frozen = &c.volumes[2].addr;
+    let mut placed = None;
+    for n in 0..30 {
+        let key = format!("/frozen/{n}");
+        assert_eq!(c.put(&key, "probe").await, 201);
+        let on_it = c.volumes_of(&key).await.contains(frozen);
+        assert_eq!(c.delete(&key).await, 204);
+        if on_it {
+            placed = Some(key);
+            break;
+        }
+    }
+    let key = placed.expect("of 30 keys, one placed on volume 2");
+    let freeze = format!("{}|{frozen}|{key}", mount.display());
+    browser_suite(&c, &bin, &out, &[("TROVE_UI_FREEZE", freeze)]).await;
+    assert!(
+        out.join("10-disk-stalled.png").exists(),
+        "no screenshot 10-disk-stalled"
+    );
 }
 
 // --- schemathesis --------------------------------------------------------------------

@@ -61,6 +61,7 @@ impl ApiError {
                 // copy verify found bad, so that the master's verify marks
                 // it and repairs it.
                 StoreError::Corrupt(_) => StatusCode::SERVICE_UNAVAILABLE,
+                StoreError::DiskStalled { .. } => StatusCode::SERVICE_UNAVAILABLE,
                 StoreError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
             ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
@@ -117,6 +118,10 @@ pub fn every_status() -> Vec<u16> {
         StoreError::OtherWrite(String::new()),
         StoreError::Superseded(String::new()),
         StoreError::Replaced,
+        StoreError::DiskStalled {
+            dir: String::new(),
+            waited: Duration::ZERO,
+        },
         StoreError::Io(io()),
     ];
     for e in &stores {
@@ -132,6 +137,7 @@ pub fn every_status() -> Vec<u16> {
             | StoreError::OtherWrite(_)
             | StoreError::Superseded(_)
             | StoreError::Replaced
+            | StoreError::DiskStalled { .. }
             | StoreError::Io(_) => {}
         }
     }

@@ -9,8 +9,15 @@ use trove_common::key::Key;
 
 pub async fn delete(state: &AppState, key: Key) -> Result<Response, ApiError> {
     let store = state.store.clone();
+    // A write to the key's home dir, timed as one (and refused while that
+    // disk leaves writes waiting).
+    let disk = store.disk_for_writing(&key, state.config.timeouts.stall)?;
     let k = key.clone();
-    if tokio::task::spawn_blocking(move || store.delete(&k)).await?? {
+    let deleted = tokio::task::spawn_blocking(move || {
+        let _timed = disk.write(0);
+        store.delete(&k)
+    });
+    if deleted.await?? {
         tracing::debug!(key = %key, "deleted");
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {

@@ -25,7 +25,7 @@
 
 use crate::error::ApiError;
 use crate::store::blocks::{self, BLOCK};
-use crate::store::{BlobStore, DiskReads, OpenBlob, Pin, ReadKind};
+use crate::store::{BlobStore, DiskCalls, OpenBlob, Pin, ReadKind};
 use crate::AppState;
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -107,9 +107,9 @@ pub async fn get(
     // one of the disk reads of the key's home dir, where it is looked
     // for first, so that a hung disk holds a bounded number of threads
     // and is seen (`stalled_ms`).
-    let disk = store.disk_reads(store.home_dir_index(&key));
+    let disk = store.disk_calls(store.home_dir_index(&key));
     let blob = disk
-        .run(ReadKind::Open, state.config.timeouts.stall, move || match pin {
+        .read(ReadKind::Open, state.config.timeouts.stall, move || match pin {
             Some(pin) => store.open_pinned(&k, &pin),
             None => store.open_blob(&k),
         })
@@ -236,7 +236,7 @@ async fn checked_body(
     let mapped = first * BLOCK..(span.end.div_ceil(BLOCK) * BLOCK).min(size);
     let map = map_file(&blob, mapped.clone())?;
     let block_count = (mapped.end - mapped.start).div_ceil(BLOCK) as usize;
-    let disk = store.disk_reads(blob.dir);
+    let disk = store.disk_calls(blob.dir);
     // Block `i` of the mapping: whether it passed its check, and the
     // wanted part of it (its place in the file, and the mapped bytes).
     let piece = move |i: usize| {
@@ -309,13 +309,13 @@ async fn read_block(
     sums: Option<Arc<[u32]>>,
     index: usize,
     block: Bytes,
-    disk: Arc<DiskReads>,
+    disk: Arc<DiskCalls>,
     wait: Duration,
 ) -> std::io::Result<bool> {
     if resident(&block) {
         return Ok(sums.as_ref().is_none_or(|s| blocks::check(s, index, &block)));
     }
-    disk.run(ReadKind::Block, wait, move || {
+    disk.read(ReadKind::Block, wait, move || {
         match &sums {
             Some(s) => blocks::check(s, index, &block),
             None => {

@@ -72,7 +72,7 @@ use trove_common::protocol::DirStatus;
 use trove_common::record::BlobMeta;
 
 pub mod blocks;
-mod disk_reads;
+mod disk_calls;
 mod durable;
 mod group;
 mod keyset;
@@ -84,7 +84,7 @@ mod recovery;
 mod verify;
 mod write;
 
-pub use disk_reads::{DiskReads, ReadKind, DISK_READS_PER_DIR};
+pub use disk_calls::{DiskCalls, ReadKind, DISK_READS_PER_DIR};
 pub use meta::StateChange;
 pub use write::Expected;
 
@@ -117,6 +117,10 @@ pub enum StoreError {
     /// A read pinned to a write whose copy is gone (replaced since).
     #[error("{}", trove_common::http::REPLACED_MESSAGE)]
     Replaced,
+    /// A write to a data dir whose disk has left an earlier write
+    /// waiting past the stall timeout.
+    #[error("this volume's disk at {dir} has not finished a write for {waited:?}; it takes no writes until it answers again (the master sends them to other volumes)")]
+    DiskStalled { dir: String, waited: Duration },
     #[error("I/O error: {0}")]
     Io(#[from] io::Error),
 }
@@ -153,9 +157,9 @@ pub struct BlobStore {
     /// Each data dir's leaf dirs known to exist durably, in the order of
     /// `dirs`.
     durable_dirs: Vec<durable::DurableDirs>,
-    /// Each data dir's GET reads that wait on its disk, in the order of
-    /// `dirs` ([`BlobStore::disk_reads`]).
-    disk_reads: Vec<Arc<DiskReads>>,
+    /// Each data dir's calls that wait on its disk, in the order of
+    /// `dirs` ([`BlobStore::disk_calls`]).
+    disk_calls: Vec<Arc<DiskCalls>>,
     /// The master write each key's upload in progress belongs to: a newer
     /// write (or the master's abort) takes the key over, and an older
     /// upload that finishes late is then refused instead of displacing it.
@@ -209,9 +213,25 @@ impl BlobStore {
         self.dir_of(self.home_dir(key))
     }
 
-    /// The GET reads that wait on the disk of data dir `dir`.
-    pub fn disk_reads(&self, dir: usize) -> Arc<DiskReads> {
-        Arc::clone(&self.disk_reads[dir.min(self.disk_reads.len() - 1)])
+    /// The calls that wait on the disk of data dir `dir`.
+    pub fn disk_calls(&self, dir: usize) -> Arc<DiskCalls> {
+        Arc::clone(&self.disk_calls[dir.min(self.disk_calls.len() - 1)])
+    }
+
+    /// The calls of `key`'s home dir, where it is written, unless a write
+    /// there has waited on the disk past `stall`: then the disk is not
+    /// taking writes, and this one is refused at once rather than left to
+    /// join the wait on a thread of its own.
+    pub fn disk_for_writing(&self, key: &Key, stall: Duration) -> Result<Arc<DiskCalls>, StoreError> {
+        let dir = self.home_dir_index(key);
+        let calls = self.disk_calls(dir);
+        match calls.writes_stalled(stall) {
+            Some(waited) => Err(StoreError::DiskStalled {
+                dir: self.dirs[dir].display().to_string(),
+                waited,
+            }),
+            None => Ok(calls),
+        }
     }
 
     /// Which data dir `path` is in (the first, if none).
@@ -284,15 +304,15 @@ impl BlobStore {
         )
     }
 
-    /// Free and total space of each data dir.
     /// Each data dir's space, whether it takes writes, and whether its
-    /// disk has made a read wait longer than `stall` (not answering).
+    /// disk has made a read or a write wait longer than `stall` (not
+    /// answering).
     pub fn dir_status(&self, stall: Duration) -> Vec<DirStatus> {
         self.dirs
             .iter()
             .zip(&self.ids)
-            .zip(&self.disk_reads)
-            .map(|((d, id), reads)| {
+            .zip(&self.disk_calls)
+            .map(|((d, id), calls)| {
                 let (free, total) = nix::sys::statvfs::statvfs(d)
                     .map(|s| {
                         let frag = s.fragment_size();
@@ -306,10 +326,7 @@ impl BlobStore {
                     free_bytes: free,
                     total_bytes: total,
                     writable,
-                    stalled_ms: reads
-                        .oldest()
-                        .filter(|waited| *waited > stall)
-                        .map(|waited| waited.as_millis() as u64),
+                    stalled_ms: calls.stalled(stall).map(|waited| waited.as_millis() as u64),
                 }
             })
             .collect()

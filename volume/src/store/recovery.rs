@@ -84,7 +84,7 @@ impl BlobStore {
             keys: Arc::new(keys),
             stripes: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             durable_dirs: dirs.iter().map(|_| Default::default()).collect(),
-            disk_reads: dirs.iter().map(|_| Default::default()).collect(),
+            disk_calls: dirs.iter().map(|_| Default::default()).collect(),
             writers: Mutex::default(),
             aborted: Mutex::default(),
         };

@@ -5,7 +5,7 @@
 
 use super::durable::{put_in_place, sync_file, How, TempFile};
 use super::layout::TMP_DIR;
-use super::{blocks, io_error, BlobStore, StoreError};
+use super::{blocks, io_error, BlobStore, DiskCalls, StoreError};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
@@ -66,15 +66,16 @@ impl BlobStore {
         S: Stream<Item = Result<Bytes, E>>,
         E: std::fmt::Display,
     {
+        let disk = self.disk_for_writing(key, stall)?;
         let mut writer = Writer {
             store: self,
             key,
             write: expected.write.clone(),
         };
         let result = if expected.len.is_some_and(|n| n <= INLINE_WRITE_MAX) {
-            self.write_small(key, body, expected, stall).await
+            self.write_small(key, body, expected, disk, stall).await
         } else {
-            self.write_streamed(key, body, expected, stall).await
+            self.write_streamed(key, body, expected, disk, stall).await
         };
         if result.is_ok() {
             writer.write = None;
@@ -91,6 +92,7 @@ impl BlobStore {
         key: &Key,
         body: S,
         expected: Expected,
+        disk: Arc<DiskCalls>,
         stall: Duration,
     ) -> Result<BlobMeta, StoreError>
     where
@@ -105,7 +107,7 @@ impl BlobStore {
         }
         let (store, key) = (Arc::clone(self), key.clone());
         tokio::task::spawn_blocking(move || {
-            let mut w = store.begin_write(&key, &expected)?;
+            let mut w = store.begin_write(&key, &expected, disk)?;
             w.write(Bytes::from(value))?;
             w.commit(expected)
         })
@@ -120,6 +122,7 @@ impl BlobStore {
         key: &Key,
         body: S,
         expected: Expected,
+        disk: Arc<DiskCalls>,
         stall: Duration,
     ) -> Result<BlobMeta, StoreError>
     where
@@ -133,7 +136,7 @@ impl BlobStore {
         // The disk work (hashing, write, fsync, rename) runs on a blocking
         // thread; this task only moves chunks from the socket to it.
         let writer = tokio::task::spawn_blocking(move || {
-            let mut w = store.begin_write(&key_owned, &expected)?;
+            let mut w = store.begin_write(&key_owned, &expected, disk)?;
             while let Some(msg) = rx.blocking_recv() {
                 match msg {
                     WriteMsg::Data(chunk) => w.write(chunk)?,
@@ -178,8 +181,15 @@ impl BlobStore {
 
     /// Starts the upload `expected` announces: registers its write, opens
     /// its temp file. The writer hashes the value's sha256 as well as its
-    /// block CRC32Cs when one is announced to check or asked for.
-    fn begin_write(&self, key: &Key, expected: &Expected) -> Result<BlobWriter<'_>, StoreError> {
+    /// block CRC32Cs when one is announced to check or asked for. Its
+    /// calls to the disk are timed as writes to `disk`, the key's home
+    /// dir's.
+    fn begin_write(
+        &self,
+        key: &Key,
+        expected: &Expected,
+        disk: Arc<DiskCalls>,
+    ) -> Result<BlobWriter<'_>, StoreError> {
         let hash_sha256 = expected.hash_sha256 || expected.sha256.is_some();
         if let Some(write) = expected.write.as_deref() {
             if self.was_aborted(key, write) {
@@ -195,11 +205,14 @@ impl BlobStore {
             writers.insert(key.as_str().to_string(), write.to_string());
         }
         let dir = self.home_dir(key).to_path_buf();
+        let timed = disk.write(0);
         let (temp, file) = TempFile::create(&dir.join(TMP_DIR), ".tmp")?;
+        drop(timed);
         Ok(BlobWriter {
             store: self,
             key: key.clone(),
             dir,
+            disk,
             file,
             temp,
             sha256: hash_sha256.then(Sha256::new),
@@ -284,6 +297,8 @@ struct BlobWriter<'a> {
     store: &'a BlobStore,
     key: Key,
     dir: PathBuf,
+    /// The dir's disk calls, which time this upload's.
+    disk: Arc<DiskCalls>,
     file: File,
     temp: TempFile,
     /// The value's sha256, when this upload hashes one.
@@ -315,6 +330,7 @@ impl BlobWriter<'_> {
 
     /// Writes the chunks held so far to the temp file.
     fn write_batch(&mut self) -> Result<(), StoreError> {
+        let _timed = self.disk.write(self.batch_len as u64);
         write_all_vectored(&self.file, &self.batch).map_err(io_error)?;
         self.batch.clear();
         self.batch_len = 0;
@@ -324,6 +340,8 @@ impl BlobWriter<'_> {
     /// Verifies, makes durable, and renames into place.
     fn commit(mut self, expected: Expected) -> Result<BlobMeta, StoreError> {
         self.write_batch()?;
+        // Its fsync may write every byte of the value.
+        let _timed = self.disk.write(self.blocks.size());
         let BlobWriter {
             store,
             key,
