@@ -275,6 +275,7 @@ def test_a_disk_that_stops_taking_writes_is_named_on_its_volume(browser):
              lambda d: volumes(d)[addr][0] == "warn" and "disk stalled" in volumes(d)[addr][1])
         text = volumes(browser)[addr][1]
         assert "is not answering" in text, text  # and why: the master's reason
+        wait(browser, "the headline", lambda d: d.find_element(By.ID, "summary").text == "1 of 3 volumes: disk stalled")
         shot(browser, "10-disk-stalled")
     finally:
         subprocess.run(["fsfreeze", "--unfreeze", mount], check=True)

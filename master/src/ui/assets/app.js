@@ -74,13 +74,16 @@ function bar(fraction, label, cls) {
 
 // ---- volumes, keys, index ----
 
+// What is wrong with a volume that answers, if anything: the word its card
+// and the headline use.
+function warning(v) {
+  return v.stalled ? "disk stalled" : v.read_only ? "read-only" : v.lost_data_at ? "lost data"
+    : !v.writable ? "full" : null;
+}
+
 function volumeCard(v, now) {
-  const state = !v.healthy ? "down" : (v.stalled || !v.writable || v.read_only || v.lost_data_at) ? "warn" : "up";
-  const words = {
-    up: "healthy",
-    warn: v.stalled ? "disk stalled" : v.read_only ? "read-only" : v.lost_data_at ? "lost data" : "full",
-    down: "down",
-  };
+  const state = !v.healthy ? "down" : warning(v) ? "warn" : "up";
+  const words = { up: "healthy", warn: warning(v), down: "down" };
   const used = v.used_bytes || 0;
   const total = used + (v.free_bytes || 0);
   return el("article", { class: "card " + state, "data-volume": v.address, "data-state": state },
@@ -98,10 +101,14 @@ function volumeCard(v, now) {
 function renderStatus(state) {
   const s = state.status;
   const down = s.volumes.length - s.healthy_volumes;
+  const warned = s.volumes.filter((v) => v.healthy && warning(v));
+  const of = " of " + s.volumes.length + " volumes";
   const summary = $("summary");
-  summary.textContent = down === 0 ? "all " + s.volumes.length + " volumes healthy"
-    : down + " of " + s.volumes.length + " volumes down";
-  summary.className = "badge " + (down === 0 ? "ok" : s.healthy_volumes >= s.replicas ? "warn" : "bad");
+  summary.textContent = down > 0 ? down + of + " down"
+    : warned.length > 0 ? warned.length + of + ": " + [...new Set(warned.map(warning))].join(", ")
+    : "all " + s.volumes.length + " volumes healthy";
+  summary.className = "badge " + (down === 0 && warned.length === 0 ? "ok"
+    : s.healthy_volumes >= s.replicas ? "warn" : "bad");
   $("updated").textContent = "v" + s.version + " · updated " + time(state.now);
   $("volumes").replaceChildren(...s.volumes.map((v) => volumeCard(v, state.now)));
   facts($("keys"), [
