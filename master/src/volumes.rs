@@ -26,7 +26,8 @@ pub struct Health {
     /// Why the last poll or call failed, while unhealthy.
     pub last_error: Option<String>,
     /// Why the volume's disk is taken for hung, while it is: one of its
-    /// data dirs has made a read wait past the volume's stall timeout
+    /// data dirs has made a read wait past the volume's stall timeout, or
+    /// left its writes waiting with none finishing for that long
     /// (`stalled_ms` in its `/-/status`). It takes no new writes, and
     /// readers are sent to other replicas while there are any.
     pub stalled: Option<String>,

@@ -9,8 +9,8 @@
 //!
 //! It needs root and loop devices, as CI has. Every [`Frozen`] guard
 //! thaws when dropped, a panicking test's included, so that the
-//! processes waiting on the file system can finish and be stopped; drop
-//! it before whatever stops them.
+//! processes waiting on the file system can finish and be stopped:
+//! declare it after the servers, so that it is dropped before them.
 
 use crate::run_tool;
 use std::ffi::OsStr;
@@ -64,6 +64,13 @@ impl LoopDisk {
 
 impl Drop for LoopDisk {
     fn drop(&mut self) {
+        // Thawed first, should a guard have been forgotten (an error if
+        // it is not frozen, which is the usual case): a frozen file system
+        // detached from its path could never be thawed.
+        let _ = run_tool(
+            "fsfreeze",
+            &[OsStr::new("--unfreeze"), self.mountpoint.as_os_str()],
+        );
         // Lazily: a process may still hold a file open there. The loop
         // device goes with the last user of the mount.
         if let Err(e) = run_tool("umount", &[OsStr::new("-l"), self.mountpoint.as_os_str()]) {

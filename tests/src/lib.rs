@@ -563,6 +563,20 @@ impl Cluster {
         resp.headers()["location"].to_str().unwrap().to_string()
     }
 
+    /// Writes keys `<prefix>0`, `<prefix>1`… (each its own name as its
+    /// value) until one has a copy on volume `i`, 30 at most; that key.
+    /// (A key's volumes depend on the key and the volumes alone.)
+    pub async fn put_until_on(&self, i: usize, prefix: &str) -> Option<String> {
+        for n in 0..30 {
+            let key = format!("{prefix}{n}");
+            assert_eq!(self.put(&key, key.clone()).await, 201, "{key}");
+            if self.volumes_of(&key).await.contains(&self.volumes[i].addr) {
+                return Some(key);
+            }
+        }
+        None
+    }
+
     /// The volumes the master names for `key` (`Key-Volumes` of a `HEAD`),
     /// in its order; panics unless the answer is a `302`.
     pub async fn volumes_of(&self, key: &str) -> Vec<String> {

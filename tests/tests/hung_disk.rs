@@ -319,6 +319,64 @@ async fn metadata_reads_stuck_on_a_hung_disk_are_bounded_and_reported() {
     drop(disk);
 }
 
+/// A deep verify re-reads a whole blob on the blocking pool: on a hung
+/// disk each holds one of the dir's block-read slots (verifies beyond them
+/// get `503`), and the read it waits on is reported as a stall, as a GET's
+/// would be.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verifies_stuck_on_a_hung_disk_are_bounded_and_reported() {
+    let value = pattern_bytes(2 * MIB + 1, 8);
+    let Stuck { v, blob, .. } = &stuck(&value).await;
+    let disk = hang_over(blob);
+    disk.hang();
+    let http = no_redirects();
+    let url = format!("http://{}/-/verify?key=/stuck", v.addr);
+    let verifies: Vec<_> = (0..READS_PER_DIR + EXCESS)
+        .map(|_| {
+            let (http, url) = (http.clone(), url.clone());
+            tokio::spawn(async move {
+                let resp = http.get(&url).send().await.unwrap();
+                (resp.status().as_u16(), resp.text().await.unwrap())
+            })
+        })
+        .collect();
+    wait_for("the verifies beyond the limit to be refused", || async {
+        verifies.iter().filter(|g| g.is_finished()).count() >= EXCESS
+    })
+    .await;
+    assert_eq!(
+        verifies.iter().filter(|g| g.is_finished()).count(),
+        EXCESS,
+        "a verify of the hung disk's blob finished before the disk came back"
+    );
+    let quick = quick_client();
+    let status = status_of(&quick, &v.addr).await;
+    let stalled = status["dirs"][0]["stalled_ms"]
+        .as_u64()
+        .expect("stalled_ms reported");
+    assert!(stalled > 2000, "waited {stalled} ms, past the 2 s stall timeout");
+
+    disk.release();
+    let mut refused = 0;
+    for verify in verifies {
+        let (status, body) = tokio::time::timeout(WAIT, verify)
+            .await
+            .expect("a verify still stuck after the disk came back")
+            .unwrap();
+        if status == 503 {
+            refused += 1;
+            assert!(body.contains("disk is not answering"), "{body}");
+        } else {
+            assert_eq!(status, 200, "{body}");
+            let report: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(report["ok"], true, "{report}");
+            assert_eq!(report["actual_size"], value.len() as u64);
+        }
+    }
+    assert_eq!(refused, EXCESS, "the verifies beyond the limit are answered 503");
+    drop(disk);
+}
+
 /// The master's entry for volume `i` in its `/-/status`.
 async fn master_entry(c: &Cluster, i: usize) -> serde_json::Value {
     let master = c.status().await;
@@ -329,19 +387,6 @@ async fn master_entry(c: &Cluster, i: usize) -> serde_json::Value {
         .find(|v| v["address"] == c.volumes[i].addr.as_str())
         .unwrap()
         .clone()
-}
-
-/// Writes keys `<prefix>0`, `<prefix>1`… through the master until one has
-/// a copy on volume `i` (of 30 at most); that key.
-async fn put_until_on(c: &Cluster, i: usize, prefix: &str) -> Option<String> {
-    for n in 0..30 {
-        let key = format!("{prefix}{n}");
-        assert_eq!(c.put(&key, key.clone()).await, 201, "{key}");
-        if c.volumes_of(&key).await.contains(&c.volumes[i].addr) {
-            return Some(key);
-        }
-    }
-    None
 }
 
 /// A disk that stops taking writes but still serves reads (a frozen file
@@ -369,7 +414,8 @@ async fn writes_stuck_on_a_frozen_disk_are_refused_and_sent_elsewhere() {
         },
     )
     .await;
-    let held = put_until_on(&c, 0, "/before/")
+    let held = c
+        .put_until_on(0, "/before/")
         .await
         .expect("of 30 keys, one placed on volume 0");
     let frozen = disk.freeze().expect("fsfreeze");
@@ -444,7 +490,7 @@ async fn writes_stuck_on_a_frozen_disk_are_refused_and_sent_elsewhere() {
     })
     .await;
     assert!(
-        put_until_on(&c, 0, "/after/").await.is_some(),
+        c.put_until_on(0, "/after/").await.is_some(),
         "of 30 keys written after the thaw, none was placed on volume 0"
     );
 }

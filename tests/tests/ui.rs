@@ -281,8 +281,9 @@ async fn the_api_description_is_served_as_json() {
 
 // --- the browser ---------------------------------------------------------------------
 
-/// Runs tests/ui/test_status_page.py against `c`.
-async fn browser_suite(c: &Cluster, bin: &Path, out: &Path, envs: &[(&str, String)]) {
+/// Runs tests/ui/test_status_page.py against `c` (only its tests named
+/// with `only`, if given).
+async fn browser_suite(c: &Cluster, bin: &Path, out: &Path, envs: &[(&str, String)], only: Option<&str>) {
     let suite = Path::new(env!("CARGO_MANIFEST_DIR")).join("ui/test_status_page.py");
     let mut cmd = Command::new(bin.join("python"));
     cmd.args([
@@ -295,6 +296,7 @@ async fn browser_suite(c: &Cluster, bin: &Path, out: &Path, envs: &[(&str, Strin
         "--color=no",
     ])
     .arg(&suite)
+    .args(only.map(|name| ["-k", name]).into_iter().flatten())
     .current_dir(out)
     .env("TROVE_UI_MASTER", format!("http://{}", c.master.addr))
     .env("TROVE_UI_OUT", out)
@@ -326,7 +328,7 @@ async fn status_page_in_a_browser() {
         ("TROVE_UI_ADMIN", "1".to_string()),
         ("TROVE_UI_VICTIM", format!("{}@{}", victim.pid(), victim.addr)),
     ];
-    browser_suite(&c, &bin, &out, &envs).await;
+    browser_suite(&c, &bin, &out, &envs, None).await;
     for shot in [
         "01-healthy",
         "02-listing",
@@ -342,39 +344,46 @@ async fn status_page_in_a_browser() {
     }
 }
 
-/// Without `--ui-admin`; volume 2's data dir is a file system of its own,
-/// which the suite freezes to show a disk that stops taking writes.
+/// Without `--ui-admin`; then volume 2's disk (a file system of its own)
+/// stops taking writes, and the page must say so.
 #[tokio::test]
 async fn read_only_status_page_in_a_browser() {
     let Some(bin) = ui_tools() else { return };
     let out = output_dir("read_only_status_page_in_a_browser");
     let dir = tempfile::tempdir().expect("temp dir");
-    let mount = dir.path().join("vol2");
-    let _disk = LoopDisk::mount(&mount, 1024).unwrap_or_else(|e| {
+    let disk = LoopDisk::mount(&dir.path().join("vol2"), 1024).unwrap_or_else(|e| {
         panic!(
             "cannot mount a file system of its own for volume 2: {e} (this test needs root and loop devices)"
         )
     });
-    let c = cluster_in(dir, &[]).await;
+    // The master waits 30 s for a volume's answer: the write left waiting
+    // on the frozen disk must not time out, and so have the master mark
+    // the volume down, while the page is read.
+    let c = cluster_in(dir, &["--stall-timeout", "30s"]).await;
     let photos = (0..60).map(|i| format!("/photos/a-{i:03}.jpg"));
     write_keys(&c, photos.chain(["/photos/2024/cat.jpg".to_string()])).await;
-    // A key the master places on volume 2 (placement depends on the key
-    // and the volumes alone), deleted again for the suite to write.
-    let frozen = &c.volumes[2].addr;
-    let mut placed = None;
-    for n in 0..30 {
-        let key = format!("/frozen/{n}");
-        assert_eq!(c.put(&key, "probe").await, 201);
-        let on_it = c.volumes_of(&key).await.contains(frozen);
-        assert_eq!(c.delete(&key).await, 204);
-        if on_it {
-            placed = Some(key);
-            break;
-        }
-    }
-    let key = placed.expect("of 30 keys, one placed on volume 2");
-    let freeze = format!("{}|{frozen}|{key}", mount.display());
-    browser_suite(&c, &bin, &out, &[("TROVE_UI_FREEZE", freeze)]).await;
+    browser_suite(&c, &bin, &out, &[], None).await;
+
+    // A key placed on volume 2, deleted again, then written once its disk
+    // is frozen: that write waits, and the volume reports its disk stalled.
+    let key = c
+        .put_until_on(2, "/frozen/")
+        .await
+        .expect("of 30 keys, one placed on volume 2");
+    assert_eq!(c.delete(&key).await, 204);
+    let frozen = disk.freeze().expect("fsfreeze");
+    let url = format!("http://{}{key}", c.master.addr);
+    let http = c.http.clone();
+    let waiting = tokio::spawn(async move { http.put(url).body("written while frozen").send().await });
+    let stalled = [("TROVE_UI_STALLED", c.volumes[2].addr.clone())];
+    browser_suite(&c, &bin, &out, &stalled, Some("disk_stalled")).await;
+    drop(frozen);
+    let written = tokio::time::timeout(Duration::from_secs(60), waiting)
+        .await
+        .expect("the write still waiting after the thaw")
+        .unwrap()
+        .unwrap();
+    assert_eq!(written.status(), 201, "the write that waited on the frozen disk");
     assert!(
         out.join("10-disk-stalled.png").exists(),
         "no screenshot 10-disk-stalled"

@@ -89,6 +89,15 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// A disk read that failed: the disk not answering (`503`), or the
+/// blocking pool gone (at shut-down).
+pub(crate) fn disk_error(e: std::io::Error) -> ApiError {
+    match e.kind() {
+        std::io::ErrorKind::TimedOut => ApiError::DiskBusy(e.to_string()),
+        _ => ApiError::Internal(e.to_string()),
+    }
+}
+
 impl From<tokio::task::JoinError> for ApiError {
     fn from(e: tokio::task::JoinError) -> Self {
         ApiError::Internal(e.to_string())

@@ -61,7 +61,8 @@ pub async fn open_store(config: &Config) -> anyhow::Result<BlobStore> {
     let (fsync, shared_sync, rescan) = (config.fsync, config.shared_sync, config.rescan);
     let store = tokio::task::spawn_blocking(move || BlobStore::open_with(dirs, fsync, rescan))
         .await??
-        .with_shared_sync(shared_sync);
+        .with_shared_sync(shared_sync)
+        .with_stall_timeout(config.timeouts.stall);
     let (blobs, bytes) = store.counts();
     tracing::info!(blobs, bytes, fsync, shared_sync, dirs = ?config.dirs, "data dirs open");
     Ok(store)

@@ -23,7 +23,7 @@
 use super::peer;
 use crate::error::ApiError;
 use crate::store::blocks::{self, BLOCK};
-use crate::store::{Expected, OpenBlob};
+use crate::store::{DiskCalls, Expected, OpenBlob, ReadKind};
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::{Query, State};
@@ -168,13 +168,21 @@ async fn read_part(
     if at < end {
         let store = Arc::clone(&state.store);
         let k = key.clone();
-        if let Ok(Ok(blob)) = tokio::task::spawn_blocking(move || store.open_blob(&k)).await {
+        // Opened and read as a GET would: the open holds one of the home
+        // dir's slots, and each block read is timed, so that a hung disk
+        // is seen (and this part read from a replica when no slot comes).
+        let disk = store.disk_calls(store.home_dir_index(key));
+        let opened = disk.read(ReadKind::Open, state.config.timeouts.stall, move || {
+            store.open_blob(&k)
+        });
+        if let Ok(Ok(blob)) = opened.await {
             if blob.meta.sha256 == part.sha256 && blob.meta.size == part.size && !blob.meta.damaged {
                 let (tx, mut hasher) = (tx.clone(), md5.clone());
                 let range = at..end;
                 let (store, k) = (Arc::clone(&state.store), key.clone());
+                let disk = store.disk_calls(blob.dir);
                 let local = tokio::task::spawn_blocking(move || {
-                    let reached = read_local(&blob, range, &mut hasher, &tx);
+                    let reached = read_local(&blob, &disk, range, &mut hasher, &tx);
                     if let Err((_, LocalError::Damaged(_))) = &reached {
                         // Never served again, and verify repairs it, as
                         // when a GET finds a bad block.
@@ -231,6 +239,7 @@ enum LocalError {
 /// far it got. Blocking.
 fn read_local(
     blob: &OpenBlob,
+    disk: &Arc<DiskCalls>,
     range: std::ops::Range<u64>,
     md5: &mut Md5,
     tx: &mpsc::Sender<Result<Bytes, std::io::Error>>,
@@ -249,9 +258,11 @@ fn read_local(
         let block_start = index * BLOCK;
         let block_end = (block_start + BLOCK).min(size);
         let mut block = vec![0u8; (block_end - block_start) as usize];
+        let reading = disk.reading();
         blob.file
             .read_exact_at(&mut block, block_start)
             .map_err(|e| (at, LocalError::Damaged(format!("cannot read it: {e}"))))?;
+        drop(reading);
         if let Some(sums) = &sums {
             if !blocks::check(sums, index as usize, &block) {
                 return Err((at, LocalError::Damaged(format!("block {index} fails its CRC32C"))));

@@ -11,7 +11,7 @@ pub async fn delete(state: &AppState, key: Key) -> Result<Response, ApiError> {
     let store = state.store.clone();
     // A write to the key's home dir, timed as one (and refused while that
     // disk leaves writes waiting).
-    let disk = store.disk_for_writing(&key, state.config.timeouts.stall)?;
+    let disk = store.disk_for_writing(&key)?;
     let k = key.clone();
     let deleted = tokio::task::spawn_blocking(move || {
         let _timed = disk.write(0);

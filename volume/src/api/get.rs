@@ -23,7 +23,7 @@
 //! copy is marked damaged, so it is not served again and `verify` reports
 //! and repairs it.
 
-use crate::error::ApiError;
+use crate::error::{disk_error, ApiError};
 use crate::store::blocks::{self, BLOCK};
 use crate::store::{BlobStore, DiskCalls, OpenBlob, Pin, ReadKind};
 use crate::AppState;
@@ -287,15 +287,6 @@ async fn checked_body(
         })
     });
     Ok(Body::from_stream(chunks))
-}
-
-/// A disk read that failed: the disk not answering (`503`), or the
-/// blocking pool gone (at shut-down).
-fn disk_error(e: std::io::Error) -> ApiError {
-    match e.kind() {
-        std::io::ErrorKind::TimedOut => ApiError::DiskBusy(e.to_string()),
-        _ => ApiError::Internal(e.to_string()),
-    }
 }
 
 /// Reads block `index` of a blob through its mapping (`block`) and checks

@@ -58,15 +58,15 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         path: "/-/pull",
-        operations: &[op("POST", &[201, 400, 403, 408, 409, 414, 502, 507])],
+        operations: &[op("POST", &[201, 400, 403, 408, 409, 414, 502, 503, 507])],
     },
     Route {
         path: "/-/compose",
-        operations: &[op("POST", &[201, 400, 403, 408, 409, 414, 502, 507])],
+        operations: &[op("POST", &[201, 400, 403, 408, 409, 414, 502, 503, 507])],
     },
     Route {
         path: "/-/verify",
-        operations: &read(&[200, 400, 403, 404, 414]),
+        operations: &read(&[200, 400, 403, 404, 414, 503]),
     },
     Route {
         path: "/-/mark",

@@ -32,8 +32,8 @@ pub async fn metrics(
 /// Each data dir's status (its space needs a system call: off the HTTP
 /// threads).
 async fn dir_status(state: &AppState) -> Vec<DirStatus> {
-    let (store, stall) = (state.store.clone(), state.config.timeouts.stall);
-    tokio::task::spawn_blocking(move || store.dir_status(stall))
+    let store = state.store.clone();
+    tokio::task::spawn_blocking(move || store.dir_status())
         .await
         .unwrap_or_default()
 }

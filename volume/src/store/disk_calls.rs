@@ -18,11 +18,14 @@
 //! the disk. A disk may hang on writes only (a frozen file system, a
 //! stuck write cache) and still serve reads: the two are timed apart.
 //!
-//! **Too long** is the stall timeout, plus, for a call that moves many
-//! bytes, the time they take at [`SLOWEST_DISK`]: committing a GiB (its
-//! `fsync`) is allowed two minutes more than creating a file, so a slow
-//! disk is not taken for a hung one. A block read moves at most a MiB
-//! and is allowed the stall timeout alone.
+//! **Too long**, for a read, is the stall timeout: a read moves a block
+//! at most, and needs nothing but its own bytes from the disk. A write
+//! may wait on more than its own bytes — an `fsync` on the journal commit
+//! that flushes everyone's data — so a write call alone past the stall
+//! timeout (plus its own bytes' time at [`SLOWEST_DISK`]: committing a GiB
+//! is allowed two minutes more) does not make the disk stalled; it is so
+//! only when no write call to the dir has finished for the stall timeout
+//! either. A busy disk makes progress; a hung or frozen one does not.
 //!
 //! While a call runs, its start and allowance are on record here:
 //! `/-/status` reports a data dir with a call past its allowance
@@ -74,14 +77,20 @@ pub struct DiskCalls {
 
 /// The calls of one class running, by a number given in the order they
 /// began: when each began, and how much longer than the stall timeout it
-/// may take.
+/// may take; and when the last of the class finished.
 #[derive(Debug, Default)]
 struct InFlight {
     next: u64,
     started: BTreeMap<u64, (Instant, Duration)>,
+    last_done: Option<Instant>,
 }
 
 impl InFlight {
+    /// Whether a call finished within `stall`: the disk makes progress.
+    fn progressed(&self, stall: Duration) -> bool {
+        self.last_done.is_some_and(|done| done.elapsed() <= stall)
+    }
+
     /// How long the call waiting longest past its allowance (`stall` and
     /// its own) has waited, if any is.
     fn stalled(&self, stall: Duration) -> Option<Duration> {
@@ -103,10 +112,8 @@ impl Default for DiskCalls {
     }
 }
 
-/// A call running: its start time (and a read's slot), given back when
-/// dropped.
+/// A call running: its start time, given back when dropped.
 pub struct Running {
-    _slot: Option<OwnedSemaphorePermit>,
     calls: Arc<DiskCalls>,
     class: Class,
     id: u64,
@@ -114,9 +121,10 @@ pub struct Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
-        self.calls.in_flight.lock()[self.class as usize]
-            .started
-            .remove(&self.id);
+        let mut in_flight = self.calls.in_flight.lock();
+        let calls = &mut in_flight[self.class as usize];
+        calls.started.remove(&self.id);
+        calls.last_done = Some(Instant::now());
     }
 }
 
@@ -133,6 +141,23 @@ impl DiskCalls {
         wait: Duration,
         read: impl FnOnce() -> T + Send + 'static,
     ) -> io::Result<T> {
+        self.with_slot(kind, wait, |calls| {
+            let _running = calls.reading();
+            read()
+        })
+        .await
+    }
+
+    /// Runs `work` on the blocking pool holding a slot of `kind` (waiting
+    /// at most `wait` for it, as [`DiskCalls::read`]), for work that reads
+    /// many blocks and times each itself ([`DiskCalls::reading`]): a
+    /// deep verify of a blob of any size.
+    pub async fn with_slot<T: Send + 'static>(
+        self: &Arc<Self>,
+        kind: ReadKind,
+        wait: Duration,
+        work: impl FnOnce(&Arc<DiskCalls>) -> T + Send + 'static,
+    ) -> io::Result<T> {
         let slot = self.slot(kind, wait).await.ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::TimedOut,
@@ -144,8 +169,8 @@ impl DiskCalls {
         })?;
         let calls = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
-            let _running = calls.begin(Class::Read, Duration::ZERO, Some(slot));
-            read()
+            let _slot = slot;
+            work(&calls)
         })
         .await
         .map_err(io::Error::other)
@@ -157,45 +182,53 @@ impl DiskCalls {
         tokio::time::timeout(wait, slots.acquire_owned()).await.ok()?.ok()
     }
 
+    /// A read of the disk (a block at most) begins now, on the calling
+    /// thread; it is timed until the guard is dropped.
+    pub fn reading(self: &Arc<Self>) -> Running {
+        self.begin(Class::Read, Duration::ZERO)
+    }
+
     /// A write to the disk of about `bytes` begins now, on the calling
     /// thread; it is timed until the guard is dropped.
     pub fn write(self: &Arc<Self>, bytes: u64) -> Running {
         let allowance = Duration::from_secs_f64(bytes as f64 / SLOWEST_DISK as f64);
-        self.begin(Class::Write, allowance, None)
+        self.begin(Class::Write, allowance)
     }
 
     /// A call of `class` begins now, allowed `allowance` beyond the stall
     /// timeout.
-    fn begin(
-        self: &Arc<Self>,
-        class: Class,
-        allowance: Duration,
-        slot: Option<OwnedSemaphorePermit>,
-    ) -> Running {
+    fn begin(self: &Arc<Self>, class: Class, allowance: Duration) -> Running {
         let mut in_flight = self.in_flight.lock();
         let calls = &mut in_flight[class as usize];
         let id = calls.next;
         calls.next += 1;
         calls.started.insert(id, (Instant::now(), allowance));
         Running {
-            _slot: slot,
             calls: Arc::clone(self),
             class,
             id,
         }
     }
 
-    /// How long the call waiting longest past its allowance, read or
-    /// write, has waited on the disk: the disk is not answering.
+    /// Whether the disk is not answering: how long the read waiting
+    /// longest past the stall timeout has waited, or if writes are
+    /// stalled ([`DiskCalls::writes_stalled`]), the write's.
     pub fn stalled(&self, stall: Duration) -> Option<Duration> {
-        let in_flight = self.in_flight.lock();
-        in_flight.iter().filter_map(|calls| calls.stalled(stall)).max()
+        self.stalled_read(stall).max(self.writes_stalled(stall))
     }
 
-    /// The same, of writes only: the disk is not taking writes, and a new
-    /// one would only join the wait.
+    /// Whether the disk is not taking writes (and a new one would only
+    /// join the wait): how long the write waiting longest past its
+    /// allowance has waited, when no write call has finished for the
+    /// stall timeout.
     pub fn writes_stalled(&self, stall: Duration) -> Option<Duration> {
-        self.in_flight.lock()[Class::Write as usize].stalled(stall)
+        let in_flight = self.in_flight.lock();
+        let writes = &in_flight[Class::Write as usize];
+        writes.stalled(stall).filter(|_| !writes.progressed(stall))
+    }
+
+    fn stalled_read(&self, stall: Duration) -> Option<Duration> {
+        self.in_flight.lock()[Class::Read as usize].stalled(stall)
     }
 }
 
@@ -208,9 +241,9 @@ mod tests {
         calls.stalled(Duration::ZERO)
     }
 
-    async fn begun(reads: &Arc<DiskCalls>) -> Running {
+    async fn begun(reads: &Arc<DiskCalls>) -> (OwnedSemaphorePermit, Running) {
         let slot = reads.slot(ReadKind::Block, Duration::from_secs(1)).await.unwrap();
-        reads.begin(Class::Read, Duration::ZERO, Some(slot))
+        (slot, reads.reading())
     }
 
     #[tokio::test]
@@ -258,13 +291,13 @@ mod tests {
     }
 
     #[test]
-    fn writes_are_timed_apart_from_reads_and_allowed_for_their_size() {
+    fn writes_are_timed_apart_from_reads_and_stall_only_without_progress() {
         let calls = Arc::new(DiskCalls::default());
-        let stall = Duration::from_millis(30);
-        let read = calls.begin(Class::Read, Duration::ZERO, None);
+        let stall = Duration::from_millis(400);
+        let read = calls.reading();
         // A commit of an hour's bytes at the slowest disk's rate.
         let huge = calls.write(SLOWEST_DISK * 3600);
-        std::thread::sleep(stall * 2);
+        std::thread::sleep(stall + stall / 2);
         let waited = calls.stalled(stall).expect("a read past the stall timeout");
         assert!(waited > stall);
         assert_eq!(
@@ -272,25 +305,30 @@ mod tests {
             None,
             "a slow read stalls no write, nor a large write"
         );
-        let write = calls.write(0);
-        assert_eq!(calls.writes_stalled(stall), None, "a write just begun");
-        std::thread::sleep(stall * 2);
         drop(read);
+        let write = calls.write(0);
+        let other = calls.write(0);
+        std::thread::sleep(stall + stall / 2);
         let waited = calls
             .writes_stalled(stall)
-            .expect("a write waiting past the stall timeout");
+            .expect("writes past the stall timeout, none finished");
         assert!(waited > stall);
         assert!(
             calls.stalled(stall).unwrap() >= waited,
             "the write is now the call stalled"
         );
-        drop(write);
+        drop(other);
         assert_eq!(
             calls.writes_stalled(stall),
             None,
+            "a write just finished: the disk makes progress"
+        );
+        drop(write);
+        assert_eq!(
+            calls.stalled(stall),
+            None,
             "only the large write, within its allowance"
         );
-        assert_eq!(calls.stalled(stall), None);
         drop(huge);
         assert_eq!(oldest(&calls), None);
     }

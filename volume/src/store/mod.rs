@@ -140,6 +140,9 @@ pub struct BlobStore {
     /// Each data dir's id, in the order of `dirs`.
     ids: Vec<String>,
     fsync: bool,
+    /// How long a call may wait on a disk before the disk is taken for
+    /// not answering ([`DiskCalls`]): the volume's stall timeout.
+    stall: Duration,
     /// Small writes, marks and deletes share syncs (`--shared-sync`):
     /// one `syncfs` of the data dir per group of concurrent callers.
     shared_sync: bool,
@@ -218,14 +221,14 @@ impl BlobStore {
         Arc::clone(&self.disk_calls[dir.min(self.disk_calls.len() - 1)])
     }
 
-    /// The calls of `key`'s home dir, where it is written, unless a write
-    /// there has waited on the disk past `stall`: then the disk is not
-    /// taking writes, and this one is refused at once rather than left to
-    /// join the wait on a thread of its own.
-    pub fn disk_for_writing(&self, key: &Key, stall: Duration) -> Result<Arc<DiskCalls>, StoreError> {
+    /// The calls of `key`'s home dir, where it is written, unless that
+    /// disk is not taking writes ([`DiskCalls::writes_stalled`]): then this
+    /// one is refused at once rather than left to join the wait on a
+    /// thread of its own.
+    pub fn disk_for_writing(&self, key: &Key) -> Result<Arc<DiskCalls>, StoreError> {
         let dir = self.home_dir_index(key);
         let calls = self.disk_calls(dir);
-        match calls.writes_stalled(stall) {
+        match calls.writes_stalled(self.stall) {
             Some(waited) => Err(StoreError::DiskStalled {
                 dir: self.dirs[dir].display().to_string(),
                 waited,
@@ -248,6 +251,13 @@ impl BlobStore {
     /// data dirs' file systems (`--shared-sync`, see [`group`]).
     pub fn with_shared_sync(mut self, on: bool) -> BlobStore {
         self.shared_sync = on;
+        self
+    }
+
+    /// Takes a disk that leaves a call waiting past `stall` for one not
+    /// answering (the volume's `--stall-timeout`; 30 s unless set).
+    pub fn with_stall_timeout(mut self, stall: Duration) -> BlobStore {
+        self.stall = stall;
         self
     }
 
@@ -305,9 +315,8 @@ impl BlobStore {
     }
 
     /// Each data dir's space, whether it takes writes, and whether its
-    /// disk has made a read or a write wait longer than `stall` (not
-    /// answering).
-    pub fn dir_status(&self, stall: Duration) -> Vec<DirStatus> {
+    /// disk is not answering ([`DiskCalls::stalled`]).
+    pub fn dir_status(&self) -> Vec<DirStatus> {
         self.dirs
             .iter()
             .zip(&self.ids)
@@ -326,7 +335,7 @@ impl BlobStore {
                     free_bytes: free,
                     total_bytes: total,
                     writable,
-                    stalled_ms: calls.stalled(stall).map(|waited| waited.as_millis() as u64),
+                    stalled_ms: calls.stalled(self.stall).map(|waited| waited.as_millis() as u64),
                 }
             })
             .collect()

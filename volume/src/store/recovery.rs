@@ -15,6 +15,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+use std::time::Duration;
 use trove_common::xattr;
 
 impl BlobStore {
@@ -77,6 +78,7 @@ impl BlobStore {
             ids: ids.clone(),
             fsync,
             shared_sync: false,
+            stall: Duration::from_secs(30),
             syncs,
             xattrs: xattrs_everywhere,
             blobs: AtomicU64::new(blobs),

@@ -11,26 +11,30 @@ use trove_common::protocol::Verified;
 
 impl BlobStore {
     /// Re-reads a blob and checks its bytes against its sidecar (bit rot,
-    /// truncation): `verify --deep`, which re-hashes sha256. Blocking; reads the whole file.
+    /// truncation): `verify --deep`, which re-hashes sha256. Blocking;
+    /// reads the whole file, each read timed as one of its data dir's
+    /// (a hung disk is reported stalled, a large blob is not).
     pub fn verify(&self, key: &Key) -> Result<Verified, StoreError> {
         // Found and opened under the key's stripe, like every read, so
         // that a replace cannot slip a new file in between: the bytes
         // checked are the ones the metadata describes (else a copy being
         // replaced would be reported bad).
-        let (meta, mut file) = {
+        let (meta, mut file, disk) = {
             let _stripe = self.stripe(key);
             let super::layout::Found { data, meta, .. } = self.find(key)?.ok_or(StoreError::NotFound)?;
             let file = File::open(&data).map_err(|e| match e.kind() {
                 io::ErrorKind::NotFound => StoreError::NotFound,
                 _ => e.into(),
             })?;
-            (meta, file)
+            (meta, file, self.disk_calls(self.dir_of(&data)))
         };
         let mut sha256 = Sha256::new();
         let mut sums = BlockSums::default();
         let mut buf = vec![0u8; 1 << 20];
         loop {
+            let reading = disk.reading();
             let n = io::Read::read(&mut file, &mut buf)?;
+            drop(reading);
             if n == 0 {
                 break;
             }

@@ -66,7 +66,16 @@ impl BlobStore {
         S: Stream<Item = Result<Bytes, E>>,
         E: std::fmt::Display,
     {
-        let disk = self.disk_for_writing(key, stall)?;
+        let disk = match self.disk_for_writing(key) {
+            Ok(disk) => disk,
+            Err(refused) => {
+                // Read on for a while, so that the caller gets the answer
+                // rather than a connection reset in the middle of sending.
+                futures::pin_mut!(body);
+                trove_common::http::drain(&mut body, trove_common::http::DRAIN_LIMIT, stall).await;
+                return Err(refused);
+            }
+        };
         let mut writer = Writer {
             store: self,
             key,
@@ -341,11 +350,12 @@ impl BlobWriter<'_> {
     fn commit(mut self, expected: Expected) -> Result<BlobMeta, StoreError> {
         self.write_batch()?;
         // Its fsync may write every byte of the value.
-        let _timed = self.disk.write(self.blocks.size());
+        let syncing = self.disk.write(self.blocks.size());
         let BlobWriter {
             store,
             key,
             dir,
+            disk,
             file,
             temp,
             sha256,
@@ -408,9 +418,14 @@ impl BlobWriter<'_> {
             drop(file);
         }
         trove_common::crash::point("volume-staged");
+        drop(syncing);
         let (data_path, meta_path) = BlobStore::paths_in(&dir, &key);
         let parent = data_path.parent().expect("blob has a parent");
+        // Timed again once the key's stripe is held: waiting for it is
+        // waiting on another write (perhaps in another dir), not on this
+        // disk.
         let stripe = store.stripe(&key);
+        let _placing = disk.write(0);
         if let Some(write) = &expected.write {
             // Still this key's newest write? (A newer upload or the
             // master's abort took it over while this one was in flight.)

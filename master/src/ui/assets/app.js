@@ -107,8 +107,10 @@ function renderStatus(state) {
   summary.textContent = down > 0 ? down + of + " down"
     : warned.length > 0 ? warned.length + of + ": " + [...new Set(warned.map(warning))].join(", ")
     : "all " + s.volumes.length + " volumes healthy";
+  // Red when too few volumes take writes for a write's replicas.
+  const writable = s.volumes.filter((v) => v.healthy && v.writable).length;
   summary.className = "badge " + (down === 0 && warned.length === 0 ? "ok"
-    : s.healthy_volumes >= s.replicas ? "warn" : "bad");
+    : writable >= s.replicas ? "warn" : "bad");
   $("updated").textContent = "v" + s.version + " · updated " + time(state.now);
   $("volumes").replaceChildren(...s.volumes.map((v) => volumeCard(v, state.now)));
   facts($("keys"), [
