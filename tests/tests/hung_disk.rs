@@ -73,6 +73,28 @@ async fn status_of(http: &reqwest::Client, addr: &str) -> serde_json::Value {
     resp.json().await.unwrap()
 }
 
+/// Waits until the `EXCESS` requests beyond the dir's slots have been
+/// answered, checks that no other one was (they wait on the hung disk),
+/// and that the volume at `addr` reports the dir stalled past its 2 s
+/// stall timeout.
+async fn only_the_excess_answered<T>(requests: &[tokio::task::JoinHandle<T>], what: &str, addr: &str) {
+    let answered = || requests.iter().filter(|r| r.is_finished()).count();
+    wait_for(&format!("the {what} beyond the limit to be refused"), || async {
+        answered() >= EXCESS
+    })
+    .await;
+    assert_eq!(
+        answered(),
+        EXCESS,
+        "one of the {what} of the hung disk finished before the disk came back"
+    );
+    let status = status_of(&quick_client(), addr).await;
+    let stalled = status["dirs"][0]["stalled_ms"]
+        .as_u64()
+        .expect("stalled_ms reported");
+    assert!(stalled > 2000, "waited {stalled} ms, past the 2 s stall timeout");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_stuck_on_a_hung_disk_do_not_stall_the_volume() {
     let value = pattern_bytes(3 * MIB + 5, 3);
@@ -131,15 +153,7 @@ async fn reads_stuck_on_a_hung_disk_do_not_stall_the_volume() {
     let new = format!("http://{}/written-meanwhile", v.addr);
     let put = quick.put(&new).body("new").send().await.unwrap();
     assert_eq!(put.status(), 201);
-    wait_for("the readers beyond the limit to be refused", || async {
-        gets.iter().filter(|g| g.is_finished()).count() >= EXCESS
-    })
-    .await;
-    assert_eq!(
-        gets.iter().filter(|g| g.is_finished()).count(),
-        EXCESS,
-        "a read of the hung disk's blob finished before the disk came back"
-    );
+    only_the_excess_answered(&gets, "reads", &v.addr).await;
 
     // The disk comes back: every read completes, with the stored bytes.
     disk.release();
@@ -286,20 +300,7 @@ async fn metadata_reads_stuck_on_a_hung_disk_are_bounded_and_reported() {
         .await
         .unwrap();
     assert_eq!(put.status(), 201);
-    wait_for("the readers beyond the limit to be refused", || async {
-        heads.iter().filter(|g| g.is_finished()).count() >= EXCESS
-    })
-    .await;
-    assert_eq!(
-        heads.iter().filter(|g| g.is_finished()).count(),
-        EXCESS,
-        "a read of the hung disk's metadata finished before the disk came back"
-    );
-    let status = status_of(&quick, &v.addr).await;
-    let stalled = status["dirs"][0]["stalled_ms"]
-        .as_u64()
-        .expect("stalled_ms reported");
-    assert!(stalled > 2000, "waited {stalled} ms, past the 2 s stall timeout");
+    only_the_excess_answered(&heads, "metadata reads", &v.addr).await;
 
     disk.release();
     let mut refused = 0;
@@ -340,21 +341,7 @@ async fn verifies_stuck_on_a_hung_disk_are_bounded_and_reported() {
             })
         })
         .collect();
-    wait_for("the verifies beyond the limit to be refused", || async {
-        verifies.iter().filter(|g| g.is_finished()).count() >= EXCESS
-    })
-    .await;
-    assert_eq!(
-        verifies.iter().filter(|g| g.is_finished()).count(),
-        EXCESS,
-        "a verify of the hung disk's blob finished before the disk came back"
-    );
-    let quick = quick_client();
-    let status = status_of(&quick, &v.addr).await;
-    let stalled = status["dirs"][0]["stalled_ms"]
-        .as_u64()
-        .expect("stalled_ms reported");
-    assert!(stalled > 2000, "waited {stalled} ms, past the 2 s stall timeout");
+    only_the_excess_answered(&verifies, "verifies", &v.addr).await;
 
     disk.release();
     let mut refused = 0;
