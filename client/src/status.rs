@@ -32,10 +32,46 @@ pub struct VolumeStatus {
     /// Unix ms of the master's last successful poll.
     pub last_seen: Option<u64>,
     pub last_error: Option<String>,
+    /// Why its disk is taken for hung, while it is: it takes no writes,
+    /// and readers go to other replicas.
+    pub stalled: Option<String>,
+    /// A data dir turned read-only.
+    pub read_only: bool,
+    /// Unix ms when it came back on a new, empty disk (until repaired).
+    pub lost_data_at: Option<u64>,
     pub free_bytes: Option<u64>,
     pub used_bytes: Option<u64>,
     pub blobs: Option<u64>,
     pub zone: Option<String>,
+}
+
+impl VolumeStatus {
+    /// How it is, in a word or two: `DOWN`, `up`, or up with what keeps
+    /// it from taking writes (`up (disk stalled)`, `up (read-only)`,
+    /// `up (full)`), or `up (new disk)` when it lost its data. The status
+    /// page shows the same words.
+    pub fn health(&self) -> &'static str {
+        match self {
+            VolumeStatus { healthy: false, .. } => "DOWN",
+            VolumeStatus { stalled: Some(_), .. } => "up (disk stalled)",
+            VolumeStatus { read_only: true, .. } => "up (read-only)",
+            VolumeStatus {
+                lost_data_at: Some(_),
+                ..
+            } => "up (new disk)",
+            VolumeStatus { writable: false, .. } => "up (full)",
+            _ => "up",
+        }
+    }
+
+    /// What to say about it: why it failed, or why its disk is taken for
+    /// hung.
+    pub fn note(&self) -> &str {
+        self.last_error
+            .as_deref()
+            .or(self.stalled.as_deref())
+            .unwrap_or("")
+    }
 }
 
 /// Keys in the index, by state.
@@ -201,5 +237,60 @@ impl Client {
             })
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What keeps a volume that answers from taking writes is named, the
+    /// most pressing first, as the status page names it.
+    #[test]
+    fn a_volume_s_health_names_what_keeps_it_from_writes() {
+        let up = VolumeStatus {
+            healthy: true,
+            writable: true,
+            ..Default::default()
+        };
+        let full = VolumeStatus {
+            writable: false,
+            ..up.clone()
+        };
+        let stalled = VolumeStatus {
+            stalled: Some("the disk of data dir /d is not answering".into()),
+            ..full.clone()
+        };
+        let read_only = VolumeStatus {
+            read_only: true,
+            ..full.clone()
+        };
+        let new_disk = VolumeStatus {
+            lost_data_at: Some(1),
+            ..up.clone()
+        };
+        let down = VolumeStatus {
+            healthy: false,
+            last_error: Some("refused".into()),
+            ..stalled.clone()
+        };
+        let words: Vec<&str> = [&up, &full, &stalled, &read_only, &new_disk, &down]
+            .iter()
+            .map(|v| v.health())
+            .collect();
+        assert_eq!(
+            words,
+            [
+                "up",
+                "up (full)",
+                "up (disk stalled)",
+                "up (read-only)",
+                "up (new disk)",
+                "DOWN"
+            ]
+        );
+        assert_eq!(stalled.note(), "the disk of data dir /d is not answering");
+        assert_eq!(down.note(), "refused", "why it is down comes first");
+        assert_eq!(up.note(), "");
     }
 }

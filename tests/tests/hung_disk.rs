@@ -455,6 +455,18 @@ async fn writes_stuck_on_a_frozen_disk_are_refused_and_sent_elsewhere() {
     let entry = master_entry(&c, 0).await;
     assert_eq!(entry["healthy"], true, "it still answers: {entry}");
     assert_eq!(entry["writable"], false, "it takes no writes: {entry}");
+    // `trove status` says so too, and why.
+    let cli = c.trove(&["status"]).await;
+    assert_eq!(cli.code, 0, "{}", cli.stderr);
+    let line = cli
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(c.volumes[0].addr.as_str()))
+        .unwrap_or_else(|| panic!("no line for volume 0:\n{}", cli.stdout));
+    assert!(
+        line.contains("up (disk stalled)") && line.contains("is not answering"),
+        "{line}"
+    );
     for i in 0..12 {
         let key = format!("/written-meanwhile/{i}");
         assert_eq!(c.put(&key, "new").await, 201, "{key}");

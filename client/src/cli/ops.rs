@@ -44,23 +44,18 @@ pub async fn status(ctx: &Ctx) -> anyhow::Result<()> {
     ctx.ui.json(&json!({ "status": s, "jobs": jobs }));
     let opt = |v: Option<u64>, f: fn(u64) -> String| v.map(f).unwrap_or_else(|| "-".into());
     ctx.ui.out(&format!(
-        "{:<24} {:<9} {:>11} {:>11} {:>9}  {}",
+        "{:<24} {:<17} {:>11} {:>11} {:>9}  {}",
         "VOLUME", "HEALTH", "FREE", "USED", "BLOBS", "NOTE"
     ));
     for v in &s.volumes {
-        let health = match (v.healthy, v.writable) {
-            (true, true) => "up",
-            (true, false) => "up (full)",
-            (false, _) => "DOWN",
-        };
         ctx.ui.out(&format!(
-            "{:<24} {:<9} {:>11} {:>11} {:>9}  {}",
+            "{:<24} {:<17} {:>11} {:>11} {:>9}  {}",
             v.address,
-            health,
+            v.health(),
             opt(v.free_bytes, ui::bytes),
             opt(v.used_bytes, ui::bytes),
             opt(v.blobs, |b| b.to_string()),
-            v.last_error.as_deref().unwrap_or("")
+            v.note()
         ));
     }
     let mut keys = format!(
