@@ -455,7 +455,18 @@ async fn writes_stuck_on_a_frozen_disk_are_refused_and_sent_elsewhere() {
     let entry = master_entry(&c, 0).await;
     assert_eq!(entry["healthy"], true, "it still answers: {entry}");
     assert_eq!(entry["writable"], false, "it takes no writes: {entry}");
-    // `trove status` says so too, and why.
+    // So do the metrics, and `trove status`, with the reason.
+    let metrics = c
+        .http
+        .get(format!("http://{}/-/metrics", c.master.addr))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let gauge = format!("trove_volume_stalled{{volume=\"{}\"}} 1", c.volumes[0].addr);
+    assert!(metrics.lines().any(|l| l == gauge), "no `{gauge}` in:\n{metrics}");
     let cli = c.trove(&["status"]).await;
     assert_eq!(cli.code, 0, "{}", cli.stderr);
     let line = cli

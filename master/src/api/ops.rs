@@ -84,6 +84,12 @@ pub async fn metrics(
         per_volume(&|h| Some(h.writable.into())),
     );
     scrape.gauges(
+        "trove_volume_stalled",
+        "1 while the volume's disk is taken for hung (a read or writes waiting past its stall timeout): it takes no writes, and readers go to other replicas",
+        "volume",
+        per_volume(&|h| Some(h.stalled.is_some().into())),
+    );
+    scrape.gauges(
         "trove_volume_free_bytes",
         "Free bytes the volume last reported",
         "volume",
