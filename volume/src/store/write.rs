@@ -339,6 +339,9 @@ impl BlobWriter<'_> {
 
     /// Writes the chunks held so far to the temp file.
     fn write_batch(&mut self) -> Result<(), StoreError> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
         let _timed = self.disk.write(self.batch_len as u64);
         write_all_vectored(&self.file, &self.batch).map_err(io_error)?;
         self.batch.clear();
