@@ -48,7 +48,7 @@ pub struct VolumeStatus {
 impl VolumeStatus {
     /// How it is, in a word or two: `DOWN`, `up`, or up with what keeps
     /// it from taking writes (`up (disk stalled)`, `up (read-only)`,
-    /// `up (full)`), or `up (new disk)` when it lost its data. The status
+    /// `up (full)`), or `up (lost data)` when it came back on a new disk. The status
     /// page shows the same words.
     pub fn health(&self) -> &'static str {
         match self {
@@ -58,7 +58,7 @@ impl VolumeStatus {
             VolumeStatus {
                 lost_data_at: Some(_),
                 ..
-            } => "up (new disk)",
+            } => "up (lost data)",
             VolumeStatus { writable: false, .. } => "up (full)",
             _ => "up",
         }
@@ -285,7 +285,7 @@ mod tests {
                 "up (full)",
                 "up (disk stalled)",
                 "up (read-only)",
-                "up (new disk)",
+                "up (lost data)",
                 "DOWN"
             ]
         );

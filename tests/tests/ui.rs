@@ -28,7 +28,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::process::Command;
 use trove_tests::frozen_disk::LoopDisk;
-use trove_tests::{sha256_hex, tools, Cluster, ClusterOptions};
+use trove_tests::{sha256_hex, tools, wait_for, Cluster, ClusterOptions};
 
 /// The cluster's secret: every URL the page follows must be signed.
 const SECRET: &str = "ui-test-secret";
@@ -356,10 +356,10 @@ async fn read_only_status_page_in_a_browser() {
             "cannot mount a file system of its own for volume 2: {e} (this test needs root and loop devices)"
         )
     });
-    // The master waits 30 s for a volume's answer: the write left waiting
-    // on the frozen disk must not time out, and so have the master mark
-    // the volume down, while the page is read.
-    let c = cluster_in(dir, &["--stall-timeout", "30s"]).await;
+    // The master waits 120 s for a volume's answer: the write left
+    // waiting on the frozen disk must not time out, and so have the master
+    // mark the volume down, while the page is read.
+    let c = cluster_in(dir, &["--stall-timeout", "120s"]).await;
     let photos = (0..60).map(|i| format!("/photos/a-{i:03}.jpg"));
     write_keys(&c, photos.chain(["/photos/2024/cat.jpg".to_string()])).await;
     browser_suite(&c, &bin, &out, &[], None).await;
@@ -375,6 +375,14 @@ async fn read_only_status_page_in_a_browser() {
     let url = format!("http://{}{key}", c.master.addr);
     let http = c.http.clone();
     let waiting = tokio::spawn(async move { http.put(url).body("written while frozen").send().await });
+    wait_for("the master to see volume 2's disk stalled", || async {
+        let status = c.status().await;
+        let volumes = status["volumes"].as_array().cloned().unwrap_or_default();
+        volumes
+            .iter()
+            .any(|v| v["address"] == c.volumes[2].addr.as_str() && v["stalled"].is_string())
+    })
+    .await;
     let stalled = [("TROVE_UI_STALLED", c.volumes[2].addr.clone())];
     browser_suite(&c, &bin, &out, &stalled, Some("disk_stalled")).await;
     drop(frozen);

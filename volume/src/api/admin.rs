@@ -19,8 +19,8 @@
 //! - `POST /-/abort?key=K&write=W`: undo master write `W` (its blob goes,
 //!   the value it replaced comes back); never touches another write's blob.
 
-use crate::error::{disk_error, ApiError};
-use crate::store::{Expected, ReadKind, StateChange};
+use crate::error::ApiError;
+use crate::store::{Expected, StateChange};
 use crate::AppState;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
@@ -76,16 +76,11 @@ pub async fn verify(
 ) -> Result<Response, ApiError> {
     let key = Key::new(&q.key)?;
     let store = state.store.clone();
-    // A whole blob's reads on the blocking pool: one of its home dir's
-    // slots for block reads, so that verifies of a hung disk hold a
-    // bounded number of threads (more are answered `503`).
-    let disk = store.disk_calls(store.home_dir_index(&key));
-    let report = disk
-        .with_slot(ReadKind::Block, state.config.timeouts.stall, move |_| {
-            store.verify(&key)
-        })
-        .await
-        .map_err(disk_error)??;
+    // Each MiB it reads is timed (a hung disk is reported stalled). It
+    // takes no read slot: a `503` would read to the master's verify as a
+    // copy that cannot be served, and a long verify would hold a slot
+    // GETs need; the master's verify runs a bounded number at once.
+    let report = tokio::task::spawn_blocking(move || store.verify(&key)).await??;
     if !report.ok {
         tracing::warn!(key = %report.meta.key, expected = %report.meta.sha256, actual = %report.actual_sha256, "blob is corrupt");
     }

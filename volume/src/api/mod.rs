@@ -66,7 +66,7 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         path: "/-/verify",
-        operations: &read(&[200, 400, 403, 404, 414, 503]),
+        operations: &read(&[200, 400, 403, 404, 414]),
     },
     Route {
         path: "/-/mark",

@@ -21,15 +21,21 @@
 //! **Too long**, for a read, is the stall timeout: a read moves a block
 //! at most, and needs nothing but its own bytes from the disk. A write
 //! may wait on more than its own bytes — an `fsync` on the journal commit
-//! that flushes everyone's data — so a write call alone past the stall
-//! timeout (plus its own bytes' time at [`SLOWEST_DISK`]: committing a GiB
-//! is allowed two minutes more) does not make the disk stalled; it is so
-//! only when no write call to the dir has finished for the stall timeout
-//! either. A busy disk makes progress; a hung or frozen one does not.
+//! that flushes everyone's data — so writes are stalled only when
+//!
+//! - a write call has waited past the stall timeout plus its own bytes'
+//!   time at [`SLOWEST_DISK`] (committing a GiB is allowed two minutes
+//!   more),
+//! - no write that began before it is still within its own allowance (a
+//!   small write queued behind a large fsync waits with it), and
+//! - no write call that reaches the disk — a commit or a delete, not a
+//!   write into the page cache — has finished for the stall timeout.
+//!
+//! A busy disk makes progress; a hung or frozen one makes none.
 //!
 //! While a call runs, its start and allowance are on record here:
-//! `/-/status` reports a data dir with a call past its allowance
-//! (`stalled_ms`, how long it has waited), and the master then sends
+//! `/-/status` reports a data dir that is stalled (`stalled_ms`, how long
+//! the call that overstayed has waited), and the master then sends
 //! writers and readers elsewhere until the disk answers again.
 
 use parking_lot::Mutex;
@@ -77,7 +83,7 @@ pub struct DiskCalls {
 
 /// The calls of one class running, by a number given in the order they
 /// began: when each began, and how much longer than the stall timeout it
-/// may take; and when the last of the class finished.
+/// may take; and when the last one that reached the disk finished.
 #[derive(Debug, Default)]
 struct InFlight {
     next: u64,
@@ -86,20 +92,27 @@ struct InFlight {
 }
 
 impl InFlight {
-    /// Whether a call finished within `stall`: the disk makes progress.
+    /// Whether a call that reached the disk finished within `stall`.
     fn progressed(&self, stall: Duration) -> bool {
         self.last_done.is_some_and(|done| done.elapsed() <= stall)
     }
 
-    /// How long the call waiting longest past its allowance (`stall` and
-    /// its own) has waited, if any is.
-    fn stalled(&self, stall: Duration) -> Option<Duration> {
-        self.started
-            .values()
-            .map(|(began, allowance)| (began.elapsed(), *allowance))
-            .filter(|(waited, allowance)| *waited > stall + *allowance)
-            .map(|(waited, _)| waited)
-            .max()
+    /// How long the oldest call past its allowance (`stall` and its own)
+    /// has waited, if one is — unless `queued`, and a call that began
+    /// before it is still within its own (it may be waiting behind that
+    /// one).
+    fn overstayed(&self, stall: Duration, queued: bool) -> Option<Duration> {
+        // In the order they began: ids grow with start times.
+        for (began, allowance) in self.started.values() {
+            let waited = began.elapsed();
+            if waited > stall + *allowance {
+                return Some(waited);
+            }
+            if queued {
+                return None;
+            }
+        }
+        None
     }
 }
 
@@ -117,6 +130,9 @@ pub struct Running {
     calls: Arc<DiskCalls>,
     class: Class,
     id: u64,
+    /// Its end shows the disk answering (it did not only fill the page
+    /// cache).
+    reaches_disk: bool,
 }
 
 impl Drop for Running {
@@ -124,7 +140,9 @@ impl Drop for Running {
         let mut in_flight = self.calls.in_flight.lock();
         let calls = &mut in_flight[self.class as usize];
         calls.started.remove(&self.id);
-        calls.last_done = Some(Instant::now());
+        if self.reaches_disk {
+            calls.last_done = Some(Instant::now());
+        }
     }
 }
 
@@ -141,23 +159,6 @@ impl DiskCalls {
         wait: Duration,
         read: impl FnOnce() -> T + Send + 'static,
     ) -> io::Result<T> {
-        self.with_slot(kind, wait, |calls| {
-            let _running = calls.reading();
-            read()
-        })
-        .await
-    }
-
-    /// Runs `work` on the blocking pool holding a slot of `kind` (waiting
-    /// at most `wait` for it, as [`DiskCalls::read`]), for work that reads
-    /// many blocks and times each itself ([`DiskCalls::reading`]): a
-    /// deep verify of a blob of any size.
-    pub async fn with_slot<T: Send + 'static>(
-        self: &Arc<Self>,
-        kind: ReadKind,
-        wait: Duration,
-        work: impl FnOnce(&Arc<DiskCalls>) -> T + Send + 'static,
-    ) -> io::Result<T> {
         let slot = self.slot(kind, wait).await.ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::TimedOut,
@@ -170,7 +171,8 @@ impl DiskCalls {
         let calls = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
             let _slot = slot;
-            work(&calls)
+            let _running = calls.reading();
+            read()
         })
         .await
         .map_err(io::Error::other)
@@ -185,19 +187,29 @@ impl DiskCalls {
     /// A read of the disk (a block at most) begins now, on the calling
     /// thread; it is timed until the guard is dropped.
     pub fn reading(self: &Arc<Self>) -> Running {
-        self.begin(Class::Read, Duration::ZERO)
+        self.begin(Class::Read, Duration::ZERO, true)
     }
 
-    /// A write to the disk of about `bytes` begins now, on the calling
-    /// thread; it is timed until the guard is dropped.
+    /// A write that waits for the disk — a commit's fsync and rename, a
+    /// delete — of about `bytes` begins now, on the calling thread; it is
+    /// timed until the guard is dropped, and its end shows the disk
+    /// answering.
     pub fn write(self: &Arc<Self>, bytes: u64) -> Running {
         let allowance = Duration::from_secs_f64(bytes as f64 / SLOWEST_DISK as f64);
-        self.begin(Class::Write, allowance)
+        self.begin(Class::Write, allowance, true)
+    }
+
+    /// The same, of a write that usually only fills the page cache
+    /// (creating a file, writing bytes to it): timed alike, but its end
+    /// does not show that the disk answers.
+    pub fn buffered_write(self: &Arc<Self>, bytes: u64) -> Running {
+        let allowance = Duration::from_secs_f64(bytes as f64 / SLOWEST_DISK as f64);
+        self.begin(Class::Write, allowance, false)
     }
 
     /// A call of `class` begins now, allowed `allowance` beyond the stall
     /// timeout.
-    fn begin(self: &Arc<Self>, class: Class, allowance: Duration) -> Running {
+    fn begin(self: &Arc<Self>, class: Class, allowance: Duration, reaches_disk: bool) -> Running {
         let mut in_flight = self.in_flight.lock();
         let calls = &mut in_flight[class as usize];
         let id = calls.next;
@@ -207,28 +219,27 @@ impl DiskCalls {
             calls: Arc::clone(self),
             class,
             id,
+            reaches_disk,
         }
     }
 
-    /// Whether the disk is not answering: how long the read waiting
-    /// longest past the stall timeout has waited, or if writes are
-    /// stalled ([`DiskCalls::writes_stalled`]), the write's.
+    /// Whether the disk is not answering: how long the oldest read past
+    /// the stall timeout has waited, or if writes are stalled
+    /// ([`DiskCalls::writes_stalled`]), the write's.
     pub fn stalled(&self, stall: Duration) -> Option<Duration> {
-        self.stalled_read(stall).max(self.writes_stalled(stall))
+        let read = self.in_flight.lock()[Class::Read as usize].overstayed(stall, false);
+        read.max(self.writes_stalled(stall))
     }
 
     /// Whether the disk is not taking writes (and a new one would only
-    /// join the wait): how long the write waiting longest past its
-    /// allowance has waited, when no write call has finished for the
-    /// stall timeout.
+    /// join the wait): how long the write that overstayed has waited (see
+    /// the module's documentation for when that counts).
     pub fn writes_stalled(&self, stall: Duration) -> Option<Duration> {
         let in_flight = self.in_flight.lock();
         let writes = &in_flight[Class::Write as usize];
-        writes.stalled(stall).filter(|_| !writes.progressed(stall))
-    }
-
-    fn stalled_read(&self, stall: Duration) -> Option<Duration> {
-        self.in_flight.lock()[Class::Read as usize].stalled(stall)
+        writes
+            .overstayed(stall, true)
+            .filter(|_| !writes.progressed(stall))
     }
 }
 
@@ -291,45 +302,48 @@ mod tests {
     }
 
     #[test]
-    fn writes_are_timed_apart_from_reads_and_stall_only_without_progress() {
+    fn writes_stall_when_the_oldest_overstays_and_nothing_reaches_the_disk() {
         let calls = Arc::new(DiskCalls::default());
         let stall = Duration::from_millis(400);
+        let past = || std::thread::sleep(stall + stall / 2);
+        // A read past the stall timeout stalls the disk, not its writes.
         let read = calls.reading();
-        // A commit of an hour's bytes at the slowest disk's rate.
-        let huge = calls.write(SLOWEST_DISK * 3600);
-        std::thread::sleep(stall + stall / 2);
-        let waited = calls.stalled(stall).expect("a read past the stall timeout");
-        assert!(waited > stall);
-        assert_eq!(
-            calls.writes_stalled(stall),
-            None,
-            "a slow read stalls no write, nor a large write"
-        );
-        drop(read);
-        let write = calls.write(0);
-        let other = calls.write(0);
-        std::thread::sleep(stall + stall / 2);
-        let waited = calls
-            .writes_stalled(stall)
-            .expect("writes past the stall timeout, none finished");
-        assert!(waited > stall);
+        past();
         assert!(
-            calls.stalled(stall).unwrap() >= waited,
-            "the write is now the call stalled"
+            calls.stalled(stall).unwrap() > stall,
+            "a read past the stall timeout"
         );
-        drop(other);
-        assert_eq!(
-            calls.writes_stalled(stall),
-            None,
-            "a write just finished: the disk makes progress"
-        );
-        drop(write);
+        assert_eq!(calls.writes_stalled(stall), None, "a slow read stalls no write");
+        drop(read);
+        // A commit of an hour's bytes at the slowest disk's rate, and a
+        // small write begun after it: queued behind it, not stalled.
+        let huge = calls.write(SLOWEST_DISK * 3600);
+        let small = calls.write(0);
+        past();
         assert_eq!(
             calls.stalled(stall),
             None,
-            "only the large write, within its allowance"
+            "a write behind a large one, within its allowance"
         );
+        // The large one ends: that is the disk answering.
         drop(huge);
+        assert_eq!(calls.writes_stalled(stall), None, "a commit just finished");
+        past();
+        let waited = calls
+            .writes_stalled(stall)
+            .expect("the small write overstayed, nothing finished since");
+        assert!(waited > stall);
+        assert!(calls.stalled(stall).unwrap() >= waited);
+        // Filling the page cache does not show the disk answering…
+        drop(calls.buffered_write(1 << 20));
+        assert!(
+            calls.writes_stalled(stall).is_some(),
+            "a buffered write is no progress"
+        );
+        // …a commit or a delete finishing does.
+        drop(calls.write(0));
+        assert_eq!(calls.writes_stalled(stall), None);
+        drop(small);
         assert_eq!(oldest(&calls), None);
     }
 }

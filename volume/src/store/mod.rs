@@ -119,7 +119,7 @@ pub enum StoreError {
     Replaced,
     /// A write to a data dir whose disk has left an earlier write
     /// waiting past the stall timeout.
-    #[error("this volume's disk at {dir} has not finished a write for {waited:?}; it takes no writes until it answers again (the master sends them to other volumes)")]
+    #[error("this volume's disk at {dir} is not taking writes: one has waited {waited:?} and none has finished meanwhile; it takes no writes until the disk answers again (the master sends them to other volumes)")]
     DiskStalled { dir: String, waited: Duration },
     #[error("I/O error: {0}")]
     Io(#[from] io::Error),

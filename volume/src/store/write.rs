@@ -66,16 +66,9 @@ impl BlobStore {
         S: Stream<Item = Result<Bytes, E>>,
         E: std::fmt::Display,
     {
-        let disk = match self.disk_for_writing(key) {
-            Ok(disk) => disk,
-            Err(refused) => {
-                // Read on for a while, so that the caller gets the answer
-                // rather than a connection reset in the middle of sending.
-                futures::pin_mut!(body);
-                trove_common::http::drain(&mut body, trove_common::http::DRAIN_LIMIT, stall).await;
-                return Err(refused);
-            }
-        };
+        // Refused before any byte is read. (A client's body left unread is
+        // read on by the server when dropped, so the client gets the answer.)
+        let disk = self.disk_for_writing(key)?;
         let mut writer = Writer {
             store: self,
             key,
@@ -214,7 +207,7 @@ impl BlobStore {
             writers.insert(key.as_str().to_string(), write.to_string());
         }
         let dir = self.home_dir(key).to_path_buf();
-        let timed = disk.write(0);
+        let timed = disk.buffered_write(0);
         let (temp, file) = TempFile::create(&dir.join(TMP_DIR), ".tmp")?;
         drop(timed);
         Ok(BlobWriter {
@@ -342,7 +335,7 @@ impl BlobWriter<'_> {
         if self.batch.is_empty() {
             return Ok(());
         }
-        let _timed = self.disk.write(self.batch_len as u64);
+        let _timed = self.disk.buffered_write(self.batch_len as u64);
         write_all_vectored(&self.file, &self.batch).map_err(io_error)?;
         self.batch.clear();
         self.batch_len = 0;
