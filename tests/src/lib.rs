@@ -563,6 +563,19 @@ impl Cluster {
         resp.headers()["location"].to_str().unwrap().to_string()
     }
 
+    /// The metrics scrape of the server at `addr` (the master's, or a
+    /// volume's), as text.
+    pub async fn metrics_of(&self, addr: &str) -> String {
+        let resp = self
+            .http
+            .get(format!("http://{addr}/-/metrics"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "/-/metrics of {addr}");
+        resp.text().await.unwrap()
+    }
+
     /// Writes keys `<prefix>0`, `<prefix>1`… (each its own name as its
     /// value) until one has a copy on volume `i`, 30 at most; that key.
     /// (A key's volumes depend on the key and the volumes alone.)

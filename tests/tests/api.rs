@@ -375,15 +375,7 @@ async fn operations_endpoints() {
             "{line} missing from:\n{metrics}"
         );
     }
-    let vm = c
-        .http
-        .get(format!("http://{v}/-/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let vm = c.metrics_of(v).await;
     assert!(vm.contains("# TYPE trove_blobs gauge"), "{vm}");
     assert!(vm.contains("trove_dir_free_bytes{dir="), "{vm}");
 }

@@ -469,15 +469,7 @@ async fn writes_stuck_on_a_frozen_disk_are_refused_and_sent_elsewhere() {
     assert_eq!(entry["healthy"], true, "it still answers: {entry}");
     assert_eq!(entry["writable"], false, "it takes no writes: {entry}");
     // So do the metrics, and `trove status`, with the reason.
-    let metrics = c
-        .http
-        .get(format!("http://{}/-/metrics", c.master.addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = c.metrics_of(&c.master.addr).await;
     let gauge = format!("trove_volume_stalled{{volume=\"{}\"}} 1", c.volumes[0].addr);
     assert!(metrics.lines().any(|l| l == gauge), "no `{gauge}` in:\n{metrics}");
     let cli = c.trove(&["status"]).await;

@@ -84,16 +84,7 @@ async fn every_documented_metric_is_scraped() {
     let scrape = resp.text().await.unwrap();
     assert_all_present("master", &scrape, &master_names);
 
-    let volume = &c.volumes[0].addr;
-    let scrape = c
-        .http
-        .get(format!("http://{volume}/-/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let scrape = c.metrics_of(&c.volumes[0].addr).await;
     assert_all_present("volume", &scrape, &volume_names);
 }
 
