@@ -448,6 +448,24 @@ async fn writes_stuck_on_a_frozen_disk_are_refused_and_sent_elsewhere() {
     assert!(why.contains("is not taking writes"), "{why}");
     let delete = quick.delete(format!("{volume}{held}")).send().await.unwrap();
     assert_eq!(delete.status(), 503);
+    // And so is a copy pulled from another replica (a repair's, a
+    // rebalance's), before it is fetched.
+    let holders = c.volumes_of(&held).await;
+    let source = holders
+        .iter()
+        .find(|a| **a != c.volumes[0].addr)
+        .expect("another replica");
+    let pull = quick
+        .post(format!(
+            "{volume}/-/pull?key=/pulled&from={source}&sha256={}",
+            sha256_hex(held.as_bytes())
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pull.status(), 503);
+    let why = pull.text().await.unwrap();
+    assert!(why.contains("is not taking writes"), "{why}");
 
     // Reads and the health check are answered as before.
     let healthy = quick.get(format!("{volume}/-/healthy")).send().await.unwrap();

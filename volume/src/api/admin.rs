@@ -49,6 +49,9 @@ pub async fn pull(
         None => None,
     };
     let blob_state = q.state.unwrap_or(BlobState::Live);
+    // Refused before the copy is fetched when this disk is not taking
+    // writes (the upload below would refuse it anyway).
+    state.store.disk_for_writing(&key)?;
     let resp = super::peer::get(&state, &q.from, &key, &[], None).await?;
     let stall = state.config.timeouts.stall;
     let expected = Expected {
