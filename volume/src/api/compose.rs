@@ -171,7 +171,7 @@ async fn read_part(
         // Opened and read as a GET would: the open holds one of the home
         // dir's slots, and each block read is timed, so that a hung disk
         // is seen (and this part read from a replica when no slot comes).
-        let disk = store.disk_calls(store.home_dir_index(key));
+        let disk = store.home_disk(key);
         let opened = disk.read(ReadKind::Open, state.config.timeouts.stall, move || {
             store.open_blob(&k)
         });

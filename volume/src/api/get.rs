@@ -107,7 +107,7 @@ pub async fn get(
     // one of the disk reads of the key's home dir, where it is looked
     // for first, so that a hung disk holds a bounded number of threads
     // and is seen (`stalled_ms`).
-    let disk = store.disk_calls(store.home_dir_index(&key));
+    let disk = store.home_disk(&key);
     let blob = disk
         .read(ReadKind::Open, state.config.timeouts.stall, move || match pin {
             Some(pin) => store.open_pinned(&k, &pin),

@@ -84,7 +84,7 @@ mod recovery;
 mod verify;
 mod write;
 
-pub use disk_calls::{DiskCalls, ReadKind, DISK_READS_PER_DIR};
+pub use disk_calls::{DiskCalls, ReadKind};
 pub use meta::StateChange;
 pub use write::Expected;
 
@@ -212,8 +212,14 @@ pub struct OpenBlob {
 impl BlobStore {
     /// Which data dir is `key`'s home, where its blob is looked for first
     /// (its place in the store's list).
-    pub fn home_dir_index(&self, key: &Key) -> usize {
+    fn home_dir_index(&self, key: &Key) -> usize {
         self.dir_of(self.home_dir(key))
+    }
+
+    /// The calls that wait on the disk of `key`'s home dir, where its
+    /// blob is looked for first and written.
+    pub fn home_disk(&self, key: &Key) -> Arc<DiskCalls> {
+        self.disk_calls(self.home_dir_index(key))
     }
 
     /// The calls that wait on the disk of data dir `dir`.
