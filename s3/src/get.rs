@@ -28,6 +28,46 @@ use trove_common::server::ZeroCopy;
 /// on its own costs a system call and a task wake-up per few KiB.
 const OUT_CHUNK: usize = 128 * 1024;
 
+/// The conditional headers of a GetObject or HeadObject input (the two
+/// have the same fields).
+macro_rules! conditions {
+    ($input:expr) => {
+        Conditions {
+            if_match: $input.if_match.as_ref(),
+            if_none_match: $input.if_none_match.as_ref(),
+            if_modified_since: $input.if_modified_since.as_ref(),
+            if_unmodified_since: $input.if_unmodified_since.as_ref(),
+        }
+    };
+}
+
+/// A GetObject or HeadObject answer: what both say of the object `$stat`
+/// describes (ETag, time, metadata, with the input's `response-*`
+/// overrides applied), and the fields given.
+macro_rules! described {
+    ($output:ident, $input:expr, $stat:expr, { $($field:ident: $value:expr),* $(,)? }) => {{
+        let (input, stat) = (&$input, &$stat);
+        let meta = MetaOut::from_pairs(&stat.meta);
+        $output {
+            $($field: $value,)*
+            accept_ranges: Some("bytes".into()),
+            e_tag: Some(etag::dto(&stat.etag)),
+            last_modified: stat.last_modified.map(Timestamp::from),
+            content_type: input.response_content_type.clone().or(meta.content_type),
+            content_disposition: input
+                .response_content_disposition
+                .clone()
+                .or(meta.content_disposition),
+            cache_control: input.response_cache_control.clone().or(meta.cache_control),
+            content_encoding: input.response_content_encoding.clone().or(meta.content_encoding),
+            content_language: input.response_content_language.clone().or(meta.content_language),
+            expires: input.response_expires.clone().or(meta.expires),
+            metadata: meta.metadata,
+            ..Default::default()
+        }
+    }};
+}
+
 /// A value's bytes on their way out, with their exact length (so the
 /// answer has a `Content-Length`), in chunks of up to [`OUT_CHUNK`].
 pub(crate) struct Outgoing {
@@ -151,19 +191,28 @@ fn verdict(conds: &Conditions, stat: &Stat) -> S3Result<()> {
     }
 }
 
-/// The master's record of `key`: with part `part`'s range when asked.
-async fn stat_of(gw: &Gateway, key: &str, part: Option<u32>) -> trove_client::Result<Stat> {
-    match part {
+/// The master's record of `key` in `bucket`: with part `part`'s range
+/// when asked.
+async fn stat_of(gw: &Gateway, bucket: &str, key: &str, part: Option<u32>) -> S3Result<Stat> {
+    let stat = match part {
         Some(n) => gw.client.stat_part(key, n).await,
         None => gw.client.stat(key).await,
+    };
+    match stat {
+        Ok(stat) => Ok(stat),
+        Err(e) => Err(read_error(gw, bucket, e).await),
     }
 }
 
-fn not_found(e: trove_client::Error) -> s3s::S3Error {
-    if e.is_not_found() {
-        s3_error!(NoSuchKey, "the object does not exist")
-    } else {
-        s3(e)
+/// S3's answer to a read that failed with `e`: for a missing object,
+/// `NoSuchBucket` when its bucket is missing too, else `NoSuchKey`.
+async fn read_error(gw: &Gateway, bucket: &str, e: trove_client::Error) -> s3s::S3Error {
+    if !e.is_not_found() {
+        return s3(e);
+    }
+    match gw.need_bucket(bucket).await {
+        Ok(()) => s3_error!(NoSuchKey, "the object does not exist"),
+        Err(no_bucket) => no_bucket,
     }
 }
 
@@ -184,27 +233,20 @@ pub async fn get_object(
     };
     // The master first (a HEAD: the same redirect a GET gets), so that the
     // size is known before choosing how to pass the bytes on.
-    let stat = match stat_of(gw, &key, part_number).await {
-        Ok(s) => s,
-        Err(e) if e.is_not_found() => {
-            gw.need_bucket(&input.bucket).await?;
-            return Err(not_found(e));
-        }
-        Err(e) => return Err(s3(e)),
-    };
-    let conditions = Conditions {
-        if_match: input.if_match.as_ref(),
-        if_none_match: input.if_none_match.as_ref(),
-        if_modified_since: input.if_modified_since.as_ref(),
-        if_unmodified_since: input.if_unmodified_since.as_ref(),
-    };
+    let stat = stat_of(gw, &input.bucket, &key, part_number).await?;
+    let conditions = conditions!(input);
     // Before any volume is asked (and again below, should the value have
     // been replaced in between).
     verdict(&conditions, &stat)?;
     let part = part_number.map(|n| part::resolve(&stat, n)).transpose()?;
     if let Some(p) = &part {
         if p.range.is_empty() {
-            return Ok(S3Response::new(empty_part(&stat, p)));
+            // An empty part (of an empty object): nothing to ask a volume for.
+            return Ok(S3Response::new(described!(GetObjectOutput, input, stat, {
+                body: Some(StreamingBlob::from(s3s::Body::empty())),
+                content_length: Some(0),
+                parts_count: p.count,
+            })));
         }
         opts.range = Some(ByteRange::Bounded {
             first: p.range.start,
@@ -230,11 +272,7 @@ pub async fn get_object(
         None => {
             let stream = match gw.client.get_located(&key, stat, &opts).await {
                 Ok(s) => s,
-                Err(e) if e.is_not_found() => {
-                    gw.need_bucket(&input.bucket).await?;
-                    return Err(not_found(e));
-                }
-                Err(e) => return Err(s3(e)),
+                Err(e) => return Err(read_error(gw, &input.bucket, e).await),
             };
             // A part's range holds only for the value it was resolved
             // against: replaced since, the client is told to try again.
@@ -251,36 +289,15 @@ pub async fn get_object(
         }
     };
     verdict(&conditions, &stat)?;
-    let len = range.end - range.start;
-    let content_range = (input.range.is_some() || part.is_some()).then(|| {
-        format!(
-            "bytes {}-{}/{}",
-            range.start,
-            range.end.saturating_sub(1),
-            stat.size
-        )
-    });
-    let meta = MetaOut::from_pairs(&stat.meta);
-    Ok(S3Response::new(GetObjectOutput {
+    let range_header = (input.range.is_some() || part.is_some())
+        .then(|| part::content_range(&range, stat.size))
+        .flatten();
+    Ok(S3Response::new(described!(GetObjectOutput, input, stat, {
         body: Some(body),
-        content_length: Some(len as i64),
-        content_range,
+        content_length: Some((range.end - range.start) as i64),
+        content_range: range_header,
         parts_count: part.and_then(|p| p.count),
-        accept_ranges: Some("bytes".into()),
-        e_tag: Some(etag::dto(&stat.etag)),
-        last_modified: stat.last_modified.map(Timestamp::from),
-        content_type: input.response_content_type.clone().or(meta.content_type),
-        content_disposition: input
-            .response_content_disposition
-            .clone()
-            .or(meta.content_disposition),
-        cache_control: input.response_cache_control.clone().or(meta.cache_control),
-        content_encoding: input.response_content_encoding.clone().or(meta.content_encoding),
-        content_language: input.response_content_language.clone().or(meta.content_language),
-        expires: input.response_expires.clone().or(meta.expires),
-        metadata: meta.metadata,
-        ..Default::default()
-    }))
+    })))
 }
 
 pub async fn head_object(
@@ -290,77 +307,22 @@ pub async fn head_object(
     let input = &req.input;
     let key = names::object_key(&input.bucket, &input.key)?;
     let part_number = part::requested(input.part_number, input.range.is_some())?;
-    let stat = match stat_of(gw, &key, part_number).await {
-        Ok(s) => s,
-        Err(e) if e.is_not_found() => {
-            gw.need_bucket(&input.bucket).await?;
-            return Err(not_found(e));
-        }
-        Err(e) => return Err(s3(e)),
-    };
-    verdict(
-        &Conditions {
-            if_match: input.if_match.as_ref(),
-            if_none_match: input.if_none_match.as_ref(),
-            if_modified_since: input.if_modified_since.as_ref(),
-            if_unmodified_since: input.if_unmodified_since.as_ref(),
-        },
-        &stat,
-    )?;
+    let stat = stat_of(gw, &input.bucket, &key, part_number).await?;
+    verdict(&conditions!(input), &stat)?;
     let part = part_number.map(|n| part::resolve(&stat, n)).transpose()?;
-    let (len, content_range) = match (&input.range, &part) {
-        (_, Some(p)) => (p.range.end - p.range.start, p.content_range(stat.size)),
-        (None, None) => (stat.size, None),
-        (Some(r), None) => {
-            let r = byte_range(r)
-                .resolve(stat.size)
-                .map_err(|_| s3_error!(InvalidRange, "the object has {} bytes", stat.size))?;
-            (
-                r.end - r.start,
-                Some(format!(
-                    "bytes {}-{}/{}",
-                    r.start,
-                    r.end.saturating_sub(1),
-                    stat.size
-                )),
-            )
-        }
+    let range = match (&input.range, &part) {
+        (_, Some(p)) => p.range.clone(),
+        (None, None) => 0..stat.size,
+        (Some(r), None) => byte_range(r)
+            .resolve(stat.size)
+            .map_err(|_| s3_error!(InvalidRange, "the object has {} bytes", stat.size))?,
     };
-    let meta = MetaOut::from_pairs(&stat.meta);
-    Ok(S3Response::new(HeadObjectOutput {
-        content_length: Some(len as i64),
-        content_range,
+    let range_header = (input.range.is_some() || part.is_some())
+        .then(|| part::content_range(&range, stat.size))
+        .flatten();
+    Ok(S3Response::new(described!(HeadObjectOutput, input, stat, {
+        content_length: Some((range.end - range.start) as i64),
+        content_range: range_header,
         parts_count: part.and_then(|p| p.count),
-        accept_ranges: Some("bytes".into()),
-        e_tag: Some(etag::dto(&stat.etag)),
-        last_modified: stat.last_modified.map(Timestamp::from),
-        content_type: input.response_content_type.clone().or(meta.content_type),
-        content_disposition: input
-            .response_content_disposition
-            .clone()
-            .or(meta.content_disposition),
-        cache_control: input.response_cache_control.clone().or(meta.cache_control),
-        content_encoding: input.response_content_encoding.clone().or(meta.content_encoding),
-        content_language: input.response_content_language.clone().or(meta.content_language),
-        expires: input.response_expires.clone().or(meta.expires),
-        metadata: meta.metadata,
-        ..Default::default()
-    }))
-}
-
-/// The answer to a `partNumber` read of an empty part (of an empty
-/// object): no bytes and no range, nothing to ask a volume for.
-fn empty_part(stat: &Stat, part: &part::Part) -> GetObjectOutput {
-    let meta = MetaOut::from_pairs(&stat.meta);
-    GetObjectOutput {
-        body: Some(StreamingBlob::from(s3s::Body::empty())),
-        content_length: Some(0),
-        parts_count: part.count,
-        accept_ranges: Some("bytes".into()),
-        e_tag: Some(etag::dto(&stat.etag)),
-        last_modified: stat.last_modified.map(Timestamp::from),
-        content_type: meta.content_type,
-        metadata: meta.metadata,
-        ..Default::default()
-    }
+    })))
 }

@@ -29,13 +29,11 @@ pub struct Part {
     pub count: Option<i32>,
 }
 
-impl Part {
-    /// The `Content-Range` of the answer; `None` for an empty part (a
-    /// zero-length object), which has no byte range to name.
-    pub fn content_range(&self, size: u64) -> Option<String> {
-        (self.range.end > self.range.start)
-            .then(|| format!("bytes {}-{}/{size}", self.range.start, self.range.end - 1))
-    }
+/// The `Content-Range` of an answer carrying `range` of an object of
+/// `size` bytes; `None` for an empty range (an empty part of a zero-length
+/// object), which has no bytes to name.
+pub fn content_range(range: &Range<u64>, size: u64) -> Option<String> {
+    (range.end > range.start).then(|| format!("bytes {}-{}/{size}", range.start, range.end - 1))
 }
 
 /// The part number a request asks for, checked (`InvalidArgument` outside
@@ -122,7 +120,7 @@ mod tests {
                 count: Some(3)
             }
         );
-        assert_eq!(part.content_range(12).as_deref(), Some("bytes 5-9/12"));
+        assert_eq!(content_range(&part.range, 12).as_deref(), Some("bytes 5-9/12"));
         let past = resolve(&stat(12, Some(3), None), 4).unwrap_err();
         assert_eq!(*past.code(), S3ErrorCode::Custom("InvalidPartNumber".into()));
         assert_eq!(past.status_code(), Some(http::StatusCode::RANGE_NOT_SATISFIABLE));
@@ -137,7 +135,7 @@ mod tests {
         );
         assert!(resolve(&single, 2).is_err());
         let empty = resolve(&stat(0, None, None), 1).unwrap();
-        assert_eq!(empty.content_range(0), None, "no range in nothing");
+        assert_eq!(content_range(&empty.range, 0), None, "no range in nothing");
     }
 
     #[test]

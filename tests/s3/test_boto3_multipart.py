@@ -273,10 +273,15 @@ def test_part_number_of_an_object_written_in_one_put_is_the_whole_object(s3, buc
     assert "PartsCount" not in head
     expect_error("InvalidPartNumber", 416, s3.get_object, Bucket=bucket, Key="single", PartNumber=2)
     expect_error(None, 416, s3.head_object, Bucket=bucket, Key="single", PartNumber=2)
-    # An empty object is one empty part: no range to answer.
-    s3.put_object(Bucket=bucket, Key="empty", Body=b"")
-    got = s3.get_object(Bucket=bucket, Key="empty", PartNumber=1)
-    assert got["Body"].read() == b"" and got["ContentLength"] == 0
+    # An empty object is one empty part: no range to answer, and the same
+    # headers as any other read of it.
+    s3.put_object(
+        Bucket=bucket, Key="empty", Body=b"", CacheControl="no-cache", ContentDisposition="inline", Metadata={"m": "1"}
+    )
+    got = s3.get_object(Bucket=bucket, Key="empty", PartNumber=1, ResponseContentType="text/x-asked")
+    assert got["Body"].read() == b"" and got["ContentLength"] == 0 and "ContentRange" not in got
+    described = (got["CacheControl"], got["ContentDisposition"], got["Metadata"], got["ContentType"])
+    assert described == ("no-cache", "inline", {"m": "1"}, "text/x-asked")
     expect_error("NoSuchKey", 404, s3.get_object, Bucket=bucket, Key="absent", PartNumber=1)
 
 

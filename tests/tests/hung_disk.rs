@@ -466,6 +466,23 @@ async fn writes_stuck_on_a_frozen_disk_are_refused_and_sent_elsewhere() {
     assert_eq!(pull.status(), 503);
     let why = pull.text().await.unwrap();
     assert!(why.contains("is not taking writes"), "{why}");
+    // And a value composed of others (S3's multipart complete and copy).
+    let plan = serde_json::json!({"parts": [{
+        "key": held,
+        "sha256": sha256_hex(held.as_bytes()),
+        "size": held.len(),
+        "range": [0, held.len()],
+        "volumes": [source],
+    }]});
+    let compose = quick
+        .post(format!("{volume}/-/compose?key=/composed&write=w1"))
+        .json(&plan)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(compose.status(), 503);
+    let why = compose.text().await.unwrap();
+    assert!(why.contains("is not taking writes"), "{why}");
 
     // Reads and the health check are answered as before.
     let healthy = quick.get(format!("{volume}/-/healthy")).send().await.unwrap();

@@ -75,6 +75,8 @@ pub async fn compose(
             "write must be 1-64 letters, digits or -".into(),
         ));
     }
+    // Refused before any part is read, as a PUT is before its body.
+    state.store.disk_for_writing(&key)?;
     // What a PUT of the value would carry: the write it replaces, the
     // value's metadata.
     let replaces = super::put::write_header(&headers, TROVE_REPLACES)?;
