@@ -483,6 +483,32 @@ async fn writes_stuck_on_a_frozen_disk_are_refused_and_sent_elsewhere() {
     assert_eq!(compose.status(), 503);
     let why = compose.text().await.unwrap();
     assert!(why.contains("is not taking writes"), "{why}");
+    // So are the master's marks, alone and batched, and its aborts: each
+    // would otherwise take a thread to wait on the disk.
+    let mark = quick
+        .post(format!("{volume}/-/mark?key={held}&state=unlinked"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mark.status(), 503);
+    let why = mark.text().await.unwrap();
+    assert!(why.contains("is not taking writes"), "{why}");
+    let marks = serde_json::to_vec(&serde_json::json!([{"key": held, "state": "unlinked"}])).unwrap();
+    let batch = quick
+        .post(format!("{volume}/-/marks?body_sha256={}", sha256_hex(&marks)))
+        .body(marks)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(batch.status(), 200);
+    let outcomes: serde_json::Value = batch.json().await.unwrap();
+    assert_eq!(outcomes[0]["status"], 503, "{outcomes}");
+    let abort = quick
+        .post(format!("{volume}/-/abort?key={held}&write=w1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(abort.status(), 503);
 
     // Reads and the health check are answered as before.
     let healthy = quick.get(format!("{volume}/-/healthy")).send().await.unwrap();

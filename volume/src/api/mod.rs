@@ -70,7 +70,7 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         path: "/-/mark",
-        operations: &[op("POST", &[200, 400, 403, 404, 409, 414])],
+        operations: &[op("POST", &[200, 400, 403, 404, 409, 414, 503])],
     },
     Route {
         path: "/-/marks",
@@ -78,7 +78,7 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         path: "/-/abort",
-        operations: &[op("POST", &[200, 400, 403, 414])],
+        operations: &[op("POST", &[200, 400, 403, 414, 503])],
     },
 ];
 

@@ -9,8 +9,9 @@
 
 use super::durable::{put_in_place, remove_attr, set_attr, How, TempFile};
 use super::layout::{Found, TMP_DIR};
-use super::{BlobStore, StoreError};
+use super::{BlobStore, DiskCalls, StoreError};
 use std::path::PathBuf;
+use std::sync::Arc;
 use trove_common::key::Key;
 use trove_common::record::{BlobMeta, BlobState};
 use trove_common::xattr;
@@ -70,10 +71,25 @@ impl BlobStore {
     /// marks, batched): every change is applied in place, then one shared
     /// sync makes them all durable, then the writes they confirm are
     /// settled. One outcome per change, in order. Blocking.
+    ///
+    /// A change to a blob whose disk is not taking writes is refused
+    /// ([`BlobStore::disk_for_writing`]); the others are timed as writes
+    /// of their disks until all are settled.
     pub fn set_states(&self, changes: Vec<StateChange>) -> Vec<Result<BlobMeta, StoreError>> {
         trove_common::crash::point("volume-marking");
-        let mut applied: Vec<Result<Applied, StoreError>> =
-            changes.iter().map(|c| self.apply_state(c)).collect();
+        let mut disks: Vec<Arc<DiskCalls>> = vec![];
+        let mut timers = vec![];
+        let mut applied: Vec<Result<Applied, StoreError>> = changes
+            .iter()
+            .map(|c| {
+                let disk = self.disk_for_writing(&c.key)?;
+                if !disks.iter().any(|d| Arc::ptr_eq(d, &disk)) {
+                    timers.push(disk.write(0));
+                    disks.push(disk);
+                }
+                self.apply_state(c)
+            })
+            .collect();
         let changed: Vec<PathBuf> = applied.iter().flatten().map(|a| a.data.clone()).collect();
         if let Err(e) = self.commit_files(&changed) {
             // None of them may be answered as recorded.
@@ -201,10 +217,12 @@ impl BlobStore {
     /// meanwhile is left alone. Blocking.
     pub fn mark_damaged(&self, key: &Key, seen: &BlobMeta) -> Result<BlobMeta, StoreError> {
         let (sha256, created) = (seen.sha256.clone(), seen.created);
-        self.update_meta(key, |m| {
-            if m.sha256 == sha256 && m.created == created {
-                m.damaged = true;
-            }
+        self.small_write(key, || {
+            self.update_meta(key, |m| {
+                if m.sha256 == sha256 && m.created == created {
+                    m.damaged = true;
+                }
+            })
         })
     }
 }

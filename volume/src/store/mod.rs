@@ -243,6 +243,20 @@ impl BlobStore {
         }
     }
 
+    /// Runs `f`, a small write to `key`'s home disk (a delete, a mark, an
+    /// abort), timed as a write that reaches the disk — or refuses it at
+    /// once, without touching the disk, while that disk is not taking
+    /// writes. Blocking.
+    pub fn small_write<T>(
+        &self,
+        key: &Key,
+        f: impl FnOnce() -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let disk = self.disk_for_writing(key)?;
+        let _timed = disk.write(0);
+        f()
+    }
+
     /// Which data dir `path` is in (the first, if none).
     fn dir_of(&self, path: &Path) -> usize {
         self.dirs.iter().position(|d| path.starts_with(d)).unwrap_or(0)

@@ -189,10 +189,12 @@ impl BlobStore {
     /// removed; the value it replaced is put back. Another write's blob is
     /// never touched. Idempotent. Blocking.
     pub fn abort(&self, key: &Key, write: &str) -> Result<Aborted, StoreError> {
-        let _stripe = self.stripe(key);
-        let aborted = self.abort_locked(key, write);
-        self.forget_if_gone(key);
-        aborted
+        self.small_write(key, || {
+            let _stripe = self.stripe(key);
+            let aborted = self.abort_locked(key, write);
+            self.forget_if_gone(key);
+            aborted
+        })
     }
 
     /// [`BlobStore::abort`] for a caller that holds the key's stripe.
