@@ -104,8 +104,8 @@ pub fn check(paths: &Value, routes: &[&Route], expand: impl Fn(&str) -> Vec<Stri
 }
 
 /// The statuses a server answers without an error: the successes and
-/// the redirect its routes use.
-pub const SUCCESSES: [u16; 6] = [200, 201, 202, 204, 206, 302];
+/// the redirect its routes use and `304 Not Modified` (a conditional read).
+pub const SUCCESSES: [u16; 7] = [200, 201, 202, 204, 206, 302, 304];
 
 /// Every status in `routes`' tables that no handler can answer: neither a
 /// success nor one of `errors` (every status the server's error type can

@@ -12,15 +12,17 @@ use crate::client::VolumeError;
 use crate::error::ApiError;
 use crate::AppState;
 use std::sync::Arc;
+use trove_common::conditions::{Current, Preconditions};
 use trove_common::crash;
 use trove_common::key::Key;
 use trove_common::record::{now_ms, BlobState, Record, State};
 
-/// Removes `key` everywhere: its replicas, then its record.
+/// Removes `key` everywhere: its replicas, then its record — if the value
+/// it reads as passes `conditions` (else `412`, and nothing changes).
 ///
 /// Runs in its own task, like a write: a client hanging up cannot stop it
 /// half-way.
-pub async fn delete(state: Arc<AppState>, key: Key) -> Result<(), ApiError> {
+pub async fn delete(state: Arc<AppState>, key: Key, conditions: Preconditions) -> Result<(), ApiError> {
     tokio::spawn(async move {
         let _guard = state.locks.try_lock(&key).ok_or(ApiError::Busy)?;
         let stored = state.index.get(&key)?;
@@ -41,6 +43,7 @@ pub async fn delete(state: Arc<AppState>, key: Key) -> Result<(), ApiError> {
         {
             return Err(ApiError::NotFound);
         }
+        check(&conditions, &record)?;
         let (volumes, stored) = match record.state {
             State::Live => {
                 if state.config.protect {
@@ -126,13 +129,15 @@ pub(crate) async fn remove_replicas(
 }
 
 /// Soft delete: the key reads as absent and is listed by `?unlinked`; its
-/// bytes stay until `DELETE`.
-pub async fn unlink(state: &AppState, key: &Key) -> Result<(), ApiError> {
+/// bytes stay until `DELETE`. Only if its value passes `conditions` (else
+/// `412`).
+pub async fn unlink(state: &AppState, key: &Key, conditions: &Preconditions) -> Result<(), ApiError> {
     let _guard = state.locks.try_lock(key).ok_or(ApiError::Busy)?;
     let stored = undo_failed_replace(state, key, state.index.get(key)?).await?;
     let record = stored
         .filter(|r| r.state == State::Live && !r.expired(now_ms()))
         .ok_or(ApiError::NotFound)?;
+    check(conditions, &record)?;
     unlink_record(state, key, &record).await?;
     crash::point("unlink-recorded");
     // The volumes learn it too, so that `rebuild` does not revive it. The
@@ -147,6 +152,17 @@ pub async fn unlink(state: &AppState, key: &Key) -> Result<(), ApiError> {
     }
     tracing::debug!(key = %key, "unlinked");
     Ok(())
+}
+
+/// Checks a delete's or an unlink's `conditions` against the value the
+/// key's `record` reads as: its live value, or none (an unlinked key, a
+/// failed write over nothing). Called under the key's lock.
+fn check(conditions: &Preconditions, record: &Record) -> Result<(), ApiError> {
+    let current = record
+        .settled()
+        .filter(|r| r.state == State::Live)
+        .map(|r| Current::new(r.etag(), r.created));
+    conditions.check(current).map_err(ApiError::PreconditionFailed)
 }
 
 /// Records the live `record` of `key` as unlinked.

@@ -31,7 +31,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
 use tokio_stream::wrappers::ReceiverStream;
-use trove_common::conditions::Preconditions;
+use trove_common::conditions::{Current, Preconditions};
 use trove_common::crash;
 use trove_common::digest::{crc32c_hex, Digests, HashBeside};
 use trove_common::key::Key;
@@ -153,10 +153,13 @@ pub async fn write(
         _ => Some(r),
     });
     let replacing_live = replaces.as_ref().is_some_and(|r| r.visible(now_ms()).is_some());
-    let current_etag = replaces.as_ref().filter(|_| replacing_live).map(Record::etag);
+    let current = replaces
+        .as_ref()
+        .filter(|_| replacing_live)
+        .map(|r| Current::new(r.etag(), r.created));
     upload
         .preconditions
-        .check(current_etag)
+        .check(current)
         .map_err(ApiError::PreconditionFailed)?;
     if replacing_live && !upload.replace {
         return Err(ApiError::Exists);

@@ -442,3 +442,110 @@ async fn volume_ranges() {
         "malformed ranges are ignored"
     );
 }
+
+/// Conditional requests (RFC 9110 §13) on every method of a key: a
+/// `DELETE` or `UNLINK` whose condition fails changes nothing (`412`); a
+/// read whose client copy is current is `304`, from the master (no
+/// redirect) and from the volume alike.
+#[tokio::test]
+async fn conditional_deletes_and_reads() {
+    let c = Cluster::start(ClusterOptions::default()).await;
+    let http = trove_tests::no_redirects();
+    assert_eq!(c.put("/c", "v").await, 201);
+    let head = http.head(c.url("/c")).send().await.unwrap();
+    let header = |name: &str| head.headers()[name].to_str().unwrap().to_string();
+    let (etag, modified) = (header("etag"), header("last-modified"));
+    let long_ago = "Mon, 01 Jan 2001 00:00:00 GMT";
+
+    // A delete or unlink whose condition fails: 412, and the key is as it was.
+    for method in ["DELETE", "UNLINK"] {
+        let method = Method::from_bytes(method.as_bytes()).unwrap();
+        for (name, value) in [
+            ("if-match", "\"not-the-etag\""),
+            ("if-none-match", "*"),
+            ("if-none-match", etag.as_str()),
+            ("if-unmodified-since", long_ago),
+        ] {
+            let r = http
+                .request(method.clone(), c.url("/c"))
+                .header(name, value)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 412, "{method} with {name}: {value}");
+            assert_eq!(c.get("/c").await, (200, "v".into()), "after {method} with {name}");
+        }
+    }
+    // One whose condition holds goes ahead.
+    let r = http
+        .request(Method::from_bytes(b"UNLINK").unwrap(), c.url("/c"))
+        .header("if-match", &etag)
+        .header("if-unmodified-since", &modified)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    // An unlinked key has no value: If-Match fails, as on an absent key.
+    let r = http
+        .delete(c.url("/c"))
+        .header("if-match", "*")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 412);
+    let r = http.delete(c.url("/c")).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+
+    // Reads: the master answers 304 itself, with the value's ETag.
+    assert_eq!(c.put("/r", "w").await, 201);
+    let head = http.head(c.url("/r")).send().await.unwrap();
+    let etag = head.headers()["etag"].to_str().unwrap().to_string();
+    let modified = head.headers()["last-modified"].to_str().unwrap().to_string();
+    let location = head.headers()["location"].to_str().unwrap().to_string();
+    for (name, value) in [
+        ("if-none-match", etag.as_str()),
+        ("if-modified-since", modified.as_str()),
+    ] {
+        let r = http.get(c.url("/r")).header(name, value).send().await.unwrap();
+        assert_eq!(r.status(), 304, "master, {name}");
+        assert_eq!(r.headers()["etag"], etag.as_str());
+        assert!(r.headers().get("location").is_none());
+        let r = http.get(&location).header(name, value).send().await.unwrap();
+        assert_eq!(r.status(), 304, "volume, {name}");
+        assert_eq!(r.headers()["etag"], etag.as_str());
+        assert!(r.bytes().await.unwrap().is_empty());
+    }
+    // A stale copy, or a failed If-Match, is served or refused as asked.
+    let r = http
+        .get(c.url("/r"))
+        .header("if-none-match", "\"old\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    let r = http
+        .get(&location)
+        .header("if-modified-since", long_ago)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status().as_u16(), r.text().await.unwrap()),
+        (200, "w".to_string())
+    );
+    for url in [c.url("/r"), location.clone()] {
+        let r = http.get(&url).header("if-match", "\"old\"").send().await.unwrap();
+        assert_eq!(r.status(), 412, "{url}");
+    }
+    // A write's If-Unmodified-Since is checked too.
+    let r = http
+        .put(c.url("/r"))
+        .header("trove-replace", "1")
+        .header("if-unmodified-since", long_ago)
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 412);
+    assert_eq!(c.get("/r").await, (200, "w".into()));
+}

@@ -26,6 +26,9 @@ pub enum ApiError {
     },
     #[error("{0}")]
     Unsatisfiable(String),
+    /// `If-Match` or `If-Unmodified-Since` failed.
+    #[error(transparent)]
+    PreconditionFailed(#[from] trove_common::conditions::Failed),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("this copy failed verification (its bytes no longer match their sha256) and is not served; the master sends readers to another replica, and `trove-master verify --repair` replaces it")]
@@ -48,6 +51,7 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Method(_) | ApiError::WrongMethod { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unsatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
+            ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::Store(e) => match e {
                 StoreError::NotFound | StoreError::Replaced => StatusCode::NOT_FOUND,
                 StoreError::LengthMismatch { .. }
@@ -162,6 +166,7 @@ pub fn every_status() -> Vec<u16> {
             allow: "",
         },
         ApiError::Unsatisfiable(String::new()),
+        ApiError::PreconditionFailed(trove_common::conditions::Failed::Changed),
         ApiError::Damaged,
         ApiError::Upstream(String::new()),
         ApiError::DiskBusy(String::new()),
@@ -176,6 +181,7 @@ pub fn every_status() -> Vec<u16> {
             | ApiError::Method(_)
             | ApiError::WrongMethod { .. }
             | ApiError::Unsatisfiable(_)
+            | ApiError::PreconditionFailed(_)
             | ApiError::Store(_)
             | ApiError::Damaged
             | ApiError::Upstream(_)

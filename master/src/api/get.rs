@@ -17,6 +17,7 @@ use crate::AppState;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use std::time::{Duration, UNIX_EPOCH};
+use trove_common::conditions::{Current, Preconditions, ReadVerdict};
 use trove_common::http::{
     meta_headers, quoted_etag, CONTENT_MD5, KEY_BALANCE, KEY_CREATED, KEY_EXPIRES, KEY_PARTS,
     KEY_PART_OFFSET, KEY_PART_SIZE, KEY_SHA256, KEY_SIZE, KEY_VOLUMES, KEY_WRITE, SHA256_PARAM, TROVE_PART,
@@ -32,6 +33,12 @@ pub fn get(state: &AppState, key: Key, request: &HeaderMap) -> Result<Response, 
         .as_ref()
         .and_then(|r| r.visible(now_ms()))
         .ok_or(ApiError::NotFound)?;
+    let conditions = Preconditions::from_headers(request).map_err(ApiError::BadRequest)?;
+    match conditions.check_read(Current::new(record.etag(), record.created)) {
+        ReadVerdict::Serve => {}
+        ReadVerdict::NotModified => return Ok(not_modified(record)),
+        ReadVerdict::Failed(failed) => return Err(ApiError::PreconditionFailed(failed)),
+    }
     let readable = record.readable();
     let addr = state
         .volumes
@@ -72,6 +79,15 @@ pub fn get(state: &AppState, key: Key, request: &HeaderMap) -> Result<Response, 
     }
     part_headers(resp.headers_mut(), record, part);
     Ok(resp)
+}
+
+/// `304 Not Modified`: the client's copy (its `If-None-Match` or
+/// `If-Modified-Since`) is current, and no volume need be asked. It
+/// carries what a `200` would say of the value (RFC 9110 §15.4.5).
+fn not_modified(record: &Record) -> Response {
+    let mut resp = StatusCode::NOT_MODIFIED.into_response();
+    value_headers(resp.headers_mut(), record);
+    resp
 }
 
 /// The part a read asks about (`Trove-Part: N`, N from 1).

@@ -99,8 +99,8 @@ pub const ROUTES: &[Route] = &[
 pub const KEY_ROUTE: Route = Route {
     path: "/{key}",
     operations: &[
-        op("GET", &[200, 302, 400, 403, 404, 413, 414, 503]),
-        op("HEAD", &[200, 302, 400, 403, 404, 413, 414, 503]),
+        op("GET", &[200, 302, 304, 400, 403, 404, 412, 413, 414, 503]),
+        op("HEAD", &[200, 302, 304, 400, 403, 404, 412, 413, 414, 503]),
         op(
             "PUT",
             &[
@@ -113,8 +113,8 @@ pub const KEY_ROUTE: Route = Route {
                 201, 400, 403, 404, 408, 409, 411, 412, 413, 414, 502, 503, 504, 507,
             ],
         ),
-        op("DELETE", &[204, 400, 403, 404, 409, 414, 502, 504]),
-        op("UNLINK", &[204, 400, 403, 404, 409, 414, 502, 504]),
+        op("DELETE", &[204, 400, 403, 404, 409, 412, 414, 502, 504]),
+        op("UNLINK", &[204, 400, 403, 404, 409, 412, 414, 502, 504]),
     ],
 };
 
@@ -182,8 +182,8 @@ async fn key_request(State(state): State<Arc<AppState>>, req: Request<Body>) -> 
         }
         "PUT" | "POST" => put::put(state, key, req).await,
         "GET" | "HEAD" => get::get(&state, key, req.headers()),
-        "DELETE" => delete::delete(state, key).await,
-        "UNLINK" => delete::unlink(state, key).await,
+        "DELETE" => delete::delete(state, key, req.headers()).await,
+        "UNLINK" => delete::unlink(state, key, req.headers()).await,
         other => Err(ApiError::Method(other.to_string())),
     }
 }

@@ -162,11 +162,7 @@ pub(crate) fn upload(state: &AppState, headers: &HeaderMap) -> Result<Upload, Ap
     };
     let expires =
         crate::expiry::requested(headers, state.config.default_ttl, trove_common::record::now_ms())?;
-    let preconditions = Preconditions::parse(
-        one_header(headers, header::IF_MATCH.as_str(), "If-Match")?,
-        one_header(headers, header::IF_NONE_MATCH.as_str(), "If-None-Match")?,
-    )
-    .map_err(ApiError::BadRequest)?;
+    let preconditions = Preconditions::from_headers(headers).map_err(ApiError::BadRequest)?;
     Ok(Upload {
         len: None,
         content_md5,

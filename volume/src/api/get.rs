@@ -29,12 +29,13 @@ use crate::store::{BlobStore, DiskCalls, OpenBlob, Pin, ReadKind};
 use crate::AppState;
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::StreamExt;
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use trove_common::conditions::{Current, Preconditions, ReadVerdict};
 use trove_common::http::{
     meta_headers, quoted_etag, valid_write_id, KEY_STATE, KEY_WRITE, SHA256_PARAM, WRITE_PARAM,
 };
@@ -73,12 +74,11 @@ pub fn pinned(query: Option<&str>) -> Result<Option<Pin>, ApiError> {
     Ok(None)
 }
 
-/// The ETag a volume answers for a copy: the value's own (the one given
-/// at write time, else the md5 the master confirmed), or — for a copy
-/// whose md5 the volume has not learnt yet — its sha256.
-fn etag_of(meta: &BlobMeta) -> String {
-    let etag = meta
-        .meta
+/// The ETag a volume answers for a copy (unquoted): the value's own (the
+/// one given at write time, else the md5 the master confirmed), or — for
+/// a copy whose md5 the volume has not learnt yet — its sha256.
+fn etag_of(meta: &BlobMeta) -> &str {
+    meta.meta
         .get(ETAG_META)
         .map(String::as_str)
         .filter(|e| !e.is_empty())
@@ -89,8 +89,32 @@ fn etag_of(meta: &BlobMeta) -> String {
         } else {
             // Unconfirmed, and checked by CRC32C: the block checksums.
             meta.crc32c.as_deref().unwrap_or_default()
-        });
-    quoted_etag(etag)
+        })
+}
+
+/// What every answer about a copy says of it (a `200`, a `206`, a `304`):
+/// its ETag, `Last-Modified`, state, digests, write and stored metadata.
+fn described(meta: &BlobMeta, etag: &str, last_modified: SystemTime) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(
+        header::ETAG,
+        HeaderValue::from_str(&quoted_etag(etag)).expect("an ETag is visible ASCII"),
+    );
+    h.insert(
+        header::LAST_MODIFIED,
+        HeaderValue::from_str(&httpdate::fmt_http_date(last_modified)).expect("an HTTP date is ASCII"),
+    );
+    h.insert(KEY_STATE, HeaderValue::from_static(meta.state.as_str()));
+    super::put::digest_headers(&mut h, meta);
+    if let Some(write) = meta.write.as_deref().and_then(|w| HeaderValue::from_str(w).ok()) {
+        h.insert(KEY_WRITE, write);
+    }
+    for (name, value) in meta_headers(&meta.meta) {
+        if name != ETAG_META {
+            h.insert(name, value);
+        }
+    }
+    h
 }
 
 pub async fn get(
@@ -121,18 +145,30 @@ pub async fn get(
     let len = blob.meta.size;
     let etag = etag_of(&blob.meta);
     let last_modified = UNIX_EPOCH + Duration::from_millis(blob.meta.created);
+    let described = described(&blob.meta, etag, last_modified);
+    // The client's conditions (RFC 9110 §13.2.2), before any range.
+    let conditions = Preconditions::from_headers(headers).map_err(ApiError::BadRequest)?;
+    match conditions.check_read(Current::new(etag, blob.meta.created)) {
+        ReadVerdict::Serve => {}
+        ReadVerdict::NotModified => {
+            let mut resp = StatusCode::NOT_MODIFIED.into_response();
+            resp.headers_mut().extend(described);
+            return Ok(resp);
+        }
+        ReadVerdict::Failed(failed) => return Err(failed.into()),
+    }
 
     // A range of a value the client no longer has (its `If-Range` names
     // another version) would splice new bytes onto old ones: it gets the
     // whole current value instead. An `If-Range` that is not text matches
     // nothing.
-    let current = headers.get(header::IF_RANGE).is_none_or(|v| {
+    let same_version = headers.get(header::IF_RANGE).is_none_or(|v| {
         v.to_str()
-            .is_ok_and(|v| if_range_matches(v, &etag, last_modified))
+            .is_ok_and(|v| if_range_matches(v, &quoted_etag(etag), last_modified))
     });
     let range = match headers
         .get(header::RANGE)
-        .filter(|_| current)
+        .filter(|_| same_version)
         .map(|v| v.to_str().map(ByteRange::parse))
     {
         None | Some(Err(_)) | Some(Ok(Err(RangeError::Malformed))) => None,
@@ -157,23 +193,10 @@ pub async fn get(
         .status(status)
         .header(header::CONTENT_TYPE, "application/octet-stream")
         .header(header::CONTENT_LENGTH, span.end - span.start)
-        .header(header::ACCEPT_RANGES, "bytes")
-        .header(header::ETAG, etag)
-        .header(header::LAST_MODIFIED, httpdate::fmt_http_date(last_modified))
-        .header(KEY_STATE, blob.meta.state.as_str());
+        .header(header::ACCEPT_RANGES, "bytes");
     if let Some(h) = resp.headers_mut() {
-        super::put::digest_headers(h, &blob.meta);
-    }
-    if let Some(write) = &blob.meta.write {
-        resp = resp.header(KEY_WRITE, write);
-    }
-    if let Some(h) = resp.headers_mut() {
-        // The stored metadata (its Content-Type replaces the default).
-        for (name, value) in meta_headers(&blob.meta.meta) {
-            if name != ETAG_META {
-                h.insert(name, value);
-            }
-        }
+        // The stored Content-Type, if any, replaces the default.
+        h.extend(described);
     }
     if status == StatusCode::PARTIAL_CONTENT {
         resp = resp.header(
