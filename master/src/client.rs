@@ -13,8 +13,8 @@ use serde::de::DeserializeOwned;
 use std::time::Duration;
 use trove_common::digest::{parse_crc32c_hex, parse_sha256_hex};
 use trove_common::http::{
-    client, meta_headers, Timeouts, KEY_CRC32C, KEY_MD5, KEY_SHA256, KEY_SIZE, KEY_STATE, TROVE_REPLACES,
-    TROVE_WRITE,
+    client, meta_headers, Timeouts, KEY_CRC32C, KEY_MD5, KEY_SHA256, KEY_SIZE, KEY_STATE, TROVE_ERROR,
+    TROVE_REPLACES, TROVE_WRITE,
 };
 use trove_common::key::Key;
 use trove_common::protocol::listing::{take_frame, Frame, Listed};
@@ -568,15 +568,21 @@ async fn check_status(addr: &str, resp: reqwest::Response) -> Result<reqwest::Re
         return Ok(resp);
     }
     let status = resp.status().as_u16();
+    // The reason in a header too, for a `HEAD`'s answer has no body.
+    let header = resp
+        .headers()
+        .get(TROVE_ERROR)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
     // Bounded: a volume that sends a status and then stalls must not hold
     // up the caller (and a key lock) for ever.
     let text = tokio::time::timeout(Duration::from_secs(5), resp.text()).await;
-    let message = text
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or_default()
-        .trim()
-        .to_string();
+    let body = text.ok().and_then(Result::ok).unwrap_or_default();
+    let message = match body.trim() {
+        "" => header,
+        body => body.to_string(),
+    };
     Err(VolumeError::Status {
         addr: addr.to_string(),
         status,

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 use trove_tests::{header, md5_hex, pattern_bytes, sha256_hex, wait_for, Cluster, ClusterOptions};
 
-const REPLACED: &str = "this value was replaced; ask the master again";
+const REPLACED: &str =
+    "this volume no longer holds that write of the key (replaced, deleted or lost); ask the master again";
 
 /// A client that follows redirects, as `curl -L` does.
 fn follower() -> reqwest::Client {

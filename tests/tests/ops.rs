@@ -209,6 +209,17 @@ async fn removing_a_volume_then_rebalancing_restores_every_replica() {
     c.restart_master_with_volumes(&[0, 1, 2]).await;
     let (code, out) = c.admin(&["rebalance"]).await;
     assert_eq!(code, 0, "{out}");
+    // The copies left on the dead volume are reported; gc, which walks
+    // only the master's volumes, will not reach them, and the report
+    // says so.
+    let left = format!("the old copy on {gone} remains");
+    assert!(out.contains(&left), "{out}");
+    assert!(
+        out.lines()
+            .filter(|l| l.contains(&left))
+            .all(|l| l.contains("gc will not reach it")),
+        "{out}"
+    );
     assert_all_readable_and_balanced(&c, &data, 2).await;
     for (k, _) in &data {
         assert!(!header(c.head(k).await.headers(), "key-volumes")
@@ -783,4 +794,38 @@ async fn a_volume_emptied_before_a_master_restart_is_known_to_lack_older_keys_an
     );
     assert_all_readable_and_balanced(&c, &data, 2).await;
     assert_eq!(total_blobs(&c, &[0, 1, 2, added]).await, 400);
+}
+
+/// A copy its volume refuses to serve (a truncated file) is reported by
+/// a plain verify with the volume's own reason, which its `HEAD` answer
+/// carries in `Trove-Error` (it has no body).
+#[tokio::test]
+async fn verify_reports_why_a_volume_cannot_serve_a_copy() {
+    let c = Cluster::start_default().await;
+    assert_eq!(c.put("/short", pattern_bytes(4096, 3)).await, 201);
+    let vol = c
+        .record_of("/short")
+        .await
+        .volumes
+        .split(',')
+        .next()
+        .unwrap()
+        .to_string();
+    let path = c.blob_path(c.volume_index(&vol), "/short");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(1000)
+        .unwrap();
+    let (code, out) = c.admin(&["verify"]).await;
+    assert_eq!(code, 1, "{out}");
+    let line = out
+        .lines()
+        .find(|l| l.contains(&format!("/short: replica on {vol} is corrupt")))
+        .unwrap_or_else(|| panic!("no report of the short copy:\n{out}"));
+    assert!(
+        line.contains("1000") && line.contains("4096"),
+        "the volume's reason: {line}"
+    );
 }

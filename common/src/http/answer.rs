@@ -1,6 +1,7 @@
 //! How both servers answer an error: the status, a one-line reason a
-//! person can act on (the body), `Allow` for a wrong method, and a log
-//! line when the fault is the server's own (`5xx`).
+//! person can act on (the body, and `Trove-Error` for a `HEAD`, which has
+//! none), `Allow` for a wrong method, and a log line when the fault is
+//! the server's own (`5xx`).
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -11,12 +12,29 @@ pub fn error(status: StatusCode, reason: &dyn std::fmt::Display, allow: Option<&
     if status.is_server_error() {
         tracing::error!(status = status.as_u16(), error = %reason, "request failed");
     }
+    let reason = reason.to_string();
+    let header = reason_header(&reason);
     let mut resp = (status, format!("{reason}\n")).into_response();
+    resp.headers_mut().insert(super::TROVE_ERROR, header);
     if let Some(allow) = allow {
         resp.headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static(allow));
     }
     resp
+}
+
+/// The longest `Trove-Error` header sent; a longer reason is cut there.
+pub const REASON_HEADER_MAX: usize = 512;
+
+/// `reason` as a header value: visible ASCII (anything else becomes `?`),
+/// at most [`REASON_HEADER_MAX`] bytes.
+fn reason_header(reason: &str) -> HeaderValue {
+    let ascii: String = reason
+        .chars()
+        .map(|c| if c == ' ' || c.is_ascii_graphic() { c } else { '?' })
+        .take(REASON_HEADER_MAX)
+        .collect();
+    HeaderValue::from_str(ascii.trim()).expect("visible ASCII is a valid header value")
 }
 
 /// A `404` with an empty body (a key that is not there, as minikeyvalue
@@ -36,6 +54,12 @@ mod tests {
         assert_eq!(resp.headers()[header::ALLOW], "GET, HEAD");
         let resp = error(StatusCode::BAD_REQUEST, &"bad key", None);
         assert!(resp.headers().get(header::ALLOW).is_none());
+        assert_eq!(resp.headers()[crate::http::TROVE_ERROR], "bad key");
+        let odd = format!("blob Zürich\nis {}", "x".repeat(600));
+        let resp = error(StatusCode::SERVICE_UNAVAILABLE, &odd, None);
+        let header = resp.headers()[crate::http::TROVE_ERROR].to_str().unwrap();
+        assert!(header.starts_with("blob Z?rich?is xx"), "{header}");
+        assert_eq!(header.len(), REASON_HEADER_MAX);
         assert_eq!(not_found().headers()[header::CONTENT_LENGTH], "0");
     }
 }

@@ -36,6 +36,9 @@ pub const TROVE_EXPIRES_AT: &str = "trove-expires-at";
 pub const TROVE_WRITE: &str = "trove-write";
 /// A volume's state of the copy it serves (`pending`, `live`, `unlinked`).
 pub const KEY_STATE: &str = "key-state";
+/// An error answer's reason, as in its body: a `HEAD` has no body to
+/// carry it (visible ASCII, at most [`crate::http::answer::REASON_HEADER_MAX`] bytes).
+pub const TROVE_ERROR: &str = "trove-error";
 /// On a write: `1` lets the value replace a live one, atomically for
 /// readers (without it a live key is `403`, keys being write-once).
 pub const TROVE_REPLACE: &str = "trove-replace";
@@ -70,7 +73,8 @@ pub const WRITE_PARAM: &str = "write";
 pub const SHA256_PARAM: &str = "sha256";
 /// The volume's answer to a read pinned to a write whose copy it no
 /// longer holds: the value was replaced after the redirect was made.
-pub const REPLACED_MESSAGE: &str = "this value was replaced; ask the master again";
+pub const REPLACED_MESSAGE: &str =
+    "this volume no longer holds that write of the key (replaced, deleted or lost); ask the master again";
 
 /// Whether a flag header (`Trove-Replace`, `Trove-Allow-Empty`) is set:
 /// absent or `0`/`false` → `Ok(false)`, `1`/`true` → `Ok(true)`, anything

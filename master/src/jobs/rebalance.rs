@@ -127,8 +127,15 @@ async fn remove_old_copies(state: Arc<AppState>, progress: Arc<Progress>, key: K
         }
         if let Err(e) = state.volumes.client().delete(&addr, &key).await {
             state.volumes.note_error(&e);
+            // gc walks only the volumes the master is given.
+            let cleaned_by = if state.volumes.placement().volumes().iter().any(|v| v.addr == addr) {
+                "gc will remove it"
+            } else {
+                "it is no longer one of the master's volumes, so gc will not reach it: \
+                 delete it on that volume, or add the volume back and run gc"
+            };
             progress.problem(format!(
-                "{key}: moved, but the old copy on {addr} remains ({e}); gc will remove it"
+                "{key}: moved, but the old copy on {addr} remains ({e}); {cleaned_by}"
             ));
         }
     }
