@@ -44,3 +44,17 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'stat
         tracing::info!("shutdown signal received, finishing in-flight requests");
     }
 }
+
+/// Lets a closed standard output end the process quietly, as it ends `cat`
+/// or `grep` (`SIGPIPE`, exit status 141 in a shell), instead of the first
+/// `println!` after it panicking: for commands whose report is read
+/// through a pipe (`trove-master verify | head`). Not for servers, which
+/// must see a peer's closed socket as an error on that socket only.
+pub fn die_quietly_on_closed_stdout() {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    // SAFETY: restores the default disposition, which runs no handler
+    // code in this process; called at start-up, before other threads.
+    if let Err(e) = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) } {
+        tracing::debug!(error = %e, "cannot restore SIGPIPE's default");
+    }
+}

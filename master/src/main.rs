@@ -216,6 +216,10 @@ fn main() {
         }
     };
     let holds_index = matches!(cli.command, Command::Serve(_) | Command::Rebuild(_));
+    if !holds_index {
+        // A client of a running master: its report may go to `| head`.
+        trove_common::process::die_quietly_on_closed_stdout();
+    }
     let code = runtime.block_on(command(cli));
     // Tasks still running (a write's clean-up, a job) hold the index. They
     // are stopped and dropped here, so that the index closes before the

@@ -383,4 +383,8 @@ async fn a_prefix_ending_in_dot_segments_lists_only_what_starts_with_it() {
     assert_eq!((status, &page["keys"]), (200, &json!(["/dir/.env"])));
     let (status, answer) = list(&c, "/dir/", &format!("&prefix={}", q("/dir/."))).await;
     assert_eq!(status, 400, "{answer}");
+    // A prefix not from the root is refused naming the parameter.
+    let (status, answer) = list(&c, "/", "&prefix=dir/").await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer.to_string().contains("prefix="), "{answer}");
 }

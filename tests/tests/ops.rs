@@ -829,3 +829,29 @@ async fn verify_reports_why_a_volume_cannot_serve_a_copy() {
         "the volume's reason: {line}"
     );
 }
+
+/// A report read through a pipe that closes early (`trove-master verify |
+/// head -1`) ends the command as it ends `cat` (`SIGPIPE`), not with a
+/// panic.
+#[tokio::test]
+async fn a_report_cut_off_by_its_reader_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let c = Cluster::start_default().await;
+    let mut cmd = std::process::Command::new(trove_tests::bin("trove-master"));
+    cmd.args(["verify", "--master", &format!("http://{}", c.master.addr)])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("trove-master runs");
+    // The reader goes away before the report is written.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        out.status.signal(),
+        Some(13),
+        "ended by SIGPIPE: {:?}\n{stderr}",
+        out.status
+    );
+}

@@ -84,7 +84,7 @@ pub fn flag(headers: &axum::http::HeaderMap, name: &str) -> Result<bool, String>
         None => Ok(false),
         Some(Ok("1" | "true")) => Ok(true),
         Some(Ok("0" | "false")) => Ok(false),
-        Some(_) => Err(format!("{name} must be 1 or 0")),
+        Some(_) => Err(format!("{name} must be 1 (or true) or 0 (or false)")),
     }
 }
 

@@ -53,12 +53,15 @@ impl ListQuery {
                     } else {
                         State::Unlinked
                     };
-                    if q.state.is_some_and(|prev| prev != s) {
-                        return Err(ApiError::BadRequest(
-                            "use either ?list or ?unlinked, not both".into(),
-                        ));
+                    match q.state {
+                        Some(prev) if prev != s => {
+                            return Err(ApiError::BadRequest(
+                                "use either ?list or ?unlinked, not both".into(),
+                            ))
+                        }
+                        Some(_) => return Err(given_twice(name)),
+                        None => q.state = Some(s),
                     }
-                    q.state = Some(s);
                 }
                 "start" => once(&mut q.start, name, text(name, value)?)?,
                 "after" => once(&mut q.after, name, text(name, value)?)?,
@@ -188,7 +191,11 @@ impl Object {
 pub async fn list(state: &AppState, raw_path: &str, mut q: ListQuery) -> Result<Response, ApiError> {
     let prefix = match q.prefix.take() {
         None => decode_prefix(raw_path)?,
-        Some(raw) if raw_path == "/" => decode_prefix(&raw)?,
+        Some(raw) if raw_path == "/" => decode_prefix(&raw).map_err(|e| {
+            ApiError::BadRequest(format!(
+                "prefix= must be a path from the root (such as /photos/): {e}"
+            ))
+        })?,
         Some(_) => {
             return Err(ApiError::BadRequest(
                 "give the prefix as the path or as prefix= on GET /?list, not both".into(),
@@ -293,6 +300,8 @@ mod tests {
             "list&detail&detail",
             "list&prefix=%2Fa&prefix=%2Fb",
             "list&limit=1&start=a&limit=1",
+            "list&list",
+            "unlinked&unlinked",
         ] {
             assert!(refused(bad), "{bad}");
         }
