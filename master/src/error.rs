@@ -31,7 +31,8 @@ pub enum ApiError {
     Busy,
     #[error("{0}")]
     Conflict(String),
-    #[error("no {0} is running or has run since this master started")]
+    /// No job of that kind to report or stop: the reason.
+    #[error("{0}")]
     NoSuchJob(String),
     #[error("no operation /-/{0}; see the README for the operations")]
     NoSuchOperation(String),

@@ -112,6 +112,11 @@ async fn adding_a_volume_then_rebalancing_moves_a_quarter_of_the_data() {
     let stopped = job(&c, "rebalance").await;
     assert_eq!(stopped["state"], "cancelled", "{stopped}");
     let moved_first = stopped["changed"].as_u64().unwrap();
+    // Nothing left to stop, and the answer says the last one has ended.
+    let again = c.http.delete(c.url("/-/rebalance")).send().await.unwrap();
+    assert_eq!(again.status(), 404);
+    let why = again.text().await.unwrap();
+    assert!(why.contains("the last one has ended (cancelled)"), "{why}");
 
     let (code, out) = c.admin(&["rebalance", "--concurrency", "8"]).await;
     assert_eq!(code, 0, "{out}");

@@ -33,7 +33,7 @@ pub async fn job(
         Method::POST => start(state, kind, req).await,
         Method::GET | Method::HEAD => match state.jobs.report(kind) {
             Some(report) => Ok(Json(report).into_response()),
-            None => Err(ApiError::NoSuchJob(name)),
+            None => Err(never_ran(&name)),
         },
         Method::DELETE => stop(&state, kind),
         _ => Err(ApiError::WrongMethod {
@@ -72,12 +72,25 @@ pub(crate) async fn start(state: Arc<AppState>, kind: JobKind, req: Request) -> 
     Ok((StatusCode::ACCEPTED, Json(report)).into_response())
 }
 
+/// The answer about a job of a kind that has not run.
+fn never_ran(name: &str) -> ApiError {
+    ApiError::NoSuchJob(format!(
+        "no {name} is running or has run since this master started"
+    ))
+}
+
 /// Asks a running `kind` to stop: `202`, or `404` when none runs.
 pub(crate) fn stop(state: &AppState, kind: JobKind) -> Result<Response, ApiError> {
     let name = kind.name();
     if state.jobs.cancel(kind) {
-        Ok((StatusCode::ACCEPTED, format!("stopping the {name}\n")).into_response())
-    } else {
-        Err(ApiError::NoSuchJob(name.to_string()))
+        return Ok((StatusCode::ACCEPTED, format!("stopping the {name}\n")).into_response());
     }
+    Err(match state.jobs.report(kind) {
+        // One ran, and has ended: nothing to stop, but it did run.
+        Some(last) => ApiError::NoSuchJob(format!(
+            "no {name} is running: the last one has ended ({}); GET /-/{name} shows its report",
+            format!("{:?}", last.state).to_lowercase()
+        )),
+        None => never_ran(name),
+    })
 }
