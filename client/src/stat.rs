@@ -93,10 +93,17 @@ impl Stat {
         };
         let md5 = text(CONTENT_MD5)?;
         let created = number(KEY_CREATED)?;
+        // Metadata values are UTF-8 (`x-amz-meta-city: Zürich`, a
+        // `filename="café.txt"`), which `HeaderValue::to_str` refuses as
+        // not visible ASCII: read the bytes, so that no value is dropped
+        // (and lost for good by a copy that writes `meta` back).
         let meta = headers
             .iter()
             .filter(|(name, _)| is_meta_header(name.as_str()))
-            .filter_map(|(name, v)| Some((name.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .filter_map(|(name, v)| {
+                let value = String::from_utf8(v.as_bytes().to_vec()).ok()?;
+                Some((name.as_str().to_string(), value))
+            })
             .collect();
         let etag = headers
             .get(ETAG)

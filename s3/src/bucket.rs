@@ -2,7 +2,7 @@
 //! bucket's creation date), or any key under `/b/` (written with curl).
 
 use crate::error::{no_bucket, s3};
-use crate::gateway::Gateway;
+use crate::gateway::{s3_time, Gateway};
 use crate::names;
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
@@ -47,7 +47,7 @@ pub async fn list(
             };
             buckets.push(Bucket {
                 name: Some(name.to_string()),
-                creation_date: Some(Timestamp::from(created.unwrap_or(SystemTime::UNIX_EPOCH))),
+                creation_date: Some(s3_time(created.unwrap_or(SystemTime::UNIX_EPOCH))),
                 bucket_region: None,
             });
         }

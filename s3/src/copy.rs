@@ -12,7 +12,7 @@
 //! answer it as one part.
 
 use crate::error::s3;
-use crate::gateway::{Conditions, Gateway, Verdict};
+use crate::gateway::{s3_time, Conditions, Gateway, Verdict};
 use crate::{etag, names};
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
@@ -110,7 +110,7 @@ pub async fn copy_object(
     Ok(S3Response::new(CopyObjectOutput {
         copy_object_result: Some(CopyObjectResult {
             e_tag: Some(etag::dto(&e_tag)),
-            last_modified: Some(Timestamp::from(SystemTime::now())),
+            last_modified: Some(s3_time(SystemTime::now())),
             ..Default::default()
         }),
         ..Default::default()

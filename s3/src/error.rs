@@ -12,12 +12,7 @@ pub fn s3(e: Error) -> S3Error {
             s3_error!(SlowDown, "another write of {key} is in flight; retry shortly")
         }
         Error::Unavailable { message } => s3_error!(ServiceUnavailable, "{message}"),
-        Error::RangeNotSatisfiable { len, .. } => {
-            s3_error!(
-                InvalidRange,
-                "the range is not satisfiable: the object has {len} bytes"
-            )
-        }
+        Error::RangeNotSatisfiable { len, .. } => invalid_range(len),
         Error::InvalidKey { source, .. } => {
             s3_error!(InvalidArgument, "Trove cannot store this key: {source}")
         }
@@ -48,6 +43,23 @@ fn rejected(status: u16, message: &str) -> S3Error {
         413 => s3_error!(EntityTooLarge, "{message}"),
         _ => s3_error!(InvalidRequest, "{message}"),
     }
+}
+
+/// `416 InvalidRange` for a read of an object of `len` bytes, with the
+/// `Content-Range: bytes */len` RFC 9110 (§15.5.17) asks for, which tells
+/// the client how long the object is.
+pub fn invalid_range(len: u64) -> S3Error {
+    let mut e = s3_error!(
+        InvalidRange,
+        "the range is not satisfiable: the object has {len} bytes"
+    );
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        http::header::CONTENT_RANGE,
+        http::HeaderValue::from_str(&format!("bytes */{len}")).expect("digits are a valid header value"),
+    );
+    e.set_headers(headers);
+    e
 }
 
 /// The error for a missing bucket.

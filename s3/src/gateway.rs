@@ -4,7 +4,8 @@
 //! and out, conditional requests).
 
 use crate::error::{no_bucket, s3};
-use crate::names::{self, check_version, refuse_encryption};
+use crate::names::{self, check_version};
+use crate::unsupported::{refuse_bucket_settings, refuse_encryption, refuse_object_settings};
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result, S3};
 use std::collections::HashMap;
@@ -173,6 +174,15 @@ pub(crate) fn system_time(t: &Timestamp) -> SystemTime {
     SystemTime::from(time::OffsetDateTime::from(t.clone()))
 }
 
+/// A stored time as S3 reports it, in whole seconds: HEAD and GET can
+/// only carry `Last-Modified` as an HTTP date, so a listing or a copy's
+/// result that gave the milliseconds would disagree with them by up to a
+/// second (and `aws s3 sync --exact-timestamps` would download every
+/// unchanged file again). AWS's listings always say `.000Z`.
+pub(crate) fn s3_time(t: SystemTime) -> Timestamp {
+    Timestamp::from(SystemTime::UNIX_EPOCH + Duration::from_secs(secs(t)))
+}
+
 /// Whole seconds since the epoch (HTTP dates have no finer grain).
 fn secs(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
@@ -243,6 +253,7 @@ impl S3 for Gateway {
         &self,
         req: S3Request<CreateBucketInput>,
     ) -> S3Result<S3Response<CreateBucketOutput>> {
+        refuse_bucket_settings(&req.headers)?;
         crate::bucket::create(self, req).await
     }
 
@@ -275,6 +286,7 @@ impl S3 for Gateway {
 
     async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
         refuse_encryption(&req.headers)?;
+        refuse_object_settings(&req.headers)?;
         crate::put::put_object(self, req).await
     }
 
@@ -306,6 +318,7 @@ impl S3 for Gateway {
 
     async fn copy_object(&self, req: S3Request<CopyObjectInput>) -> S3Result<S3Response<CopyObjectOutput>> {
         refuse_encryption(&req.headers)?;
+        refuse_object_settings(&req.headers)?;
         crate::copy::copy_object(self, req).await
     }
 
@@ -335,6 +348,7 @@ impl S3 for Gateway {
         req: S3Request<CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
         refuse_encryption(&req.headers)?;
+        refuse_object_settings(&req.headers)?;
         crate::multipart::create(self, req).await
     }
 
@@ -451,6 +465,16 @@ mod tests {
             }),
             Verdict::Proceed
         );
+    }
+
+    #[test]
+    fn reported_times_are_whole_seconds() {
+        let stored = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_424_603_973);
+        let mut text = Vec::new();
+        s3_time(stored)
+            .format(TimestampFormat::DateTime, &mut text)
+            .unwrap();
+        assert_eq!(String::from_utf8(text).unwrap(), "2026-11-23T09:03:23.000Z");
     }
 
     #[test]

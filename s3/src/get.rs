@@ -10,7 +10,7 @@
 //! the kernel instead (see [`crate::splice`]); anything that path cannot
 //! do falls back to this one.
 
-use crate::error::s3;
+use crate::error::{invalid_range, s3};
 use crate::gateway::{Conditions, Gateway, MetaOut, Verdict};
 use crate::{etag, names, part, splice};
 use bytes::Bytes;
@@ -315,7 +315,7 @@ pub async fn head_object(
         (None, None) => 0..stat.size,
         (Some(r), None) => byte_range(r)
             .resolve(stat.size)
-            .map_err(|_| s3_error!(InvalidRange, "the object has {} bytes", stat.size))?,
+            .map_err(|_| invalid_range(stat.size))?,
     };
     let range_header = (input.range.is_some() || part.is_some())
         .then(|| part::content_range(&range, stat.size))

@@ -9,11 +9,15 @@
 //!
 //! - [`server`]: the command line, credentials, and the HTTP loop (with
 //!   the unauthenticated `GET /-/healthy`).
+//! - [`access`]: what every request passes once its signature is checked
+//!   (presigned URLs of at most 7 days, XML bodies of at most 8 MiB).
 //! - [`gateway`]: [`Gateway`], the S3 trait's operations and the helpers
 //!   they share (bucket existence, metadata, conditional requests).
 //! - [`bucket`]: ListBuckets, CreateBucket, HeadBucket, DeleteBucket,
 //!   GetBucketLocation.
 //! - [`put`], [`get`], [`delete`], [`copy`]: the object operations.
+//! - [`ignored_range`]: a `Range` header RFC 9110 says to ignore
+//!   (malformed, several ranges) answered with the whole object.
 //! - [`part`]: `partNumber` on GetObject and HeadObject.
 //! - [`splice`]: GetObject's zero-copy path, a volume's answer passed on
 //!   with `splice(2)`.
@@ -23,12 +27,16 @@
 //!   held back until every check passed.
 //! - [`names`], [`etag`], [`encoding`]: the pure rules (bucket names, key
 //!   mapping, ETags, url-encoding and continuation tokens).
+//! - [`unsupported`]: requests asking for what Trove cannot honour
+//!   (encryption, object lock, ACLs, tagging), refused before anything is
+//!   stored.
 //! - [`error`]: Trove's errors as S3's, in one place.
 //! - `fields`: macros for groups of fields several s3s types carry alike.
 
 #[macro_use]
 mod fields;
 
+pub mod access;
 pub mod bucket;
 pub mod checksum;
 pub mod copy;
@@ -38,6 +46,7 @@ pub mod error;
 pub mod etag;
 pub mod gateway;
 pub mod get;
+pub mod ignored_range;
 pub mod list;
 pub mod multipart;
 pub mod names;
@@ -45,5 +54,6 @@ pub mod part;
 pub mod put;
 pub mod server;
 pub mod splice;
+pub mod unsupported;
 
 pub use gateway::Gateway;

@@ -6,7 +6,7 @@
 
 use crate::encoding::{self, maybe, Resume};
 use crate::error::s3;
-use crate::gateway::Gateway;
+use crate::gateway::{s3_time, Gateway};
 use crate::{bucket, etag, names};
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
@@ -41,17 +41,23 @@ fn page_size(max_keys: Option<i32>) -> S3Result<usize> {
     }
 }
 
-/// A v1 marker: past a whole common prefix when it is one, else after it.
+/// A v1 marker (or a ListObjectVersions key marker): past a whole common
+/// prefix when it is one, else after it (a key).
+///
+/// A common prefix is the listing's prefix, then everything up to and
+/// including the *first* delimiter after it. A marker that merely ends
+/// with the delimiter may be a key: with prefix `a` and delimiter `a/`,
+/// `a/` holds no delimiter after the prefix (the search starts at `/`),
+/// so it is a key, and `a/x` after it must still be listed.
 fn marker_resume(marker: &str, prefix: &str, delimiter: Option<&str>) -> Resume {
+    let first_delimiter_ends_it = |d: &str| {
+        marker
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.find(d).map(|at| at + d.len() == rest.len()))
+            .unwrap_or(false)
+    };
     match delimiter {
-        Some(d)
-            if !d.is_empty()
-                && marker.len() > prefix.len()
-                && marker.starts_with(prefix)
-                && marker.ends_with(d) =>
-        {
-            Resume::PastPrefix(marker.to_string())
-        }
+        Some(d) if !d.is_empty() && first_delimiter_ends_it(d) => Resume::PastPrefix(marker.to_string()),
         _ => Resume::After(marker.to_string()),
     }
 }
@@ -179,7 +185,7 @@ fn objects(entries: Vec<Entry>, encode: bool, owner: bool) -> Vec<Object> {
             key: Some(maybe(encode, e.key)),
             size: Some(e.size as i64),
             e_tag: Some(etag::dto(&e.etag)),
-            last_modified: Some(Timestamp::from(e.modified)),
+            last_modified: Some(s3_time(e.modified)),
             storage_class: Some(ObjectStorageClass::from_static(ObjectStorageClass::STANDARD)),
             owner: owner.then(bucket::owner),
             ..Default::default()
@@ -295,7 +301,7 @@ pub async fn list_object_versions(
             is_latest: Some(true),
             size: Some(e.size as i64),
             e_tag: Some(etag::dto(&e.etag)),
-            last_modified: Some(Timestamp::from(e.modified)),
+            last_modified: Some(s3_time(e.modified)),
             storage_class: Some(ObjectVersionStorageClass::from_static(
                 ObjectVersionStorageClass::STANDARD,
             )),
@@ -333,6 +339,22 @@ mod tests {
         assert_eq!(marker_resume("a/", "a/", Some("/")), Resume::After("a/".into()));
         assert_eq!(marker_resume("a/b", "", Some("/")), Resume::After("a/b".into()));
         assert_eq!(marker_resume("a/", "", None), Resume::After("a/".into()));
+        assert_eq!(
+            marker_resume("a/b/", "", Some("/")),
+            Resume::After("a/b/".into()),
+            "a key inside the common prefix `a/`"
+        );
+        assert_eq!(
+            marker_resume("x/y/", "x/", Some("/")),
+            Resume::PastPrefix("x/y/".into())
+        );
+        // A multi-character delimiter that straddles the prefix: `a/` is a
+        // key (no `a/` after the prefix `a`), listed before `a/x` and `a/y`.
+        assert_eq!(marker_resume("a/", "a", Some("a/")), Resume::After("a/".into()));
+        assert_eq!(
+            marker_resume("aba/", "a", Some("a/")),
+            Resume::PastPrefix("aba/".into())
+        );
         assert_eq!(page_size(None).unwrap(), 1000);
         assert_eq!(page_size(Some(5000)).unwrap(), 1000);
         assert_eq!(page_size(Some(0)).unwrap(), 0);

@@ -15,7 +15,7 @@
 use crate::checksum::Expected;
 use crate::copy::{source, source_stat};
 use crate::error::{no_bucket, s3};
-use crate::gateway::Gateway;
+use crate::gateway::{s3_time, Gateway};
 use crate::put::{content_md5, stream_to};
 use crate::{bucket, encoding::maybe, etag, names};
 use futures::StreamExt;
@@ -75,8 +75,9 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// A stored time (Unix ms) as S3 reports it ([`s3_time`]).
 fn ms(t: u64) -> Timestamp {
-    Timestamp::from(UNIX_EPOCH + Duration::from_millis(t))
+    s3_time(UNIX_EPOCH + Duration::from_millis(t))
 }
 
 impl Gateway {
@@ -328,7 +329,7 @@ pub async fn upload_part_copy(
     Ok(S3Response::new(UploadPartCopyOutput {
         copy_part_result: Some(CopyPartResult {
             e_tag: Some(etag::dto(&e_tag)),
-            last_modified: Some(Timestamp::from(SystemTime::now())),
+            last_modified: Some(s3_time(SystemTime::now())),
             ..Default::default()
         }),
         ..Default::default()
@@ -561,11 +562,19 @@ async fn current_etag(gw: &Gateway, key: &str) -> S3Result<Option<String>> {
 /// `If-Match` / `If-None-Match` of a write, checked against the key's
 /// current value.
 async fn precheck(gw: &Gateway, key: &str, opts: &PutOptions) -> S3Result<()> {
-    use trove_common::conditions::{Failed, Preconditions};
+    use trove_common::conditions::{Current, Failed, Preconditions};
     let conditions = Preconditions::parse(opts.if_match.as_deref(), opts.if_none_match.as_deref())
         .map_err(|e| s3_error!(InvalidArgument, "{e}"))?;
-    let current = current_etag(gw, key).await?;
-    match conditions.check(current.as_deref()) {
+    let current = match gw.client.stat(key).await {
+        Ok(s) => Some(s),
+        Err(e) if e.is_not_found() => None,
+        Err(e) => return Err(s3(e)),
+    };
+    let current = current.as_ref().map(|s| Current {
+        etag: &s.etag,
+        modified: s.last_modified.unwrap_or(UNIX_EPOCH),
+    });
+    match conditions.check(current) {
         Ok(()) => Ok(()),
         Err(Failed::Absent) => Err(s3_error!(NoSuchKey, "{}", Failed::Absent)),
         Err(e) => Err(s3_error!(PreconditionFailed, "{e}")),

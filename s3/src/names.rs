@@ -182,23 +182,6 @@ pub(crate) fn check_version(version: Option<&str>) -> S3Result<()> {
     }
 }
 
-/// Server-side encryption is not supported: a request that asks for it
-/// (SSE-S3, SSE-KMS or SSE-C, for the object or a copy's source) is
-/// `NotImplemented`, never stored or served as if it had been honoured.
-pub(crate) fn refuse_encryption(headers: &http::HeaderMap) -> S3Result<()> {
-    let asked = headers.keys().find(|n| {
-        n.as_str().starts_with("x-amz-server-side-encryption")
-            || n.as_str().starts_with("x-amz-copy-source-server-side-encryption")
-    });
-    match asked {
-        Some(name) => Err(s3_error!(
-            NotImplemented,
-            "server-side encryption ({name}) is not supported: objects are stored unencrypted; nothing was done"
-        )),
-        None => Ok(()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,15 +4,19 @@
 //! can send zero-copy body chunks (`trove_common::server::zerocopy`), and
 //! its HTTP/1 requests carry the handle GetObject needs for that.
 
+use crate::access::{Admission, MAX_XML_BODY};
 use crate::gateway::Gateway;
+use crate::ignored_range::IgnoredRange;
 use anyhow::{bail, Context as _};
 use clap::Parser;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use s3s::auth::{S3Auth, SecretKey};
+use s3s::config::{S3Config, StaticConfigProvider};
 use s3s::service::{S3Service, S3ServiceBuilder};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use trove_common::server::zerocopy::{ZeroCopy, ZeroCopyStream};
@@ -124,16 +128,19 @@ pub fn service(gateway: Gateway, pairs: &[(String, String)]) -> S3Service {
         .iter()
         .map(|(ak, sk)| (ak.clone(), SecretKey::from(sk.clone())))
         .collect();
-    let mut builder = S3ServiceBuilder::new(gateway);
+    let mut builder = S3ServiceBuilder::new(gateway.clone());
     builder.set_auth(KeyPairs(keys));
+    builder.set_access(Admission);
+    builder.set_route(IgnoredRange::new(gateway));
+    let mut config = S3Config::default();
+    config.xml_max_body_size = MAX_XML_BODY;
+    builder.set_config(Arc::new(StaticConfigProvider::new(Arc::new(config))));
     builder.build()
 }
 
-/// The largest DeleteObjects body checked here (1000 keys of 1 KiB fit).
-const MAX_DELETE_BODY: usize = 4 << 20;
 /// DeleteObjects bodies held here at once. They are read before s3s has
 /// checked the request's signature, so this bounds what unauthenticated
-/// clients can make the gateway hold (this many × [`MAX_DELETE_BODY`]).
+/// clients can make the gateway hold (this many × [`MAX_XML_BODY`]).
 const DELETE_BODIES_AT_ONCE: usize = 4;
 /// How long such a body may take to arrive once its turn has come.
 const DELETE_BODY_TIME: Duration = Duration::from_secs(30);
@@ -170,10 +177,17 @@ async fn check_delete_body(req: hyper::Request<Incoming>) -> Result<hyper::Reque
         ));
     };
     let _turn = turn.expect("the semaphore is never closed");
-    let limited = http_body_util::Limited::new(body, MAX_DELETE_BODY);
+    let limited = http_body_util::Limited::new(body, MAX_XML_BODY);
     let read = tokio::time::timeout(DELETE_BODY_TIME, http_body_util::BodyExt::collect(limited));
     let bytes = match read.await {
         Ok(Ok(c)) => c.to_bytes(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            return Err(s3_error_response(
+                400,
+                "MaxMessageLengthExceeded",
+                &format!("the request body is longer than {MAX_XML_BODY} bytes, the most this gateway reads of XML; nothing was deleted"),
+            ))
+        }
         Ok(Err(e)) => {
             return Err(s3_error_response(
                 400,

@@ -7,6 +7,9 @@ runs this suite against a cluster it started):
 - S3_ENDPOINT    http://127.0.0.1:PORT
 - S3_ACCESS_KEY  an access key the gateway knows
 - S3_SECRET_KEY  its secret
+- TROVE_MASTER   http://127.0.0.1:PORT of the master behind it (optional:
+                 the tests that write or read keys with plain HTTP, as
+                 curl would, are skipped without it)
 """
 
 import os
@@ -19,6 +22,7 @@ from botocore.config import Config
 ENDPOINT = os.environ.get("S3_ENDPOINT", "")
 ACCESS_KEY = os.environ.get("S3_ACCESS_KEY", "")
 SECRET_KEY = os.environ.get("S3_SECRET_KEY", "")
+MASTER = os.environ.get("TROVE_MASTER", "")
 REGION = "us-east-1"
 
 
@@ -94,3 +98,11 @@ def other_bucket(s3):
     s3.create_bucket(Bucket=name)
     yield name
     remove_bucket(s3, name)
+
+
+@pytest.fixture(scope="session")
+def master():
+    """The master's URL, for plain HTTP requests beside the S3 ones."""
+    if not MASTER:
+        pytest.skip("TROVE_MASTER is not set")
+    return MASTER

@@ -2,6 +2,8 @@
 
 import base64
 import hashlib
+import http.client
+import urllib.parse
 
 import pytest
 from botocore.exceptions import ClientError
@@ -22,6 +24,28 @@ def expect_error(code, status, call, *args, **params):
     if code is not None:
         assert got_code == code, f"expected {code}, got {got_code}: {response}"
     return response
+
+
+def plain_http(base, method, path, headers=None, body=None):
+    """One plain HTTP request to `base` (no SDK, no redirects followed), as
+    curl would send it: header values go out as their UTF-8 bytes. Returns
+    the status and the answer's headers as UTF-8 text (http.client reads
+    them as Latin-1, byte for byte)."""
+    url = urllib.parse.urlsplit(base)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+    try:
+        conn.putrequest(method, urllib.parse.quote(path))
+        for name, value in (headers or {}).items():
+            conn.putheader(name, value.encode("utf-8"))
+        if body is not None:
+            conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders(body)
+        answer = conn.getresponse()
+        answer.read()
+        decoded = {k.lower(): v.encode("latin-1").decode("utf-8") for k, v in answer.getheaders()}
+        return answer.status, decoded
+    finally:
+        conn.close()
 
 
 def md5_hex(data):

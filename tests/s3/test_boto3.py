@@ -3,11 +3,12 @@ stores and a GET/HEAD answers (bytes, ETags, metadata, ranges, conditional
 requests, response overrides), copies and deletes. Listing, multipart,
 authentication and checksums, and concurrency have files of their own."""
 
+import base64
 import datetime
 import gzip
 
 from conftest import bucket_name, make_client, remove_bucket
-from helpers import MIB, expect_error, md5_hex, pattern, quoted_md5
+from helpers import MIB, expect_error, md5_hex, pattern, plain_http, quoted_md5
 
 EMPTY_MD5 = "d41d8cd98f00b204e9800998ecf8427e"
 
@@ -222,6 +223,52 @@ def test_metadata_round_trips_through_put_head_and_get(s3, bucket):
     assert s3.get_object(Bucket=bucket, Key="report.csv")["Body"].read() == body
 
 
+def rfc2047(text):
+    """A value as S3 sends non-ASCII metadata in a header: an RFC 2047
+    encoded word."""
+    return "=?UTF-8?B?" + base64.b64encode(text.encode()).decode() + "?="
+
+
+def test_non_ascii_metadata_reads_back_rfc_2047_encoded_and_survives_a_copy(s3, bucket):
+    # botocore refuses raw non-ASCII metadata: aws-cli and boto3 users send
+    # it encoded, the gateway stores the text ("café") and encodes it again
+    # on the way out, as S3 does.
+    sent = {"name": rfc2047("café"), "other": "plain"}
+    s3.put_object(Bucket=bucket, Key="k", Body=b"v", Metadata=sent)
+    s3.copy_object(Bucket=bucket, Key="copy", CopySource={"Bucket": bucket, "Key": "k"})
+    for key in ("k", "copy"):
+        for answer in (s3.head_object(Bucket=bucket, Key=key), s3.get_object(Bucket=bucket, Key=key)):
+            assert answer["Metadata"] == sent, (key, answer["Metadata"])
+
+
+def test_non_ascii_metadata_written_with_curl_reads_back_and_a_copy_keeps_it(s3, bucket, master):
+    disposition = 'attachment; filename="café.txt"'
+    status, _ = plain_http(
+        master,
+        "PUT",
+        f"/{bucket}/from-curl.txt",
+        {"Content-Disposition": disposition, "X-Amz-Meta-City": "Zürich", "X-Amz-Meta-Plain": "ascii"},
+        b"hello",
+    )
+    assert status == 201, status
+    s3.copy_object(Bucket=bucket, Key="copy.txt", CopySource={"Bucket": bucket, "Key": "from-curl.txt"})
+    for key in ("from-curl.txt", "copy.txt"):
+        for answer in (
+            s3.head_object(Bucket=bucket, Key=key),
+            s3.get_object(Bucket=bucket, Key=key),
+        ):
+            assert answer["Metadata"] == {"city": rfc2047("Zürich"), "plain": "ascii"}, (key, answer["Metadata"])
+            # Other headers carry the stored UTF-8 bytes (http.client reads
+            # them as Latin-1).
+            got = answer["ContentDisposition"].encode("latin-1").decode("utf-8")
+            assert got == disposition, (key, got)
+        # The master has the copy's metadata as the original's: nothing lost.
+        status, headers = plain_http(master, "HEAD", f"/{bucket}/{key}")
+        assert status == 302, status
+        assert headers["x-amz-meta-city"] == "Zürich", (key, headers)
+        assert headers["content-disposition"] == disposition, (key, headers)
+
+
 def test_metadata_over_the_size_limit_is_refused(s3, bucket):
     # S3 allows 2 KiB of user metadata; Trove 8 KiB of metadata in all.
     # 16 KiB must be refused, and nothing stored.
@@ -267,7 +314,25 @@ def test_head_with_a_range_answers_206_with_the_range_length(s3, bucket):
 def test_unsatisfiable_ranges_answer_invalid_range(s3, bucket):
     s3.put_object(Bucket=bucket, Key="r", Body=pattern(1000, 3))
     for header in ["bytes=1000-", "bytes=5000-6000"]:
-        expect_error("InvalidRange", 416, s3.get_object, Bucket=bucket, Key="r", Range=header)
+        answer = expect_error("InvalidRange", 416, s3.get_object, Bucket=bucket, Key="r", Range=header)
+        # RFC 9110: a 416 says how long the representation is.
+        assert answer["ResponseMetadata"]["HTTPHeaders"].get("content-range") == "bytes */1000", answer
+
+
+def test_ranges_rfc_9110_says_to_ignore_answer_the_whole_object(s3, bucket):
+    body = pattern(1000, 4)
+    s3.put_object(Bucket=bucket, Key="r", Body=body)
+    for header in ["bytes=5-2", "bytes=0-1,3-4", "bytes=abc", "items=0-1"]:
+        # botocore signs the Range header: the answer must still be 200.
+        got = s3.get_object(Bucket=bucket, Key="r", Range=header)
+        assert got["ResponseMetadata"]["HTTPStatusCode"] == 200, header
+        assert "ContentRange" not in got, header
+        assert got["Body"].read() == body, header
+        head = s3.head_object(Bucket=bucket, Key="r", Range=header)
+        assert head["ResponseMetadata"]["HTTPStatusCode"] == 200, header
+        assert head["ContentLength"] == 1000, header
+    # A valid range beside them still answers 206.
+    assert s3.get_object(Bucket=bucket, Key="r", Range="bytes=2-5")["Body"].read() == body[2:6]
 
 
 def test_range_reads_of_a_multi_mib_object_cross_block_boundaries(s3, bucket):
@@ -536,6 +601,45 @@ def test_server_side_encryption_is_not_implemented_and_stores_nothing(s3, bucket
         "NotImplemented", 501, s3.copy_object,
         Bucket=bucket, Key="copy", CopySource={"Bucket": bucket, "Key": "plain"}, ServerSideEncryption="AES256",
     )
+
+
+def test_object_lock_acls_tags_and_redirects_on_writes_are_refused_and_store_nothing(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="src", Body=b"v")
+    until = now() + datetime.timedelta(days=1)
+    grant_all = 'uri="http://acs.amazonaws.com/groups/global/AllUsers"'
+    cases = [
+        ("InvalidRequest", 400, {"ObjectLockMode": "COMPLIANCE", "ObjectLockRetainUntilDate": until}),
+        ("InvalidRequest", 400, {"ObjectLockLegalHoldStatus": "ON"}),
+        ("NotImplemented", 501, {"ACL": "public-read"}),
+        ("NotImplemented", 501, {"GrantRead": grant_all}),
+        ("NotImplemented", 501, {"Tagging": "a=b"}),
+        ("NotImplemented", 501, {"WebsiteRedirectLocation": "/elsewhere"}),
+    ]
+    for code, status, params in cases:
+        expect_error(code, status, s3.put_object, Bucket=bucket, Key="refused", Body=b"v", **params)
+        source = {"Bucket": bucket, "Key": "src"}
+        expect_error(code, status, s3.copy_object, Bucket=bucket, Key="refused", CopySource=source, **params)
+        expect_error(code, status, s3.create_multipart_upload, Bucket=bucket, Key="refused", **params)
+    expect_error("NoSuchKey", 404, s3.get_object, Bucket=bucket, Key="refused")
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    # The canned ACLs that grant nothing more are no-ops (rclone sends
+    # `private` on every upload).
+    for acl in ("private", "bucket-owner-full-control"):
+        s3.put_object(Bucket=bucket, Key=acl, Body=b"v", ACL=acl)
+        assert s3.get_object(Bucket=bucket, Key=acl)["Body"].read() == b"v"
+
+
+def test_create_bucket_with_object_lock_or_a_granting_acl_is_refused_and_creates_nothing(s3):
+    for params in ({"ObjectLockEnabledForBucket": True}, {"ACL": "public-read"}, {"GrantRead": "id=someone"}):
+        name = bucket_name()
+        expect_error("NotImplemented", 501, s3.create_bucket, Bucket=name, **params)
+        expect_error(None, 404, s3.head_bucket, Bucket=name)
+    name = bucket_name()
+    try:
+        s3.create_bucket(Bucket=name, ACL="private")
+        assert s3.head_bucket(Bucket=name)["ResponseMetadata"]["HTTPStatusCode"] == 200
+    finally:
+        remove_bucket(s3, name)
 
 
 def test_a_version_other_than_null_is_invalid_on_get_and_head(s3, bucket):

@@ -135,3 +135,22 @@ def test_an_expired_presigned_url_is_refused(s3, bucket, monkeypatch):
     monkeypatch.undo()
     status, _, body = http("GET", url)
     assert status == 403 and b"AccessDenied" in body, (status, body)
+
+
+def test_a_presigned_url_valid_for_more_than_7_days_is_refused(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+    params = {"Bucket": bucket, "Key": "k"}
+    week = 7 * 24 * 3600
+    url = presigner().generate_presigned_url("get_object", Params=params, ExpiresIn=week + 1)
+    status, _, body = http("GET", url)
+    assert status == 400 and b"AuthorizationQueryParametersError" in body, (status, body)
+    url = presigner().generate_presigned_url("get_object", Params=params, ExpiresIn=week)
+    assert http("GET", url)[0] == 200
+
+
+def test_a_presigned_get_with_a_range_to_ignore_answers_the_whole_object(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="k", Body=b"0123456789")
+    url = presigner().generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "k"}, ExpiresIn=60)
+    request = urllib.request.Request(url, headers={"Range": "bytes=5-2"})
+    with urllib.request.urlopen(request, timeout=60) as answer:
+        assert answer.status == 200 and answer.read() == b"0123456789"

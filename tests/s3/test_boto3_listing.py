@@ -265,3 +265,56 @@ def test_a_prefix_ending_in_dot_segments_lists_only_keys_that_start_with_it(s3, 
         assert not page["IsTruncated"], prefix
     v1 = s3.list_objects(Bucket=bucket, Prefix="dir/.")
     assert [o["Key"] for o in v1["Contents"]] == ["dir/.env", "dir/.git/config"]
+
+
+def test_listing_times_are_whole_seconds_as_head_gives_them(s3, bucket):
+    # `aws s3 sync --exact-timestamps` compares a listing's LastModified
+    # with what it stored from HEAD/GET: with milliseconds in the listing,
+    # every unchanged file looked changed.
+    keys = [f"t{i}" for i in range(5)]
+    for key in keys:
+        s3.put_object(Bucket=bucket, Key=key, Body=key.encode())
+    copied = s3.copy_object(Bucket=bucket, Key="copy", CopySource={"Bucket": bucket, "Key": "t0"})
+    assert copied["CopyObjectResult"]["LastModified"].microsecond == 0
+    keys.append("copy")
+    heads = {k: s3.head_object(Bucket=bucket, Key=k)["LastModified"] for k in keys}
+    listings = {
+        "v2": s3.list_objects_v2(Bucket=bucket)["Contents"],
+        "v1": s3.list_objects(Bucket=bucket)["Contents"],
+        "versions": s3.list_object_versions(Bucket=bucket)["Versions"],
+    }
+    for name, entries in listings.items():
+        assert {e["Key"]: e["LastModified"] for e in entries} == heads, name
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="mp")["UploadId"]
+    s3.upload_part(Bucket=bucket, Key="mp", UploadId=upload, PartNumber=1, Body=b"part")
+    part = s3.list_parts(Bucket=bucket, Key="mp", UploadId=upload)["Parts"][0]
+    assert part["LastModified"].microsecond == 0, part
+    (listed,) = s3.list_multipart_uploads(Bucket=bucket)["Uploads"]
+    assert listed["Initiated"].microsecond == 0, listed
+
+
+def test_v1_and_version_markers_resume_after_a_key_that_ends_in_the_delimiter(s3, bucket):
+    # With prefix `a` and delimiter `a/`, `a/` is a key (the delimiter is
+    # looked for after the prefix), not a common prefix: paging one entry
+    # at a time must not skip `a/x` and `a/y` after it.
+    keys = ["a/", "a/x", "a/y", "ab"]
+    for key in keys:
+        s3.put_object(Bucket=bucket, Key=key, Body=b"")
+    listed, marker = [], ""
+    for _ in range(10):
+        page = s3.list_objects(Bucket=bucket, Prefix="a", Delimiter="a/", MaxKeys=1, Marker=marker)
+        listed += [o["Key"] for o in page.get("Contents", [])]
+        assert not page.get("CommonPrefixes"), page.get("CommonPrefixes")
+        if not page["IsTruncated"]:
+            break
+        marker = page["NextMarker"]
+    assert listed == keys
+    listed, marker = [], ""
+    for _ in range(10):
+        params = {"KeyMarker": marker, "VersionIdMarker": "null"} if marker else {}
+        page = s3.list_object_versions(Bucket=bucket, Prefix="a", Delimiter="a/", MaxKeys=1, **params)
+        listed += [v["Key"] for v in page.get("Versions", [])]
+        if not page["IsTruncated"]:
+            break
+        marker = page["NextKeyMarker"]
+    assert listed == keys

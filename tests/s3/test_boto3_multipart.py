@@ -306,3 +306,26 @@ def test_copy_object_of_a_multipart_object_is_one_part_with_the_md5_etag(s3, buc
     )
     head = s3.head_object(Bucket=bucket, Key="mp")
     assert (head["ETag"], head["Metadata"]) == (quoted_md5(whole), {"v": "2"})
+
+
+def test_xml_bodies_over_8_mib_are_max_message_length_exceeded_and_change_nothing(s3, bucket):
+    # s3s reads these bodies whole; the gateway bounds them at 8 MiB (a
+    # Complete of 10,000 parts takes ~1.5 MB) and refuses longer ones
+    # with S3's error, not a 500.
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="big-list")["UploadId"]
+    s3.upload_part(Bucket=bucket, Key="big-list", UploadId=upload, PartNumber=1, Body=b"part")
+    parts = [{"PartNumber": n, "ETag": "x" * 1000} for n in range(1, 9001)]
+    expect_error(
+        "MaxMessageLengthExceeded",
+        400,
+        s3.complete_multipart_upload,
+        Bucket=bucket,
+        Key="big-list",
+        UploadId=upload,
+        MultipartUpload={"Parts": parts},
+    )
+    assert [u["UploadId"] for u in s3.list_multipart_uploads(Bucket=bucket)["Uploads"]] == [upload]
+    s3.put_object(Bucket=bucket, Key="kept", Body=b"v")
+    keys = [{"Key": "kept"}] + [{"Key": f"{n:04d}" + "k" * 9500} for n in range(999)]
+    expect_error("MaxMessageLengthExceeded", 400, s3.delete_objects, Bucket=bucket, Delete={"Objects": keys})
+    assert s3.get_object(Bucket=bucket, Key="kept")["Body"].read() == b"v"

@@ -709,7 +709,8 @@ async fn boto3_suite_passes() {
     s3.aws_env(&mut cmd);
     cmd.env("S3_ENDPOINT", s3.gateway.endpoint())
         .env("S3_ACCESS_KEY", S3_ACCESS_KEY)
-        .env("S3_SECRET_KEY", S3_SECRET_KEY);
+        .env("S3_SECRET_KEY", S3_SECRET_KEY)
+        .env("TROVE_MASTER", format!("http://{}", s3.cluster.master.addr));
     let shown = describe(&cmd);
     let run = s3.run(cmd, BIG_LIMIT).await;
     eprintln!("{}", run.stdout);

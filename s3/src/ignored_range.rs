@@ -1,0 +1,144 @@
+//! A GET or HEAD whose `Range` header Trove cannot honour — malformed
+//! (`bytes=abc`, `bytes=5-2`), several ranges (`bytes=0-1,3-4`), another
+//! unit (`items=0-1`), sent twice — is answered as if it had none: `200`
+//! with the whole object, as RFC 9110 §14.2 asks and AWS does. s3s
+//! instead refuses such a header with `400 InvalidArgument` while it
+//! parses the request.
+//!
+//! The header cannot simply be dropped before s3s sees it: SDKs sign every
+//! header, `Range` included, and the signature would no longer match. So
+//! such a request takes an s3s custom route ([`IgnoredRange`]), which s3s
+//! consults once the signature has been checked: the route drops the
+//! header and the request's credentials and hands it to a second service
+//! over the same [`Gateway`] that has no authentication — reachable only
+//! from this route, never from the network.
+
+use crate::gateway::Gateway;
+use http::header::{AUTHORIZATION, RANGE};
+use http::{Extensions, HeaderMap, Method, Uri};
+use s3s::route::S3Route;
+use s3s::service::{S3Service, S3ServiceBuilder};
+use s3s::{s3_error, Body, S3Request, S3Response, S3Result};
+
+/// The route of requests whose `Range` is ignored (see the module docs).
+pub struct IgnoredRange {
+    /// The same operations with no authentication of their own: for
+    /// requests the service this route belongs to has authenticated.
+    trusted: S3Service,
+}
+
+impl IgnoredRange {
+    pub fn new(gateway: Gateway) -> IgnoredRange {
+        IgnoredRange {
+            trusted: S3ServiceBuilder::new(gateway).build(),
+        }
+    }
+}
+
+/// Whether `headers` carry a `Range` that s3s would refuse: not exactly
+/// one header, or one its parser (one `bytes=` range: `first-last`,
+/// `first-`, `-suffix`) does not accept.
+pub fn ignored_range(headers: &HeaderMap) -> bool {
+    let mut ranges = headers.get_all(RANGE).iter();
+    match (ranges.next(), ranges.next()) {
+        (None, _) => false,
+        (Some(one), None) => !one.to_str().is_ok_and(|v| s3s::dto::Range::parse(v).is_ok()),
+        (Some(_), Some(_)) => true,
+    }
+}
+
+/// The query without the parameters of a presigned URL's signature
+/// (SigV4's `X-Amz-*`, SigV2's `Signature`, `AWSAccessKeyId`, `Expires`),
+/// which the service without authentication would refuse to check.
+fn without_signature(uri: &Uri) -> S3Result<Uri> {
+    let Some(query) = uri.query() else {
+        return Ok(uri.clone());
+    };
+    let is_signature = |pair: &&str| {
+        let name = pair.split('=').next().unwrap_or_default();
+        name.get(..6).is_some_and(|p| p.eq_ignore_ascii_case("x-amz-"))
+            || matches!(name, "Signature" | "AWSAccessKeyId" | "Expires")
+    };
+    let kept: Vec<&str> = query.split('&').filter(|p| !is_signature(p)).collect();
+    let path_and_query = if kept.is_empty() {
+        uri.path().to_string()
+    } else {
+        format!("{}?{}", uri.path(), kept.join("&"))
+    };
+    path_and_query
+        .parse()
+        .map_err(|e| s3_error!(InvalidURI, "cannot rebuild the request's URI: {e}"))
+}
+
+#[async_trait::async_trait]
+impl S3Route for IgnoredRange {
+    fn is_match(&self, method: &Method, _uri: &Uri, headers: &HeaderMap, _: &mut Extensions) -> bool {
+        matches!(*method, Method::GET | Method::HEAD) && ignored_range(headers)
+    }
+
+    // `check_access` is s3s's default: only a request with credentials
+    // (whose signature s3s checked) takes this route.
+
+    async fn call(&self, req: S3Request<Body>) -> S3Result<S3Response<Body>> {
+        let mut headers = req.headers;
+        headers.remove(RANGE);
+        headers.remove(AUTHORIZATION);
+        let mut forwarded = hyper::Request::new(req.input);
+        *forwarded.method_mut() = req.method;
+        *forwarded.uri_mut() = without_signature(&req.uri)?;
+        *forwarded.headers_mut() = headers;
+        // The zero-copy handle of the connection, among others.
+        *forwarded.extensions_mut() = req.extensions;
+        let answer = self
+            .trusted
+            .call(forwarded)
+            .await
+            .map_err(|e| s3_error!(InternalError, "the request without its Range failed: {e:?}"))?;
+        let (parts, body) = answer.into_parts();
+        let mut out = S3Response::new(body);
+        out.status = Some(parts.status);
+        out.headers = parts.headers;
+        out.extensions = parts.extensions;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_ranges(values: &[&'static str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(RANGE, http::HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn only_ranges_s3s_would_refuse_are_ignored() {
+        assert!(!ignored_range(&HeaderMap::new()));
+        for honoured in ["bytes=0-9", "bytes=990-", "bytes=-7", "bytes=5000-6000"] {
+            assert!(!ignored_range(&with_ranges(&[honoured])), "{honoured}");
+        }
+        for ignored in ["bytes=5-2", "bytes=0-1,3-4", "bytes=abc", "items=0-1", "bytes="] {
+            assert!(ignored_range(&with_ranges(&[ignored])), "{ignored}");
+        }
+        assert!(ignored_range(&with_ranges(&["bytes=0-1", "bytes=2-3"])));
+    }
+
+    #[test]
+    fn presigned_parameters_are_dropped_and_others_kept() {
+        let uri: Uri = "/b/k?response-content-type=text%2Fplain&X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=abc&partNumber=1"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            without_signature(&uri).unwrap().to_string(),
+            "/b/k?response-content-type=text%2Fplain&partNumber=1"
+        );
+        let v2: Uri = "/b/k?AWSAccessKeyId=AK&Expires=1&Signature=x".parse().unwrap();
+        assert_eq!(without_signature(&v2).unwrap().to_string(), "/b/k");
+        let plain: Uri = "/b/k".parse().unwrap();
+        assert_eq!(without_signature(&plain).unwrap().to_string(), "/b/k");
+    }
+}
