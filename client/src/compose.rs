@@ -12,11 +12,11 @@
 
 use crate::client::{key, status_error, Client};
 use crate::error::{Error, Result};
-use crate::put::{write_headers, written_from, Expiry, PutOptions, Written, TROVE_COMPOSE};
+use crate::put::{write_headers, written_from, PutOptions, Written, TROVE_COMPOSE};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
-use std::time::{Duration, UNIX_EPOCH};
-use trove_common::http::{KEY_SHA256, TROVE_EXPIRES_AFTER, TROVE_EXPIRES_AT, TROVE_KEEP_PARTS};
+use std::time::Duration;
+use trove_common::http::{KEY_SHA256, TROVE_KEEP_PARTS};
 
 /// At most this many sources in one compose.
 pub const MAX_SOURCES: usize = 10_000;
@@ -109,17 +109,6 @@ impl Client {
                     if opts.keep_parts {
                         r = r.header(TROVE_KEEP_PARTS, "1");
                     }
-                    r = match opts.expires {
-                        None => r,
-                        Some(Expiry::After(d)) => {
-                            r.header(TROVE_EXPIRES_AFTER, format!("{}ms", d.as_millis().max(1)))
-                        }
-                        Some(Expiry::At(t)) => r.header(
-                            TROVE_EXPIRES_AT,
-                            t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
-                        ),
-                        Some(Expiry::Never) => r.header(TROVE_EXPIRES_AFTER, "never"),
-                    };
                     write_headers(r, opts)
                 })
                 .await?;

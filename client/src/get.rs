@@ -202,6 +202,10 @@ impl Client {
     /// renamed into place once its sha256 matched. A replica whose bytes do
     /// not match is reported and the value is fetched again from another.
     ///
+    /// The file gets the mode of the file it replaces, else the mode a new
+    /// file gets (`0666` less the umask), as curl's and aws-cli's do — not
+    /// the temp file's private `0600`.
+    ///
     /// ```no_run
     /// # async fn demo(client: trove_client::Client) -> trove_client::Result<()> {
     /// let report = client.download("/backups/db.tar", "db.tar".as_ref(), &Default::default()).await?;
@@ -221,10 +225,18 @@ impl Client {
         let mut stat = self.locate(raw_key).await?;
         let mut corrupt: Vec<String> = vec![];
         let mut failures: Vec<String> = vec![];
+        let replaced = std::fs::metadata(path).ok().filter(|m| m.is_file());
         loop {
-            let tmp = tempfile::Builder::new()
-                .prefix(".trove-")
-                .suffix(".part")
+            let mut tmp = tempfile::Builder::new();
+            tmp.prefix(".trove-").suffix(".part");
+            #[cfg(unix)]
+            if replaced.is_none() {
+                // Created with 0666, which the kernel narrows by the umask:
+                // the mode of any new file (reading the umask is racy).
+                use std::os::unix::fs::PermissionsExt;
+                tmp.permissions(std::fs::Permissions::from_mode(0o666));
+            }
+            let tmp = tmp
                 .tempfile_in(&dir)
                 .map_err(|e| Error::io(format!("cannot create a temp file in {}", dir.display()), e))?;
             let file = tokio::fs::File::from_std(
@@ -235,6 +247,13 @@ impl Client {
             let report = Arc::clone(&stream.report);
             match copy_to(stream, file).await {
                 Ok(mut done) => {
+                    if let Some(old) = &replaced {
+                        // Set here, exactly: a mode given at creation would
+                        // be narrowed by the umask.
+                        tmp.as_file().set_permissions(old.permissions()).map_err(|e| {
+                            Error::io(format!("cannot set the mode of {}", tmp.path().display()), e)
+                        })?;
+                    }
                     tmp.persist(path)
                         .map_err(|e| Error::io(format!("cannot rename into {}", path.display()), e.error))?;
                     done.corrupt = corrupt;

@@ -144,42 +144,88 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub fn list(&self, prefix: &str, opts: ListOptions) -> BoxStream<'static, Result<String>> {
+        self.pages(prefix, opts)
+            .flat_map(|page| each(page.map(|p| p.keys)))
+            .boxed()
+    }
+
+    /// Every key under `prefix` with its size, digests and dates (a
+    /// `detail` listing), page after page, as a stream. Unlike
+    /// [`Client::stat`], this also describes unlinked keys
+    /// (`opts.unlinked`), which a `HEAD` answers as absent.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: trove_client::Client) -> trove_client::Result<()> {
+    /// use futures::TryStreamExt;
+    /// let opts = trove_client::ListOptions { unlinked: true, ..Default::default() };
+    /// let mut objects = client.list_objects("/", opts);
+    /// while let Some(o) = objects.try_next().await? {
+    ///     println!("{} bytes  {}", o.size, o.key);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn list_objects(&self, prefix: &str, opts: ListOptions) -> BoxStream<'static, Result<ObjectInfo>> {
+        let opts = ListOptions { detail: true, ..opts };
+        let url = self.master_url("/");
+        self.pages(prefix, opts)
+            .flat_map(move |page| {
+                each(page.and_then(|page| {
+                    // A master from before `detail` answers the keys alone.
+                    if page.objects.len() != page.keys.len() {
+                        return Err(Error::Protocol {
+                            url: url.clone(),
+                            message: format!(
+                                "a detail listing of {} keys described {}: the master is too old for `detail`",
+                                page.keys.len(),
+                                page.objects.len()
+                            ),
+                        });
+                    }
+                    Ok(page.objects)
+                }))
+            })
+            .boxed()
+    }
+
+    /// Every page of a listing, each asked for once the one before was
+    /// taken; the stream ends after the last page or the first error.
+    fn pages(&self, prefix: &str, opts: ListOptions) -> BoxStream<'static, Result<Page>> {
         struct State {
             client: Client,
             prefix: String,
             opts: ListOptions,
-            keys: std::vec::IntoIter<String>,
             done: bool,
         }
         let state = State {
             client: self.clone(),
             prefix: prefix.to_string(),
             opts,
-            keys: Vec::new().into_iter(),
             done: false,
         };
         futures::stream::unfold(state, |mut s| async move {
-            loop {
-                if let Some(k) = s.keys.next() {
-                    return Some((Ok(k), s));
-                }
-                if s.done {
-                    return None;
-                }
-                match s.client.list_page(&s.prefix, &s.opts).await {
-                    Ok(page) => {
-                        s.done = page.next.is_none();
-                        s.opts.start = page.next;
-                        s.opts.after = None;
-                        s.keys = page.keys.into_iter();
-                    }
-                    Err(e) => {
-                        s.done = true;
-                        return Some((Err(e), s));
-                    }
-                }
+            if s.done {
+                return None;
             }
+            let page = s.client.list_page(&s.prefix, &s.opts).await;
+            match &page {
+                Ok(page) => {
+                    s.done = page.next.is_none();
+                    s.opts.start = page.next.clone();
+                    s.opts.after = None;
+                }
+                Err(_) => s.done = true,
+            }
+            Some((page, s))
         })
         .boxed()
     }
+}
+
+/// A page's entries one by one, or its error as the one item.
+fn each<T>(page: Result<Vec<T>>) -> futures::stream::Iter<std::vec::IntoIter<Result<T>>> {
+    let items = match page {
+        Ok(entries) => entries.into_iter().map(Ok).collect(),
+        Err(e) => vec![Err(e)],
+    };
+    futures::stream::iter(items)
 }

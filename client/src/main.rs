@@ -21,7 +21,7 @@ async fn main() {
             Ok(()) => ExitCode::Ok,
             Err(e) => {
                 let code = ExitCode::of(&e);
-                eprintln!("trove: {e:#}");
+                eprintln!("trove: {}", cli::ui::error_text(&e));
                 code
             }
         },

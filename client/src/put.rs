@@ -59,12 +59,40 @@ pub type ProgressFn = Arc<dyn Fn(u64) + Send + Sync>;
 /// When a key should expire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expiry {
-    /// This long after the write.
+    /// This long after the write. Sent as given, never rounded: the master
+    /// refuses a zero TTL ([`Error::Rejected`], `400`) — a key that expires
+    /// as it is written is never what was meant; use [`Expiry::Never`], or
+    /// no expiry for the master's `--default-ttl`.
     After(Duration),
     /// At this moment.
     At(SystemTime),
     /// Never, even on a master with a `--default-ttl`.
     Never,
+}
+
+impl Expiry {
+    /// The request header that asks the master for this expiry (the same
+    /// for every kind of write: a `PUT` and a compose).
+    pub(crate) fn header(&self) -> (&'static str, String) {
+        match self {
+            Expiry::After(d) => {
+                // Milliseconds, exactly: a fraction keeps its digits.
+                let (ms, ns) = (d.as_millis(), d.subsec_nanos() % 1_000_000);
+                let value = if ns == 0 {
+                    format!("{ms}ms")
+                } else {
+                    let fraction = format!("{ns:06}");
+                    format!("{ms}.{}ms", fraction.trim_end_matches('0'))
+                };
+                (TROVE_EXPIRES_AFTER, value)
+            }
+            Expiry::At(t) => {
+                let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+                (TROVE_EXPIRES_AT, secs.to_string())
+            }
+            Expiry::Never => (TROVE_EXPIRES_AFTER, "never".to_string()),
+        }
+    }
 }
 
 /// Options of a write; `Default` is a plain write.
@@ -391,17 +419,6 @@ impl Client {
         if let Some(sha256) = sha256 {
             req = req.header(KEY_SHA256, hex::encode(sha256));
         }
-        match opts.expires {
-            None => {}
-            Some(Expiry::After(d)) => {
-                req = req.header(TROVE_EXPIRES_AFTER, format!("{}ms", d.as_millis().max(1)))
-            }
-            Some(Expiry::At(t)) => {
-                let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-                req = req.header(TROVE_EXPIRES_AT, secs);
-            }
-            Some(Expiry::Never) => req = req.header(TROVE_EXPIRES_AFTER, "never"),
-        }
         req = write_headers(req, opts);
         let send = req.send();
         tokio::pin!(send);
@@ -473,9 +490,13 @@ pub(crate) fn written_from(
     }
 }
 
-/// The headers every kind of write shares: replace, empty values,
+/// The headers every kind of write shares: expiry, replace, empty values,
 /// metadata, the ETag to report and the preconditions.
 pub(crate) fn write_headers(mut req: reqwest::RequestBuilder, opts: &PutOptions) -> reqwest::RequestBuilder {
+    if let Some(expires) = &opts.expires {
+        let (name, value) = expires.header();
+        req = req.header(name, value);
+    }
     if opts.replace {
         req = req.header(TROVE_REPLACE, "1");
     }
@@ -610,4 +631,31 @@ pub async fn file_digests(path: &Path) -> Result<Digests> {
     })
     .await
     .map_err(|e| Error::io("hashing task failed", std::io::Error::other(e)))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_headers_carry_the_ttl_exactly() {
+        let after = |d| Expiry::After(d).header();
+        assert_eq!(
+            after(Duration::from_secs(3600)),
+            (TROVE_EXPIRES_AFTER, "3600000ms".into())
+        );
+        assert_eq!(
+            after(Duration::from_micros(1500)),
+            (TROVE_EXPIRES_AFTER, "1.5ms".into())
+        );
+        assert_eq!(
+            after(Duration::from_nanos(7)),
+            (TROVE_EXPIRES_AFTER, "0.000007ms".into())
+        );
+        // Zero goes as zero (the master refuses it), never as a TTL of 1ms.
+        assert_eq!(after(Duration::ZERO), (TROVE_EXPIRES_AFTER, "0ms".into()));
+        assert_eq!(Expiry::Never.header(), (TROVE_EXPIRES_AFTER, "never".into()));
+        let at = UNIX_EPOCH + Duration::from_millis(1_800_000_000_999);
+        assert_eq!(Expiry::At(at).header(), (TROVE_EXPIRES_AT, "1800000000".into()));
+    }
 }

@@ -14,19 +14,24 @@
 //!   it is briefly absent), and with `--delete` whatever the destination has
 //!   that the source has not is removed — only after every transfer
 //!   succeeded.
+//!
+//! A file name that cannot be a key, or a key that cannot be a path, is one
+//! failed transfer, and the others still run. Downloads make directory
+//! markers (keys ending in `/`) directories (see `tree.rs`).
 
-use super::{key_arg, put::options, ui, Ctx, NotFound, Usage};
+use super::put::{options, parse_ttl};
+use super::tree::{key_for, target, walk, Target};
+use super::{key_arg, ui, Ctx, NotFound, Usage};
 use anyhow::Context;
 use futures::{StreamExt, TryStreamExt};
 use indicatif::ProgressBar;
 use serde::Serialize;
 use std::collections::HashSet;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use trove_client::put::file_digests;
-use trove_client::{Client, GetOptions, ListOptions, PutOptions};
-use trove_common::flags::parse_duration;
+use trove_client::{Client, Expiry, GetOptions, ListOptions, PutOptions};
 
 #[derive(clap::Args, Debug)]
 pub struct CpArgs {
@@ -59,9 +64,10 @@ pub struct TransferArgs {
     /// Transfers at once.
     #[arg(short, long, env = "TROVE_JOBS", default_value_t = 4)]
     jobs: usize,
-    /// Expire uploaded keys this long after their write.
-    #[arg(long, env = "TROVE_TTL", value_parser = parse_duration)]
-    ttl: Option<Duration>,
+    /// Expire uploaded keys this long after their write (`90s`, `30m`,
+    /// `1h`, `7d`), or `never` (also on a master with a `--default-ttl`).
+    #[arg(long, env = "TROVE_TTL", value_parser = parse_ttl)]
+    ttl: Option<Expiry>,
 }
 
 /// Which way the bytes go.
@@ -71,19 +77,30 @@ enum Direction {
     Download,
 }
 
-/// One file ↔ key.
+/// One file ↔ key, or (downloads) one directory marker → directory.
 #[derive(Debug, Clone)]
 struct Item {
     local: PathBuf,
     key: String,
+    /// A key ending in `/`, made a directory if its value is empty.
+    directory: bool,
 }
 
 /// Everything to transfer.
 struct Plan {
     direction: Direction,
     items: Vec<Item>,
+    /// Files or keys that cannot be transferred (a file name that is not
+    /// UTF-8, a key that is no path): each is one failed transfer.
+    refused: Vec<Refused>,
     /// The local directory and the prefix (recursive transfers).
     root: Option<(PathBuf, String)>,
+}
+
+/// A file or key that cannot be transferred, and why.
+struct Refused {
+    name: String,
+    why: String,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -170,16 +187,29 @@ async fn plan(client: &Client, src: &str, dst: &str, recursive: bool) -> anyhow:
                 return Err(Usage(format!("{src} is a directory: use -r")).into());
             }
             let prefix = prefix_arg(dst);
-            let items = walk(&local)?
-                .into_iter()
-                .map(|(path, rel)| Item {
-                    key: format!("{prefix}{rel}"),
-                    local: path,
-                })
-                .collect();
+            let tree = walk(&local)?;
+            let (mut items, mut refused) = (vec![], vec![]);
+            for file in tree.files {
+                match key_for(&prefix, &file.rel) {
+                    Ok(key) => items.push(Item {
+                        local: file.path,
+                        key,
+                        directory: false,
+                    }),
+                    Err(why) => refused.push(Refused {
+                        name: file.path.display().to_string(),
+                        why,
+                    }),
+                }
+            }
+            refused.extend(tree.unreadable.into_iter().map(|(path, why)| Refused {
+                name: path.display().to_string(),
+                why,
+            }));
             return Ok(Plan {
                 direction: Direction::Upload,
                 items,
+                refused,
                 root: Some((local, prefix)),
             });
         }
@@ -191,7 +221,12 @@ async fn plan(client: &Client, src: &str, dst: &str, recursive: bool) -> anyhow:
         };
         return Ok(Plan {
             direction: Direction::Upload,
-            items: vec![Item { local, key }],
+            items: vec![Item {
+                local,
+                key,
+                directory: false,
+            }],
+            refused: vec![],
             root: None,
         });
     }
@@ -205,7 +240,12 @@ async fn plan(client: &Client, src: &str, dst: &str, recursive: bool) -> anyhow:
         };
         return Ok(Plan {
             direction: Direction::Download,
-            items: vec![Item { local, key }],
+            items: vec![Item {
+                local,
+                key,
+                directory: false,
+            }],
+            refused: vec![],
             root: None,
         });
     }
@@ -217,51 +257,28 @@ async fn plan(client: &Client, src: &str, dst: &str, recursive: bool) -> anyhow:
         ))
         .into());
     }
-    let mut items = vec![];
+    let (mut items, mut refused) = (vec![], vec![]);
     for key in keys {
-        let rel = &key[prefix.len()..];
-        let rel_path = Path::new(rel);
-        // Keys have no dot segments, but a local path must stay inside DIR.
-        if rel.is_empty() || !rel_path.components().all(|c| matches!(c, Component::Normal(_))) {
-            anyhow::bail!("key {key} cannot be a file under {}", dir.display());
+        match target(&dir, &key[prefix.len()..]) {
+            Ok(Target::File(local)) => items.push(Item {
+                local,
+                key,
+                directory: false,
+            }),
+            Ok(Target::Directory(local)) => items.push(Item {
+                local,
+                key,
+                directory: true,
+            }),
+            Err(why) => refused.push(Refused { name: key, why }),
         }
-        items.push(Item {
-            local: dir.join(rel_path),
-            key,
-        });
     }
     Ok(Plan {
         direction: Direction::Download,
         items,
+        refused,
         root: Some((dir, prefix)),
     })
-}
-
-/// Every file under `root` with its `/`-separated relative path, sorted.
-/// Symbolic links to files are followed; to directories, skipped (loops).
-fn walk(root: &Path) -> anyhow::Result<Vec<(PathBuf, String)>> {
-    let mut out = vec![];
-    let mut dirs = vec![root.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))? {
-            let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
-            let path = entry.path();
-            let meta = std::fs::metadata(&path).with_context(|| format!("cannot read {}", path.display()))?;
-            let is_link = entry.file_type().is_ok_and(|t| t.is_symlink());
-            if meta.is_dir() && !is_link {
-                dirs.push(path);
-            } else if meta.is_file() {
-                let rel = path.strip_prefix(root).expect("under the root");
-                let rel = rel
-                    .to_str()
-                    .with_context(|| format!("{} is not UTF-8: keys are", path.display()))?
-                    .replace(std::path::MAIN_SEPARATOR, "/");
-                out.push((path, rel));
-            }
-        }
-    }
-    out.sort_by(|a, b| a.1.cmp(&b.1));
-    Ok(out)
 }
 
 async fn transfer(ctx: &Ctx, client: &Client, plan: &Plan, args: &TransferArgs, replace: bool) -> Summary {
@@ -278,6 +295,12 @@ async fn transfer(ctx: &Ctx, client: &Client, plan: &Plan, args: &TransferArgs, 
     };
     let total = ctx.ui.total(files, total_bytes);
     let done = AtomicU64::new(0);
+    let mut s = Summary::default();
+    for r in &plan.refused {
+        eprintln!("trove: {}: {}", r.name, r.why);
+        s.failed += 1;
+        s.errors.push(format!("{}: {}", r.name, r.why));
+    }
     let put_opts = options(args.ttl);
     let outcomes: Vec<(Item, Outcome)> = futures::stream::iter(plan.items.iter().cloned())
         .map(|item| {
@@ -309,7 +332,6 @@ async fn transfer(ctx: &Ctx, client: &Client, plan: &Plan, args: &TransferArgs, 
     if let Some(t) = total {
         t.finish_and_clear();
     }
-    let mut s = Summary::default();
     for (item, outcome) in outcomes {
         match outcome {
             Outcome::Copied(b) => {
@@ -386,12 +408,15 @@ async fn upload(
         Ok(Outcome::Copied(written.size))
     }
     .await;
-    result.unwrap_or_else(|e| Outcome::Failed(format!("{e:#}")))
+    result.unwrap_or_else(|e| Outcome::Failed(ui::error_text(&e)))
 }
 
 async fn download(ctx: &Ctx, client: &Client, item: &Item, total: &Option<ProgressBar>) -> Outcome {
     let result: anyhow::Result<Outcome> = async {
         let stat = client.stat(&item.key).await?;
+        if item.directory {
+            return download_marker(item, stat.size).await;
+        }
         if let Some(t) = total {
             t.inc_length(stat.size);
         }
@@ -418,10 +443,34 @@ async fn download(ctx: &Ctx, client: &Client, item: &Item, total: &Option<Progre
         Ok(Outcome::Copied(report.bytes))
     }
     .await;
-    result.unwrap_or_else(|e| Outcome::Failed(format!("{e:#}")))
+    result.unwrap_or_else(|e| Outcome::Failed(ui::error_text(&e)))
+}
+
+/// Downloads a directory marker whose value has `size` bytes: an empty
+/// one is made the directory it names; one with bytes cannot be a file
+/// (its key ends in `/`), and fails.
+async fn download_marker(item: &Item, size: u64) -> anyhow::Result<Outcome> {
+    if size > 0 {
+        anyhow::bail!(
+            "it holds {}, but a key ending in `/` can only be a directory here: \
+             read it alone with `trove get {} -o FILE`",
+            ui::bytes(size),
+            item.key
+        );
+    }
+    if item.local.is_dir() {
+        return Ok(Outcome::Skipped);
+    }
+    tokio::fs::create_dir_all(&item.local)
+        .await
+        .with_context(|| format!("cannot create the directory {}", item.local.display()))?;
+    Ok(Outcome::Copied(0))
 }
 
 /// `sync --delete`: removes what the destination has beyond the plan.
+/// Directories are never removed; a directory marker stays while its
+/// directory exists under DIR (the prefix's own, an S3 bucket's, always):
+/// uploads carry files only, so no marker is in the plan.
 async fn delete_extra(ctx: &Ctx, client: &Client, plan: &Plan, summary: &mut Summary) -> anyhow::Result<()> {
     let Some((dir, prefix)) = &plan.root else {
         return Ok(());
@@ -430,7 +479,11 @@ async fn delete_extra(ctx: &Ctx, client: &Client, plan: &Plan, summary: &mut Sum
         Direction::Upload => {
             let wanted: HashSet<&str> = plan.items.iter().map(|i| i.key.as_str()).collect();
             let existing: Vec<String> = client.list(prefix, ListOptions::default()).try_collect().await?;
-            for key in existing.into_iter().filter(|k| !wanted.contains(k.as_str())) {
+            let kept_marker = |key: &str| matches!(target(dir, &key[prefix.len()..]), Ok(Target::Directory(d)) if d.is_dir());
+            for key in existing
+                .into_iter()
+                .filter(|k| !wanted.contains(k.as_str()) && !kept_marker(k))
+            {
                 client.delete(&key).await?;
                 ctx.ui.note(&format!("deleted {key} (not in {})", dir.display()));
                 summary.deleted += 1;
@@ -438,7 +491,11 @@ async fn delete_extra(ctx: &Ctx, client: &Client, plan: &Plan, summary: &mut Sum
         }
         Direction::Download => {
             let wanted: HashSet<&Path> = plan.items.iter().map(|i| i.local.as_path()).collect();
-            for (path, _) in walk(dir)? {
+            let tree = walk(dir)?;
+            for (path, why) in &tree.unreadable {
+                ctx.ui.note(&format!("left {} as it is: {why}", path.display()));
+            }
+            for path in tree.files.into_iter().map(|f| f.path) {
                 if !wanted.contains(path.as_path()) {
                     std::fs::remove_file(&path)
                         .with_context(|| format!("cannot delete {}", path.display()))?;

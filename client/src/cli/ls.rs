@@ -1,8 +1,8 @@
-//! `trove ls [PREFIX] [-l]` and `trove stat KEY`
+//! `trove ls [PREFIX] [-l] [--unlinked]` and `trove stat KEY`
 
 use super::{key_arg, ui, Ctx};
 use futures::{StreamExt, TryStreamExt};
-use trove_client::{ListOptions, Stat};
+use trove_client::{ListOptions, ObjectInfo, Stat};
 
 /// `HEAD`s in flight for `ls -l`.
 const STAT_CONCURRENCY: usize = 16;
@@ -12,7 +12,8 @@ pub struct LsArgs {
     /// Keys starting with this (default: all).
     #[arg(default_value = "/")]
     prefix: String,
-    /// Long form: size, created, replicas, key.
+    /// Long form: size, created, replicas, key (for unlinked keys: size,
+    /// created, `unlinked`, key).
     #[arg(short, long)]
     long: bool,
     /// Unlinked keys instead of live ones.
@@ -33,8 +34,22 @@ pub async fn ls(ctx: &Ctx, args: LsArgs) -> anyhow::Result<()> {
         unlinked: args.unlinked,
         ..Default::default()
     };
+    if args.long && args.unlinked {
+        // A `HEAD` answers an unlinked key as absent: its size and dates
+        // come from a detail listing instead (which names no replicas).
+        let mut objects = client.list_objects(&prefix, opts);
+        let mut all = vec![];
+        while let Some(o) = objects.try_next().await? {
+            ctx.ui.out(&unlinked_line(&o));
+            if ctx.ui.json {
+                all.push(o);
+            }
+        }
+        ctx.ui.json(&all);
+        return Ok(());
+    }
     let keys = client.list(&prefix, opts);
-    if !args.long || args.unlinked {
+    if !args.long {
         // One key per line as the pages arrive; JSON: one array at the end.
         let mut all = vec![];
         let mut keys = keys;
@@ -75,13 +90,25 @@ pub async fn ls(ctx: &Ctx, args: LsArgs) -> anyhow::Result<()> {
 
 /// `  1.5 MiB  2026-11-22T08:52:09Z  2 replicas  /key`
 fn long_line(s: &Stat) -> String {
-    format!(
-        "{:>11}  {:<20}  {} replica{}  {}",
-        ui::bytes(s.size),
-        s.created.map(ui::time).unwrap_or_else(|| "-".into()),
+    let replicas = format!(
+        "{} replica{}",
         s.volumes.len(),
-        if s.volumes.len() == 1 { "" } else { "s" },
-        s.key
+        if s.volumes.len() == 1 { "" } else { "s" }
+    );
+    columns(s.size, s.created, &replicas, &s.key)
+}
+
+/// `  1.5 MiB  2026-11-22T08:52:09Z  unlinked  /key`
+fn unlinked_line(o: &ObjectInfo) -> String {
+    columns(o.size, Some(o.created), "unlinked", &o.key)
+}
+
+/// One line of `ls -l`: size, created (Unix ms), what the key is, key.
+fn columns(size: u64, created: Option<u64>, what: &str, key: &str) -> String {
+    format!(
+        "{:>11}  {:<20}  {what}  {key}",
+        ui::bytes(size),
+        created.map(ui::time).unwrap_or_else(|| "-".into()),
     )
 }
 

@@ -3,7 +3,8 @@
 //! - `put`, `get`: one value (`put.rs`, `get.rs`).
 //! - `rm`, `unlink`: `rm.rs`.
 //! - `ls`, `stat`: `ls.rs`.
-//! - `cp -r`, `sync`: bulk transfers (`cp.rs`).
+//! - `cp -r`, `sync`: bulk transfers (`cp.rs`); the local directory
+//!   walked and mapped to keys (`tree.rs`).
 //! - `health`, `ping`, `status`: `ops.rs`.
 //! - `config`: the config file (`config.rs`).
 //! - `ui.rs`: progress bars, plain lines, JSON, and human formats.
@@ -15,7 +16,8 @@ mod ls;
 mod ops;
 mod put;
 mod rm;
-mod ui;
+mod tree;
+pub mod ui;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};

@@ -14,15 +14,38 @@ pub struct PutArgs {
     file: String,
     /// The key (`photos/a.jpg` and `/photos/a.jpg` are the same).
     key: String,
-    /// Expire the key this long after the write (`90s`, `30m`, `1h`, `7d`).
-    #[arg(long, env = "TROVE_TTL", value_parser = parse_duration)]
-    ttl: Option<Duration>,
+    /// Expire the key this long after the write (`90s`, `30m`, `1h`, `7d`),
+    /// or `never` (also on a master with a `--default-ttl`). Without it,
+    /// the master's default applies.
+    #[arg(long, env = "TROVE_TTL", value_parser = parse_ttl)]
+    ttl: Option<Expiry>,
 }
 
-/// Options for a write with an optional TTL.
-pub fn options(ttl: Option<Duration>) -> PutOptions {
+/// `--ttl`: a duration or `never`. A TTL under a millisecond (the master's
+/// resolution) is refused here, not rounded up: a key that expires as it
+/// is written is never what was meant, and `stored` would be a lie.
+pub fn parse_ttl(raw: &str) -> Result<Expiry, String> {
+    if raw.trim().eq_ignore_ascii_case("never") {
+        return Ok(Expiry::Never);
+    }
+    let ttl = parse_duration(raw).map_err(|e| format!("{e}, or `never`"))?;
+    if ttl < Duration::from_millis(1) {
+        return Err(format!(
+            "a TTL of `{raw}` would expire the key as it is written: give a duration \
+             such as 1h or 7d, `never` for a key that never expires, or no --ttl for \
+             the master's default"
+        ));
+    }
+    Ok(Expiry::After(ttl))
+}
+
+/// Options for the CLI's writes, with an optional expiry. Empty values
+/// are allowed: a file or stdin with nothing in it is stored as it is
+/// (`.keep`, `__init__.py`), where the master would otherwise answer `411`.
+pub fn options(expires: Option<Expiry>) -> PutOptions {
     PutOptions {
-        expires: ttl.map(Expiry::After),
+        expires,
+        allow_empty: true,
         ..Default::default()
     }
 }
@@ -59,4 +82,22 @@ pub async fn run(ctx: &Ctx, args: PutArgs) -> anyhow::Result<()> {
     ctx.ui
         .note(&format!("stored {} ({})", written.key, ui::bytes(written.size)));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttls_are_durations_or_never_and_never_zero() {
+        assert_eq!(parse_ttl("1h"), Ok(Expiry::After(Duration::from_secs(3600))));
+        assert_eq!(parse_ttl("1ms"), Ok(Expiry::After(Duration::from_millis(1))));
+        assert_eq!(parse_ttl("never"), Ok(Expiry::Never));
+        assert_eq!(parse_ttl(" Never "), Ok(Expiry::Never));
+        for zero in ["0", "0s", "0ms", "0.0001s"] {
+            let e = parse_ttl(zero).unwrap_err();
+            assert!(e.contains("would expire the key as it is written"), "{zero}: {e}");
+        }
+        assert!(parse_ttl("soon").unwrap_err().ends_with("or `never`"));
+    }
 }

@@ -134,6 +134,27 @@ fn progress(file: &Option<ProgressBar>, total: &Option<ProgressBar>) -> Option<P
     }))
 }
 
+/// An error and its causes, joined by `: ` as anyhow's `{:#}` does, but
+/// without a cause whose text is already said: many errors, ours among
+/// them (`trove_client::Error::Io`, `InvalidKey`), print their source in
+/// their own message *and* return it from `source()`, so `{:#}` would say
+/// it twice ("…rename it: …rename it"). Every error `trove` prints goes
+/// through here.
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let said = cause.to_string();
+        if text.contains(said.as_str()) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&said);
+    }
+    text
+}
+
 /// `1.5 MiB`
 pub fn bytes(n: u64) -> String {
     HumanBytes(n).to_string()
@@ -169,6 +190,34 @@ pub fn millis(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_text_says_each_cause_once() {
+        let not_a_dir = || std::io::Error::from_raw_os_error(20);
+        let io = trove_client::Error::Io {
+            context: "cannot rename into dl/a/".into(),
+            source: not_a_dir(),
+        };
+        assert_eq!(
+            error_text(&anyhow::Error::new(io)),
+            format!("cannot rename into dl/a/: {}", not_a_dir())
+        );
+        let key = trove_client::Error::InvalidKey {
+            key: "/odd/a/../b".into(),
+            source: trove_common::key::KeyError::DotSegment,
+        };
+        let text = error_text(&anyhow::Error::new(key).context("cannot upload v1"));
+        assert_eq!(text.matches("rename it").count(), 1, "{text}");
+        assert!(
+            text.starts_with("cannot upload v1: `/odd/a/../b` is not a valid key"),
+            "{text}"
+        );
+        // Causes their parents do not repeat are all kept.
+        let chain = anyhow::anyhow!("disk full")
+            .context("cannot write x")
+            .context("cp failed");
+        assert_eq!(error_text(&chain), "cp failed: cannot write x: disk full");
+    }
 
     #[test]
     fn formats_times() {
