@@ -290,6 +290,16 @@ impl S3 for Gateway {
         crate::put::put_object(self, req).await
     }
 
+    /// Browser form uploads are refused: s3s holds the whole file in memory
+    /// before this is called, and does not pass on the file's name for a
+    /// key's `${filename}`, so every form upload would land on one key.
+    async fn post_object(&self, _req: S3Request<PostObjectInput>) -> S3Result<S3Response<PostObjectOutput>> {
+        Err(s3_error!(
+            NotImplemented,
+            "browser form uploads (POST Object) are not supported: upload with a presigned PUT URL instead"
+        ))
+    }
+
     async fn get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
         refuse_encryption(&req.headers)?;
         check_version(req.input.version_id.as_deref())?;

@@ -122,6 +122,10 @@ impl S3Auth for KeyPairs {
     }
 }
 
+/// The most of a form upload's file (POST Object) s3s reads before the
+/// gateway refuses it.
+const POST_OBJECT_READ: u64 = 64 << 10;
+
 /// The S3 service for these credentials.
 pub fn service(gateway: Gateway, pairs: &[(String, String)]) -> S3Service {
     let keys = pairs
@@ -134,6 +138,10 @@ pub fn service(gateway: Gateway, pairs: &[(String, String)]) -> S3Service {
     builder.set_route(IgnoredRange::new(gateway));
     let mut config = S3Config::default();
     config.xml_max_body_size = MAX_XML_BODY;
+    // s3s reads a browser form upload's file whole (up to 5 GB by
+    // default) before any operation sees it; the gateway refuses form
+    // uploads (`post_object`), so it lets s3s read next to nothing first.
+    config.post_object_max_file_size = POST_OBJECT_READ;
     builder.set_config(Arc::new(StaticConfigProvider::new(Arc::new(config))));
     builder.build()
 }

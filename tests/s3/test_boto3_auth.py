@@ -9,10 +9,11 @@ import urllib.request
 
 import botocore.auth
 import pytest
+import urllib3
 from botocore import UNSIGNED
 
 from conftest import ENDPOINT, make_client
-from helpers import expect_error
+from helpers import expect_error, pattern
 
 
 def http(method, url, data=None):
@@ -154,3 +155,21 @@ def test_a_presigned_get_with_a_range_to_ignore_answers_the_whole_object(s3, buc
     request = urllib.request.Request(url, headers={"Range": "bytes=5-2"})
     with urllib.request.urlopen(request, timeout=60) as answer:
         assert answer.status == 200 and answer.read() == b"0123456789"
+
+
+def test_browser_form_uploads_are_refused_and_store_nothing(s3, bucket):
+    # POST Object: s3s would read the whole file into memory and cannot
+    # give the key its ${filename}, so the gateway says NotImplemented.
+    post = presigner().generate_presigned_post(bucket, "uploads/${filename}", ExpiresIn=300)
+    fields = dict(post["fields"])
+    fields["file"] = ("cat.jpg", pattern(1000, 7), "image/jpeg")
+    body, content_type = urllib3.encode_multipart_formdata(fields)
+    request = urllib.request.Request(post["url"], data=body, method="POST")
+    request.add_header("Content-Type", content_type)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            status, text = answer.status, answer.read()
+    except urllib.error.HTTPError as e:
+        status, text = e.code, e.read()
+    assert status == 501 and b"NotImplemented" in text, (status, text)
+    assert s3.list_objects_v2(Bucket=bucket, Prefix="uploads/")["KeyCount"] == 0
