@@ -431,41 +431,46 @@ pub async fn list_uploads(
             info.completed.is_none().then_some((info.key, id, info.initiated))
         })
         .buffer_unordered(INFO_READS);
-    let mut uploads: Vec<_> = infos
+    let uploads: Vec<Upload> = infos
         .filter_map(|u| async move { u })
-        .filter(|(key, _, _)| std::future::ready(key.starts_with(&prefix)))
+        .map(|(key, id, initiated)| Upload { key, id, initiated })
         .collect()
         .await;
-    uploads.sort();
-    let key_marker = input.key_marker.clone().unwrap_or_default();
-    let id_marker = input.upload_id_marker.clone().unwrap_or_default();
-    uploads.retain(|(k, id, _)| {
-        key_marker.is_empty()
-            || k > &key_marker
-            || (k == &key_marker && !id_marker.is_empty() && id > &id_marker)
-    });
-    let truncated = uploads.len() > max;
-    uploads.truncate(max);
-    let next = uploads.last().cloned();
+    let page = uploads_page(
+        uploads,
+        &UploadsQuery {
+            prefix: &prefix,
+            delimiter: input.delimiter.as_deref().filter(|d| !d.is_empty()),
+            key_marker: input.key_marker.as_deref().unwrap_or_default(),
+            id_marker: input.upload_id_marker.as_deref().unwrap_or_default(),
+            max,
+        },
+    );
+    let common_prefixes = page
+        .prefixes
+        .into_iter()
+        .map(|p| CommonPrefix {
+            prefix: Some(maybe(encode, p)),
+        })
+        .collect::<Vec<_>>();
     Ok(S3Response::new(ListMultipartUploadsOutput {
         bucket: Some(input.bucket.clone()),
         prefix: Some(maybe(encode, prefix)),
+        delimiter: input.delimiter.clone(),
         key_marker: input.key_marker.clone().map(|k| maybe(encode, k)),
         upload_id_marker: input.upload_id_marker.clone(),
         max_uploads: Some(max as i32),
-        is_truncated: Some(truncated),
-        next_key_marker: next
-            .as_ref()
-            .filter(|_| truncated)
-            .map(|(k, _, _)| maybe(encode, k.clone())),
-        next_upload_id_marker: next.as_ref().filter(|_| truncated).map(|(_, id, _)| id.clone()),
+        is_truncated: Some(page.truncated),
+        next_key_marker: page.next_key_marker.map(|k| maybe(encode, k)),
+        next_upload_id_marker: page.next_id_marker,
+        common_prefixes: (!common_prefixes.is_empty()).then_some(common_prefixes),
         uploads: Some(
-            uploads
+            page.uploads
                 .into_iter()
-                .map(|(key, id, initiated)| MultipartUpload {
-                    key: Some(maybe(encode, key)),
-                    upload_id: Some(id),
-                    initiated: Some(ms(initiated)),
+                .map(|u| MultipartUpload {
+                    key: Some(maybe(encode, u.key)),
+                    upload_id: Some(u.id),
+                    initiated: Some(ms(u.initiated)),
                     owner: Some(bucket::owner()),
                     initiator: Some(Initiator {
                         display_name: Some("trove".into()),
@@ -479,6 +484,98 @@ pub async fn list_uploads(
         encoding_type: input.encoding_type.clone(),
         ..Default::default()
     }))
+}
+
+/// One upload in progress, as ListMultipartUploads lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Upload {
+    key: String,
+    id: String,
+    /// Unix ms.
+    initiated: u64,
+}
+
+/// What a ListMultipartUploads asks for.
+struct UploadsQuery<'a> {
+    prefix: &'a str,
+    delimiter: Option<&'a str>,
+    key_marker: &'a str,
+    id_marker: &'a str,
+    max: usize,
+}
+
+/// One page of uploads, and the common prefixes the delimiter rolls up.
+#[derive(Debug, PartialEq)]
+struct UploadsPage {
+    uploads: Vec<Upload>,
+    prefixes: Vec<String>,
+    truncated: bool,
+    next_key_marker: Option<String>,
+    next_id_marker: Option<String>,
+}
+
+/// The page of `uploads` (in any order) that `q` asks for, as S3 lists
+/// them: by key, a key's uploads by when they began; after the key
+/// marker (and, for that key, after the upload the id marker names);
+/// keys under the prefix, those with the delimiter after it rolled up
+/// into one common prefix each. Uploads and common prefixes each count
+/// towards `max`.
+fn uploads_page(mut uploads: Vec<Upload>, q: &UploadsQuery<'_>) -> UploadsPage {
+    uploads.retain(|u| u.key.starts_with(q.prefix));
+    uploads.sort_by(|a, b| (&a.key, a.initiated, &a.id).cmp(&(&b.key, b.initiated, &b.id)));
+    // Where the markers point: past every upload of the key marker, or
+    // past the named one of them.
+    let marker_key_ends = uploads.partition_point(|u| u.key.as_str() <= q.key_marker);
+    let start = match uploads
+        .iter()
+        .position(|u| u.key == q.key_marker && u.id == q.id_marker)
+    {
+        Some(i) if !q.id_marker.is_empty() => i + 1,
+        _ => marker_key_ends,
+    };
+    // A key marker that is a common prefix stands for all it rolled up.
+    let rolled_up = |key: &str| {
+        q.delimiter
+            .is_some_and(|d| q.key_marker.ends_with(d) && key.starts_with(q.key_marker))
+    };
+    let mut page = UploadsPage {
+        uploads: vec![],
+        prefixes: vec![],
+        truncated: false,
+        next_key_marker: None,
+        next_id_marker: None,
+    };
+    for u in uploads.into_iter().skip(start).filter(|u| !rolled_up(&u.key)) {
+        let common = q.delimiter.and_then(|d| {
+            let rest = &u.key[q.prefix.len()..];
+            rest.find(d)
+                .map(|i| format!("{}{}", q.prefix, &rest[..i + d.len()]))
+        });
+        if common.as_ref().is_some_and(|p| page.prefixes.last() == Some(p)) {
+            continue;
+        }
+        if page.uploads.len() + page.prefixes.len() == q.max {
+            page.truncated = true;
+            break;
+        }
+        match common {
+            Some(p) => {
+                page.next_key_marker = Some(p.clone());
+                page.next_id_marker = None;
+                page.prefixes.push(p);
+            }
+            None => {
+                page.next_key_marker = Some(u.key.clone());
+                page.next_id_marker = Some(u.id.clone());
+                page.uploads.push(u);
+            }
+        }
+    }
+    if !page.truncated {
+        page.next_key_marker = None;
+        page.next_id_marker = None;
+    }
+    page
 }
 
 pub async fn abort(
@@ -750,5 +847,90 @@ mod tests {
         assert!(copy_range("bytes=0-100", 100).is_err());
         assert!(copy_range("bytes=5-", 100).is_err());
         assert!(copy_range("nonsense", 100).is_err());
+    }
+
+    fn upload(key: &str, id: &str, initiated: u64) -> Upload {
+        Upload {
+            key: key.into(),
+            id: id.into(),
+            initiated,
+        }
+    }
+
+    fn query<'a>(
+        delimiter: Option<&'a str>,
+        key_marker: &'a str,
+        id_marker: &'a str,
+        max: usize,
+    ) -> UploadsQuery<'a> {
+        UploadsQuery {
+            prefix: "",
+            delimiter,
+            key_marker,
+            id_marker,
+            max,
+        }
+    }
+
+    fn listed(page: &UploadsPage) -> Vec<String> {
+        let mut out: Vec<String> = page
+            .uploads
+            .iter()
+            .map(|u| format!("{}@{}", u.key, u.id))
+            .collect();
+        out.extend(page.prefixes.iter().map(|p| format!("prefix {p}")));
+        out
+    }
+
+    #[test]
+    fn uploads_list_by_key_then_start_and_page_with_both_markers() {
+        // Two uploads of one key: the older first, whatever their ids.
+        let all = vec![
+            upload("b", "z1", 10),
+            upload("a", "x", 5),
+            upload("b", "a2", 20),
+            upload("c", "m", 1),
+        ];
+        let first = uploads_page(all.clone(), &query(None, "", "", 2));
+        assert_eq!(listed(&first), ["a@x", "b@z1"]);
+        assert!(first.truncated);
+        let (key, id) = (first.next_key_marker.unwrap(), first.next_id_marker.unwrap());
+        assert_eq!((key.as_str(), id.as_str()), ("b", "z1"));
+        let rest = uploads_page(all.clone(), &query(None, &key, &id, 2));
+        assert_eq!(listed(&rest), ["b@a2", "c@m"]);
+        assert!(!rest.truncated && rest.next_key_marker.is_none());
+        // A key marker alone skips every upload of that key.
+        assert_eq!(listed(&uploads_page(all, &query(None, "b", "", 10))), ["c@m"]);
+    }
+
+    #[test]
+    fn a_delimiter_rolls_keys_up_into_common_prefixes() {
+        let all = vec![
+            upload("c/d", "1", 1),
+            upload("c/e", "2", 2),
+            upload("a", "3", 3),
+            upload("e/f", "4", 4),
+        ];
+        let page = uploads_page(all.clone(), &query(Some("/"), "", "", 10));
+        assert_eq!(listed(&page), ["a@3", "prefix c/", "prefix e/"]);
+        // Paged one entry at a time, a common prefix is a marker too.
+        let mut seen = vec![];
+        let (mut key, mut id) = (String::new(), String::new());
+        for _ in 0..10 {
+            let page = uploads_page(all.clone(), &query(Some("/"), &key, &id, 1));
+            seen.extend(listed(&page));
+            if !page.truncated {
+                break;
+            }
+            key = page.next_key_marker.unwrap();
+            id = page.next_id_marker.unwrap_or_default();
+        }
+        assert_eq!(seen, ["a@3", "prefix c/", "prefix e/"]);
+        // Under a prefix, only its keys, rolled up after the prefix.
+        let under = UploadsQuery {
+            prefix: "c/",
+            ..query(Some("/"), "", "", 10)
+        };
+        assert_eq!(listed(&uploads_page(all, &under)), ["c/d@1", "c/e@2"]);
     }
 }
