@@ -653,3 +653,10 @@ def test_a_conditional_delete_is_not_implemented_and_deletes_nothing(s3, bucket)
     put = s3.put_object(Bucket=bucket, Key="k", Body=b"v")
     expect_error("NotImplemented", 501, s3.delete_object, Bucket=bucket, Key="k", IfMatch=put["ETag"])
     assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"v"
+
+
+def test_keys_up_to_s3s_limit_of_1024_bytes(s3, bucket):
+    longest = "k" * 1024
+    s3.put_object(Bucket=bucket, Key=longest, Body=b"x")
+    assert s3.get_object(Bucket=bucket, Key=longest)["Body"].read() == b"x"
+    expect_error("KeyTooLongError", 400, s3.put_object, Bucket=bucket, Key=longest + "k", Body=b"x")
