@@ -45,16 +45,18 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'stat
     }
 }
 
-/// Lets a closed standard output end the process quietly, as it ends `cat`
-/// or `grep` (`SIGPIPE`, exit status 141 in a shell), instead of the first
-/// `println!` after it panicking: for commands whose report is read
-/// through a pipe (`trove-master verify | head`). Not for servers, which
-/// must see a peer's closed socket as an error on that socket only.
-pub fn die_quietly_on_closed_stdout() {
-    use nix::sys::signal::{signal, SigHandler, Signal};
-    // SAFETY: restores the default disposition, which runs no handler
-    // code in this process; called at start-up, before other threads.
-    if let Err(e) = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) } {
-        tracing::debug!(error = %e, "cannot restore SIGPIPE's default");
+/// Prints a line of a command's report on standard output. A reader that
+/// has gone away (`trove-master verify | head -1`) ends the process
+/// quietly, with the status a shell gives a command `SIGPIPE` ended (141),
+/// where `println!` would panic. (`SIGPIPE` itself stays ignored: a
+/// client's sockets must fail as errors, not kill it.)
+pub fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(line).and_then(|()| out.write_all(b"\n")) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
+        }
+        panic!("cannot write to standard output: {e}");
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use trove_common::flags::{parse_duration, parse_size};
 use trove_common::http::Timeouts;
 use trove_common::placement::{parse_volume_list, Placement, VolumeSpec};
+use trove_common::process::say;
 use trove_common::server::ConnectionArgs;
 use trove_common::signing::Signer;
 use trove_master::jobs::{JobKind, JobParams, JobState};
@@ -216,10 +217,6 @@ fn main() {
         }
     };
     let holds_index = matches!(cli.command, Command::Serve(_) | Command::Rebuild(_));
-    if !holds_index {
-        // A client of a running master: its report may go to `| head`.
-        trove_common::process::die_quietly_on_closed_stdout();
-    }
     let code = runtime.block_on(command(cli));
     // Tasks still running (a write's clean-up, a job) hold the index. They
     // are stopped and dropped here, so that the index closes before the
@@ -292,15 +289,21 @@ impl JobArgs {
 async fn job(args: &JobArgs, kind: JobKind, params: JobParams) -> anyhow::Result<i32> {
     let started = std::time::Instant::now();
     let report = trove_master::cli::run_job(&args.master, kind, params).await?;
-    println!("{}", trove_master::cli::summary(&report, started.elapsed()));
+    say(format_args!(
+        "{}",
+        trove_master::cli::summary(&report, started.elapsed())
+    ));
     for p in &report.problems {
-        println!("  {p}");
+        say(format_args!("  {p}"));
     }
     if report.problems_dropped > 0 {
-        println!("  … and {} more (see the master's log)", report.problems_dropped);
+        say(format_args!(
+            "  … and {} more (see the master's log)",
+            report.problems_dropped
+        ));
     }
     if let Some(e) = &report.error {
-        println!("error: {e}");
+        say(format_args!("error: {e}"));
     }
     let unrepaired = kind == JobKind::Verify && report.found > report.changed;
     Ok(match report.state {

@@ -836,27 +836,35 @@ async fn verify_reports_why_a_volume_cannot_serve_a_copy() {
 }
 
 /// A report read through a pipe that closes early (`trove-master verify |
-/// head -1`) ends the command as it ends `cat` (`SIGPIPE`), not with a
-/// panic.
+/// head -1`, `trove ls | head -1`) ends the command quietly, with the
+/// status a shell gives a command `SIGPIPE` ended (141), not with a panic.
 #[tokio::test]
 async fn a_report_cut_off_by_its_reader_ends_quietly() {
-    use std::os::unix::process::ExitStatusExt;
     let c = Cluster::start_default().await;
-    let mut cmd = std::process::Command::new(trove_tests::bin("trove-master"));
-    cmd.args(["verify", "--master", &format!("http://{}", c.master.addr)])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = cmd.spawn().expect("trove-master runs");
-    // The reader goes away before the report is written.
-    drop(child.stdout.take());
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    assert_eq!(
-        out.status.signal(),
-        Some(13),
-        "ended by SIGPIPE: {:?}\n{stderr}",
-        out.status
-    );
+    assert_eq!(c.put("/listed", "v").await, 201);
+    let master = format!("http://{}", c.master.addr);
+    for (program, args) in [
+        ("trove-master", ["verify", "--master", &master]),
+        ("trove", ["ls", "/", "-l"]),
+    ] {
+        let mut child = std::process::Command::new(trove_tests::bin(program))
+            .args(args)
+            .env("TROVE_MASTER", &master)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("it runs");
+        // The reader goes away before the report is written.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{program}: {stderr}");
+        assert_eq!(
+            out.status.code(),
+            Some(141),
+            "{program}: {:?}\n{stderr}",
+            out.status
+        );
+    }
 }

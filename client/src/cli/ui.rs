@@ -40,14 +40,15 @@ impl Ui {
     /// A result on stdout (not for JSON mode, which prints documents).
     pub fn out(&self, line: &str) {
         if !self.quiet && !self.json {
-            println!("{line}");
+            trove_common::process::say(format_args!("{line}"));
         }
     }
 
     /// Prints a JSON document on stdout in `--json` mode.
     pub fn json(&self, value: &impl serde::Serialize) {
         if self.json {
-            println!("{}", serde_json::to_string(value).expect("serializable"));
+            let document = serde_json::to_string(value).expect("serializable");
+            trove_common::process::say(format_args!("{document}"));
         }
     }
 
