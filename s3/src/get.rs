@@ -28,6 +28,9 @@ use trove_common::server::ZeroCopy;
 /// on its own costs a system call and a task wake-up per few KiB.
 const OUT_CHUNK: usize = 128 * 1024;
 
+/// The type of an object stored without one, as AWS answers it.
+const DEFAULT_CONTENT_TYPE: &str = "binary/octet-stream";
+
 /// The conditional headers of a GetObject or HeadObject input (the two
 /// have the same fields).
 macro_rules! conditions {
@@ -53,7 +56,11 @@ macro_rules! described {
             accept_ranges: Some("bytes".into()),
             e_tag: Some(etag::dto(&stat.etag)),
             last_modified: stat.last_modified.map(Timestamp::from),
-            content_type: input.response_content_type.clone().or(meta.content_type),
+            content_type: input
+                .response_content_type
+                .clone()
+                .or(meta.content_type)
+                .or_else(|| Some(DEFAULT_CONTENT_TYPE.into())),
             content_disposition: input
                 .response_content_disposition
                 .clone()

@@ -660,3 +660,11 @@ def test_keys_up_to_s3s_limit_of_1024_bytes(s3, bucket):
     s3.put_object(Bucket=bucket, Key=longest, Body=b"x")
     assert s3.get_object(Bucket=bucket, Key=longest)["Body"].read() == b"x"
     expect_error("KeyTooLongError", 400, s3.put_object, Bucket=bucket, Key=longest + "k", Body=b"x")
+
+
+def test_an_object_stored_without_a_type_reads_as_binary_octet_stream(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="untyped", Body=b"x")
+    assert s3.head_object(Bucket=bucket, Key="untyped")["ContentType"] == "binary/octet-stream"
+    assert s3.get_object(Bucket=bucket, Key="untyped")["ContentType"] == "binary/octet-stream"
+    got = s3.get_object(Bucket=bucket, Key="untyped", ResponseContentType="text/plain")
+    assert got["ContentType"] == "text/plain"
