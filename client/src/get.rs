@@ -565,7 +565,7 @@ impl Fetch {
             }
             StatusCode::NOT_FOUND if url.query().is_some_and(|q| q.contains("write=")) => {
                 let body = crate::client::error_body(resp).await;
-                if body.contains(trove_common::http::REPLACED_MESSAGE) {
+                if body.contains(trove_common::http::ASK_AGAIN) {
                     return Err(Refused::Replaced);
                 }
                 return Err(Refused::Other(format!("answered 404: {}", body.trim())));

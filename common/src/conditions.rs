@@ -144,9 +144,9 @@ impl Preconditions {
         })
     }
 
-    /// From a request's headers: `If-Match`, `If-None-Match`,
-    /// `If-Unmodified-Since` and `If-Modified-Since`, each at most once
-    /// (two lists could disagree, and honouring one would hide the other).
+    /// From a request's headers: `If-Match`, `If-None-Match` (each at most
+    /// once: two lists could disagree, and honouring one would hide the
+    /// other), `If-Unmodified-Since` and `If-Modified-Since`.
     pub fn from_headers(headers: &axum::http::HeaderMap) -> Result<Preconditions, String> {
         use axum::http::header;
         let one = |name: header::HeaderName, shown: &str| {
@@ -166,9 +166,11 @@ impl Preconditions {
             one(header::IF_MATCH, "If-Match")?,
             one(header::IF_NONE_MATCH, "If-None-Match")?,
         )?
+        // A date that cannot be read (sent twice, not text) is ignored,
+        // as RFC 9110 §13.1.3–4 asks of an invalid one.
         .with_dates(
-            one(header::IF_UNMODIFIED_SINCE, "If-Unmodified-Since")?,
-            one(header::IF_MODIFIED_SINCE, "If-Modified-Since")?,
+            one(header::IF_UNMODIFIED_SINCE, "If-Unmodified-Since").unwrap_or(None),
+            one(header::IF_MODIFIED_SINCE, "If-Modified-Since").unwrap_or(None),
         ))
     }
 

@@ -28,16 +28,23 @@ pub struct Admission;
 #[async_trait::async_trait]
 impl S3Access for Admission {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
-        // What s3s's default hook does: anonymous requests are refused.
-        if cx.credentials().is_none() {
-            return Err(s3_error!(AccessDenied, "Signature is required"));
-        }
-        check_presigned_expiry(cx.uri().query())?;
+        check_signed(cx.credentials().is_some(), cx.uri())?;
         if !STREAMED_BODY_OPERATIONS.contains(&cx.s3_op().name()) {
             check_xml_body_length(cx.headers())?;
         }
         Ok(())
     }
+}
+
+/// What every request must pass, whichever way s3s routes it (an
+/// operation, or [`crate::ignored_range`]'s custom route): a signature
+/// (what s3s's default hook asks: anonymous requests are refused), and a
+/// presigned URL valid for at most 7 days.
+pub fn check_signed(has_credentials: bool, uri: &http::Uri) -> S3Result<()> {
+    if !has_credentials {
+        return Err(s3_error!(AccessDenied, "Signature is required"));
+    }
+    check_presigned_expiry(uri.query())
 }
 
 /// `X-Amz-Expires` of a presigned URL: at most 7 days, as on AWS (which

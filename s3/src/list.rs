@@ -50,16 +50,22 @@ fn page_size(max_keys: Option<i32>) -> S3Result<usize> {
 /// `a/` holds no delimiter after the prefix (the search starts at `/`),
 /// so it is a key, and `a/x` after it must still be listed.
 fn marker_resume(marker: &str, prefix: &str, delimiter: Option<&str>) -> Resume {
-    let first_delimiter_ends_it = |d: &str| {
+    if is_common_prefix(marker, prefix, delimiter) {
+        Resume::PastPrefix(marker.to_string())
+    } else {
+        Resume::After(marker.to_string())
+    }
+}
+
+/// Whether `marker` is a common prefix of a listing under `prefix` rolled
+/// up at `delimiter` (see [`marker_resume`]), rather than a key.
+pub(crate) fn is_common_prefix(marker: &str, prefix: &str, delimiter: Option<&str>) -> bool {
+    delimiter.filter(|d| !d.is_empty()).is_some_and(|d| {
         marker
             .strip_prefix(prefix)
             .and_then(|rest| rest.find(d).map(|at| at + d.len() == rest.len()))
             .unwrap_or(false)
-    };
-    match delimiter {
-        Some(d) if !d.is_empty() && first_delimiter_ends_it(d) => Resume::PastPrefix(marker.to_string()),
-        _ => Resume::After(marker.to_string()),
-    }
+    })
 }
 
 /// Lists one page of `bucket`.

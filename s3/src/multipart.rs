@@ -523,21 +523,22 @@ struct UploadsPage {
 fn uploads_page(mut uploads: Vec<Upload>, q: &UploadsQuery<'_>) -> UploadsPage {
     uploads.retain(|u| u.key.starts_with(q.prefix));
     uploads.sort_by(|a, b| (&a.key, a.initiated, &a.id).cmp(&(&b.key, b.initiated, &b.id)));
-    // Where the markers point: past every upload of the key marker, or
-    // past the named one of them.
-    let marker_key_ends = uploads.partition_point(|u| u.key.as_str() <= q.key_marker);
-    let start = match uploads
+    // Where the markers point: past the upload the id marker names, or,
+    // should that one have ended since, past the key marker's uploads
+    // with smaller ids (S3's rule); without an id marker, past every
+    // upload of the key marker.
+    let named = uploads
         .iter()
         .position(|u| u.key == q.key_marker && u.id == q.id_marker)
-    {
-        Some(i) if !q.id_marker.is_empty() => i + 1,
-        _ => marker_key_ends,
+        .filter(|_| !q.id_marker.is_empty());
+    let after_markers = |i: usize, u: &Upload| match named {
+        Some(at) => i > at,
+        None if !q.id_marker.is_empty() && u.key == q.key_marker => u.id.as_str() > q.id_marker,
+        None => u.key.as_str() > q.key_marker,
     };
     // A key marker that is a common prefix stands for all it rolled up.
-    let rolled_up = |key: &str| {
-        q.delimiter
-            .is_some_and(|d| q.key_marker.ends_with(d) && key.starts_with(q.key_marker))
-    };
+    let marker_rolls_up = crate::list::is_common_prefix(q.key_marker, q.prefix, q.delimiter);
+    let rolled_up = |key: &str| marker_rolls_up && key.starts_with(q.key_marker);
     let mut page = UploadsPage {
         uploads: vec![],
         prefixes: vec![],
@@ -545,7 +546,12 @@ fn uploads_page(mut uploads: Vec<Upload>, q: &UploadsQuery<'_>) -> UploadsPage {
         next_key_marker: None,
         next_id_marker: None,
     };
-    for u in uploads.into_iter().skip(start).filter(|u| !rolled_up(&u.key)) {
+    let listed = uploads
+        .into_iter()
+        .enumerate()
+        .filter(|(i, u)| after_markers(*i, u) && !rolled_up(&u.key))
+        .map(|(_, u)| u);
+    for u in listed {
         let common = q.delimiter.and_then(|d| {
             let rest = &u.key[q.prefix.len()..];
             rest.find(d)
@@ -932,5 +938,22 @@ mod tests {
             ..query(Some("/"), "", "", 10)
         };
         assert_eq!(listed(&uploads_page(all, &under)), ["c/d@1", "c/e@2"]);
+    }
+
+    #[test]
+    fn markers_hold_when_a_key_ends_in_the_delimiter_or_the_named_upload_ended() {
+        // Under prefix `a` with delimiter `a/`, `a/` is a key (the
+        // delimiter is looked for after the prefix), not a common prefix.
+        let all = vec![upload("a/", "1", 1), upload("a/x", "2", 2)];
+        let q = UploadsQuery {
+            prefix: "a",
+            ..query(Some("a/"), "a/", "1", 10)
+        };
+        assert_eq!(listed(&uploads_page(all, &q)), ["a/x@2"]);
+        // The upload the id marker names has ended since: the key's other
+        // uploads with larger ids still come.
+        let all = vec![upload("k", "b", 2), upload("k", "c", 3), upload("l", "d", 1)];
+        let page = uploads_page(all, &query(None, "k", "a", 10));
+        assert_eq!(listed(&page), ["k@b", "k@c", "l@d"]);
     }
 }

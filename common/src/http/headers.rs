@@ -72,9 +72,15 @@ pub const WRITE_PARAM: &str = "write";
 /// (hex sha256): for values stored before writes had ids.
 pub const SHA256_PARAM: &str = "sha256";
 /// The volume's answer to a read pinned to a write whose copy it no
-/// longer holds: the value was replaced after the redirect was made.
+/// longer holds: the value was replaced after the redirect was made. A
+/// client recognises it by [`ASK_AGAIN`], which every version's text
+/// has said.
 pub const REPLACED_MESSAGE: &str =
     "this volume no longer holds that write of the key (replaced, deleted or lost); ask the master again";
+/// What marks a volume's `404` as [`REPLACED_MESSAGE`], in this version's
+/// text and in earlier ones' ("this value was replaced; ask the master
+/// again"): the answer to look for, not the whole sentence.
+pub const ASK_AGAIN: &str = "ask the master again";
 
 /// Whether a flag header (`Trove-Replace`, `Trove-Allow-Empty`) is set:
 /// absent or `0`/`false` → `Ok(false)`, `1`/`true` → `Ok(true)`, anything
@@ -158,6 +164,12 @@ pub fn valid_write_id(id: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_replaced_answer_is_known_by_its_request_to_ask_again() {
+        assert!(REPLACED_MESSAGE.contains(ASK_AGAIN));
+        assert!("this value was replaced; ask the master again".contains(ASK_AGAIN));
+    }
 
     #[test]
     fn metadata_from_headers() {

@@ -77,18 +77,21 @@ impl BlobStore {
     /// of their disks until all are settled.
     pub fn set_states(&self, changes: Vec<StateChange>) -> Vec<Result<BlobMeta, StoreError>> {
         trove_common::crash::point("volume-marking");
-        let mut disks: Vec<Arc<DiskCalls>> = vec![];
-        let mut timers = vec![];
+        // Every change is admitted (or refused) before any is timed, so
+        // that a long batch is never refused by its own timers.
+        let admitted: Vec<Result<Arc<DiskCalls>, StoreError>> =
+            changes.iter().map(|c| self.disk_for_writing(&c.key)).collect();
+        let mut disks: Vec<&Arc<DiskCalls>> = vec![];
+        for disk in admitted.iter().flatten() {
+            if !disks.iter().any(|d| Arc::ptr_eq(d, disk)) {
+                disks.push(disk);
+            }
+        }
+        let _timers: Vec<_> = disks.iter().map(|d| d.write(0)).collect();
         let mut applied: Vec<Result<Applied, StoreError>> = changes
             .iter()
-            .map(|c| {
-                let disk = self.disk_for_writing(&c.key)?;
-                if !disks.iter().any(|d| Arc::ptr_eq(d, &disk)) {
-                    timers.push(disk.write(0));
-                    disks.push(disk);
-                }
-                self.apply_state(c)
-            })
+            .zip(admitted)
+            .map(|(c, admitted)| admitted.and_then(|_| self.apply_state(c)))
             .collect();
         let changed: Vec<PathBuf> = applied.iter().flatten().map(|a| a.data.clone()).collect();
         if let Err(e) = self.commit_files(&changed) {
