@@ -265,14 +265,7 @@ async fn rebuild_recreates_the_index_from_the_volumes() {
     // Replicas that disagree: one copy of /data/0050 replaced behind the
     // master's back (and marked live), so its two replicas differ.
     let conflicted = "/data/0050";
-    let first = c
-        .record_of(conflicted)
-        .await
-        .volumes
-        .split(',')
-        .next()
-        .unwrap()
-        .to_string();
+    let first = first_replica(&c, conflicted).await;
     let r = c
         .http
         .put(format!("http://{first}{conflicted}"))
@@ -436,6 +429,12 @@ async fn volume_listings_are_sorted_and_tell_what_is_on_disk() {
     assert_eq!(c.listing(0).await, listing);
 }
 
+/// The first volume the master records for `key`.
+async fn first_replica(c: &Cluster, key: &str) -> String {
+    let volumes = c.record_of(key).await.volumes;
+    volumes.split(',').next().unwrap().to_string()
+}
+
 /// The blob count and bytes volume 0 reports.
 async fn volume_counts(c: &Cluster) -> (Value, Value) {
     let s = c.volume_status(0).await;
@@ -452,14 +451,7 @@ async fn verify_finds_bit_rot_and_lost_replicas_and_repair_fixes_them() {
     c.put_all(data.clone(), 8).await;
 
     let rotten = "/data/0007";
-    let rotten_vol = c
-        .record_of(rotten)
-        .await
-        .volumes
-        .split(',')
-        .next()
-        .unwrap()
-        .to_string();
+    let rotten_vol = first_replica(&c, rotten).await;
     let rotten_path = c.blob_path(c.volume_index(&rotten_vol), rotten);
     flip_byte(&rotten_path, 100);
 
@@ -808,14 +800,7 @@ async fn a_volume_emptied_before_a_master_restart_is_known_to_lack_older_keys_an
 async fn verify_reports_why_a_volume_cannot_serve_a_copy() {
     let c = Cluster::start_default().await;
     assert_eq!(c.put("/short", pattern_bytes(4096, 3)).await, 201);
-    let vol = c
-        .record_of("/short")
-        .await
-        .volumes
-        .split(',')
-        .next()
-        .unwrap()
-        .to_string();
+    let vol = first_replica(&c, "/short").await;
     let path = c.blob_path(c.volume_index(&vol), "/short");
     std::fs::OpenOptions::new()
         .write(true)
