@@ -14,19 +14,28 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// One entity tag of a list, as sent (without its quotes).
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Tag {
+pub struct Tag {
     weak: bool,
     value: String,
 }
 
 /// The value of one condition header: `*`, or a list of entity tags.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Tags {
+pub enum Tags {
     Any,
     List(Vec<Tag>),
 }
 
 impl Tags {
+    /// One entity tag (unquoted), as a caller that parsed it already has
+    /// it (the S3 gateway: s3s parses `If-Match` and its kin).
+    pub fn one(value: impl Into<String>, weak: bool) -> Tags {
+        Tags::List(vec![Tag {
+            weak,
+            value: value.into(),
+        }])
+    }
+
     /// Parses `*` or `"a", W/"b"`; `None` for anything else.
     fn parse(header: &str) -> Option<Tags> {
         let s = header.trim();
@@ -124,6 +133,21 @@ pub enum ReadVerdict {
 }
 
 impl Preconditions {
+    /// From conditions already parsed (`None`: not given).
+    pub fn new(
+        if_match: Option<Tags>,
+        if_none_match: Option<Tags>,
+        if_unmodified_since: Option<SystemTime>,
+        if_modified_since: Option<SystemTime>,
+    ) -> Preconditions {
+        Preconditions {
+            if_match,
+            if_none_match,
+            if_unmodified_since,
+            if_modified_since,
+        }
+    }
+
     /// From the two entity-tag headers' values (`None`: not sent). An
     /// unparsable value is an error a person can act on.
     pub fn parse(if_match: Option<&str>, if_none_match: Option<&str>) -> Result<Preconditions, String> {

@@ -73,6 +73,12 @@ pub struct MarkQuery {
     /// live drops the value it replaced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub write: Option<String>,
+    /// When the value was written (Unix ms), as the master's record says:
+    /// the copy takes this time, so that its `Last-Modified` (and a rebuilt
+    /// index) agrees with the master's, not with the moment this replica
+    /// happened to commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<u64>,
 }
 
 /// `POST /-/abort`: undo master write `write` of `key`.
@@ -281,8 +287,10 @@ mod tests {
                 md5: Some("5d41402abc4b2a76b9719d911017c592".into()),
                 sha256: Some("2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824".into()),
                 write: Some("00ff".into()),
+                created: Some(1_700_000_000_123),
             },
             &[
+                ("created", "1700000000123"),
                 ("key", "/k"),
                 ("md5", "5d41402abc4b2a76b9719d911017c592"),
                 (
@@ -300,6 +308,7 @@ mod tests {
                 md5: None,
                 sha256: None,
                 write: None,
+                created: None,
             },
             &[("key", "/k"), ("state", "unlinked")],
         );

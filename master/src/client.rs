@@ -35,6 +35,7 @@ pub fn mark_query(key: &Key, state: BlobState, digests: Option<&Record>, write: 
         md5: digests.map(|r| r.md5.clone()),
         sha256: digests.map(|r| r.sha256.clone()),
         write: write.map(str::to_string),
+        created: digests.map(|r| r.created),
     }
 }
 
@@ -309,8 +310,16 @@ impl VolumeClient {
     }
 
     /// What `addr` holds for `key`, from a `HEAD`: `None` when absent.
-    pub async fn head(&self, addr: &str, key: &Key) -> Result<Option<Stored>, VolumeError> {
-        let req = self.http.head(self.key_url("HEAD", addr, key));
+    /// With `write`, the copy that master write stored (in place, or kept
+    /// aside while a newer write is unconfirmed), `None` if it has none.
+    pub async fn head(
+        &self,
+        addr: &str,
+        key: &Key,
+        write: Option<&str>,
+    ) -> Result<Option<Stored>, VolumeError> {
+        let pin: Vec<(&str, &str)> = write.map(|w| ("write", w)).into_iter().collect();
+        let req = self.http.head(self.url("HEAD", addr, key.as_str(), &pin));
         match self.call_for_blob(addr, req, self.timeouts.stall).await? {
             // A HEAD's body is empty, so reqwest's content_length() is 0:
             // the size is read from the header.

@@ -12,12 +12,13 @@
 //! answer it as one part.
 
 use crate::error::s3;
-use crate::gateway::{s3_time, Conditions, Gateway, Verdict};
+use crate::gateway::{s3_time, Conditions, Gateway};
 use crate::{etag, names};
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
 use std::time::SystemTime;
 use trove_client::{ComposeSource, PutOptions, Stat};
+use trove_common::conditions::ReadVerdict;
 
 /// The bucket and key of an `x-amz-copy-source`.
 pub(crate) fn source(src: &CopySource) -> S3Result<(&str, &str)> {
@@ -58,11 +59,15 @@ pub(crate) async fn source_stat(
         }
         Err(e) => return Err(s3(e)),
     };
-    match conds.evaluate(&stat.etag, stat.last_modified) {
-        Verdict::Proceed => Ok(stat),
-        _ => Err(s3_error!(
+    match conds.check(&stat.etag, stat.last_modified) {
+        ReadVerdict::Serve => Ok(stat),
+        ReadVerdict::Failed(why) => Err(s3_error!(
             PreconditionFailed,
-            "a copy-source condition does not hold"
+            "a copy-source condition does not hold: {why}"
+        )),
+        ReadVerdict::NotModified => Err(s3_error!(
+            PreconditionFailed,
+            "a copy-source condition does not hold: the source has not changed since the x-amz-copy-source-if-none-match / -if-modified-since given"
         )),
     }
 }

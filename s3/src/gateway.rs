@@ -11,6 +11,7 @@ use s3s::{s3_error, S3Request, S3Response, S3Result, S3};
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 use trove_client::Client;
+use trove_common::conditions::{Current, Preconditions, ReadVerdict, Tags};
 
 /// The S3 service: stateless, every answer comes from the master.
 #[derive(Clone)]
@@ -199,44 +200,30 @@ pub(crate) struct Conditions<'a> {
     pub if_unmodified_since: Option<&'a Timestamp>,
 }
 
-/// What the conditions decide.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Verdict {
-    Proceed,
-    /// 412
-    Failed,
-    /// 304 (reads) — a copy treats it as 412.
-    NotModified,
-}
-
 impl Conditions<'_> {
-    /// RFC 9110 §13.2.2 order, as S3 applies it: If-Match, then
-    /// If-Unmodified-Since (only without If-Match), then If-None-Match,
-    /// then If-Modified-Since (only without If-None-Match).
-    pub fn evaluate(&self, etag: &str, modified: Option<SystemTime>) -> Verdict {
-        let matches = |c: &ETagCondition| match c {
-            ETagCondition::Any => true,
-            ETagCondition::ETag(e) => e.value() == etag,
+    /// Evaluates them against an object with ETag `etag`, written at
+    /// `modified`, by the rules the master and the volumes apply
+    /// (`trove_common::conditions`: RFC 9110's order, which S3 follows).
+    /// An object without a time of its own skips the date conditions.
+    pub fn check(&self, etag: &str, modified: Option<SystemTime>) -> ReadVerdict {
+        let tags = |c: Option<&ETagCondition>| {
+            c.map(|c| match c {
+                ETagCondition::Any => Tags::Any,
+                ETagCondition::ETag(e) => Tags::one(e.value(), matches!(e, ETag::Weak(_))),
+            })
         };
-        if let Some(c) = self.if_match {
-            if !matches(c) {
-                return Verdict::Failed;
-            }
-        } else if let (Some(t), Some(m)) = (self.if_unmodified_since, modified) {
-            if secs(m) > secs(system_time(t)) {
-                return Verdict::Failed;
-            }
-        }
-        if let Some(c) = self.if_none_match {
-            if matches(c) {
-                return Verdict::NotModified;
-            }
-        } else if let (Some(t), Some(m)) = (self.if_modified_since, modified) {
-            if secs(m) <= secs(system_time(t)) {
-                return Verdict::NotModified;
-            }
-        }
-        Verdict::Proceed
+        let date = |t: Option<&Timestamp>| modified.and(t.map(system_time));
+        let current = Current {
+            etag,
+            modified: modified.unwrap_or(SystemTime::UNIX_EPOCH),
+        };
+        Preconditions::new(
+            tags(self.if_match),
+            tags(self.if_none_match),
+            date(self.if_unmodified_since),
+            date(self.if_modified_since),
+        )
+        .check_read(current)
     }
 }
 
@@ -404,6 +391,7 @@ impl S3 for Gateway {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use trove_common::conditions::Failed;
 
     fn ts(secs: i64) -> Timestamp {
         Timestamp::from(time::OffsetDateTime::from_unix_timestamp(secs).unwrap())
@@ -414,35 +402,44 @@ mod tests {
         let m = Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1000));
         let tag = |s: &str| ETagCondition::ETag(ETag::Strong(s.into()));
         let (good, bad) = (tag("abc"), tag("xyz"));
-        let eval = |c: Conditions| c.evaluate("abc", m);
-        assert_eq!(eval(Conditions::default()), Verdict::Proceed);
+        let eval = |c: Conditions| c.check("abc", m);
+        assert_eq!(eval(Conditions::default()), ReadVerdict::Serve);
         assert_eq!(
             eval(Conditions {
                 if_match: Some(&good),
                 ..Default::default()
             }),
-            Verdict::Proceed
+            ReadVerdict::Serve
         );
         assert_eq!(
             eval(Conditions {
                 if_match: Some(&bad),
                 ..Default::default()
             }),
-            Verdict::Failed
+            ReadVerdict::Failed(Failed::Changed)
+        );
+        let weak = ETagCondition::ETag(ETag::Weak("abc".into()));
+        assert_eq!(
+            eval(Conditions {
+                if_match: Some(&weak),
+                ..Default::default()
+            }),
+            ReadVerdict::Failed(Failed::Changed),
+            "If-Match compares strongly"
         );
         assert_eq!(
             eval(Conditions {
                 if_none_match: Some(&good),
                 ..Default::default()
             }),
-            Verdict::NotModified
+            ReadVerdict::NotModified
         );
         assert_eq!(
             eval(Conditions {
                 if_none_match: Some(&ETagCondition::Any),
                 ..Default::default()
             }),
-            Verdict::NotModified
+            ReadVerdict::NotModified
         );
         let (before, after) = (ts(999), ts(1001));
         assert_eq!(
@@ -450,7 +447,7 @@ mod tests {
                 if_unmodified_since: Some(&before),
                 ..Default::default()
             }),
-            Verdict::Failed
+            ReadVerdict::Failed(Failed::ModifiedSince)
         );
         assert_eq!(
             eval(Conditions {
@@ -458,7 +455,7 @@ mod tests {
                 if_match: Some(&good),
                 ..Default::default()
             }),
-            Verdict::Proceed,
+            ReadVerdict::Serve,
             "If-Match wins over If-Unmodified-Since"
         );
         assert_eq!(
@@ -466,14 +463,24 @@ mod tests {
                 if_modified_since: Some(&after),
                 ..Default::default()
             }),
-            Verdict::NotModified
+            ReadVerdict::NotModified
         );
         assert_eq!(
             eval(Conditions {
                 if_modified_since: Some(&before),
                 ..Default::default()
             }),
-            Verdict::Proceed
+            ReadVerdict::Serve
+        );
+        let timeless = Conditions {
+            if_modified_since: Some(&after),
+            if_unmodified_since: Some(&before),
+            ..Default::default()
+        };
+        assert_eq!(
+            timeless.check("abc", None),
+            ReadVerdict::Serve,
+            "no time, no date conditions"
         );
     }
 

@@ -11,7 +11,7 @@
 //! do falls back to this one.
 
 use crate::error::{invalid_range, s3};
-use crate::gateway::{Conditions, Gateway, MetaOut, Verdict};
+use crate::gateway::{Conditions, Gateway, MetaOut};
 use crate::{etag, names, part, splice};
 use bytes::Bytes;
 use futures::Stream;
@@ -21,6 +21,7 @@ use s3s::{s3_error, S3Request, S3Response, S3Result, StdError};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use trove_client::{ByteRange, GetOptions, GetStream, Stat};
+use trove_common::conditions::ReadVerdict;
 use trove_common::server::ZeroCopy;
 
 /// Bytes gathered from the volume's stream before one write to the S3
@@ -180,13 +181,10 @@ fn byte_range(r: &Range) -> ByteRange {
 }
 
 fn verdict(conds: &Conditions, stat: &Stat) -> S3Result<()> {
-    match conds.evaluate(&stat.etag, stat.last_modified) {
-        Verdict::Proceed => Ok(()),
-        Verdict::Failed => Err(s3_error!(
-            PreconditionFailed,
-            "a condition of the request does not hold"
-        )),
-        Verdict::NotModified => {
+    match conds.check(&stat.etag, stat.last_modified) {
+        ReadVerdict::Serve => Ok(()),
+        ReadVerdict::Failed(why) => Err(s3_error!(PreconditionFailed, "{why}")),
+        ReadVerdict::NotModified => {
             let mut e = s3_error!(NotModified);
             let mut headers = http::HeaderMap::new();
             if let Ok(v) = http::HeaderValue::from_str(&format!("\"{}\"", stat.etag)) {

@@ -31,6 +31,8 @@
 //!   (encryption, object lock, ACLs, tagging), refused before anything is
 //!   stored.
 //! - [`error`]: Trove's errors as S3's, in one place.
+//! - [`request_id`]: the id every answer carries, and an error's words
+//!   where s3s left none.
 //! - `fields`: macros for groups of fields several s3s types carry alike.
 
 #[macro_use]
@@ -52,6 +54,7 @@ pub mod multipart;
 pub mod names;
 pub mod part;
 pub mod put;
+pub mod request_id;
 pub mod server;
 pub mod splice;
 pub mod unsupported;

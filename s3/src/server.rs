@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tracing::Instrument as _;
 use trove_common::server::zerocopy::{ZeroCopy, ZeroCopyStream};
 
 /// trove-s3: an S3-compatible gateway in front of a Trove master.
@@ -267,6 +268,27 @@ fn s3_error_response(status: u16, code: &str, message: &str) -> Response {
 
 type Response = hyper::Response<s3s::Body>;
 
+/// Gives an answer its request id (`crate::request_id`): a header on
+/// every answer, and in an error's XML.
+fn stamp(resp: &mut Response, id: &str) {
+    if let Ok(value) = http::HeaderValue::from_str(id) {
+        resp.headers_mut().insert("x-amz-request-id", value);
+    }
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return;
+    }
+    // An error's XML is a few hundred bytes held whole (never a stream).
+    if let Some(xml) = resp
+        .body()
+        .bytes()
+        .and_then(|b| crate::request_id::stamp_error(&b, id))
+    {
+        resp.headers_mut().remove(http::header::CONTENT_LENGTH);
+        *resp.body_mut() = s3s::Body::from(xml);
+    }
+}
+
 /// The most a connection buffers of what it reads.
 const READ_BUFFER: usize = 64 * 1024;
 
@@ -333,6 +355,8 @@ pub async fn run(
                     req.extensions_mut().insert(zc.clone());
                 }
             }
+            let id = crate::request_id::new();
+            let span = tracing::info_span!("s3", request = %id);
             async move {
                 if req.uri().path() == "/-/healthy"
                     && matches!(*req.method(), http::Method::GET | http::Method::HEAD)
@@ -358,8 +382,10 @@ pub async fn run(
                     resp.headers_mut()
                         .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
                 }
+                stamp(&mut resp, &id);
                 Ok(resp)
             }
+            .instrument(span)
         });
         let conn = builder.serve_connection(TokioIo::new(stream), front).into_owned();
         let conn = graceful.watch(conn);

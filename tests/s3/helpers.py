@@ -21,8 +21,12 @@ def expect_error(code, status, call, *args, **params):
     got_status = response["ResponseMetadata"]["HTTPStatusCode"]
     got_code = response.get("Error", {}).get("Code")
     assert got_status == status, f"expected HTTP {status} {code}, got {got_status} {got_code}: {response}"
+    # Every answer names its request, as S3's do (x-amz-request-id), and
+    # an error with a body says in words what went wrong.
+    assert response["ResponseMetadata"].get("RequestId"), f"no request id: {response}"
     if code is not None:
         assert got_code == code, f"expected {code}, got {got_code}: {response}"
+        assert response["Error"].get("Message"), f"{code} came without a message: {response}"
     return response
 
 

@@ -116,8 +116,12 @@ def test_a_tampered_presigned_url_is_refused(s3, bucket):
     url = presigner().generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "one"}, ExpiresIn=300)
     other_key = url.replace(f"/{bucket}/one?", f"/{bucket}/two?")
     assert other_key != url
-    status, _, body = http("GET", other_key)
+    status, headers, body = http("GET", other_key)
     assert status == 403 and b"SignatureDoesNotMatch" in body, (status, body)
+    # Said in words, and with the id the answer's header gives.
+    assert b"<Message>The request signature we calculated" in body, body
+    request_id = headers["x-amz-request-id"]
+    assert request_id and f"<RequestId>{request_id}</RequestId>".encode() in body, (headers, body)
     longer = url.replace("X-Amz-Expires=300", "X-Amz-Expires=600")
     assert longer != url
     status, _, body = http("GET", longer)

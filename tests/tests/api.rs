@@ -3,7 +3,7 @@
 
 use reqwest::Method;
 use serde_json::json;
-use trove_tests::{md5_hex, pattern_bytes, sha256_hex, Cluster, ClusterOptions};
+use trove_tests::{header, key_volumes, md5_hex, pattern_bytes, sha256_hex, Cluster, ClusterOptions};
 
 #[tokio::test]
 async fn put_get_head_delete() {
@@ -441,6 +441,37 @@ async fn volume_ranges() {
         (200, None, "01234".into()),
         "malformed ranges are ignored"
     );
+}
+
+/// A value has one time everywhere: each replica takes the time of the
+/// master's record when its copy is confirmed, so the volume's
+/// `Last-Modified` after a redirect is the master's (and an `If-Range`
+/// with either date works on both), and a rebuilt index keeps it.
+#[tokio::test]
+async fn replicas_take_the_masters_time() {
+    let c = Cluster::start_default().await;
+    let http = trove_tests::no_redirects();
+    for i in 0..8 {
+        let key = format!("/time/{i}");
+        assert_eq!(c.put(&key, pattern_bytes(10_000, i)).await, 201);
+        let head = http.head(c.url(&key)).send().await.unwrap();
+        let headers = head.headers();
+        let created: u64 = header(headers, "key-created").unwrap().parse().unwrap();
+        let modified = header(headers, "last-modified").unwrap();
+        let replicas = key_volumes(headers);
+        assert_eq!(replicas.len(), 2, "{headers:?}");
+        for addr in replicas {
+            let meta = c.blob_meta(c.volume_index(&addr), &key).unwrap();
+            assert_eq!(meta["created"], created, "{key} on {addr}: {meta}");
+        }
+        let location = header(headers, "location").unwrap();
+        let at_volume = http.head(location).send().await.unwrap();
+        assert_eq!(
+            header(at_volume.headers(), "last-modified"),
+            Some(modified),
+            "{key}"
+        );
+    }
 }
 
 /// Conditional requests (RFC 9110 §13) on every method of a key: a

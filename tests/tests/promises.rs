@@ -192,6 +192,17 @@ fn arm(server: &mut trove_tests::Server, point: Option<&str>) {
 /// or the new), `gc` undoes what was left half-done, and a rebuild from
 /// the volumes alone revives a key only if the master could have
 /// acknowledged it.
+/// From gc's summary, the blobs and bytes it deleted (`verb`: "deleted",
+/// or "would delete" for a dry run).
+fn gc_count(summary: &str, verb: &str) -> String {
+    let (before, after) = summary
+        .split_once(&format!(" {verb} ("))
+        .unwrap_or_else(|| panic!("no `{verb}` in {summary}"));
+    let blobs = before.rsplit(' ').next().unwrap();
+    let bytes = after.split(',').next().unwrap();
+    format!("{blobs} blobs, {bytes}")
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_at_every_step() {
     let mut c = Cluster::start_default().await;
@@ -238,8 +249,16 @@ async fn kill_9_at_every_step() {
             assert_eq!(on_disk(&c, &again), vec![sha2.clone(); 2], "{point}");
         } else {
             // The dead write is undone by gc: the old state, bytes included.
+            // A dry run first counts what the real run then deletes.
+            let (code, dry) = c.admin(&["gc", "--grace", "0s", "--dry-run"]).await;
+            assert_eq!(code, 0, "{dry}");
             let (code, out) = c.admin(&["gc", "--grace", "0s"]).await;
             assert_eq!(code, 0, "{out}");
+            assert_eq!(
+                gc_count(&dry, "would delete"),
+                gc_count(&out, "deleted"),
+                "{point}: the dry run said\n{dry}\nthe real run\n{out}"
+            );
             assert_eq!(seen(&c, &fresh).await, old_fresh, "{point}");
             assert!(
                 copies(&c, &fresh).await.is_empty(),

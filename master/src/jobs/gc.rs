@@ -90,9 +90,7 @@ pub async fn run(state: Arc<AppState>, params: JobParams, progress: Arc<Progress
                         Ok(entry) if entry.unreadable => {}
                         Ok(Listed { meta, .. }) => {
                             Progress::add(&progress.scanned, 1);
-                            if meta.created <= cutoff {
-                                collect_blob(state, progress, pace, params.dry_run, addr, meta).await;
-                            }
+                            collect_blob(state, progress, pace, params.dry_run, cutoff, addr, meta).await;
                         }
                         Err(e) => {
                             Progress::add(&progress.failed, 1);
@@ -127,11 +125,28 @@ fn references(record: Option<&Record>, addr: &str) -> bool {
     record.is_some_and(|r| (r.state != State::Writing && on(r)) || r.replaces.as_deref().is_some_and(on))
 }
 
+/// Whether the blob `meta` of `key` is a copy of a dead write, which the
+/// first pass undoes (a *writing* record older than the grace period, with
+/// this copy's write id), whatever the copy's own age.
+fn dead_write_copy(state: &AppState, key: &Key, meta: &BlobMeta, cutoff: u64) -> bool {
+    matches!(
+        state.index.get(key),
+        Ok(Some(r)) if r.state == State::Writing
+            && r.created <= cutoff
+            && (r.write.is_none() || r.write == meta.write)
+    )
+}
+
+/// Deletes the blob `meta` on `addr` if no record references it and it is
+/// older than `cutoff`. A dry run leaves out the copies of dead writes:
+/// the first pass counted them, and in a real run it has removed them
+/// before this one looks.
 async fn collect_blob(
     state: &AppState,
     progress: &Progress,
     pace: &Pace,
     dry_run: bool,
+    cutoff: u64,
     addr: &str,
     meta: BlobMeta,
 ) {
@@ -145,16 +160,21 @@ async fn collect_blob(
             return;
         }
     };
+    let goes = || {
+        meta.created <= cutoff
+            && unreferenced(state, progress, &key, addr)
+            && !(dry_run && dead_write_copy(state, &key, &meta, cutoff))
+    };
     // A cheap look first; the lock only for candidates, and then look again.
     // An orphan: its turn comes before its lock (waiting holds no key).
-    if !unreferenced(state, progress, &key, addr) || !pace.turn(progress).await {
+    if !goes() || !pace.turn(progress).await {
         return;
     }
     let Some(_guard) = state.locks.try_lock(&key) else {
         Progress::add(&progress.skipped, 1);
         return;
     };
-    if !unreferenced(state, progress, &key, addr) {
+    if !goes() {
         return;
     }
     if dry_run {
@@ -181,7 +201,29 @@ async fn clear_dead_write(state: &AppState, progress: &Progress, dry_run: bool, 
         _ => return,
     };
     if dry_run {
-        Progress::add(&progress.changed, record.volumes.len() as u64);
+        // What the undo would remove: the copies this write left (some
+        // may never have reached their volume; an unreachable one counts
+        // as a failure, as the undo would).
+        let client = state.volumes.client();
+        let found = record
+            .volumes
+            .iter()
+            .map(|addr| client.head(addr, key, record.write.as_deref()));
+        for (addr, found) in record.volumes.iter().zip(futures::future::join_all(found).await) {
+            match found {
+                Ok(Some(copy)) => {
+                    Progress::add(&progress.changed, 1);
+                    Progress::add(&progress.bytes, copy.size);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    Progress::add(&progress.failed, 1);
+                    progress.problem(format!(
+                        "{key}: cannot look for the dead write's copy on {addr}: {e}"
+                    ));
+                }
+            }
+        }
         return;
     }
     let undone = match crate::write::undo_on_volumes(state, key, &record).await {

@@ -180,7 +180,7 @@ async fn check_replica(state: &AppState, deep: bool, key: &Key, record: &Record,
             Err(e) => unservable(e),
         }
     } else {
-        match client.head(addr, key).await {
+        match client.head(addr, key, None).await {
             Ok(None) => Replica::Missing,
             // A copy that does not know its sha256 yet (unconfirmed) is
             // checked by its size here, by its bytes with --deep.

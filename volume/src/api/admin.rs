@@ -97,13 +97,8 @@ pub async fn mark(
     let change = state_change(&q)?;
     let store = state.store.clone();
     let meta = tokio::task::spawn_blocking(move || {
-        store.set_state(
-            &change.key,
-            change.state,
-            change.md5,
-            change.sha256,
-            change.write.as_deref(),
-        )
+        let mut outcomes = store.set_states(vec![change]);
+        outcomes.pop().expect("one outcome per change")
     })
     .await??;
     Ok(Json(meta).into_response())
@@ -177,6 +172,7 @@ fn state_change(q: &MarkQuery) -> Result<StateChange, ApiError> {
         md5: q.md5.as_deref().map(parse_md5).transpose()?,
         sha256,
         write: q.write.as_deref().map(parse_write).transpose()?,
+        created: q.created,
     })
 }
 

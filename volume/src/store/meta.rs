@@ -26,6 +26,8 @@ pub struct StateChange {
     pub sha256: Option<String>,
     /// Only if the blob is this master write's.
     pub write: Option<String>,
+    /// The value's time as the master recorded it (Unix ms).
+    pub created: Option<u64>,
 }
 
 /// A change applied in place, not yet durable.
@@ -62,6 +64,7 @@ impl BlobStore {
             md5,
             sha256,
             write: write.map(str::to_string),
+            created: None,
         };
         let mut outcomes = self.set_states(vec![change]);
         outcomes.pop().expect("one outcome per change")
@@ -136,6 +139,9 @@ impl BlobStore {
             }
             if let Some(sha256) = change.sha256.as_ref().filter(|_| m.sha256.is_empty()) {
                 m.sha256 = sha256.clone();
+            }
+            if let Some(created) = change.created {
+                m.created = created;
             }
         })?;
         Ok(Applied {

@@ -589,6 +589,8 @@ async fn batched_marks(shared_sync: bool) {
             md5: Some("5d41402abc4b2a76b9719d911017c592".into()),
             sha256: Some(sha256_hex(b"some bytes")),
             write: Some(id.clone()),
+            // The master's time for the value, which the copy takes.
+            created: Some(1_700_000_000_123),
         })
         .collect();
     // One names another write, one a key that is not here.
@@ -599,6 +601,7 @@ async fn batched_marks(shared_sync: bool) {
         md5: None,
         sha256: None,
         write: None,
+        created: None,
     });
     let store2 = Arc::clone(&store);
     let outcomes = tokio::task::spawn_blocking(move || store2.set_states(changes))
@@ -613,6 +616,7 @@ async fn batched_marks(shared_sync: bool) {
                 let meta = outcome.as_ref().unwrap();
                 assert_eq!(meta.state, BlobState::Live);
                 assert_eq!(meta.sha256, sha256_hex(b"some bytes"));
+                assert_eq!(meta.created, 1_700_000_000_123);
                 // What the store reads back is what the mark answered.
                 let (data, _) = BlobStore::paths_in(dir.path(), &written[i].0);
                 assert_eq!(&layout::read_meta(&data).unwrap(), meta);
