@@ -45,12 +45,23 @@ pub use listing::{visible, Bound, Listing, Page};
 /// Index failures (the master answers `500` to these).
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
+    /// RocksDB's own message says it all; it is not also given as the
+    /// error's source, which would print it twice in a report of the chain.
     #[error("index (RocksDB) error: {0}")]
-    Db(#[from] rocksdb::Error),
+    Db(rocksdb::Error),
+    /// Opening an index another process has open (callers name the path).
+    #[error("another process has it open (a running trove-master, or a rebuild into it): stop that one first, or give this one another --db")]
+    Locked,
     #[error(transparent)]
     Record(#[from] RecordError),
     #[error("index task failed: {0}")]
     Task(String),
+}
+
+impl From<rocksdb::Error> for IndexError {
+    fn from(e: rocksdb::Error) -> IndexError {
+        IndexError::Db(e)
+    }
 }
 
 /// How many keys are in each state, each key counted as what it reads as
@@ -188,7 +199,18 @@ impl Index {
                 ColumnFamilyDescriptor::new(VOLUMES_CF, small_opts),
                 ColumnFamilyDescriptor::new(STATS_CF, stats_opts),
             ],
-        )?;
+        )
+        .map_err(|e| {
+            // RocksDB names the lock file when it cannot take it: "While
+            // lock file: <db>/LOCK: Resource temporarily unavailable" (another
+            // process), "lock hold by current process … <db>/LOCK: No locks
+            // available" (this one).
+            if e.kind() == rocksdb::ErrorKind::IOError && e.as_ref().contains("/LOCK:") {
+                IndexError::Locked
+            } else {
+                IndexError::Db(e)
+            }
+        })?;
         let index = Index {
             inner: Arc::new(Inner {
                 db,
@@ -681,6 +703,19 @@ mod tests {
 
     /// The expirer's scan reads the expiry index only: live keys, with or
     /// without a TTL, are never touched until they are due.
+    #[test]
+    fn an_index_open_elsewhere_is_refused_in_words() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = Index::open(dir.path(), false, DEFAULT_CACHE).unwrap();
+        let Err(e) = Index::open(dir.path(), false, DEFAULT_CACHE) else {
+            panic!("opened twice");
+        };
+        assert!(matches!(e, IndexError::Locked), "{e:?}");
+        // Said once: no source repeats it.
+        assert!(std::error::Error::source(&e).is_none());
+        assert!(e.to_string().contains("another --db"), "{e}");
+    }
+
     #[tokio::test]
     async fn expiry_scan_touches_only_due_entries() {
         let dir = tempfile::tempdir().unwrap();
