@@ -168,32 +168,46 @@ impl Preconditions {
         })
     }
 
-    /// From a request's headers: `If-Match`, `If-None-Match` (each at most
-    /// once: two lists could disagree, and honouring one would hide the
-    /// other), `If-Unmodified-Since` and `If-Modified-Since`.
+    /// A read's conditions, from its headers: `If-Match`, `If-None-Match`
+    /// (each at most once: two lists could disagree, and honouring one
+    /// would hide the other), `If-Unmodified-Since` and `If-Modified-Since`
+    /// (a date that cannot be read is ignored, as RFC 9110 §13.1.3–4 asks).
     pub fn from_headers(headers: &axum::http::HeaderMap) -> Result<Preconditions, String> {
+        Preconditions::read_headers(headers, false)
+    }
+
+    /// A write's or a delete's conditions, from its headers: as
+    /// [`Preconditions::from_headers`], but an `If-Unmodified-Since` that
+    /// cannot be read is an error, not ignored. RFC 9110 would ignore it;
+    /// but a guard the client meant to hold, dropped, lets the change it
+    /// guarded go ahead (a typed date with the wrong weekday would delete
+    /// a value its sender meant to keep), so Trove refuses the request.
+    pub fn for_change(headers: &axum::http::HeaderMap) -> Result<Preconditions, String> {
+        Preconditions::read_headers(headers, true)
+    }
+
+    fn read_headers(headers: &axum::http::HeaderMap, change: bool) -> Result<Preconditions, String> {
         use axum::http::header;
-        let one = |name: header::HeaderName, shown: &str| {
-            let mut values = headers.get_all(&name).iter();
-            let Some(value) = values.next() else {
-                return Ok(None);
-            };
-            if values.next().is_some() {
-                return Err(format!("{shown} was sent more than once; send it once"));
+        let one = |name: header::HeaderName, shown: &str| crate::http::single(headers, name.as_str(), shown);
+        let unmodified_since = one(header::IF_UNMODIFIED_SINCE, "If-Unmodified-Since");
+        if change {
+            if let Some(date) = unmodified_since.clone()? {
+                if httpdate::parse_http_date(date.trim()).is_err() {
+                    return Err(format!(
+                        "If-Unmodified-Since must be an HTTP date such as `Sun, 06 Nov 1994 08:49:37 GMT` (with the right weekday), not `{date}`; nothing was changed"
+                    ));
+                }
             }
-            value
-                .to_str()
-                .map(Some)
-                .map_err(|_| format!("{shown} is not ASCII"))
-        };
+        }
         Ok(Preconditions::parse(
             one(header::IF_MATCH, "If-Match")?,
             one(header::IF_NONE_MATCH, "If-None-Match")?,
         )?
         // A date that cannot be read (sent twice, not text) is ignored,
-        // as RFC 9110 §13.1.3–4 asks of an invalid one.
+        // as RFC 9110 §13.1.3–4 asks of an invalid one (a change's
+        // If-Unmodified-Since was checked above).
         .with_dates(
-            one(header::IF_UNMODIFIED_SINCE, "If-Unmodified-Since").unwrap_or(None),
+            unmodified_since.unwrap_or(None),
             one(header::IF_MODIFIED_SINCE, "If-Modified-Since").unwrap_or(None),
         ))
     }
@@ -409,5 +423,34 @@ mod tests {
             serve(dated(Some(BEFORE), None)),
             ReadVerdict::Failed(Failed::ModifiedSince)
         );
+    }
+
+    #[test]
+    fn a_change_refuses_a_date_it_cannot_read_and_a_read_ignores_it() {
+        use axum::http::{HeaderMap, HeaderValue};
+        let with = |value: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("if-unmodified-since", HeaderValue::from_str(value).unwrap());
+            h
+        };
+        // ISO 8601, Unix seconds, and a real date with the wrong weekday
+        // (1 January 2000 was a Saturday).
+        for bad in [
+            "2024-01-01T00:00:00Z",
+            "1704067200",
+            "Thu, 01 Jan 2000 00:00:00 GMT",
+        ] {
+            let e = Preconditions::for_change(&with(bad)).unwrap_err();
+            assert!(e.contains("If-Unmodified-Since") && e.contains(bad), "{e}");
+            assert!(
+                Preconditions::from_headers(&with(bad)).unwrap().is_empty(),
+                "{bad}"
+            );
+        }
+        let good = Preconditions::for_change(&with(BEFORE)).unwrap();
+        assert_eq!(good.check(Some(cur("y"))), Err(Failed::ModifiedSince));
+        let mut twice = with(BEFORE);
+        twice.append("if-unmodified-since", HeaderValue::from_static(AFTER));
+        assert!(Preconditions::for_change(&twice).is_err());
     }
 }

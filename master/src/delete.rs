@@ -162,7 +162,12 @@ fn check(conditions: &Preconditions, record: &Record) -> Result<(), ApiError> {
         .settled()
         .filter(|r| r.state == State::Live)
         .map(|r| Current::new(r.etag(), r.created));
-    conditions.check(current).map_err(ApiError::PreconditionFailed)
+    conditions
+        .check(current)
+        .map_err(|failed| ApiError::PreconditionFailed {
+            failed,
+            outcome: "; nothing was changed",
+        })
 }
 
 /// Records the live `record` of `key` as unlinked.

@@ -42,9 +42,13 @@ pub enum ApiError {
     SourceMissing(String),
     #[error("compose source {key} changed: {what}")]
     SourceChanged { key: String, what: String },
-    /// A write's `If-Match` / `If-None-Match` failed; nothing was stored.
-    #[error("{0}; nothing was stored")]
-    PreconditionFailed(trove_common::conditions::Failed),
+    /// A request's condition (`If-Match`, …) failed; `outcome` says what
+    /// that left undone ("; nothing was stored" for a write).
+    #[error("{failed}{outcome}")]
+    PreconditionFailed {
+        failed: trove_common::conditions::Failed,
+        outcome: &'static str,
+    },
     #[error("{0}")]
     BodyTooLarge(String),
     #[error("more than {0} keys match; page through them with &limit=N and &start=")]
@@ -113,7 +117,7 @@ impl ApiError {
             Exists | Protected | Forbidden(_) => StatusCode::FORBIDDEN,
             Busy | Conflict(_) => StatusCode::CONFLICT,
             NotFound | SourceMissing(_) => StatusCode::NOT_FOUND,
-            SourceChanged { .. } | PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
+            SourceChanged { .. } | PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
             NoSuchJob(_) | NoSuchOperation(_) => StatusCode::NOT_FOUND,
             TooManyKeys(_) | ParamsTooLarge(_) | BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Method(_) | WrongMethod { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -181,7 +185,10 @@ pub fn every_status() -> Vec<u16> {
             key: String::new(),
             what: String::new(),
         },
-        PreconditionFailed(trove_common::conditions::Failed::Exists),
+        PreconditionFailed {
+            failed: trove_common::conditions::Failed::Exists,
+            outcome: "",
+        },
         BodyTooLarge(String::new()),
         TooManyKeys(0),
         Method(String::new()),
@@ -246,7 +253,7 @@ pub fn every_status() -> Vec<u16> {
             | NotFound
             | SourceMissing(_)
             | SourceChanged { .. }
-            | PreconditionFailed(_)
+            | PreconditionFailed { .. }
             | BodyTooLarge(_)
             | TooManyKeys(_)
             | Method(_)

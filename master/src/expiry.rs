@@ -37,23 +37,43 @@ pub struct ExpiryStats {
     pub failed: AtomicU64,
 }
 
-/// The expiry a write asks for (Unix ms), or `default_ttl` from `now_ms`.
+/// When a write asks its key to expire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// This long after the value is committed (`Trove-Expires-After`,
+    /// `--default-ttl`): a slow upload does not eat into its TTL.
+    After(Duration),
+    /// At this time, Unix ms (`Trove-Expires-At`).
+    At(u64),
+}
+
+impl Expiry {
+    /// The expiry time of a value committed at `created_ms`; an error when
+    /// that time has passed already (a `Trove-Expires-At` that came while
+    /// the value was on its way), as it would have been on arrival.
+    pub fn at(self, created_ms: u64) -> Result<u64, ApiError> {
+        match self {
+            Expiry::After(ttl) => Ok(created_ms.saturating_add(ttl.as_millis().min(u64::MAX as u128) as u64)),
+            Expiry::At(ms) if ms > created_ms => Ok(ms),
+            Expiry::At(_) => Err(ApiError::BadRequest(format!(
+                "the {TROVE_EXPIRES_AT} time passed while the value was being written; nothing was stored"
+            ))),
+        }
+    }
+}
+
+/// The expiry a write asks for, or `default_ttl`; a time must be later
+/// than `now_ms`.
 pub fn requested(
     headers: &HeaderMap,
     default_ttl: Option<Duration>,
     now_ms: u64,
-) -> Result<Option<u64>, ApiError> {
+) -> Result<Option<Expiry>, ApiError> {
     let header = |name: &str| -> Result<Option<&str>, ApiError> {
-        headers
-            .get(name)
-            .map(|v| {
-                v.to_str()
-                    .map(str::trim)
-                    .map_err(|_| ApiError::BadRequest(format!("{name} is not ASCII")))
-            })
-            .transpose()
+        trove_common::http::single(headers, name, name)
+            .map(|v| v.map(str::trim))
+            .map_err(ApiError::BadRequest)
     };
-    let after_ms = |d: Duration| now_ms.saturating_add(d.as_millis().min(u64::MAX as u128) as u64);
     match (header(TROVE_EXPIRES_AFTER)?, header(TROVE_EXPIRES_AT)?) {
         (Some(_), Some(_)) => Err(ApiError::BadRequest(format!(
             "send {TROVE_EXPIRES_AFTER} or {TROVE_EXPIRES_AT}, not both"
@@ -67,7 +87,7 @@ pub fn requested(
                     "{TROVE_EXPIRES_AFTER} must be more than 0"
                 )));
             }
-            Ok(Some(after_ms(ttl)))
+            Ok(Some(Expiry::After(ttl)))
         }
         (None, Some(at)) => {
             let too_far =
@@ -89,9 +109,9 @@ pub fn requested(
                     "{TROVE_EXPIRES_AT} `{at}` is not in the future"
                 )));
             }
-            Ok(Some(ms))
+            Ok(Some(Expiry::At(ms)))
         }
-        (None, None) => Ok(default_ttl.map(after_ms)),
+        (None, None) => Ok(default_ttl.map(Expiry::After)),
     }
 }
 
@@ -184,7 +204,10 @@ mod tests {
     fn write_headers_set_the_expiry() {
         let now = 1_700_000_000_000;
         let hour = Some(Duration::from_secs(3600));
-        let req = |pairs: &[(&'static str, &str)], default| requested(&headers(pairs), default, now);
+        // The expiry of a value committed at once.
+        let req = |pairs: &[(&'static str, &str)], default| {
+            requested(&headers(pairs), default, now).map(|e| e.map(|e| e.at(now).unwrap()))
+        };
         assert_eq!(req(&[], None).unwrap(), None);
         assert_eq!(req(&[], hour).unwrap(), Some(now + 3_600_000), "--default-ttl");
         assert_eq!(
@@ -218,5 +241,15 @@ mod tests {
         ] {
             assert!(matches!(req(bad, None), Err(ApiError::BadRequest(_))), "{bad:?}");
         }
+        // A TTL counts from the commit; a time must not have passed by then.
+        let ttl = requested(&headers(&[(TROVE_EXPIRES_AFTER, "2")]), None, now)
+            .unwrap()
+            .unwrap();
+        assert_eq!(ttl.at(now + 60_000).unwrap(), now + 62_000);
+        let at = requested(&headers(&[(TROVE_EXPIRES_AT, "1700000002")]), None, now)
+            .unwrap()
+            .unwrap();
+        assert_eq!(at.at(now + 1_000).unwrap(), now + 2_000);
+        assert!(matches!(at.at(now + 2_000), Err(ApiError::BadRequest(_))));
     }
 }

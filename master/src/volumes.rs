@@ -162,6 +162,15 @@ impl Volumes {
             .count()
     }
 
+    /// How many volumes can take a write now ([`Volumes::can_take`]).
+    pub fn writable_count(&self) -> usize {
+        self.placement
+            .volumes()
+            .iter()
+            .filter(|v| self.can_take(&v.addr, None))
+            .count()
+    }
+
     /// A snapshot of every volume with its health, in configured order.
     pub fn snapshot(&self) -> Vec<(VolumeSpec, Health)> {
         self.placement

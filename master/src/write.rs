@@ -51,8 +51,8 @@ pub struct Upload {
     pub len: Option<u64>,
     /// The raw md5 from `Content-MD5`, to check against what arrives.
     pub content_md5: Option<[u8; 16]>,
-    /// When the key expires (Unix ms), from the TTL headers or `--default-ttl`.
-    pub expires: Option<u64>,
+    /// When the key expires, from the TTL headers or `--default-ttl`.
+    pub expires: Option<crate::expiry::Expiry>,
     /// The sha256 from `Key-Sha256`, likewise.
     pub key_sha256: Option<[u8; 32]>,
     /// The CRC32C the client computed of what it sent (`Key-Crc32c`).
@@ -160,7 +160,10 @@ pub async fn write(
     upload
         .preconditions
         .check(current)
-        .map_err(ApiError::PreconditionFailed)?;
+        .map_err(|failed| ApiError::PreconditionFailed {
+            failed,
+            outcome: "; nothing was stored",
+        })?;
     if replacing_live && !upload.replace {
         return Err(ApiError::Exists);
     }
@@ -208,14 +211,15 @@ pub async fn write(
         let digests = store_on_replicas(&state, &dest, &upload, source).await?;
         crash::point("write-stored");
         check_result(&upload, &digests)?;
+        let created = now_ms();
         let record = Record {
             state: State::Live,
             volumes: targets.clone(),
             size: digests.size,
             sha256: digests.sha256_hex(),
             md5: digests.md5_hex(),
-            created: now_ms(),
-            expires: upload.expires,
+            created,
+            expires: upload.expires.map(|e| e.at(created)).transpose()?,
             damaged: vec![],
             write: Some(write_id.clone()),
             replaces: None,

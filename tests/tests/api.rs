@@ -3,7 +3,9 @@
 
 use reqwest::Method;
 use serde_json::json;
-use trove_tests::{header, key_volumes, md5_hex, pattern_bytes, sha256_hex, Cluster, ClusterOptions};
+use trove_tests::{
+    header, key_volumes, md5_hex, pattern_bytes, sha256_hex, wait_for, Cluster, ClusterOptions,
+};
 
 #[tokio::test]
 async fn put_get_head_delete() {
@@ -320,6 +322,43 @@ async fn bad_requests_get_clear_answers() {
     assert!(r.headers().contains_key("allow"));
 }
 
+/// `/-/ready` (and `trove health`, which asks it) says whether a write can
+/// succeed: with every volume up but short of `--min-free`, writes fail
+/// with `507`, so the master is not ready.
+#[tokio::test]
+async fn not_ready_while_no_volume_has_room() {
+    let mut c = Cluster::start(ClusterOptions {
+        master_args: vec!["--min-free".into(), "0".into()],
+        ..Default::default()
+    })
+    .await;
+    c.master.set_arg("--min-free", "1000000GiB");
+    c.master.restart();
+    wait_for("the restarted master to have polled the volumes", || async {
+        let status = c.http.get(c.url("/-/status")).send().await;
+        match status {
+            Ok(r) => r.json::<serde_json::Value>().await.unwrap()["healthy_volumes"] == 3,
+            Err(_) => false,
+        }
+    })
+    .await;
+    let ready = c.http.get(c.url("/-/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let reason = ready.text().await.unwrap();
+    assert!(
+        reason.contains("take writes") && reason.contains("--min-free"),
+        "{reason}"
+    );
+    assert_eq!(c.put("/no/room", "v").await, 507);
+    let health = c.trove(&["health"]).await;
+    assert_ne!(health.code, 0, "{} {}", health.stdout, health.stderr);
+
+    c.master.set_arg("--min-free", "0");
+    c.master.restart();
+    c.wait_until_ready().await;
+    assert_eq!(c.put("/no/room", "v").await, 201);
+}
+
 #[tokio::test]
 async fn operations_endpoints() {
     let c = Cluster::start_default().await;
@@ -504,9 +543,41 @@ async fn conditional_deletes_and_reads() {
                 .await
                 .unwrap();
             assert_eq!(r.status(), 412, "{method} with {name}: {value}");
+            let reason = r.text().await.unwrap();
+            assert!(
+                reason.trim_end().ends_with("nothing was changed"),
+                "{method}: {reason}"
+            );
             assert_eq!(c.get("/c").await, (200, "v".into()), "after {method} with {name}");
         }
+        // A guard that cannot be read is refused, not dropped (the change
+        // would go ahead): ISO 8601, Unix seconds, a wrong weekday.
+        for bad in [
+            "2001-01-01T00:00:00Z",
+            "978307200",
+            "Thu, 01 Jan 2000 00:00:00 GMT",
+        ] {
+            let r = http
+                .request(method.clone(), c.url("/c"))
+                .header("if-unmodified-since", bad)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 400, "{method} with If-Unmodified-Since: {bad}");
+            assert_eq!(c.get("/c").await, (200, "v".into()), "after {method} with {bad}");
+        }
     }
+    // So is a replace's.
+    let r = http
+        .put(c.url("/c"))
+        .header("trove-replace", "1")
+        .header("if-unmodified-since", "2001-01-01T00:00:00Z")
+        .body("replaced")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(c.get("/c").await, (200, "v".into()));
     // One whose condition holds goes ahead.
     let r = http
         .request(Method::from_bytes(b"UNLINK").unwrap(), c.url("/c"))

@@ -107,6 +107,65 @@ async fn ttl_headers_default_ttl_and_the_cli() {
     assert_eq!(c.head("/ttl/refused").await.status(), 404);
 }
 
+/// A body that sends half of `value`, waits `pause`, then the rest: an
+/// upload slower than a short TTL.
+fn slow_body(value: &'static [u8], pause: Duration) -> reqwest::Body {
+    let (first, rest) = value.split_at(value.len() / 2);
+    let pieces =
+        futures::stream::iter([(first, Duration::ZERO), (rest, pause)]).then(|(piece, wait)| async move {
+            tokio::time::sleep(wait).await;
+            Ok::<_, std::io::Error>(piece.to_vec())
+        });
+    reqwest::Body::wrap_stream(pieces)
+}
+
+/// A TTL counts from the commit, so an upload slower than its TTL is
+/// still readable when answered `201`; a `Trove-Expires-At` that passes
+/// while the value is on its way fails the write, and nothing is stored.
+#[tokio::test]
+async fn a_ttl_counts_from_the_commit_not_from_the_upload() {
+    let c = cluster(&[]).await;
+    let pause = Duration::from_millis(2500);
+    let put = c
+        .http
+        .put(c.url("/ttl/slow"))
+        .header("trove-expires-after", "2")
+        .body(slow_body(b"a slow upload", pause))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 201);
+    let committed = now_ms();
+    let head = c.head("/ttl/slow").await;
+    assert_eq!(head.status(), 302, "readable once stored");
+    let expires: u64 = head.headers()["key-expires"].to_str().unwrap().parse().unwrap();
+    assert!(
+        (committed - 1_000..=committed + 2_000).contains(&(expires - 2_000)),
+        "2 s from the commit ({committed}), not from the request: {expires}"
+    );
+
+    let soon = (now_ms() / 1000 + 2).to_string();
+    let put = c
+        .http
+        .put(c.url("/ttl/late"))
+        .header("trove-expires-at", &soon)
+        .body(slow_body(
+            b"arrives after its expiry",
+            Duration::from_millis(3500),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 400);
+    assert!(put
+        .text()
+        .await
+        .unwrap()
+        .contains("passed while the value was being written"));
+    assert_eq!(c.head("/ttl/late").await.status(), 404);
+    assert_eq!(c.copies_of("/ttl/late").await, 0, "nothing stored");
+}
+
 #[tokio::test]
 async fn expired_keys_read_as_absent_and_are_collected_even_across_a_restart() {
     // The reader below pauses for longer than the harness's usual 5 s

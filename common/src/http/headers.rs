@@ -82,14 +82,36 @@ pub const REPLACED_MESSAGE: &str =
 /// again"): the answer to look for, not the whole sentence.
 pub const ASK_AGAIN: &str = "ask the master again";
 
+/// The value of header `name` (`shown` in messages), sent at most once:
+/// a header that means one thing cannot be sent twice (which of two
+/// `Trove-Replace` or `Content-MD5` values would count?), and it must be
+/// ASCII text.
+pub fn single<'a>(
+    headers: &'a axum::http::HeaderMap,
+    name: &str,
+    shown: &str,
+) -> Result<Option<&'a str>, String> {
+    let mut values = headers.get_all(name).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(format!("{shown} was sent more than once; send it once"));
+    }
+    value
+        .to_str()
+        .map(Some)
+        .map_err(|_| format!("{shown} is not ASCII"))
+}
+
 /// Whether a flag header (`Trove-Replace`, `Trove-Allow-Empty`) is set:
 /// absent or `0`/`false` → `Ok(false)`, `1`/`true` → `Ok(true)`, anything
-/// else a message saying so.
+/// else (twice, say) a message saying so.
 pub fn flag(headers: &axum::http::HeaderMap, name: &str) -> Result<bool, String> {
-    match headers.get(name).map(|v| v.to_str().map(str::trim)) {
+    match single(headers, name, name)?.map(str::trim) {
         None => Ok(false),
-        Some(Ok("1" | "true")) => Ok(true),
-        Some(Ok("0" | "false")) => Ok(false),
+        Some("1" | "true") => Ok(true),
+        Some("0" | "false") => Ok(false),
         Some(_) => Err(format!("{name} must be 1 (or true) or 0 (or false)")),
     }
 }
@@ -113,6 +135,9 @@ pub fn meta_from_headers(headers: &axum::http::HeaderMap) -> Result<Meta, String
         }
         let value =
             std::str::from_utf8(value.as_bytes()).map_err(|_| format!("the value of {name} is not UTF-8"))?;
+        if name == ETAG_META && meta.contains_key(name) {
+            return Err("Trove-Etag was sent more than once; send it once".into());
+        }
         meta.entry(name.to_string())
             .and_modify(|v| {
                 v.push(',');
@@ -227,5 +252,9 @@ mod tests {
         assert_eq!(flag(&h, TROVE_REPLACE), Ok(true));
         h.insert(TROVE_REPLACE, HeaderValue::from_static("yes"));
         assert!(flag(&h, TROVE_REPLACE).is_err());
+        // Set and unset at once: refused, not whichever comes first.
+        h.insert(TROVE_REPLACE, HeaderValue::from_static("1"));
+        h.append(TROVE_REPLACE, HeaderValue::from_static("0"));
+        assert!(flag(&h, TROVE_REPLACE).unwrap_err().contains("more than once"));
     }
 }

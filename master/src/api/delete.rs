@@ -12,7 +12,7 @@ use trove_common::key::Key;
 
 /// The request's conditions (`400` when they cannot be read).
 fn conditions(headers: &HeaderMap) -> Result<Preconditions, ApiError> {
-    Preconditions::from_headers(headers).map_err(ApiError::BadRequest)
+    Preconditions::for_change(headers).map_err(ApiError::BadRequest)
 }
 
 /// `DELETE /key`.

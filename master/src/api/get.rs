@@ -37,7 +37,7 @@ pub fn get(state: &AppState, key: Key, request: &HeaderMap) -> Result<Response, 
     match conditions.check_read(Current::new(record.etag(), record.created)) {
         ReadVerdict::Serve => {}
         ReadVerdict::NotModified => return Ok(not_modified(record)),
-        ReadVerdict::Failed(failed) => return Err(ApiError::PreconditionFailed(failed)),
+        ReadVerdict::Failed(failed) => return Err(ApiError::PreconditionFailed { failed, outcome: "" }),
     }
     let readable = record.readable();
     let addr = state

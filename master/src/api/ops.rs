@@ -19,12 +19,23 @@ pub async fn healthy() -> &'static str {
 /// `200` when enough volumes are healthy to take writes.
 pub async fn ready(State(state): State<Arc<AppState>>) -> (StatusCode, String) {
     let healthy = state.volumes.healthy_count();
+    let writable = state.volumes.writable_count();
     let needed = state.config.placement.replicas();
-    if healthy >= needed {
-        (StatusCode::OK, format!("ready: {healthy} healthy volume(s)\n"))
-    } else {
+    if writable >= needed {
+        (
+            StatusCode::OK,
+            format!("ready: {healthy} healthy volume(s), {writable} taking writes\n"),
+        )
+    } else if healthy < needed {
         let e = ApiError::NotEnoughVolumes { healthy, needed };
-        (e.status(), format!("not ready: {e}\n"))
+        (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n"))
+    } else {
+        // Up, but a write would fail: every volume but `writable` is full
+        // (under --min-free), read-only or stalled.
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: only {writable} of {healthy} healthy volume(s) take writes (the others are full, under --min-free, read-only or stalled), {needed} needed; see GET /-/status\n"),
+        )
     }
 }
 

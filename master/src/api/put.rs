@@ -162,7 +162,7 @@ pub(crate) fn upload(state: &AppState, headers: &HeaderMap) -> Result<Upload, Ap
     };
     let expires =
         crate::expiry::requested(headers, state.config.default_ttl, trove_common::record::now_ms())?;
-    let preconditions = Preconditions::from_headers(headers).map_err(ApiError::BadRequest)?;
+    let preconditions = Preconditions::for_change(headers).map_err(ApiError::BadRequest)?;
     Ok(Upload {
         len: None,
         content_md5,
@@ -198,17 +198,5 @@ pub(crate) fn created(committed: &Committed) -> Response {
 /// The value of a header that may be sent at most once: two checksums
 /// could disagree, and checking only one would let the other pass unseen.
 fn one_header<'a>(headers: &'a HeaderMap, name: &str, shown: &str) -> Result<Option<&'a str>, ApiError> {
-    let mut values = headers.get_all(name).iter();
-    let Some(value) = values.next() else {
-        return Ok(None);
-    };
-    if values.next().is_some() {
-        return Err(ApiError::BadRequest(format!(
-            "{shown} was sent more than once; send it once"
-        )));
-    }
-    value
-        .to_str()
-        .map(Some)
-        .map_err(|_| ApiError::BadRequest(format!("{shown} is not ASCII")))
+    trove_common::http::single(headers, name, shown).map_err(ApiError::BadRequest)
 }
