@@ -7,6 +7,7 @@ use reqwest::{Method, RequestBuilder, Response, Url};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use trove_common::http::TROVE_ERROR;
 use trove_common::key::Key;
 
 /// A Trove client. Cheap to clone (an `Arc` inside); share one per process
@@ -321,11 +322,26 @@ impl Client {
     }
 }
 
-/// The body of an error answer, as text (bounded: error bodies are one line).
+/// The reason an error answer gives: its body (bounded: error bodies are
+/// one line), or, when that is empty, its `Trove-Error` header — the only
+/// place a `HEAD` answer can give one.
 pub(crate) async fn error_body(resp: Response) -> String {
-    match tokio::time::timeout(Duration::from_secs(5), resp.text()).await {
+    let header = resp
+        .headers()
+        .get(TROVE_ERROR)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let body = match tokio::time::timeout(Duration::from_secs(5), resp.text()).await {
         Ok(Ok(text)) => text.chars().take(1000).collect(),
         _ => String::new(),
+    };
+    reason(body, header)
+}
+
+/// The body when it says something, else the `Trove-Error` header.
+fn reason(body: String, header: Option<String>) -> String {
+    match header {
+        Some(header) if body.trim().is_empty() => header,
+        _ => body,
     }
 }
 
@@ -354,5 +370,21 @@ mod tests {
         assert!(parse_master("http://m:3000/photos").is_err());
         assert!(parse_master("http://").is_err());
         assert!(Client::builder().build().is_err(), "a master is required");
+    }
+
+    #[test]
+    fn an_empty_body_leaves_the_reason_to_trove_error() {
+        let header = || Some("every replica of this key is down".to_string());
+        assert_eq!(
+            reason(String::new(), header()),
+            "every replica of this key is down"
+        );
+        assert_eq!(reason("\n".into(), header()), "every replica of this key is down");
+        assert_eq!(
+            reason("every replica of this key is down (a, b)\n".into(), header()),
+            "every replica of this key is down (a, b)\n",
+            "the body is whole where the header may be cut"
+        );
+        assert_eq!(reason(String::new(), None), "");
     }
 }

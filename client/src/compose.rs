@@ -70,6 +70,7 @@ impl Client {
         opts: &PutOptions,
     ) -> Result<Written> {
         let k = &key(raw_key)?;
+        let headers = &write_headers(k, opts)?;
         if sources.len() > MAX_SOURCES {
             return Err(Error::Config(format!(
                 "{} sources; a compose takes at most {MAX_SOURCES}",
@@ -109,7 +110,7 @@ impl Client {
                     if opts.keep_parts {
                         r = r.header(TROVE_KEEP_PARTS, "1");
                     }
-                    write_headers(r, opts)
+                    r.headers(headers.clone())
                 })
                 .await?;
             match resp.status() {

@@ -89,10 +89,29 @@ pub enum Error {
         key: String,
         source: trove_common::key::KeyError,
     },
+    /// A header a write was asked to send that Trove does not take there,
+    /// or that cannot be an HTTP header at all: a [`PutOptions::meta`]
+    /// pair other than the metadata Trove stores (`Trove-Replace`, an
+    /// `If-*`, `X-Custom`…), or a name or value a request cannot carry (a
+    /// space in a name, a line break in a value). Refused before anything
+    /// is sent.
+    ///
+    /// [`PutOptions::meta`]: crate::PutOptions::meta
+    #[error("{key}: nothing was sent: the header {name:?} (value {value:?}) {reason}")]
+    InvalidHeader {
+        key: String,
+        name: String,
+        value: String,
+        /// What is wrong, and what is allowed.
+        reason: String,
+    },
     /// A bad argument to the client itself (an unusable master URL…).
     #[error("{0}")]
     Config(String),
-    /// A local file or writer failed.
+    /// A local file or writer failed, or the value a write was sending
+    /// did: a file that cannot be read, a caller's stream that yielded an
+    /// error or ended before the length it announced (the write then
+    /// stored nothing). Not retried: it is not the cluster's doing.
     #[error("{context}: {source}")]
     Io { context: String, source: std::io::Error },
 }

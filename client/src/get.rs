@@ -427,7 +427,7 @@ impl Fetch {
                     }
                     return Some(Ok(chunk));
                 }
-                Ok(Some(Err(e))) => format!("connection broke: {}", Error::transport("", &e)),
+                Ok(Some(Err(e))) => format!("connection broke: {}", trove_common::http::transport_error(&e)),
                 Ok(None) => "the body ended early".to_string(),
                 Err(_) => format!("no bytes for {stall:?}"),
             };

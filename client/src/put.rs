@@ -24,11 +24,12 @@
 
 use crate::client::{key, status_error, Client};
 use crate::error::{Error, Result};
+use crate::stat::is_meta_header;
 use base64::Engine;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use parking_lot::Mutex;
-use reqwest::header::{CONTENT_LENGTH, ETAG};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, ETAG, IF_MATCH, IF_NONE_MATCH};
 use reqwest::{Method, StatusCode};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -42,6 +43,7 @@ use trove_common::http::{
     CONTENT_MD5, KEY_CRC32C, KEY_SHA256, TROVE_EXPIRES_AFTER, TROVE_EXPIRES_AT, TROVE_LENGTH,
 };
 use trove_common::key::Key;
+use trove_common::record::{STORED_HEADERS, USER_META_PREFIX};
 
 pub use trove_common::http::{TROVE_ALLOW_EMPTY, TROVE_ETAG, TROVE_REPLACE};
 
@@ -117,7 +119,13 @@ pub struct PutOptions {
     /// Metadata stored with the value and returned on reads: `(header
     /// name, value)` pairs among `Content-Type`, `Content-Disposition`,
     /// `Cache-Control`, `Content-Encoding`, `Content-Language`, `Expires`
-    /// and `x-amz-meta-*`.
+    /// and `x-amz-meta-<name>`, names in any case, values UTF-8 (a name
+    /// given twice is stored once, its values joined by `,`). Any other
+    /// name — a control header such as `Trove-Replace` or `If-Match`,
+    /// which have fields of their own here, or one the master would
+    /// silently drop — and any name or value that cannot be an HTTP
+    /// header (a line break) fail the write with
+    /// [`Error::InvalidHeader`] before anything is sent.
     pub meta: Vec<(String, String)>,
     /// The ETag to report instead of the md5 (`Trove-Etag`), unquoted.
     pub etag: Option<String>,
@@ -179,6 +187,7 @@ impl Client {
     /// ```
     pub async fn put_bytes(&self, raw_key: &str, value: Bytes, opts: &PutOptions) -> Result<Written> {
         let k = &key(raw_key)?;
+        let headers = write_headers(k, opts)?;
         let (md5, sha256) = match (opts.content_md5, opts.sha256) {
             (Some(md5), sha256) => (md5, sha256),
             (None, sha256) => {
@@ -189,7 +198,7 @@ impl Client {
             }
         };
         let len = value.len() as u64;
-        self.put_retried(k, len, (md5, sha256), opts, || {
+        self.put_retried(k, len, (md5, sha256), opts, &headers, || {
             let value = value.clone();
             async move { Ok(futures::stream::once(async move { Ok::<_, std::io::Error>(value) }).boxed()) }
         })
@@ -210,6 +219,7 @@ impl Client {
     /// ```
     pub async fn put_file(&self, raw_key: &str, path: &Path, opts: &PutOptions) -> Result<Written> {
         let k = &key(raw_key)?;
+        let headers = write_headers(k, opts)?;
         let (len, md5, sha256) = match opts.content_md5 {
             Some(md5) => (file_len(path).await?, md5, opts.sha256),
             None => {
@@ -218,7 +228,7 @@ impl Client {
             }
         };
         let path: PathBuf = path.to_path_buf();
-        self.put_retried(k, len, (md5, sha256), opts, || {
+        self.put_retried(k, len, (md5, sha256), opts, &headers, || {
             let path = path.clone();
             async move {
                 let file = tokio::fs::File::open(&path)
@@ -241,6 +251,10 @@ impl Client {
     /// was sent too (a mismatch deletes the key and fails with
     /// [`Error::Garbled`]).
     ///
+    /// A stream that yields an error, or ends before (or goes on past)
+    /// the length it announced, fails the write with [`Error::Io`] (its
+    /// error in the message); the master stores nothing.
+    ///
     /// ```no_run
     /// # async fn demo(client: trove_client::Client) -> trove_client::Result<()> {
     /// use bytes::Bytes;
@@ -260,14 +274,15 @@ impl Client {
         E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
     {
         let k = &key(raw_key)?;
+        let headers = write_headers(k, opts)?;
         let body = body
             .map(|r| r.map_err(|e| std::io::Error::other(e.into())))
             .boxed();
         let sent_crc32c = Arc::new(Mutex::new(0));
-        let watch = Watch::new(opts.progress.clone(), Some(Arc::clone(&sent_crc32c)));
+        let watch = Watch::new(opts.progress.clone(), Some(Arc::clone(&sent_crc32c)), len);
         let url = self.master_url(&k.url_path());
         let answer = self
-            .send_put(&url, body, len, (opts.content_md5, opts.sha256), opts, &watch)
+            .send_put(k, &url, body, (opts.content_md5, opts.sha256), &headers, &watch)
             .await;
         let written = match answer {
             Ok(resp) => {
@@ -317,6 +332,7 @@ impl Client {
         len: u64,
         (md5, sha256): ([u8; 16], Option<[u8; 32]>),
         opts: &PutOptions,
+        headers: &HeaderMap,
         body: F,
     ) -> Result<Written>
     where
@@ -328,10 +344,10 @@ impl Client {
         let body = &body;
         let md5_hex = &md5_hex;
         self.call(&k.url_path(), |url, earlier| async move {
-            let watch = Watch::new(opts.progress.clone(), None);
+            let watch = Watch::new(opts.progress.clone(), None, Some(len));
             let stream = body().await?;
             match self
-                .send_put(&url, stream, Some(len), (Some(md5), sha256), opts, &watch)
+                .send_put(k, &url, stream, (Some(md5), sha256), headers, &watch)
                 .await
             {
                 Ok(resp)
@@ -370,19 +386,28 @@ impl Client {
     /// `Key-Crc32c` trailer, its length (if known) as `Trove-Length` —
     /// unless an md5 or sha256 given up front already lets the master
     /// check it before committing; any other body of known length goes
-    /// with a `Content-Length`.
+    /// with a `Content-Length`. `headers` are the [`write_headers`].
+    ///
+    /// A body that fails (a caller's stream yields an error, a file cannot
+    /// be read, either ends short of its length) is [`Error::Io`], not the
+    /// [`Error::Transport`] reqwest makes of it: reqwest reports a body's
+    /// error as a failed request whose source chain ends in that error,
+    /// the same shape as a broken connection, so [`Watched`] records the
+    /// failure where it happens instead.
     async fn send_put(
         &self,
+        k: &Key,
         url: &str,
         body: futures::stream::BoxStream<'static, std::io::Result<Bytes>>,
-        len: Option<u64>,
         (md5, sha256): (Option<[u8; 16]>, Option<[u8; 32]>),
-        opts: &PutOptions,
+        headers: &HeaderMap,
         watch: &Watch,
     ) -> Result<reqwest::Response> {
+        let len = watch.len;
         let watched = Watched {
             inner: body,
             watch: watch.clone(),
+            ended: false,
         };
         let mut req = self.http().request(Method::PUT, url);
         // A digest known up front is checked by the master before it
@@ -419,14 +444,17 @@ impl Client {
         if let Some(sha256) = sha256 {
             req = req.header(KEY_SHA256, hex::encode(sha256));
         }
-        req = write_headers(req, opts);
+        req = req.headers(headers.clone());
         let send = req.send();
         tokio::pin!(send);
         let stall = self.stall_timeout();
         let (mut last, mut since) = (0u64, Instant::now());
         loop {
             tokio::select! {
-                r = &mut send => return r.map_err(|e| self.send_error(url, &e)),
+                r = &mut send => return r.map_err(|e| match watch.failed.lock().take() {
+                    Some(cause) => Error::io(format!("{k}: nothing was stored: the value being sent failed"), cause),
+                    None => self.send_error(url, &e),
+                }),
                 _ = tokio::time::sleep(Duration::from_millis(200)) => {}
             }
             let sent = watch.sent.load(Ordering::Relaxed);
@@ -491,31 +519,80 @@ pub(crate) fn written_from(
 }
 
 /// The headers every kind of write shares: expiry, replace, empty values,
-/// metadata, the ETag to report and the preconditions.
-pub(crate) fn write_headers(mut req: reqwest::RequestBuilder, opts: &PutOptions) -> reqwest::RequestBuilder {
+/// metadata, the ETag to report and the preconditions — built once, before
+/// anything is sent, so that a pair that is not metadata Trove stores, or
+/// that cannot be a header, fails the write at once ([`Error::InvalidHeader`],
+/// which is not retried) rather than as a request that could not be made.
+pub(crate) fn write_headers(k: &Key, opts: &PutOptions) -> Result<HeaderMap> {
+    let mut headers = HeaderMap::new();
     if let Some(expires) = &opts.expires {
         let (name, value) = expires.header();
-        req = req.header(name, value);
+        headers.insert(name, value.parse().expect("an expiry is a header value"));
     }
     if opts.replace {
-        req = req.header(TROVE_REPLACE, "1");
+        headers.insert(TROVE_REPLACE, HeaderValue::from_static("1"));
     }
     if opts.allow_empty {
-        req = req.header(TROVE_ALLOW_EMPTY, "1");
+        headers.insert(TROVE_ALLOW_EMPTY, HeaderValue::from_static("1"));
     }
     for (name, value) in &opts.meta {
-        req = req.header(name.as_str(), value.as_str());
+        let (name, value) = meta_header(name, value).map_err(|reason| Error::InvalidHeader {
+            key: k.to_string(),
+            name: name.clone(),
+            value: value.clone(),
+            reason,
+        })?;
+        headers.append(name, value);
     }
-    if let Some(etag) = &opts.etag {
-        req = req.header(TROVE_ETAG, etag.as_str());
+    let fields = [
+        (TROVE_ETAG, &opts.etag),
+        (IF_MATCH.as_str(), &opts.if_match),
+        (IF_NONE_MATCH.as_str(), &opts.if_none_match),
+    ];
+    for (name, value) in fields {
+        let Some(value) = value else { continue };
+        let value = header_value(value).map_err(|reason| Error::InvalidHeader {
+            key: k.to_string(),
+            name: name.to_string(),
+            value: value.clone(),
+            reason,
+        })?;
+        headers.insert(name, value);
     }
-    if let Some(tags) = &opts.if_match {
-        req = req.header(reqwest::header::IF_MATCH, tags.as_str());
+    Ok(headers)
+}
+
+/// One [`PutOptions::meta`] pair as a header, or why it cannot be one.
+fn meta_header(name: &str, value: &str) -> std::result::Result<(HeaderName, HeaderValue), String> {
+    let allowed = || {
+        let (last, rest) = STORED_HEADERS.split_last().expect("headers are stored");
+        format!(
+            "PutOptions::meta takes only the metadata Trove stores: {}, {last} and {USER_META_PREFIX}<name>, in any case",
+            rest.join(", ")
+        )
+    };
+    let header = HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| format!("is not a valid HTTP header name; {}", allowed()))?;
+    if !is_meta_header(header.as_str()) {
+        // The master would act on a control header (`Trove-Replace`
+        // replacing a write-once key, an `If-*`, an expiry) and drop any
+        // other name without a word: neither is what a caller storing
+        // metadata meant.
+        return Err(format!(
+            "is not metadata: {}; replace, expiry, the ETag and preconditions have PutOptions fields of their own",
+            allowed()
+        ));
     }
-    if let Some(tags) = &opts.if_none_match {
-        req = req.header(reqwest::header::IF_NONE_MATCH, tags.as_str());
-    }
-    req
+    Ok((header, header_value(value)?))
+}
+
+/// `value` as a header value, or why it cannot be one.
+fn header_value(value: &str) -> std::result::Result<HeaderValue, String> {
+    // `from_str` takes any byte but controls: UTF-8 text goes as it is,
+    // which the master stores as UTF-8.
+    HeaderValue::from_str(value).map_err(|_| {
+        "has a value no HTTP header can carry (a control character such as a line break)".to_string()
+    })
 }
 
 /// Progress of one upload attempt, shared with its watchdog.
@@ -526,46 +603,105 @@ struct Watch {
     progress: Option<ProgressFn>,
     /// The CRC32C of what was sent so far, for a stream checked at its end.
     crc32c: Option<Arc<Mutex<u32>>>,
+    /// The length announced, if known.
+    len: Option<u64>,
+    /// Why the body failed, when it did: the source's own error, or its
+    /// length not being the one announced. Set before the failure reaches
+    /// the HTTP client, so that it is there when the request fails.
+    failed: Arc<Mutex<Option<std::io::Error>>>,
 }
 
 impl Watch {
-    fn new(progress: Option<ProgressFn>, crc32c: Option<Arc<Mutex<u32>>>) -> Watch {
+    fn new(progress: Option<ProgressFn>, crc32c: Option<Arc<Mutex<u32>>>, len: Option<u64>) -> Watch {
         Watch {
             sent: Arc::default(),
             done: Arc::default(),
             progress,
             crc32c,
+            len,
+            failed: Arc::default(),
         }
+    }
+
+    /// Records why the body failed; the error to give the HTTP client,
+    /// which ends the request (and a chunked one without its last chunk,
+    /// so that the master stores nothing).
+    fn fail(&self, cause: std::io::Error) -> std::io::Error {
+        let reply = std::io::Error::new(cause.kind(), cause.to_string());
+        *self.failed.lock() = Some(cause);
+        reply
     }
 }
 
-/// A body stream that reports each chunk to its [`Watch`].
+/// A body stream that reports each chunk to its [`Watch`], and fails when
+/// its source does or when it is not the length announced.
 struct Watched {
     inner: futures::stream::BoxStream<'static, std::io::Result<Bytes>>,
     watch: Watch,
+    /// It ended or failed: nothing more is read from the source.
+    ended: bool,
 }
 
 impl Stream for Watched {
     type Item = std::io::Result<Bytes>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let item = self.inner.poll_next_unpin(cx);
-        let w = &self.watch;
-        match &item {
-            Poll::Ready(Some(Ok(chunk))) => {
-                if let Some(crc) = &w.crc32c {
-                    let mut crc = crc.lock();
-                    *crc = crc32c::crc32c_append(*crc, chunk);
-                }
-                let sent = w.sent.fetch_add(chunk.len() as u64, Ordering::Relaxed) + chunk.len() as u64;
-                if let Some(p) = &w.progress {
-                    p(sent);
-                }
-            }
-            Poll::Ready(None) => w.done.store(true, Ordering::Relaxed),
-            _ => {}
+        if self.ended {
+            return Poll::Ready(None);
         }
-        item
+        let item = std::task::ready!(self.inner.poll_next_unpin(cx));
+        let w = &self.watch;
+        let sent = w.sent.load(Ordering::Relaxed);
+        let failure = match &item {
+            Some(Ok(chunk)) => match length_check(w.len, sent, Some(chunk.len() as u64)) {
+                Some(wrong) => Some(wrong),
+                None => {
+                    if let Some(crc) = &w.crc32c {
+                        let mut crc = crc.lock();
+                        *crc = crc32c::crc32c_append(*crc, chunk);
+                    }
+                    let sent = sent + chunk.len() as u64;
+                    w.sent.store(sent, Ordering::Relaxed);
+                    if let Some(p) = &w.progress {
+                        p(sent);
+                    }
+                    None
+                }
+            },
+            Some(Err(_)) => None,
+            None => length_check(w.len, sent, None),
+        };
+        let item = match (item, failure) {
+            (_, Some(wrong)) => Some(Err(w.fail(wrong))),
+            (Some(Err(e)), None) => Some(Err(w.fail(e))),
+            (None, None) => {
+                w.done.store(true, Ordering::Relaxed);
+                None
+            }
+            (item, None) => item,
+        };
+        if !matches!(item, Some(Ok(_))) {
+            self.ended = true;
+        }
+        Poll::Ready(item)
+    }
+}
+
+/// Whether a body announced as `len` bytes, `sent` of them gone, goes
+/// wrong with its next chunk of `next` bytes (`None`: it ended there).
+fn length_check(len: Option<u64>, sent: u64, next: Option<u64>) -> Option<std::io::Error> {
+    use std::io::{Error, ErrorKind};
+    let len = len?;
+    match next {
+        None if sent < len => Some(Error::new(
+            ErrorKind::UnexpectedEof,
+            format!("it ended after {sent} of the {len} bytes announced"),
+        )),
+        Some(n) if sent + n > len => Some(Error::new(
+            ErrorKind::InvalidData,
+            format!("it is longer than the {len} bytes announced"),
+        )),
+        _ => None,
     }
 }
 
@@ -657,5 +793,168 @@ mod tests {
         assert_eq!(Expiry::Never.header(), (TROVE_EXPIRES_AFTER, "never".into()));
         let at = UNIX_EPOCH + Duration::from_millis(1_800_000_000_999);
         assert_eq!(Expiry::At(at).header(), (TROVE_EXPIRES_AT, "1800000000".into()));
+    }
+
+    fn with_meta(pairs: &[(&str, &str)]) -> PutOptions {
+        PutOptions {
+            meta: pairs
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn meta_takes_the_stored_headers_in_any_case_and_nothing_else() {
+        let k = Key::new("/m/k").unwrap();
+        let headers = write_headers(
+            &k,
+            &with_meta(&[
+                ("Content-Type", "text/plain"),
+                ("CACHE-CONTROL", "no-cache"),
+                ("content-disposition", "attachment; filename=\"café.txt\""),
+                ("Content-Encoding", "gzip"),
+                ("Content-Language", "fr"),
+                ("Expires", "Thu, 01 Jan 2099 00:00:00 GMT"),
+                ("X-Amz-Meta-City", "Zürich"),
+                ("x-amz-meta-tag", "a"),
+                ("x-amz-meta-tag", "b"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(headers["content-type"], "text/plain");
+        assert_eq!(headers["cache-control"], "no-cache");
+        assert_eq!(headers["x-amz-meta-city"].as_bytes(), "Zürich".as_bytes());
+        let tags: Vec<_> = headers.get_all("x-amz-meta-tag").iter().collect();
+        assert_eq!(tags, ["a", "b"], "a name given twice goes twice");
+        assert_eq!(headers.len(), 9);
+
+        for name in [
+            "Trove-Replace",
+            "trove-compose",
+            "Trove-Expires-After",
+            "Trove-Etag",
+            "If-Match",
+            "If-None-Match",
+            "If-Unmodified-Since",
+            "Content-MD5",
+            "Key-Sha256",
+            "Content-Length",
+            "X-Custom",
+            "x-amz-meta-",
+            "x-amz-metadata",
+        ] {
+            match write_headers(&k, &with_meta(&[(name, "1")])) {
+                Err(Error::InvalidHeader {
+                    key, name: n, reason, ..
+                }) => {
+                    assert_eq!((key.as_str(), n.as_str()), ("/m/k", name));
+                    assert!(reason.contains("is not metadata"), "{name}: {reason}");
+                    assert!(reason.contains("content-type") && reason.contains("x-amz-meta-<name>"));
+                }
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+        for (name, value, says) in [
+            ("Bad Name", "x", "not a valid HTTP header name"),
+            ("", "x", "not a valid HTTP header name"),
+            ("x-amz-meta-é", "x", "not a valid HTTP header name"),
+            ("x-amz-meta-a", "line\nbreak", "no HTTP header can carry"),
+            (
+                "Content-Type",
+                "text/plain\r\nTrove-Replace: 1",
+                "no HTTP header can carry",
+            ),
+        ] {
+            let e = write_headers(&k, &with_meta(&[(name, value)])).unwrap_err();
+            assert!(e.to_string().contains(says), "{name:?}: {e}");
+            assert!(
+                e.to_string().contains(&format!("{name:?}")),
+                "names the pair: {e}"
+            );
+            assert!(!e.is_retryable(), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_other_caller_headers_are_checked_too() {
+        let k = Key::new("/m/k").unwrap();
+        let opts = PutOptions {
+            replace: true,
+            allow_empty: true,
+            etag: Some("abc-2".into()),
+            if_match: Some("\"x\"".into()),
+            if_none_match: Some("*".into()),
+            expires: Some(Expiry::Never),
+            ..Default::default()
+        };
+        let headers = write_headers(&k, &opts).unwrap();
+        for (name, value) in [
+            (TROVE_REPLACE, "1"),
+            (TROVE_ALLOW_EMPTY, "1"),
+            (TROVE_ETAG, "abc-2"),
+            ("if-match", "\"x\""),
+            ("if-none-match", "*"),
+            (TROVE_EXPIRES_AFTER, "never"),
+        ] {
+            assert_eq!(headers[name], value, "{name}");
+        }
+        let bad = PutOptions {
+            if_match: Some("\"x\"\n".into()),
+            ..Default::default()
+        };
+        let e = write_headers(&k, &bad).unwrap_err();
+        assert!(
+            matches!(&e, Error::InvalidHeader { name, .. } if name == "if-match"),
+            "{e}"
+        );
+    }
+
+    /// Drains a [`Watched`] over `chunks` announced as `len` bytes; what it
+    /// yielded, and what its watch recorded as the failure.
+    fn watched(
+        chunks: Vec<std::io::Result<Bytes>>,
+        len: Option<u64>,
+    ) -> (Vec<std::io::Result<Bytes>>, Option<std::io::Error>, u64) {
+        let watch = Watch::new(None, None, len);
+        let stream = Watched {
+            inner: futures::stream::iter(chunks).boxed(),
+            watch: watch.clone(),
+            ended: false,
+        };
+        let items = futures::executor::block_on(stream.collect::<Vec<_>>());
+        let failed = watch.failed.lock().take();
+        (items, failed, watch.sent.load(Ordering::Relaxed))
+    }
+
+    #[test]
+    fn a_failing_or_short_body_is_recorded_as_the_callers() {
+        let chunk = |s: &'static str| Ok(Bytes::from_static(s.as_bytes()));
+        let (items, failed, sent) = watched(vec![chunk("ab"), chunk("cd")], Some(4));
+        assert!(items.iter().all(Result::is_ok) && failed.is_none() && sent == 4);
+        let (items, failed, _) = watched(vec![chunk("ab")], None);
+        assert!(items.len() == 1 && failed.is_none());
+
+        // The caller's error is kept whole; nothing is read after it.
+        let boom = || Err(std::io::Error::other("boom"));
+        let (items, failed, sent) = watched(vec![chunk("ab"), boom(), chunk("cd")], None);
+        assert_eq!(items.len(), 2);
+        assert_eq!(failed.unwrap().to_string(), "boom");
+        assert_eq!(sent, 2);
+
+        let (items, failed, _) = watched(vec![chunk("ab")], Some(1000));
+        assert!(items.last().unwrap().is_err());
+        let failed = failed.unwrap();
+        assert_eq!(failed.kind(), std::io::ErrorKind::UnexpectedEof);
+        assert_eq!(failed.to_string(), "it ended after 2 of the 1000 bytes announced");
+
+        let (items, failed, sent) = watched(vec![chunk("ab"), chunk("cd")], Some(3));
+        assert_eq!(items.len(), 2, "the chunk past the length is not sent");
+        assert_eq!(sent, 2);
+        assert_eq!(
+            failed.unwrap().to_string(),
+            "it is longer than the 3 bytes announced"
+        );
     }
 }

@@ -11,6 +11,7 @@ use trove_common::http::{
     CONTENT_MD5, KEY_BALANCE, KEY_CREATED, KEY_EXPIRES, KEY_PARTS, KEY_PART_OFFSET, KEY_PART_SIZE,
     KEY_SHA256, KEY_SIZE, KEY_VOLUMES, TROVE_PART,
 };
+use trove_common::record::{STORED_HEADERS, USER_META_PREFIX};
 
 /// A key's record, as the master's redirect describes it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -161,17 +162,13 @@ impl Stat {
 
 pub use trove_common::http::KEY_WRITE;
 
-/// Whether a header (lowercase name) is object metadata the master stores.
+/// Whether a header (lowercase name) is object metadata the master stores:
+/// one of [`STORED_HEADERS`], or `x-amz-meta-<name>`.
 pub fn is_meta_header(name: &str) -> bool {
-    matches!(
-        name,
-        "content-type"
-            | "content-disposition"
-            | "cache-control"
-            | "content-encoding"
-            | "content-language"
-            | "expires"
-    ) || name.starts_with("x-amz-meta-")
+    STORED_HEADERS.contains(&name)
+        || name
+            .strip_prefix(USER_META_PREFIX)
+            .is_some_and(|rest| !rest.is_empty())
 }
 
 /// Answers a `HEAD`/`GET` on the master: the record on `302`, the mapped

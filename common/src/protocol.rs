@@ -111,6 +111,10 @@ pub struct PullQuery {
     /// The copy's state (default `live`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<BlobState>,
+    /// The value's time (Unix ms) as the master's record has it: the copy
+    /// keeps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<u64>,
 }
 
 /// `POST /-/compose`: store, as master write `write` of `key`, the
@@ -333,8 +337,15 @@ mod tests {
                 sha256: Some("s".into()),
                 md5: None,
                 state: Some(BlobState::Live),
+                created: Some(7),
             },
-            &[("from", "h:1"), ("key", "/k"), ("sha256", "s"), ("state", "live")],
+            &[
+                ("created", "7"),
+                ("from", "h:1"),
+                ("key", "/k"),
+                ("sha256", "s"),
+                ("state", "live"),
+            ],
         );
     }
 

@@ -361,6 +361,7 @@ impl VolumeClient {
             sha256: Some(record.sha256.clone()),
             md5: Some(record.md5.clone()),
             state: Some(BlobState::Live),
+            created: Some(record.created),
         };
         // The copy carries the record's metadata and write id (as a PUT
         // does), so that pinned reads and `rebuild` find them there too.

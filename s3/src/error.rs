@@ -16,6 +16,7 @@ pub fn s3(e: Error) -> S3Error {
         Error::InvalidKey { source, .. } => {
             s3_error!(InvalidArgument, "Trove cannot store this key: {source}")
         }
+        e @ Error::InvalidHeader { .. } => s3_error!(InvalidArgument, "{e}"),
         Error::Rejected { status, message, .. } => rejected(status, &message),
         Error::Exists { key } => {
             tracing::error!(%key, "the master refused a replace as an existing key");

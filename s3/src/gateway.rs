@@ -102,6 +102,12 @@ impl MetaIn<'_> {
             m.sort();
             for (k, v) in m {
                 let name = format!("x-amz-meta-{}", k.to_ascii_lowercase());
+                if k.is_empty() {
+                    return Err(s3_error!(
+                        InvalidArgument,
+                        "user metadata needs a name after x-amz-meta-"
+                    ));
+                }
                 if http::HeaderName::from_bytes(name.as_bytes()).is_err()
                     || http::HeaderValue::from_str(v).is_err()
                 {
@@ -532,5 +538,14 @@ mod tests {
         .pairs()
         .unwrap_err();
         assert_eq!(*e.code(), s3s::S3ErrorCode::MetadataTooLarge);
+        // `x-amz-meta-` alone names nothing: the client's error, said so.
+        let nameless: HashMap<_, _> = [(String::new(), "v".to_string())].into();
+        let e = MetaIn {
+            metadata: Some(&nameless),
+            ..Default::default()
+        }
+        .pairs()
+        .unwrap_err();
+        assert_eq!(*e.code(), s3s::S3ErrorCode::InvalidArgument);
     }
 }

@@ -511,6 +511,15 @@ async fn replicas_take_the_masters_time() {
             "{key}"
         );
     }
+    // A copy a repair makes (a pull) keeps the value's time too.
+    let head = http.head(c.url("/time/0")).send().await.unwrap();
+    let created: u64 = header(head.headers(), "key-created").unwrap().parse().unwrap();
+    let lost = c.volume_index(&key_volumes(head.headers())[0]);
+    c.remove_blob(lost, "/time/0");
+    let (code, out) = c.admin(&["verify", "--repair"]).await;
+    assert_eq!(code, 0, "{out}");
+    let meta = c.blob_meta(lost, "/time/0").expect("repaired");
+    assert_eq!(meta["created"], created, "{meta}");
 }
 
 /// Conditional requests (RFC 9110 §13) on every method of a key: a

@@ -468,6 +468,208 @@ async fn library_writes_reads_lists_and_deletes() {
     );
 }
 
+/// `PutOptions::meta` carries only the metadata Trove stores. A control
+/// header smuggled through it (`Trove-Replace` would replace a write-once
+/// key) or a name the master would drop is refused, as is a name or value
+/// no request can carry — at once, before anything is sent, and never
+/// retried — whatever kind of write it is.
+#[tokio::test]
+async fn meta_other_than_stored_metadata_is_refused_before_anything_is_sent() {
+    let c = Cluster::start_default().await;
+    let retries = Arc::new(Mutex::new(0));
+    let counted = Arc::clone(&retries);
+    // The default policy: 10 attempts, ~20 s, were the error retryable.
+    let client = Client::builder()
+        .master(format!("http://{}", c.master.addr))
+        .on_retry(move |_, _| *counted.lock().unwrap() += 1)
+        .build()
+        .unwrap();
+    let meta = |name: &str, value: &str| PutOptions {
+        meta: vec![(name.to_string(), value.to_string())],
+        ..Default::default()
+    };
+
+    client
+        .put_bytes("/meta/once", "abcdef".into(), &PutOptions::default())
+        .await
+        .unwrap();
+    let e = client
+        .put_bytes("/meta/once", "smuggled".into(), &meta("Trove-Replace", "1"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::InvalidHeader { name, .. } if name == "Trove-Replace"),
+        "{e}"
+    );
+    assert!(
+        e.to_string().contains("x-amz-meta-<name>"),
+        "says what is allowed: {e}"
+    );
+    assert_eq!(
+        c.get("/meta/once").await,
+        (200, "abcdef".into()),
+        "the key is unchanged"
+    );
+    for name in [
+        "trove-compose",
+        "If-None-Match",
+        "Trove-Expires-After",
+        "Content-MD5",
+        "X-Custom",
+    ] {
+        let e = client
+            .put_bytes("/meta/other", "v".into(), &meta(name, "1"))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::InvalidHeader { .. }), "{name}: {e}");
+    }
+
+    for (name, value) in [("x-amz-meta-a", "line\nbreak"), ("Bad Name", "x")] {
+        let started = std::time::Instant::now();
+        let e = client
+            .put_bytes("/meta/bad", "v".into(), &meta(name, value))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, Error::InvalidHeader { name: n, value: v, .. } if n == name && v == value),
+            "{e}"
+        );
+        assert!(!e.is_retryable(), "{e}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    let stream = futures::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from("v"))]);
+    let e = client
+        .put_stream("/meta/bad", stream, Some(1), &meta("x-amz-meta-a", "a\r\nb"))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::InvalidHeader { .. }), "{e}");
+    let sources = [trove_client::ComposeSource {
+        key: "/meta/once".into(),
+        ..Default::default()
+    }];
+    let e = client
+        .compose("/meta/bad", &sources, &meta("Trove-Replace", "1"))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::InvalidHeader { .. }), "{e}");
+    assert_eq!(*retries.lock().unwrap(), 0, "a refused header is never retried");
+    assert!(!client.exists("/meta/bad").await.unwrap());
+
+    // The stored metadata goes through, names in any case.
+    let opts = PutOptions {
+        meta: vec![
+            ("Content-Type".into(), "text/plain".into()),
+            ("X-Amz-Meta-City".into(), "Zürich".into()),
+        ],
+        ..Default::default()
+    };
+    client.put_bytes("/meta/kept", "v".into(), &opts).await.unwrap();
+    let stat = client.stat("/meta/kept").await.unwrap();
+    assert_eq!(
+        stat.meta,
+        [
+            ("content-type".to_string(), "text/plain".to_string()),
+            ("x-amz-meta-city".to_string(), "Zürich".to_string())
+        ]
+    );
+}
+
+/// A caller's body stream that fails, or ends before the length it
+/// announced, is the caller's error (`Io`, its reason in the message), not
+/// an unreachable master; nothing is stored, and the key can be written
+/// again.
+#[tokio::test]
+async fn a_failing_body_stream_is_the_callers_error() {
+    let c = Cluster::start_default().await;
+    let client = c.client();
+    let mib = || Ok::<_, std::io::Error>(bytes::Bytes::from(vec![7u8; 1 << 20]));
+
+    let failing = futures::stream::iter([mib(), mib(), Err(std::io::Error::other("boom"))]);
+    let started = std::time::Instant::now();
+    let e = client
+        .put_stream("/body/failing", failing, None, &PutOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Io { .. }), "{e}");
+    assert!(
+        e.to_string().contains("boom") && !e.to_string().contains("cannot reach"),
+        "{e}"
+    );
+    assert!(!e.is_retryable(), "{e}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // Short of its length: chunked with the length as `Trove-Length`, and
+    // with a `Content-Length` when a digest is given up front.
+    let with_sha256 = PutOptions {
+        sha256: Some([1; 32]),
+        ..Default::default()
+    };
+    for opts in [PutOptions::default(), with_sha256] {
+        let short = futures::stream::iter([mib()]);
+        let e = client
+            .put_stream("/body/short", short, Some(3 << 20), &opts)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::Io { .. }), "{e}");
+        assert!(
+            e.to_string().contains(&format!(
+                "ended after {} of the {} bytes announced",
+                1 << 20,
+                3 << 20
+            )),
+            "{e}"
+        );
+    }
+
+    for key in ["/body/failing", "/body/short"] {
+        assert!(!client.exists(key).await.unwrap(), "{key}: nothing stored");
+        // Retried past the master's brief hold on a key whose writer hung up.
+        client
+            .put_bytes(key, "again".into(), &PutOptions::default())
+            .await
+            .unwrap();
+    }
+}
+
+/// A `HEAD` answer has no body: the reason of a `503` is in its
+/// `Trove-Error` header, which `stat`, `exists` and `stat_part` report.
+#[tokio::test]
+async fn stat_of_a_key_whose_replicas_are_all_down_says_why() {
+    let mut c = Cluster::start_default().await;
+    let client = Client::builder()
+        .master(format!("http://{}", c.master.addr))
+        .retry(quick_retries())
+        .build()
+        .unwrap();
+    client
+        .put_bytes("/down/k", "v".into(), &PutOptions::default())
+        .await
+        .unwrap();
+    for addr in client.stat("/down/k").await.unwrap().volumes {
+        let i = c.volume_index(&addr);
+        c.volumes[i].kill();
+        c.wait_volume_health(i, false).await;
+    }
+    let unavailable = |e: Error| match e {
+        Error::Unavailable { message } => message,
+        e => panic!("{e}"),
+    };
+    let message = unavailable(client.stat("/down/k").await.unwrap_err());
+    assert!(message.contains("down"), "{message:?}");
+    let message = unavailable(client.exists("/down/k").await.unwrap_err());
+    assert!(message.contains("down"), "{message:?}");
+    let message = unavailable(client.stat_part("/down/k", 1).await.unwrap_err());
+    assert!(message.contains("down"), "{message:?}");
+}
+
 /// Reads 32 MiB, killing the volume that serves it after the first chunk
 /// (once `before_kill` returns); the read must resume from the other replica
 /// and verify.

@@ -66,6 +66,7 @@ pub async fn pull(
         // does: the copy is of that write, described as it.
         copy_of: super::put::write_header(&headers, TROVE_WRITE)?,
         meta: meta_from_headers(&headers).map_err(ApiError::BadRequest)?,
+        created: q.created,
     };
     let body = resp.bytes_stream().map(|r| r.map_err(std::io::Error::other));
     let meta = state.store.write_stream(&key, body, expected, stall).await?;

@@ -106,6 +106,7 @@ pub async fn compose(
         replaces,
         copy_of: None,
         meta,
+        created: None,
     };
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(PIPE);
     let reader = tokio::spawn(read_parts(Arc::clone(&state), plan, keys, tx));

@@ -46,6 +46,7 @@ pub async fn put(state: &AppState, key: Key, req: Request<Body>) -> Result<Respo
         replaces,
         copy_of: None,
         meta,
+        created: None,
     };
     let meta = state
         .store

@@ -292,6 +292,12 @@ pub struct Expected {
     pub copy_of: Option<String>,
     /// The value's metadata, kept in the sidecar.
     pub meta: Meta,
+    /// For a pull: the value's time as the master's record has it (Unix
+    /// ms), which the copy keeps, so that a copy made by a repair or a
+    /// rebalance does not change the value's `Last-Modified` (nor what a
+    /// rebuild finds). Otherwise the copy's own commit time, until the
+    /// master's mark brings the record's.
+    pub created: Option<u64>,
 }
 
 /// One upload in progress, on a blocking thread.
@@ -378,7 +384,7 @@ impl BlobWriter<'_> {
             size,
             sha256: sha256_hex,
             md5: expected.md5.unwrap_or_default(),
-            created: now_ms(),
+            created: expected.created.unwrap_or_else(now_ms),
             state: expected.state,
             damaged: false,
             write: expected.write.clone().or(expected.copy_of.clone()),
