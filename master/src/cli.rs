@@ -54,8 +54,14 @@ pub fn summary(r: &JobReport, elapsed: Duration) -> String {
         r.skipped,
         r.failed,
     );
-    if r.job == JobKind::Verify {
-        line.push_str(&format!(", {} bad replica(s) found", r.found));
+    match r.job {
+        JobKind::Verify => line.push_str(&format!(", {} bad replica(s) found", r.found)),
+        JobKind::Gc if r.found > 0 => line.push_str(&format!(
+            ", {} dead write(s) {}",
+            r.found,
+            if r.params.dry_run { "to undo" } else { "undone" }
+        )),
+        _ => {}
     }
     line
 }

@@ -259,6 +259,11 @@ async fn kill_9_at_every_step() {
                 gc_count(&out, "deleted"),
                 "{point}: the dry run said\n{dry}\nthe real run\n{out}"
             );
+            // Both say how many dead writes (this point's two) they undo.
+            assert!(
+                dry.contains("2 dead write(s) to undo") && out.contains("2 dead write(s) undone"),
+                "{point}:\n{dry}\n{out}"
+            );
             assert_eq!(seen(&c, &fresh).await, old_fresh, "{point}");
             assert!(
                 copies(&c, &fresh).await.is_empty(),

@@ -201,6 +201,7 @@ async fn clear_dead_write(state: &AppState, progress: &Progress, dry_run: bool, 
         _ => return,
     };
     if dry_run {
+        Progress::add(&progress.found, 1);
         // What the undo would remove: the copies this write left (some
         // may never have reached their volume; an unreachable one counts
         // as a failure, as the undo would).
@@ -235,6 +236,7 @@ async fn clear_dead_write(state: &AppState, progress: &Progress, dry_run: bool, 
     match undone {
         Ok((blobs, bytes)) => {
             tracing::info!(key = %key, blobs, bytes, "gc undid a dead write");
+            Progress::add(&progress.found, 1);
             // Counted like orphans: blobs deleted and their bytes.
             Progress::add(&progress.changed, blobs);
             Progress::add(&progress.bytes, bytes);

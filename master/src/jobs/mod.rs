@@ -174,7 +174,8 @@ pub struct Progress {
     pub skipped: AtomicU64,
     /// Items the job failed to handle.
     pub failed: AtomicU64,
-    /// Problems found (verify: bad replicas), whether fixed or not.
+    /// Problems found, whether fixed or not: verify's bad replicas, gc's
+    /// dead writes (records of writes the master died in).
     pub found: AtomicU64,
     problems: Mutex<Vec<String>>,
     problems_dropped: AtomicU64,
