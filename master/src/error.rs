@@ -87,6 +87,8 @@ pub enum ApiError {
     NotEnoughSpace { writable: usize, needed: usize },
     #[error("every replica of this key is down ({0}); see GET /-/status")]
     ReplicasDown(String),
+    #[error("every replica of this key ({0}) was found damaged by verify; no copy can be served: restore the value from elsewhere and write it again")]
+    AllDamaged(String),
     #[error("{0}")]
     Volume(#[from] VolumeError),
     #[error("replica {addr} stored {got} but {expected} was sent; nothing was stored")]
@@ -122,7 +124,7 @@ impl ApiError {
             TooManyKeys(_) | ParamsTooLarge(_) | BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Method(_) | WrongMethod { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ClientStalled(_) => StatusCode::REQUEST_TIMEOUT,
-            NotEnoughVolumes { .. } | ReplicasDown(_) => StatusCode::SERVICE_UNAVAILABLE,
+            NotEnoughVolumes { .. } | ReplicasDown(_) | AllDamaged(_) => StatusCode::SERVICE_UNAVAILABLE,
             NotEnoughSpace { .. } => StatusCode::INSUFFICIENT_STORAGE,
             Volume(e) => match e {
                 VolumeError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -225,6 +227,7 @@ pub fn every_status() -> Vec<u16> {
             needed: 0,
         },
         ReplicasDown(String::new()),
+        AllDamaged(String::new()),
         Volume(volume(507)),
         Volume(volume(500)),
         Volume(VolumeError::Timeout {
@@ -268,6 +271,7 @@ pub fn every_status() -> Vec<u16> {
             | NotEnoughVolumes { .. }
             | NotEnoughSpace { .. }
             | ReplicasDown(_)
+            | AllDamaged(_)
             | Volume(_)
             | ReplicaMismatch { .. }
             | Index(_)

@@ -159,3 +159,41 @@ async fn body_shorter_than_content_length_leaves_nothing() {
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert_nothing_left(&c, "/short").await;
 }
+
+/// Every copy of a key rotten: `verify` records them all as damaged, so
+/// the master answers `503` saying so instead of redirecting readers to
+/// copies their volumes refuse; a value written again reads as before.
+#[tokio::test]
+async fn a_key_whose_every_copy_is_corrupt_reads_as_damaged() {
+    let c = Cluster::start_default().await;
+    let value = trove_tests::pattern_bytes(300_000, 9);
+    assert_eq!(c.put("/rot/all", value.clone()).await, 201);
+    let replicas = trove_tests::key_volumes(c.head("/rot/all").await.headers());
+    assert_eq!(replicas.len(), 2);
+    for addr in &replicas {
+        trove_tests::flip_byte(&c.blob_path(c.volume_index(addr), "/rot/all"), 10);
+    }
+    let (code, out) = c.admin(&["verify", "--deep"]).await;
+    assert_eq!(code, 1, "{out}");
+    let head = c.head("/rot/all").await;
+    assert_eq!(head.status(), 503);
+    let reason = trove_tests::header(head.headers(), "trove-error")
+        .unwrap_or_default()
+        .to_string();
+    assert!(reason.contains("found damaged by verify"), "{reason}");
+    assert!(trove_tests::header(head.headers(), "location").is_none());
+
+    // Written again, the key is whole; the next verify finds nothing.
+    let r = c
+        .http
+        .put(c.url("/rot/all"))
+        .header("trove-replace", "1")
+        .body(value.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(c.get("/rot/all").await, (200, value.into()));
+    let (code, out) = c.admin(&["verify", "--deep"]).await;
+    assert_eq!(code, 0, "{out}");
+}

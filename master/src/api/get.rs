@@ -40,6 +40,9 @@ pub fn get(state: &AppState, key: Key, request: &HeaderMap) -> Result<Response, 
         ReadVerdict::Failed(failed) => return Err(ApiError::PreconditionFailed { failed, outcome: "" }),
     }
     let readable = record.readable();
+    if readable.is_empty() {
+        return Err(ApiError::AllDamaged(record.volumes.join(",")));
+    }
     let addr = state
         .volumes
         .pick_replica(&readable, record.created)

@@ -324,9 +324,12 @@ async fn check_key(
             }
         }
     }
-    // Readers are never sent to a known-bad copy — unless every copy is
-    // bad, when marking would only make the key unreadable.
-    if good.is_empty() || same_set(&still_bad, &record.damaged) {
+    // Readers are never sent to a known-bad copy. When every copy is bad
+    // the key cannot be read anyway; recording it says so (the master then
+    // answers `503` naming the damage, where it sent readers to copies
+    // their volumes refuse), and a later verify that finds a copy good
+    // again takes it off the list.
+    if same_set(&still_bad, &record.damaged) {
         return;
     }
     let updated = Record {
