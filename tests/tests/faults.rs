@@ -197,3 +197,27 @@ async fn a_key_whose_every_copy_is_corrupt_reads_as_damaged() {
     let (code, out) = c.admin(&["verify", "--deep"]).await;
     assert_eq!(code, 0, "{out}");
 }
+
+/// A data dir that disappears under a running volume (its disk unmounted
+/// or wiped): the volume reports it without its id, the master takes its
+/// blobs for lost, and readers go to the other replicas — none is sent
+/// there for a `404` — until `verify --repair` has put them back.
+#[tokio::test]
+async fn a_data_dir_gone_under_a_running_volume_gets_no_readers() {
+    let c = Cluster::start_default().await;
+    let keys: Vec<String> = (0..30).map(|i| format!("/gone/{i}")).collect();
+    for k in &keys {
+        assert_eq!(c.put(k, k.clone()).await, 201);
+    }
+    std::fs::remove_dir_all(c.volume_dir(0)).unwrap();
+    wait_for("the master to take volume 0's blobs for lost", || async {
+        c.status().await["volumes"][0]["lost_data_at"].is_u64()
+    })
+    .await;
+    // Each key read three times: the master rotates between replicas.
+    for k in &keys {
+        for _ in 0..3 {
+            assert_eq!(c.get(k).await, (200, k.clone().into()), "{k}");
+        }
+    }
+}

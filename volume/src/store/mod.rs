@@ -139,6 +139,9 @@ pub struct BlobStore {
     dirs: Vec<PathBuf>,
     /// Each data dir's id, in the order of `dirs`.
     ids: Vec<String>,
+    /// Each data dir was found without its id (and said so in the log),
+    /// in the order of `dirs` ([`BlobStore::dir_status`]).
+    id_lost: Vec<std::sync::atomic::AtomicBool>,
     fsync: bool,
     /// How long a call may wait on a disk before the disk is taken for
     /// not answering ([`DiskCalls`]): the volume's stall timeout.
@@ -334,14 +337,20 @@ impl BlobStore {
         )
     }
 
-    /// Each data dir's space, whether it takes writes, and whether its
-    /// disk is not answering ([`DiskCalls::stalled`]).
+    /// Each data dir's space, whether it takes writes, whether its disk
+    /// is not answering ([`DiskCalls::stalled`]), and the id it holds now.
+    /// A dir whose disk was unmounted, emptied or replaced under the
+    /// running volume no longer holds the id it started with: it is
+    /// reported as it is (another id, or none), which tells the master
+    /// that its blobs are gone, and readers go to other replicas until a
+    /// `verify --repair` (instead of being sent here for a `404`).
     pub fn dir_status(&self) -> Vec<DirStatus> {
         self.dirs
             .iter()
             .zip(&self.ids)
             .zip(&self.disk_calls)
-            .map(|((d, id), calls)| {
+            .enumerate()
+            .map(|(i, ((d, id), calls))| {
                 let (free, total) = nix::sys::statvfs::statvfs(d)
                     .map(|s| {
                         let frag = s.fragment_size();
@@ -349,9 +358,16 @@ impl BlobStore {
                     })
                     .unwrap_or((0, 0));
                 let writable = nix::unistd::access(&d.join(TMP_DIR), nix::unistd::AccessFlags::W_OK).is_ok();
+                let id_now = std::fs::read_to_string(d.join(layout::ID_FILE))
+                    .map(|s| s.trim().to_string())
+                    .unwrap_or_default();
+                let lost = id_now != *id;
+                if lost != self.id_lost[i].swap(lost, Ordering::Relaxed) && lost {
+                    tracing::warn!(dir = %d.display(), "this data dir no longer holds its id (its disk was unmounted, emptied or replaced while the volume ran): its blobs are taken as lost; restart the volume once the disk is back, and run `verify --repair`");
+                }
                 DirStatus {
                     path: d.display().to_string(),
-                    id: id.clone(),
+                    id: id_now,
                     free_bytes: free,
                     total_bytes: total,
                     writable,

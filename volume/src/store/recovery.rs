@@ -76,6 +76,7 @@ impl BlobStore {
         let make = |keys: KeySet, blobs: u64, bytes: u64| BlobStore {
             dirs: dirs.clone(),
             ids: ids.clone(),
+            id_lost: dirs.iter().map(|_| Default::default()).collect(),
             fsync,
             shared_sync: false,
             stall: Duration::from_secs(30),
