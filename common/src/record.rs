@@ -110,6 +110,9 @@ pub enum RecordError {
     /// A binary record (the master's index format) that does not parse.
     #[error("cannot decode index record: {0}")]
     Corrupt(String),
+    /// A volume's description of a blob that does not parse.
+    #[error("cannot decode the blob's metadata (its user.trove.meta attribute, or its .meta sidecar): {0}")]
+    BlobMeta(serde_json::Error),
 }
 
 impl Record {
@@ -274,7 +277,7 @@ impl BlobMeta {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<BlobMeta, RecordError> {
-        Ok(serde_json::from_slice(bytes)?)
+        serde_json::from_slice(bytes).map_err(RecordError::BlobMeta)
     }
 }
 

@@ -83,7 +83,7 @@ pub enum ApiError {
     ClientStalled(Duration),
     #[error("only {healthy} healthy volume(s), {needed} needed for a write; see GET /-/status")]
     NotEnoughVolumes { healthy: usize, needed: usize },
-    #[error("only {writable} volume(s) have room for this value, {needed} needed (each keeps --min-free spare); see GET /-/status")]
+    #[error("only {writable} volume(s) can take this value (room for it beyond --min-free, not read-only, disk not stalled), {needed} needed; see GET /-/status")]
     NotEnoughSpace { writable: usize, needed: usize },
     #[error("every replica of this key is down ({0}); see GET /-/status")]
     ReplicasDown(String),

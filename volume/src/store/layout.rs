@@ -239,7 +239,7 @@ pub(super) fn open_described(data: &Path, meta: BlobMeta, dir: usize) -> Result<
     let len = file.metadata()?.len();
     if len != meta.size {
         return Err(StoreError::Corrupt(format!(
-            "{} is {len} bytes but its sidecar says {}",
+            "{} is {len} bytes but its metadata says {}",
             data.display(),
             meta.size
         )));
