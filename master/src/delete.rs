@@ -6,7 +6,8 @@
 //! A `DELETE` first unlinks the key, so it reads as absent at once, then
 //! removes every replica, then the record. A replica that cannot be
 //! removed leaves the key unlinked: a later `DELETE` finishes the job (a
-//! volume's `404` counts as done).
+//! volume's `404` counts as done). A volume the operator has removed from
+//! the master's list is not waited on ([`remove_replicas`]).
 
 use crate::client::VolumeError;
 use crate::error::ApiError;
@@ -108,21 +109,36 @@ fn failed_write_volumes(record: &Record) -> Result<Vec<String>, ApiError> {
     Ok(volumes)
 }
 
-/// Deletes `key` from every volume of `volumes`, in parallel; a volume's
-/// `404` counts as done. The first failure (and its volume) is returned,
-/// after every call has finished, and every failure is noted in the roster.
+/// Deletes `key` from every volume of `volumes` that is one of the
+/// master's, in parallel; a volume's `404` counts as done. The first
+/// failure (and its volume) is returned, after every call has finished,
+/// and every failure is noted in the roster.
+///
+/// A volume no longer in the master's list is not called: the operator
+/// removed it, so its copies are the operator's to wipe with it (or gc's,
+/// if it is added back), and it may well be gone for good — waiting on it
+/// would fail this `DELETE` (or expiry) for ever. Rebalance moves live
+/// keys off a removed volume, but not unlinked ones, whose records can
+/// still name it.
 pub(crate) async fn remove_replicas(
     state: &AppState,
     key: &Key,
     volumes: &[String],
 ) -> Result<(), (String, VolumeError)> {
+    let listed = state.volumes.placement().volumes();
+    let (volumes, removed): (Vec<&String>, Vec<&String>) = volumes
+        .iter()
+        .partition(|addr| listed.iter().any(|v| v.addr == **addr));
+    for addr in removed {
+        tracing::debug!(key = %key, volume = %addr, "not one of the master's volumes: its copy is left to the operator");
+    }
     let client = state.volumes.client();
     let deletes = volumes.iter().map(|addr| client.delete(addr, key));
     let mut first_error = None;
     for (addr, result) in volumes.iter().zip(futures::future::join_all(deletes).await) {
         if let Err(e) = result {
             state.volumes.note_error(&e);
-            first_error.get_or_insert((addr.clone(), e));
+            first_error.get_or_insert(((*addr).clone(), e));
         }
     }
     first_error.map_or(Ok(()), Err)

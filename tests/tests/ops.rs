@@ -234,6 +234,122 @@ async fn removing_a_volume_then_rebalancing_restores_every_replica() {
     assert_eq!(total_blobs(&c, &[0, 1, 2]).await, 600);
 }
 
+/// A dead volume removed while another one is down: rebalance cannot give
+/// every key its replicas back yet. It names each key it leaves
+/// under-replicated, says what to do, and fails (exit code 1) — never
+/// "skipped" and exit 0. Once the other volume is back, a second run
+/// gives every key its 2 replicas on the master's volumes and succeeds.
+#[tokio::test]
+async fn rebalance_fails_while_a_down_volume_leaves_keys_under_replicated() {
+    let mut c = Cluster::start(ClusterOptions {
+        volumes: 4,
+        replicas: 2,
+        ..Default::default()
+    })
+    .await;
+    let data = dataset(60);
+    c.put_all(data.clone(), 16).await;
+    let gone = c.volumes[3].addr.clone();
+    let away = c.volumes[2].addr.clone();
+    // Volume 3's disk died, and is removed from the list; volume 2 is down
+    // for maintenance meanwhile.
+    c.volumes[3].kill();
+    c.restart_master_with_volumes(&[0, 1, 2]).await;
+    c.volumes[2].kill();
+    c.wait_volume_health(2, false).await;
+    let (code, out) = c.admin(&["rebalance"]).await;
+    assert_eq!(code, 1, "keys were left under-replicated: {out}");
+    let mut short = 0;
+    for (k, _) in &data {
+        if !c.volumes_of(k).await.contains(&gone) {
+            continue;
+        }
+        // Still on the removed volume: one replica on the master's volumes
+        // at most, and the report names the key and why.
+        short += 1;
+        assert!(
+            out.lines().any(|l| l.contains(&format!("{k}: not moved: "))
+                && l.contains("under-replicated: ")
+                && l.contains("run rebalance again")),
+            "{k} is left on {gone}, unreported: {out}"
+        );
+    }
+    assert!(
+        short > 0,
+        "no key was left on the dead volume: the test proves nothing"
+    );
+    assert!(
+        out.contains(&format!("{short} key(s) left under-replicated")),
+        "{out}"
+    );
+    assert!(out.contains(&format!("its home volume {away} is down")), "{out}");
+    let report = job(&c, "rebalance").await;
+    assert!(report["failed"].as_u64().unwrap() >= short, "{report}");
+
+    // The volume is back: every key gets its replicas again.
+    c.volumes[2].restart();
+    c.wait_volume_health(2, true).await;
+    let (code, out) = c.admin(&["rebalance"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("under-replicated"), "{out}");
+    assert!(out.contains(", 0 failed"), "{out}");
+    let configured: Vec<String> = (0..3).map(|i| c.volumes[i].addr.clone()).collect();
+    for (k, _) in &data {
+        let volumes = c.volumes_of(k).await;
+        assert_eq!(volumes.len(), 2, "{k}: {volumes:?}");
+        assert!(volumes.iter().all(|v| configured.contains(v)), "{k}: {volumes:?}");
+    }
+    assert_all_readable_and_balanced(&c, &data, 2).await;
+    assert_eq!(total_blobs(&c, &[0, 1, 2]).await, 2 * data.len());
+}
+
+/// Rebalance moves live keys only: an unlinked key whose record names a
+/// volume since removed (the master restarted without it, the volume
+/// decommissioned) is deleted all the same — DELETE does not wait on a
+/// volume that is no longer the master's — and nothing of it is left on
+/// the master's volumes or in its index.
+#[tokio::test]
+async fn unlinked_keys_on_a_removed_volume_can_be_deleted() {
+    let mut c = Cluster::start(ClusterOptions {
+        volumes: 4,
+        replicas: 2,
+        ..Default::default()
+    })
+    .await;
+    let data = dataset(30);
+    c.put_all(data.clone(), 16).await;
+    for (k, _) in &data {
+        assert_eq!(c.unlink(k).await, 204, "{k}");
+    }
+    let on_removed: Vec<String> = c
+        .blobs(3)
+        .await
+        .iter()
+        .map(|b| b["key"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        !on_removed.is_empty(),
+        "no unlinked key on the removed volume: the test proves nothing"
+    );
+    c.restart_master_with_volumes(&[0, 1, 2]).await;
+    let (code, out) = c.admin(&["rebalance"]).await;
+    assert_eq!(code, 0, "{out}");
+    c.volumes[3].kill();
+    for (k, _) in &data {
+        assert_eq!(
+            c.delete(k).await,
+            204,
+            "DELETE {k} (a copy on the removed volume: {})",
+            on_removed.contains(k)
+        );
+        assert_eq!(c.delete(k).await, 404, "{k} is gone");
+    }
+    assert_eq!(c.status().await["keys"]["unlinked"], 0);
+    let unlinked: Value = serde_json::from_str(&c.text("/data/?unlinked").await).unwrap();
+    assert_eq!(unlinked["keys"], serde_json::json!([]), "{unlinked}");
+    assert_eq!(total_blobs(&c, &[0, 1, 2]).await, 0);
+}
+
 #[tokio::test]
 async fn rebuild_recreates_the_index_from_the_volumes() {
     let mut c = Cluster::start_default().await;

@@ -198,6 +198,14 @@ impl Progress {
         }
     }
 
+    /// Notes the job's closing word to the operator: what to do about the
+    /// problems before it. Kept past the limit on problems, since it
+    /// speaks for the ones dropped too.
+    pub fn conclude(&self, message: String) {
+        tracing::warn!(problem = %message, "admin job");
+        self.problems.lock().push(message);
+    }
+
     /// Whether the job was asked to stop.
     pub fn cancelled(&self) -> bool {
         self.cancel.load(Ordering::Relaxed)

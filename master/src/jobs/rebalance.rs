@@ -9,11 +9,20 @@
 //! before the switch still finds the value there; that deletion re-takes
 //! the key's lock and re-reads the record, and skips any copy the record
 //! references again by then.
+//!
+//! A key the job cannot move is a failure, reported with what the operator
+//! must do (bring a volume back, run again) and with how many replicas it
+//! is left with when that is fewer than `--replicas`: a job that leaves a
+//! key under-replicated never ends with exit code 0. Only a key busy with
+//! a client's write or delete, which keeps its full replica count
+//! meanwhile, is merely skipped (a later run moves it).
 
 use super::{for_each_record, JobParams, Progress};
 use crate::client::VolumeError;
 use crate::index::IndexError;
+use crate::locks::KeyGuard;
 use crate::AppState;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinSet;
@@ -24,6 +33,11 @@ use trove_common::record::{Record, State};
 /// longer than a client takes to follow a redirect.
 pub const DRAIN: Duration = Duration::from_secs(2);
 
+/// How long a key busy with a client's write or delete is waited for
+/// before it is left for a later run: most such operations are over by
+/// then, and the key is moved in this run after all.
+const BUSY_WAIT: Duration = Duration::from_secs(2);
+
 /// Why a key could not be moved (the job reports it and goes on).
 #[derive(Debug, thiserror::Error)]
 enum MoveError {
@@ -33,6 +47,30 @@ enum MoveError {
     NoSource { stored: String },
     #[error("copy to {dest} failed: {source}")]
     Copy { dest: String, source: VolumeError },
+    #[error("its home volume {} down", is_or_are(.down))]
+    HomeDown { down: Vec<String> },
+}
+
+impl MoveError {
+    /// What the operator should do about it.
+    fn remedy(&self) -> String {
+        match self {
+            MoveError::HomeDown { down } => format!(
+                "run rebalance again once {} back (one gone for good: restart the master \
+                 without it first)",
+                is_or_are(down)
+            ),
+            MoveError::NoSource { .. } => "run rebalance again once one of them answers".into(),
+            MoveError::Copy { dest, .. } => format!("run rebalance again once {dest} can take it"),
+            MoveError::Index(_) => "run rebalance again".into(),
+        }
+    }
+}
+
+/// "a is" or "a, b are".
+fn is_or_are(addrs: &[String]) -> String {
+    let verb = if addrs.len() == 1 { "is" } else { "are" };
+    format!("{} {verb}", addrs.join(", "))
 }
 
 /// What happened to one key.
@@ -41,20 +79,28 @@ enum Outcome {
     Moved { copies: u64, old: Vec<String> },
     /// Already in place (or deleted meanwhile).
     InPlace,
-    /// Left for a later run.
-    Skipped(String),
+    /// Not touched: the key is busy (a client's write or delete holds
+    /// it, or a replace the master died in is still recorded). Left for a
+    /// later run, which the operator must start (`remedy`) only if the key
+    /// lacks replicas meanwhile.
+    Busy { why: &'static str, remedy: &'static str },
 }
 
 pub async fn run(state: Arc<AppState>, params: JobParams, progress: Arc<Progress>) -> anyhow::Result<()> {
     Progress::add(&progress.total, state.index.counts().live.max(0) as u64);
     let removals = parking_lot::Mutex::new(JoinSet::new());
     let pace = params.pace();
+    // Keys this run leaves with fewer than `--replicas` replicas.
+    let short = AtomicU64::new(0);
     let walked = for_each_record(&state, &progress, params.concurrency(), |key, record| {
-        let (state, progress, params, removals, pace) = (&state, &progress, &params, &removals, &pace);
+        let (state, progress, params, removals, pace, short) =
+            (&state, &progress, &params, &removals, &pace, &short);
         async move {
-            if record.state != State::Live {
+            // A key being replaced reads as its old value, and is that
+            // value's key to move (once the replace is over).
+            let Some(record) = record.settled().filter(|r| r.state == State::Live) else {
                 return;
-            }
+            };
             Progress::add(&progress.scanned, 1);
             let home = home_of(state, &key);
             let new_copies = home.iter().filter(|a| !record.volumes.contains(a)).count() as u64;
@@ -69,24 +115,37 @@ pub async fn run(state: Arc<AppState>, params: JobParams, progress: Arc<Progress
             if !pace.turn(progress).await {
                 return;
             }
-            match move_key(state, &key).await {
+            let (why, remedy, busy) = match move_key(state, &key).await {
                 Ok(Outcome::Moved { copies, old }) => {
                     Progress::add(&progress.changed, 1);
                     Progress::add(&progress.bytes, record.size * copies);
                     let (state, progress) = (Arc::clone(state), Arc::clone(progress));
                     let mut removals = removals.lock();
                     removals.spawn(remove_old_copies(state, progress, key, old));
+                    return;
                 }
-                Ok(Outcome::InPlace) => {}
-                Ok(Outcome::Skipped(why)) => {
-                    Progress::add(&progress.skipped, 1);
-                    tracing::debug!(key = %key, why = %why, "rebalance skipped a key");
-                }
-                Err(e) => {
-                    Progress::add(&progress.failed, 1);
-                    progress.problem(format!("{key}: {e}"));
-                }
+                Ok(Outcome::InPlace) => return,
+                Ok(Outcome::Busy { why, remedy }) => (why.to_string(), remedy.to_string(), true),
+                Err(e) => (e.to_string(), e.remedy(), false),
+            };
+            // Left where it is. A busy key that keeps all its replicas is
+            // harmless (skipped); anything else the operator must hear of,
+            // and the job fails.
+            let shortfall = under_replicated(state, &key);
+            if busy && shortfall.is_none() {
+                Progress::add(&progress.skipped, 1);
+                tracing::debug!(key = %key, why = %why, "rebalance skipped a key");
+                return;
             }
+            Progress::add(&progress.failed, 1);
+            let shortfall = match shortfall {
+                Some(s) => {
+                    short.fetch_add(1, Ordering::Relaxed);
+                    format!("; {s}")
+                }
+                None => String::new(),
+            };
+            progress.problem(format!("{key}: not moved: {why}{shortfall}; {remedy}"));
         }
     })
     .await;
@@ -94,6 +153,15 @@ pub async fn run(state: Arc<AppState>, params: JobParams, progress: Arc<Progress
     // reports done (also when it was stopped).
     let mut removals = removals.into_inner();
     while removals.join_next().await.is_some() {}
+    let short = short.into_inner();
+    if short > 0 {
+        progress.conclude(format!(
+            "{short} key(s) left under-replicated (fewer than {} replicas on the master's \
+             volumes), each named above: bring back the volumes named there and run rebalance \
+             again (a volume gone for good: restart the master without it first)",
+            state.volumes.placement().replicas()
+        ));
+    }
     walked
 }
 
@@ -141,6 +209,58 @@ async fn remove_old_copies(state: Arc<AppState>, progress: Arc<Progress>, key: K
     }
 }
 
+/// The key's lock, waiting up to `wait` for a client's write or delete
+/// to release it; `None` if it is still held then.
+async fn lock_within(state: &AppState, key: &Key, wait: Duration) -> Option<KeyGuard> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        if let Some(guard) = state.locks.try_lock(key) {
+            return Some(guard);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Why the key, as it reads now, has fewer than `--replicas` replicas on
+/// the master's volumes, told for the operator; `None` when it has them
+/// all (or no longer reads as live). A copy on a volume that is down
+/// counts (it holds its copy until it is back); one on a volume no longer
+/// in the list, one found damaged and one on a volume emptied since do
+/// not.
+fn under_replicated(state: &AppState, key: &Key) -> Option<String> {
+    let record = state.index.get(key).ok()??;
+    let record = record.settled().filter(|r| r.state == State::Live)?;
+    let placement = state.volumes.placement();
+    let want = placement.replicas();
+    let (mut have, mut details) = (0, vec![]);
+    for addr in &record.volumes {
+        if !placement.volumes().iter().any(|v| v.addr == *addr) {
+            details.push(format!("{addr} is not one of the master's volumes"));
+        } else if record.damaged.contains(addr) {
+            details.push(format!("the copy on {addr} is damaged"));
+        } else if !state.volumes.kept_data(addr, record.created) {
+            details.push(format!("{addr} has lost its data since"));
+        } else {
+            have += 1;
+            let down = if state.volumes.is_healthy(addr) {
+                ""
+            } else {
+                ", down"
+            };
+            details.push(format!("on {addr}{down}"));
+        }
+    }
+    (have < want).then(|| {
+        format!(
+            "under-replicated: {have} of {want} replicas ({})",
+            details.join("; ")
+        )
+    })
+}
+
 /// The key's placement under the current volume list, in order.
 fn home_of(state: &AppState, key: &Key) -> Vec<String> {
     let placement = state.volumes.placement();
@@ -152,12 +272,23 @@ fn home_of(state: &AppState, key: &Key) -> Vec<String> {
 }
 
 async fn move_key(state: &AppState, key: &Key) -> Result<Outcome, MoveError> {
-    let Some(_guard) = state.locks.try_lock(key) else {
-        return Ok(Outcome::Skipped("a write or delete holds the key".into()));
+    let Some(_guard) = lock_within(state, key, BUSY_WAIT).await else {
+        return Ok(Outcome::Busy {
+            why: "a write or delete holds the key",
+            remedy: "run rebalance again",
+        });
     };
     // Re-read under the lock: the key may have changed since the scan.
     let record = match state.index.get(key) {
         Ok(Some(r)) if r.state == State::Live => r,
+        // With its lock free, a replace still recorded is one the master
+        // died in: gc (or a DELETE) undoes it, then the key can move.
+        Ok(Some(r)) if r.settled().is_some_and(|s| s.state == State::Live) => {
+            return Ok(Outcome::Busy {
+                why: "a replace the master died in is still recorded",
+                remedy: "run gc (it undoes that write), then rebalance again",
+            })
+        }
         Ok(_) => return Ok(Outcome::InPlace),
         Err(e) => return Err(e.into()),
     };
@@ -169,8 +300,13 @@ async fn move_key(state: &AppState, key: &Key) -> Result<Outcome, MoveError> {
     {
         return Ok(Outcome::InPlace);
     }
-    if let Some(down) = home.iter().find(|a| !state.volumes.is_healthy(a)) {
-        return Ok(Outcome::Skipped(format!("home volume {down} is down")));
+    let down: Vec<String> = home
+        .iter()
+        .filter(|a| !state.volumes.is_healthy(a))
+        .cloned()
+        .collect();
+    if !down.is_empty() {
+        return Err(MoveError::HomeDown { down });
     }
     let client = state.volumes.client();
     // A damaged copy counts as missing, and so does one on a volume
