@@ -85,7 +85,7 @@ pub enum ApiError {
     NotEnoughVolumes { healthy: usize, needed: usize },
     #[error("only {writable} volume(s) can take this value (room for it beyond --min-free, not read-only, disk not stalled), {needed} needed; see GET /-/status")]
     NotEnoughSpace { writable: usize, needed: usize },
-    #[error("every replica of this key is down ({0}); see GET /-/status")]
+    #[error("no replica of this key can serve it ({0}); see GET /-/status")]
     ReplicasDown(String),
     #[error("every replica of this key ({0}) was found damaged by verify; no copy can be served: restore the value from elsewhere and write it again")]
     AllDamaged(String),

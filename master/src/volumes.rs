@@ -281,6 +281,23 @@ impl Volumes {
             .is_none_or(|h| h.read().lost_data_at.is_none_or(|lost| created >= lost))
     }
 
+    /// Why none of `stored` (the replicas of a key written at `created`)
+    /// can serve it, one reason per replica, for a `503`: down, or up but
+    /// emptied since the key was written.
+    pub fn why_unreadable(&self, stored: &[String], created: u64) -> String {
+        let why = |addr: &String| {
+            match self.health.get(addr.as_str()) {
+            None => format!("{addr}: not one of this master's volumes"),
+            Some(h) if !h.read().healthy => format!("{addr}: down"),
+            Some(_) if !self.kept_data(addr, created) => format!(
+                "{addr}: lost its data since this key was written (a new or emptied disk): run `trove-master verify --repair`"
+            ),
+            Some(_) => format!("{addr}: cannot serve it"),
+        }
+        };
+        stored.iter().map(why).collect::<Vec<_>>().join("; ")
+    }
+
     /// A `verify --repair` that started at `since` (Unix ms) has finished
     /// without failures: every volume emptied before then holds its keys
     /// again (in memory: [`Volumes::save_disks`] writes it down).

@@ -204,7 +204,7 @@ async fn a_key_whose_every_copy_is_corrupt_reads_as_damaged() {
 /// there for a `404` — until `verify --repair` has put them back.
 #[tokio::test]
 async fn a_data_dir_gone_under_a_running_volume_gets_no_readers() {
-    let c = Cluster::start_default().await;
+    let mut c = Cluster::start_default().await;
     let keys: Vec<String> = (0..30).map(|i| format!("/gone/{i}")).collect();
     for k in &keys {
         assert_eq!(c.put(k, k.clone()).await, 201);
@@ -220,4 +220,30 @@ async fn a_data_dir_gone_under_a_running_volume_gets_no_readers() {
             assert_eq!(c.get(k).await, (200, k.clone().into()), "{k}");
         }
     }
+    // With its other replica down too, a key's 503 says why of each.
+    let lost = c.volumes[0].addr.clone();
+    let mut both = None;
+    for k in &keys {
+        let replicas = trove_tests::key_volumes(c.head(k).await.headers());
+        if replicas.contains(&lost) {
+            let other = replicas.into_iter().find(|a| *a != lost).unwrap();
+            both = Some((k.clone(), c.volume_index(&other)));
+            break;
+        }
+    }
+    let (key, other) = both.expect("a key with a copy on the emptied volume");
+    c.volumes[other].kill();
+    wait_for("the master to see the other replica down", || async {
+        c.status().await["volumes"][other]["healthy"] == false
+    })
+    .await;
+    let head = c.head(&key).await;
+    assert_eq!(head.status(), 503);
+    let reason = trove_tests::header(head.headers(), "trove-error")
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        reason.contains(&format!("{lost}: lost its data")) && reason.contains(": down"),
+        "{reason}"
+    );
 }

@@ -46,7 +46,7 @@ pub fn get(state: &AppState, key: Key, request: &HeaderMap) -> Result<Response, 
     let addr = state
         .volumes
         .pick_replica(&readable, record.created)
-        .ok_or_else(|| ApiError::ReplicasDown(record.volumes.join(",")))?;
+        .ok_or_else(|| ApiError::ReplicasDown(state.volumes.why_unreadable(&readable, record.created)))?;
     let balanced = state
         .volumes
         .placement()
