@@ -198,6 +198,36 @@ async fn a_key_whose_every_copy_is_corrupt_reads_as_damaged() {
     assert_eq!(code, 0, "{out}");
 }
 
+/// A copy whose metadata no longer reads is damaged, not replaced: the
+/// volume answers the master's pinned redirect (`?write=`) `503` saying
+/// so, as it does an unpinned read, rather than `404` "ask the master
+/// again", which sent readers round in circles.
+#[tokio::test]
+async fn a_copy_with_unreadable_metadata_answers_a_pinned_read_503() {
+    let c = Cluster::start_default().await;
+    assert_eq!(c.put("/meta/garbled", "value").await, 201);
+    let head = c.head("/meta/garbled").await;
+    let location = trove_tests::header(head.headers(), "location")
+        .unwrap()
+        .to_string();
+    assert!(location.contains("write="), "{location}");
+    let addr = location
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let blob = c.blob_path(c.volume_index(&addr), "/meta/garbled");
+    trove_common::xattr::set_path(&blob, b"{garbage").unwrap();
+    for url in [location.clone(), format!("http://{addr}/meta/garbled")] {
+        let r = c.http.get(&url).send().await.unwrap();
+        let status = r.status();
+        let body = r.text().await.unwrap();
+        assert_eq!(status, 503, "{url}: {body}");
+        assert!(body.contains("metadata"), "{url}: {body}");
+    }
+}
+
 /// A data dir that disappears under a running volume (its disk unmounted
 /// or wiped): the volume reports it without its id, the master takes its
 /// blobs for lost, and readers go to the other replicas — none is sent
@@ -245,5 +275,13 @@ async fn a_data_dir_gone_under_a_running_volume_gets_no_readers() {
     assert!(
         reason.contains(&format!("{lost}: lost its data")) && reason.contains(": down"),
         "{reason}"
+    );
+    // A repair cannot put the copies back while the disk is gone, and
+    // says what to do rather than passing on an I/O error.
+    let (code, out) = c.admin(&["verify", "--repair"]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("has lost its files") && out.contains("restart the volume once the disk is back"),
+        "{out}"
     );
 }

@@ -65,7 +65,9 @@ impl ApiError {
                 // copy verify found bad, so that the master's verify marks
                 // it and repairs it.
                 StoreError::Corrupt(_) => StatusCode::SERVICE_UNAVAILABLE,
-                StoreError::DiskStalled { .. } => StatusCode::SERVICE_UNAVAILABLE,
+                StoreError::DiskStalled { .. } | StoreError::DirGone { .. } => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
                 StoreError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
             ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
@@ -135,6 +137,7 @@ pub fn every_status() -> Vec<u16> {
             dir: String::new(),
             waited: Duration::ZERO,
         },
+        StoreError::DirGone { dir: String::new() },
         StoreError::Io(io()),
     ];
     for e in &stores {
@@ -151,6 +154,7 @@ pub fn every_status() -> Vec<u16> {
             | StoreError::Superseded(_)
             | StoreError::Replaced
             | StoreError::DiskStalled { .. }
+            | StoreError::DirGone { .. }
             | StoreError::Io(_) => {}
         }
     }

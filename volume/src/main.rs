@@ -61,7 +61,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() {
-    trove_common::process::init_logging();
+    trove_common::process::init_logging(&[]);
     if let Err(e) = serve(Args::parse()).await {
         eprintln!("trove-volume: {e:#}");
         std::process::exit(1);

@@ -26,6 +26,11 @@ pub(super) const ORPHANS_DIR: &str = "orphans";
 /// is first used. A dir that comes back with another id (or none) is not
 /// the one that held the blobs, and the master stops trusting it for them.
 pub(super) const ID_FILE: &str = "volume-id";
+/// The file a running volume holds locked (`flock`) in each of its data
+/// dirs, so that no second volume — nor the same one given a dir twice —
+/// serves the same blobs under another address as if they were other
+/// replicas.
+pub(super) const LOCK_FILE: &str = "lock";
 /// Suffix of a blob's sidecar.
 const META_SUFFIX: &str = ".meta";
 

@@ -121,6 +121,11 @@ pub enum StoreError {
     /// waiting past the stall timeout.
     #[error("this volume's disk at {dir} is not taking writes: one has waited {waited:?} and none has finished meanwhile; it takes no writes until the disk answers again (the master sends them to other volumes)")]
     DiskStalled { dir: String, waited: Duration },
+    /// A write to a data dir whose files are gone (`tmp/` with them):
+    /// its disk was unmounted, emptied or replaced under the running
+    /// volume.
+    #[error("this volume's data dir {dir} has lost its files (its disk was unmounted, emptied or replaced while the volume ran): restart the volume once the disk is back, then run `trove-master verify --repair`")]
+    DirGone { dir: String },
     #[error("I/O error: {0}")]
     Io(#[from] io::Error),
 }
@@ -173,6 +178,9 @@ pub struct BlobStore {
     /// Writes the master aborted, most recent last (bounded): an upload of
     /// one that arrives or finishes after its abort is refused.
     aborted: Mutex<std::collections::VecDeque<(String, String)>>,
+    /// Each data dir's lock file, held locked for the store's life
+    /// ([`layout::LOCK_FILE`]).
+    _locks: Vec<std::fs::File>,
 }
 
 /// What [`BlobStore::commit`] makes durable.
@@ -390,14 +398,18 @@ impl BlobStore {
     /// Opens the copy of `key` a pinned read asks for: the blob in place,
     /// or the previous value kept aside while a newer write is
     /// unconfirmed. [`StoreError::Replaced`] when neither is that copy
-    /// (the value was replaced after the reader's redirect). Blocking.
+    /// (the value was replaced after the reader's redirect); the blob's
+    /// own error when its metadata cannot be read (a damaged copy is not
+    /// a replaced one). Blocking.
     pub fn open_pinned(&self, key: &Key, pin: &Pin) -> Result<OpenBlob, StoreError> {
         let _stripe = self.stripe(key);
-        if let Ok(Some(found)) = self.find(key) {
-            if pin.matches(&found.meta) {
-                return open_described(&found.data, found.meta, self.dir_of(&found.data));
+        let unreadable = match self.find(key) {
+            Ok(Some(found)) if pin.matches(&found.meta) => {
+                return open_described(&found.data, found.meta, self.dir_of(&found.data))
             }
-        }
+            Ok(_) => None,
+            Err(e) => Some(e),
+        };
         for dir in &self.dirs {
             let (data, _) = Self::paths_in(dir, key);
             let (prev, _) = previous::prev_of(&data);
@@ -407,7 +419,7 @@ impl BlobStore {
                 Err(e) => return Err(e),
             }
         }
-        Err(StoreError::Replaced)
+        Err(unreadable.unwrap_or(StoreError::Replaced))
     }
 
     /// Deletes a key's blob — every copy, in every data dir (a copy can be

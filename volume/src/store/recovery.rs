@@ -6,7 +6,7 @@
 
 use super::durable::{put_in_place, How, TempFile};
 use super::keyset::{CleanMark, Description, KeySet, LISTING_DIR};
-use super::layout::{meta_presence, orphan, walk, ID_FILE, TMP_DIR};
+use super::layout::{meta_presence, orphan, walk, ID_FILE, LOCK_FILE, TMP_DIR};
 use super::{listing, previous, BlobStore, LOCK_STRIPES};
 use anyhow::Context;
 use parking_lot::Mutex;
@@ -35,10 +35,12 @@ impl BlobStore {
     pub fn open_with(dirs: Vec<PathBuf>, fsync: bool, rescan: bool) -> anyhow::Result<BlobStore> {
         anyhow::ensure!(!dirs.is_empty(), "give at least one data dir");
         let mut ids = Vec::with_capacity(dirs.len());
+        let mut locks = Vec::with_capacity(dirs.len());
         let mut xattrs_everywhere = true;
         for dir in &dirs {
             let tmp = dir.join(TMP_DIR);
             fs::create_dir_all(&tmp).with_context(|| format!("cannot create data dir {}", dir.display()))?;
+            locks.push(lock_dir(dir)?);
             for entry in fs::read_dir(&tmp)? {
                 let path = entry?.path();
                 fs::remove_file(&path)
@@ -73,7 +75,7 @@ impl BlobStore {
             .iter()
             .map(|d| super::group::DirSync::open(d))
             .collect::<Result<_, _>>()?;
-        let make = |keys: KeySet, blobs: u64, bytes: u64| BlobStore {
+        let make = |keys: KeySet, blobs: u64, bytes: u64, locks: Vec<File>| BlobStore {
             dirs: dirs.clone(),
             ids: ids.clone(),
             id_lost: dirs.iter().map(|_| Default::default()).collect(),
@@ -88,12 +90,13 @@ impl BlobStore {
             stripes: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             durable_dirs: dirs.iter().map(|_| Default::default()).collect(),
             disk_calls: dirs.iter().map(|_| Default::default()).collect(),
+            _locks: locks,
             writers: Mutex::default(),
             aborted: Mutex::default(),
         };
         if let Some((keys, mark)) = clean {
             tracing::info!("the volume stopped cleanly: its key set is trusted, no walk");
-            return Ok(make(keys, mark.blobs, mark.bytes));
+            return Ok(make(keys, mark.blobs, mark.bytes, locks));
         }
         let (mut blobs, mut bytes) = (0, 0);
         let mut loader = KeySet::load(&listing)?;
@@ -135,7 +138,7 @@ impl BlobStore {
             return Err(anyhow::Error::new(e).context("cannot write the key set"));
         }
         let keys = loader.finish().context("cannot write the key set")?;
-        Ok(make(keys, blobs, bytes))
+        Ok(make(keys, blobs, bytes, locks))
     }
 
     /// Stops the store for a clean shutdown: writes in flight finish, no
@@ -156,6 +159,34 @@ impl BlobStore {
             Err(e) => {
                 tracing::warn!(error = %e, "cannot write the key set: the next start-up walks the blobs")
             }
+        }
+    }
+}
+
+/// Takes data dir `dir`'s lock ([`LOCK_FILE`]), held while the returned
+/// file is open; an error when another volume holds it, or this one does
+/// (the dir given twice, perhaps under two paths). The file is held open
+/// read-only: a file open for writing would keep the disk from being
+/// remounted read-only, which the volume is meant to ride out.
+fn lock_dir(dir: &Path) -> anyhow::Result<File> {
+    let path = dir.join(LOCK_FILE);
+    // Made once; a disk mounted read-only keeps the one it has.
+    let created = File::options().write(true).create_new(true).open(&path);
+    let file = File::open(&path).map_err(|e| match created {
+        Err(create) if create.kind() != std::io::ErrorKind::AlreadyExists => {
+            anyhow::Error::new(create).context(format!("cannot create {}", path.display()))
+        }
+        _ => anyhow::Error::new(e).context(format!("cannot open {}", path.display())),
+    })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "data dir {} is in use by another trove-volume (or given twice to this one): \
+             each data dir belongs to one volume, or two \"replicas\" would be one copy",
+            dir.display()
+        ),
+        Err(fs::TryLockError::Error(e)) => {
+            Err(anyhow::Error::new(e).context(format!("cannot lock {}", path.display())))
         }
     }
 }

@@ -208,7 +208,12 @@ impl BlobStore {
         }
         let dir = self.home_dir(key).to_path_buf();
         let timed = disk.buffered_write(0);
-        let (temp, file) = TempFile::create(&dir.join(TMP_DIR), ".tmp")?;
+        let (temp, file) = TempFile::create(&dir.join(TMP_DIR), ".tmp").map_err(|e| match e {
+            StoreError::Io(e) if e.kind() == std::io::ErrorKind::NotFound => StoreError::DirGone {
+                dir: dir.display().to_string(),
+            },
+            e => e,
+        })?;
         drop(timed);
         Ok(BlobWriter {
             store: self,
