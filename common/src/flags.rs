@@ -1,5 +1,5 @@
 //! Parsing of the command-line flags every binary shares: durations
-//! (`30s`, `5m`) and sizes (`256MiB`).
+//! (`30s`, `5m`), sizes (`256MiB`) and the master's URL.
 
 use std::time::Duration;
 
@@ -55,9 +55,61 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     Ok((n * scale) as u64)
 }
 
+/// Parses a master URL: `http://host:port` or `https://…`, or a bare
+/// `host:port` (taken as `http://`). A bare word with neither scheme nor
+/// port (`notaurl`, a typo) is refused rather than read as the host
+/// `notaurl` on port 80, which would only fail later, after every retry,
+/// as an address that cannot be looked up; so is a path or a query (keys
+/// are the whole path).
+pub fn parse_master_url(raw: &str) -> Result<reqwest::Url, String> {
+    let like = "is not a master URL like http://127.0.0.1:3000";
+    let raw = raw.trim();
+    let with_scheme = if raw.contains("://") {
+        raw.to_string()
+    } else if raw.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.is_empty() && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())
+    }) {
+        format!("http://{raw}")
+    } else {
+        return Err(format!("`{raw}` {like} (give the scheme, or host:port)"));
+    };
+    let url = reqwest::Url::parse(&with_scheme).map_err(|e| format!("`{raw}` {like}: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(format!("`{raw}` {like}"));
+    }
+    if url.path() != "/" || url.query().is_some() {
+        return Err(format!(
+            "`{raw}`: a master URL has no path or query (keys are the whole path)"
+        ));
+    }
+    Ok(url)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn master_urls() {
+        for (raw, url) in [
+            ("http://127.0.0.1:3000", "http://127.0.0.1:3000/"),
+            ("https://trove.example/", "https://trove.example/"),
+            ("localhost:3000", "http://localhost:3000/"),
+        ] {
+            assert_eq!(parse_master_url(raw).unwrap().as_str(), url);
+        }
+        for bad in [
+            "notaurl",
+            "ftp://x",
+            "http://",
+            "http://h:1/path",
+            "http://h:1/?q",
+            ":3000",
+            "",
+        ] {
+            assert!(parse_master_url(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn durations() {

@@ -21,8 +21,10 @@ pub enum ApiError {
     BadRequest(String),
     #[error("empty body: Trove does not store empty values")]
     EmptyBody,
-    #[error("key exists: keys are write-once, DELETE it first")]
-    Exists,
+    /// With a hint for a write that sent conditions (`If-Match`…) but not
+    /// `Trove-Replace: 1`, which a replace needs.
+    #[error("key exists: keys are write-once, DELETE it first{}", if *.conditional { " (or add Trove-Replace: 1 to this conditional write to replace it)" } else { "" })]
+    Exists { conditional: bool },
     #[error("this master runs with --protect: UNLINK the key before DELETE")]
     Protected,
     #[error("{0}")]
@@ -116,7 +118,7 @@ impl ApiError {
             | LengthMismatch { .. }
             | ClientBody(_) => StatusCode::BAD_REQUEST,
             EmptyBody => StatusCode::LENGTH_REQUIRED,
-            Exists | Protected | Forbidden(_) => StatusCode::FORBIDDEN,
+            Exists { .. } | Protected | Forbidden(_) => StatusCode::FORBIDDEN,
             Busy | Conflict(_) => StatusCode::CONFLICT,
             NotFound | SourceMissing(_) => StatusCode::NOT_FOUND,
             SourceChanged { .. } | PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
@@ -174,7 +176,7 @@ pub fn every_status() -> Vec<u16> {
         Key(KeyError::TooLong(0)),
         BadRequest(String::new()),
         EmptyBody,
-        Exists,
+        Exists { conditional: false },
         Protected,
         Forbidden(String::new()),
         Busy,
@@ -246,7 +248,7 @@ pub fn every_status() -> Vec<u16> {
             Key(_)
             | BadRequest(_)
             | EmptyBody
-            | Exists
+            | Exists { .. }
             | Protected
             | Forbidden(_)
             | Busy

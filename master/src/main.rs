@@ -4,7 +4,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
-use trove_common::flags::{parse_duration, parse_size};
+use trove_common::flags::{parse_duration, parse_master_url, parse_size};
 use trove_common::http::Timeouts;
 use trove_common::placement::{parse_volume_list, Placement, VolumeSpec};
 use trove_common::process::say;
@@ -45,11 +45,12 @@ enum Command {
 #[derive(clap::Args, Debug)]
 struct JobArgs {
     /// The running master.
-    #[arg(long, env = "TROVE_MASTER", default_value = "http://127.0.0.1:3000")]
-    master: String,
-    /// Keys worked on at once.
-    #[arg(long, env = "TROVE_CONCURRENCY", default_value_t = 4)]
-    concurrency: usize,
+    #[arg(long, env = "TROVE_MASTER", default_value = "http://127.0.0.1:3000", value_parser = parse_master_url)]
+    master: reqwest::Url,
+    /// Keys worked on at once (1 to 256).
+    #[arg(long, env = "TROVE_CONCURRENCY", default_value_t = 4,
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    concurrency: u16,
     /// At most this many keys acted on a second (verify: checked; rebalance:
     /// moved; gc: cleared or collected), to leave the disks and the
     /// network to the traffic; 0: no limit.
@@ -207,7 +208,7 @@ fn parse_volumes(list: &str) -> Result<Vec<VolumeSpec>, String> {
 }
 
 fn main() {
-    trove_common::process::init_logging();
+    trove_common::process::init_logging(&[]);
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -277,7 +278,7 @@ async fn command(cli: Cli) -> i32 {
 impl JobArgs {
     fn params(&self) -> JobParams {
         JobParams {
-            concurrency: Some(self.concurrency),
+            concurrency: Some(usize::from(self.concurrency)),
             rate: Some(self.rate).filter(|r| *r > 0),
             ..Default::default()
         }
@@ -288,7 +289,7 @@ impl JobArgs {
 /// finished with nothing failed and nothing left broken.
 async fn job(args: &JobArgs, kind: JobKind, params: JobParams) -> anyhow::Result<i32> {
     let started = std::time::Instant::now();
-    let report = trove_master::cli::run_job(&args.master, kind, params).await?;
+    let report = trove_master::cli::run_job(args.master.as_str(), kind, params).await?;
     say(format_args!(
         "{}",
         trove_master::cli::summary(&report, started.elapsed())

@@ -85,7 +85,14 @@ pub struct Volumes {
     min_free: u64,
     /// Held while [`Volumes::save_disks`] writes.
     saving: tokio::sync::Mutex<()>,
+    /// Volumes no longer in the list that records still name (removed,
+    /// not yet rebalanced): whether each answered its last probe, and
+    /// when ([`Volumes::pick_reader`]).
+    retired: parking_lot::Mutex<HashMap<String, (std::time::Instant, bool)>>,
 }
+
+/// How long a probe of a volume no longer in the list is trusted.
+const RETIRED_PROBE_TTL: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Volumes {
     /// Every volume starts unhealthy until its first successful poll.
@@ -103,6 +110,7 @@ impl Volumes {
             next_read: AtomicUsize::new(0),
             min_free,
             saving: tokio::sync::Mutex::new(()),
+            retired: parking_lot::Mutex::default(),
         }
     }
 
@@ -222,6 +230,43 @@ impl Volumes {
         Some(candidates[n % candidates.len()])
     }
 
+    /// [`Volumes::pick_replica`], where a volume no longer in the list —
+    /// which the monitor does not poll — is used only if it answers a
+    /// probe (each probe's answer is kept for [`RETIRED_PROBE_TTL`]): a
+    /// reader is never sent to a removed volume that is down.
+    pub async fn pick_reader<'a>(&self, stored: &'a [String], created: u64) -> Option<&'a str> {
+        let first = self.pick_replica(stored, created)?;
+        if self.health.contains_key(first) {
+            return Some(first);
+        }
+        let start = stored.iter().position(|a| a == first).unwrap_or(0);
+        let retired = stored[start..]
+            .iter()
+            .chain(&stored[..start])
+            .filter(|a| !self.health.contains_key(a.as_str()));
+        for addr in retired {
+            if self.retired_answers(addr).await {
+                return Some(addr);
+            }
+        }
+        None
+    }
+
+    /// Whether `addr`, a volume no longer in the list, answered its last
+    /// probe (made now if none was within [`RETIRED_PROBE_TTL`]).
+    async fn retired_answers(&self, addr: &str) -> bool {
+        if let Some((at, up)) = self.retired.lock().get(addr) {
+            if at.elapsed() < RETIRED_PROBE_TTL {
+                return *up;
+            }
+        }
+        let up = self.client.status(addr).await.is_ok();
+        self.retired
+            .lock()
+            .insert(addr.to_string(), (std::time::Instant::now(), up));
+        up
+    }
+
     /// Records that a call to `addr` found it unreachable.
     pub fn mark_down(&self, addr: &str, error: &str) {
         if let Some(h) = self.health.get(addr) {
@@ -266,9 +311,9 @@ impl Volumes {
     }
 
     /// A healthy replica among `stored` other than `not`, to copy from.
-    pub fn source_for(&self, stored: &[String], created: u64, not: &str) -> Option<String> {
+    pub async fn source_for(&self, stored: &[String], created: u64, not: &str) -> Option<String> {
         let others: Vec<String> = stored.iter().filter(|a| *a != not).cloned().collect();
-        self.pick_replica(&others, created).map(str::to_string)
+        self.pick_reader(&others, created).await.map(str::to_string)
     }
 
     /// Whether `addr` still holds what it was given for a key written at
@@ -287,7 +332,7 @@ impl Volumes {
     pub fn why_unreadable(&self, stored: &[String], created: u64) -> String {
         let why = |addr: &String| {
             match self.health.get(addr.as_str()) {
-            None => format!("{addr}: not one of this master's volumes"),
+            None => format!("{addr}: removed from this master's volumes, and not answering"),
             Some(h) if !h.read().healthy => format!("{addr}: down"),
             Some(_) if !self.kept_data(addr, created) => format!(
                 "{addr}: lost its data since this key was written (a new or emptied disk): run `trove-master verify --repair`"

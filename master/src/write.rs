@@ -165,7 +165,9 @@ pub async fn write(
             outcome: "; nothing was stored",
         })?;
     if replacing_live && !upload.replace {
-        return Err(ApiError::Exists);
+        return Err(ApiError::Exists {
+            conditional: !upload.preconditions.is_empty(),
+        });
     }
     let placement = state.volumes.placement();
     let targets: Vec<String> = placement

@@ -125,3 +125,27 @@ async fn chunked_bodies_count_their_bytes() {
         listing.len()
     );
 }
+
+/// `--access-log` writes one line per request in the README's shape:
+/// `remote=… method=… path=… status=… bytes=… ms=…`, with `bytes` the
+/// answer's length (`-` for a streamed answer without one).
+#[tokio::test]
+async fn the_access_log_has_one_line_per_request_as_documented() {
+    let c = Cluster::start(ClusterOptions {
+        master_args: vec!["--access-log".into()],
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(c.put("/logged/k", "value").await, 201);
+    assert_eq!(c.head("/logged/k").await.status(), 302);
+    let log = c.master.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("access:") && l.contains("method=HEAD") && l.contains("path=/logged/k"))
+        .unwrap_or_else(|| panic!("no access line for the HEAD:\n{log}"));
+    assert!(
+        line.contains(" status=302 bytes=0 ms="),
+        "not the documented shape: {line}"
+    );
+    assert!(line.contains("remote=127.0.0.1:"), "{line}");
+}

@@ -274,12 +274,13 @@ async fn conditional_writes_are_checked_against_the_current_value() {
     assert_eq!(status, 412);
     assert!(why.contains("If-Match"), "{why}");
     assert_eq!(read(&c, "/c/a").await.0, v1, "refused writes leave the value");
-    // The ETag matches, but a replace still needs Trove-Replace.
-    assert_eq!(
-        put_with(&c, "/c/a", &[("if-match", &etag1)], v2.clone())
-            .await
-            .status(),
-        403
+    // The ETag matches, but a replace still needs Trove-Replace, which the
+    // refusal names.
+    let (status, why) = reason(put_with(&c, "/c/a", &[("if-match", &etag1)], v2.clone()).await).await;
+    assert_eq!(status, 403);
+    assert!(
+        why.contains("add Trove-Replace: 1 to this conditional write"),
+        "{why}"
     );
     let list = format!("{stale}, {etag1}");
     assert_eq!(

@@ -257,11 +257,27 @@ async fn rebalance_fails_while_a_down_volume_leaves_keys_under_replicated() {
     c.restart_master_with_volumes(&[0, 1, 2]).await;
     c.volumes[2].kill();
     c.wait_volume_health(2, false).await;
+    // A dry run tells what the real run would fail on.
+    let (code, out) = c.admin(&["rebalance", "--dry-run"]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!("would not move: its home volume {away} is down")),
+        "{out}"
+    );
     let (code, out) = c.admin(&["rebalance"]).await;
     assert_eq!(code, 1, "keys were left under-replicated: {out}");
     let mut short = 0;
     for (k, _) in &data {
-        if !c.volumes_of(k).await.contains(&gone) {
+        // A key with a replica up reads as a redirect naming its volumes;
+        // one whose replicas are all down (the removed volume and the one
+        // away) answers 503.
+        let head = c.head(k).await;
+        let on_gone = match head.status().as_u16() {
+            302 => trove_tests::key_volumes(head.headers()).contains(&gone),
+            503 => true,
+            other => panic!("HEAD {k}: {other}"),
+        };
+        if !on_gone {
             continue;
         }
         // Still on the removed volume: one replica on the master's volumes
@@ -791,7 +807,8 @@ async fn traffic_during_rebalance_succeeds() {
 }
 
 #[tokio::test]
-async fn a_volume_emptied_before_a_master_restart_is_known_to_lack_older_keys_and_rebalance_copies_to_it() {
+async fn a_volume_emptied_before_a_master_restart_is_known_to_lack_older_keys_until_rebalance_restores_them()
+{
     let mut c = Cluster::start(ClusterOptions {
         volumes: 3,
         replicas: 2,
@@ -840,21 +857,14 @@ async fn a_volume_emptied_before_a_master_restart_is_known_to_lack_older_keys_an
         assert_eq!((status, sha256_hex(&body)), (200, sha256_hex(v)), "{k}");
     }
 
-    // A rebalance that moves a key whose record names the emptied volume
-    // gives that volume a fresh copy, rather than removing a good copy
-    // elsewhere and leaving the record naming a volume without one.
-    let volumes_of = |r: &reqwest::Response| {
-        let mut v: Vec<String> = header(r.headers(), "key-volumes")
-            .unwrap_or_default()
-            .split(',')
-            .map(str::to_string)
-            .collect();
-        v.sort();
-        v
-    };
+    // A rebalance gives the emptied volume a fresh copy of every key it
+    // is home to — moved there or recorded there all along — so no record
+    // names a volume without a copy, and with none left failing the
+    // master forgets the loss (as a `verify --repair` would), also across
+    // a restart.
     let mut before = vec![];
     for (k, _) in &data {
-        before.push(volumes_of(&c.head(k).await));
+        before.push(c.volumes_of(k).await);
     }
     let (code, out) = c.admin(&["rebalance"]).await;
     assert_eq!(code, 0, "{out}");
@@ -868,38 +878,27 @@ async fn a_volume_emptied_before_a_master_restart_is_known_to_lack_older_keys_an
             .collect();
         held.insert(v.addr.clone(), keys);
     }
-    let mut moved_from_emptied = 0;
+    let mut stayed_on_emptied = 0;
     for ((k, _), before) in data.iter().zip(&before) {
-        let after = volumes_of(&c.head(k).await);
-        if after == *before {
-            continue;
-        }
-        moved_from_emptied += usize::from(before.contains(&emptied));
+        let after = c.volumes_of(k).await;
+        stayed_on_emptied += usize::from(before.contains(&emptied) && after.contains(&emptied));
         for addr in &after {
             assert!(
                 held[addr].contains(k),
-                "{k} moved to {after:?}, but {addr} holds no copy"
+                "{k} is recorded on {after:?}, but {addr} holds no copy"
             );
         }
     }
     assert!(
-        moved_from_emptied > 0,
-        "no moved key had a copy on the emptied volume: the test proves nothing"
+        stayed_on_emptied > 0,
+        "no key stayed on the emptied volume: the test proves nothing"
     );
-
-    // A repair restores the rest, and the master forgets the loss — also
-    // across a restart.
-    let (code, out) = c.admin(&["verify"]).await;
-    assert_eq!(
-        code, 1,
-        "verify must find the copies the emptied disk lacks: {out}"
-    );
-    let (code, out) = c.admin(&["verify", "--repair"]).await;
-    assert_eq!(code, 0, "{out}");
     assert!(
         lost_data_at(c.status().await).is_null(),
-        "a repaired volume is whole again"
+        "a rebalance that restored every copy leaves the volume marked as having lost its data"
     );
+    let (code, out) = c.admin(&["verify"]).await;
+    assert_eq!(code, 0, "{out}");
     c.restart_master_with_volumes(&[0, 1, 2, added]).await;
     assert!(
         lost_data_at(c.status().await).is_null(),
@@ -968,4 +967,56 @@ async fn a_report_cut_off_by_its_reader_ends_quietly() {
             out.status
         );
     }
+}
+
+/// A key whose every replica is on volumes removed from the list is read
+/// from them while they answer (the master probes them, as it does not
+/// poll them), and once they are down answers `503` saying why — never a
+/// redirect to a dead volume; a rebalance then names them as the copies
+/// it could not read.
+#[tokio::test]
+async fn a_key_only_on_removed_volumes_is_read_while_they_answer_then_503() {
+    let mut c = Cluster::start(ClusterOptions {
+        volumes: 4,
+        replicas: 2,
+        ..Default::default()
+    })
+    .await;
+    let kept = [c.volumes[0].addr.clone(), c.volumes[1].addr.clone()];
+    let mut key = None;
+    for i in 0..100 {
+        let k = format!("/retired/{i}");
+        assert_eq!(c.put(&k, k.clone()).await, 201);
+        if !c.volumes_of(&k).await.iter().any(|a| kept.contains(a)) {
+            key = Some(k);
+            break;
+        }
+    }
+    let key = key.expect("a key on volumes 2 and 3 only");
+    c.restart_master_with_volumes(&[0, 1]).await;
+    assert_eq!(c.get(&key).await, (200, key.clone().into()));
+    c.volumes[2].kill();
+    c.volumes[3].kill();
+    wait_for("the removed volumes' probes to lapse", || async {
+        c.head(&key).await.status() == 503
+    })
+    .await;
+    let head = c.head(&key).await;
+    assert!(header(head.headers(), "location").is_none());
+    let reason = header(head.headers(), "trove-error")
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        reason.contains(&format!(
+            "{}: removed from this master's volumes, and not answering",
+            c.volumes[2].addr
+        )),
+        "{reason}"
+    );
+    let (code, out) = c.admin(&["rebalance"]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!("{key}: not moved: no healthy replica to copy from")),
+        "{out}"
+    );
 }

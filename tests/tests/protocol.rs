@@ -509,6 +509,63 @@ async fn a_volume_with_an_unusable_data_dir_fails_before_listening() {
     );
 }
 
+/// The admin commands refuse a master URL that is not one, and a
+/// concurrency of 0, as usage errors (exit 2) that say what is wrong,
+/// before calling anything.
+#[tokio::test]
+async fn admin_commands_refuse_bad_flags_as_usage_errors() {
+    for (args, says) in [
+        (
+            &["verify", "--master", "not-a-url"][..],
+            "is not a master URL like http://127.0.0.1:3000",
+        ),
+        (
+            &["gc", "--master", "http://127.0.0.1:3000/path"],
+            "a master URL has no path or query",
+        ),
+        (&["rebalance", "--concurrency", "0"], "--concurrency"),
+    ] {
+        let (code, _, stderr) = run_to_failure("trove-master", args);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+}
+
+/// A data dir belongs to one volume: a second volume on a dir in use,
+/// or one volume given the same dir twice (under two paths), fails to
+/// start and says why, rather than serving one copy as two replicas.
+#[tokio::test]
+async fn a_data_dir_in_use_is_refused_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = lone_volume(dir.path(), &[]);
+    let data = dir.path().join("vol0");
+    let also = dir.path().join(".").join("vol0");
+    for dirs in [
+        vec![data.to_str().unwrap()],
+        vec![dir.path().join("other").to_str().unwrap(), also.to_str().unwrap()],
+    ] {
+        let mut args = vec!["--port", "0", "--bind", "127.0.0.1"];
+        args.extend(&dirs);
+        let (code, stdout, stderr) = run_to_failure("trove-volume", &args);
+        assert_eq!(code, Some(1), "{stderr}");
+        assert!(!stdout.contains("listening"), "{stdout}");
+        assert!(stderr.contains("is in use by another trove-volume"), "{stderr}");
+    }
+    // The same dir twice in one volume, once the first has stopped.
+    drop(_first);
+    let twice = [
+        "--port",
+        "0",
+        "--bind",
+        "127.0.0.1",
+        data.to_str().unwrap(),
+        also.to_str().unwrap(),
+    ];
+    let (code, _, stderr) = run_to_failure("trove-volume", &twice);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("or given twice to this one"), "{stderr}");
+}
+
 #[tokio::test]
 async fn shutdown_finishes_answers_in_flight_and_closes_the_rest() {
     let dir = tempfile::tempdir().unwrap();

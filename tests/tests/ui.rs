@@ -312,17 +312,24 @@ async fn browser_suite(c: &Cluster, bin: &Path, out: &Path, envs: &[(&str, Strin
     eprintln!("screenshots: {}", out.display());
 }
 
+/// The keys the suite browses: 60 under /photos/ (two pages of 50), one
+/// a level down, and two under /dots/, one whose name starts with a dot.
+fn browsed_keys() -> impl Iterator<Item = String> {
+    let photos = (0..60).map(|i| format!("/photos/a-{i:03}.jpg"));
+    let more = ["/photos/2024/cat.jpg", "/dots/.hidden", "/dots/plain"].map(String::from);
+    photos.chain(more)
+}
+
 #[tokio::test]
 async fn status_page_in_a_browser() {
     let Some(bin) = ui_tools() else { return };
     let out = output_dir("status_page_in_a_browser");
     let c = cluster(&["--ui-admin"]).await;
-    // 60 keys under /photos/ (two pages of 50), one a level down, and
-    // 1,500 under /bulk/: a deep verify paced at 20 keys a second runs
-    // for over a minute, so the page can be read while it runs.
-    let photos = (0..60).map(|i| format!("/photos/a-{i:03}.jpg"));
+    // The browsed keys, and 1,500 under /bulk/: a deep verify paced at
+    // 20 keys a second runs for over a minute, so the page can be read
+    // while it runs.
     let bulk = (0..1500).map(|i| format!("/bulk/{i:05}"));
-    write_keys(&c, photos.chain(["/photos/2024/cat.jpg".to_string()]).chain(bulk)).await;
+    write_keys(&c, browsed_keys().chain(bulk)).await;
     let victim = &c.volumes[1];
     let envs = [
         ("TROVE_UI_ADMIN", "1".to_string()),
@@ -360,8 +367,7 @@ async fn read_only_status_page_in_a_browser() {
     // waiting on the frozen disk must not time out, and so have the master
     // mark the volume down, while the page is read.
     let c = cluster_in(dir, &["--stall-timeout", "120s"]).await;
-    let photos = (0..60).map(|i| format!("/photos/a-{i:03}.jpg"));
-    write_keys(&c, photos.chain(["/photos/2024/cat.jpg".to_string()])).await;
+    write_keys(&c, browsed_keys()).await;
     browser_suite(&c, &bin, &out, &[], None).await;
 
     // A key placed on volume 2, deleted again, then written once its disk

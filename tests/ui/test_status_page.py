@@ -141,6 +141,22 @@ def test_the_key_browser_lists_a_prefix_page_by_page(browser):
     shot(browser, "02-listing")
 
 
+def test_a_prefix_ending_in_a_dot_lists_only_the_keys_under_it(browser):
+    # A browser drops the dot segments of a URL's path: the page must send
+    # the prefix as a parameter, or `/dots/.` would list all of `/dots/`.
+    box = browser.find_element(By.ID, "prefix")
+    box.clear()
+    box.send_keys("/dots/.")
+    box.submit()
+    wait(browser, "the listing of /dots/.", lambda d: "/dots/." in d.find_element(By.ID, "listing-note").text)
+    keys = [a.text for a in browser.find_elements(By.CSS_SELECTOR, "#listing tr.object a")]
+    assert keys == ["/dots/.hidden"]
+    box.clear()
+    box.send_keys("/photos/")
+    box.submit()
+    wait(browser, "the listing of /photos/", lambda d: "/photos/a-000.jpg" in d.find_element(By.ID, "listing").text)
+
+
 def test_a_key_shows_its_record_and_downloads_through_the_redirect(browser):
     key = "/photos/a-007.jpg"
     browser.find_element(By.CSS_SELECTOR, f'#listing a[data-key="{key}"]').click()

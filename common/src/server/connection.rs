@@ -56,7 +56,7 @@ impl AccessLine {
             method = %self.method,
             path = %self.path,
             status = resp.status().as_u16(),
-            bytes,
+            bytes = %bytes,
             ms = format_args!("{:.3}", self.started.elapsed().as_secs_f64() * 1000.0),
         );
     }

@@ -26,7 +26,7 @@ use trove_common::http::{
 use trove_common::key::Key;
 use trove_common::record::{now_ms, Record};
 
-pub fn get(state: &AppState, key: Key, request: &HeaderMap) -> Result<Response, ApiError> {
+pub async fn get(state: &AppState, key: Key, request: &HeaderMap) -> Result<Response, ApiError> {
     let part = requested_part(request)?;
     let stored = state.index.get(&key)?;
     let record = stored
@@ -45,7 +45,8 @@ pub fn get(state: &AppState, key: Key, request: &HeaderMap) -> Result<Response, 
     }
     let addr = state
         .volumes
-        .pick_replica(&readable, record.created)
+        .pick_reader(&readable, record.created)
+        .await
         .ok_or_else(|| ApiError::ReplicasDown(state.volumes.why_unreadable(&readable, record.created)))?;
     let balanced = state
         .volumes

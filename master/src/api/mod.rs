@@ -181,7 +181,7 @@ async fn key_request(State(state): State<Arc<AppState>>, req: Request<Body>) -> 
             crate::compose::put(state, key, req).await
         }
         "PUT" | "POST" => put::put(state, key, req).await,
-        "GET" | "HEAD" => get::get(&state, key, req.headers()),
+        "GET" | "HEAD" => get::get(&state, key, req.headers()).await,
         "DELETE" => delete::delete(state, key, req.headers()).await,
         "UNLINK" => delete::unlink(state, key, req.headers()).await,
         other => Err(ApiError::Method(other.to_string())),

@@ -10,6 +10,13 @@
 //! the key's lock and re-reads the record, and skips any copy the record
 //! references again by then.
 //!
+//! A home volume that holds no good copy of a key it is recorded on — the
+//! copy found damaged, or the volume emptied since the key was written (a
+//! replaced disk, or a volume added back at an address used before) — is
+//! given a fresh copy the same way. A run that ends with every key in
+//! place therefore tells the master that such volumes hold their keys
+//! again, as a `verify --repair` would.
+//!
 //! A key the job cannot move is a failure, reported with what the operator
 //! must do (bring a volume back, run again) and with how many replicas it
 //! is left with when that is fewer than `--replicas`: a job that leaves a
@@ -27,7 +34,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinSet;
 use trove_common::key::Key;
-use trove_common::record::{Record, State};
+use trove_common::record::{now_ms, Record, State};
 
 /// How long old copies outlive the switch of a record to its new volumes:
 /// longer than a client takes to follow a redirect.
@@ -45,8 +52,12 @@ enum MoveError {
     Index(#[from] IndexError),
     #[error("no healthy replica to copy from (stored on {stored})")]
     NoSource { stored: String },
-    #[error("copy to {dest} failed: {source}")]
-    Copy { dest: String, source: VolumeError },
+    #[error("copy to {dest} from {from} failed: {source}")]
+    Copy {
+        dest: String,
+        from: String,
+        source: VolumeError,
+    },
     #[error("its home volume {} down", is_or_are(.down))]
     HomeDown { down: Vec<String> },
 }
@@ -61,7 +72,9 @@ impl MoveError {
                 is_or_are(down)
             ),
             MoveError::NoSource { .. } => "run rebalance again once one of them answers".into(),
-            MoveError::Copy { dest, .. } => format!("run rebalance again once {dest} can take it"),
+            MoveError::Copy { dest, from, .. } => {
+                format!("run rebalance again once {dest} can take it and {from} serves it")
+            }
             MoveError::Index(_) => "run rebalance again".into(),
         }
     }
@@ -87,6 +100,7 @@ enum Outcome {
 }
 
 pub async fn run(state: Arc<AppState>, params: JobParams, progress: Arc<Progress>) -> anyhow::Result<()> {
+    let started = now_ms();
     Progress::add(&progress.total, state.index.counts().live.max(0) as u64);
     let removals = parking_lot::Mutex::new(JoinSet::new());
     let pace = params.pace();
@@ -103,11 +117,19 @@ pub async fn run(state: Arc<AppState>, params: JobParams, progress: Arc<Progress
             };
             Progress::add(&progress.scanned, 1);
             let home = home_of(state, &key);
-            let new_copies = home.iter().filter(|a| !record.volumes.contains(a)).count() as u64;
+            let new_copies = missing_at_home(state, &home, record).len() as u64;
             if new_copies == 0 && home.len() == record.volumes.len() {
                 return;
             }
             if params.dry_run {
+                // What the real run would fail on before copying anything.
+                let down = down_of(state, &home);
+                if !down.is_empty() {
+                    let e = MoveError::HomeDown { down };
+                    Progress::add(&progress.failed, 1);
+                    progress.problem(format!("{key}: would not move: {e}; {}", e.remedy()));
+                    return;
+                }
                 Progress::add(&progress.changed, 1);
                 Progress::add(&progress.bytes, record.size * new_copies);
                 return;
@@ -153,6 +175,18 @@ pub async fn run(state: Arc<AppState>, params: JobParams, progress: Arc<Progress
     // reports done (also when it was stopped).
     let mut removals = removals.into_inner();
     while removals.join_next().await.is_some() {}
+    // Every key in place, none left for later: volumes that lost their
+    // data before the run started hold their keys again (each one's keys
+    // were given fresh copies above).
+    if walked.is_ok()
+        && !params.dry_run
+        && !progress.cancelled()
+        && progress.failed.load(Ordering::Relaxed) == 0
+        && progress.skipped.load(Ordering::Relaxed) == 0
+    {
+        state.volumes.data_restored(started);
+        state.volumes.save_disks(&state.index).await;
+    }
     let short = short.into_inner();
     if short > 0 {
         progress.conclude(format!(
@@ -261,6 +295,24 @@ fn under_replicated(state: &AppState, key: &Key) -> Option<String> {
     })
 }
 
+/// The volumes of `home` that lack a good copy of the key `record`
+/// describes: not among its replicas, or holding one found damaged or on
+/// a volume emptied since the key was written.
+fn missing_at_home<'a>(state: &AppState, home: &'a [String], record: &Record) -> Vec<&'a String> {
+    let readable = record.readable();
+    home.iter()
+        .filter(|a| !readable.contains(a) || !state.volumes.kept_data(a, record.created))
+        .collect()
+}
+
+/// The volumes of `home` that are down.
+fn down_of(state: &AppState, home: &[String]) -> Vec<String> {
+    home.iter()
+        .filter(|a| !state.volumes.is_healthy(a))
+        .cloned()
+        .collect()
+}
+
 /// The key's placement under the current volume list, in order.
 fn home_of(state: &AppState, key: &Key) -> Vec<String> {
     let placement = state.volumes.placement();
@@ -293,38 +345,31 @@ async fn move_key(state: &AppState, key: &Key) -> Result<Outcome, MoveError> {
         Err(e) => return Err(e.into()),
     };
     let home = home_of(state, key);
-    if state
-        .volumes
-        .placement()
-        .is_balanced(key.as_bytes(), &record.volumes)
-    {
+    // Copies go to each home volume without a good one (see the module's
+    // notes); a key with all of them, and no others, is in place.
+    let targets = missing_at_home(state, &home, &record);
+    if targets.is_empty() && home.len() == record.volumes.len() {
         return Ok(Outcome::InPlace);
     }
-    let down: Vec<String> = home
-        .iter()
-        .filter(|a| !state.volumes.is_healthy(a))
-        .cloned()
-        .collect();
+    let down = down_of(state, &home);
     if !down.is_empty() {
         return Err(MoveError::HomeDown { down });
     }
     let client = state.volumes.client();
-    // A damaged copy counts as missing, and so does one on a volume
-    // emptied since the key was written (its disk replaced, no repair
-    // run yet): a home volume holding one gets a fresh copy — the record
-    // must not come to name only volumes that lack the value while the
-    // good copies elsewhere are removed.
+    // The copies to pull from: the good ones (the record must never come
+    // to name only volumes that lack the value while the good copies
+    // elsewhere are removed).
     let readable: Vec<String> = record
         .readable()
         .into_iter()
         .filter(|a| state.volumes.kept_data(a, record.created))
         .collect();
-    let targets: Vec<&String> = home.iter().filter(|a| !readable.contains(a)).collect();
     let (record, readable) = (&record, &readable);
     let copies = targets.iter().map(|dest| async move {
         let source = state
             .volumes
             .source_for(readable, record.created, dest)
+            .await
             .ok_or_else(|| MoveError::NoSource {
                 stored: record.volumes.join(","),
             })?;
@@ -332,6 +377,7 @@ async fn move_key(state: &AppState, key: &Key) -> Result<Outcome, MoveError> {
             state.volumes.note_error(&e);
             MoveError::Copy {
                 dest: dest.to_string(),
+                from: source.clone(),
                 source: e,
             }
         })

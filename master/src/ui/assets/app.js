@@ -314,8 +314,11 @@ async function refresh() {
 let listing = { prefix: "/", next: "" };
 
 async function list(prefix, start) {
-  const query = "?list&delimiter=%2F&detail&limit=" + PAGE_SIZE + (start ? "&start=" + encodeURIComponent(start) : "");
-  const res = await fetch(keyPath(prefix) + query);
+  // The prefix as a parameter, not as the path: a browser drops the
+  // dot segments of a path (`/l/.` would list `/l/`).
+  const query = "/?list&prefix=" + encodeURIComponent(prefix) + "&delimiter=%2F&detail&limit=" + PAGE_SIZE +
+    (start ? "&start=" + encodeURIComponent(start) : "");
+  const res = await fetch(query);
   const body = $("listing").tBodies[0];
   if (!start) body.replaceChildren();
   if (!res.ok) {
