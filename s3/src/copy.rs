@@ -77,6 +77,7 @@ pub async fn copy_object(
     req: S3Request<CopyObjectInput>,
 ) -> S3Result<S3Response<CopyObjectOutput>> {
     let input = &req.input;
+    let (if_match, if_none_match) = etag::conditions_in(&req.headers)?;
     let (src_bucket, src_key) = source(&input.copy_source)?;
     let dst = names::object_key(&input.bucket, &input.key)?;
     gw.need_bucket(&input.bucket).await?;
@@ -98,11 +99,13 @@ pub async fn copy_object(
     } else {
         stat.meta.clone()
     };
+    // `If-Match` / `If-None-Match` on the destination: the master checks
+    // them under the key's lock, as for PutObject.
     let opts = PutOptions {
         replace: true,
         allow_empty: true,
         meta,
-        ..Default::default()
+        ..etag::destination_conditions(if_match.as_ref(), if_none_match.as_ref())
     };
     let sources = [ComposeSource {
         key: stat.key.clone(),

@@ -1,6 +1,6 @@
 //! The one place where Trove's errors become S3's.
 
-use s3s::{s3_error, S3Error};
+use s3s::{s3_error, S3Error, S3ErrorCode};
 use trove_client::Error;
 
 /// The S3 error for a failed call about `key` (an S3 object or bucket
@@ -18,9 +18,38 @@ pub fn s3(e: Error) -> S3Error {
         }
         e @ Error::InvalidHeader { .. } => s3_error!(InvalidArgument, "{e}"),
         Error::Rejected { status, message, .. } => rejected(status, &message),
+        Error::Server {
+            status: 507,
+            message,
+            url,
+        } => {
+            // A master with no volume that has room for the write. Not
+            // retried by SDKs (a retry cannot help until space is freed).
+            tracing::error!(%url, %message, "the cluster is out of space");
+            let mut e = S3Error::with_message(
+                S3ErrorCode::Custom("InsufficientStorage".into()),
+                "the storage cluster has no room for this object; nothing was stored (free space or add volumes)",
+            );
+            e.set_status_code(http::StatusCode::INSUFFICIENT_STORAGE);
+            e
+        }
+        e @ (Error::Transport { .. } | Error::Stalled { .. }) => {
+            // The master (or a volume) did not answer: a `503` S3 clients
+            // retry, without the cluster's internal addresses.
+            tracing::error!(error = %e, "the storage cluster cannot be reached");
+            s3_error!(
+                ServiceUnavailable,
+                "the storage cluster cannot be reached; retry later (the gateway's log has the detail)"
+            )
+        }
         Error::Exists { key } => {
             tracing::error!(%key, "the master refused a replace as an existing key");
             s3_error!(InternalError, "the master refused to replace {key}")
+        }
+        Error::Server { url, status, message } => {
+            // The URL, an internal address, goes to the log only.
+            tracing::error!(%url, status, %message, "master call failed");
+            s3_error!(InternalError, "the storage cluster failed ({status}): {message}")
         }
         e => {
             tracing::error!(error = %e, "master call failed");
@@ -71,7 +100,6 @@ pub fn no_bucket(bucket: &str) -> S3Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use s3s::S3ErrorCode;
 
     #[test]
     fn master_answers_map_to_s3_codes() {
@@ -111,5 +139,26 @@ mod tests {
             code(rejected(412, "source changed")),
             S3ErrorCode::PreconditionFailed
         );
+        let full = s3(Error::Server {
+            url: "http://10.0.0.1:5200/b/k".into(),
+            status: 507,
+            message: "no volume has room for 5497558138881 bytes".into(),
+        });
+        assert_eq!(full.status_code(), Some(http::StatusCode::INSUFFICIENT_STORAGE));
+        assert_eq!(full.code().as_str(), "InsufficientStorage");
+        let down = s3(Error::Transport {
+            url: "http://10.0.0.1:5200/b/k".into(),
+            message: "Connection refused".into(),
+            sent: false,
+        });
+        assert_eq!(*down.code(), S3ErrorCode::ServiceUnavailable);
+        assert!(!down.message().unwrap().contains("10.0.0.1"), "{down:?}");
+        let failed = s3(Error::Server {
+            url: "http://10.0.0.1:5200/b/k".into(),
+            status: 502,
+            message: "pull failed".into(),
+        });
+        assert_eq!(*failed.code(), S3ErrorCode::InternalError);
+        assert!(!failed.message().unwrap().contains("10.0.0.1"), "{failed:?}");
     }
 }

@@ -4,6 +4,8 @@
 
 use md5::{Digest, Md5};
 use s3s::dto::{ETag, ETagCondition};
+use s3s::{s3_error, S3Result};
+use trove_client::PutOptions;
 
 /// The ETag of an object assembled from parts with these (hex md5)
 /// ETags, in order; `None` if one is not 32 hex digits.
@@ -36,6 +38,40 @@ pub fn condition_header(c: &ETagCondition) -> String {
     }
 }
 
+/// A write's conditions on its destination (`If-Match`, `If-None-Match`)
+/// as the [`PutOptions`] the master checks under the key's lock, every
+/// other option default (fill them with `..`): PutObject, CopyObject,
+/// CompleteMultipartUpload.
+pub fn destination_conditions(
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+) -> PutOptions {
+    PutOptions {
+        if_match: if_match.map(condition_header),
+        if_none_match: if_none_match.map(condition_header),
+        ..Default::default()
+    }
+}
+
+/// The `If-Match` / `If-None-Match` headers of a request whose input
+/// s3s does not parse them into (CopyObject, in s3s 0.14), parsed as
+/// s3s parses them for PutObject.
+pub fn conditions_in(headers: &http::HeaderMap) -> S3Result<(Option<ETagCondition>, Option<ETagCondition>)> {
+    let parse = |name: http::header::HeaderName| {
+        headers
+            .get(&name)
+            .map(|v| {
+                ETagCondition::parse_http_header(v.as_bytes())
+                    .map_err(|_| s3_error!(InvalidArgument, "invalid header: {name}"))
+            })
+            .transpose()
+    };
+    Ok((
+        parse(http::header::IF_MATCH)?,
+        parse(http::header::IF_NONE_MATCH)?,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -46,6 +82,13 @@ mod tests {
         assert_eq!(condition_header(&ETagCondition::ETag(dto("abc"))), "\"abc\"");
         let weak = ETagCondition::ETag(ETag::Weak("w".into()));
         assert_eq!(condition_header(&weak), "W/\"w\"");
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::IF_NONE_MATCH, http::HeaderValue::from_static("*"));
+        headers.insert(http::header::IF_MATCH, http::HeaderValue::from_static("\"abc\""));
+        let (m, n) = conditions_in(&headers).unwrap();
+        let opts = destination_conditions(m.as_ref(), n.as_ref());
+        assert_eq!(opts.if_match.as_deref(), Some("\"abc\""));
+        assert_eq!(opts.if_none_match.as_deref(), Some("*"));
     }
 
     #[test]

@@ -80,7 +80,7 @@ impl S3Route for IgnoredRange {
     /// not run that hook for a custom route): credentials, whose
     /// signature s3s has checked, and a presigned URL within 7 days.
     async fn check_access(&self, req: &mut S3Request<Body>) -> S3Result<()> {
-        crate::access::check_signed(req.credentials.is_some(), &req.uri)
+        crate::access::check_signed(req.credentials.is_some(), &req.uri, &req.headers)
     }
 
     async fn call(&self, req: S3Request<Body>) -> S3Result<S3Response<Body>> {

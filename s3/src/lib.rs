@@ -19,6 +19,8 @@
 //! - [`ignored_range`]: a `Range` header RFC 9110 says to ignore
 //!   (malformed, several ranges) answered with the whole object.
 //! - [`part`]: `partNumber` on GetObject and HeadObject.
+//! - [`part_sums`]: the checksums an uploaded part matched, kept for
+//!   CompleteMultipartUpload to compare with its part list.
 //! - [`splice`]: GetObject's zero-copy path, a volume's answer passed on
 //!   with `splice(2)`.
 //! - [`list`]: ListObjects v1/v2 and ListObjectVersions.
@@ -53,6 +55,7 @@ pub mod list;
 pub mod multipart;
 pub mod names;
 pub mod part;
+pub mod part_sums;
 pub mod put;
 pub mod request_id;
 pub mod server;

@@ -13,11 +13,14 @@ async fn main() {
 }
 
 async fn run() -> anyhow::Result<()> {
-    trove_common::process::init_logging();
+    // s3s logs every error answer as an error, a client's NoSuchKey
+    // included; the gateway logs its answers itself (`server::stamp`).
+    trove_common::process::init_logging(&["s3s"]);
     let args = Args::parse();
     let pairs = args.key_pairs()?;
     let client = trove_client::Client::builder()
         .masters(args.masters.iter().cloned())
+        .retry(gateway_retries())
         .build()
         .context("bad --master")?;
     let gateway = trove_s3::Gateway::new(client, args.upload_ttl);
@@ -31,4 +34,16 @@ async fn run() -> anyhow::Result<()> {
     // On stdout, for scripts and tests that start it with --port 0.
     println!("trove-s3 listening on {bound}");
     server::run(listener, service, trove_common::process::shutdown_signal()).await
+}
+
+/// A few quick retries, about half a second in all: an S3 client waits on
+/// each request, and retries a `503` itself (SDKs back off), so a master
+/// that is down answers `503 ServiceUnavailable` promptly rather than
+/// after the client's default ~20 s of trying.
+fn gateway_retries() -> trove_client::RetryPolicy {
+    trove_client::RetryPolicy {
+        attempts: 4,
+        initial_backoff: std::time::Duration::from_millis(50),
+        max_backoff: std::time::Duration::from_millis(400),
+    }
 }

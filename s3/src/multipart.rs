@@ -16,6 +16,7 @@ use crate::checksum::Expected;
 use crate::copy::{source, source_stat};
 use crate::error::{no_bucket, s3};
 use crate::gateway::{s3_time, Gateway};
+use crate::part_sums::{self, PartSums};
 use crate::put::{content_md5, stream_to};
 use crate::{bucket, encoding::maybe, etag, names};
 use futures::StreamExt;
@@ -266,6 +267,25 @@ pub async fn upload_part(
     };
     let expected = Expected::new(checksums_of!(input), &headers, trailing_headers);
     let (written, verified) = stream_to(gw, &part, input.body, input.content_length, expected, opts).await?;
+    let sums = PartSums::verified(&verified);
+    if let (false, Some(md5)) = (sums.is_empty(), written.etag.as_deref()) {
+        // For Complete to compare with its part list (`part_sums`).
+        let raw = serde_json::to_string(&sums).map_err(|e| s3_error!(InternalError, "{e}"))?;
+        // Also as its Content-Type, which listings carry: Complete reads
+        // them from its listing of the parts, without a read per part.
+        let opts = PutOptions {
+            replace: true,
+            meta: vec![("content-type".into(), raw.clone())],
+            ..gw.upload_opts()
+        };
+        let kept = gw
+            .client
+            .put_bytes(&part_sums::key(&part, md5), raw.into(), &opts)
+            .await;
+        if let Err(e) = kept {
+            tracing::warn!(%part, error = %e, "cannot keep the part's checksums; Complete will not compare them");
+        }
+    }
     Ok(S3Response::new(with_checksums!(
         UploadPartOutput {
             e_tag: written.etag.as_deref().map(etag::dto),
@@ -653,6 +673,29 @@ fn check_parts<'a>(
     Ok(out)
 }
 
+/// The checksums a Complete lists for its parts, compared with those
+/// each part was uploaded with (`part_sums`; `parts` are `asked`'s stored
+/// parts, in order, as [`check_parts`] returns them).
+fn check_part_sums(asked: &[CompletedPart], parts: &[&ObjectInfo], stored: &[ObjectInfo]) -> S3Result<()> {
+    for (p, o) in asked.iter().zip(parts) {
+        let listed = PartSums::listed(p);
+        if listed.is_empty() {
+            continue;
+        }
+        let sums_key = part_sums::key(&o.key, part_etag(o));
+        // None kept (uploaded without checksums, or not listed with its
+        // Content-Type): nothing to compare.
+        let kept = stored
+            .iter()
+            .find(|s| s.key == sums_key)
+            .and_then(|s| s.content_type.as_deref())
+            .and_then(|raw| serde_json::from_str::<PartSums>(raw).ok());
+        let Some(kept) = kept else { continue };
+        kept.check(p.part_number.unwrap_or_default(), &listed)?;
+    }
+    Ok(())
+}
+
 /// The ETag of the key's current value, `None` when it has none.
 async fn current_etag(gw: &Gateway, key: &str) -> S3Result<Option<String>> {
     match gw.client.stat(key).await {
@@ -723,6 +766,7 @@ pub async fn complete(
     }
     let stored = gw.upload_keys(&dir).await?;
     let parts = check_parts(&dir, asked, &stored)?;
+    check_part_sums(asked, &parts, &stored)?;
     let etags: Vec<&str> = parts.iter().map(|o| part_etag(o)).collect();
     let e_tag =
         etag::multipart(&etags).ok_or_else(|| s3_error!(InternalError, "a stored part has no md5 ETag"))?;
@@ -741,9 +785,7 @@ pub async fn complete(
         etag: Some(e_tag.clone()),
         // Each part's size, for GetObject/HeadObject `partNumber`.
         keep_parts: true,
-        if_match: input.if_match.as_ref().map(etag::condition_header),
-        if_none_match: input.if_none_match.as_ref().map(etag::condition_header),
-        ..Default::default()
+        ..etag::destination_conditions(input.if_match.as_ref(), input.if_none_match.as_ref())
     };
     // Conditions are checked here too, so that a refusal is a plain `412`
     // before the `200` below starts; the master checks them again,

@@ -155,6 +155,12 @@ pub(crate) async fn stream_to(
                 return Err(body_error_text(reason));
             }
         }
+        if let Err(trove_client::Error::Io { source, .. }) = &result {
+            // Only the body is read here: it was not the length announced
+            // (`Content-Length`, or an aws-chunked body's
+            // `x-amz-decoded-content-length`), the client's mistake.
+            return Err(body_error_text(source.to_string()));
+        }
         result
     };
     let mut written = written.map_err(s3)?;
@@ -206,15 +212,21 @@ pub async fn put_object(
         ..
     } = req;
     let key = names::object_key(&input.bucket, &input.key)?;
+    if let Some(offset) = input.write_offset_bytes {
+        // S3's append (`x-amz-write-offset-bytes`) is for directory
+        // buckets only; taken as a plain PUT it would replace the object.
+        return Err(s3_error!(
+            NotImplemented,
+            "appending to an object (x-amz-write-offset-bytes: {offset}) is not supported; nothing was stored"
+        ));
+    }
     gw.need_bucket(&input.bucket).await?;
     let meta = meta_in!(input).pairs()?;
     // Conditional writes: the master checks them under the key's lock.
     let opts = PutOptions {
         content_md5: content_md5(input.content_md5.as_deref())?,
         meta,
-        if_match: input.if_match.as_ref().map(etag::condition_header),
-        if_none_match: input.if_none_match.as_ref().map(etag::condition_header),
-        ..Default::default()
+        ..etag::destination_conditions(input.if_match.as_ref(), input.if_none_match.as_ref())
     };
     let expected = Expected::new(checksums_of!(input), &headers, trailing_headers);
     let (written, verified) = stream_to(gw, &key, input.body, input.content_length, expected, opts).await?;

@@ -60,6 +60,18 @@ pub fn stamp_error(xml: &[u8], id: &str) -> Option<Bytes> {
     Some(Bytes::from(out))
 }
 
+/// An error answer's `<Code>` and `<Message>` (empty where it has none),
+/// for the log.
+pub fn code_and_message(xml: &[u8]) -> (&str, &str) {
+    let Ok(text) = std::str::from_utf8(xml) else {
+        return ("", "");
+    };
+    (
+        between(text, "<Code>", "</Code>").unwrap_or_default(),
+        between(text, "<Message>", "</Message>").unwrap_or_default(),
+    )
+}
+
 /// The text between the first `open` and the `close` after it.
 fn between<'a>(text: &'a str, open: &str, close: &str) -> Option<&'a str> {
     let start = text.find(open)? + open.len();

@@ -16,6 +16,7 @@ use s3s::config::{S3Config, StaticConfigProvider};
 use s3s::service::{S3Service, S3ServiceBuilder};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -162,7 +163,10 @@ static DELETE_BODIES: std::sync::LazyLock<tokio::sync::Semaphore> =
 /// it is checked here, on the small XML body, before s3s sees it — so
 /// before its signature is checked, which is why only a few such bodies
 /// are held at once ([`DELETE_BODIES_AT_ONCE`]).
-async fn check_delete_body(req: hyper::Request<Incoming>) -> Result<hyper::Request<s3s::Body>, Response> {
+async fn check_delete_body(
+    req: hyper::Request<Incoming>,
+    read_whole: Option<&Arc<AtomicBool>>,
+) -> Result<hyper::Request<s3s::Body>, Response> {
     let is_delete = req.method() == http::Method::POST
         && req
             .uri()
@@ -175,7 +179,13 @@ async fn check_delete_body(req: hyper::Request<Incoming>) -> Result<hyper::Reque
         .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.trim().to_string())))
         .collect();
     if !is_delete || sums.is_empty() {
-        return Ok(req.map(s3s::Body::from));
+        return Ok(req.map(|body| match read_whole {
+            Some(flag) => s3s::Body::http_body(Tracked {
+                inner: body,
+                read_whole: Arc::clone(flag),
+            }),
+            None => s3s::Body::from(body),
+        }));
     }
     let (parts, body) = req.into_parts();
     let Ok(turn) = tokio::time::timeout(DELETE_BODY_TIME, DELETE_BODIES.acquire()).await else {
@@ -215,6 +225,9 @@ async fn check_delete_body(req: hyper::Request<Incoming>) -> Result<hyper::Reque
             ))
         }
     };
+    if let Some(flag) = read_whole {
+        flag.store(true, Ordering::Relaxed);
+    }
     for (name, sent) in &sums {
         let computed = match name.as_str() {
             "content-md5" => {
@@ -269,8 +282,12 @@ fn s3_error_response(status: u16, code: &str, message: &str) -> Response {
 type Response = hyper::Response<s3s::Body>;
 
 /// Gives an answer its request id (`crate::request_id`): a header on
-/// every answer, and in an error's XML.
-fn stamp(resp: &mut Response, id: &str) {
+/// every answer, and in an error's XML. Logs an error answer (in the
+/// request's span, which names its id): a server error as an error, a
+/// refused signature or access at `info`, other client mistakes at
+/// `debug`. (s3s's own log, which calls every error answer an error,
+/// is off unless `RUST_LOG` asks for it: see `main`.)
+fn stamp(resp: &mut Response, id: &str, method: &http::Method, path: &str) {
     if let Ok(value) = http::HeaderValue::from_str(id) {
         resp.headers_mut().insert("x-amz-request-id", value);
     }
@@ -286,6 +303,16 @@ fn stamp(resp: &mut Response, id: &str) {
     {
         resp.headers_mut().remove(http::header::CONTENT_LENGTH);
         *resp.body_mut() = s3s::Body::from(xml);
+    }
+    let xml = resp.body().bytes().unwrap_or_default();
+    let (code, message) = crate::request_id::code_and_message(&xml);
+    let status = status.as_u16();
+    if status >= 500 {
+        tracing::error!(%method, %path, status, %code, message, "answered an error");
+    } else if status == 403 {
+        tracing::info!(%method, %path, status, %code, message, "refused");
+    } else {
+        tracing::debug!(%method, %path, status, %code, message, "answered an error");
     }
 }
 
@@ -306,11 +333,58 @@ const READ_BUFFER: usize = 64 * 1024;
 /// sent without reading a body.
 fn expects_continue_without_body(req: &hyper::Request<Incoming>) -> bool {
     use hyper::body::Body as _;
-    let expects = req
-        .headers()
+    expects_continue(req) && req.body().is_end_stream()
+}
+
+fn expects_continue(req: &hyper::Request<Incoming>) -> bool {
+    req.headers()
         .get(http::header::EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    expects && req.body().is_end_stream()
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
+/// The body of a request that says `Expect: 100-continue`, noting whether
+/// it was read to its end. An answer made before that (a bad key, a
+/// missing bucket, a refused header: most errors are found before the
+/// body is read) closes the connection: the client, seeing a final answer
+/// instead of `100 Continue`, does not send the body, and hyper, which
+/// still expects it, reads what it finds on the connection after the
+/// answer as that body. When the client's next request is already there,
+/// its first bytes are taken for the old body, and the next request is
+/// read from the middle (`UT /b/k`: a 403 or a bare 400 for a valid
+/// request, about 1 in 200 after such an error). Closing the connection
+/// makes the client send its next request on a fresh one.
+struct Tracked {
+    inner: Incoming,
+    read_whole: Arc<AtomicBool>,
+}
+
+impl hyper::body::Body for Tracked {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        let ended = match &polled {
+            std::task::Poll::Ready(None) => true,
+            std::task::Poll::Ready(Some(Ok(_))) => self.inner.is_end_stream(),
+            _ => false,
+        };
+        if ended {
+            self.read_whole.store(true, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// Serves until `shutdown` resolves; in-flight requests then finish.
@@ -364,9 +438,12 @@ pub async fn run(
                     let body = s3s::Body::from(bytes::Bytes::from_static(b"ok\n"));
                     return Ok::<Response, s3s::HttpError>(hyper::Response::new(body));
                 }
-                let head = req.method() == http::Method::HEAD;
+                let method = req.method().clone();
+                let uri = req.uri().clone();
+                let head = method == http::Method::HEAD;
                 let unanswered_continue = expects_continue_without_body(&req);
-                let mut resp = match check_delete_body(req).await {
+                let read_whole = expects_continue(&req).then(|| Arc::new(AtomicBool::new(false)));
+                let mut resp = match check_delete_body(req, read_whole.as_ref()).await {
                     Ok(req) => s3.call(req).await?,
                     Err(refused) => refused,
                 };
@@ -378,11 +455,12 @@ pub async fn run(
                 {
                     *resp.status_mut() = http::StatusCode::PARTIAL_CONTENT;
                 }
-                if unanswered_continue {
+                let body_unread = read_whole.is_some_and(|r| !r.load(Ordering::Relaxed));
+                if unanswered_continue || body_unread {
                     resp.headers_mut()
                         .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
                 }
-                stamp(&mut resp, &id);
+                stamp(&mut resp, &id, &method, uri.path());
                 Ok(resp)
             }
             .instrument(span)

@@ -146,3 +146,27 @@ def test_a_wrong_checksum_in_an_aws_chunked_trailer_stores_nothing(s3, bucket):
         assert sent.get("x-amz-trailer") == "x-amz-checksum-crc32", sent
     expect_error("NoSuchKey", 404, s3.get_object, Bucket=bucket, Key="new")
     assert s3.get_object(Bucket=bucket, Key="kept")["Body"].read() == b"the old value"
+
+
+def test_a_complete_listing_a_part_checksum_that_is_not_the_parts_is_invalid_part(s3, bucket):
+    """The part checksums a Complete lists are compared with those each
+    part was uploaded with (AWS answers InvalidPart); a wrong checksum on
+    the part itself stores nothing."""
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="k", ChecksumAlgorithm="SHA256")["UploadId"]
+    body = pattern(1000, 7)
+    wrong = b64(b"\1" * 32)
+    expect_error(
+        "BadDigest", 400, s3.upload_part, Bucket=bucket, Key="k", UploadId=upload, PartNumber=1, Body=body, ChecksumSHA256=wrong
+    )
+    assert not s3.list_parts(Bucket=bucket, Key="k", UploadId=upload).get("Parts")
+    part = s3.upload_part(Bucket=bucket, Key="k", UploadId=upload, PartNumber=1, Body=body, ChecksumAlgorithm="SHA256")
+    assert part["ChecksumSHA256"] == b64(hashlib.sha256(body).digest())
+    listed = {"PartNumber": 1, "ETag": part["ETag"], "ChecksumSHA256": wrong}
+    response = expect_error(
+        "InvalidPart", 400, s3.complete_multipart_upload, Bucket=bucket, Key="k", UploadId=upload, MultipartUpload={"Parts": [listed]}
+    )
+    assert "SHA256" in response["Error"]["Message"]
+    expect_error(None, 404, s3.head_object, Bucket=bucket, Key="k")
+    listed["ChecksumSHA256"] = part["ChecksumSHA256"]
+    s3.complete_multipart_upload(Bucket=bucket, Key="k", UploadId=upload, MultipartUpload={"Parts": [listed]})
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == body
