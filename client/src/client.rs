@@ -157,29 +157,11 @@ impl ClientBuilder {
     }
 }
 
-/// `http://host:port` (a bare `host:port` gets `http://`).
+/// `http://host:port` (a bare `host:port` gets `http://`; a bare word is
+/// refused): [`trove_common::flags::parse_master_url`], which the servers'
+/// `--master` flags use too.
 fn parse_master(raw: &str) -> Result<Url> {
-    let with_scheme = if raw.contains("://") {
-        raw.to_string()
-    } else {
-        format!("http://{raw}")
-    };
-    let url = Url::parse(&with_scheme).map_err(|e| {
-        Error::Config(format!(
-            "`{raw}` is not a master URL like http://127.0.0.1:3000: {e}"
-        ))
-    })?;
-    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-        return Err(Error::Config(format!(
-            "`{raw}` is not a master URL like http://127.0.0.1:3000"
-        )));
-    }
-    if url.path() != "/" || url.query().is_some() {
-        return Err(Error::Config(format!(
-            "`{raw}`: a master URL has no path or query (keys are the whole path)"
-        )));
-    }
-    Ok(url)
+    trove_common::flags::parse_master_url(raw).map_err(Error::Config)
 }
 
 /// Checks a key the way the master will.
@@ -345,11 +327,64 @@ fn reason(body: String, header: Option<String>) -> String {
     }
 }
 
-/// The error for a non-success answer about `key`.
+/// The error for a non-success answer about `key`. An answer no master
+/// gives to what the client asks — a success where the master redirects
+/// or refuses, a `400` to a request the client built — sends one
+/// `GET /-/status` to the same server: when that is not a master's, the
+/// error is [`Error::NotAMaster`] (a volume's address given as the
+/// master's gave "server error 200" with no reason).
 pub(crate) async fn status_error(key: &str, url: &str, resp: Response) -> Error {
     let status = resp.status().as_u16();
     let body = error_body(resp).await;
+    if (status < 300 || status == 400) && !answers_as_master(url).await {
+        return not_a_master(url);
+    }
     Error::from_status(key, url, status, &body)
+}
+
+/// [`Error::NotAMaster`] for the server of `url`.
+pub(crate) fn not_a_master(url: &str) -> Error {
+    let server = match Url::parse(url) {
+        Ok(mut base) => {
+            base.set_path("");
+            base.set_query(None);
+            base.as_str().trim_end_matches('/').to_string()
+        }
+        Err(_) => url.to_string(),
+    };
+    Error::NotAMaster { url: server }
+}
+
+/// Whether the server of `url` answers `GET /-/status` as a master does
+/// (JSON with its `volumes`). Any doubt (no answer, a broken connection)
+/// counts as a master: this only refines an error already there.
+pub(crate) async fn answers_as_master(url: &str) -> bool {
+    let Ok(mut status_url) = Url::parse(url) else {
+        return true;
+    };
+    status_url.set_path("/-/status");
+    status_url.set_query(None);
+    let Ok(http) = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(5))
+        .build()
+    else {
+        return true;
+    };
+    let resp = match http.get(status_url).send().await {
+        Ok(resp) => resp,
+        Err(_) => return true,
+    };
+    if resp.status().is_server_error() {
+        return true;
+    }
+    if !resp.status().is_success() {
+        return false;
+    }
+    match resp.json::<serde_json::Value>().await {
+        Ok(v) => v.get("volumes").is_some_and(|v| v.is_array()),
+        Err(_) => false,
+    }
 }
 
 #[cfg(test)]
@@ -366,6 +401,14 @@ mod tests {
             parse_master("http://m.example:3000/").unwrap().as_str(),
             "http://m.example:3000/"
         );
+        assert_eq!(parse_master("[::1]:3000").unwrap().as_str(), "http://[::1]:3000/");
+        assert!(
+            parse_master("http://notaurl").is_ok(),
+            "a scheme makes a host name plain"
+        );
+        for bad in ["notaurl", "localhost", "host:", ":3000", "host:port", ""] {
+            assert!(parse_master(bad).is_err(), "{bad}");
+        }
         assert!(parse_master("ftp://x").is_err());
         assert!(parse_master("http://m:3000/photos").is_err());
         assert!(parse_master("http://").is_err());

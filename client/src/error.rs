@@ -20,7 +20,9 @@ pub enum Error {
     /// `409`: another write or delete of the same key is in flight.
     #[error("{key}: conflict: {message}")]
     Conflict { key: String, message: String },
-    /// `503`: too few healthy volumes, or every replica is down.
+    /// `503`: too few healthy volumes, or every replica is down — or every
+    /// replica was found damaged, which no repeat cures (see
+    /// [`Error::is_all_damaged`]).
     #[error("the cluster is unavailable: {message}")]
     Unavailable { message: String },
     /// `403` other than an existing key (`--protect`, a bad query…).
@@ -105,6 +107,13 @@ pub enum Error {
         /// What is wrong, and what is allowed.
         reason: String,
     },
+    /// The server at `url` does not answer as a Trove master does (a
+    /// volume's address given as the master's, or another HTTP server):
+    /// found when an answer no master gives (a `200` to a `HEAD` of a key,
+    /// a `400` to a listing) is followed by a `/-/status` without the
+    /// master's list of volumes.
+    #[error("the server at {url} does not answer as a Trove master (is it a volume? the master's address is needed, port 3000 by default)")]
+    NotAMaster { url: String },
     /// A bad argument to the client itself (an unusable master URL…).
     #[error("{0}")]
     Config(String),
@@ -115,6 +124,11 @@ pub enum Error {
     #[error("{context}: {source}")]
     Io { context: String, source: std::io::Error },
 }
+
+/// What the master's reason says when every replica of a key was found
+/// damaged (master `ApiError::AllDamaged`): "every replica of this key (…)
+/// was found damaged by verify; …".
+const ALL_DAMAGED: &str = "was found damaged by verify";
 
 /// Shorthand for results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -158,14 +172,27 @@ impl Error {
     /// Whether repeating the same request could succeed: the master or a
     /// volume was unreachable or stalled, the cluster was short of healthy
     /// volumes (`503`), or another writer held the key (`409`).
+    /// A `503` that says every replica was found damaged is not: only
+    /// writing the value again cures it.
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            Error::Transport { .. }
-                | Error::Stalled { .. }
-                | Error::Unavailable { .. }
-                | Error::Conflict { .. }
-        )
+        match self {
+            Error::Unavailable { .. } => !self.is_all_damaged(),
+            Error::Transport { .. } | Error::Stalled { .. } | Error::Conflict { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// Whether this is the master's `503` for a key whose every replica
+    /// `verify` found damaged: no copy can be served until the value is
+    /// written again, so a repeat cannot help (unlike the `503`s for too
+    /// few volumes or replicas that are down). The master says so only in
+    /// its reason (the body, or `Trove-Error` for a `HEAD`), which is what
+    /// this reads.
+    pub fn is_all_damaged(&self) -> bool {
+        match self {
+            Error::Unavailable { message } => message.contains(ALL_DAMAGED),
+            _ => false,
+        }
     }
 
     /// Whether the failure may have happened after the master acted on the
@@ -208,6 +235,22 @@ mod tests {
         assert!(matches!(e(502, "replica"), Error::Server { status: 502, .. }));
         assert!(e(503, "").is_retryable() && e(409, "").is_retryable());
         assert!(!e(502, "").is_retryable() && !e(404, "").is_retryable());
+    }
+
+    /// The master's reasons, as `master/src/error.rs` words them: only the
+    /// one for replicas all found damaged is final.
+    #[test]
+    fn a_503_for_replicas_all_damaged_is_not_retried() {
+        let e = |body| Error::from_status("/k", "http://m/k", 503, body);
+        let damaged = e("every replica of this key (127.0.0.1:3001,127.0.0.1:3002) was found damaged by verify; no copy can be served: restore the value from elsewhere and write it again\n");
+        assert!(damaged.is_all_damaged() && !damaged.is_retryable());
+        for cure in [
+            "only 2 healthy volume(s), 3 needed for a write; see GET /-/status",
+            "no replica of this key can serve it (127.0.0.1:3001 down); see GET /-/status",
+            "",
+        ] {
+            assert!(e(cure).is_retryable() && !e(cure).is_all_damaged(), "{cure}");
+        }
     }
 
     #[test]

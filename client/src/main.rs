@@ -10,8 +10,9 @@ use cli::{Cli, ExitCode};
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
+    let transfers = cli.transfers();
     if std::env::var_os("RUST_LOG").is_some() {
-        trove_common::process::init_logging();
+        trove_common::process::init_logging(&[]);
     }
     let interrupted = tokio::signal::ctrl_c();
     // Ctrl-C drops the command where it is: an upload's connection closes
@@ -21,12 +22,12 @@ async fn main() {
             Ok(()) => ExitCode::Ok,
             Err(e) => {
                 let code = ExitCode::of(&e);
-                eprintln!("trove: {}", cli::ui::error_text(&e));
+                cli::ui::tell(&format!("trove: {}", cli::ui::error_text(&e)));
                 code
             }
         },
         _ = interrupted => {
-            eprintln!("trove: interrupted; a transfer in progress was abandoned (an unfinished upload stores nothing)");
+            cli::ui::tell(cli::interrupted_message(transfers));
             ExitCode::Interrupted
         }
     };

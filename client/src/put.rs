@@ -170,7 +170,9 @@ pub struct Written {
     /// The ETag the master reports for the value, unquoted (the hex md5,
     /// or the `Trove-Etag` given); `None` from a master that sends none.
     pub etag: Option<String>,
-    /// Hex md5 of the value (`Content-MD5` of the `201`), when sent.
+    /// Hex md5 of the value: the `Content-MD5` of the `201` when sent,
+    /// else the md5 the client sent (and the master checked) with the
+    /// value; `None` for a stream sent without one.
     pub md5: Option<String>,
     /// Hex CRC32C of the value (`Key-Crc32c` of the `201`), when sent.
     pub crc32c: Option<String>,
@@ -374,7 +376,13 @@ impl Client {
                         _ => Err(exists),
                     }
                 }
-                Ok(resp) => self.written(k, &url, resp, len).await,
+                // The master checked the md5 sent before it stored
+                // anything: it is the value's, even when the `201` does
+                // not repeat it.
+                Ok(resp) => self.written(k, &url, resp, len).await.map(|mut w| {
+                    w.md5.get_or_insert_with(|| md5_hex.clone());
+                    w
+                }),
                 Err(e) => Err(e),
             }
         })

@@ -231,10 +231,17 @@ impl Client {
             if !resp.status().is_success() {
                 return Err(crate::client::status_error(path, &url, resp).await);
             }
-            resp.json::<T>().await.map_err(|e| Error::Protocol {
-                url: url.clone(),
-                message: format!("unexpected JSON: {e}"),
-            })
+            match resp.json::<T>().await {
+                Ok(v) => Ok(v),
+                // A volume's `/-/status` is JSON too, but not the master's.
+                Err(_) if !crate::client::answers_as_master(&url).await => {
+                    Err(crate::client::not_a_master(&url))
+                }
+                Err(e) => Err(Error::Protocol {
+                    url: url.clone(),
+                    message: format!("unexpected JSON: {e}"),
+                }),
+            }
         })
         .await
     }

@@ -1221,3 +1221,369 @@ async fn sync_replaces_what_differs_and_deletes_what_is_gone() {
     assert_eq!(keys.len(), 4);
     assert!(!keys.contains(&"/mirror/extra".to_string()));
 }
+
+/// Every copy of a key found damaged by verify: the master's `503` says
+/// so, and no repeat can cure it, so neither the library nor `trove stat`
+/// / `trove get` retries it (they did ten times, ~10 s); a `503` a repeat
+/// can cure (replicas down) still is.
+#[tokio::test]
+async fn a_key_whose_every_replica_is_damaged_fails_at_once() {
+    let c = Cluster::start_default().await;
+    let value = pattern_bytes(300_000, 9);
+    assert_eq!(c.put("/rot/all", value.clone()).await, 201);
+    for addr in trove_tests::key_volumes(c.head("/rot/all").await.headers()) {
+        trove_tests::flip_byte(&c.blob_path(c.volume_index(&addr), "/rot/all"), 10);
+    }
+    let (code, out) = c.admin(&["verify", "--deep"]).await;
+    assert_eq!(code, 1, "{out}");
+
+    let retries = Arc::new(Mutex::new(0));
+    let counted = retries.clone();
+    let client = Client::builder()
+        .master(format!("http://{}", c.master.addr))
+        .retry(quick_retries())
+        .on_retry(move |_, _| *counted.lock().unwrap() += 1)
+        .build()
+        .unwrap();
+    let e = client.stat("/rot/all").await.unwrap_err();
+    assert!(e.is_all_damaged() && !e.is_retryable(), "{e}");
+    let e = client
+        .get_to("/rot/all", tokio::io::sink(), &GetOptions::default())
+        .await;
+    assert!(e.unwrap_err().is_all_damaged());
+    assert_eq!(*retries.lock().unwrap(), 0, "nothing was retried");
+
+    let out = c.dir.path().join("rot.out");
+    for args in [
+        &["stat", "/rot/all"][..],
+        &["get", "/rot/all"],
+        &["get", "/rot/all", "-o", out.to_str().unwrap()],
+    ] {
+        let started = std::time::Instant::now();
+        let r = c.trove(args).await;
+        assert_eq!(r.code, 1, "{args:?}: {}", r.stderr);
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{args:?}: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            r.stderr.matches("found damaged by verify").count(),
+            1,
+            "{args:?}: {}",
+            r.stderr
+        );
+        assert!(!r.stderr.contains("retrying"), "{args:?}: {}", r.stderr);
+    }
+}
+
+/// What `trove` prints, and where: `--json get` to stdout keeps the value
+/// alone there (the report on stderr); boolean variables take 1/yes/on;
+/// bad master URLs and a missing named config file are usage errors at
+/// once; a volume given as the master is named as such; keys with control
+/// characters are escaped for people and exact in JSON; each failure is
+/// said once; a key ending in `/` read into a directory says why it
+/// cannot be; `trove health` says "not ready" once.
+#[tokio::test]
+async fn cli_output_goes_where_it_belongs_and_says_things_once() {
+    let mut c = Cluster::start_default().await;
+    let dir = c.dir.path().to_path_buf();
+    let value = pattern_bytes(300_000, 3);
+    assert_eq!(c.put("/out/a.bin", value.clone()).await, 201);
+
+    // --json get to stdout: the value alone on stdout, the report on stderr.
+    for (env, flag) in [(None, Some("--json")), (Some("1"), None), (Some("true"), None)] {
+        let mut cmd = c.trove_command();
+        if let Some(v) = env {
+            cmd.env("TROVE_JSON", v);
+        }
+        cmd.args(["get", "/out/a.bin"]);
+        if let Some(f) = flag {
+            cmd.arg(f);
+        }
+        let out = cmd.output().await.unwrap();
+        assert!(
+            out.status.success(),
+            "{env:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.stdout == value,
+            "{env:?}: stdout holds {} bytes",
+            out.stdout.len()
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stderr).unwrap();
+        assert_eq!(
+            (report["bytes"].as_u64(), report["verified"].as_bool()),
+            (Some(300_000), Some(true))
+        );
+    }
+    // To a file, the report stays on stdout.
+    let file = dir.join("a.out");
+    let r = c
+        .trove(&["--json", "get", "/out/a.bin", "-o", file.to_str().unwrap()])
+        .await;
+    let report: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(report["verified"], true);
+    assert!(std::fs::read(&file).unwrap() == value);
+
+    // A symlink as the output is written through: the link stays.
+    let target = dir.join("target.bin");
+    std::fs::write(&target, "old").unwrap();
+    let link = dir.join("link.bin");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let r = c
+        .trove(&["get", "/out/a.bin", "-o", link.to_str().unwrap()])
+        .await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert!(std::fs::read(&target).unwrap() == value);
+
+    // put's report names the md5 it sent (which the master checked).
+    let r = c
+        .trove(&["--json", "put", file.to_str().unwrap(), "/out/b.bin"])
+        .await;
+    let report: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(report["md5"], md5_hex(&value), "{report}");
+
+    // Boolean variables: 1/0, yes/no, on/off, true/false.
+    for (quiet, silent) in [
+        ("1", true),
+        ("yes", true),
+        ("on", true),
+        ("0", false),
+        ("off", false),
+        ("false", false),
+    ] {
+        let out = c
+            .trove_command()
+            .env("TROVE_QUIET", quiet)
+            .args(["get", "/out/a.bin", "-o", file.to_str().unwrap()])
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "TROVE_QUIET={quiet}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.stderr.is_empty(), silent, "TROVE_QUIET={quiet}");
+    }
+    let out = c
+        .trove_command()
+        .env("TROVE_JSON", "no")
+        .args(["stat", "/out/a.bin"])
+        .output()
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("key       /out/a.bin"));
+
+    // Bad master URLs and a missing config file: usage errors, at once.
+    let started = std::time::Instant::now();
+    let r = c.trove(&["--master", "notaurl", "stat", "/out/a.bin"]).await;
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("`notaurl` is not a master URL"), "{}", r.stderr);
+    assert!(started.elapsed() < Duration::from_secs(3));
+    for bad in ["notaurl", "ftp://x"] {
+        let r = c.trove(&["config", "set", "master", bad]).await;
+        assert_eq!(r.code, 2, "{bad}: {}", r.stderr);
+    }
+    let missing = dir.join("no-such-config.json");
+    let out = c
+        .trove_command()
+        .env_remove("TROVE_MASTER")
+        .args(["--config", missing.to_str().unwrap(), "stat", "/out/a.bin"])
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(missing.to_str().unwrap()) && stderr.contains("does not exist"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("retrying"), "{stderr}");
+
+    // A volume given as the master.
+    let volume = c.client().stat("/out/a.bin").await.unwrap().volumes[0].clone();
+    for args in [&["stat", "/out/a.bin"][..], &["ls"], &["status"]] {
+        let mut all = vec!["--master", volume.as_str(), "--retries", "1"];
+        all.extend_from_slice(args);
+        let r = c.trove(&all).await;
+        assert_eq!(r.code, 1, "{args:?}: {}", r.stderr);
+        assert!(
+            r.stderr.contains(&format!(
+                "the server at http://{volume} does not answer as a Trove master"
+            )),
+            "{args:?}: {}",
+            r.stderr
+        );
+    }
+
+    // Control characters in keys: escaped for people, exact in JSON.
+    let client = c.client();
+    for key in ["/esc/nl\nx", "/esc/\x1b[31mRED\x1b[0m"] {
+        client
+            .put_bytes(key, "v".into(), &PutOptions::default())
+            .await
+            .unwrap();
+    }
+    let ls = c.trove(&["ls", "/esc/"]).await;
+    assert_eq!(ls.stdout, "/esc/\\x1b[31mRED\\x1b[0m\n/esc/nl\\nx\n");
+    let long = c.trove(&["ls", "-l", "/esc/"]).await;
+    assert_eq!(long.stdout.lines().count(), 2, "{}", long.stdout);
+    assert!(!long.stdout.contains('\x1b'), "{}", long.stdout);
+    let json: serde_json::Value =
+        serde_json::from_str(&c.trove(&["ls", "/esc/", "--json"]).await.stdout).unwrap();
+    assert_eq!(json, serde_json::json!(["/esc/\x1b[31mRED\x1b[0m", "/esc/nl\nx"]));
+
+    // rm: each failure once, then how many; 3 only when all were missing.
+    assert_eq!(c.put("/out/x", "v").await, 201);
+    let r = c.trove(&["rm", "/out/x", "/out/nope1", "/out/nope2"]).await;
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert_eq!(
+        r.stderr.matches("/out/nope1: not found").count(),
+        1,
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        r.stderr.matches("/out/nope2: not found").count(),
+        1,
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("2 of 3 keys were not deleted"), "{}", r.stderr);
+
+    // A key ending in `/` read into a directory.
+    client
+        .put_bytes("/out/dir/", "hi".into(), &PutOptions::default())
+        .await
+        .unwrap();
+    let outdir = dir.join("outdir");
+    std::fs::create_dir(&outdir).unwrap();
+    let r = c
+        .trove(&["get", "/out/dir/", "-o", outdir.to_str().unwrap()])
+        .await;
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("ends in `/`") && !r.stderr.contains("rename"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(std::fs::read_dir(&outdir).unwrap().count(), 0);
+    let named = outdir.join("marker");
+    let r = c
+        .trove(&["get", "/out/dir/", "-o", named.to_str().unwrap()])
+        .await;
+    assert_eq!((r.code, std::fs::read(&named).unwrap()), (0, b"hi".to_vec()));
+
+    // health with too few volumes for a write: "not ready" once.
+    for i in 0..2 {
+        c.volumes[i].kill();
+        c.wait_volume_health(i, false).await;
+    }
+    let r = c.trove(&["health"]).await;
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(r.stderr.matches("not ready").count(), 1, "{}", r.stderr);
+    // status: a volume that is down shows its last figures as such.
+    let status = c.trove(&["status"]).await;
+    let down: Vec<_> = status.stdout.lines().filter(|l| l.contains("DOWN")).collect();
+    assert_eq!(down.len(), 2, "{}", status.stdout);
+    assert!(
+        down.iter().all(|l| l.contains("as last seen")),
+        "{}",
+        status.stdout
+    );
+    let up = status
+        .stdout
+        .lines()
+        .find(|l| l.contains(&c.volumes[2].addr))
+        .unwrap();
+    assert!(!up.contains("as last seen"), "{up}");
+}
+
+/// A reader of stderr that goes away (`trove … 2>&1 | head -1`) ends
+/// `trove` quietly with 141, as a closed stdout does, not with a panic
+/// (101); so does a closed stdout under `get`.
+#[tokio::test]
+async fn a_closed_stderr_or_stdout_ends_trove_with_141() {
+    let c = Cluster::start_default().await;
+    // Retry lines, then the error, go to a stderr no one reads.
+    let mut child = c
+        .trove_command()
+        .args(["--master", "http://127.0.0.1:1", "status"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stderr.take());
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(141), "{status:?}");
+
+    // A value bigger than a pipe's buffer, to a reader that is gone.
+    assert_eq!(c.put("/big", pattern_bytes(4 << 20, 5)).await, 201);
+    let mut child = c
+        .trove_command()
+        .args(["get", "/big"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+}
+
+/// Ctrl-C during a download says a download was abandoned, not that "an
+/// unfinished upload stores nothing".
+#[tokio::test]
+async fn ctrl_c_during_a_download_speaks_of_the_download() {
+    let c = Cluster::start_default().await;
+    // A master that accepts and never answers: the command waits.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        let mut held = vec![];
+        while let Ok((sock, _)) = silent.accept().await {
+            held.push(sock);
+            let _ = tx.send(()).await;
+        }
+    });
+    let target = c.dir.path().join("never.bin");
+    std::fs::write(&target, "old").unwrap();
+    let child = c
+        .trove_command()
+        .args([
+            "--master",
+            &format!("http://{addr}"),
+            "get",
+            "/k",
+            "-o",
+            target.to_str().unwrap(),
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    rx.recv().await.expect("trove connects");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    trove_tests::signal(child.id().unwrap(), "INT");
+    let out = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("interrupted; the download was abandoned"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("upload"), "{stderr}");
+    assert_eq!(std::fs::read(&target).unwrap(), b"old");
+}

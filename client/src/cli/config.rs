@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use trove_common::process::say;
 
 /// `trove config …`
 #[derive(Subcommand, Debug)]
@@ -19,9 +20,10 @@ pub enum ConfigCommand {
         #[arg(required = true)]
         values: Vec<String>,
     },
-    /// Print a setting.
+    /// Print a setting (`trove config get` alone: the master).
     Get {
         /// The setting (`master`).
+        #[arg(default_value = "master")]
         name: String,
     },
     /// Remove a setting.
@@ -106,12 +108,12 @@ pub fn run(cmd: &ConfigCommand, path: &Path, json: bool) -> anyhow::Result<()> {
             check_name(name)?;
             let config = Config::load(path)?;
             if json {
-                println!("{}", serde_json::json!({ "master": config.master }));
+                say(format_args!("{}", serde_json::json!({ "master": config.master })));
             } else if config.master.is_empty() {
                 return Err(super::NotFound(format!("master is not set in {}", path.display())).into());
             } else {
                 for m in &config.master {
-                    println!("{m}");
+                    say(format_args!("{m}"));
                 }
             }
             Ok(())
@@ -123,7 +125,7 @@ pub fn run(cmd: &ConfigCommand, path: &Path, json: bool) -> anyhow::Result<()> {
             config.save(path)
         }
         ConfigCommand::Path => {
-            println!("{}", path.display());
+            say(format_args!("{}", path.display()));
             Ok(())
         }
     }

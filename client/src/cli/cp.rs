@@ -297,7 +297,7 @@ async fn transfer(ctx: &Ctx, client: &Client, plan: &Plan, args: &TransferArgs, 
     let done = AtomicU64::new(0);
     let mut s = Summary::default();
     for r in &plan.refused {
-        eprintln!("trove: {}: {}", r.name, r.why);
+        ui::tell(&format!("trove: {}: {}", r.name, r.why));
         s.failed += 1;
         s.errors.push(format!("{}: {}", r.name, r.why));
     }
@@ -314,14 +314,18 @@ async fn transfer(ctx: &Ctx, client: &Client, plan: &Plan, args: &TransferArgs, 
                 if let Some(t) = total {
                     t.set_message(format!("{n}/{files} files"));
                 }
+                // For people: a key's (and a file name's) control
+                // characters escaped.
+                let local = ui::printable(&item.local.display().to_string()).into_owned();
+                let key = ui::printable(&item.key).into_owned();
                 let (from, to) = match plan.direction {
-                    Direction::Upload => (item.local.display().to_string(), item.key.clone()),
-                    Direction::Download => (item.key.clone(), item.local.display().to_string()),
+                    Direction::Upload => (local, key),
+                    Direction::Download => (key, local),
                 };
                 match &outcome {
                     Outcome::Copied(b) => ctx.ui.note(&format!("copied {from} → {to} ({})", ui::bytes(*b))),
                     Outcome::Skipped => ctx.ui.note(&format!("skipped {from} (already at {to})")),
-                    Outcome::Failed(e) => eprintln!("trove: {from} → {to}: {e}"),
+                    Outcome::Failed(e) => ui::tell(&format!("trove: {from} → {to}: {e}")),
                 }
                 (item, outcome)
             }

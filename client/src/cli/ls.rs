@@ -50,11 +50,12 @@ pub async fn ls(ctx: &Ctx, args: LsArgs) -> anyhow::Result<()> {
     }
     let keys = client.list(&prefix, opts);
     if !args.long {
-        // One key per line as the pages arrive; JSON: one array at the end.
+        // One key per line as the pages arrive, control characters
+        // escaped (`\n`, `\x1b`); JSON: one array at the end, exact.
         let mut all = vec![];
         let mut keys = keys;
         while let Some(key) = keys.try_next().await? {
-            ctx.ui.out(&key);
+            ctx.ui.out(&ui::printable(&key));
             if ctx.ui.json {
                 all.push(key);
             }
@@ -95,15 +96,16 @@ fn long_line(s: &Stat) -> String {
         s.volumes.len(),
         if s.volumes.len() == 1 { "" } else { "s" }
     );
-    columns(s.size, s.created, &replicas, &s.key)
+    columns(s.size, s.created, &replicas, &ui::printable(&s.key))
 }
 
 /// `  1.5 MiB  2026-11-22T08:52:09Z  unlinked  /key`
 fn unlinked_line(o: &ObjectInfo) -> String {
-    columns(o.size, Some(o.created), "unlinked", &o.key)
+    columns(o.size, Some(o.created), "unlinked", &ui::printable(&o.key))
 }
 
-/// One line of `ls -l`: size, created (Unix ms), what the key is, key.
+/// One line of `ls -l`: size, created (Unix ms), what the key is, key
+/// (its control characters escaped).
 fn columns(size: u64, created: Option<u64>, what: &str, key: &str) -> String {
     format!(
         "{:>11}  {:<20}  {what}  {key}",
@@ -116,7 +118,7 @@ pub async fn stat(ctx: &Ctx, args: StatArgs) -> anyhow::Result<()> {
     let s = ctx.client()?.stat(&key_arg(&args.key)).await?;
     ctx.ui.json(&s);
     let mut lines = vec![
-        format!("key       {}", s.key),
+        format!("key       {}", ui::printable(&s.key)),
         format!("size      {} ({})", s.size, ui::bytes(s.size)),
         format!("md5       {}", s.md5),
         format!("sha256    {}", s.sha256),

@@ -20,7 +20,8 @@ mod tree;
 pub mod ui;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::builder::BoolishValueParser;
+use clap::{ArgAction, Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
 use trove_client::{Client, RetryPolicy};
@@ -43,10 +44,13 @@ pub struct Cli {
     #[arg(long, global = true, env = "TROVE_CONFIG")]
     config: Option<PathBuf>,
     /// Print nothing but errors (and what `get` writes to stdout).
-    #[arg(long, short, global = true, env = "TROVE_QUIET")]
+    /// TROVE_QUIET takes 1/0, true/false, yes/no, on/off.
+    #[arg(long, short, global = true, env = "TROVE_QUIET", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     quiet: bool,
-    /// Print results as JSON, for scripts (one document per command).
-    #[arg(long, global = true, env = "TROVE_JSON")]
+    /// Print results as JSON, for scripts (one document per command; with
+    /// `get` to stdout, the report goes to stderr). TROVE_JSON takes 1/0,
+    /// true/false, yes/no, on/off.
+    #[arg(long, global = true, env = "TROVE_JSON", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     json: bool,
     /// Give up connecting to a server after this long.
     #[arg(long, global = true, env = "TROVE_CONNECT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
@@ -156,7 +160,7 @@ impl Ctx {
             .retry(retry)
             .on_retry(move |e, wait| {
                 if !quiet {
-                    eprintln!("trove: {e}; retrying in {:.1}s", wait.as_secs_f64());
+                    ui::tell(&format!("trove: {e}; retrying in {}", ui::wait(wait)));
                 }
             })
             .build()
@@ -174,7 +178,49 @@ pub fn key_arg(raw: &str) -> String {
     }
 }
 
+/// What a command moves, for the words said when Ctrl-C stops it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transfers {
+    /// `put`.
+    Upload,
+    /// `get`.
+    Download,
+    /// `cp`, `sync`: either way.
+    Either,
+    /// Everything else.
+    Nothing,
+}
+
+impl Cli {
+    /// What this command moves.
+    pub fn transfers(&self) -> Transfers {
+        match self.command {
+            Command::Put(_) => Transfers::Upload,
+            Command::Get(_) => Transfers::Download,
+            Command::Cp(_) | Command::Sync(_) => Transfers::Either,
+            _ => Transfers::Nothing,
+        }
+    }
+}
+
+/// What `trove` says when Ctrl-C stops a command: what it left behind.
+pub fn interrupted_message(what: Transfers) -> &'static str {
+    match what {
+        Transfers::Upload => {
+            "trove: interrupted; the upload was abandoned (an unfinished upload stores nothing)"
+        }
+        Transfers::Either => {
+            "trove: interrupted; the transfers in progress were abandoned (an unfinished upload stores nothing; an unfinished download leaves its file as it was)"
+        }
+        Transfers::Download => {
+            "trove: interrupted; the download was abandoned (an output file is left as it was; what went to stdout is incomplete)"
+        }
+        Transfers::Nothing => "trove: interrupted",
+    }
+}
+
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let named_config = cli.config.is_some();
     let config_path = match cli.config.clone() {
         Some(p) => Some(p),
         None => config::default_path(),
@@ -187,6 +233,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     masters.retain(|m| !m.trim().is_empty());
     if masters.is_empty() {
         if let Some(path) = &config_path {
+            // A file named by --config (or TROVE_CONFIG) must be there: a
+            // typo would otherwise fall back to the default master.
+            if named_config && !path.exists() {
+                return Err(Usage(format!(
+                    "the config file {} does not exist (create it with `trove config set master URL`)",
+                    path.display()
+                ))
+                .into());
+            }
             masters = config::Config::load(path)?.master;
         }
     }

@@ -8,7 +8,9 @@ pub async fn health(ctx: &Ctx) -> anyhow::Result<()> {
     let h = ctx.client()?.health().await?;
     ctx.ui.json(&h);
     if !h.ready {
-        bail!("{} is not ready: {}", h.master, h.detail);
+        // The master's reason starts "not ready: …" itself.
+        let detail = h.detail.strip_prefix("not ready:").unwrap_or(&h.detail).trim();
+        bail!("{} is not ready: {detail}", h.master);
     }
     ctx.ui.out(&format!("{}: {}", h.master, h.detail));
     Ok(())
@@ -48,6 +50,13 @@ pub async fn status(ctx: &Ctx) -> anyhow::Result<()> {
         "VOLUME", "HEALTH", "FREE", "USED", "BLOBS", "NOTE"
     ));
     for v in &s.volumes {
+        // A volume that is down reports nothing: its figures are the last
+        // it gave, which the line must not pass off as current.
+        let note = match (v.healthy, v.note()) {
+            (true, note) => note.to_string(),
+            (false, "") => "free, used and blobs as last seen".to_string(),
+            (false, note) => format!("{note} (free, used and blobs as last seen)"),
+        };
         ctx.ui.out(&format!(
             "{:<24} {:<17} {:>11} {:>11} {:>9}  {}",
             v.address,
@@ -55,7 +64,7 @@ pub async fn status(ctx: &Ctx) -> anyhow::Result<()> {
             opt(v.free_bytes, ui::bytes),
             opt(v.used_bytes, ui::bytes),
             opt(v.blobs, |b| b.to_string()),
-            v.note()
+            note
         ));
     }
     let mut keys = format!(

@@ -4,7 +4,7 @@ use super::{key_arg, ui, Ctx, Usage};
 use anyhow::Context;
 use std::path::Path;
 use std::time::Duration;
-use trove_client::{Expiry, PutOptions};
+use trove_client::{Client, Expiry, PutOptions, Written};
 use trove_common::flags::parse_duration;
 
 #[derive(clap::Args, Debug)]
@@ -53,35 +53,60 @@ pub fn options(expires: Option<Expiry>) -> PutOptions {
 pub async fn run(ctx: &Ctx, args: PutArgs) -> anyhow::Result<()> {
     let client = ctx.client()?;
     let key = key_arg(&args.key);
-    let mut opts = options(args.ttl);
-    let written = if args.file == "-" {
-        ctx.ui
-            .with_bar(&key, None, &None, |progress| {
-                opts.progress = progress;
-                client.put_reader(&key, tokio::io::stdin(), None, &opts)
-            })
-            .await?
-    } else {
-        let path = Path::new(&args.file);
-        let meta = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
-        if meta.is_dir() {
-            return Err(Usage(format!(
-                "{} is a directory: use `trove cp -r {} {}`",
-                args.file, args.file, key
-            ))
-            .into());
+    let written = match put(ctx, &client, &key, &args).await {
+        Ok(written) => written,
+        Err(e) => {
+            // A replica failed mid-write (a volume died): nothing was
+            // stored, and a new attempt goes to the volumes healthy then.
+            if let Some(trove_client::Error::Server {
+                status: 502 | 504, ..
+            }) = e.downcast_ref()
+            {
+                let said = ui::error_text(&e);
+                anyhow::bail!("{said}; nothing was stored: run the command again");
+            }
+            return Err(e);
         }
-        ctx.ui
-            .with_bar(&key, Some(meta.len()), &None, |progress| {
-                opts.progress = progress;
-                client.put_file(&key, path, &opts)
-            })
-            .await?
     };
     ctx.ui.json(&written);
-    ctx.ui
-        .note(&format!("stored {} ({})", written.key, ui::bytes(written.size)));
+    ctx.ui.note(&format!(
+        "stored {} ({})",
+        ui::printable(&written.key),
+        ui::bytes(written.size)
+    ));
     Ok(())
+}
+
+/// Writes the file, or stdin (`-`), under `key`.
+async fn put(ctx: &Ctx, client: &Client, key: &str, args: &PutArgs) -> anyhow::Result<Written> {
+    let mut opts = options(args.ttl);
+    if args.file == "-" {
+        let written = ctx
+            .ui
+            .with_bar(key, None, &None, |progress| {
+                opts.progress = progress;
+                client.put_reader(key, tokio::io::stdin(), None, &opts)
+            })
+            .await?;
+        return Ok(written);
+    }
+    let path = Path::new(&args.file);
+    let meta = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if meta.is_dir() {
+        return Err(Usage(format!(
+            "{} is a directory: use `trove cp -r {} {}`",
+            args.file, args.file, key
+        ))
+        .into());
+    }
+    let written = ctx
+        .ui
+        .with_bar(key, Some(meta.len()), &None, |progress| {
+            opts.progress = progress;
+            client.put_file(key, path, &opts)
+        })
+        .await?;
+    Ok(written)
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! `trove rm KEY…` and `trove unlink KEY`
 
-use super::{key_arg, Ctx};
+use super::{key_arg, ui, Ctx, NotFound};
 use serde_json::json;
 
 #[derive(clap::Args, Debug)]
@@ -16,38 +16,47 @@ pub struct UnlinkArgs {
     key: String,
 }
 
-/// Deletes every key, going on after a failure; the exit code is that of
-/// the first failure (3 when it was a missing key).
+/// Deletes every key, going on after a failure. With several keys each
+/// failure is said as it comes, and the command ends with how many failed
+/// (each said once); the exit code is 3 when every failure was a missing
+/// key, 1 when any was something else (a server error is not hidden
+/// behind a "not found").
 pub async fn rm(ctx: &Ctx, args: RmArgs) -> anyhow::Result<()> {
     let client = ctx.client()?;
-    let mut first_error = None;
+    let mut errors = vec![];
     let mut results = vec![];
     for raw in &args.keys {
         let key = key_arg(raw);
         match client.delete(&key).await {
             Ok(()) => {
-                ctx.ui.note(&format!("deleted {key}"));
+                ctx.ui.note(&format!("deleted {}", ui::printable(&key)));
                 results.push(json!({"key": key, "deleted": true}));
             }
             Err(e) => {
                 results.push(json!({"key": key, "deleted": false, "error": e.to_string()}));
                 if args.keys.len() > 1 {
-                    eprintln!("trove: {e}");
+                    ui::tell(&format!("trove: {e}"));
                 }
-                first_error.get_or_insert(e);
+                errors.push(e);
             }
         }
     }
     ctx.ui.json(&results);
-    let failed = results.iter().filter(|r| r["deleted"] == false).count();
-    match first_error {
-        None => Ok(()),
-        Some(e) if args.keys.len() == 1 => Err(e.into()),
-        // Each failure was printed; the chain keeps the first for the exit code.
-        Some(e) => Err(anyhow::Error::new(e).context(format!(
-            "{failed} of {} keys were not deleted; the first failure",
-            args.keys.len()
-        ))),
+    if errors.is_empty() {
+        return Ok(());
+    }
+    if args.keys.len() == 1 {
+        return Err(errors.remove(0).into());
+    }
+    let summary = format!(
+        "{} of {} keys were not deleted (each is named above)",
+        errors.len(),
+        args.keys.len()
+    );
+    if errors.iter().all(|e| e.is_not_found()) {
+        Err(NotFound(summary).into())
+    } else {
+        Err(anyhow::anyhow!(summary))
     }
 }
 

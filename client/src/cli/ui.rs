@@ -33,7 +33,7 @@ impl Ui {
             Some(m) => {
                 let _ = m.println(line);
             }
-            None => eprintln!("{line}"),
+            None => tell(line),
         }
     }
 
@@ -49,6 +49,15 @@ impl Ui {
         if self.json {
             let document = serde_json::to_string(value).expect("serializable");
             trove_common::process::say(format_args!("{document}"));
+        }
+    }
+
+    /// Prints a JSON document on stderr in `--json` mode: the report of a
+    /// command whose stdout carries a value (`get` to stdout), which the
+    /// report must not be mixed into.
+    pub fn json_to_stderr(&self, value: &impl serde::Serialize) {
+        if self.json {
+            tell(&serde_json::to_string(value).expect("serializable"));
         }
     }
 
@@ -109,6 +118,46 @@ impl Ui {
         }
         out
     }
+}
+
+/// A line on stderr. A reader that has gone away (`trove … 2>&1 | head
+/// -1`) ends the process quietly with the status a shell gives a command
+/// `SIGPIPE` ended (141), as [`trove_common::process::say`] does for
+/// stdout, where `eprintln!` would panic (exit 101). Every line `trove`
+/// writes to stderr goes through here.
+pub fn tell(line: &str) {
+    use std::io::Write;
+    let mut err = std::io::stderr().lock();
+    if let Err(e) = err.write_all(line.as_bytes()).and_then(|()| err.write_all(b"\n")) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
+        }
+        // Nowhere left to say it; failing the command over it would hide
+        // its real outcome.
+    }
+}
+
+/// `text` with its control characters escaped (`\n`, `\r`, `\t`,
+/// `\x1b`, `\u{85}`…) and nothing else changed: a key printed for a person
+/// can neither look like two lines nor drive the terminal (a key may hold
+/// any UTF-8 text, escapes and NUL included). `--json` prints keys
+/// exactly.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() && (c as u32) < 0x80 => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// A progress callback feeding one file's bar and the total (nothing when
@@ -188,6 +237,16 @@ pub fn millis(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
+/// A retry's wait: `37 ms` under a second (a jittered backoff is often
+/// that short; `0.0s` read as no wait at all), `2.4 s` above.
+pub fn wait(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{} ms", d.as_millis())
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,6 +277,15 @@ mod tests {
             .context("cannot write x")
             .context("cp failed");
         assert_eq!(error_text(&chain), "cp failed: cannot write x: disk full");
+    }
+
+    #[test]
+    fn control_characters_are_escaped_for_people() {
+        assert_eq!(printable("/photos/a b/ü.jpg"), "/photos/a b/ü.jpg");
+        assert_eq!(printable("/k2/nl\nx"), "/k2/nl\\nx");
+        assert_eq!(printable("/esc/\x1b[31mRED\x1b[0m"), "/esc/\\x1b[31mRED\\x1b[0m");
+        assert_eq!(printable("a\tb\rc\x00\x7f\u{85}"), "a\\tb\\rc\\x00\\x7f\\u{85}");
+        assert_eq!(printable("back\\slash"), "back\\slash", "only control characters");
     }
 
     #[test]
