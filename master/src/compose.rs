@@ -162,6 +162,10 @@ pub fn plan(state: &AppState, req: &ComposeRequest, now: u64) -> Result<ComposeP
 
 /// `PUT /key` with `Trove-Compose: 1`: the write path, with the plan as
 /// the source of the bytes.
+/// The `Content-Type` `curl -d` gives a body: a compose sent with it
+/// stores no Content-Type rather than this one.
+const FORM_TYPE: &str = "application/x-www-form-urlencoded";
+
 pub async fn put(state: Arc<AppState>, key: Key, req: Request<Body>) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
     if crate::api::put::trailer_announced(&parts.headers, trove_common::http::KEY_CRC32C) {
@@ -170,6 +174,15 @@ pub async fn put(state: Arc<AppState>, key: Key, req: Request<Body>) -> Result<R
         ));
     }
     let mut upload = crate::api::put::upload(&state, &parts.headers)?;
+    if upload
+        .meta
+        .get("content-type")
+        .is_some_and(|t| t.trim().to_ascii_lowercase().starts_with(FORM_TYPE))
+    {
+        // What `curl -d` sends: it describes the plan, as curl sees the
+        // body, and no value a compose makes.
+        upload.meta.remove("content-type");
+    }
     let raw = axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
         .map_err(|_| ApiError::BodyTooLarge(format!("a compose body is at most {MAX_BODY_BYTES} bytes")))?;

@@ -294,6 +294,12 @@ async fn job(args: &JobArgs, kind: JobKind, params: JobParams) -> anyhow::Result
         "{}",
         trove_master::cli::summary(&report, started.elapsed())
     ));
+    for line in &report.planned {
+        say(format_args!("  {line}"));
+    }
+    if report.planned_dropped > 0 {
+        say(format_args!("  … and {} more", report.planned_dropped));
+    }
     for p in &report.problems {
         say(format_args!("  {p}"));
     }

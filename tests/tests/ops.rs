@@ -78,6 +78,17 @@ async fn adding_a_volume_then_rebalancing_moves_a_quarter_of_the_data() {
     let (code, out) = c.admin(&["rebalance", "--dry-run"]).await;
     assert_eq!(code, 0);
     assert!(out.contains(&format!("{unbalanced} would move")), "{out}");
+    // …and names each key, with where its new copy goes and which copy
+    // goes away.
+    let plan: Vec<&str> = out.lines().filter(|l| l.starts_with("  would move /")).collect();
+    assert_eq!(plan.len() as u64, unbalanced, "{out}");
+    let new_addr = &c.volumes[new].addr;
+    for line in &plan {
+        assert!(
+            line.contains(&format!(": a copy to {new_addr}, delete the copy on 127.0.0.1:")),
+            "{line}"
+        );
+    }
     assert_eq!(total_blobs(&c, &[new]).await, 0, "a dry run moves nothing");
 
     // Start, stop part-way, run again: stopping is safe. (Paced at 100

@@ -259,6 +259,22 @@ async fn kill_9_at_every_step() {
                 gc_count(&out, "deleted"),
                 "{point}: the dry run said\n{dry}\nthe real run\n{out}"
             );
+            // The dry run names each copy it counted.
+            let planned: Vec<&str> = dry
+                .lines()
+                .filter(|l| l.starts_with("  would delete /w/"))
+                .collect();
+            assert_eq!(
+                format!("{} blobs", planned.len()),
+                gc_count(&dry, "would delete").split(',').next().unwrap(),
+                "{point}:\n{dry}"
+            );
+            assert!(
+                planned
+                    .iter()
+                    .all(|l| (l.contains(&fresh) || l.contains(&again)) && l.contains(" on 127.0.0.1:")),
+                "{point}:\n{dry}"
+            );
             // Both say how many dead writes (this point's two) they undo.
             assert!(
                 dry.contains("2 dead write(s) to undo") && out.contains("2 dead write(s) undone"),

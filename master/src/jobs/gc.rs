@@ -180,6 +180,10 @@ async fn collect_blob(
     if dry_run {
         Progress::add(&progress.changed, 1);
         Progress::add(&progress.bytes, meta.size);
+        progress.would(format!(
+            "would delete {key} on {addr} ({}): no record names this copy",
+            indicatif::HumanBytes(meta.size)
+        ));
         return;
     }
     match state.volumes.client().delete(addr, &key).await {
@@ -215,6 +219,10 @@ async fn clear_dead_write(state: &AppState, progress: &Progress, dry_run: bool, 
                 Ok(Some(copy)) => {
                     Progress::add(&progress.changed, 1);
                     Progress::add(&progress.bytes, copy.size);
+                    progress.would(format!(
+                        "would delete {key} on {addr} ({}): a write the master died in left it",
+                        indicatif::HumanBytes(copy.size)
+                    ));
                 }
                 Ok(None) => {}
                 Err(e) => {

@@ -26,8 +26,9 @@ use trove_common::record::{now_ms, Record};
 
 /// Records fetched from the index per page while a job walks it.
 pub const PAGE: usize = 1000;
-/// Problems kept in a report; more are counted, not kept.
-const MAX_PROBLEMS: usize = 1000;
+/// Lines of each kind ([`Progress::problem`], [`Progress::would`]) kept
+/// in a report; more are counted, not kept.
+const MAX_NOTES: usize = 1000;
 
 /// The kinds of job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -177,9 +178,28 @@ pub struct Progress {
     /// Problems found, whether fixed or not: verify's bad replicas, gc's
     /// dead writes (records of writes the master died in).
     pub found: AtomicU64,
-    problems: Mutex<Vec<String>>,
-    problems_dropped: AtomicU64,
+    problems: Notes,
+    /// What a dry run would do, item by item.
+    planned: Notes,
     cancel: AtomicBool,
+}
+
+/// Lines for the operator, the first [`MAX_NOTES`] kept, the rest counted.
+#[derive(Default)]
+struct Notes {
+    kept: Mutex<Vec<String>>,
+    dropped: AtomicU64,
+}
+
+impl Notes {
+    fn push(&self, line: String) {
+        let mut kept = self.kept.lock();
+        if kept.len() < MAX_NOTES {
+            kept.push(line);
+        } else {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Progress {
@@ -190,12 +210,14 @@ impl Progress {
     /// Notes something an operator should read (kept up to a limit).
     pub fn problem(&self, message: String) {
         tracing::warn!(problem = %message, "admin job");
-        let mut p = self.problems.lock();
-        if p.len() < MAX_PROBLEMS {
-            p.push(message);
-        } else {
-            self.problems_dropped.fetch_add(1, Ordering::Relaxed);
-        }
+        self.problems.push(message);
+    }
+
+    /// Notes what a dry run would do to one item (`would delete …`), for
+    /// the operator to read before the real run.
+    pub fn would(&self, line: String) {
+        tracing::debug!(plan = %line, "admin job dry run");
+        self.planned.push(line);
     }
 
     /// Notes the job's closing word to the operator: what to do about the
@@ -203,7 +225,7 @@ impl Progress {
     /// speaks for the ones dropped too.
     pub fn conclude(&self, message: String) {
         tracing::warn!(problem = %message, "admin job");
-        self.problems.lock().push(message);
+        self.problems.kept.lock().push(message);
     }
 
     /// Whether the job was asked to stop.
@@ -230,6 +252,12 @@ pub struct JobReport {
     pub found: u64,
     pub problems: Vec<String>,
     pub problems_dropped: u64,
+    /// A dry run's plan, one line per item it would change (the first
+    /// 1,000; `planned_dropped` counts the rest).
+    #[serde(default)]
+    pub planned: Vec<String>,
+    #[serde(default)]
+    pub planned_dropped: u64,
     /// Why the job stopped, when it failed.
     pub error: Option<String>,
 }
@@ -263,8 +291,10 @@ impl Run {
             skipped: get(&p.skipped),
             failed: get(&p.failed),
             found: get(&p.found),
-            problems: p.problems.lock().clone(),
-            problems_dropped: get(&p.problems_dropped),
+            problems: p.problems.kept.lock().clone(),
+            problems_dropped: get(&p.problems.dropped),
+            planned: p.planned.kept.lock().clone(),
+            planned_dropped: get(&p.planned.dropped),
             error,
         }
     }

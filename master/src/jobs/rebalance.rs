@@ -117,7 +117,8 @@ pub async fn run(state: Arc<AppState>, params: JobParams, progress: Arc<Progress
             };
             Progress::add(&progress.scanned, 1);
             let home = home_of(state, &key);
-            let new_copies = missing_at_home(state, &home, record).len() as u64;
+            let missing = missing_at_home(state, &home, record);
+            let new_copies = missing.len() as u64;
             if new_copies == 0 && home.len() == record.volumes.len() {
                 return;
             }
@@ -132,6 +133,7 @@ pub async fn run(state: Arc<AppState>, params: JobParams, progress: Arc<Progress
                 }
                 Progress::add(&progress.changed, 1);
                 Progress::add(&progress.bytes, record.size * new_copies);
+                progress.would(dry_run_line(&key, record, &home, &missing));
                 return;
             }
             if !pace.turn(progress).await {
@@ -303,6 +305,29 @@ fn missing_at_home<'a>(state: &AppState, home: &'a [String], record: &Record) ->
     home.iter()
         .filter(|a| !readable.contains(a) || !state.volumes.kept_data(a, record.created))
         .collect()
+}
+
+/// What a dry run says the real run would do with `key`: the home
+/// volumes that would get a copy, and the copies it would delete.
+fn dry_run_line(key: &Key, record: &Record, home: &[String], missing: &[&String]) -> String {
+    let list = |v: &[&String]| v.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(", ");
+    let dropped: Vec<&String> = record.volumes.iter().filter(|a| !home.contains(a)).collect();
+    let mut line = format!("would move {key} ({})", indicatif::HumanBytes(record.size));
+    if !missing.is_empty() {
+        line.push_str(&format!(": a copy to {}", list(missing)));
+    }
+    if !dropped.is_empty() {
+        line.push_str(&format!(
+            "{} the copy on {}",
+            if missing.is_empty() {
+                ": delete"
+            } else {
+                ", delete"
+            },
+            list(&dropped)
+        ));
+    }
+    line
 }
 
 /// The volumes of `home` that are down.

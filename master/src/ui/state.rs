@@ -153,6 +153,8 @@ mod tests {
             found: 0,
             problems,
             problems_dropped: dropped,
+            planned: Vec::new(),
+            planned_dropped: 0,
             error: None,
         };
         let many: Vec<String> = (0..25).map(|i| format!("p{i}")).collect();
