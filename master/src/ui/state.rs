@@ -45,6 +45,10 @@ impl UiJob {
         let kept = report.problems.len();
         let problems_total = kept as u64 + report.problems_dropped;
         report.problems.drain(..kept.saturating_sub(PROBLEMS_SHOWN));
+        // A dry run's plan (up to 1,000 lines) is not shown on the page,
+        // which polls this every few seconds; the CLI and `GET /-/<job>`
+        // have it.
+        report.planned = Vec::new();
         UiJob {
             report,
             problems_total,
