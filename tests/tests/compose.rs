@@ -317,7 +317,7 @@ async fn a_volume_dying_mid_compose_leaves_nothing_visible() {
     let url = c.url(target);
     let http = c.http.clone();
     let body = json!({"sources": [{"key": far}]}).to_string();
-    let pending = tokio::spawn(async move {
+    let mut pending = tokio::spawn(async move {
         http.put(url)
             .header("Trove-Compose", "1")
             .body(body)
@@ -329,9 +329,14 @@ async fn a_volume_dying_mid_compose_leaves_nothing_visible() {
     });
     let targets: Vec<usize> = target_home.iter().map(|a| c.volume_index(a)).collect();
     wait_for("both targets composing", || async {
-        targets.iter().all(|&t| c.temp_files(t) > 0)
+        targets.iter().all(|&t| c.temp_files(t) > 0) || pending.is_finished()
     })
     .await;
+    assert!(
+        !pending.is_finished(),
+        "the compose ended (answering {}) before both targets were composing",
+        (&mut pending).await.unwrap()
+    );
     c.volumes[targets[0]].kill();
     for &s in &sources {
         c.volumes[s].signal("CONT");
