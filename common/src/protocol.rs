@@ -218,6 +218,23 @@ pub struct VolumeStatus {
     pub writable: bool,
     pub fsync: bool,
     pub dirs: Vec<DirStatus>,
+    /// The id of the volume's log of damaged copies (new with each start),
+    /// for `?damage_seen=<log>:<seq>`. (Absent from older volumes.)
+    #[serde(default)]
+    pub damage_log: u64,
+    /// Copies found damaged while being read that the master has not
+    /// taken yet (`?damage_seen=` drops those it has), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub damaged: Vec<DamageReport>,
+}
+
+/// A copy a volume found damaged while reading it (a block failing its
+/// CRC32C, checksums that do not parse), for the master to repair.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DamageReport {
+    /// The report's number in its volume's log, from 1.
+    pub seq: u64,
+    pub key: String,
 }
 
 /// One data dir in [`VolumeStatus`].
@@ -440,8 +457,13 @@ mod tests {
                         stalled_ms: Some(2500),
                     },
                 ],
+                damage_log: 7,
+                damaged: vec![DamageReport {
+                    seq: 3,
+                    key: "/k".into(),
+                }],
             },
-            r#"{"version":"0.1.0","blobs":2,"used_bytes":10,"free_bytes":100,"writable":true,"fsync":false,"dirs":[{"path":"/d","id":"i","free_bytes":100,"total_bytes":200,"writable":true},{"path":"/e","id":"j","free_bytes":0,"total_bytes":200,"writable":false,"stalled_ms":2500}]}"#,
+            r#"{"version":"0.1.0","blobs":2,"used_bytes":10,"free_bytes":100,"writable":true,"fsync":false,"dirs":[{"path":"/d","id":"i","free_bytes":100,"total_bytes":200,"writable":true},{"path":"/e","id":"j","free_bytes":0,"total_bytes":200,"writable":false,"stalled_ms":2500}],"damage_log":7,"damaged":[{"seq":3,"key":"/k"}]}"#,
         );
         let meta = BlobMeta {
             key: "/a".into(),

@@ -447,8 +447,16 @@ impl VolumeClient {
     }
 
     /// `GET /-/status` of a volume.
-    pub async fn status(&self, addr: &str) -> Result<VolumeStatus, VolumeError> {
-        let req = self.http.get(self.url("GET", addr, "/-/status", &[]));
+    /// `damage_seen`: the last damage report taken from this volume's log,
+    /// as `(log, seq)` (see [`VolumeStatus::damaged`]).
+    pub async fn status(
+        &self,
+        addr: &str,
+        damage_seen: Option<(u64, u64)>,
+    ) -> Result<VolumeStatus, VolumeError> {
+        let seen = damage_seen.map(|(log, seq)| format!("{log}:{seq}"));
+        let params: Vec<(&str, &str)> = seen.iter().map(|s| ("damage_seen", s.as_str())).collect();
+        let req = self.http.get(self.url("GET", addr, "/-/status", &params));
         let resp = self.call(addr, req, Some(self.timeouts.stall)).await?;
         json(addr, resp).await
     }

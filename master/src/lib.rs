@@ -14,6 +14,8 @@
 //! - [`delete`]: the delete path (`DELETE`, `UNLINK`) across the replicas.
 //! - [`jobs`]: rebalance, verify and gc, run inside the live master.
 //! - [`expiry`]: TTL headers and the expirer that deletes expired keys.
+//! - [`repair`]: copies the volumes find damaged while serving them,
+//!   re-copied from good replicas.
 //! - [`rebuild`]: recreate a lost index from the volumes (offline).
 //! - [`listing`]: volumes' sorted listings, read in step (rebuild's merge).
 //! - [`cli`]: the admin commands' client side: start a job on the running
@@ -35,6 +37,7 @@ pub mod listing;
 pub mod locks;
 pub mod marks;
 pub mod rebuild;
+pub mod repair;
 pub mod ui;
 pub mod volumes;
 pub mod write;
@@ -129,6 +132,10 @@ pub async fn run(
     let monitor =
         tokio::spawn(Arc::clone(&state.volumes).monitor(state.config.health_interval, state.index.clone()));
     let expirer = tokio::spawn(expiry::run(Arc::clone(&state)));
+    let repairer = state
+        .volumes
+        .take_damage_reports()
+        .map(|reports| tokio::spawn(repair::run(Arc::clone(&state), reports)));
     let counts = state.index.counts();
     tracing::info!(
         live = counts.live,
@@ -142,5 +149,8 @@ pub async fn run(
     let result = trove_common::server::serve(listener, api::router(state), limits, metrics, shutdown).await;
     monitor.abort();
     expirer.abort();
+    if let Some(r) = repairer {
+        r.abort();
+    }
     Ok(result?)
 }

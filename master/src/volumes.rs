@@ -49,6 +49,9 @@ pub struct Health {
     /// where it differs from the above, it is written again.
     #[serde(skip)]
     pub saved: Option<Disks>,
+    /// The last damage report taken from the volume, as `(log, seq)`.
+    #[serde(skip)]
+    pub damage_seen: Option<(u64, u64)>,
 }
 
 /// What the master remembers of a volume's data dirs across its restarts
@@ -89,7 +92,16 @@ pub struct Volumes {
     /// not yet rebalanced): whether each answered its last probe, and
     /// when ([`Volumes::pick_reader`]).
     retired: parking_lot::Mutex<HashMap<String, (std::time::Instant, bool)>>,
+    /// Copies the volumes found damaged while serving them, on their way
+    /// to [`crate::repair`]: `(volume, key)`.
+    damaged: tokio::sync::mpsc::Sender<(String, String)>,
+    damaged_inbox: parking_lot::Mutex<Option<tokio::sync::mpsc::Receiver<(String, String)>>>,
 }
+
+/// Damage reports waiting for the repairer; more are dropped (each copy
+/// stays marked damaged on its volume, which reports it again when the
+/// next reader is sent to it, and `verify --repair` finds it).
+const DAMAGE_QUEUE: usize = 1024;
 
 /// How long a probe of a volume no longer in the list is trusted.
 const RETIRED_PROBE_TTL: std::time::Duration = std::time::Duration::from_secs(2);
@@ -102,6 +114,7 @@ impl Volumes {
             .iter()
             .map(|v| (v.addr.clone(), RwLock::new(Health::default())))
             .collect();
+        let (damaged, inbox) = tokio::sync::mpsc::channel(DAMAGE_QUEUE);
         Volumes {
             placement,
             health,
@@ -111,7 +124,15 @@ impl Volumes {
             min_free,
             saving: tokio::sync::Mutex::new(()),
             retired: parking_lot::Mutex::default(),
+            damaged,
+            damaged_inbox: parking_lot::Mutex::new(Some(inbox)),
         }
+    }
+
+    /// The damage reports the polls collect, `(volume, key)`: for the one
+    /// task that repairs them (`None` once taken).
+    pub fn take_damage_reports(&self) -> Option<tokio::sync::mpsc::Receiver<(String, String)>> {
+        self.damaged_inbox.lock().take()
     }
 
     /// Takes what the index remembers of each volume's data dirs (see
@@ -260,7 +281,7 @@ impl Volumes {
                 return *up;
             }
         }
-        let up = self.client.status(addr).await.is_ok();
+        let up = self.client.status(addr, None).await.is_ok();
         self.retired
             .lock()
             .insert(addr.to_string(), (std::time::Instant::now(), up));
@@ -381,13 +402,39 @@ impl Volumes {
         }
     }
 
+    /// Passes on the damage reports of `addr`'s answer that are new since
+    /// `seen`, and answers what has been taken now.
+    fn take_damage(
+        &self,
+        addr: &str,
+        seen: Option<(u64, u64)>,
+        log: u64,
+        reports: &[trove_common::protocol::DamageReport],
+    ) -> Option<(u64, u64)> {
+        let after = match seen {
+            Some((l, seq)) if l == log => seq,
+            _ => 0,
+        };
+        let mut last = after;
+        for r in reports.iter().filter(|r| r.seq > after) {
+            tracing::warn!(volume = %addr, key = %r.key, "the volume found its copy damaged while serving it: repairing it from a good replica");
+            if self.damaged.try_send((addr.to_string(), r.key.clone())).is_err() {
+                tracing::warn!(volume = %addr, key = %r.key, "too many damaged copies waiting for repair: this one waits for its next reader or `verify --repair`");
+            }
+            last = last.max(r.seq);
+        }
+        (last > 0).then_some((log, last)).or(seen)
+    }
+
     /// Polls every volume once, concurrently.
     pub async fn poll_all(&self) {
         let polls = self.placement.volumes().iter().map(|v| async move {
-            let result = self.client.status(&v.addr).await;
+            let seen = self.health[&v.addr].read().damage_seen;
+            let result = self.client.status(&v.addr, seen).await;
             let mut h = self.health[&v.addr].write();
             match result {
                 Ok(status) => {
+                    h.damage_seen = self.take_damage(&v.addr, seen, status.damage_log, &status.damaged);
                     // A data dir whose disk has made a read or a write
                     // wait past the volume's stall timeout is not
                     // answering: writers go to other volumes, readers to

@@ -120,6 +120,11 @@ async fn read_while_writing(
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
+        // A flipped key is left alone: a reader that found the damage would
+        // have it repaired before the check the test makes of it.
+        if corrupted.lock().unwrap().contains(&key) {
+            continue;
+        }
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let result = read_sha(c, &key).await;
@@ -533,10 +538,10 @@ async fn flipped_byte_found_skipped_and_repaired() {
         out.contains(&format!("{key}: replica on {bad} is corrupt")),
         "{out}"
     );
-    // The volume refuses to serve what it knows is wrong…
-    let direct = c.http.get(format!("http://{bad}{key}")).send().await.unwrap();
+    // The volume refuses to serve what it knows is wrong (a HEAD: a
+    // reader's GET would have the copy repaired at once)…
+    let direct = c.http.head(format!("http://{bad}{key}")).send().await.unwrap();
     assert_eq!(direct.status(), 503);
-    assert!(direct.text().await.unwrap().contains("failed verification"));
     // …and the master sends every reader to the good replica.
     for _ in 0..6 {
         let location = c.head(&key).await.headers()["location"]

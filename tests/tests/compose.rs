@@ -388,12 +388,17 @@ async fn a_rotten_local_part_is_read_from_its_replica() {
         let copy = blobs.iter().find(|b| b["key"] == target).expect("a copy");
         assert_eq!(copy["sha256"], sha256_hex(&value).as_str());
     }
-    let blobs = c.blobs(rotten).await;
-    let damaged = blobs
-        .iter()
-        .find(|b| b["key"] == part.as_str())
-        .expect("the rotten copy");
-    assert_eq!(damaged["damaged"], true, "{damaged}");
+    // The volume marked its copy damaged and reported it; the master
+    // re-copies it from the part's other replica.
+    let path = c.blob_path(rotten, &part);
+    wait_for("the rotten part's copy repaired", || async {
+        std::fs::read(&path).is_ok_and(|b| b == value)
+    })
+    .await;
+    assert!(
+        c.master.log().contains("repairing it from a good replica"),
+        "the repair came from the volume's report"
+    );
 }
 
 /// A source replaced while the compose is in flight (the compose held up

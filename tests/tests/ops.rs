@@ -645,6 +645,57 @@ async fn verify_finds_bit_rot_and_lost_replicas_and_repair_fixes_them() {
     assert_all_readable_and_balanced(&c, &data, 2).await;
 }
 
+/// A copy that rots is repaired once a reader finds it, without a
+/// `verify`: the volume refuses it, reports it to the master, and the
+/// master re-copies it from the good replica; no reader gets a wrong byte,
+/// and the readers after the repair are all served.
+#[tokio::test]
+async fn a_damaged_copy_a_reader_finds_is_repaired_without_verify() {
+    let c = Cluster::start_default().await;
+    // Over a MiB, so that the damage (in the second MiB) is found after
+    // the answer has started: the body is cut short there.
+    let data = vec![
+        ("/rot/small".to_string(), pattern_bytes(3000, 1)),
+        ("/rot/large".to_string(), pattern_bytes(3 << 20, 2)),
+    ];
+    c.put_all(data.clone(), 2).await;
+    for ((key, bytes), at) in data.iter().zip([100u64, (5 << 19) + 7]) {
+        let bad = first_replica(&c, key).await;
+        let path = c.blob_path(c.volume_index(&bad), key);
+        flip_byte(&path, at);
+        // Read straight from the damaged copy, as a reader the master sent
+        // there: refused at once, or cut short before the damaged block.
+        let r = c.http.get(format!("http://{bad}{key}")).send().await.unwrap();
+        match r.status().as_u16() {
+            503 => assert!(r.text().await.unwrap().contains("failed verification")),
+            200 => {
+                let got = r.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
+                assert!(
+                    got.len() < bytes.len(),
+                    "{key}: the damaged copy was served whole"
+                );
+                assert_eq!(got[..], bytes[..got.len()], "{key}: a wrong byte was served");
+            }
+            other => panic!("{key}: the damaged copy answered {other}"),
+        }
+        wait_for("the master to repair the copy", || async {
+            std::fs::read(&path).is_ok_and(|b| b == *bytes)
+        })
+        .await;
+        let direct = c.http.get(format!("http://{bad}{key}")).send().await.unwrap();
+        assert_eq!(direct.status(), 200, "{key}");
+        assert_eq!(direct.bytes().await.unwrap()[..], bytes[..], "{key}");
+    }
+    assert!(
+        c.master.log().contains("repairing it from a good replica"),
+        "the master logs the report"
+    );
+    // Nothing is left for verify to find.
+    let (code, out) = c.admin(&["verify", "--deep"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert_all_readable_and_balanced(&c, &data, 2).await;
+}
+
 /// A slow streaming body: `chunks` × 256 KiB, one every 20 ms.
 fn slow_body(chunks: usize) -> reqwest::Body {
     let stream = futures::stream::unfold(0usize, move |i| async move {

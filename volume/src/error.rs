@@ -31,7 +31,7 @@ pub enum ApiError {
     PreconditionFailed(#[from] trove_common::conditions::Failed),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("this copy failed verification (its bytes no longer match their sha256) and is not served; the master sends readers to another replica, and `trove-master verify --repair` replaces it")]
+    #[error("this copy failed verification (its bytes no longer match their checksums) and is not served; this volume has reported it to the master, which re-copies it from a good replica within seconds (`trove-master verify --repair` does the same for every key): read the key again through the master")]
     Damaged,
     /// Another volume (the source of a pull) failed.
     #[error("pull failed: {0}")]

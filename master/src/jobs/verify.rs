@@ -217,7 +217,7 @@ fn unservable(e: VolumeError) -> Replica {
 /// Checks one key's replicas and acts on what it finds. `listed[i]` is
 /// what the listing of `record.volumes[i]` showed: `Some(pending)` for a
 /// good copy; `None` (or a short slice) to check it with a request.
-async fn check_key(
+pub(crate) async fn check_key(
     state: &AppState,
     progress: &Progress,
     params: &JobParams,

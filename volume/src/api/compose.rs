@@ -187,11 +187,12 @@ async fn read_part(
                 let local = tokio::task::spawn_blocking(move || {
                     let reached = read_local(&blob, &disk, range, &mut hasher, &tx);
                     if let Err((_, LocalError::Damaged(_))) = &reached {
-                        // Never served again, and verify repairs it, as
-                        // when a GET finds a bad block.
+                        // Never served again, and the master repairs it,
+                        // as when a GET finds a bad block.
                         if let Err(e) = store.mark_damaged(&k, &blob.meta) {
                             tracing::error!(key = %k, error = %e, "cannot mark a damaged copy");
                         }
+                        store.damage().report(&k);
                     }
                     (reached, hasher)
                 })

@@ -141,6 +141,12 @@ pub async fn get(
         .await
         .map_err(disk_error)??;
     if blob.meta.damaged {
+        // Reported again: the report made when the damage was found may
+        // have been lost with a restart, and the master still sends
+        // readers here. (A `HEAD` is a check, not a reader.)
+        if !head_only {
+            state.store.damage().report(&key);
+        }
         return Err(ApiError::Damaged);
     }
     let len = blob.meta.size;
@@ -381,15 +387,18 @@ fn resident(mapped: &[u8]) -> bool {
     r == 0 && pages[..count].iter().all(|p| p & 1 == 1)
 }
 
-/// Logs a block that failed its checksum and marks the copy damaged, in
-/// the background (a sidecar update is disk work).
+/// Logs a block that failed its checksum, marks the copy damaged, in the
+/// background (a sidecar update is disk work), and reports it to the
+/// master, which re-copies it from a good replica.
 fn report_damage(store: &Arc<BlobStore>, key: &Key, meta: &trove_common::record::BlobMeta, block: u64) {
-    tracing::error!(key = %key, block, sha256 = %meta.sha256, "stored bytes fail their block checksum: not served, copy marked damaged");
+    tracing::error!(key = %key, block, sha256 = %meta.sha256, "stored bytes fail their block checksum: not served, copy marked damaged and reported to the master");
     let (store, key, meta) = (Arc::clone(store), key.clone(), meta.clone());
     tokio::task::spawn_blocking(move || {
         if let Err(e) = store.mark_damaged(&key, &meta) {
             tracing::error!(key = %key, error = %e, "cannot mark a damaged copy");
         }
+        // Once marked, so that the master's check sees the mark.
+        store.damage().report(&key);
     });
 }
 

@@ -1,7 +1,7 @@
 //! `/-/healthy` and `/-/status`.
 
 use crate::AppState;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::header;
 use axum::Json;
 use std::sync::Arc;
@@ -38,9 +38,18 @@ async fn dir_status(state: &AppState) -> Vec<DirStatus> {
         .unwrap_or_default()
 }
 
-pub async fn status(State(state): State<Arc<AppState>>) -> Json<VolumeStatus> {
+/// `GET /-/status`'s query.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct StatusQuery {
+    /// `<log>:<seq>`: the master has taken the damage reports up to `seq`
+    /// of log `log`; they are not answered again.
+    damage_seen: Option<String>,
+}
+
+pub async fn status(State(state): State<Arc<AppState>>, Query(q): Query<StatusQuery>) -> Json<VolumeStatus> {
     let dirs = dir_status(&state).await;
     let (blobs, used_bytes) = state.store.counts();
+    let (damage_log, damaged) = state.store.damage().waiting(q.damage_seen.as_deref());
     Json(VolumeStatus {
         version: trove_common::VERSION.to_string(),
         blobs,
@@ -49,5 +58,7 @@ pub async fn status(State(state): State<Arc<AppState>>) -> Json<VolumeStatus> {
         writable: dirs.iter().any(|d| d.writable),
         fsync: state.store.fsync(),
         dirs,
+        damage_log,
+        damaged,
     })
 }

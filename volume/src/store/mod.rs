@@ -43,6 +43,7 @@
 //! - [`meta`]: sidecar changes (the master's mark, damage);
 //! - [`previous`]: the value a write replaces, kept until it is settled;
 //! - [`verify`]: re-hashing a blob against its sidecar;
+//! - [`damage`]: copies found damaged by readers, waiting for the master;
 //! - [`recovery`]: opening the dirs, the clean-up after a crash, and the
 //!   clean shutdown that lets the next start-up skip it;
 //! - [`keyset`]: the sorted set of keys behind `GET /-/listing`, and
@@ -72,6 +73,7 @@ use trove_common::protocol::DirStatus;
 use trove_common::record::BlobMeta;
 
 pub mod blocks;
+pub mod damage;
 mod disk_calls;
 mod durable;
 mod group;
@@ -178,6 +180,8 @@ pub struct BlobStore {
     /// Writes the master aborted, most recent last (bounded): an upload of
     /// one that arrives or finishes after its abort is refused.
     aborted: Mutex<std::collections::VecDeque<(String, String)>>,
+    /// Copies found damaged while being read, for the master to repair.
+    damage: damage::DamageLog,
     /// Each data dir's lock file, held locked for the store's life
     /// ([`layout::LOCK_FILE`]).
     _locks: Vec<std::fs::File>,
@@ -271,6 +275,11 @@ impl BlobStore {
     /// Which data dir `path` is in (the first, if none).
     fn dir_of(&self, path: &Path) -> usize {
         self.dirs.iter().position(|d| path.starts_with(d)).unwrap_or(0)
+    }
+
+    /// Copies found damaged while being read, waiting for the master.
+    pub fn damage(&self) -> &damage::DamageLog {
+        &self.damage
     }
 
     /// Whether writes are fsynced.

@@ -93,6 +93,7 @@ impl BlobStore {
             _locks: locks,
             writers: Mutex::default(),
             aborted: Mutex::default(),
+            damage: Default::default(),
         };
         if let Some((keys, mark)) = clean {
             tracing::info!("the volume stopped cleanly: its key set is trusted, no walk");

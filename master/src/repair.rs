@@ -1,0 +1,76 @@
+//! Repair on read: a volume that finds its copy of a key damaged while
+//! serving it (a block failing its CRC32C) marks the copy, refuses to
+//! serve it, and reports it in its `/-/status`; the health monitor passes
+//! the report here ([`crate::volumes::Volumes::take_damage_reports`]),
+//! and the key gets what `verify --repair` would give it: its replicas
+//! checked, each bad one re-copied from a good one, and one that cannot
+//! be repaired recorded as damaged so that readers are not sent to it.
+//!
+//! Reports are handled one at a time, in the background: the reader who
+//! found the damage has had its answer (`503`, or a body cut short), and
+//! the ones after it are sent to the repaired copy or to another replica.
+
+use crate::jobs::{verify, JobParams, Progress};
+use crate::AppState;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc::Receiver;
+use trove_common::key::Key;
+use trove_common::record::State;
+
+/// A key busy with another operation is tried again this often, this far
+/// apart, before it is left to the next reader or `verify --repair`.
+const BUSY_ATTEMPTS: u32 = 5;
+const BUSY_PAUSE: Duration = Duration::from_millis(500);
+
+/// Handles the reports until the monitor stops sending them.
+pub async fn run(state: Arc<AppState>, mut reports: Receiver<(String, String)>) {
+    while let Some((volume, key)) = reports.recv().await {
+        repair(&state, &volume, &key).await;
+    }
+}
+
+/// Checks and repairs `key` after `volume` reported its copy damaged.
+pub async fn repair(state: &AppState, volume: &str, key: &str) {
+    let Ok(key) = Key::new(key) else {
+        tracing::warn!(volume, key, "a damage report names no valid key: ignored");
+        return;
+    };
+    let params = JobParams {
+        repair: true,
+        ..JobParams::default()
+    };
+    for _ in 0..BUSY_ATTEMPTS {
+        let record = match state.index.get(&key) {
+            Ok(Some(r)) => r,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(key = %key, error = %e, "cannot read the index to repair a damaged copy");
+                return;
+            }
+        };
+        // A copy the index does not count on (a value since replaced or
+        // deleted, a key moved away) is left to gc.
+        if record.state != State::Live || !record.volumes.iter().any(|v| v == volume) {
+            tracing::info!(volume, key = %key, "the damaged copy is not one the index reads: left to gc");
+            return;
+        }
+        let progress = Progress::default();
+        verify::check_key(state, &progress, &params, &key, &record, &[]).await;
+        let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        if get(&progress.skipped) == 0 {
+            let (repaired, failed) = (get(&progress.changed), get(&progress.failed));
+            if get(&progress.found) == 0 && failed == 0 {
+                tracing::info!(volume, key = %key, "every copy checks good now (repaired already)");
+            } else if failed > 0 {
+                tracing::error!(volume, key = %key, repaired, failed, "a damaged copy could not be repaired (see the problems above); readers are sent to the good copies, and `verify --repair` tries again");
+            } else {
+                tracing::info!(volume, key = %key, repaired, "damaged copy repaired");
+            }
+            return;
+        }
+        tokio::time::sleep(BUSY_PAUSE).await;
+    }
+    tracing::warn!(volume, key = %key, "the key stayed busy: its damaged copy is left to its next reader or `verify --repair`");
+}
