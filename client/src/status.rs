@@ -39,6 +39,9 @@ pub struct VolumeStatus {
     pub read_only: bool,
     /// Unix ms when it came back on a new, empty disk (until repaired).
     pub lost_data_at: Option<u64>,
+    /// Unix ms when an index that knew no key first saw it holding blobs
+    /// (a lost index?): gc leaves the older blobs alone.
+    pub foreign_before: Option<u64>,
     pub free_bytes: Option<u64>,
     pub used_bytes: Option<u64>,
     pub blobs: Option<u64>,
@@ -54,23 +57,40 @@ impl VolumeStatus {
         match self {
             VolumeStatus { healthy: false, .. } => "DOWN",
             VolumeStatus { stalled: Some(_), .. } => "up (disk stalled)",
-            VolumeStatus { read_only: true, .. } => "up (read-only)",
             VolumeStatus {
                 lost_data_at: Some(_),
                 ..
             } => "up (lost data)",
+            VolumeStatus { read_only: true, .. } => "up (read-only)",
             VolumeStatus { writable: false, .. } => "up (full)",
             _ => "up",
         }
     }
 
-    /// What to say about it: why it failed, or why its disk is taken for
-    /// hung.
+    /// What to say about it: why it failed, why its disk is taken for
+    /// hung, or what to do about data it lost or holds unknown.
     pub fn note(&self) -> &str {
-        self.last_error
-            .as_deref()
-            .or(self.stalled.as_deref())
-            .unwrap_or("")
+        if let Some(why) = self.last_error.as_deref().or(self.stalled.as_deref()) {
+            return why;
+        }
+        match self {
+            // A data dir gone under the running volume: it reports it
+            // without its id, and takes no writes.
+            VolumeStatus {
+                lost_data_at: Some(_),
+                read_only: true,
+                ..
+            } => "a data dir is gone: restart the volume once its disk is back or replaced, then run `trove-master verify --repair`",
+            VolumeStatus {
+                lost_data_at: Some(_),
+                ..
+            } => "on a new disk: run `trove-master verify --repair`",
+            VolumeStatus {
+                foreign_before: Some(_),
+                ..
+            } => "holds blobs the index never knew (a lost index?): see `trove-master rebuild`",
+            _ => "",
+        }
     }
 }
 
@@ -276,15 +296,25 @@ mod tests {
             lost_data_at: Some(1),
             ..up.clone()
         };
+        let dir_gone = VolumeStatus {
+            lost_data_at: Some(1),
+            ..read_only.clone()
+        };
+        let foreign = VolumeStatus {
+            foreign_before: Some(1),
+            ..up.clone()
+        };
         let down = VolumeStatus {
             healthy: false,
             last_error: Some("refused".into()),
             ..stalled.clone()
         };
-        let words: Vec<&str> = [&up, &full, &stalled, &read_only, &new_disk, &down]
-            .iter()
-            .map(|v| v.health())
-            .collect();
+        let words: Vec<&str> = [
+            &up, &full, &stalled, &read_only, &new_disk, &dir_gone, &foreign, &down,
+        ]
+        .iter()
+        .map(|v| v.health())
+        .collect();
         assert_eq!(
             words,
             [
@@ -293,9 +323,19 @@ mod tests {
                 "up (disk stalled)",
                 "up (read-only)",
                 "up (lost data)",
+                "up (lost data)",
+                "up",
                 "DOWN"
             ]
         );
+        assert!(
+            dir_gone.note().contains("restart the volume"),
+            "{}",
+            dir_gone.note()
+        );
+        assert!(new_disk.note().contains("verify --repair"), "{}", new_disk.note());
+        assert!(!new_disk.note().contains("restart"), "{}", new_disk.note());
+        assert!(foreign.note().contains("rebuild"), "{}", foreign.note());
         assert_eq!(stalled.note(), "the disk of data dir /d is not answering");
         assert_eq!(down.note(), "refused", "why it is down comes first");
         assert_eq!(up.note(), "");

@@ -66,6 +66,21 @@ pub fn summary(r: &JobReport, elapsed: Duration) -> String {
     line
 }
 
+/// Whether the server at `master` answers `GET /-/status` as a master
+/// does (JSON with its `volumes`). No answer counts as a master: this only
+/// refines an error already there.
+async fn answers_as_master(http: &reqwest::Client, master: &str) -> bool {
+    let url = format!("{}/-/status", master.trim_end_matches('/'));
+    let answer = http.get(&url).timeout(Duration::from_secs(5)).send().await;
+    match answer {
+        Ok(resp) => resp
+            .json::<serde_json::Value>()
+            .await
+            .is_ok_and(|v| v["volumes"].is_array()),
+        Err(_) => true,
+    }
+}
+
 /// Starts `kind` on the master at `master` and follows it to the end.
 pub async fn run_job(master: &str, kind: JobKind, params: JobParams) -> anyhow::Result<JobReport> {
     let http = reqwest::Client::builder().no_proxy().build()?;
@@ -78,6 +93,13 @@ pub async fn run_job(master: &str, kind: JobKind, params: JobParams) -> anyhow::
         .with_context(|| format!("cannot reach the master at {master}"))?;
     if !resp.status().is_success() {
         let status = resp.status();
+        // A volume's address given as the master's: it refuses the job's
+        // path as a key (`400`) or its method (`405`).
+        if matches!(status.as_u16(), 400 | 405) && !answers_as_master(&http, master).await {
+            bail!(
+                "the server at {master} does not answer as a Trove master (is it a volume? the master's address is needed, port 3000 by default)"
+            );
+        }
         bail!(
             "the master refused: {status}: {}",
             resp.text().await.unwrap_or_default().trim()

@@ -1,6 +1,7 @@
 //! Repair on read: a volume that finds its copy of a key damaged while
 //! serving it (a block failing its CRC32C) marks the copy, refuses to
-//! serve it, and reports it in its `/-/status`; the health monitor passes
+//! serve it, and reports it in its `/-/status` — as it does a copy the
+//! master sent a reader for and it does not hold; the health monitor passes
 //! the report here ([`crate::volumes::Volumes::take_damage_reports`]),
 //! and the key gets what `verify --repair` would give it: its replicas
 //! checked, each bad one re-copied from a good one, and one that cannot
@@ -53,7 +54,7 @@ pub async fn repair(state: &AppState, volume: &str, key: &str) {
         // A copy the index does not count on (a value since replaced or
         // deleted, a key moved away) is left to gc.
         if record.state != State::Live || !record.volumes.iter().any(|v| v == volume) {
-            tracing::info!(volume, key = %key, "the damaged copy is not one the index reads: left to gc");
+            tracing::debug!(volume, key = %key, "the reported copy is not one the index reads: left to gc");
             return;
         }
         let progress = Progress::default();
@@ -62,11 +63,11 @@ pub async fn repair(state: &AppState, volume: &str, key: &str) {
         if get(&progress.skipped) == 0 {
             let (repaired, failed) = (get(&progress.changed), get(&progress.failed));
             if get(&progress.found) == 0 && failed == 0 {
-                tracing::info!(volume, key = %key, "every copy checks good now (repaired already)");
+                tracing::debug!(volume, key = %key, "every copy checks good (replaced or repaired meanwhile)");
             } else if failed > 0 {
-                tracing::error!(volume, key = %key, repaired, failed, "a damaged copy could not be repaired (see the problems above); readers are sent to the good copies, and `verify --repair` tries again");
+                tracing::error!(volume, key = %key, repaired, failed, "a bad copy could not be repaired (see the problems above); readers are sent to the good copies, and `verify --repair` tries again");
             } else {
-                tracing::info!(volume, key = %key, repaired, "damaged copy repaired");
+                tracing::warn!(volume, key = %key, repaired, "a copy a reader could not be served was repaired from a good replica");
             }
             return;
         }

@@ -45,6 +45,13 @@ pub struct Health {
     /// before then, so readers of those keys are sent elsewhere until a
     /// `verify --repair` has run since.
     pub lost_data_at: Option<u64>,
+    /// When this index first saw the volume, Unix ms, if the volume then
+    /// held blobs while the index knew no key at all: a master started on
+    /// an empty (lost, mistyped) index in front of a cluster's volumes.
+    /// Blobs older than this may be a lost index's values: `gc` leaves
+    /// them alone, and a `rebuild` (a fresh index) adopts them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub foreign_before: Option<u64>,
     /// What the index holds of the volume's data dirs (see [`Disks`]):
     /// where it differs from the above, it is written again.
     #[serde(skip)]
@@ -64,6 +71,8 @@ pub struct Health {
 pub struct Disks {
     pub ids: Vec<String>,
     pub lost_data_at: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub foreign_before: Option<u64>,
 }
 
 impl Disks {
@@ -71,6 +80,7 @@ impl Disks {
         Some(Disks {
             ids: h.data_ids.clone()?,
             lost_data_at: h.lost_data_at,
+            foreign_before: h.foreign_before,
         })
     }
 }
@@ -92,10 +102,13 @@ pub struct Volumes {
     /// not yet rebalanced): whether each answered its last probe, and
     /// when ([`Volumes::pick_reader`]).
     retired: parking_lot::Mutex<HashMap<String, (std::time::Instant, bool)>>,
-    /// Copies the volumes found damaged while serving them, on their way
-    /// to [`crate::repair`]: `(volume, key)`.
+    /// Copies the volumes could not give a reader (damaged or missing), on
+    /// their way to [`crate::repair`]: `(volume, key)`.
     damaged: tokio::sync::mpsc::Sender<(String, String)>,
     damaged_inbox: parking_lot::Mutex<Option<tokio::sync::mpsc::Receiver<(String, String)>>>,
+    /// The index knew no key at the monitor's last look (see
+    /// [`Health::foreign_before`]).
+    index_empty: std::sync::atomic::AtomicBool,
 }
 
 /// Damage reports waiting for the repairer; more are dropped (each copy
@@ -126,6 +139,7 @@ impl Volumes {
             retired: parking_lot::Mutex::default(),
             damaged,
             damaged_inbox: parking_lot::Mutex::new(Some(inbox)),
+            index_empty: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -148,6 +162,7 @@ impl Volumes {
                     let mut h = h.write();
                     h.data_ids = Some(disks.ids.clone());
                     h.lost_data_at = disks.lost_data_at;
+                    h.foreign_before = disks.foreign_before;
                     h.saved = Some(disks);
                 }
                 Err(e) => {
@@ -417,7 +432,7 @@ impl Volumes {
         };
         let mut last = after;
         for r in reports.iter().filter(|r| r.seq > after) {
-            tracing::warn!(volume = %addr, key = %r.key, "the volume found its copy damaged while serving it: repairing it from a good replica");
+            tracing::info!(volume = %addr, key = %r.key, "a reader could not be served this volume's copy (damaged or missing): checking the key's replicas");
             if self.damaged.try_send((addr.to_string(), r.key.clone())).is_err() {
                 tracing::warn!(volume = %addr, key = %r.key, "too many damaged copies waiting for repair: this one waits for its next reader or `verify --repair`");
             }
@@ -474,6 +489,13 @@ impl Volumes {
                             tracing::warn!(volume = %v.addr, "volume came back without a data dir it had (emptied or replaced disk): readers of older keys go to other replicas until `verify --repair` has run");
                             h.lost_data_at = Some(now_ms());
                         }
+                    } else if status.blobs > 0 && self.index_empty.load(Ordering::Relaxed) {
+                        tracing::error!(
+                            volume = %v.addr,
+                            blobs = status.blobs,
+                            "the volume holds blobs, but this index knows no key: if the index was lost (or --db is not the cluster's), stop this master and run `trove-master rebuild` (README, \"Recover a lost index\"); gc leaves these blobs alone"
+                        );
+                        h.foreign_before = Some(now_ms());
                     }
                     h.data_ids = Some(ids);
                 }
@@ -496,6 +518,9 @@ impl Volumes {
     pub async fn monitor(self: Arc<Self>, interval: Duration, index: crate::index::Index) {
         loop {
             let started = Instant::now();
+            let counts = index.counts();
+            let empty = counts.live + counts.unlinked + counts.writing == 0;
+            self.index_empty.store(empty, Ordering::Relaxed);
             self.poll_all().await;
             self.save_disks(&index).await;
             tokio::time::sleep(interval.saturating_sub(started.elapsed())).await;

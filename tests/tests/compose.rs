@@ -396,7 +396,7 @@ async fn a_rotten_local_part_is_read_from_its_replica() {
     })
     .await;
     assert!(
-        c.master.log().contains("repairing it from a good replica"),
+        c.master.log().contains("was repaired from a good replica"),
         "the repair came from the volume's report"
     );
 }

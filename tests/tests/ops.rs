@@ -687,13 +687,137 @@ async fn a_damaged_copy_a_reader_finds_is_repaired_without_verify() {
         assert_eq!(direct.bytes().await.unwrap()[..], bytes[..], "{key}");
     }
     assert!(
-        c.master.log().contains("repairing it from a good replica"),
+        c.master.log().contains("was repaired from a good replica"),
         "the master logs the report"
     );
     // Nothing is left for verify to find.
     let (code, out) = c.admin(&["verify", "--deep"]).await;
     assert_eq!(code, 0, "{out}");
     assert_all_readable_and_balanced(&c, &data, 2).await;
+}
+
+/// A master started on an empty index in front of a cluster's volumes
+/// (the index disk lost and the master restarted anyway, or a mistyped
+/// `--db`) says so, and its gc deletes none of the blobs it found there:
+/// they are the lost index's values, which `rebuild` brings back.
+#[tokio::test]
+async fn gc_on_an_empty_index_in_front_of_full_volumes_deletes_nothing() {
+    let mut c = Cluster::start_default().await;
+    let data = dataset(12);
+    c.put_all(data.clone(), 4).await;
+    let blobs_before: usize = futures::future::join_all((0..3).map(|i| c.blobs(i)))
+        .await
+        .iter()
+        .map(Vec::len)
+        .sum();
+    assert_eq!(blobs_before, 24);
+
+    let empty = c.dir.path().join("wrong-db");
+    c.master.set_arg("--db", empty.to_str().unwrap());
+    c.master.restart();
+    c.wait_until_ready().await;
+    wait_for("the master to see the volumes' blobs", || async {
+        c.status().await["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|v| v["foreign_before"].is_u64())
+    })
+    .await;
+    assert!(
+        c.master.log().contains("run `trove-master rebuild`"),
+        "the master says what to do"
+    );
+    // A key written meanwhile does not make the old blobs garbage.
+    assert_eq!(c.put("/new/key", value(99)).await, 201);
+    let (code, out) = c.admin(&["gc", "--grace", "0s"]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("left alone"), "{out}");
+    assert!(out.contains("trove-master rebuild"), "{out}");
+    let blobs_after: usize = futures::future::join_all((0..3).map(|i| c.blobs(i)))
+        .await
+        .iter()
+        .map(Vec::len)
+        .sum();
+    assert_eq!(
+        blobs_after,
+        blobs_before + 2,
+        "nothing deleted, the new key's copies added"
+    );
+
+    // The operator follows the advice: every value is back.
+    c.master.kill();
+    let db = c.dir.path().join("rebuilt");
+    let out = c.rebuild(&db, &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    c.master.set_arg("--db", db.to_str().unwrap());
+    c.master.restart();
+    c.wait_until_ready().await;
+    assert_all_readable_and_balanced(&c, &data, 2).await;
+    let (code, out) = c.admin(&["gc", "--grace", "0s"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        !out.contains("left alone"),
+        "a rebuilt index owns its volumes: {out}"
+    );
+}
+
+/// A copy whose file is deleted under its running volume: the reader the
+/// master sends there gets `404` once, the volume reports it, and the
+/// master re-copies it; the readers after that are all served.
+#[tokio::test]
+async fn a_missing_copy_a_reader_finds_is_restored_without_verify() {
+    let c = Cluster::start_default().await;
+    let data = dataset(4);
+    c.put_all(data.clone(), 2).await;
+    let (key, bytes) = &data[2];
+    let lost = first_replica(&c, key).await;
+    let i = c.volume_index(&lost);
+    c.remove_blob(i, key);
+    // The master alternates replicas: within a few redirects one is there.
+    let mut met = false;
+    for _ in 0..8 {
+        let r = c.head(key).await;
+        let location = header(r.headers(), "location").unwrap().to_string();
+        if location.contains(&lost) {
+            let got = c.http.get(&location).send().await.unwrap();
+            assert_eq!(got.status(), 404);
+            met = true;
+            break;
+        }
+    }
+    assert!(met, "no redirect went to {lost}");
+    let path = c.blob_path(i, key);
+    wait_for("the master to restore the copy", || async {
+        std::fs::read(&path).is_ok_and(|b| b == *bytes)
+    })
+    .await;
+    for _ in 0..4 {
+        let (status, body) = c.get(key).await;
+        assert_eq!((status, sha256_hex(&body)), (200, sha256_hex(bytes)));
+    }
+    assert!(c.master.log().contains("was repaired from a good replica"));
+}
+
+/// An admin job sent to a volume's address (an operator mixing up the
+/// ports) says the address is not the master's, not what the volume
+/// answered to the job's request.
+#[tokio::test]
+async fn an_admin_job_sent_to_a_volume_names_the_mistake() {
+    let c = Cluster::start_default().await;
+    for job in [&["verify"][..], &["gc", "--dry-run"], &["rebalance"]] {
+        let out = std::process::Command::new(trove_tests::bin("trove-master"))
+            .args(job)
+            .args(["--master", &format!("http://{}", c.volumes[0].addr)])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{job:?}: {stderr}");
+        assert!(
+            stderr.contains("does not answer as a Trove master (is it a volume?"),
+            "{job:?}: {stderr}"
+        );
+    }
 }
 
 /// A slow streaming body: `chunks` × 256 KiB, one every 20 ms.

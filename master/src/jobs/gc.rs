@@ -10,6 +10,11 @@
 //!    blobs come from its `/-/listing` (compact, key order), each looked
 //!    up in the index (no request per blob unless it is deleted).
 //!
+//! A volume this index first saw already holding blobs, while the index
+//! knew no key (a master started on a lost or mistyped `--db`), keeps the
+//! blobs older than that sight: they may be a lost index's values, which
+//! `rebuild` brings back, and gc deleting them would lose them for good.
+//!
 //! A blob is deleted only under its key's lock, after re-reading the
 //! record, so a key being written or deleted meanwhile is never touched.
 //! Unlinked keys are referenced: their bytes wait for `DELETE`.
@@ -61,6 +66,10 @@ pub async fn run(state: Arc<AppState>, params: JobParams, progress: Arc<Progress
             continue;
         }
         Progress::add(&progress.total, health.blobs.unwrap_or(0));
+        let foreign = Foreign {
+            before: health.foreign_before.unwrap_or(0),
+            left: Default::default(),
+        };
         // The volume's listing: its blobs in key order, in chunks.
         let blobs = match state.volumes.client().listing(&addr).await {
             Ok(chunks) => chunks.flat_map(|chunk| {
@@ -76,7 +85,8 @@ pub async fn run(state: Arc<AppState>, params: JobParams, progress: Arc<Progress
                 continue;
             }
         };
-        let (state, progress, params, addr, pace) = (&state, &progress, &params, &addr, &pace);
+        let (state, progress, params, addr, pace, foreign) =
+            (&state, &progress, &params, &addr, &pace, &foreign);
         // Taken from the listing a batch at a time (see `read_ahead`).
         let mut batches = std::pin::pin!(blobs
             .take_while(|_| futures::future::ready(!progress.cancelled()))
@@ -88,6 +98,11 @@ pub async fn run(state: Arc<AppState>, params: JobParams, progress: Arc<Progress
                         // A copy whose metadata does not read says nothing of
                         // its age: it stays (and `verify` reports it).
                         Ok(entry) if entry.unreadable => {}
+                        Ok(Listed { meta, .. }) if meta.created < foreign.before => {
+                            Progress::add(&progress.scanned, 1);
+                            Progress::add(&progress.skipped, 1);
+                            foreign.left.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
                         Ok(Listed { meta, .. }) => {
                             Progress::add(&progress.scanned, 1);
                             collect_blob(state, progress, pace, params.dry_run, cutoff, addr, meta).await;
@@ -100,8 +115,24 @@ pub async fn run(state: Arc<AppState>, params: JobParams, progress: Arc<Progress
                 })
                 .await;
         }
+        let left = foreign.left.load(std::sync::atomic::Ordering::Relaxed);
+        if left > 0 {
+            // A failure, so that the run exits 1: the operator must act.
+            Progress::add(&progress.failed, 1);
+            progress.problem(format!(
+                "volume {addr}: {left} blob(s) left alone: they were there before this index first saw the volume, when it knew no key, so they may be the values of a lost index; run `trove-master rebuild` (README, \"Recover a lost index\") to bring them back, or empty the volume if they are not wanted"
+            ));
+        }
     }
     Ok(())
+}
+
+/// A volume this index first saw holding blobs while it knew no key
+/// ([`crate::volumes::Health::foreign_before`]): its blobs older than
+/// `before` are not gc's to judge.
+struct Foreign {
+    before: u64,
+    left: std::sync::atomic::AtomicU64,
 }
 
 /// Whether no record keeps the blob of `key` on `addr` alive (an index

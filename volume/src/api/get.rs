@@ -25,7 +25,7 @@
 
 use crate::error::{disk_error, ApiError};
 use crate::store::blocks::{self, BLOCK};
-use crate::store::{BlobStore, DiskCalls, OpenBlob, Pin, ReadKind};
+use crate::store::{BlobStore, DiskCalls, OpenBlob, Pin, ReadKind, StoreError};
 use crate::AppState;
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -133,13 +133,21 @@ pub async fn get(
     // for first, so that a hung disk holds a bounded number of threads
     // and is seen (`stalled_ms`).
     let disk = store.home_disk(&key);
-    let blob = disk
+    let opened = disk
         .read(ReadKind::Open, state.config.timeouts.stall, move || match pin {
             Some(pin) => store.open_pinned(&k, &pin),
             None => store.open_blob(&k),
         })
         .await
-        .map_err(disk_error)??;
+        .map_err(disk_error)?;
+    // A reader the master sent here for a write this volume does not
+    // hold: replaced since the redirect (the master's check then finds
+    // every copy as it should be), or lost (a file deleted or a disk
+    // emptied under the volume: the master re-copies it).
+    if pinned && !head_only && matches!(opened, Err(StoreError::Replaced | StoreError::NotFound)) {
+        state.store.damage().report(&key);
+    }
+    let blob = opened?;
     if blob.meta.damaged {
         // Reported again: the report made when the damage was found may
         // have been lost with a restart, and the master still sends

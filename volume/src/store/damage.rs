@@ -1,8 +1,12 @@
-//! Copies found damaged while being read (a GET, or a compose reading its
-//! own copy of a part), kept for the master: its poll of `/-/status` takes
-//! them and re-copies each from a good replica, so that the reader who
-//! found the damage is the last one sent to it — without waiting for an
-//! operator's `verify`.
+//! Copies a reader could not be given, kept for the master: found damaged
+//! while being read (a GET, or a compose reading its own copy of a part),
+//! or missing when the master sent a reader for them (a file deleted
+//! under the volume). The master's poll of `/-/status` takes them and
+//! checks each key's replicas, re-copying a bad or missing one from a good
+//! one, so that the reader who found the problem is the last one sent to
+//! it — without waiting for an operator's `verify`. (A reader who arrives
+//! just after a replace also finds its write gone; the master's check then
+//! finds every copy as it should be, and changes nothing.)
 //!
 //! The log holds at most [`KEPT`] reports, each key once. The master says
 //! which it has handled by passing the last number it took back on its
@@ -47,8 +51,8 @@ impl Default for DamageLog {
 }
 
 impl DamageLog {
-    /// Notes that this volume's copy of `key` is damaged (unless that is
-    /// waiting already). The oldest report makes room when the log is full.
+    /// Notes that this volume could not serve its copy of `key` (unless
+    /// that is waiting already). The oldest report makes room when the log is full.
     pub fn report(&self, key: &Key) {
         let mut inner = self.inner.lock();
         if inner.waiting.iter().any(|r| r.key == key.as_str()) {

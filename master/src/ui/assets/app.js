@@ -77,8 +77,15 @@ function bar(fraction, label, cls) {
 // What is wrong with a volume that answers, if anything: the word its card
 // and the headline use.
 function warning(v) {
-  return v.stalled ? "disk stalled" : v.read_only ? "read-only" : v.lost_data_at ? "lost data"
-    : !v.writable ? "full" : null;
+  return v.stalled ? "disk stalled" : v.lost_data_at ? "lost data" : v.read_only ? "read-only"
+    : v.foreign_before ? "unknown data" : !v.writable ? "full" : null;
+}
+
+// What to do about a volume that lost data: a data dir gone under the
+// running volume needs a restart first; one back on a new disk, a repair.
+function lostDataAdvice(v) {
+  return v.read_only ? "restart the volume once its disk is back or replaced, then run verify --repair"
+    : "run verify --repair";
 }
 
 function volumeCard(v, now) {
@@ -94,7 +101,8 @@ function volumeCard(v, now) {
       el("dt", {}, "zone"), el("dd", {}, v.zone || "—"),
       el("dt", {}, "weight"), el("dd", {}, v.weight),
       el("dt", {}, "last seen"), el("dd", { title: time(v.last_seen) }, ago(v.last_seen, now)),
-      v.lost_data_at ? [el("dt", {}, "new disk"), el("dd", {}, time(v.lost_data_at) + " (run verify --repair)")] : null),
+      v.lost_data_at ? [el("dt", {}, "lost data"), el("dd", {}, time(v.lost_data_at) + " (" + lostDataAdvice(v) + ")")] : null,
+      v.foreign_before ? [el("dt", {}, "unknown data"), el("dd", {}, "blobs from before " + time(v.foreign_before) + " this index never knew (a lost index? run trove-master rebuild)")] : null),
     (v.last_error || v.stalled) ? el("p", { class: "error" }, v.last_error || v.stalled) : null);
 }
 
