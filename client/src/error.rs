@@ -246,7 +246,7 @@ mod tests {
         assert!(damaged.is_all_damaged() && !damaged.is_retryable());
         for cure in [
             "only 2 healthy volume(s), 3 needed for a write; see GET /-/status",
-            "no replica of this key can serve it (127.0.0.1:3001 down); see GET /-/status",
+            "no replica of this key can serve it (127.0.0.1:3001 down)",
             "",
         ] {
             assert!(e(cure).is_retryable() && !e(cure).is_all_damaged(), "{cure}");

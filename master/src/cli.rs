@@ -37,7 +37,7 @@ fn unit(kind: JobKind) -> &'static str {
 pub fn summary(r: &JobReport, elapsed: Duration) -> String {
     let secs = elapsed.as_secs_f64().max(0.001);
     let mut line = format!(
-        "{} {}: {} {} scanned, {} {} ({}, {}/s), {} skipped, {} failed",
+        "{} {}: {} {} scanned, {} {} ({}), {} skipped, {} failed",
         r.job.name(),
         match r.state {
             JobState::Running => "running",
@@ -49,8 +49,16 @@ pub fn summary(r: &JobReport, elapsed: Duration) -> String {
         unit(r.job),
         r.changed,
         verb(r.job, r.params.dry_run),
-        HumanBytes(r.bytes),
-        HumanBytes((r.bytes as f64 / secs) as u64),
+        // A rate only for bytes that moved: a dry run's are what would.
+        if r.params.dry_run || r.bytes == 0 {
+            HumanBytes(r.bytes).to_string()
+        } else {
+            format!(
+                "{}, {}/s",
+                HumanBytes(r.bytes),
+                HumanBytes((r.bytes as f64 / secs) as u64)
+            )
+        },
         r.skipped,
         r.failed,
     );
@@ -119,6 +127,10 @@ pub async fn run_job(master: &str, kind: JobKind, params: JobParams) -> anyhow::
     let mut last_log = Instant::now();
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
+    // A SIGTERM (a service manager, `timeout`, `kill`) stops the job as
+    // Ctrl-C does, rather than leaving it running unwatched.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot watch for SIGTERM")?;
     let mut stopping = false;
     while report.state == JobState::Running {
         tokio::select! {
@@ -127,13 +139,23 @@ pub async fn run_job(master: &str, kind: JobKind, params: JobParams) -> anyhow::
                 eprintln!("stopping the {} (safe to run again later)…", kind.name());
                 let _ = http.delete(&url).send().await;
             }
+            _ = term.recv(), if !stopping => {
+                stopping = true;
+                eprintln!("terminated: stopping the {} (safe to run again later)…", kind.name());
+                let _ = http.delete(&url).send().await;
+            }
             _ = tokio::time::sleep(POLL) => {}
         }
         report = http
             .get(&url)
             .send()
             .await
-            .with_context(|| format!("lost the master at {master}"))?
+            .with_context(|| {
+                format!(
+                    "lost the master at {master} while following the {}: if the master stopped, the job stopped with it; run it again once the master answers (it is safe to)",
+                    kind.name()
+                )
+            })?
             .json()
             .await
             .context("unexpected answer from the master")?;

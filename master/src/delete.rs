@@ -59,7 +59,7 @@ pub async fn delete(state: Arc<AppState>, key: Key, conditions: Preconditions) -
         };
         remove_replicas(&state, &key, &volumes)
             .await
-            .map_err(|(_, e)| e)?;
+            .map_err(|(_, e)| ApiError::DeleteUnfinished(e))?;
         crash::point("delete-removed");
         state.index.remove(&key, Some(stored)).await?;
         tracing::debug!(key = %key, "deleted");

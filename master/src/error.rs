@@ -87,12 +87,15 @@ pub enum ApiError {
     NotEnoughVolumes { healthy: usize, needed: usize },
     #[error("only {writable} volume(s) can take this value (room for it beyond --min-free, not read-only, disk not stalled), {needed} needed; see GET /-/status")]
     NotEnoughSpace { writable: usize, needed: usize },
-    #[error("no replica of this key can serve it ({0}); see GET /-/status")]
+    #[error("no replica of this key can serve it ({0})")]
     ReplicasDown(String),
     #[error("every replica of this key ({0}) was found damaged by verify; no copy can be served: restore the value from elsewhere and write it again")]
     AllDamaged(String),
     #[error("{0}")]
     Volume(#[from] VolumeError),
+    /// A `DELETE` that unlinked the key but could not remove a copy.
+    #[error("{0}; the key is unlinked (it reads as absent) and that copy stays: send the DELETE again once the volume answers")]
+    DeleteUnfinished(VolumeError),
     #[error("replica {addr} stored {got} but {expected} was sent; nothing was stored")]
     ReplicaMismatch {
         addr: String,
@@ -128,7 +131,7 @@ impl ApiError {
             ClientStalled(_) => StatusCode::REQUEST_TIMEOUT,
             NotEnoughVolumes { .. } | ReplicasDown(_) | AllDamaged(_) => StatusCode::SERVICE_UNAVAILABLE,
             NotEnoughSpace { .. } => StatusCode::INSUFFICIENT_STORAGE,
-            Volume(e) => match e {
+            Volume(e) | DeleteUnfinished(e) => match e {
                 VolumeError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
                 VolumeError::Status { status: 507, .. } => StatusCode::INSUFFICIENT_STORAGE,
                 _ => StatusCode::BAD_GATEWAY,
@@ -236,6 +239,7 @@ pub fn every_status() -> Vec<u16> {
             addr: "v".into(),
             timeout: Duration::ZERO,
         }),
+        DeleteUnfinished(volume(500)),
         ReplicaMismatch {
             addr: String::new(),
             expected: String::new(),
@@ -275,6 +279,7 @@ pub fn every_status() -> Vec<u16> {
             | ReplicasDown(_)
             | AllDamaged(_)
             | Volume(_)
+            | DeleteUnfinished(_)
             | ReplicaMismatch { .. }
             | Index(_)
             | Internal(_) => {}

@@ -180,6 +180,13 @@ impl Volumes {
         &self.client
     }
 
+    /// Whether `addr` is a configured volume that did not answer its last
+    /// poll (or a call since). A volume no longer configured is not "down":
+    /// nothing polls it.
+    pub fn is_down(&self, addr: &str) -> bool {
+        self.health.get(addr).is_some_and(|h| !h.read().healthy)
+    }
+
     /// Whether `addr` is a configured volume that answered its last poll.
     pub fn is_healthy(&self, addr: &str) -> bool {
         self.health.get(addr).is_some_and(|h| h.read().healthy)

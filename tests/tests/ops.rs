@@ -799,6 +799,140 @@ async fn a_missing_copy_a_reader_finds_is_restored_without_verify() {
     assert!(c.master.log().contains("was repaired from a good replica"));
 }
 
+/// Jobs do not wait on a volume the master has marked down (a frozen
+/// one held verify for the stall timeout on every key it holds): its
+/// copies are reported as not checked, a repair whose only good copy is
+/// there says so, and verify and gc exit 1 — their work is not done.
+#[tokio::test]
+async fn jobs_do_not_wait_on_a_volume_that_is_down() {
+    let c = Cluster::start_default().await;
+    let data = dataset(16);
+    c.put_all(data.clone(), 4).await;
+    let frozen = c.volumes[0].addr.clone();
+    // A key with a copy on the frozen volume, whose other copy rots.
+    let mut rotten = None;
+    for (k, _) in &data {
+        let volumes = c.record_of(k).await.volumes;
+        if let Some(other) = volumes.split(',').find(|v| *v != frozen) {
+            if volumes.contains(&frozen) {
+                flip_byte(&c.blob_path(c.volume_index(other), k), 10);
+                rotten = Some(k.clone());
+                break;
+            }
+        }
+    }
+    let rotten = rotten.expect("a key with a copy on volume 0");
+    c.volumes[0].signal("STOP");
+    wait_for("the master to mark the frozen volume down", || async {
+        c.status().await["volumes"][0]["healthy"] == false
+    })
+    .await;
+
+    let (code, out) = c.admin(&["verify", "--deep", "--repair"]).await;
+    let (gc_code, gc_out) = c.admin(&["gc", "--grace", "0s"]).await;
+    c.volumes[0].signal("CONT");
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!(
+            "replica on {frozen} not checked: volume {frozen} unreachable: it is down"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "{rotten}: no good replica reached to repair from (1 could not be checked"
+        )),
+        "{out}"
+    );
+    assert_eq!(gc_code, 1, "{gc_out}");
+    assert!(gc_out.contains(&format!("volume {frozen} is down")), "{gc_out}");
+
+    // Once the volume answers, the same repair finishes the job.
+    wait_for("the volume back up", || async {
+        c.status().await["volumes"][0]["healthy"] == true
+    })
+    .await;
+    let (code, out) = c.admin(&["verify", "--deep", "--repair"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert_all_readable_and_balanced(&c, &data, 2).await;
+}
+
+/// A `DELETE` that cannot reach one of the key's volumes leaves the key
+/// unlinked, and says to send it again; sent again once the volume is
+/// back, it finishes.
+#[tokio::test]
+async fn a_delete_a_dead_volume_interrupts_says_to_send_it_again() {
+    let mut c = Cluster::start_default().await;
+    let data = dataset(8);
+    c.put_all(data.clone(), 4).await;
+    let dead = c.volumes[1].addr.clone();
+    let mut key = None;
+    for (k, _) in &data {
+        if c.record_of(k).await.volumes.contains(&dead) {
+            key = Some(k.clone());
+            break;
+        }
+    }
+    let key = key.expect("a key on volume 1");
+    c.volumes[1].kill();
+    let r = c.http.delete(c.url(&key)).send().await.unwrap();
+    assert_eq!(r.status(), 502);
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("send the DELETE again once the volume answers"),
+        "{body}"
+    );
+    assert_eq!(c.record_of(&key).await.status, 404, "it reads as absent");
+    c.volumes[1].restart();
+    wait_for("the volume back up", || async {
+        c.status().await["volumes"][1]["healthy"] == true
+    })
+    .await;
+    assert_eq!(c.delete(&key).await, 204);
+    assert!(!c.blob_path(1, &key).exists(), "the copy went with it");
+}
+
+/// A `SIGTERM` to the command following a job stops the job, as Ctrl-C
+/// does, instead of leaving it running unwatched.
+#[tokio::test]
+async fn sigterm_stops_the_job_the_command_follows() {
+    let c = Cluster::start_default().await;
+    c.put_all(dataset(30), 8).await;
+    let child = tokio::process::Command::new(trove_tests::bin("trove-master"))
+        .args([
+            "verify",
+            "--rate",
+            "2",
+            "--master",
+            &format!("http://{}", c.master.addr),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the verify to run", || async {
+        let r = c.http.get(c.url("/-/verify")).send().await.unwrap();
+        // Before the job starts: 404, no job yet.
+        r.json::<Value>().await.is_ok_and(|v| v["state"] == "running")
+    })
+    .await;
+    trove_tests::signal(child.id().unwrap(), "TERM");
+    let out = child.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("terminated: stopping the verify"), "{stderr}");
+    let state = c
+        .http
+        .get(c.url("/-/verify"))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(state["state"], "cancelled", "{state}");
+}
+
 /// An admin job sent to a volume's address (an operator mixing up the
 /// ports) says the address is not the master's, not what the volume
 /// answered to the job's request.

@@ -62,6 +62,8 @@ pub async fn run(state: Arc<AppState>, params: JobParams, progress: Arc<Progress
         let addr = spec.addr;
         if !health.healthy {
             Progress::add(&progress.skipped, health.blobs.unwrap_or(0));
+            // A failure, so that the run exits 1: its work is not done.
+            Progress::add(&progress.failed, 1);
             progress.problem(format!("volume {addr} is down; its orphans wait for the next gc"));
             continue;
         }

@@ -228,6 +228,12 @@ pub(crate) async fn check_key(
     let checks = record.volumes.iter().enumerate().map(|(i, a)| async move {
         match listed.get(i).copied().flatten() {
             Some(pending) => Replica::Good { pending },
+            // A volume the master has marked down is not asked: a frozen
+            // one would hold every key for the stall timeout.
+            None if state.volumes.is_down(a) => Replica::Unchecked(VolumeError::Unreachable {
+                addr: a.clone(),
+                message: "it is down (its health poll fails)".into(),
+            }),
             None => check_replica(state, params.deep, key, record, a).await,
         }
     });
@@ -235,6 +241,7 @@ pub(crate) async fn check_key(
     let mut good = vec![];
     let mut bad = vec![];
     let mut unconfirmed = vec![];
+    let mut unchecked = 0;
     for (addr, r) in record.volumes.iter().zip(results) {
         match r {
             Replica::Good { pending } => {
@@ -255,6 +262,7 @@ pub(crate) async fn check_key(
                 // Not knowing is not "fine": it counts as a failure, so
                 // the run's exit code says the check is incomplete.
                 state.volumes.note_error(&e);
+                unchecked += 1;
                 Progress::add(&progress.failed, 1);
                 progress.problem(format!("{key}: replica on {addr} not checked: {e}"));
                 // What was known to be damaged stays so.
@@ -271,7 +279,12 @@ pub(crate) async fn check_key(
     let repairing = params.repair && !bad.is_empty();
     if repairing && good.is_empty() {
         Progress::add(&progress.failed, bad.len() as u64);
-        progress.problem(format!("{key}: no good replica left to repair from"));
+        progress.problem(match unchecked {
+            0 => format!("{key}: no good replica left to repair from"),
+            n => format!(
+                "{key}: no good replica reached to repair from ({n} could not be checked: run again once their volumes answer)"
+            ),
+        });
         return;
     }
     if !repairing && same_set(&bad, &record.damaged) && unconfirmed.is_empty() {
