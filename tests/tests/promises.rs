@@ -199,7 +199,8 @@ fn gc_count(summary: &str, verb: &str) -> String {
         .split_once(&format!(" {verb} ("))
         .unwrap_or_else(|| panic!("no `{verb}` in {summary}"));
     let blobs = before.rsplit(' ').next().unwrap();
-    let bytes = after.split(',').next().unwrap();
+    // "(585.94 KiB)" in a dry run, "(585.94 KiB, 2.27 MiB/s)" in a real one.
+    let bytes = after.split([',', ')']).next().unwrap();
     format!("{blobs} blobs, {bytes}")
 }
 
