@@ -89,10 +89,19 @@ async fn answers_as_master(http: &reqwest::Client, master: &str) -> bool {
     }
 }
 
+/// The longest wait for the master's answer about a running job.
+const PROGRESS_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Starts `kind` on the master at `master` and follows it to the end.
 pub async fn run_job(master: &str, kind: JobKind, params: JobParams) -> anyhow::Result<JobReport> {
     let http = reqwest::Client::builder().no_proxy().build()?;
     let url = format!("{}/-/{}", master.trim_end_matches('/'), kind.name());
+    // Watched from before the job starts: a Ctrl-C or a SIGTERM (a service
+    // manager, `timeout`, `kill`) stops the job rather than leaving it
+    // running unwatched; a second one gives up at once.
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch for Ctrl-C")?;
+    let mut term = signal(SignalKind::terminate()).context("cannot watch for SIGTERM")?;
     let resp = http
         .post(&url)
         .json(&params)
@@ -125,29 +134,25 @@ pub async fn run_job(master: &str, kind: JobKind, params: JobParams) -> anyhow::
         bar
     });
     let mut last_log = Instant::now();
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
-    // A SIGTERM (a service manager, `timeout`, `kill`) stops the job as
-    // Ctrl-C does, rather than leaving it running unwatched.
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("cannot watch for SIGTERM")?;
     let mut stopping = false;
     while report.state == JobState::Running {
-        tokio::select! {
-            _ = &mut ctrl_c, if !stopping => {
-                stopping = true;
-                eprintln!("stopping the {} (safe to run again later)…", kind.name());
-                let _ = http.delete(&url).send().await;
+        let signalled = tokio::select! {
+            _ = interrupt.recv() => Some("interrupted"),
+            _ = term.recv() => Some("terminated"),
+            _ = tokio::time::sleep(POLL) => None,
+        };
+        if let Some(how) = signalled {
+            if stopping {
+                eprintln!("{how} again: not waiting for the {} to stop", kind.name());
+                std::process::exit(130);
             }
-            _ = term.recv(), if !stopping => {
-                stopping = true;
-                eprintln!("terminated: stopping the {} (safe to run again later)…", kind.name());
-                let _ = http.delete(&url).send().await;
-            }
-            _ = tokio::time::sleep(POLL) => {}
+            stopping = true;
+            eprintln!("{how}: stopping the {} (safe to run again later)…", kind.name());
+            let _ = http.delete(&url).timeout(PROGRESS_TIMEOUT).send().await;
         }
         report = http
             .get(&url)
+            .timeout(PROGRESS_TIMEOUT)
             .send()
             .await
             .with_context(|| {

@@ -94,7 +94,7 @@ pub enum ApiError {
     #[error("{0}")]
     Volume(#[from] VolumeError),
     /// A `DELETE` that unlinked the key but could not remove a copy.
-    #[error("{0}; the key is unlinked (it reads as absent) and that copy stays: send the DELETE again once the volume answers")]
+    #[error("{0}; the key now reads as absent, but that copy stays: send the DELETE again once the volume answers")]
     DeleteUnfinished(VolumeError),
     #[error("replica {addr} stored {got} but {expected} was sent; nothing was stored")]
     ReplicaMismatch {

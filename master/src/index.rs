@@ -95,6 +95,20 @@ const COUNTS_ENTRY: &[u8] = b"counts";
 /// emptied while the master was down, or before it restarted, is still
 /// known to lack the older keys.
 const DISKS_PREFIX: &[u8] = b"disks/";
+/// In the stats column family: how the index began (see [`Origin`]).
+const ORIGIN_ENTRY: &[u8] = b"origin";
+
+/// How an index began, kept in it from then on: a master that created it
+/// empty, or a `rebuild` from the volumes. An index from before this was
+/// kept has neither.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// `serve` found it empty (no key, no volume ever seen), at Unix ms.
+    BornEmpty(u64),
+    /// Written by `rebuild`, at Unix ms.
+    Rebuilt(u64),
+}
 /// Records rewritten per batch when an index of JSON records is migrated.
 const MIGRATE_BATCH: usize = 10_000;
 
@@ -402,6 +416,23 @@ impl Index {
             found.push((String::from_utf8_lossy(addr).into_owned(), value.to_vec()));
         }
         Ok(found)
+    }
+
+    /// How the index began, if it says. Blocking (one read).
+    pub fn origin(&self) -> Result<Option<Origin>, IndexError> {
+        let stored = self.inner.db.get_cf(self.cf(STATS_CF), ORIGIN_ENTRY)?;
+        Ok(stored.and_then(|b| serde_json::from_slice(&b).ok()))
+    }
+
+    /// Records how the index began (synced). Blocking.
+    pub fn set_origin(&self, origin: Origin) -> Result<(), IndexError> {
+        let mut opts = WriteOptions::default();
+        opts.set_sync(true);
+        let bytes = serde_json::to_vec(&origin).expect("plain data");
+        self.inner
+            .db
+            .put_cf_opt(self.cf(STATS_CF), ORIGIN_ENTRY, bytes, &opts)?;
+        Ok(())
     }
 
     /// Remembers `disks` for the volume at `addr` (synced, whatever

@@ -103,12 +103,24 @@ impl AppState {
         let index = index::Index::open(&config.db, config.fsync, config.index_cache)
             .with_context(|| format!("cannot open the index at {}", config.db.display()))?;
         let client = client::VolumeClient::new(config.timeouts, config.signer.clone(), config.url_ttl);
-        let volumes = volumes::Volumes::new(config.placement.clone(), client, config.min_free);
-        volumes.remember_disks(
-            index
-                .volume_disks()
-                .context("cannot read the volumes' data dirs from the index")?,
-        );
+        let mut volumes = volumes::Volumes::new(config.placement.clone(), client, config.min_free);
+        let disks = index
+            .volume_disks()
+            .context("cannot read the volumes' data dirs from the index")?;
+        // An index that starts out here empty, never having seen a volume,
+        // is marked so for good: a volume it then meets holding blobs may
+        // hold a lost index's values (see `Volumes::poll_all`).
+        let mut origin = index.origin().context("cannot read the index")?;
+        let counts = index.counts();
+        if origin.is_none() && disks.is_empty() && counts.live + counts.unlinked + counts.writing == 0 {
+            let born = index::Origin::BornEmpty(trove_common::record::now_ms());
+            index.set_origin(born).context("cannot write to the index")?;
+            origin = Some(born);
+        }
+        if let Some(index::Origin::BornEmpty(at)) = origin {
+            volumes.set_born_empty(at);
+        }
+        volumes.remember_disks(disks);
         Ok(AppState {
             index,
             volumes: Arc::new(volumes),

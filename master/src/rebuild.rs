@@ -91,6 +91,11 @@ pub async fn rebuild(
     let mut cursors = futures::future::try_join_all(opened).await?;
     let index = Index::open(db, true, crate::index::DEFAULT_CACHE)
         .with_context(|| format!("cannot create the index at {}", db.display()))?;
+    // The volumes' blobs are this index's: a master on it does not take
+    // them for a lost index's.
+    index
+        .set_origin(crate::index::Origin::Rebuilt(trove_common::record::now_ms()))
+        .context("cannot write to the new index")?;
     // The index is written by a thread of its own, a batch behind the merge.
     let (batches, to_write) = std::sync::mpsc::sync_channel::<Vec<(Key, Record)>>(2);
     let writer = std::thread::spawn(move || -> anyhow::Result<()> {

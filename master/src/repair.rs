@@ -29,6 +29,7 @@ const BUSY_PAUSE: Duration = Duration::from_millis(500);
 pub async fn run(state: Arc<AppState>, mut reports: Receiver<(String, String)>) {
     while let Some((volume, key)) = reports.recv().await {
         repair(&state, &volume, &key).await;
+        state.volumes.damage_handled(&volume, &key);
     }
 }
 

@@ -46,8 +46,9 @@ pub struct Health {
     /// `verify --repair` has run since.
     pub lost_data_at: Option<u64>,
     /// When this index first saw the volume, Unix ms, if the volume then
-    /// held blobs while the index knew no key at all: a master started on
-    /// an empty (lost, mistyped) index in front of a cluster's volumes.
+    /// held blobs and the index is one a master created empty: a master
+    /// started on an empty (lost, mistyped) index in front of a cluster's
+    /// volumes — whenever each of them first answers.
     /// Blobs older than this may be a lost index's values: `gc` leaves
     /// them alone, and a `rebuild` (a fresh index) adopts them.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -106,9 +107,11 @@ pub struct Volumes {
     /// their way to [`crate::repair`]: `(volume, key)`.
     damaged: tokio::sync::mpsc::Sender<(String, String)>,
     damaged_inbox: parking_lot::Mutex<Option<tokio::sync::mpsc::Receiver<(String, String)>>>,
-    /// The index knew no key at the monitor's last look (see
-    /// [`Health::foreign_before`]).
-    index_empty: std::sync::atomic::AtomicBool,
+    /// The reports sent to the repairer and not yet handled.
+    damage_queued: parking_lot::Mutex<std::collections::HashSet<(String, String)>>,
+    /// When the index was created empty by a master, if it was (Unix ms;
+    /// see [`Health::foreign_before`]).
+    born_empty: Option<u64>,
 }
 
 /// Damage reports waiting for the repairer; more are dropped (each copy
@@ -139,8 +142,23 @@ impl Volumes {
             retired: parking_lot::Mutex::default(),
             damaged,
             damaged_inbox: parking_lot::Mutex::new(Some(inbox)),
-            index_empty: std::sync::atomic::AtomicBool::new(false),
+            born_empty: None,
+            damage_queued: parking_lot::Mutex::default(),
         }
+    }
+
+    /// The repairer is done with a report of [`Volumes::take_damage_reports`].
+    pub fn damage_handled(&self, volume: &str, key: &str) {
+        self.damage_queued
+            .lock()
+            .remove(&(volume.to_string(), key.to_string()));
+    }
+
+    /// The index was created empty by a master at `at` (Unix ms): a
+    /// volume it meets for the first time holding blobs is marked
+    /// [`Health::foreign_before`].
+    pub fn set_born_empty(&mut self, at: u64) {
+        self.born_empty = Some(at);
     }
 
     /// The damage reports the polls collect, `(volume, key)`: for the one
@@ -184,7 +202,11 @@ impl Volumes {
     /// poll (or a call since). A volume no longer configured is not "down":
     /// nothing polls it.
     pub fn is_down(&self, addr: &str) -> bool {
-        self.health.get(addr).is_some_and(|h| !h.read().healthy)
+        self.health.get(addr).is_some_and(|h| {
+            let h = h.read();
+            // Before its first poll a volume is not known to be down.
+            !h.healthy && h.last_error.is_some()
+        })
     }
 
     /// Whether `addr` is a configured volume that answered its last poll.
@@ -439,9 +461,18 @@ impl Volumes {
         };
         let mut last = after;
         for r in reports.iter().filter(|r| r.seq > after) {
-            tracing::info!(volume = %addr, key = %r.key, "a reader could not be served this volume's copy (damaged or missing): checking the key's replicas");
-            if self.damaged.try_send((addr.to_string(), r.key.clone())).is_err() {
-                tracing::warn!(volume = %addr, key = %r.key, "too many damaged copies waiting for repair: this one waits for its next reader or `verify --repair`");
+            let report = (addr.to_string(), r.key.clone());
+            // One check per copy at a time: a key read often while it
+            // waits is reported again after each acknowledgement.
+            if !self.damage_queued.lock().contains(&report) {
+                if self.damaged.try_send(report.clone()).is_err() {
+                    // Not acknowledged: the volume keeps it (and the rest)
+                    // for a later poll.
+                    tracing::warn!(volume = %addr, "too many copies waiting for repair: the rest wait on the volume");
+                    break;
+                }
+                tracing::info!(volume = %addr, key = %r.key, "a reader could not be served this volume's copy (damaged or missing): checking the key's replicas");
+                self.damage_queued.lock().insert(report);
             }
             last = last.max(r.seq);
         }
@@ -496,11 +527,11 @@ impl Volumes {
                             tracing::warn!(volume = %v.addr, "volume came back without a data dir it had (emptied or replaced disk): readers of older keys go to other replicas until `verify --repair` has run");
                             h.lost_data_at = Some(now_ms());
                         }
-                    } else if status.blobs > 0 && self.index_empty.load(Ordering::Relaxed) {
+                    } else if status.blobs > 0 && self.born_empty.is_some() {
                         tracing::error!(
                             volume = %v.addr,
                             blobs = status.blobs,
-                            "the volume holds blobs, but this index knows no key: if the index was lost (or --db is not the cluster's), stop this master and run `trove-master rebuild` (README, \"Recover a lost index\"); gc leaves these blobs alone"
+                            "the volume holds blobs this index has never known: if the index was lost (or --db is not the cluster's), stop this master and run `trove-master rebuild` (README, \"Recover a lost index\"); gc leaves these blobs alone"
                         );
                         h.foreign_before = Some(now_ms());
                     }
@@ -525,9 +556,6 @@ impl Volumes {
     pub async fn monitor(self: Arc<Self>, interval: Duration, index: crate::index::Index) {
         loop {
             let started = Instant::now();
-            let counts = index.counts();
-            let empty = counts.live + counts.unlinked + counts.writing == 0;
-            self.index_empty.store(empty, Ordering::Relaxed);
             self.poll_all().await;
             self.save_disks(&index).await;
             tokio::time::sleep(interval.saturating_sub(started.elapsed())).await;

@@ -362,8 +362,8 @@ async fn a_volume_dying_mid_compose_leaves_nothing_visible() {
 
 /// A part whose local copy has rotted (a byte flipped in its second
 /// block): the composing volume notices at that block's CRC32C, reads the
-/// rest from the other replica, and marks its copy damaged; the result is
-/// still exactly right.
+/// rest from the other replica, and marks its copy damaged and reports it;
+/// the result is still exactly right, and the master repairs the copy.
 #[tokio::test]
 async fn a_rotten_local_part_is_read_from_its_replica() {
     let c = cluster(3, 2, false).await;

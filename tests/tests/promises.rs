@@ -584,8 +584,8 @@ async fn corrupt_bytes_are_never_served() {
         big[..got.len()],
         "the bytes sent before the cut are the value's"
     );
-    // Until the repair, a read of either copy is refused or cut short,
-    // never given a wrong byte; after it, the copy is whole again.
+    // The master re-copies each from the other replica; after that, the
+    // copy is served whole again.
     for (key, i, value) in [("/rot/small", s, &small), ("/rot/big", b, &big)] {
         let url = format!("http://{}{key}", c.volumes[i].addr);
         let path = c.blob_path(i, key);

@@ -10,8 +10,9 @@
 //!    blobs come from its `/-/listing` (compact, key order), each looked
 //!    up in the index (no request per blob unless it is deleted).
 //!
-//! A volume this index first saw already holding blobs, while the index
-//! knew no key (a master started on a lost or mistyped `--db`), keeps the
+//! A volume this index first saw already holding blobs, the index being
+//! one a master created empty (a master started on a lost or mistyped
+//! `--db`), keeps the
 //! blobs older than that sight: they may be a lost index's values, which
 //! `rebuild` brings back, and gc deleting them would lose them for good.
 //!
@@ -122,14 +123,14 @@ pub async fn run(state: Arc<AppState>, params: JobParams, progress: Arc<Progress
             // A failure, so that the run exits 1: the operator must act.
             Progress::add(&progress.failed, 1);
             progress.problem(format!(
-                "volume {addr}: {left} blob(s) left alone: they were there before this index first saw the volume, when it knew no key, so they may be the values of a lost index; run `trove-master rebuild` (README, \"Recover a lost index\") to bring them back, or empty the volume if they are not wanted"
+                "volume {addr}: {left} blob(s) left alone: they were there before this index, which a master created empty, first saw the volume, so they may be the values of a lost index; run `trove-master rebuild` (README, \"Recover a lost index\") to bring them back, or empty the volume if they are not wanted"
             ));
         }
     }
     Ok(())
 }
 
-/// A volume this index first saw holding blobs while it knew no key
+/// A volume this index (created empty by a master) first saw holding blobs
 /// ([`crate::volumes::Health::foreign_before`]): its blobs older than
 /// `before` are not gc's to judge.
 struct Foreign {

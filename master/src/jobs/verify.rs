@@ -232,7 +232,7 @@ pub(crate) async fn check_key(
             // one would hold every key for the stall timeout.
             None if state.volumes.is_down(a) => Replica::Unchecked(VolumeError::Unreachable {
                 addr: a.clone(),
-                message: "it is down (its health poll fails)".into(),
+                message: "marked down (its health poll fails), not asked".into(),
             }),
             None => check_replica(state, params.deep, key, record, a).await,
         }
@@ -260,8 +260,11 @@ pub(crate) async fn check_key(
             }
             Replica::Unchecked(e) => {
                 // Not knowing is not "fine": it counts as a failure, so
-                // the run's exit code says the check is incomplete.
-                state.volumes.note_error(&e);
+                // the run's exit code says the check is incomplete. (A
+                // volume marked down keeps the reason its poll gave.)
+                if !state.volumes.is_down(addr) {
+                    state.volumes.note_error(&e);
+                }
                 unchecked += 1;
                 Progress::add(&progress.failed, 1);
                 progress.problem(format!("{key}: replica on {addr} not checked: {e}"));
@@ -276,16 +279,20 @@ pub(crate) async fn check_key(
         &progress.found,
         bad.iter().filter(|a| !good.contains(a)).count() as u64,
     );
-    let repairing = params.repair && !bad.is_empty();
+    let mut repairing = params.repair && !bad.is_empty();
     if repairing && good.is_empty() {
         Progress::add(&progress.failed, bad.len() as u64);
-        progress.problem(match unchecked {
-            0 => format!("{key}: no good replica left to repair from"),
-            n => format!(
-                "{key}: no good replica reached to repair from ({n} could not be checked: run again once their volumes answer)"
-            ),
-        });
-        return;
+        if unchecked > 0 {
+            progress.problem(format!(
+                "{key}: no good replica reached to repair from ({unchecked} could not be checked: run again once their volumes answer)"
+            ));
+            return;
+        }
+        // Nothing to repair from: the damage is recorded, as a check
+        // records it, so that readers get the master's `503` instead of
+        // being sent to copies their volumes refuse.
+        progress.problem(format!("{key}: no good replica left to repair from"));
+        repairing = false;
     }
     if !repairing && same_set(&bad, &record.damaged) && unconfirmed.is_empty() {
         return;

@@ -133,18 +133,25 @@ pub async fn get(
     // for first, so that a hung disk holds a bounded number of threads
     // and is seen (`stalled_ms`).
     let disk = store.home_disk(&key);
-    let opened = disk
+    let (opened, lost) = disk
         .read(ReadKind::Open, state.config.timeouts.stall, move || match pin {
-            Some(pin) => store.open_pinned(&k, &pin),
-            None => store.open_blob(&k),
+            Some(pin) => {
+                let opened = store.open_pinned(&k, &pin);
+                // A reader the master sent here for a write of which this
+                // volume holds no copy at all — not a newer one either,
+                // which is a replace after the redirect —: lost (a file
+                // deleted, a disk emptied under the volume), or deleted
+                // after the redirect (the master then finds no record).
+                let lost = matches!(opened, Err(StoreError::Replaced | StoreError::NotFound))
+                    && !store.holds_any_copy(&k);
+                (opened, lost)
+            }
+            None => (store.open_blob(&k), false),
         })
         .await
         .map_err(disk_error)?;
-    // A reader the master sent here for a write this volume does not
-    // hold: replaced since the redirect (the master's check then finds
-    // every copy as it should be), or lost (a file deleted or a disk
-    // emptied under the volume: the master re-copies it).
-    if pinned && !head_only && matches!(opened, Err(StoreError::Replaced | StoreError::NotFound)) {
+    // Reported for the master to repair; a `HEAD` is a check, not a reader.
+    if !head_only && (lost || matches!(opened, Err(StoreError::Corrupt(_)))) {
         state.store.damage().report(&key);
     }
     let blob = opened?;

@@ -404,6 +404,19 @@ impl BlobStore {
         open_described(&found.data, found.meta, self.dir_of(&found.data))
     }
 
+    /// Whether this volume holds any copy of `key`, in place or kept
+    /// aside (one whose metadata cannot be read counts). Blocking.
+    pub fn holds_any_copy(&self, key: &Key) -> bool {
+        let _stripe = self.stripe(key);
+        if !matches!(self.find(key), Ok(None)) {
+            return true;
+        }
+        self.dirs.iter().any(|dir| {
+            let (data, _) = Self::paths_in(dir, key);
+            previous::prev_of(&data).0.exists()
+        })
+    }
+
     /// Opens the copy of `key` a pinned read asks for: the blob in place,
     /// or the previous value kept aside while a newer write is
     /// unconfirmed. [`StoreError::Replaced`] when neither is that copy
