@@ -93,6 +93,7 @@ pub struct AppState {
     pub jobs: jobs::Jobs,
     pub metrics: Arc<trove_common::metrics::HttpMetrics>,
     pub expiry: expiry::ExpiryStats,
+    pub repairs: repair::RepairStats,
     pub config: Config,
 }
 
@@ -128,6 +129,7 @@ impl AppState {
             jobs: jobs::Jobs::default(),
             metrics: Arc::default(),
             expiry: expiry::ExpiryStats::default(),
+            repairs: repair::RepairStats::default(),
             config,
         })
     }

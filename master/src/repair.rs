@@ -13,12 +13,25 @@
 
 use crate::jobs::{verify, JobParams, Progress};
 use crate::AppState;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc::Receiver;
 use trove_common::key::Key;
 use trove_common::record::State;
+
+/// What repair on read has done since the master started (`/-/metrics`).
+#[derive(Debug, Default)]
+pub struct RepairStats {
+    /// Reports handled: keys checked because a volume could not serve a
+    /// copy of them to a reader.
+    pub checked: AtomicU64,
+    /// Copies re-copied from a good replica.
+    pub repaired: AtomicU64,
+    /// Copies that could not be repaired (no good replica reached, a
+    /// pull that failed): left to `verify --repair`.
+    pub failed: AtomicU64,
+}
 
 /// A key busy with another operation is tried again this often, this far
 /// apart, before it is left to the next reader or `verify --repair`.
@@ -60,9 +73,13 @@ pub async fn repair(state: &AppState, volume: &str, key: &str) {
         }
         let progress = Progress::default();
         verify::check_key(state, &progress, &params, &key, &record, &[]).await;
-        let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         if get(&progress.skipped) == 0 {
             let (repaired, failed) = (get(&progress.changed), get(&progress.failed));
+            let stats = &state.repairs;
+            stats.checked.fetch_add(1, Ordering::Relaxed);
+            stats.repaired.fetch_add(repaired, Ordering::Relaxed);
+            stats.failed.fetch_add(failed, Ordering::Relaxed);
             if get(&progress.found) == 0 && failed == 0 {
                 tracing::debug!(volume, key = %key, "every copy checks good (replaced or repaired meanwhile)");
             } else if failed > 0 {

@@ -690,6 +690,12 @@ async fn a_damaged_copy_a_reader_finds_is_repaired_without_verify() {
         c.master.log().contains("was repaired from a good replica"),
         "the master logs the report"
     );
+    let metrics = c.text("/-/metrics").await;
+    assert!(metrics.contains("\ntrove_read_repairs_total 2\n"), "{metrics}");
+    assert!(
+        metrics.contains("\ntrove_read_repair_failures_total 0\n"),
+        "{metrics}"
+    );
     // Nothing is left for verify to find.
     let (code, out) = c.admin(&["verify", "--deep"]).await;
     assert_eq!(code, 0, "{out}");

@@ -133,6 +133,21 @@ pub async fn metrics(
         load(&state.expiry.failed),
     );
     scrape.counter(
+        "trove_read_repair_checks",
+        "Keys checked because a volume could not serve a copy of them to a reader (repair on read)",
+        load(&state.repairs.checked),
+    );
+    scrape.counter(
+        "trove_read_repairs",
+        "Copies re-copied from a good replica by repair on read",
+        load(&state.repairs.repaired),
+    );
+    scrape.counter(
+        "trove_read_repair_failures",
+        "Copies repair on read could not repair (left to verify --repair)",
+        load(&state.repairs.failed),
+    );
+    scrape.counter(
         "trove_listing_index_reads",
         "Index iterator moves made by listings (a common prefix costs one seek)",
         state.index.list_reads(),
