@@ -39,8 +39,8 @@ pub struct VolumeStatus {
     pub read_only: bool,
     /// Unix ms when it came back on a new, empty disk (until repaired).
     pub lost_data_at: Option<u64>,
-    /// Unix ms when an index that knew no key first saw it holding blobs
-    /// (a lost index?): gc leaves the older blobs alone.
+    /// Unix ms when an index a master created empty first saw it holding
+    /// blobs (a lost index?): gc leaves the older blobs alone.
     pub foreign_before: Option<u64>,
     pub free_bytes: Option<u64>,
     pub used_bytes: Option<u64>,

@@ -222,14 +222,16 @@ pub struct VolumeStatus {
     /// for `?damage_seen=<log>:<seq>`. (Absent from older volumes.)
     #[serde(default)]
     pub damage_log: u64,
-    /// Copies found damaged while being read that the master has not
-    /// taken yet (`?damage_seen=` drops those it has), oldest first.
+    /// Copies a reader could not be given (damaged, or missing) that the
+    /// master has not taken yet (`?damage_seen=` drops those it has),
+    /// oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub damaged: Vec<DamageReport>,
 }
 
-/// A copy a volume found damaged while reading it (a block failing its
-/// CRC32C, checksums that do not parse), for the master to repair.
+/// A copy a volume could not give a reader (a block failing its CRC32C,
+/// metadata that does not read, no copy of the key at all), for the
+/// master to check and repair.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DamageReport {
     /// The report's number in its volume's log, from 1.

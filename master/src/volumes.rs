@@ -464,15 +464,15 @@ impl Volumes {
             let report = (addr.to_string(), r.key.clone());
             // One check per copy at a time: a key read often while it
             // waits is reported again after each acknowledgement.
-            if !self.damage_queued.lock().contains(&report) {
+            if self.damage_queued.lock().insert(report.clone()) {
                 if self.damaged.try_send(report.clone()).is_err() {
+                    self.damage_queued.lock().remove(&report);
                     // Not acknowledged: the volume keeps it (and the rest)
                     // for a later poll.
                     tracing::warn!(volume = %addr, "too many copies waiting for repair: the rest wait on the volume");
                     break;
                 }
                 tracing::info!(volume = %addr, key = %r.key, "a reader could not be served this volume's copy (damaged or missing): checking the key's replicas");
-                self.damage_queued.lock().insert(report);
             }
             last = last.max(r.seq);
         }

@@ -12,9 +12,9 @@
 //!
 //! A volume this index first saw already holding blobs, the index being
 //! one a master created empty (a master started on a lost or mistyped
-//! `--db`), keeps the
-//! blobs older than that sight: they may be a lost index's values, which
-//! `rebuild` brings back, and gc deleting them would lose them for good.
+//! `--db`), keeps the blobs older than that sight: they may be a lost
+//! index's values, which `rebuild` brings back, and gc deleting them would
+//! lose them for good.
 //!
 //! A blob is deleted only under its key's lock, after re-reading the
 //! record, so a key being written or deleted meanwhile is never touched.
