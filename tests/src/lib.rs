@@ -729,8 +729,15 @@ where
     Fut: std::future::Future<Output = bool>,
 {
     let deadline = Instant::now() + WAIT;
-    while !cond().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+    loop {
+        // A check that does not return (a server that stopped answering)
+        // fails the wait too, rather than holding it past its deadline.
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, cond()).await {
+            Ok(true) => return,
+            Ok(false) => assert!(Instant::now() < deadline, "timed out waiting for {what}"),
+            Err(_) => panic!("timed out waiting for {what}: the last check did not return"),
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

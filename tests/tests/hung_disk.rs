@@ -397,6 +397,18 @@ async fn master_entry(c: &Cluster, i: usize) -> serde_json::Value {
 /// volume takes writes again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_stuck_on_a_frozen_disk_are_refused_and_sent_elsewhere() {
+    writes_stuck_on_a_frozen_disk(&[]).await;
+}
+
+/// The same without fsync, where a small write is committed on a thread
+/// that serves HTTP rather than on the blocking pool: the one it holds
+/// while the disk is frozen must leave the volume answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_writes_stuck_in_place_on_a_frozen_disk_leave_the_volume_answering() {
+    writes_stuck_on_a_frozen_disk(&["--no-fsync"]).await;
+}
+
+async fn writes_stuck_on_a_frozen_disk(volume_args: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let disk = LoopDisk::mount(&dir.path().join("vol0"), 1024).unwrap_or_else(|e| {
         panic!(
@@ -408,7 +420,11 @@ async fn writes_stuck_on_a_frozen_disk_are_refused_and_sent_elsewhere() {
         ClusterOptions {
             volumes: 3,
             replicas: 2,
-            volume_args: vec!["--stall-timeout".into(), "2s".into()],
+            volume_args: ["--stall-timeout", "2s"]
+                .iter()
+                .chain(volume_args)
+                .map(|a| a.to_string())
+                .collect(),
             ..Default::default()
         },
     )
@@ -419,20 +435,28 @@ async fn writes_stuck_on_a_frozen_disk_are_refused_and_sent_elsewhere() {
         .expect("of 30 keys, one placed on volume 0");
     let frozen = disk.freeze().expect("fsfreeze");
 
-    // A write sent to the volume waits on the frozen disk.
+    // Writes sent to the volume wait on the frozen disk: small ones, so
+    // that without fsync one of them waits on a thread serving HTTP.
     let volume = format!("http://{}", c.volumes[0].addr);
-    let stuck = format!("{volume}/stuck");
-    let stuck_put = tokio::spawn(async move {
-        let resp = no_redirects().put(stuck).body("waited").send().await.unwrap();
-        resp.status().as_u16()
-    });
-    wait_for("the volume to report the dir its write waits on", || async {
+    let stuck_puts: Vec<_> = (0..3)
+        .map(|i| {
+            let stuck = format!("{volume}/stuck/{i}");
+            tokio::spawn(async move {
+                let resp = no_redirects().put(stuck).body("waited").send().await.unwrap();
+                resp.status().as_u16()
+            })
+        })
+        .collect();
+    wait_for("the volume to report the dir its writes wait on", || async {
         c.volume_status(0).await["dirs"][0]["stalled_ms"]
             .as_u64()
             .is_some()
     })
     .await;
-    assert!(!stuck_put.is_finished(), "the write finished on a frozen disk");
+    assert!(
+        stuck_puts.iter().all(|p| !p.is_finished()),
+        "a write finished on a frozen disk"
+    );
 
     // New writes and deletes there are refused at once, saying why.
     let quick = quick_client();
@@ -556,11 +580,13 @@ async fn writes_stuck_on_a_frozen_disk_are_refused_and_sent_elsewhere() {
 
     // Thawed: the waiting write completes, and writes reach the volume again.
     drop(frozen);
-    let status = tokio::time::timeout(WAIT, stuck_put)
-        .await
-        .expect("the write still waiting after the thaw")
-        .unwrap();
-    assert_eq!(status, 201, "the write that waited");
+    for stuck_put in stuck_puts {
+        let status = tokio::time::timeout(WAIT, stuck_put)
+            .await
+            .expect("a write still waiting after the thaw")
+            .unwrap();
+        assert_eq!(status, 201, "a write that waited");
+    }
     wait_for("the master to see the disk take writes again", || async {
         master_entry(&c, 0).await["stalled"].is_null()
     })

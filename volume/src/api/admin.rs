@@ -97,11 +97,12 @@ pub async fn mark(
 ) -> Result<Response, ApiError> {
     let change = state_change(&q)?;
     let store = state.store.clone();
-    let meta = tokio::task::spawn_blocking(move || {
-        let mut outcomes = store.set_states(vec![change]);
-        outcomes.pop().expect("one outcome per change")
-    })
-    .await??;
+    let meta = store
+        .short_call(move |store| {
+            let mut outcomes = store.set_states(vec![change]);
+            outcomes.pop().expect("one outcome per change")
+        })
+        .await??;
     Ok(Json(meta).into_response())
 }
 
@@ -135,7 +136,8 @@ pub async fn marks(
     let parsed: Vec<Result<StateChange, ApiError>> = queries.iter().map(state_change).collect();
     let valid: Vec<StateChange> = parsed.iter().filter_map(|p| p.as_ref().ok().cloned()).collect();
     let store = state.store.clone();
-    let mut applied = tokio::task::spawn_blocking(move || store.set_states(valid))
+    let mut applied = store
+        .short_call(move |store| store.set_states(valid))
         .await?
         .into_iter();
     let outcomes: Vec<MarkOutcome> = parsed
@@ -185,7 +187,7 @@ pub async fn abort(
     let write = parse_write(&q.write)?;
     let store = state.store.clone();
     let k = key.clone();
-    let aborted = tokio::task::spawn_blocking(move || store.abort(&k, &write)).await??;
+    let aborted = store.short_call(move |store| store.abort(&k, &write)).await??;
     tracing::debug!(key = %key, ?aborted, "write aborted");
     Ok(Json(aborted).into_response())
 }

@@ -13,7 +13,7 @@ pub async fn delete(state: &AppState, key: Key) -> Result<Response, ApiError> {
     // writes waiting; then timed as a write of that disk.
     store.disk_for_writing(&key)?;
     let k = key.clone();
-    let deleted = tokio::task::spawn_blocking(move || store.small_write(&k, || store.delete(&k)));
+    let deleted = store.short_call(move |store| store.small_write(&k, || store.delete(&k)));
     if deleted.await?? {
         tracing::debug!(key = %key, "deleted");
         Ok(StatusCode::NO_CONTENT.into_response())

@@ -6,8 +6,9 @@
 //! blocking pool (never on a thread serving HTTP), holding one of its data
 //! dir's [`DISK_READS_PER_DIR`] slots, so that a hung disk holds at most
 //! that many of the pool's threads; finding and opening a blob (its
-//! metadata read) holds one of as many other slots, so that reads stuck
-//! on bytes do not keep blobs whose bytes are cached from being served.
+//! metadata read, a short call: below) holds one of as many other slots,
+//! so that reads stuck on bytes do not keep blobs whose bytes are cached
+//! from being served.
 //!
 //! **Writes.** The disk calls of an upload (creating its temp file,
 //! writing each batch of its bytes, committing it) and of a delete are
@@ -17,6 +18,20 @@
 //! ([`DiskCalls::writes_stalled`]) rather than each taking a thread to
 //! the disk. A disk may hang on writes only (a frozen file system, a
 //! stuck write cache) and still serve reads: the two are timed apart.
+//!
+//! **Short calls.** A hand-off to the blocking pool costs two thread
+//! wake-ups and switches, more CPU than a call that only touches the
+//! page cache: opening a blob to read it, and — without fsync — a small
+//! write's whole commit, a delete, a mark or an abort. Those run on the
+//! thread serving their request instead ([`short_call`]), but only one
+//! at a time in the process, and only with two or more such threads. A
+//! disk that hangs under one of them (a frozen file system, a dead
+//! device) then holds one serving thread at most: the others still
+//! answer `/-/healthy` and `/-/status`, which report the stall, and
+//! every further call goes to the blocking pool, as all of them do with
+//! fsync (a call that waits for the disk is no short call). A watch
+//! thread makes sure an idle serving thread takes over polling the
+//! sockets while a call is stuck ([`nudge_while_stuck`]).
 //!
 //! **Too long**, for a read, is the stall timeout: a read moves a block
 //! at most, and needs nothing but its own bytes from the disk. A write
@@ -41,7 +56,8 @@
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::io;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -169,13 +185,13 @@ impl DiskCalls {
             )
         })?;
         let calls = Arc::clone(self);
-        tokio::task::spawn_blocking(move || {
+        // An open reads a little metadata, mostly cached: a short call.
+        short_call(kind == ReadKind::Open, move || {
             let _slot = slot;
             let _running = calls.reading();
             read()
         })
         .await
-        .map_err(io::Error::other)
     }
 
     /// A slot of `kind`, waiting at most `wait`.
@@ -243,6 +259,82 @@ impl DiskCalls {
     }
 }
 
+/// Whether a short call is running in place, on a thread that serves
+/// HTTP ([`short_call`]): at most one does at a time.
+static IN_PLACE: AtomicBool = AtomicBool::new(false);
+
+/// When the call running in place began (milliseconds since [`CLOCK`]; 0
+/// when none is), and its runtime, for [`nudge_while_stuck`].
+static IN_PLACE_SINCE: AtomicU64 = AtomicU64::new(0);
+static IN_PLACE_RUNTIME: Mutex<Option<tokio::runtime::Handle>> = Mutex::new(None);
+static CLOCK: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+/// How long a call may run in place before the other serving threads are
+/// woken (see [`nudge_while_stuck`]).
+const NUDGE_AFTER: Duration = Duration::from_millis(50);
+
+/// Runs `f`, a short call to the disk, and returns what it returned: on
+/// the calling thread if `may_run_in_place`, this runtime has two or more
+/// threads serving HTTP and no other call is running in place; else on
+/// the blocking pool (see the module's documentation, "Short calls").
+pub async fn short_call<T: Send + 'static>(
+    may_run_in_place: bool,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> io::Result<T> {
+    let runtime = tokio::runtime::Handle::try_current().ok();
+    let in_place = may_run_in_place
+        && runtime.as_ref().is_some_and(|h| h.metrics().num_workers() >= 2)
+        && IN_PLACE
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok();
+    if !in_place {
+        return tokio::task::spawn_blocking(f).await.map_err(io::Error::other);
+    }
+    struct Leave;
+    impl Drop for Leave {
+        fn drop(&mut self) {
+            IN_PLACE_SINCE.store(0, Ordering::Release);
+            IN_PLACE.store(false, Ordering::Release);
+        }
+    }
+    let _leave = Leave;
+    *IN_PLACE_RUNTIME.lock() = runtime;
+    IN_PLACE_SINCE.store(CLOCK.elapsed().as_millis() as u64 + 1, Ordering::Release);
+    static WATCH: std::sync::Once = std::sync::Once::new();
+    WATCH.call_once(|| {
+        std::thread::Builder::new()
+            .name("short-call-watch".into())
+            .spawn(nudge_while_stuck)
+            .expect("a thread to watch short calls");
+    });
+    Ok(f())
+}
+
+/// Watches the call running in place: once it has run for longer than
+/// [`NUDGE_AFTER`], wakes an idle serving thread of its runtime, and again
+/// every [`NUDGE_AFTER`] while it runs.
+///
+/// A tokio worker polls the sockets only when it goes idle and finds the
+/// poller free; one that goes idle while another holds the poller sleeps
+/// until woken instead. If the thread that held it then runs into a call
+/// that never returns, nothing polls the sockets, and no request wakes
+/// the sleeping worker: the volume stops answering (seen with a frozen
+/// file system under a small write, before this watch). A task spawned
+/// from outside the runtime wakes an idle worker, which runs it, goes
+/// idle again and takes the poller.
+fn nudge_while_stuck() {
+    loop {
+        std::thread::sleep(NUDGE_AFTER);
+        let since = IN_PLACE_SINCE.load(Ordering::Acquire);
+        if since == 0 || CLOCK.elapsed().as_millis() as u64 + 1 < since + NUDGE_AFTER.as_millis() as u64 {
+            continue;
+        }
+        if let Some(runtime) = IN_PLACE_RUNTIME.lock().as_ref() {
+            drop(runtime.spawn(async {}));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,6 +391,72 @@ mod tests {
         assert!(open.is_some(), "opens have slots of their own");
         drop((open, rest));
         assert_eq!(oldest(&reads), None);
+    }
+
+    /// One short call runs in place at a time; one that comes meanwhile
+    /// goes to the blocking pool, and so does any call of a runtime with
+    /// one serving thread, or one that may not run in place.
+    #[test]
+    fn one_short_call_at_a_time_runs_in_place() {
+        use std::sync::mpsc;
+        use std::thread;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (began_tx, began) = mpsc::channel();
+            let (release, release_rx) = mpsc::channel::<()>();
+            let held = tokio::spawn(async move {
+                let caller = thread::current().id();
+                let ran_on = short_call(true, move || {
+                    began_tx.send(()).unwrap();
+                    release_rx.recv().unwrap();
+                    thread::current().id()
+                })
+                .await
+                .unwrap();
+                (caller, ran_on)
+            });
+            tokio::task::spawn_blocking(move || began.recv().unwrap())
+                .await
+                .unwrap();
+            // The first is running, in place: this one goes to the pool.
+            let other = tokio::spawn(async {
+                let caller = thread::current().id();
+                (caller, short_call(true, || thread::current().id()).await.unwrap())
+            });
+            let (caller, ran_on) = other.await.unwrap();
+            assert_ne!(caller, ran_on, "a second call ran in place beside the first");
+            release.send(()).unwrap();
+            let (caller, ran_on) = held.await.unwrap();
+            assert_eq!(caller, ran_on, "the first call ran on the blocking pool");
+            // The place is free again.
+            let again = tokio::spawn(async {
+                let caller = thread::current().id();
+                (caller, short_call(true, || thread::current().id()).await.unwrap())
+            });
+            let (caller, ran_on) = again.await.unwrap();
+            assert_eq!(caller, ran_on, "the place was not given back");
+            let (caller, ran_on) = tokio::spawn(async {
+                let caller = thread::current().id();
+                (
+                    caller,
+                    short_call(false, || thread::current().id()).await.unwrap(),
+                )
+            })
+            .await
+            .unwrap();
+            assert_ne!(caller, ran_on, "a call that may not run in place did");
+        });
+        let one_thread = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let (caller, ran_on) = one_thread.block_on(async {
+            (
+                thread::current().id(),
+                short_call(true, || thread::current().id()).await.unwrap(),
+            )
+        });
+        assert_ne!(caller, ran_on, "a call ran in place on the only serving thread");
     }
 
     #[test]

@@ -272,6 +272,17 @@ impl BlobStore {
         f()
     }
 
+    /// Runs `f` — a small write's commit, a delete, a mark, an abort — on
+    /// the blocking pool, or without fsync, when nothing in it waits for
+    /// the disk, perhaps on the calling thread ([`disk_calls::short_call`]).
+    pub async fn short_call<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&BlobStore) -> T + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = Arc::clone(self);
+        Ok(disk_calls::short_call(!self.fsync, move || f(&store)).await?)
+    }
+
     /// Which data dir `path` is in (the first, if none).
     fn dir_of(&self, path: &Path) -> usize {
         self.dirs.iter().position(|d| path.starts_with(d)).unwrap_or(0)

@@ -87,7 +87,8 @@ impl BlobStore {
 
     /// A value announced as small: received whole (at most
     /// [`INLINE_WRITE_MAX`] bytes), then written and committed in one
-    /// blocking call — one hand-off to the blocking pool instead of one
+    /// short call (see [`BlobStore::short_call`]): without fsync, often on
+    /// this thread; else one hand-off to the blocking pool instead of one
     /// per chunk and one for the end.
     async fn write_small<S, E>(
         self: &Arc<Self>,
@@ -107,14 +108,13 @@ impl BlobStore {
         while let Some(chunk) = next_chunk(&mut body, expected.len, &mut received, stall).await? {
             value.extend_from_slice(&chunk);
         }
-        let (store, key) = (Arc::clone(self), key.clone());
-        tokio::task::spawn_blocking(move || {
+        let key = key.clone();
+        self.short_call(move |store| {
             let mut w = store.begin_write(&key, &expected, disk)?;
             w.write(Bytes::from(value))?;
             w.commit(expected)
         })
-        .await
-        .map_err(|e| StoreError::Io(io::Error::other(e)))?
+        .await?
     }
 
     /// Any other value: streamed from the socket to a writer on a blocking
