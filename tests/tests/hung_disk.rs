@@ -1,6 +1,7 @@
 //! A volume whose disk stops answering must still answer `/-/healthy`
-//! and every request that does not need that disk: no disk work may run
-//! on the threads that serve HTTP. (Readers of the hung disk's copies
+//! and every request that does not need that disk: disk work runs on the
+//! blocking pool, except one short call at a time on a thread that serves
+//! HTTP (the servers run two: `TOKIO_WORKER_THREADS`). (Readers of the hung disk's copies
 //! wait; a client's or the gateway's timeout sends them to another
 //! replica.) The disk here is a FUSE file bind-mounted over a stored
 //! blob whose reads hang until released (`trove_tests::hung_disk`); it
@@ -266,8 +267,9 @@ async fn the_master_sends_readers_and_writers_away_from_a_hung_disk() {
     drop(disk);
 }
 
-/// A disk that hangs on metadata too: finding a blob waits on it, on
-/// the blocking pool and bounded like the reads of bytes — the volume
+/// A disk that hangs on metadata too: finding a blob waits on it (one
+/// such read in place, the rest on the blocking pool), bounded like the
+/// reads of bytes — the volume
 /// still answers `/-/healthy` and takes writes, the reads beyond the
 /// limit get `503`, and `/-/status` reports the stalled dir.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

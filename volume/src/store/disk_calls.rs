@@ -284,6 +284,7 @@ pub async fn short_call<T: Send + 'static>(
     let runtime = tokio::runtime::Handle::try_current().ok();
     let in_place = may_run_in_place
         && runtime.as_ref().is_some_and(|h| h.metrics().num_workers() >= 2)
+        && watching()
         && IN_PLACE
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
             .is_ok();
@@ -300,23 +301,32 @@ pub async fn short_call<T: Send + 'static>(
     let _leave = Leave;
     *IN_PLACE_RUNTIME.lock() = runtime;
     IN_PLACE_SINCE.store(CLOCK.elapsed().as_millis() as u64 + 1, Ordering::Release);
-    static WATCH: std::sync::Once = std::sync::Once::new();
-    WATCH.call_once(|| {
+    // A panic is the call's error, as it is on the blocking pool: the
+    // request gets a `500`, not a dropped connection.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .map_err(|_| io::Error::other("a disk call panicked (see the log)"))
+}
+
+/// Whether the watch thread ([`nudge_while_stuck`]) runs: started on
+/// first use. Without it no call runs in place.
+fn watching() -> bool {
+    static WATCHING: LazyLock<bool> = LazyLock::new(|| {
         std::thread::Builder::new()
             .name("short-call-watch".into())
             .spawn(nudge_while_stuck)
-            .expect("a thread to watch short calls");
+            .map_err(|e| tracing::warn!(error = %e, "no thread to watch short disk calls; they all go to the blocking pool"))
+            .is_ok()
     });
-    Ok(f())
+    *WATCHING
 }
 
 /// Watches the call running in place: once it has run for longer than
 /// [`NUDGE_AFTER`], wakes an idle serving thread of its runtime, and again
 /// every [`NUDGE_AFTER`] while it runs.
 ///
-/// A tokio worker polls the sockets only when it goes idle and finds the
-/// poller free; one that goes idle while another holds the poller sleeps
-/// until woken instead. If the thread that held it then runs into a call
+/// A tokio worker polls the sockets when it goes idle and finds the
+/// poller free (and briefly every 61 tasks while busy); one that goes
+/// idle while another holds the poller sleeps until woken instead. If the thread that held it then runs into a call
 /// that never returns, nothing polls the sockets, and no request wakes
 /// the sleeping worker: the volume stops answering (seen with a frozen
 /// file system under a small write, before this watch). A task spawned
