@@ -739,10 +739,11 @@ where
         let left = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(left, cond()).await {
             Ok(true) => return,
-            // The deadline passed before this check began.
-            Ok(false) | Err(_) if left.is_zero() => {}
-            Ok(false) => {}
-            Err(_) => panic!("timed out waiting for {what}: the last check did not return"),
+            // (With no time left the check is polled once: not a hang.)
+            Err(_) if !left.is_zero() => {
+                panic!("timed out waiting for {what}: the last check did not return")
+            }
+            _ => {}
         }
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -122,41 +122,17 @@ pub async fn metrics(
             .map(|(s, n)| (s.to_string(), n)),
     );
     let load = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
-    scrape.counter(
-        "trove_expired_keys",
-        "Keys deleted by the expirer since the master started",
-        load(&state.expiry.expired),
-    );
-    scrape.counter(
-        "trove_expiry_failures",
-        "Deletions of expired keys that failed (retried later)",
-        load(&state.expiry.failed),
-    );
-    scrape.counter(
-        "trove_read_repair_checks",
-        "Keys checked because a volume could not serve a copy of them to a reader (repair on read)",
-        load(&state.repairs.checked),
-    );
-    scrape.counter(
-        "trove_read_repairs",
-        "Copies re-copied from a good replica by repair on read",
-        load(&state.repairs.repaired),
-    );
-    scrape.counter(
-        "trove_read_repair_failures",
-        "Copies repair on read could not repair (left to verify --repair)",
-        load(&state.repairs.failed),
-    );
-    scrape.counter(
-        "trove_listing_index_reads",
-        "Index iterator moves made by listings (a common prefix costs one seek)",
-        state.index.list_reads(),
-    );
-    scrape.counter(
-        "trove_index_write_stalls",
-        "Unsynced index writes (--no-fsync) that met a RocksDB write stall and waited on the blocking pool",
-        state.index.write_stalls(),
-    );
+    for (name, help, value) in [
+        ("trove_expired_keys", "Keys deleted by the expirer since the master started", load(&state.expiry.expired)),
+        ("trove_expiry_failures", "Deletions of expired keys that failed (retried later)", load(&state.expiry.failed)),
+        ("trove_read_repair_checks", "Keys checked because a volume could not serve a copy of them to a reader (repair on read)", load(&state.repairs.checked)),
+        ("trove_read_repairs", "Copies re-copied from a good replica by repair on read", load(&state.repairs.repaired)),
+        ("trove_read_repair_failures", "Copies repair on read could not repair (left to verify --repair)", load(&state.repairs.failed)),
+        ("trove_listing_index_reads", "Index iterator moves made by listings (a common prefix costs one seek)", state.index.list_reads()),
+        ("trove_index_write_stalls", "Unsynced index writes (--no-fsync) that met a RocksDB write stall and waited on the blocking pool", state.index.write_stalls()),
+    ] {
+        scrape.counter(name, help, value);
+    }
     scrape.gauge(
         "trove_index_disk_bytes",
         "Size of the index's SST files",

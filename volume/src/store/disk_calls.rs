@@ -28,8 +28,9 @@
 //! disk that hangs under one of them (a frozen file system, a dead
 //! device) then holds one serving thread at most: the others still
 //! answer `/-/healthy` and `/-/status`, which report the stall, and
-//! every further call goes to the blocking pool, as all of them do with
-//! fsync (a call that waits for the disk is no short call). A watch
+//! every further call goes to the blocking pool, as every write call
+//! does with fsync (a call that waits for the disk is no short call; an
+//! open still runs in place). A watch
 //! thread makes sure an idle serving thread takes over polling the
 //! sockets while a call is stuck ([`nudge_while_stuck`]).
 //!
@@ -326,9 +327,9 @@ fn watching() -> bool {
 ///
 /// A tokio worker polls the sockets when it goes idle and finds the
 /// poller free (and briefly every 61 tasks while busy); one that goes
-/// idle while another holds the poller sleeps until woken instead. If the thread that held it then runs into a call
-/// that never returns, nothing polls the sockets, and no request wakes
-/// the sleeping worker: the volume stops answering (seen with a frozen
+/// idle while another holds the poller sleeps until woken instead. If
+/// the thread that held it then runs into a call that never returns,
+/// nothing polls the sockets, and no request wakes the sleeping worker: the volume stops answering (seen with a frozen
 /// file system under a small write, before this watch). A task spawned
 /// from outside the runtime wakes an idle worker, which runs it, goes
 /// idle again and takes the poller.
