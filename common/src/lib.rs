@@ -13,6 +13,9 @@
 //! - [`digest`]: sha256, md5 and CRC32C over a stream; hashing beside the
 //!   forwarding of a write.
 //! - [`xattr`]: a blob's metadata as an extended attribute of its file.
+//! - [`disk_calls`]: calls that wait on a disk, timed so that a hung disk
+//!   is told from a busy one (a volume's data dirs, the master's index),
+//!   and short ones run on the thread serving their request.
 //! - [`metrics`]: Prometheus text for `/-/metrics`.
 //! - [`range`]: HTTP `Range: bytes=…` parsing and resolution.
 //! - [`conditions`]: `If-Match` / `If-None-Match` on a write.
@@ -32,6 +35,7 @@ pub mod binary;
 pub mod conditions;
 pub mod crash;
 pub mod digest;
+pub mod disk_calls;
 pub mod flags;
 pub mod http;
 pub mod key;

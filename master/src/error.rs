@@ -137,6 +137,7 @@ impl ApiError {
                 _ => StatusCode::BAD_GATEWAY,
             },
             ReplicaMismatch { .. } => StatusCode::BAD_GATEWAY,
+            Index(IndexError::Stalled(_)) => StatusCode::SERVICE_UNAVAILABLE,
             Index(_) | Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -34,6 +34,8 @@ use serde::Serialize;
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
+use trove_common::disk_calls::{short_call, DiskCalls};
 use trove_common::key::Key;
 use trove_common::record::{Record, RecordError, State};
 
@@ -56,6 +58,10 @@ pub enum IndexError {
     Record(#[from] RecordError),
     #[error("index task failed: {0}")]
     Task(String),
+    /// A write has waited on the index's disk past the stall timeout
+    /// ([`Index::write`]): new ones are refused rather than queued.
+    #[error("the index is not taking writes: one has waited {:.1} s on its disk (frozen, failing or full?); reads are still served, and writes resume once the disk answers", .0.as_secs_f64())]
+    Stalled(Duration),
 }
 
 impl From<rocksdb::Error> for IndexError {
@@ -167,6 +173,8 @@ struct Inner {
     sync: bool,
     /// The volume table, loaded at open; ids are added, never changed.
     volumes: RwLock<VolumeTable>,
+    /// Held while new volume ids are stored ([`Index::register_volumes`]).
+    registering: parking_lot::Mutex<()>,
     live: AtomicI64,
     writing: AtomicI64,
     unlinked: AtomicI64,
@@ -176,13 +184,25 @@ struct Inner {
     /// Unsynced writes that met a write stall and went to the blocking
     /// pool ([`Index::write`]; a metric).
     write_stalls: AtomicU64,
+    /// The writes running, timed ([`Index::stalled`]).
+    calls: Arc<DiskCalls>,
+    /// How long a write may wait on the disk before new ones are refused
+    /// (a serving master's `--stall-timeout`; `None`: never).
+    stall: Option<Duration>,
 }
 
 impl Index {
     /// Opens (creating if missing) the index at `path`, with a block cache
     /// of `cache_bytes`. An index of JSON records (earlier versions) is
     /// rewritten in the binary format first, and its keys counted once.
-    pub fn open(path: &Path, sync: bool, cache_bytes: usize) -> Result<Index, IndexError> {
+    /// Once a write has waited on the disk past `stall`, new writes fail
+    /// at once with [`IndexError::Stalled`] until one finishes.
+    pub fn open(
+        path: &Path,
+        sync: bool,
+        cache_bytes: usize,
+        stall: Option<Duration>,
+    ) -> Result<Index, IndexError> {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         // Records are ~73 bytes: small buffers keep the master's memory low.
@@ -230,11 +250,14 @@ impl Index {
                 db,
                 sync,
                 volumes: RwLock::new(VolumeTable::default()),
+                registering: parking_lot::Mutex::new(()),
                 live: AtomicI64::new(0),
                 writing: AtomicI64::new(0),
                 unlinked: AtomicI64::new(0),
                 list_reads: AtomicU64::new(0),
                 write_stalls: AtomicU64::new(0),
+                calls: Arc::default(),
+                stall,
             }),
         };
         index.load_volumes()?;
@@ -288,29 +311,29 @@ impl Index {
     }
 
     /// Gives every volume `record` names an id, storing new ones before
-    /// any record uses them.
+    /// any record uses them. New ids are stored with no lock held that
+    /// readers take: a store that waits on the disk (a frozen file
+    /// system) must leave every read of a record answering. Registrations
+    /// take turns, so that two never give out the same id.
     fn register_volumes(&self, record: &Record) -> Result<(), IndexError> {
-        let known = {
-            let table = self.inner.volumes.read();
-            codec::volumes_of(record).all(|v| table.id(v).is_some())
-        };
-        if known {
+        let known = |table: &VolumeTable| codec::volumes_of(record).all(|v| table.id(v).is_some());
+        if known(&self.inner.volumes.read()) {
             return Ok(());
         }
-        let mut table = self.inner.volumes.write();
+        let _turn = self.inner.registering.lock();
+        let mut table = self.inner.volumes.read().clone();
         let added = table.assign(codec::volumes_of(record));
+        if added.is_empty() {
+            return Ok(());
+        }
         let mut batch = WriteBatch::default();
         for (id, name) in &added {
             batch.put_cf(self.cf(VOLUMES_CF), id.to_be_bytes(), name.as_bytes());
         }
-        if let Err(e) = self.inner.db.write_opt(batch, &self.write_opts()) {
-            // Not stored: forget them, so that they are stored next time —
-            // the table as stored put back before the lock is released, so
-            // no other write ever sees (and stores a record with) an id
-            // that is not in the index.
-            *table = self.stored_volumes()?;
-            return Err(e.into());
-        }
+        // Only once stored are the ids given out: a record never names an
+        // id the index does not hold.
+        self.inner.db.write_opt(batch, &self.write_opts())?;
+        *self.inner.volumes.write() = table;
         Ok(())
     }
 
@@ -441,6 +464,7 @@ impl Index {
         let entry = [DISKS_PREFIX, addr.as_bytes()].concat();
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
+            let _timed = this.inner.calls.write(0);
             let mut opts = WriteOptions::default();
             opts.set_sync(true);
             this.inner.db.put_cf_opt(this.cf(STATS_CF), entry, disks, &opts)
@@ -621,22 +645,35 @@ impl Index {
     }
 
     /// Commits the batch `make` builds, with the counts' `deltas`. When
-    /// writes are not synced (`--no-fsync`) it is done inline: a memtable
-    /// insert and an append to the log in the page cache cost less than a
+    /// writes are not synced (`--no-fsync`) it is a short call
+    /// ([`short_call`]: usually on the calling thread): a memtable insert
+    /// and an append to the log in the page cache cost less than a
     /// hand-off to another thread (reads are inline too). Otherwise — or
     /// when RocksDB would make it wait, in a write stall while compaction
     /// catches up — it goes to the blocking pool: a synced write takes
     /// milliseconds, and concurrent writers share a log sync only if each
-    /// waits on a thread of its own.
+    /// waits on a thread of its own. Either way it is timed, and refused
+    /// at once while the disk is stalled ([`Index::stalled`]).
     async fn write(
         &self,
-        make: impl Fn(&Index) -> Result<WriteBatch, IndexError> + Send + 'static,
+        make: impl Fn(&Index) -> Result<WriteBatch, IndexError> + Send + Sync + 'static,
         deltas: Vec<(Option<State>, i64)>,
     ) -> Result<(), IndexError> {
+        if let Some(waited) = self.stalled() {
+            return Err(IndexError::Stalled(waited));
+        }
+        let make = Arc::new(make);
         if !self.inner.sync {
-            let mut opts = self.write_opts();
-            opts.set_no_slowdown(true);
-            match self.commit_with(make(self)?, &deltas, &opts) {
+            let (this, make, deltas) = (self.clone(), Arc::clone(&make), deltas.clone());
+            let tried = short_call(true, move || {
+                let _timed = this.inner.calls.write(0);
+                let mut opts = this.write_opts();
+                opts.set_no_slowdown(true);
+                this.commit_with(make(&this)?, &deltas, &opts)
+            })
+            .await
+            .map_err(|e| IndexError::Task(e.to_string()))?;
+            match tried {
                 Err(IndexError::Db(e)) if e.kind() == rocksdb::ErrorKind::Incomplete => {
                     self.inner.write_stalls.fetch_add(1, Ordering::Relaxed);
                 }
@@ -644,9 +681,20 @@ impl Index {
             }
         }
         let this = self.clone();
-        tokio::task::spawn_blocking(move || this.commit(make(&this)?, &deltas))
-            .await
-            .map_err(|e| IndexError::Task(e.to_string()))?
+        tokio::task::spawn_blocking(move || {
+            let _timed = this.inner.calls.write(0);
+            this.commit(make(&this)?, &deltas)
+        })
+        .await
+        .map_err(|e| IndexError::Task(e.to_string()))?
+    }
+
+    /// Whether the index's disk is not taking writes: how long the oldest
+    /// write has waited on it, if past the stall timeout with no write
+    /// finished meanwhile (a frozen or hung file system, where a busy one
+    /// still finishes writes).
+    pub fn stalled(&self) -> Option<Duration> {
+        self.inner.calls.writes_stalled(self.inner.stall?)
     }
 
     /// Writes many records at once (for `rebuild`, into a fresh index).
@@ -737,8 +785,8 @@ mod tests {
     #[test]
     fn an_index_open_elsewhere_is_refused_in_words() {
         let dir = tempfile::tempdir().unwrap();
-        let _first = Index::open(dir.path(), false, DEFAULT_CACHE).unwrap();
-        let Err(e) = Index::open(dir.path(), false, DEFAULT_CACHE) else {
+        let _first = Index::open(dir.path(), false, DEFAULT_CACHE, None).unwrap();
+        let Err(e) = Index::open(dir.path(), false, DEFAULT_CACHE, None) else {
             panic!("opened twice");
         };
         assert!(matches!(e, IndexError::Locked), "{e:?}");
@@ -750,7 +798,7 @@ mod tests {
     #[tokio::test]
     async fn expiry_scan_touches_only_due_entries() {
         let dir = tempfile::tempdir().unwrap();
-        let index = Index::open(dir.path(), false, DEFAULT_CACHE).unwrap();
+        let index = Index::open(dir.path(), false, DEFAULT_CACHE, None).unwrap();
         const TTL_KEYS: u64 = 100_000;
         let with_ttl = |i: u64| Record {
             expires: Some(1_000_000 + i),
@@ -816,7 +864,7 @@ mod tests {
     #[tokio::test]
     async fn expired_keys_are_not_listed_and_stale_entries_are_dropped() {
         let dir = tempfile::tempdir().unwrap();
-        let index = Index::open(dir.path(), false, DEFAULT_CACHE).unwrap();
+        let index = Index::open(dir.path(), false, DEFAULT_CACHE, None).unwrap();
         let past = Record {
             expires: Some(1),
             ..rec(State::Live)
@@ -841,7 +889,7 @@ mod tests {
         };
         index.put(&key("/later"), later, None).await.unwrap();
         drop(index);
-        let index = Index::open(dir.path(), false, DEFAULT_CACHE).unwrap();
+        let index = Index::open(dir.path(), false, DEFAULT_CACHE, None).unwrap();
         assert_eq!(
             index.due(10, 10).await.unwrap().entries,
             vec![(5, "/later".to_string())]
@@ -877,7 +925,7 @@ mod tests {
                 db.put(k.as_bytes(), r.encode()).unwrap();
             }
         }
-        let index = Index::open(dir.path(), false, DEFAULT_CACHE).unwrap();
+        let index = Index::open(dir.path(), false, DEFAULT_CACHE, None).unwrap();
         let c = index.counts();
         // `/c` is a live key being replaced: it counts as live.
         assert_eq!((c.live, c.unlinked, c.writing), (3, 1, 0));
@@ -891,7 +939,7 @@ mod tests {
         // writes keep them.
         index.put(&key("/e"), rec(State::Live), None).await.unwrap();
         drop(index);
-        let index = Index::open(dir.path(), false, DEFAULT_CACHE).unwrap();
+        let index = Index::open(dir.path(), false, DEFAULT_CACHE, None).unwrap();
         assert_eq!(index.counts().live, 4);
         assert_eq!(index.get(&key("/c")).unwrap().unwrap().volumes, vec!["w:9"]);
     }
@@ -901,7 +949,7 @@ mod tests {
     #[tokio::test]
     async fn disk_size_counts_the_log_and_the_tables() {
         let dir = tempfile::tempdir().unwrap();
-        let index = Index::open(dir.path(), false, DEFAULT_CACHE).unwrap();
+        let index = Index::open(dir.path(), false, DEFAULT_CACHE, None).unwrap();
         let empty = index.disk_size();
         for i in 0..200 {
             index
@@ -933,7 +981,7 @@ mod tests {
     #[tokio::test]
     async fn a_replaced_key_counts_as_live_throughout() {
         let dir = tempfile::tempdir().unwrap();
-        let index = Index::open(dir.path(), false, DEFAULT_CACHE).unwrap();
+        let index = Index::open(dir.path(), false, DEFAULT_CACHE, None).unwrap();
         let k = key("/k");
         let live = rec(State::Live);
         index.put(&k, live.clone(), None).await.unwrap();
@@ -978,7 +1026,7 @@ mod tests {
             .put_cf(stats, counter_entry(State::Writing), 7i64.to_le_bytes())
             .unwrap();
         drop(index);
-        let index = Index::open(dir.path(), false, DEFAULT_CACHE).unwrap();
+        let index = Index::open(dir.path(), false, DEFAULT_CACHE, None).unwrap();
         assert_eq!(counts(&index), (1, 0, 1));
     }
 
@@ -988,7 +1036,7 @@ mod tests {
     async fn synced_and_unsynced_writes_store_and_count_alike() {
         for sync in [true, false] {
             let dir = tempfile::tempdir().unwrap();
-            let index = Index::open(dir.path(), sync, DEFAULT_CACHE).unwrap();
+            let index = Index::open(dir.path(), sync, DEFAULT_CACHE, None).unwrap();
             index.put(&key("/k/1"), rec(State::Live), None).await.unwrap();
             index.put(&key("/k/2"), rec(State::Live), None).await.unwrap();
             index
@@ -1004,7 +1052,7 @@ mod tests {
             assert!(index.get(&key("/k/2")).unwrap().is_none(), "sync {sync}");
             assert_eq!(counts(&index), (0, 0, 1), "sync {sync}");
             drop(index);
-            let index = Index::open(dir.path(), sync, DEFAULT_CACHE).unwrap();
+            let index = Index::open(dir.path(), sync, DEFAULT_CACHE, None).unwrap();
             assert_eq!(counts(&index), (0, 0, 1), "sync {sync}, reopened");
         }
     }
@@ -1012,7 +1060,7 @@ mod tests {
     #[tokio::test]
     async fn stores_lists_and_counts() {
         let dir = tempfile::tempdir().unwrap();
-        let index = Index::open(dir.path(), false, DEFAULT_CACHE).unwrap();
+        let index = Index::open(dir.path(), false, DEFAULT_CACHE, None).unwrap();
         for k in ["/a/1", "/a/2", "/a/3", "/b/1", "/a0"] {
             index.put(&key(k), rec(State::Live), None).await.unwrap();
         }
@@ -1051,7 +1099,7 @@ mod tests {
         assert_eq!((c.live, c.unlinked, c.writing), (4, 0, 0));
         drop(index);
         // Counts are rebuilt on open.
-        let index = Index::open(dir.path(), false, DEFAULT_CACHE).unwrap();
+        let index = Index::open(dir.path(), false, DEFAULT_CACHE, None).unwrap();
         assert_eq!(index.counts().live, 4);
     }
 }

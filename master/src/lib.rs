@@ -101,8 +101,13 @@ impl AppState {
     /// Opens the index and sets up the volume roster (not yet polled).
     pub fn open(config: Config) -> anyhow::Result<AppState> {
         use anyhow::Context;
-        let index = index::Index::open(&config.db, config.fsync, config.index_cache)
-            .with_context(|| format!("cannot open the index at {}", config.db.display()))?;
+        let index = index::Index::open(
+            &config.db,
+            config.fsync,
+            config.index_cache,
+            Some(config.timeouts.stall),
+        )
+        .with_context(|| format!("cannot open the index at {}", config.db.display()))?;
         let client = client::VolumeClient::new(config.timeouts, config.signer.clone(), config.url_ttl);
         let mut volumes = volumes::Volumes::new(config.placement.clone(), client, config.min_free);
         let disks = index

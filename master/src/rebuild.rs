@@ -89,7 +89,7 @@ pub async fn rebuild(
         anyhow::Ok(Cursor::start(addr, stream))
     });
     let mut cursors = futures::future::try_join_all(opened).await?;
-    let index = Index::open(db, true, crate::index::DEFAULT_CACHE)
+    let index = Index::open(db, true, crate::index::DEFAULT_CACHE, None)
         .with_context(|| format!("cannot create the index at {}", db.display()))?;
     // The volumes' blobs are this index's: a master on it does not take
     // them for a lost index's.

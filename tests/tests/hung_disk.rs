@@ -431,6 +431,8 @@ async fn writes_stuck_on_a_frozen_disk(volume_args: &[&str]) {
         },
     )
     .await;
+    // Unmounted before the cluster's dir is removed (dropped first).
+    let disk = disk;
     let held = c
         .put_until_on(0, "/before/")
         .await
@@ -597,4 +599,116 @@ async fn writes_stuck_on_a_frozen_disk(volume_args: &[&str]) {
         c.put_until_on(0, "/after/").await.is_some(),
         "of 30 keys written after the thaw, none was placed on volume 0"
     );
+}
+
+/// The master's index on a disk that stops taking writes (a frozen file
+/// system). Writes that reach the index wait on it; once one has waited
+/// past the stall timeout, new writes and deletes are refused at once
+/// (`503`, saying why) instead of each taking a thread to wait on, and
+/// `/-/ready` and `/-/status` say so — while reads (redirects from the
+/// index already in memory), `/-/healthy` and `/-/status` are answered as
+/// before. Thawed, the waiting writes complete and writes work again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_stuck_on_a_frozen_index_disk_are_refused() {
+    index_writes_stuck_on_a_frozen_disk(&[]).await;
+}
+
+/// The same without fsync, where an index write runs on a thread that
+/// serves HTTP rather than on the blocking pool: the one it holds while
+/// the disk is frozen must leave the master answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_writes_stuck_in_place_on_a_frozen_disk_leave_the_master_answering() {
+    index_writes_stuck_on_a_frozen_disk(&["--no-fsync"]).await;
+}
+
+async fn index_writes_stuck_on_a_frozen_disk(master_args: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = LoopDisk::mount(&dir.path().join("db"), 64).unwrap_or_else(|e| {
+        panic!("cannot mount a file system of its own for the index: {e} (this test needs root and loop devices)")
+    });
+    let c = Cluster::start_in(
+        dir,
+        ClusterOptions {
+            master_args: ["--stall-timeout", "2s"]
+                .iter()
+                .chain(master_args)
+                .map(|a| a.to_string())
+                .collect(),
+            ..Default::default()
+        },
+    )
+    .await;
+    // Unmounted before the cluster's dir is removed (dropped first).
+    let disk = disk;
+    assert_eq!(c.put("/before", "held").await, 201);
+    let frozen = disk.freeze().expect("fsfreeze");
+
+    // Small writes through the master: each waits on the index.
+    let stuck_puts: Vec<_> = (0..3)
+        .map(|i| {
+            let url = c.url(&format!("/stuck/{i}"));
+            tokio::spawn(async move {
+                let resp = no_redirects().put(url).body("waited").send().await.unwrap();
+                resp.status().as_u16()
+            })
+        })
+        .collect();
+    let quick = quick_client();
+    let status = || async {
+        let resp = quick.get(c.url("/-/status")).send().await.unwrap();
+        resp.json::<serde_json::Value>().await.unwrap()
+    };
+    wait_for("the master to report its index not taking writes", || async {
+        status().await["index"]["stalled_ms"]
+            .as_u64()
+            .is_some_and(|ms| ms > 2000)
+    })
+    .await;
+    assert!(
+        stuck_puts.iter().all(|p| !p.is_finished()),
+        "a write finished on a frozen index"
+    );
+
+    // Reads and the health check are answered as before.
+    let healthy = quick.get(c.url("/-/healthy")).send().await.unwrap();
+    assert_eq!(healthy.status(), 200);
+    // (With redirects followed, and an answer within 5 s.)
+    let read = quick.get(c.url("/before")).send().await.unwrap();
+    assert_eq!(read.status(), 200, "a read of a key written before");
+    assert_eq!(read.text().await.unwrap(), "held");
+
+    // New writes and deletes are refused at once, saying why; so is
+    // readiness.
+    let refused = quick.put(c.url("/refused")).body("no").send().await.unwrap();
+    assert_eq!(refused.status(), 503);
+    let why = refused.text().await.unwrap();
+    assert!(why.contains("index is not taking writes"), "{why}");
+    let delete = quick.delete(c.url("/before")).send().await.unwrap();
+    assert_eq!(delete.status(), 503);
+    let ready = quick.get(c.url("/-/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let why = ready.text().await.unwrap();
+    assert!(why.contains("index is not taking writes"), "{why}");
+    let metrics = c.metrics_of(&c.master.addr).await;
+    assert!(
+        metrics.lines().any(|l| l == "trove_index_stalled 1"),
+        "no `trove_index_stalled 1` in:\n{metrics}"
+    );
+
+    // Thawed: the waiting writes complete, and writes work again.
+    drop(frozen);
+    for stuck_put in stuck_puts {
+        let status = tokio::time::timeout(WAIT, stuck_put)
+            .await
+            .expect("a write still waiting after the thaw")
+            .unwrap();
+        assert_eq!(status, 201, "a write that waited");
+    }
+    wait_for("the index to take writes again", || async {
+        status().await["index"]["stalled_ms"].is_null()
+    })
+    .await;
+    assert_eq!(c.put("/after", "written").await, 201);
+    assert_eq!(c.get("/after").await.0, 200);
+    assert_eq!(c.delete("/before").await, 204);
 }

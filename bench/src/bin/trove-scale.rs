@@ -271,7 +271,7 @@ async fn main() -> anyhow::Result<()> {
     // Load.
     let t = Instant::now();
     {
-        let index = Index::open(&db, false, DEFAULT_CACHE)?;
+        let index = Index::open(&db, false, DEFAULT_CACHE, None)?;
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         let mut i = 0;
         while i < args.keys {

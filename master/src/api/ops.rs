@@ -1,7 +1,7 @@
 //! `/-/healthy`, `/-/ready` and `/-/status`.
 
 use crate::error::ApiError;
-use crate::index::KeyCounts;
+use crate::index::{IndexError, KeyCounts};
 use crate::volumes::Health;
 use crate::AppState;
 use axum::extract::State;
@@ -16,8 +16,12 @@ pub async fn healthy() -> &'static str {
     "ok\n"
 }
 
-/// `200` when enough volumes are healthy to take writes.
+/// `200` when the index and enough volumes are healthy to take writes.
 pub async fn ready(State(state): State<Arc<AppState>>) -> (StatusCode, String) {
+    if let Some(waited) = state.index.stalled() {
+        let e = ApiError::from(IndexError::Stalled(waited));
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n"));
+    }
     let healthy = state.volumes.healthy_count();
     let writable = state.volumes.writable_count();
     let needed = state.config.placement.replicas();
@@ -67,6 +71,9 @@ struct VolumeStatus {
 struct IndexStatus {
     path: String,
     disk_bytes: u64,
+    /// How long a write has waited on the index's disk, while that is
+    /// past the stall timeout (writes are refused meanwhile).
+    stalled_ms: Option<u64>,
 }
 
 /// The `/-/metrics` scrape: the HTTP metrics, then the cluster's gauges
@@ -138,6 +145,11 @@ pub async fn metrics(
         "Size of the index's SST files",
         state.index.disk_size() as i64,
     );
+    scrape.gauge(
+        "trove_index_stalled",
+        "1 while a write has waited on the index's disk past the stall timeout: writes and deletes are refused (503), reads still served",
+        state.index.stalled().is_some().into(),
+    );
     scrape.answer()
 }
 
@@ -172,6 +184,7 @@ impl MasterStatus {
             index: IndexStatus {
                 path: state.config.db.display().to_string(),
                 disk_bytes: state.index.disk_size(),
+                stalled_ms: state.index.stalled().map(|d| d.as_millis() as u64),
             },
         }
     }

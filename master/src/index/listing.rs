@@ -241,7 +241,7 @@ mod tests {
 
     fn open() -> (tempfile::TempDir, Index) {
         let dir = tempfile::tempdir().unwrap();
-        let index = Index::open(dir.path(), false, crate::index::DEFAULT_CACHE).unwrap();
+        let index = Index::open(dir.path(), false, crate::index::DEFAULT_CACHE, None).unwrap();
         (dir, index)
     }
 

@@ -74,7 +74,6 @@ use trove_common::record::BlobMeta;
 
 pub mod blocks;
 pub mod damage;
-mod disk_calls;
 mod durable;
 mod group;
 mod keyset;
@@ -86,8 +85,8 @@ mod recovery;
 mod verify;
 mod write;
 
-pub use disk_calls::{DiskCalls, ReadKind};
 pub use meta::StateChange;
+pub use trove_common::disk_calls::{self, DiskCalls, ReadKind};
 pub use write::Expected;
 
 /// Renames of the same key are serialised through one of these stripes.

@@ -112,12 +112,15 @@ function renderStatus(state) {
   const warned = s.volumes.filter((v) => v.healthy && warning(v));
   const of = " of " + s.volumes.length + " volumes";
   const summary = $("summary");
-  summary.textContent = down > 0 ? down + of + " down"
+  // The master's own index: while it takes no writes, nothing can be written.
+  const indexStalled = s.index.stalled_ms != null;
+  summary.textContent = indexStalled ? "the index is not taking writes (see below)"
+    : down > 0 ? down + of + " down"
     : warned.length > 0 ? warned.length + of + ": " + [...new Set(warned.map(warning))].join(", ")
     : "all " + s.volumes.length + " volumes healthy";
   // Red when too few volumes take writes for a write's replicas.
   const writable = s.volumes.filter((v) => v.healthy && v.writable).length;
-  summary.className = "badge " + (down === 0 && warned.length === 0 ? "ok"
+  summary.className = "badge " + (indexStalled ? "bad" : down === 0 && warned.length === 0 ? "ok"
     : writable >= s.replicas ? "warn" : "bad");
   $("updated").textContent = "v" + s.version + " · updated " + time(state.now);
   $("volumes").replaceChildren(...s.volumes.map((v) => volumeCard(v, state.now)));
@@ -126,7 +129,8 @@ function renderStatus(state) {
     ["being written", count(s.keys.writing)],
     ["unlinked", count(s.keys.unlinked)],
     ["expired (since start)", count(s.expired)],
-    ["index on disk", bytes(s.index.disk_bytes)],
+    ["index on disk", bytes(s.index.disk_bytes) + (indexStalled
+      ? " · NOT TAKING WRITES: one has waited " + Math.round(s.index.stalled_ms / 1000) + " s on its disk" : "")],
     ["replicas", s.replicas + (s.protect ? " · protected deletes" : "") + (s.fsync ? "" : " · NO FSYNC")],
   ]);
 }

@@ -1,6 +1,8 @@
-//! The calls of one data dir that wait on its disk, and how long the
-//! oldest of them has been waiting: what tells a disk that stopped
-//! answering from one that is only busy.
+//! The calls that wait on one disk, and how long the oldest of them has
+//! been waiting: what tells a disk that stopped answering from one that
+//! is only busy. A volume keeps a [`DiskCalls`] per data dir (reads and
+//! writes); the master keeps one for its index (writes: its reads come
+//! from memory, or from a file system that a freeze leaves readable).
 //!
 //! **Reads.** A GET's read of a block that is not in memory runs on the
 //! blocking pool (never on a thread serving HTTP), holding one of its data
@@ -12,7 +14,8 @@
 //!
 //! **Writes.** The disk calls of an upload (creating its temp file,
 //! writing each batch of its bytes, committing it) and of a delete are
-//! timed too. They take no slot — an upload holds its thread while its
+//! timed too, and so is each write of the master's index. They take no
+//! slot — an upload holds its thread while its
 //! bytes arrive, so slots would cap honest concurrency — but once a write
 //! has waited too long, new ones to that dir are refused at once
 //! ([`DiskCalls::writes_stalled`]) rather than each taking a thread to
@@ -22,7 +25,8 @@
 //! **Short calls.** A hand-off to the blocking pool costs two thread
 //! wake-ups and switches, more CPU than a call that only touches the
 //! page cache: opening a blob to read it, and — without fsync — a small
-//! write's whole commit, a delete, a mark or an abort. Those run on the
+//! write's whole commit, a delete, a mark or an abort, or a write of the
+//! master's index (a memtable insert and a log append). Those run on the
 //! thread serving their request instead ([`short_call`]), but only one
 //! at a time in the process, and only with two or more such threads. A
 //! disk that hangs under one of them (a frozen file system, a dead
@@ -49,10 +53,12 @@
 //!
 //! A busy disk makes progress; a hung or frozen one makes none.
 //!
-//! While a call runs, its start and allowance are on record here:
-//! `/-/status` reports a data dir that is stalled (`stalled_ms`, how long
-//! the call that overstayed has waited), and the master then sends
-//! writers and readers elsewhere until the disk answers again.
+//! While a call runs, its start and allowance are on record here: a
+//! volume's `/-/status` reports a data dir that is stalled (`stalled_ms`,
+//! how long the call that overstayed has waited), and the master then
+//! sends writers and readers elsewhere until the disk answers again; a
+//! master whose index is stalled refuses writes and deletes (`503`) and
+//! says so in its `/-/status` and `/-/ready`, and goes on serving reads.
 
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
@@ -89,7 +95,7 @@ enum Class {
     Write = 1,
 }
 
-/// One data dir's disk calls (see the module's documentation).
+/// One disk's calls (see the module's documentation).
 #[derive(Debug)]
 pub struct DiskCalls {
     /// Slots for opens, and for block reads.
