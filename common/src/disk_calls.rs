@@ -1,8 +1,9 @@
 //! The calls that wait on one disk, and how long the oldest of them has
 //! been waiting: what tells a disk that stopped answering from one that
 //! is only busy. A volume keeps a [`DiskCalls`] per data dir (reads and
-//! writes); the master keeps one for its index (writes: its reads come
-//! from memory, or from a file system that a freeze leaves readable).
+//! writes); the master keeps one for its index (writes only: its reads
+//! are untimed, on the threads serving HTTP — a frozen file system still
+//! serves them, a device that hangs reads would hold those threads).
 //!
 //! **Reads.** A GET's read of a block that is not in memory runs on the
 //! blocking pool (never on a thread serving HTTP), holding one of its data
@@ -156,6 +157,15 @@ pub struct Running {
     /// Its end shows the disk answering (it did not only fill the page
     /// cache).
     reaches_disk: bool,
+}
+
+impl Running {
+    /// Ends the call without counting it as the disk answering: it failed
+    /// or was refused (a write RocksDB would have made wait, say), which
+    /// shows nothing of the disk.
+    pub fn failed(mut self) {
+        self.reaches_disk = false;
+    }
 }
 
 impl Drop for Running {

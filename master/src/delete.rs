@@ -57,6 +57,8 @@ pub async fn delete(state: Arc<AppState>, key: Key, conditions: Preconditions) -
             State::Unlinked => (record.volumes.clone(), State::Unlinked),
             State::Writing => (failed_write_volumes(&record)?, record.counted_state()),
         };
+        // The copies go only if the record can go after them.
+        state.index.check_writable()?;
         remove_replicas(&state, &key, &volumes)
             .await
             .map_err(|(_, e)| ApiError::DeleteUnfinished(e))?;

@@ -21,9 +21,11 @@
 //! listings promise ([`listing`]: pages, delimiters, one seek per common
 //! prefix). Writes are synced to the WAL unless `--no-fsync`, so a
 //! `201` survives a crash of the master. Point reads (`get`) run inline
-//! (memtable or block cache), and so do unsynced writes unless RocksDB
-//! would make them wait ([`Index::write`]); synced writes, listings and
-//! scans run on tokio's blocking pool.
+//! (memtable, block cache, or a read of an SST file); unsynced writes are
+//! short calls, one at a time on a serving thread unless RocksDB would
+//! make them wait ([`Index::write`]); synced writes, listings and scans
+//! run on tokio's blocking pool. Every write is timed, and refused at
+//! once while the disk is not taking writes ([`Index::stalled`]).
 
 use parking_lot::RwLock;
 use rocksdb::{
@@ -44,7 +46,8 @@ mod listing;
 use codec::VolumeTable;
 pub use listing::{visible, Bound, Listing, Page};
 
-/// Index failures (the master answers `500` to these).
+/// Index failures (the master answers `500` to these, `503` to
+/// [`IndexError::Stalled`]).
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
     /// RocksDB's own message says it all; it is not also given as the
@@ -60,7 +63,7 @@ pub enum IndexError {
     Task(String),
     /// A write has waited on the index's disk past the stall timeout
     /// ([`Index::write`]): new ones are refused rather than queued.
-    #[error("the index is not taking writes: one has waited {:.1} s on its disk (frozen, failing or full?); reads are still served, and writes resume once the disk answers", .0.as_secs_f64())]
+    #[error("the index is not taking writes: one has waited {:.1} s on its disk (a frozen file system, a hung device?); reads are still served, and writes resume once the disk answers", .0.as_secs_f64())]
     Stalled(Duration),
 }
 
@@ -462,16 +465,17 @@ impl Index {
     /// `--no-fsync` says: it changes only when a disk does).
     pub async fn put_volume_disks(&self, addr: &str, disks: Vec<u8>) -> Result<(), IndexError> {
         let entry = [DISKS_PREFIX, addr.as_bytes()].concat();
+        self.check_writable()?;
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
-            let _timed = this.inner.calls.write(0);
-            let mut opts = WriteOptions::default();
-            opts.set_sync(true);
-            this.inner.db.put_cf_opt(this.cf(STATS_CF), entry, disks, &opts)
+            this.timed(|| {
+                let mut opts = WriteOptions::default();
+                opts.set_sync(true);
+                Ok(this.inner.db.put_cf_opt(this.cf(STATS_CF), entry, disks, &opts)?)
+            })
         })
         .await
-        .map_err(|e| IndexError::Task(e.to_string()))??;
-        Ok(())
+        .map_err(|e| IndexError::Task(e.to_string()))?
     }
 
     /// Unsynced writes that met a RocksDB write stall and so waited on
@@ -659,17 +663,16 @@ impl Index {
         make: impl Fn(&Index) -> Result<WriteBatch, IndexError> + Send + Sync + 'static,
         deltas: Vec<(Option<State>, i64)>,
     ) -> Result<(), IndexError> {
-        if let Some(waited) = self.stalled() {
-            return Err(IndexError::Stalled(waited));
-        }
+        self.check_writable()?;
         let make = Arc::new(make);
         if !self.inner.sync {
             let (this, make, deltas) = (self.clone(), Arc::clone(&make), deltas.clone());
             let tried = short_call(true, move || {
-                let _timed = this.inner.calls.write(0);
-                let mut opts = this.write_opts();
-                opts.set_no_slowdown(true);
-                this.commit_with(make(&this)?, &deltas, &opts)
+                this.timed(|| {
+                    let mut opts = this.write_opts();
+                    opts.set_no_slowdown(true);
+                    this.commit_with(make(&this)?, &deltas, &opts)
+                })
             })
             .await
             .map_err(|e| IndexError::Task(e.to_string()))?;
@@ -681,12 +684,9 @@ impl Index {
             }
         }
         let this = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let _timed = this.inner.calls.write(0);
-            this.commit(make(&this)?, &deltas)
-        })
-        .await
-        .map_err(|e| IndexError::Task(e.to_string()))?
+        tokio::task::spawn_blocking(move || this.timed(|| this.commit(make(&this)?, &deltas)))
+            .await
+            .map_err(|e| IndexError::Task(e.to_string()))?
     }
 
     /// Whether the index's disk is not taking writes: how long the oldest
@@ -695,6 +695,26 @@ impl Index {
     /// still finishes writes).
     pub fn stalled(&self) -> Option<Duration> {
         self.inner.calls.writes_stalled(self.inner.stall?)
+    }
+
+    /// `Err(Stalled)` while the index's disk is not taking writes
+    /// ([`Index::stalled`]): callers that would change the volumes before
+    /// the index ask first, so that they change nothing.
+    pub fn check_writable(&self) -> Result<(), IndexError> {
+        self.stalled()
+            .map_or(Ok(()), |waited| Err(IndexError::Stalled(waited)))
+    }
+
+    /// Runs `write`, a write of the index, timed ([`Index::stalled`]):
+    /// only one that succeeds shows the disk answering — a write RocksDB
+    /// refused (`no_slowdown`) or one that failed shows nothing of it.
+    fn timed<T>(&self, write: impl FnOnce() -> Result<T, IndexError>) -> Result<T, IndexError> {
+        let running = self.inner.calls.write(0);
+        let result = write();
+        if result.is_err() {
+            running.failed();
+        }
+        result
     }
 
     /// Writes many records at once (for `rebuild`, into a fresh index).

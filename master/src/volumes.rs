@@ -557,7 +557,13 @@ impl Volumes {
         loop {
             let started = Instant::now();
             self.poll_all().await;
-            self.save_disks(&index).await;
+            // In a task of its own, one at a time: a write that waits on a
+            // frozen index disk must not hold up the polls (a later call
+            // writes what this one could not).
+            if self.saving.try_lock().is_ok() {
+                let (this, index) = (Arc::clone(&self), index.clone());
+                tokio::spawn(async move { this.save_disks(&index).await });
+            }
             tokio::time::sleep(interval.saturating_sub(started.elapsed())).await;
         }
     }

@@ -594,6 +594,19 @@ impl Cluster {
         None
     }
 
+    /// Where `key` lives when every volume is up: the master's placement
+    /// with `replicas` replicas over this cluster's volumes.
+    pub fn home(&self, replicas: usize, key: &str) -> std::collections::HashSet<String> {
+        use trove_common::placement::{parse_volume_list, Placement};
+        let list: Vec<&str> = self.volumes.iter().map(|v| v.addr.as_str()).collect();
+        let placement = Placement::new(parse_volume_list(&list.join(",")).unwrap(), replicas).unwrap();
+        placement
+            .home(key.as_bytes())
+            .into_iter()
+            .map(|v| v.addr.clone())
+            .collect()
+    }
+
     /// The volumes the master names for `key` (`Key-Volumes` of a `HEAD`),
     /// in its order; panics unless the answer is a `302`.
     pub async fn volumes_of(&self, key: &str) -> Vec<String> {

@@ -10,7 +10,6 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
-use trove_common::placement::{parse_volume_list, Placement};
 use trove_tests::{
     key_volumes, md5_hex, pattern, pattern_bytes, sha256_hex, wait_for, Cluster, ClusterOptions,
 };
@@ -28,22 +27,11 @@ async fn cluster(volumes: usize, replicas: usize, fsync: bool) -> Cluster {
     .await
 }
 
-/// Where `key` lives when every volume is up (the master's placement).
-fn home(c: &Cluster, replicas: usize, key: &str) -> HashSet<String> {
-    let list: Vec<&str> = c.volumes.iter().map(|v| v.addr.as_str()).collect();
-    let placement = Placement::new(parse_volume_list(&list.join(",")).unwrap(), replicas).unwrap();
-    placement
-        .home(key.as_bytes())
-        .into_iter()
-        .map(|v| v.addr.clone())
-        .collect()
-}
-
 /// A key with `stem` whose home shares no volume with `avoid`.
 fn key_away_from(c: &Cluster, replicas: usize, stem: &str, avoid: &HashSet<String>) -> String {
     (0..1000)
         .map(|i| format!("{stem}{i}"))
-        .find(|k| home(c, replicas, k).is_disjoint(avoid))
+        .find(|k| c.home(replicas, k).is_disjoint(avoid))
         .expect("a key placed elsewhere")
 }
 
@@ -64,7 +52,7 @@ async fn compose(c: &Cluster, key: &str, body: &Value, headers: &[(&str, &str)])
 async fn composes_ranges_of_values_on_other_volumes() {
     let c = cluster(4, 2, true).await;
     let target = "/c/result";
-    let target_home = home(&c, 2, target);
+    let target_home = c.home(2, target);
     // Two parts live only on the volumes the result does not use.
     let far1 = key_away_from(&c, 2, "/c/far-a-", &target_home);
     let far2 = key_away_from(&c, 2, "/c/far-b-", &target_home);
@@ -139,7 +127,7 @@ async fn composes_ranges_of_values_on_other_volumes() {
     let first = head_volumes_in_order(&c, &far1).await[0].clone();
     let frozen = c.volume_index(&first);
     c.volumes[frozen].signal("STOP");
-    let second = key_away_from(&c, 2, "/c/again-", &home(&c, 2, &far1));
+    let second = key_away_from(&c, 2, "/c/again-", &c.home(2, &far1));
     let r = compose(&c, &second, &json!({"sources": [{"key": far1}]}), &[]).await;
     c.volumes[frozen].signal("CONT");
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
@@ -305,12 +293,12 @@ async fn compose_replaces_a_live_key_only_when_asked() {
 async fn a_volume_dying_mid_compose_leaves_nothing_visible() {
     let mut c = cluster(4, 2, false).await;
     let target = "/d/result";
-    let target_home = home(&c, 2, target);
+    let target_home = c.home(2, target);
     let far = key_away_from(&c, 2, "/d/far-", &target_home);
     let value = pattern_bytes(4 * MIB, 7);
     assert_eq!(c.put(&far, value).await, 201);
     // Freeze the source's volumes: the targets start, then wait for bytes.
-    let sources: Vec<usize> = home(&c, 2, &far).iter().map(|a| c.volume_index(a)).collect();
+    let sources: Vec<usize> = c.home(2, &far).iter().map(|a| c.volume_index(a)).collect();
     for &s in &sources {
         c.volumes[s].signal("STOP");
     }
@@ -368,10 +356,10 @@ async fn a_volume_dying_mid_compose_leaves_nothing_visible() {
 async fn a_rotten_local_part_is_read_from_its_replica() {
     let c = cluster(3, 2, false).await;
     let target = "/rot/result";
-    let target_home = home(&c, 2, target);
+    let target_home = c.home(2, target);
     let part = (0..1000)
         .map(|i| format!("/rot/part-{i}"))
-        .find(|k| home(&c, 2, k) == target_home)
+        .find(|k| c.home(2, k) == target_home)
         .expect("a key placed with the target");
     let value = pattern_bytes(3 * MIB, 21);
     assert_eq!(c.put(&part, value.clone()).await, 201);
@@ -409,16 +397,16 @@ async fn a_rotten_local_part_is_read_from_its_replica() {
 async fn a_source_replaced_mid_compose_is_never_mixed_in() {
     let c = cluster(4, 2, false).await;
     let target = "/x/result";
-    let target_home = home(&c, 2, target);
+    let target_home = c.home(2, target);
     let far = key_away_from(&c, 2, "/x/far-", &target_home);
     // The second part lives on the targets themselves.
     let near = (0..1000)
         .map(|i| format!("/x/near-{i}"))
-        .find(|k| home(&c, 2, k) == target_home)
+        .find(|k| c.home(2, k) == target_home)
         .expect("a key placed with the target");
     assert_eq!(c.put(&far, pattern_bytes(MIB, 11)).await, 201);
     assert_eq!(c.put(&near, pattern_bytes(MIB, 12)).await, 201);
-    let sources: Vec<usize> = home(&c, 2, &far).iter().map(|a| c.volume_index(a)).collect();
+    let sources: Vec<usize> = c.home(2, &far).iter().map(|a| c.volume_index(a)).collect();
     for &s in &sources {
         c.volumes[s].signal("STOP");
     }
@@ -491,7 +479,7 @@ async fn composing_256_mib_keeps_the_volume_memory_flat() {
         sources.push(json!({"key": key}));
     }
     let target = "/big/whole";
-    let t = c.volume_index(home(&c, 1, target).iter().next().unwrap());
+    let t = c.volume_index(c.home(1, target).iter().next().unwrap());
     let before = c.volumes[t].peak_rss();
     let r = compose(&c, target, &json!({"sources": sources}), &[]).await;
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());

@@ -410,13 +410,42 @@ async fn small_writes_stuck_in_place_on_a_frozen_disk_leave_the_volume_answering
     writes_stuck_on_a_frozen_disk(&["--no-fsync"]).await;
 }
 
+/// An ext4 file system of its own at `at` for `whose` data; fails loudly
+/// where it cannot be mounted.
+fn loop_disk(at: &Path, mib: u64, whose: &str) -> LoopDisk {
+    LoopDisk::mount(at, mib).unwrap_or_else(|e| {
+        panic!(
+            "cannot mount a file system of its own for {whose}: {e} (this test needs root and loop devices)"
+        )
+    })
+}
+
+/// A small PUT to each of `urls`, each in a task of its own that yields
+/// its status.
+fn small_puts(urls: impl Iterator<Item = String>) -> Vec<tokio::task::JoinHandle<u16>> {
+    urls.map(|url| {
+        tokio::spawn(async move {
+            let resp = no_redirects().put(url).body("waited").send().await.unwrap();
+            resp.status().as_u16()
+        })
+    })
+    .collect()
+}
+
+/// Waits (bounded) for each of `puts` to be answered `201`.
+async fn all_written(puts: Vec<tokio::task::JoinHandle<u16>>) {
+    for put in puts {
+        let status = tokio::time::timeout(WAIT, put)
+            .await
+            .expect("a write still waiting after the thaw")
+            .unwrap();
+        assert_eq!(status, 201, "a write that waited");
+    }
+}
+
 async fn writes_stuck_on_a_frozen_disk(volume_args: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
-    let disk = LoopDisk::mount(&dir.path().join("vol0"), 1024).unwrap_or_else(|e| {
-        panic!(
-            "cannot mount a file system of its own for volume 0: {e} (this test needs root and loop devices)"
-        )
-    });
+    let disk = loop_disk(&dir.path().join("vol0"), 1024, "volume 0");
     let c = Cluster::start_in(
         dir,
         ClusterOptions {
@@ -442,15 +471,7 @@ async fn writes_stuck_on_a_frozen_disk(volume_args: &[&str]) {
     // Writes sent to the volume wait on the frozen disk: small ones, so
     // that without fsync one of them waits on a thread serving HTTP.
     let volume = format!("http://{}", c.volumes[0].addr);
-    let stuck_puts: Vec<_> = (0..3)
-        .map(|i| {
-            let stuck = format!("{volume}/stuck/{i}");
-            tokio::spawn(async move {
-                let resp = no_redirects().put(stuck).body("waited").send().await.unwrap();
-                resp.status().as_u16()
-            })
-        })
-        .collect();
+    let stuck_puts = small_puts((0..3).map(|i| format!("{volume}/stuck/{i}")));
     wait_for("the volume to report the dir its writes wait on", || async {
         c.volume_status(0).await["dirs"][0]["stalled_ms"]
             .as_u64()
@@ -584,13 +605,7 @@ async fn writes_stuck_on_a_frozen_disk(volume_args: &[&str]) {
 
     // Thawed: the waiting write completes, and writes reach the volume again.
     drop(frozen);
-    for stuck_put in stuck_puts {
-        let status = tokio::time::timeout(WAIT, stuck_put)
-            .await
-            .expect("a write still waiting after the thaw")
-            .unwrap();
-        assert_eq!(status, 201, "a write that waited");
-    }
+    all_written(stuck_puts).await;
     wait_for("the master to see the disk take writes again", || async {
         master_entry(&c, 0).await["stalled"].is_null()
     })
@@ -623,12 +638,12 @@ async fn index_writes_stuck_in_place_on_a_frozen_disk_leave_the_master_answering
 
 async fn index_writes_stuck_on_a_frozen_disk(master_args: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
-    let disk = LoopDisk::mount(&dir.path().join("db"), 64).unwrap_or_else(|e| {
-        panic!("cannot mount a file system of its own for the index: {e} (this test needs root and loop devices)")
-    });
+    let disk = loop_disk(&dir.path().join("db"), 64, "the index");
     let c = Cluster::start_in(
         dir,
         ClusterOptions {
+            volumes: 3,
+            replicas: 2,
             master_args: ["--stall-timeout", "2s"]
                 .iter()
                 .chain(master_args)
@@ -641,18 +656,19 @@ async fn index_writes_stuck_on_a_frozen_disk(master_args: &[&str]) {
     // Unmounted before the cluster's dir is removed (dropped first).
     let disk = disk;
     assert_eq!(c.put("/before", "held").await, 201);
+    // Keys placed on the volume `/before` is not on: the first write
+    // naming a volume stores its id in the index, which must not hold up
+    // reads while it waits on the disk.
+    let before = c.home(2, "/before");
+    let stuck_keys: Vec<String> = (0..1000)
+        .map(|i| format!("/stuck/{i}"))
+        .filter(|k| !c.home(2, k).is_subset(&before))
+        .take(3)
+        .collect();
     let frozen = disk.freeze().expect("fsfreeze");
 
     // Small writes through the master: each waits on the index.
-    let stuck_puts: Vec<_> = (0..3)
-        .map(|i| {
-            let url = c.url(&format!("/stuck/{i}"));
-            tokio::spawn(async move {
-                let resp = no_redirects().put(url).body("waited").send().await.unwrap();
-                resp.status().as_u16()
-            })
-        })
-        .collect();
+    let stuck_puts = small_puts(stuck_keys.iter().map(|key| c.url(key)));
     let quick = quick_client();
     let status = || async {
         let resp = quick.get(c.url("/-/status")).send().await.unwrap();
@@ -697,13 +713,7 @@ async fn index_writes_stuck_on_a_frozen_disk(master_args: &[&str]) {
 
     // Thawed: the waiting writes complete, and writes work again.
     drop(frozen);
-    for stuck_put in stuck_puts {
-        let status = tokio::time::timeout(WAIT, stuck_put)
-            .await
-            .expect("a write still waiting after the thaw")
-            .unwrap();
-        assert_eq!(status, 201, "a write that waited");
-    }
+    all_written(stuck_puts).await;
     wait_for("the index to take writes again", || async {
         status().await["index"]["stalled_ms"].is_null()
     })
