@@ -1,7 +1,7 @@
 //! `/-/healthy`, `/-/ready` and `/-/status`.
 
 use crate::error::ApiError;
-use crate::index::{IndexError, KeyCounts};
+use crate::index::KeyCounts;
 use crate::volumes::Health;
 use crate::AppState;
 use axum::extract::State;
@@ -18,8 +18,7 @@ pub async fn healthy() -> &'static str {
 
 /// `200` when the index and enough volumes are healthy to take writes.
 pub async fn ready(State(state): State<Arc<AppState>>) -> (StatusCode, String) {
-    if let Some(waited) = state.index.stalled() {
-        let e = ApiError::from(IndexError::Stalled(waited));
+    if let Err(e) = state.index.check_writable() {
         return (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n"));
     }
     let healthy = state.volumes.healthy_count();
