@@ -1,9 +1,8 @@
 //! The calls that wait on one disk, and how long the oldest of them has
 //! been waiting: what tells a disk that stopped answering from one that
 //! is only busy. A volume keeps a [`DiskCalls`] per data dir (reads and
-//! writes); the master keeps one for its index (writes only: its reads
-//! are untimed, on the threads serving HTTP — a frozen file system still
-//! serves them, a device that hangs reads would hold those threads).
+//! writes); the master keeps one for its index (its writes, and the reads
+//! of records not held in memory).
 //!
 //! **Reads.** A GET's read of a block that is not in memory runs on the
 //! blocking pool (never on a thread serving HTTP), holding one of its data
@@ -260,8 +259,13 @@ impl DiskCalls {
     /// the stall timeout has waited, or if writes are stalled
     /// ([`DiskCalls::writes_stalled`]), the write's.
     pub fn stalled(&self, stall: Duration) -> Option<Duration> {
-        let read = self.in_flight.lock()[Class::Read as usize].overstayed(stall, false);
-        read.max(self.writes_stalled(stall))
+        self.reads_stalled(stall).max(self.writes_stalled(stall))
+    }
+
+    /// How long the oldest read past the stall timeout has waited, if one
+    /// is: the disk is not answering reads.
+    pub fn reads_stalled(&self, stall: Duration) -> Option<Duration> {
+        self.in_flight.lock()[Class::Read as usize].overstayed(stall, false)
     }
 
     /// Whether the disk is not taking writes (and a new one would only

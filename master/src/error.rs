@@ -137,7 +137,9 @@ impl ApiError {
                 _ => StatusCode::BAD_GATEWAY,
             },
             ReplicaMismatch { .. } => StatusCode::BAD_GATEWAY,
-            Index(IndexError::Stalled(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            Index(IndexError::Stalled(_) | IndexError::ReadStalled(_) | IndexError::ReadsQueued) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Index(_) | Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

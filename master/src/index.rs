@@ -21,16 +21,20 @@
 //! listings promise ([`listing`]: pages, delimiters, one seek per common
 //! prefix). Writes are synced to the WAL unless `--no-fsync`, so a
 //! `201` survives a crash of the master. Point reads (`get`) run inline
-//! (memtable, block cache, or a read of an SST file); unsynced writes are
-//! short calls, one at a time on a serving thread unless RocksDB would
-//! make them wait ([`Index::write`]); synced writes, listings and scans
-//! run on tokio's blocking pool. Every write is timed, and refused at
-//! once while the disk is not taking writes ([`Index::stalled`]).
+//! when the record is in memory (memtable, block cache); one that must
+//! read an SST file is timed and first moves the serving thread's other
+//! work elsewhere, so that a device that hangs reads cannot stop the
+//! master ([`Index::get`]). Unsynced writes are short calls, one at a
+//! time on a serving thread unless RocksDB would make them wait
+//! ([`Index::write`]); synced writes, listings and scans run on tokio's
+//! blocking pool. Every write is timed, and refused at once while the
+//! disk is not taking writes; a read of the disk likewise while reads
+//! are not answered ([`Index::stalled`]).
 
 use parking_lot::RwLock;
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, Direction, IteratorMode, MergeOperands, Options,
-    WriteBatch, WriteOptions, DB, DEFAULT_COLUMN_FAMILY_NAME,
+    ReadOptions, ReadTier, WriteBatch, WriteOptions, DB, DEFAULT_COLUMN_FAMILY_NAME,
 };
 use serde::Serialize;
 use std::path::Path;
@@ -65,7 +69,19 @@ pub enum IndexError {
     /// ([`Index::write`]): new ones are refused rather than queued.
     #[error("the index is not taking writes: one has waited {:.1} s on its disk (a frozen file system, a hung device?); reads are still served, and writes resume once the disk answers", .0.as_secs_f64())]
     Stalled(Duration),
+    /// A read of a record not held in memory has waited on the index's
+    /// disk past the stall timeout ([`Index::get`]): further ones are
+    /// refused rather than queued.
+    #[error("the index's disk is not answering reads: one has waited {:.1} s on it (a hung device?); keys whose records are held in memory are still served, the others once the disk answers", .0.as_secs_f64())]
+    ReadStalled(Duration),
+    /// [`DISK_READS`] reads are waiting on the index's disk already.
+    #[error("the index's disk is slow: {DISK_READS} reads of it are waiting already; try again")]
+    ReadsQueued,
 }
+
+/// Reads of records not held in memory that may wait on the index's disk
+/// at once ([`Index::get`]): a hung disk holds at most this many threads.
+pub const DISK_READS: usize = 64;
 
 impl From<rocksdb::Error> for IndexError {
     fn from(e: rocksdb::Error) -> IndexError {
@@ -187,8 +203,12 @@ struct Inner {
     /// Unsynced writes that met a write stall and went to the blocking
     /// pool ([`Index::write`]; a metric).
     write_stalls: AtomicU64,
-    /// The writes running, timed ([`Index::stalled`]).
+    /// The reads and writes of the disk running, timed ([`Index::stalled`]).
     calls: Arc<DiskCalls>,
+    /// Reads that may wait on the disk ([`DISK_READS`]).
+    disk_reads: tokio::sync::Semaphore,
+    /// Reads that take only what is in memory (memtables, block cache).
+    from_memory: ReadOptions,
     /// How long a write may wait on the disk before new ones are refused
     /// (a serving master's `--stall-timeout`; `None`: never).
     stall: Option<Duration>,
@@ -260,6 +280,12 @@ impl Index {
                 list_reads: AtomicU64::new(0),
                 write_stalls: AtomicU64::new(0),
                 calls: Arc::default(),
+                disk_reads: tokio::sync::Semaphore::new(DISK_READS),
+                from_memory: {
+                    let mut opts = ReadOptions::default();
+                    opts.set_read_tier(ReadTier::BlockCache);
+                    opts
+                },
                 stall,
             }),
         };
@@ -526,12 +552,48 @@ impl Index {
         Ok(())
     }
 
-    /// The record of `key`, if any. Fast (memtable / block cache).
+    /// The record of `key`, if any. From memory (memtables, block cache)
+    /// on the calling thread, which is how nearly every read is answered;
+    /// one that must go to the disk is timed, and moves off the threads
+    /// serving HTTP first ([`Index::get_from_disk`]).
     pub fn get(&self, key: &Key) -> Result<Option<Record>, IndexError> {
-        match self.inner.db.get_pinned(key.as_bytes())? {
-            Some(v) => Ok(Some(self.decode(&v)?)),
-            None => Ok(None),
+        match self
+            .inner
+            .db
+            .get_pinned_opt(key.as_bytes(), &self.inner.from_memory)
+        {
+            Ok(Some(v)) => Ok(Some(self.decode(&v)?)),
+            Ok(None) => Ok(None),
+            Err(e) if e.kind() == rocksdb::ErrorKind::Incomplete => self.get_from_disk(key),
+            Err(e) => Err(e.into()),
         }
+    }
+
+    /// [`Index::get`] of a record that is not in memory. A device that
+    /// hangs reads would hold the thread forever, so on a thread serving
+    /// HTTP the read first hands that thread's other work to a new one
+    /// (`block_in_place`): the master goes on answering, `/-/healthy`
+    /// and `/-/status` included. At most [`DISK_READS`] wait at once, and
+    /// once one has waited past the stall timeout with none finishing,
+    /// new ones are refused at once ([`IndexError::ReadStalled`]).
+    fn get_from_disk(&self, key: &Key) -> Result<Option<Record>, IndexError> {
+        self.check_readable()?;
+        let _slot = self
+            .inner
+            .disk_reads
+            .try_acquire()
+            .map_err(|_| IndexError::ReadsQueued)?;
+        off_serving_threads(|| {
+            let running = self.inner.calls.reading();
+            let read = self.inner.db.get_pinned(key.as_bytes());
+            if read.is_err() {
+                running.failed();
+            }
+            match read? {
+                Some(v) => Ok(Some(self.decode(&v)?)),
+                None => Ok(None),
+            }
+        })
     }
 
     fn expiry_cf(&self) -> &rocksdb::ColumnFamily {
@@ -689,20 +751,39 @@ impl Index {
             .map_err(|e| IndexError::Task(e.to_string()))?
     }
 
-    /// Whether the index's disk is not taking writes: how long the oldest
-    /// write has waited on it, if past the stall timeout with no write
-    /// finished meanwhile (a frozen or hung file system, where a busy one
-    /// still finishes writes).
+    /// Whether the index's disk is not answering: how long the oldest
+    /// call has waited on it — a read past the stall timeout, or a write
+    /// past it with no write finished meanwhile (a frozen or hung file
+    /// system, where a busy one still finishes writes).
     pub fn stalled(&self) -> Option<Duration> {
-        self.inner.calls.writes_stalled(self.inner.stall?)
+        self.inner.calls.stalled(self.inner.stall?)
+    }
+
+    /// Why the index's disk is taken for stalled, if it is: writes refused
+    /// ([`IndexError::Stalled`]) or reads ([`IndexError::ReadStalled`]).
+    pub fn stall(&self) -> Option<IndexError> {
+        self.check_writable().and_then(|()| self.check_readable()).err()
+    }
+
+    /// `Err(ReadStalled)` while a read of the index's disk has waited past
+    /// the stall timeout ([`Index::get_from_disk`]).
+    pub fn check_readable(&self) -> Result<(), IndexError> {
+        let waited = self
+            .inner
+            .stall
+            .and_then(|stall| self.inner.calls.reads_stalled(stall));
+        waited.map_or(Ok(()), |waited| Err(IndexError::ReadStalled(waited)))
     }
 
     /// `Err(Stalled)` while the index's disk is not taking writes
     /// ([`Index::stalled`]): callers that would change the volumes before
     /// the index ask first, so that they change nothing.
     pub fn check_writable(&self) -> Result<(), IndexError> {
-        self.stalled()
-            .map_or(Ok(()), |waited| Err(IndexError::Stalled(waited)))
+        let waited = self
+            .inner
+            .stall
+            .and_then(|stall| self.inner.calls.writes_stalled(stall));
+        waited.map_or(Ok(()), |waited| Err(IndexError::Stalled(waited)))
     }
 
     /// Runs `write`, a write of the index, timed ([`Index::stalled`]):
@@ -765,6 +846,18 @@ impl Index {
         })
         .await
         .map_err(|e| IndexError::Task(e.to_string()))?
+    }
+}
+
+/// Runs `f`, which may wait on a disk that never answers, without holding
+/// a thread that serves HTTP: on a worker of a multi-thread runtime, the
+/// worker's other tasks move to a new thread first. Elsewhere (the
+/// blocking pool, a command's own thread) it just runs.
+fn off_serving_threads<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 

@@ -722,3 +722,125 @@ async fn index_writes_stuck_on_a_frozen_disk(master_args: &[&str]) {
     assert_eq!(c.get("/after").await.0, 200);
     assert_eq!(c.delete("/before").await, 204);
 }
+
+/// A device that hangs reads under the master's index. A record not held
+/// in memory is read from one of RocksDB's table files, and here that
+/// read never returns: each such read must hold no thread that serves
+/// HTTP, so the master goes on answering `/-/healthy` and `/-/status`
+/// (without the fix, two stuck readers stopped it). Once a read has waited
+/// past the stall timeout, further reads of the disk are refused at once
+/// (`503`, saying why), and `/-/ready` and `/-/status` say so. Released,
+/// the waiting readers get their redirects and reads work again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_reads_stuck_on_a_hung_disk_leave_the_master_answering() {
+    let mut c = Cluster::start(ClusterOptions {
+        volumes: 1,
+        replicas: 1,
+        master_args: vec!["--stall-timeout".into(), "2s".into()],
+        ..Default::default()
+    })
+    .await;
+    // About 1.5 MiB of records (each carries 6 KB of metadata), so that
+    // most of the table they land in lies outside the tail RocksDB reads
+    // when it opens a table.
+    let pad = "x".repeat(6000);
+    let keys: Vec<String> = (0..256).map(|i| format!("/k/{i:04}")).collect();
+    for key in &keys {
+        let put = c
+            .http
+            .put(c.url(key))
+            .header("x-amz-meta-pad", &pad)
+            .body("v")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(put.status(), 201, "{key}");
+    }
+    // RocksDB flushes the log it recovers at start-up into a table file.
+    c.master.restart();
+    c.wait_until_ready().await;
+    c.master.kill();
+    let db = c.dir.path().join("db");
+    let tables: Vec<PathBuf> = std::fs::read_dir(&db)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "sst"))
+        .collect();
+    assert!(!tables.is_empty(), "no table file in {}", db.display());
+    let hung: Vec<HungFile> = tables.iter().map(|t| hang_over(t)).collect();
+    c.master.restart();
+    c.wait_until_ready().await;
+    for h in &hung {
+        h.hang();
+    }
+
+    // More readers than the master has serving threads, each of a record
+    // in another block of the table.
+    let stuck: Vec<tokio::task::JoinHandle<u16>> = (0..4)
+        .map(|i| {
+            let (http, url) = (c.http.clone(), c.url(&keys[i * 60]));
+            tokio::spawn(async move { http.get(url).send().await.unwrap().status().as_u16() })
+        })
+        .collect();
+    wait_for("a read of the index to wait on the hung disk", || async {
+        hung.iter().map(HungFile::reads_waiting).sum::<usize>() > 0
+    })
+    .await;
+    let quick = quick_client();
+    let healthy = quick.get(c.url("/-/healthy")).send().await.unwrap();
+    assert_eq!(healthy.status(), 200);
+    let status = || async {
+        let resp = quick.get(c.url("/-/status")).send().await.unwrap();
+        resp.json::<serde_json::Value>().await.unwrap()
+    };
+    wait_for("the master to report its index not answering reads", || async {
+        status().await["index"]["stalled_ms"]
+            .as_u64()
+            .is_some_and(|ms| ms > 2000)
+    })
+    .await;
+    let why = status().await["index"]["stalled"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(why.contains("not answering reads"), "{why}");
+    assert!(
+        stuck.iter().all(|r| !r.is_finished()),
+        "a read of a record on the hung disk was answered"
+    );
+
+    // Further reads of the disk are refused at once, saying why; so is
+    // readiness (a write reads the key's record first).
+    let refused = no_redirects_quick().get(c.url(&keys[250])).send().await.unwrap();
+    assert_eq!(refused.status(), 503);
+    let why = refused.text().await.unwrap();
+    assert!(why.contains("not answering reads"), "{why}");
+    let ready = quick.get(c.url("/-/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let why = ready.text().await.unwrap();
+    assert!(why.contains("not answering reads"), "{why}");
+
+    // Released: the waiting readers get their redirects, and reads work.
+    for h in &hung {
+        h.release();
+    }
+    for r in stuck {
+        assert_eq!(r.await.unwrap(), 302);
+    }
+    wait_for("the index to answer reads again", || async {
+        status().await["index"]["stalled_ms"].is_null()
+    })
+    .await;
+    assert_eq!(c.get(&keys[250]).await.0, 200);
+    assert_eq!(c.put("/after", "written").await, 201);
+}
+
+/// [`quick_client`] that follows no redirects.
+fn no_redirects_quick() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .unwrap()
+}

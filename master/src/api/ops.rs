@@ -18,7 +18,7 @@ pub async fn healthy() -> &'static str {
 
 /// `200` when the index and enough volumes are healthy to take writes.
 pub async fn ready(State(state): State<Arc<AppState>>) -> (StatusCode, String) {
-    if let Err(e) = state.index.check_writable() {
+    if let Some(e) = state.index.stall() {
         return (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n"));
     }
     let healthy = state.volumes.healthy_count();
@@ -70,9 +70,11 @@ struct VolumeStatus {
 struct IndexStatus {
     path: String,
     disk_bytes: u64,
-    /// How long a write has waited on the index's disk, while that is
-    /// past the stall timeout (writes are refused meanwhile).
+    /// How long a call has waited on the index's disk, while that is
+    /// past the stall timeout, and what is refused meanwhile (`stalled`).
     stalled_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stalled: Option<String>,
 }
 
 /// The `/-/metrics` scrape: the HTTP metrics, then the cluster's gauges
@@ -184,6 +186,7 @@ impl MasterStatus {
                 path: state.config.db.display().to_string(),
                 disk_bytes: state.index.disk_size(),
                 stalled_ms: state.index.stalled().map(|d| d.as_millis() as u64),
+                stalled: state.index.stall().map(|e| e.to_string()),
             },
         }
     }

@@ -112,9 +112,10 @@ function renderStatus(state) {
   const warned = s.volumes.filter((v) => v.healthy && warning(v));
   const of = " of " + s.volumes.length + " volumes";
   const summary = $("summary");
-  // The master's own index: while it takes no writes, nothing can be written.
+  // The master's own index: while its disk does not answer, nothing can be
+  // written (and keys not held in memory cannot be read).
   const indexStalled = s.index.stalled_ms != null;
-  summary.textContent = indexStalled ? "the index is not taking writes (see below)"
+  summary.textContent = indexStalled ? "the index's disk is not answering (see below)"
     : down > 0 ? down + of + " down"
     : warned.length > 0 ? warned.length + of + ": " + [...new Set(warned.map(warning))].join(", ")
     : "all " + s.volumes.length + " volumes healthy";
@@ -130,7 +131,7 @@ function renderStatus(state) {
     ["unlinked", count(s.keys.unlinked)],
     ["expired (since start)", count(s.expired)],
     ["index on disk", bytes(s.index.disk_bytes) + (indexStalled
-      ? " · NOT TAKING WRITES: one has waited " + Math.round(s.index.stalled_ms / 1000) + " s on its disk" : "")],
+      ? " · STALLED: " + (s.index.stalled || "a call has waited " + Math.round(s.index.stalled_ms / 1000) + " s on its disk") : "")],
     ["replicas", s.replicas + (s.protect ? " · protected deletes" : "") + (s.fsync ? "" : " · NO FSYNC")],
   ]);
 }
