@@ -908,6 +908,56 @@ mod tests {
         assert!(e.to_string().contains("another --db"), "{e}");
     }
 
+    /// A record not held in memory is read from its table file wherever
+    /// `get` is called: on a worker of a multi-thread runtime (which hands
+    /// its other work on first), on its blocking pool, in its `block_on`,
+    /// on a current-thread runtime and on a thread of its own. The read is
+    /// timed and, once done, leaves nothing counted as a stall.
+    #[test]
+    fn records_not_in_memory_are_read_from_disk_on_any_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let index = Index::open(dir.path(), false, DEFAULT_CACHE, None).unwrap();
+            index.import(vec![(key("/cold"), rec(State::Live))]).unwrap();
+            index.compact().unwrap();
+        }
+        // Opened afresh each time: an empty block cache and memtable.
+        let cold = || {
+            let index = Index::open(dir.path(), false, DEFAULT_CACHE, Some(Duration::from_secs(30))).unwrap();
+            let in_memory = !matches!(
+                index.inner.db.get_pinned_opt(b"/cold", &index.inner.from_memory),
+                Err(e) if e.kind() == rocksdb::ErrorKind::Incomplete
+            );
+            assert!(!in_memory, "the record is in memory already");
+            index
+        };
+        let read = |index: &Index| {
+            let record = index.get(&key("/cold")).unwrap().expect("the record");
+            assert_eq!(record.state, State::Live);
+            assert!(index.stall().is_none());
+        };
+        let threads = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        let index = cold();
+        threads
+            .block_on(threads.spawn(async move { read(&index) }))
+            .unwrap();
+        let index = cold();
+        threads
+            .block_on(threads.spawn_blocking(move || read(&index)))
+            .unwrap();
+        let index = cold();
+        threads.block_on(async { read(&index) });
+        drop(index);
+        let index = cold();
+        let one_thread = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        one_thread.block_on(async { read(&index) });
+        drop(index);
+        read(&cold());
+    }
+
     #[tokio::test]
     async fn expiry_scan_touches_only_due_entries() {
         let dir = tempfile::tempdir().unwrap();
