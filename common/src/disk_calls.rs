@@ -57,8 +57,10 @@
 //! volume's `/-/status` reports a data dir that is stalled (`stalled_ms`,
 //! how long the call that overstayed has waited), and the master then
 //! sends writers and readers elsewhere until the disk answers again; a
-//! master whose index is stalled refuses writes and deletes (`503`) and
-//! says so in its `/-/status` and `/-/ready`, and goes on serving reads.
+//! master whose index is not taking writes refuses writes and deletes
+//! (`503`) and goes on serving reads; one whose index's disk is not
+//! answering reads refuses reads of records not held in memory (`503`);
+//! either says so in its `/-/status` and `/-/ready`.
 
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
@@ -302,15 +304,29 @@ pub async fn short_call<T: Send + 'static>(
     may_run_in_place: bool,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> io::Result<T> {
+    let f = match may_run_in_place {
+        true => match in_place(f) {
+            Ok(done) => return done,
+            Err(f) => f,
+        },
+        false => f,
+    };
+    tokio::task::spawn_blocking(f).await.map_err(io::Error::other)
+}
+
+/// Runs `f` on the calling thread as [`short_call`] would — if this
+/// runtime has two or more threads serving HTTP and no other call is
+/// running in place — and returns what it returned; else gives `f` back,
+/// for the caller to run where a call may wait.
+pub fn in_place<T, F: FnOnce() -> T>(f: F) -> Result<io::Result<T>, F> {
     let runtime = tokio::runtime::Handle::try_current().ok();
-    let in_place = may_run_in_place
-        && runtime.as_ref().is_some_and(|h| h.metrics().num_workers() >= 2)
+    let free = runtime.as_ref().is_some_and(|h| h.metrics().num_workers() >= 2)
         && watching()
         && IN_PLACE
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
             .is_ok();
-    if !in_place {
-        return tokio::task::spawn_blocking(f).await.map_err(io::Error::other);
+    if !free {
+        return Err(f);
     }
     struct Leave;
     impl Drop for Leave {
@@ -324,8 +340,8 @@ pub async fn short_call<T: Send + 'static>(
     IN_PLACE_SINCE.store(CLOCK.elapsed().as_millis() as u64 + 1, Ordering::Release);
     // A panic is the call's error, as it is on the blocking pool: the
     // request gets a `500`, not a dropped connection.
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
-        .map_err(|_| io::Error::other("a disk call panicked (see the log)"))
+    Ok(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .map_err(|_| io::Error::other("a disk call panicked (see the log)")))
 }
 
 /// Whether the watch thread ([`nudge_while_stuck`]) runs: started on

@@ -41,7 +41,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use trove_common::disk_calls::{short_call, DiskCalls};
+use trove_common::disk_calls::{in_place, short_call, DiskCalls};
 use trove_common::key::Key;
 use trove_common::record::{Record, RecordError, State};
 
@@ -570,10 +570,11 @@ impl Index {
     }
 
     /// [`Index::get`] of a record that is not in memory. A device that
-    /// hangs reads would hold the thread forever, so on a thread serving
-    /// HTTP the read first hands that thread's other work to a new one
-    /// (`block_in_place`): the master goes on answering, `/-/healthy`
-    /// and `/-/status` included. At most [`DISK_READS`] wait at once, and
+    /// hangs reads would hold the thread forever, so it runs as a short
+    /// call (one at a time on a serving thread, watched: see
+    /// [`in_place`]), and any other meanwhile first hands its serving
+    /// thread's other work to a new one (`block_in_place`): the master
+    /// goes on answering, `/-/healthy` and `/-/status` included. At most [`DISK_READS`] wait at once, and
     /// once one has waited past the stall timeout with none finishing,
     /// new ones are refused at once ([`IndexError::ReadStalled`]).
     fn get_from_disk(&self, key: &Key) -> Result<Option<Record>, IndexError> {
@@ -583,17 +584,19 @@ impl Index {
             .disk_reads
             .try_acquire()
             .map_err(|_| IndexError::ReadsQueued)?;
-        off_serving_threads(|| {
-            let running = self.inner.calls.reading();
-            let read = self.inner.db.get_pinned(key.as_bytes());
-            if read.is_err() {
-                running.failed();
-            }
-            match read? {
+        let read = || {
+            let _running = self.inner.calls.reading();
+            match self.inner.db.get_pinned(key.as_bytes())? {
                 Some(v) => Ok(Some(self.decode(&v)?)),
                 None => Ok(None),
             }
-        })
+        };
+        // One at a time in place, as a short call (the page cache answers
+        // most); any other while that one runs moves off its thread.
+        match in_place(read) {
+            Ok(done) => done.map_err(|e| IndexError::Task(e.to_string()))?,
+            Err(read) => off_serving_threads(read),
+        }
     }
 
     fn expiry_cf(&self) -> &rocksdb::ColumnFamily {

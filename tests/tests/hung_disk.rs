@@ -740,16 +740,18 @@ async fn index_reads_stuck_on_a_hung_disk_leave_the_master_answering() {
         ..Default::default()
     })
     .await;
-    // About 1.5 MiB of records (each carries 6 KB of metadata), so that
-    // most of the table they land in lies outside the tail RocksDB reads
-    // when it opens a table.
-    let pad = "x".repeat(6000);
+    // About 1.5 MiB of records (each carries 6 KB of metadata that no
+    // compression would shrink), so that most of the table they land in
+    // lies outside the tail RocksDB reads when it opens a table.
     let keys: Vec<String> = (0..256).map(|i| format!("/k/{i:04}")).collect();
     for key in &keys {
+        let pad: String = (0..94)
+            .map(|j| sha256_hex(format!("{key}/{j}").as_bytes()))
+            .collect();
         let put = c
             .http
             .put(c.url(key))
-            .header("x-amz-meta-pad", &pad)
+            .header("x-amz-meta-pad", pad)
             .body("v")
             .send()
             .await
@@ -770,6 +772,8 @@ async fn index_reads_stuck_on_a_hung_disk_leave_the_master_answering() {
     let hung: Vec<HungFile> = tables.iter().map(|t| hang_over(t)).collect();
     c.master.restart();
     c.wait_until_ready().await;
+    // Written now: its record is in memory.
+    assert_eq!(c.put("/fresh", "in memory").await, 201);
     for h in &hung {
         h.hang();
     }
@@ -784,13 +788,18 @@ async fn index_reads_stuck_on_a_hung_disk_leave_the_master_answering() {
             tokio::spawn(async move { http.get(url).send().await.unwrap().status().as_u16() })
         })
         .collect();
-    wait_for("a read of the index to wait on the hung disk", || async {
-        hung.iter().map(HungFile::reads_waiting).sum::<usize>() > 0
+    // More reads waiting than there are serving threads (a reader may
+    // wait behind another's read of the same pages).
+    wait_for("reads of the index to wait on the hung disk", || async {
+        hung.iter().map(HungFile::reads_waiting).sum::<usize>() >= 3
     })
     .await;
     let quick = quick_client();
     let healthy = quick.get(c.url("/-/healthy")).send().await.unwrap();
     assert_eq!(healthy.status(), 200);
+    // A record in memory is served as before.
+    let fresh = no_redirects_quick().get(c.url("/fresh")).send().await.unwrap();
+    assert_eq!(fresh.status(), 302);
     let status = || async {
         let resp = quick.get(c.url("/-/status")).send().await.unwrap();
         resp.json::<serde_json::Value>().await.unwrap()
@@ -821,6 +830,10 @@ async fn index_reads_stuck_on_a_hung_disk_leave_the_master_answering() {
     assert_eq!(ready.status(), 503);
     let why = ready.text().await.unwrap();
     assert!(why.contains("not answering reads"), "{why}");
+    let healthy = quick.get(c.url("/-/healthy")).send().await.unwrap();
+    assert_eq!(healthy.status(), 200);
+    let fresh = no_redirects_quick().get(c.url("/fresh")).send().await.unwrap();
+    assert_eq!(fresh.status(), 302);
 
     // Released: the waiting readers get their redirects, and reads work.
     for h in &hung {
