@@ -367,6 +367,10 @@ async fn read_only_status_page_in_a_browser() {
     // waiting on the frozen disk must not time out, and so have the master
     // mark the volume down, while the page is read.
     let c = cluster_in(dir, &["--stall-timeout", "120s"]).await;
+    // Unmounted before the cluster's dir is removed (dropped first): a
+    // dir still mounted stops the removal half-way, leaving the rest of
+    // the cluster's dir behind in /tmp.
+    let disk = disk;
     write_keys(&c, browsed_keys()).await;
     browser_suite(&c, &bin, &out, &[], None).await;
 
