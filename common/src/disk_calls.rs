@@ -304,12 +304,13 @@ pub async fn short_call<T: Send + 'static>(
     may_run_in_place: bool,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> io::Result<T> {
-    let f = match may_run_in_place {
-        true => match in_place(f) {
+    let f = if may_run_in_place {
+        match in_place(f) {
             Ok(done) => return done,
             Err(f) => f,
-        },
-        false => f,
+        }
+    } else {
+        f
     };
     tokio::task::spawn_blocking(f).await.map_err(io::Error::other)
 }

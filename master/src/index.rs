@@ -209,8 +209,8 @@ struct Inner {
     disk_reads: tokio::sync::Semaphore,
     /// Reads that take only what is in memory (memtables, block cache).
     from_memory: ReadOptions,
-    /// How long a write may wait on the disk before new ones are refused
-    /// (a serving master's `--stall-timeout`; `None`: never).
+    /// How long a write, or a read of the disk, may wait before new ones
+    /// are refused (a serving master's `--stall-timeout`; `None`: never).
     stall: Option<Duration>,
 }
 
@@ -574,9 +574,10 @@ impl Index {
     /// call (one at a time on a serving thread, watched: see
     /// [`in_place`]), and any other meanwhile first hands its serving
     /// thread's other work to a new one (`block_in_place`): the master
-    /// goes on answering, `/-/healthy` and `/-/status` included. At most [`DISK_READS`] wait at once, and
-    /// once one has waited past the stall timeout with none finishing,
-    /// new ones are refused at once ([`IndexError::ReadStalled`]).
+    /// goes on answering, `/-/healthy` and `/-/status` included. At most
+    /// [`DISK_READS`] wait at once, and while one has waited past the
+    /// stall timeout, new ones are refused at once
+    /// ([`IndexError::ReadStalled`]).
     fn get_from_disk(&self, key: &Key) -> Result<Option<Record>, IndexError> {
         self.check_readable()?;
         let _slot = self
@@ -771,22 +772,28 @@ impl Index {
     /// `Err(ReadStalled)` while a read of the index's disk has waited past
     /// the stall timeout ([`Index::get_from_disk`]).
     pub fn check_readable(&self) -> Result<(), IndexError> {
-        let waited = self
-            .inner
-            .stall
-            .and_then(|stall| self.inner.calls.reads_stalled(stall));
-        waited.map_or(Ok(()), |waited| Err(IndexError::ReadStalled(waited)))
+        self.check(DiskCalls::reads_stalled, IndexError::ReadStalled)
     }
 
     /// `Err(Stalled)` while the index's disk is not taking writes
     /// ([`Index::stalled`]): callers that would change the volumes before
     /// the index ask first, so that they change nothing.
     pub fn check_writable(&self) -> Result<(), IndexError> {
+        self.check(DiskCalls::writes_stalled, IndexError::Stalled)
+    }
+
+    /// `Err(refused(waited))` while `stalled` says the index's disk has
+    /// made a call of its kind wait past the stall timeout.
+    fn check(
+        &self,
+        stalled: fn(&DiskCalls, Duration) -> Option<Duration>,
+        refused: fn(Duration) -> IndexError,
+    ) -> Result<(), IndexError> {
         let waited = self
             .inner
             .stall
-            .and_then(|stall| self.inner.calls.writes_stalled(stall));
-        waited.map_or(Ok(()), |waited| Err(IndexError::Stalled(waited)))
+            .and_then(|stall| stalled(&self.inner.calls, stall));
+        waited.map_or(Ok(()), |waited| Err(refused(waited)))
     }
 
     /// Runs `write`, a write of the index, timed ([`Index::stalled`]):
