@@ -137,9 +137,7 @@ impl ApiError {
                 _ => StatusCode::BAD_GATEWAY,
             },
             ReplicaMismatch { .. } => StatusCode::BAD_GATEWAY,
-            Index(IndexError::Stalled(_) | IndexError::ReadStalled(_) | IndexError::ReadsQueued) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Index(e) if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
             Index(_) | Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

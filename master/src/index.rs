@@ -83,6 +83,17 @@ pub enum IndexError {
 /// at once ([`Index::get`]): a hung disk holds at most this many threads.
 pub const DISK_READS: usize = 64;
 
+impl IndexError {
+    /// Whether the index refused for now, its disk stalled or busy: the
+    /// same call can succeed later, unlike a RocksDB error or a bad record.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            IndexError::Stalled(_) | IndexError::ReadStalled(_) | IndexError::ReadsQueued
+        )
+    }
+}
+
 impl From<rocksdb::Error> for IndexError {
     fn from(e: rocksdb::Error) -> IndexError {
         IndexError::Db(e)
@@ -205,8 +216,9 @@ struct Inner {
     write_stalls: AtomicU64,
     /// The reads and writes of the disk running, timed ([`Index::stalled`]).
     calls: Arc<DiskCalls>,
-    /// Reads that may wait on the disk ([`DISK_READS`]).
-    disk_reads: tokio::sync::Semaphore,
+    /// Reads that may wait on the disk ([`DISK_READS`]): cold record
+    /// reads and listings' pages.
+    disk_reads: Arc<tokio::sync::Semaphore>,
     /// Reads that take only what is in memory (memtables, block cache).
     from_memory: ReadOptions,
     /// How long a write, or a read of the disk, may wait before new ones
@@ -280,7 +292,7 @@ impl Index {
                 list_reads: AtomicU64::new(0),
                 write_stalls: AtomicU64::new(0),
                 calls: Arc::default(),
-                disk_reads: tokio::sync::Semaphore::new(DISK_READS),
+                disk_reads: Arc::new(tokio::sync::Semaphore::new(DISK_READS)),
                 from_memory: {
                     let mut opts = ReadOptions::default();
                     opts.set_read_tier(ReadTier::BlockCache);
@@ -579,12 +591,7 @@ impl Index {
     /// stall timeout, new ones are refused at once
     /// ([`IndexError::ReadStalled`]).
     fn get_from_disk(&self, key: &Key) -> Result<Option<Record>, IndexError> {
-        self.check_readable()?;
-        let _slot = self
-            .inner
-            .disk_reads
-            .try_acquire()
-            .map_err(|_| IndexError::ReadsQueued)?;
+        let _slot = self.disk_read_slot()?;
         let read = || {
             let _running = self.inner.calls.reading();
             match self.inner.db.get_pinned(key.as_bytes())? {
@@ -598,6 +605,37 @@ impl Index {
             Ok(done) => done.map_err(|e| IndexError::Task(e.to_string()))?,
             Err(read) => off_serving_threads(read),
         }
+    }
+
+    /// One of the [`DISK_READS`] slots for a read that may go to the
+    /// disk; refused at once while such reads are stalled, or when every
+    /// slot is taken.
+    fn disk_read_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, IndexError> {
+        self.check_readable()?;
+        Arc::clone(&self.inner.disk_reads)
+            .try_acquire_owned()
+            .map_err(|_| IndexError::ReadsQueued)
+    }
+
+    /// Runs `read`, a read of the index that may go to its disk (a
+    /// listing's page), on the blocking pool, as [`Index::get_from_disk`]
+    /// reads a record: with one of the [`DISK_READS`] slots and timed, so
+    /// that on a device that hangs, listings hold at most that many of
+    /// the pool's threads (which `block_in_place` needs too) and mark the
+    /// disk's reads stalled, instead of taking threads until none is left.
+    async fn read_on_pool<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Index) -> Result<T, IndexError> + Send + 'static,
+    ) -> Result<T, IndexError> {
+        let slot = self.disk_read_slot()?;
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            let _running = this.inner.calls.reading();
+            read(&this)
+        })
+        .await
+        .map_err(|e| IndexError::Task(e.to_string()))?
     }
 
     fn expiry_cf(&self) -> &rocksdb::ColumnFamily {

@@ -33,7 +33,8 @@ pub struct RepairStats {
     pub failed: AtomicU64,
 }
 
-/// A key busy with another operation is tried again this often, this far
+/// A key busy with another operation, or whose record the index cannot
+/// read for now (its disk stalled), is tried again this often, this far
 /// apart, before it is left to the next reader or `verify --repair`.
 const BUSY_ATTEMPTS: u32 = 5;
 const BUSY_PAUSE: Duration = Duration::from_millis(500);
@@ -60,6 +61,12 @@ pub async fn repair(state: &AppState, volume: &str, key: &str) {
         let record = match state.index.get(&key) {
             Ok(Some(r)) => r,
             Ok(None) => return,
+            // The index's disk stalled or busy: as for a busy key.
+            Err(e) if e.is_transient() => {
+                tracing::debug!(key = %key, error = %e, "the index cannot be read yet to repair a damaged copy");
+                tokio::time::sleep(BUSY_PAUSE).await;
+                continue;
+            }
             Err(e) => {
                 tracing::error!(key = %key, error = %e, "cannot read the index to repair a damaged copy");
                 return;
@@ -91,5 +98,5 @@ pub async fn repair(state: &AppState, volume: &str, key: &str) {
         }
         tokio::time::sleep(BUSY_PAUSE).await;
     }
-    tracing::warn!(volume, key = %key, "the key stayed busy: its damaged copy is left to its next reader or `verify --repair`");
+    tracing::warn!(volume, key = %key, "the key stayed busy, or its record unreadable: its damaged copy is left to its next reader or `verify --repair`");
 }

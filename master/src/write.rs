@@ -394,6 +394,8 @@ async fn confirm_later(state: Arc<AppState>, key: Key, record: Record) {
         };
         let current = match state.index.get(&key) {
             Ok(r) => r,
+            // The index's disk stalled or busy: the next attempt.
+            Err(e) if e.is_transient() && attempt < UNDO_ATTEMPTS => continue,
             Err(e) => {
                 tracing::warn!(key = %key, error = %e, "cannot read the index to confirm a write again; verify will");
                 return;

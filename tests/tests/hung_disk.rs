@@ -830,6 +830,12 @@ async fn index_reads_stuck_on_a_hung_disk_leave_the_master_answering() {
     assert_eq!(ready.status(), 503);
     let why = ready.text().await.unwrap();
     assert!(why.contains("not answering reads"), "{why}");
+    // So are listings, which read the same disk on the blocking pool (so
+    // that they cannot take all of its threads).
+    let listing = quick.get(c.url("/k/?list")).send().await.unwrap();
+    assert_eq!(listing.status(), 503);
+    let why = listing.text().await.unwrap();
+    assert!(why.contains("not answering reads"), "{why}");
     let healthy = quick.get(c.url("/-/healthy")).send().await.unwrap();
     assert_eq!(healthy.status(), 200);
     let fresh = no_redirects_quick().get(c.url("/fresh")).send().await.unwrap();
@@ -847,6 +853,14 @@ async fn index_reads_stuck_on_a_hung_disk_leave_the_master_answering() {
     })
     .await;
     assert_eq!(c.get(&keys[250]).await.0, 200);
+    let listing = quick.get(c.url("/k/?list")).send().await.unwrap();
+    assert_eq!(listing.status(), 200);
+    let listed = listing.json::<serde_json::Value>().await.unwrap();
+    assert_eq!(
+        listed["keys"].as_array().map(Vec::len),
+        Some(keys.len()),
+        "{listed}"
+    );
     assert_eq!(c.put("/after", "written").await, 201);
 }
 

@@ -127,12 +127,10 @@ pub fn rolled_up<'k>(key: &'k [u8], skip: usize, delimiter: &[u8]) -> Option<&'k
 }
 
 impl Index {
-    /// One page of `listing`.
+    /// One page of `listing`, as a read that may go to the index's disk
+    /// ([`Index::read_on_pool`]): refused while such reads are stalled.
     pub async fn list(&self, listing: Listing) -> Result<Page, IndexError> {
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || this.list_blocking(&listing))
-            .await
-            .map_err(|e| IndexError::Task(e.to_string()))?
+        self.read_on_pool(move |this| this.list_blocking(&listing)).await
     }
 
     /// Iterator moves made by listings since the index was opened.
