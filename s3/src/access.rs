@@ -138,18 +138,24 @@ const OPERATION_QUERIES: [(&str, &[&str]); 11] = [
 /// for something else (an append, a rename) that a plain success would
 /// only pretend to do. Any request may carry a presigned URL's
 /// parameters (SigV4's `X-Amz-*`, SigV2's `AWSAccessKeyId`, `Signature`,
-/// `Expires`) and the `x-id` newer SDKs append, when it names the
+/// `Expires`, and the `content-type` and `content-md5` botocore repeats
+/// in a SigV2 URL) and the `x-id` newer SDKs append, when it names the
 /// operation itself.
 fn check_query(operation: &str, query: Option<&str>) -> S3Result<()> {
     let Some(query) = query else { return Ok(()) };
     let Some((_, takes)) = OPERATION_QUERIES.iter().find(|(op, _)| *op == operation) else {
         return Ok(());
     };
+    // botocore's SigV2 presigned URLs repeat the signed Content-Type and
+    // Content-MD5 in the query (the request must still send them as
+    // headers, which the signature covers).
+    let v2_presigned = query.split('&').any(|p| p.starts_with("AWSAccessKeyId="));
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         let name = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
         let presign = name.len() > 6 && name[..6].eq_ignore_ascii_case("x-amz-")
-            || ["AWSAccessKeyId", "Signature", "Expires"].contains(&name.as_ref());
+            || ["AWSAccessKeyId", "Signature", "Expires"].contains(&name.as_ref())
+            || v2_presigned && ["content-type", "content-md5"].contains(&name.to_ascii_lowercase().as_str());
         if presign || takes.contains(&name.as_ref()) {
             continue;
         }
@@ -294,6 +300,8 @@ mod tests {
         refused("DeleteBucket", "foo");
         refused("CreateBucket", "foo=bar");
         refused("DeleteObject", "torrent");
+        // Only a SigV2 presigned URL repeats its Content-Type in the query.
+        refused("PutObject", "content-type=text%2Fplain");
         for (op, q) in [
             ("PutObject", "x-id=PutObject"),
             (
@@ -301,6 +309,10 @@ mod tests {
                 "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=a&X-Amz-Signature=b",
             ),
             ("PutObject", "AWSAccessKeyId=AK&Signature=s&Expires=1"),
+            (
+                "PutObject",
+                "AWSAccessKeyId=AK&Signature=s&Expires=1&content-type=text%2Fplain&content-md5=x",
+            ),
             ("DeleteObject", "versionId=null&x-id=DeleteObject"),
             ("UploadPart", "partNumber=1&uploadId=u&x-id=UploadPart"),
             ("DeleteObjects", "delete"),

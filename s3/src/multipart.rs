@@ -379,7 +379,9 @@ pub async fn list_parts(
             })
         })
         .collect();
-    let truncated = parts.len() > max;
+    // An empty page (`max-parts=0`) is not truncated, as ListObjects
+    // answers `max-keys=0`: it would give nowhere to go on from.
+    let truncated = parts.len() > max && max > 0;
     parts.truncate(max);
     let next = parts.last().and_then(|p| p.part_number);
     Ok(S3Response::new(ListPartsOutput {
@@ -581,7 +583,9 @@ fn uploads_page(mut uploads: Vec<Upload>, q: &UploadsQuery<'_>) -> UploadsPage {
             continue;
         }
         if page.uploads.len() + page.prefixes.len() == q.max {
-            page.truncated = true;
+            // An empty page (`max-uploads=0`) is not truncated, as for
+            // `max-parts=0`.
+            page.truncated = q.max > 0;
             break;
         }
         match common {
@@ -744,8 +748,20 @@ pub async fn complete(
         .as_ref()
         .and_then(|m| m.parts.as_deref())
         .unwrap_or_default();
+    // The object's URL, as AWS gives it (path-style, on the host the
+    // client called).
+    let host = req
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    let location = format!(
+        "http://{host}/{}/{}",
+        input.bucket,
+        crate::encoding::url(&input.key)
+    );
     let output = |e_tag: &str| CompleteMultipartUploadOutput {
-        location: Some(format!("/{}/{}", input.bucket, input.key)),
+        location: Some(location.clone()),
         bucket: Some(input.bucket.clone()),
         key: Some(input.key.clone()),
         e_tag: Some(etag::dto(e_tag)),
@@ -948,7 +964,13 @@ mod tests {
         assert_eq!(listed(&rest), ["b@a2", "c@m"]);
         assert!(!rest.truncated && rest.next_key_marker.is_none());
         // A key marker alone skips every upload of that key.
-        assert_eq!(listed(&uploads_page(all, &query(None, "b", "", 10))), ["c@m"]);
+        assert_eq!(
+            listed(&uploads_page(all.clone(), &query(None, "b", "", 10))),
+            ["c@m"]
+        );
+        // An empty page is not truncated: it names nowhere to go on from.
+        let none = uploads_page(all, &query(None, "", "", 0));
+        assert!(listed(&none).is_empty() && !none.truncated && none.next_key_marker.is_none());
     }
 
     #[test]

@@ -30,6 +30,10 @@ fn default_message(code: &str) -> Option<&'static str> {
         "MethodNotAllowed" => "The method is not allowed on this resource.",
         "NotImplemented" => "This gateway does not implement what the request asks for.",
         "NoSuchKey" => "The specified key does not exist.",
+        "MalformedXML" => {
+            "The XML you provided was not well-formed or did not validate against the schema S3 publishes for this request."
+        }
+        "MissingRequestBodyError" => "This request needs a body (an XML document), and it came without one.",
         _ => return None,
     })
 }

@@ -443,6 +443,8 @@ pub async fn run(
                 let head = method == http::Method::HEAD;
                 let unanswered_continue = expects_continue_without_body(&req);
                 let read_whole = expects_continue(&req).then(|| Arc::new(AtomicBool::new(false)));
+                let query = req.uri().query().map(str::to_string);
+                crate::dates::normalise(req.headers_mut(), query.as_deref());
                 let mut resp = match check_delete_body(req, read_whole.as_ref()).await {
                     Ok(req) => s3.call(req).await?,
                     Err(refused) => refused,
@@ -461,6 +463,10 @@ pub async fn run(
                         .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
                 }
                 stamp(&mut resp, &id, &method, uri.path());
+                if resp.status() == http::StatusCode::OK && crate::completing::is_complete(&method, &uri) {
+                    let body = std::mem::take(resp.body_mut());
+                    *resp.body_mut() = s3s::Body::http_body(crate::completing::Completing::new(body, &id));
+                }
                 Ok(resp)
             }
             .instrument(span)

@@ -1,6 +1,6 @@
 //! Requests that ask for what Trove cannot honour — server-side
 //! encryption, object lock, ACLs that grant anything, tagging, website
-//! redirects — are refused before anything is stored. Answering them with
+//! redirects, a storage class other than `STANDARD` — are refused before anything is stored. Answering them with
 //! a success would be a lie a client acts on: an object "locked" in
 //! `COMPLIANCE` mode that anyone can delete, a "public" URL that answers
 //! `403`, tags a lifecycle rule will never see.
@@ -63,7 +63,26 @@ pub(crate) fn refuse_object_settings(headers: &HeaderMap) -> S3Result<()> {
             "website redirects (x-amz-website-redirect-location) are not supported; nothing was stored"
         ));
     }
-    Ok(())
+    refuse_storage_class(headers)
+}
+
+/// A storage class other than `STANDARD`, the only one Trove has: every
+/// object is kept the same way, on `--replicas` volumes, and listed as
+/// `STANDARD`, so an object sent as `GLACIER` or `REDUCED_REDUNDANCY`
+/// would come back as something it was not asked to be. AWS's answer to
+/// a class it does not offer: `InvalidStorageClass`.
+fn refuse_storage_class(headers: &HeaderMap) -> S3Result<()> {
+    let Some(class) = headers.get("x-amz-storage-class") else {
+        return Ok(());
+    };
+    let class = class.to_str().unwrap_or_default().trim();
+    if class == "STANDARD" {
+        return Ok(());
+    }
+    Err(s3_error!(
+        InvalidStorageClass,
+        "the storage class `{class}` is not offered: Trove keeps every object as STANDARD (on --replicas volumes); send the object without a storage class. Nothing was stored"
+    ))
 }
 
 /// The settings a CreateBucket may carry that Trove cannot honour: object
@@ -131,6 +150,7 @@ mod tests {
             &[("x-amz-acl", "bucket-owner-full-control")],
             &[("x-amz-tagging", "")],
             &[("x-amz-meta-color", "blue"), ("content-type", "text/plain")],
+            &[("x-amz-storage-class", "STANDARD")],
         ] {
             assert_eq!(
                 code(refuse_object_settings(&headers(harmless))),
@@ -163,6 +183,18 @@ mod tests {
                 code(refuse_object_settings(&headers(&[unsupported]))),
                 Some(S3ErrorCode::NotImplemented),
                 "{unsupported:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn storage_classes_other_than_standard_are_refused() {
+        for class in ["GLACIER", "REDUCED_REDUNDANCY", "DEEP_ARCHIVE", "standard", ""] {
+            let h = [("x-amz-storage-class", class)];
+            assert_eq!(
+                code(refuse_object_settings(&headers(&h))),
+                Some(S3ErrorCode::InvalidStorageClass),
+                "{class}"
             );
         }
     }

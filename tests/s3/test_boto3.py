@@ -603,7 +603,7 @@ def test_server_side_encryption_is_not_implemented_and_stores_nothing(s3, bucket
     )
 
 
-def test_object_lock_acls_tags_and_redirects_on_writes_are_refused_and_store_nothing(s3, bucket):
+def test_object_lock_acls_tags_redirects_and_storage_classes_on_writes_are_refused_and_store_nothing(s3, bucket):
     s3.put_object(Bucket=bucket, Key="src", Body=b"v")
     until = now() + datetime.timedelta(days=1)
     grant_all = 'uri="http://acs.amazonaws.com/groups/global/AllUsers"'
@@ -614,6 +614,8 @@ def test_object_lock_acls_tags_and_redirects_on_writes_are_refused_and_store_not
         ("NotImplemented", 501, {"GrantRead": grant_all}),
         ("NotImplemented", 501, {"Tagging": "a=b"}),
         ("NotImplemented", 501, {"WebsiteRedirectLocation": "/elsewhere"}),
+        ("InvalidStorageClass", 400, {"StorageClass": "GLACIER"}),
+        ("InvalidStorageClass", 400, {"StorageClass": "REDUCED_REDUNDANCY"}),
     ]
     for code, status, params in cases:
         expect_error(code, status, s3.put_object, Bucket=bucket, Key="refused", Body=b"v", **params)
@@ -627,6 +629,9 @@ def test_object_lock_acls_tags_and_redirects_on_writes_are_refused_and_store_not
     for acl in ("private", "bucket-owner-full-control"):
         s3.put_object(Bucket=bucket, Key=acl, Body=b"v", ACL=acl)
         assert s3.get_object(Bucket=bucket, Key=acl)["Body"].read() == b"v"
+    # So is the one storage class there is.
+    s3.put_object(Bucket=bucket, Key="standard", Body=b"v", StorageClass="STANDARD")
+    assert s3.get_object(Bucket=bucket, Key="standard")["Body"].read() == b"v"
 
 
 def test_create_bucket_with_object_lock_or_a_granting_acl_is_refused_and_creates_nothing(s3):

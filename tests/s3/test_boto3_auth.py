@@ -3,7 +3,9 @@ unsigned and stale requests are refused with S3's errors and store nothing;
 presigned GET and PUT URLs work with a plain HTTP client, and a tampered or
 expired one does not."""
 
+import base64
 import datetime
+import hashlib
 import urllib.error
 import urllib.request
 
@@ -108,6 +110,45 @@ def test_presigned_put_url_stores_the_body(s3, bucket):
     status, _, body = http("PUT", url, data=b"uploaded through a presigned URL")
     assert status == 200, body
     assert s3.get_object(Bucket=bucket, Key="up/loaded.bin")["Body"].read() == b"uploaded through a presigned URL"
+
+
+def test_sigv2_presigned_put_urls_with_a_content_type_or_md5_store_the_body(s3, bucket):
+    # boto3's default presigner for us-east-1 signs with SigV2, and repeats
+    # the signed Content-Type and Content-MD5 in the URL's query.
+    body = b"uploaded through a SigV2 presigned URL"
+    md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
+    v2 = make_client(signature_version="s3")
+    params = {"Bucket": bucket, "Key": "v2/typed.txt", "ContentType": "text/plain", "ContentMD5": md5}
+    url = v2.generate_presigned_url("put_object", Params=params, ExpiresIn=300)
+    assert "AWSAccessKeyId=" in url and "content-type=" in url.lower(), url
+    status, _, answer = http("PUT", url, data=body, headers={"Content-Type": "text/plain", "Content-MD5": md5})
+    assert status == 200, answer
+    got = s3.get_object(Bucket=bucket, Key="v2/typed.txt")
+    assert got["Body"].read() == body
+    assert got["ContentType"] == "text/plain"
+    # The signature covers the headers: another Content-Type is refused.
+    status, _, answer = http("PUT", url, data=b"other", headers={"Content-Type": "text/html", "Content-MD5": md5})
+    assert status == 403 and b"SignatureDoesNotMatch" in answer, (status, answer)
+    assert s3.get_object(Bucket=bucket, Key="v2/typed.txt")["Body"].read() == body
+
+
+def test_conditional_dates_in_the_old_http_forms_are_read_and_bad_ones_ignored(s3, bucket):
+    # RFC 9110: a recipient reads RFC 850 and asctime dates as well, and
+    # ignores a date it cannot read (here in headers the URL does not sign).
+    s3.put_object(Bucket=bucket, Key="dated", Body=b"dated")
+    modified = s3.head_object(Bucket=bucket, Key="dated")["LastModified"].astimezone(datetime.timezone.utc)
+    url = presigner().generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "dated"}, ExpiresIn=300)
+    later = modified + datetime.timedelta(days=1)
+    for form in ["%A, %d-%b-%y %H:%M:%S GMT", "%a %b %d %H:%M:%S %Y", "%a, %d %b %Y %H:%M:%S GMT"]:
+        date = later.strftime(form)
+        status, _, body = http("GET", url, headers={"If-Modified-Since": date})
+        assert status == 304, (date, status, body)
+        status, _, body = http("GET", url, headers={"If-Unmodified-Since": date})
+        assert status == 200 and body == b"dated", (date, status, body)
+    for bad in ["garbage", "yesterday", "Wed, 99 Nov 2026 07:36:14 GMT"]:
+        for header in ["If-Modified-Since", "If-Unmodified-Since"]:
+            status, _, body = http("GET", url, headers={header: bad})
+            assert status == 200 and body == b"dated", (header, bad, status, body)
 
 
 def test_a_tampered_presigned_url_is_refused(s3, bucket):

@@ -6,7 +6,7 @@ md5(concatenated part md5s)-N. GetObject and HeadObject with partNumber
 answer one part; a CopyObject of a completed object is one part whose ETag
 is the md5 of its bytes."""
 
-from conftest import bucket_name
+from conftest import ENDPOINT, bucket_name
 from helpers import MIB, expect_error, md5_hex, multipart_etag, pattern, quoted_md5
 
 PART = 5 * MIB
@@ -47,11 +47,17 @@ def test_multipart_upload_lists_parts_and_completes_with_the_multipart_etag(s3, 
     assert first["IsTruncated"] and [p["PartNumber"] for p in first["Parts"]] == [1, 2]
     rest = s3.list_parts(Bucket=bucket, Key=key, UploadId=uid, PartNumberMarker=first["NextPartNumberMarker"])
     assert [p["PartNumber"] for p in rest["Parts"]] == [3]
+    # An empty page is not truncated (it would name nowhere to go on from).
+    none = s3.list_parts(Bucket=bucket, Key=key, UploadId=uid, MaxParts=0)
+    assert not none["IsTruncated"] and not none.get("Parts"), none
+    none = s3.list_multipart_uploads(Bucket=bucket, MaxUploads=0)
+    assert not none["IsTruncated"] and not none.get("Uploads"), none
     # Nothing is visible before Complete.
     expect_error("NoSuchKey", 404, s3.get_object, Bucket=bucket, Key=key)
 
     done = complete(s3, bucket, key, uid, [(n + 1, e) for n, e in enumerate(etags)])
     assert done["ETag"] == multipart_etag(parts)
+    assert done["Location"] == f"{ENDPOINT}/{bucket}/{key}", done
     got = s3.get_object(Bucket=bucket, Key=key)
     body = got["Body"].read()
     assert md5_hex(body) == md5_hex(b"".join(parts)) and len(body) == 2 * PART + 1234

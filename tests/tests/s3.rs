@@ -93,12 +93,17 @@ struct S3 {
 
 impl S3 {
     async fn start() -> Option<S3> {
+        S3::start_with_replicas(2).await
+    }
+
+    /// [`S3::start`] with three volumes and `replicas` replicas.
+    async fn start_with_replicas(replicas: usize) -> Option<S3> {
         let clients = Clients::find()?;
         // Durability is tested elsewhere; these tests check what S3
         // clients see, and skipping fsync keeps them quick on 2 cores.
         let cluster = Cluster::start(ClusterOptions {
             volumes: 3,
-            replicas: 2,
+            replicas,
             master_args: vec!["--no-fsync".into()],
             volume_args: vec!["--no-fsync".into()],
         })
@@ -1390,5 +1395,85 @@ async fn client_mistakes_are_not_logged_as_errors() {
     assert!(
         run.stderr.contains(id),
         "the client was not given the logged request id {id}"
+    );
+}
+
+/// CompleteMultipartUpload answers `200` at once and the outcome once the
+/// object is built: a failure found then (here: too few volumes for the
+/// object's replicas) must still be one XML document that clients
+/// read, naming the error and its request id — aws-cli shows S3's code
+/// and message, not a bare `500 Internal Server Error`.
+#[tokio::test]
+async fn a_completion_that_fails_after_its_200_began_is_an_error_clients_read() {
+    let Some(mut s3) = S3::start_with_replicas(3).await else {
+        return;
+    };
+    s3.aws_ok(&["s3", "mb", "s3://late"]).await;
+    let upload_id = s3
+        .aws_json(&[
+            "s3api",
+            "create-multipart-upload",
+            "--bucket",
+            "late",
+            "--key",
+            "k",
+        ])
+        .await["UploadId"]
+        .as_str()
+        .expect("an UploadId")
+        .to_string();
+    let mut parts = Vec::new();
+    for (number, len) in [(1, 5 * MIB as usize), (2, 1000)] {
+        let path = s3.path(&format!("late-part-{number}"));
+        std::fs::write(&path, pattern_bytes(len, number)).unwrap();
+        let part = s3
+            .aws_json(&[
+                "s3api",
+                "upload-part",
+                "--bucket",
+                "late",
+                "--key",
+                "k",
+                "--upload-id",
+                &upload_id,
+                "--part-number",
+                &number.to_string(),
+                "--body",
+                arg(&path),
+            ])
+            .await;
+        parts.push(serde_json::json!({"PartNumber": number, "ETag": part["ETag"]}));
+    }
+    let manifest = s3.path("late-parts.json");
+    std::fs::write(&manifest, serde_json::json!({ "Parts": parts }).to_string()).unwrap();
+    // Three replicas, two volumes left: the parts can be read, but the
+    // object cannot be written.
+    s3.cluster.volumes[2].kill();
+    s3.cluster.wait_volume_health(2, false).await;
+    let mut cmd = s3.aws(&[
+        "s3api",
+        "complete-multipart-upload",
+        "--bucket",
+        "late",
+        "--key",
+        "k",
+        "--upload-id",
+        &upload_id,
+        "--multipart-upload",
+        &format!("file://{}", arg(&manifest)),
+    ]);
+    cmd.env("AWS_MAX_ATTEMPTS", "1");
+    let run = s3.run(cmd, CLIENT_LIMIT).await;
+    assert!(!run.success, "completed with one volume of two: {}", run.stdout);
+    assert!(
+        run.stderr.contains("(ServiceUnavailable)") && run.stderr.contains("healthy volume"),
+        "aws-cli did not read the error: {}",
+        run.stderr
+    );
+    let log = s3.gateway.server.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("ERROR") && l.contains("CompleteMultipartUpload failed")),
+        "the gateway's log does not have the failure:\n{log}"
     );
 }
