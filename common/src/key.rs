@@ -20,7 +20,7 @@ pub const RESERVED_PREFIX: &str = "/-/";
 /// Why a request path is not a usable key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
-    #[error("the path has an invalid percent-escape (use %XX with two hex digits)")]
+    #[error("invalid percent-escape (use %XX with two hex digits)")]
     BadEscape,
     #[error("the key is not valid UTF-8 once percent-decoded")]
     NotUtf8,

@@ -14,7 +14,7 @@ use std::time::Duration;
 use trove_common::digest::{parse_crc32c_hex, parse_sha256_hex};
 use trove_common::http::{
     client, meta_headers, Timeouts, KEY_CRC32C, KEY_MD5, KEY_SHA256, KEY_SIZE, KEY_STATE, TROVE_ERROR,
-    TROVE_REPLACES, TROVE_WRITE,
+    TROVE_MASTER, TROVE_REPLACES, TROVE_WRITE,
 };
 use trove_common::key::Key;
 use trove_common::protocol::listing::{take_frame, Frame, Listed};
@@ -213,6 +213,7 @@ impl VolumeClient {
         let mut req = self
             .http
             .put(self.key_url("PUT", addr, key))
+            .header(TROVE_MASTER, "1")
             .header(TROVE_WRITE, &info.write)
             .headers(meta_headers(&info.meta).collect())
             .body(reqwest::Body::wrap_stream(body));
@@ -228,7 +229,10 @@ impl VolumeClient {
 
     /// Deletes `key` from `addr`; `Ok(false)` when it was not there.
     pub async fn delete(&self, addr: &str, key: &Key) -> Result<bool, VolumeError> {
-        let req = self.http.delete(self.key_url("DELETE", addr, key));
+        let req = self
+            .http
+            .delete(self.key_url("DELETE", addr, key))
+            .header(TROVE_MASTER, "1");
         Ok(self
             .call_for_blob(addr, req, self.timeouts.stall)
             .await?

@@ -19,11 +19,11 @@ pub enum ApiError {
     Key(#[from] KeyError),
     #[error("{0}")]
     BadRequest(String),
-    #[error("empty body: Trove does not store empty values")]
+    #[error("empty body: a value must have at least one byte (send Trove-Allow-Empty: 1 to store a zero-length value)")]
     EmptyBody,
     /// With a hint for a write that sent conditions (`If-Match`…) but not
     /// `Trove-Replace: 1`, which a replace needs.
-    #[error("key exists: keys are write-once, DELETE it first{}", if *.conditional { " (or add Trove-Replace: 1 to this conditional write to replace it)" } else { "" })]
+    #[error("key exists: keys are write-once, DELETE it first{}", if *.conditional { " (or add Trove-Replace: 1 to this conditional write to replace it)" } else { " (or send Trove-Replace: 1 to replace it)" })]
     Exists { conditional: bool },
     #[error("this master runs with --protect: UNLINK the key before DELETE")]
     Protected,

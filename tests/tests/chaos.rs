@@ -484,6 +484,7 @@ async fn disk_full_then_read_only() {
     let r = c
         .http
         .put(format!("http://{}/direct", c.volumes[2].addr))
+        .header("trove-master", "1")
         .body("x")
         .send()
         .await

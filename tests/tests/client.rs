@@ -1587,3 +1587,67 @@ async fn ctrl_c_during_a_download_speaks_of_the_download() {
     assert!(!stderr.contains("upload"), "{stderr}");
     assert_eq!(std::fs::read(&target).unwrap(), b"old");
 }
+
+/// A volume's address given as the master's (`--master`, or curl): a
+/// write, a delete and an unlink are refused by the volume, the CLI names
+/// the mistake, and nothing is stored or removed — the volume once took
+/// the write (a copy no record names, for gc to delete) and the delete (a
+/// replica taken from under a live key), and the CLI said both were done.
+#[tokio::test]
+async fn a_volume_given_as_the_master_is_named_and_changes_nothing() {
+    let c = Cluster::start_default().await;
+    assert_eq!(c.put("/kept", "kept value").await, 201);
+    let copies = c.copies_of("/kept").await;
+    let file = c.dir.path().join("file.txt");
+    std::fs::write(&file, "through the wrong port").unwrap();
+    let tree = c.dir.path().join("tree");
+    std::fs::create_dir_all(&tree).unwrap();
+    std::fs::write(tree.join("a.txt"), "a").unwrap();
+    let volume = format!("http://{}", c.volumes[0].addr);
+    let file = file.to_str().unwrap();
+    let tree = tree.to_str().unwrap();
+    for args in [
+        &["put", file, "/via-volume"][..],
+        &["cp", "-r", tree, "/via-volume-tree/"],
+        &["rm", "/kept"],
+        &["unlink", "/kept"],
+    ] {
+        let r = c
+            .trove(&[&["--master", volume.as_str()][..], args].concat())
+            .await;
+        assert_ne!(r.code, 0, "{args:?} succeeded against a volume: {}", r.stdout);
+        assert!(
+            r.stderr
+                .contains("does not answer as a Trove master (is it a volume?"),
+            "{args:?}: {}",
+            r.stderr
+        );
+    }
+    // curl gets the volume's reason.
+    for method in [reqwest::Method::PUT, reqwest::Method::DELETE] {
+        let resp = c
+            .http
+            .request(method.clone(), format!("{volume}/kept"))
+            .body("x")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "{method}");
+        let why = resp.text().await.unwrap();
+        assert!(
+            why.contains("is a Trove volume, not the master"),
+            "{method}: {why}"
+        );
+    }
+    assert_eq!(c.get("/kept").await, (200, "kept value".into()));
+    assert_eq!(c.copies_of("/kept").await, copies);
+    for i in 0..c.volumes.len() {
+        let blobs = c.blobs(i).await;
+        assert!(
+            blobs
+                .iter()
+                .all(|b| b["key"].as_str().is_some_and(|k| !k.starts_with("/via-volume"))),
+            "volume {i} stored a write sent to it directly: {blobs:?}"
+        );
+    }
+}

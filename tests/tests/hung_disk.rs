@@ -38,6 +38,7 @@ async fn stuck(value: &[u8]) -> Stuck {
     let url = format!("http://{}/stuck", v.addr);
     let put = no_redirects()
         .put(&url)
+        .header("trove-master", "1")
         .body(value.to_vec())
         .send()
         .await
@@ -109,7 +110,13 @@ async fn reads_stuck_on_a_hung_disk_do_not_stall_the_volume() {
     let http = no_redirects();
     let url = format!("http://{}/stuck", v.addr);
     let other = format!("http://{}/elsewhere", v.addr);
-    let put = http.put(&other).body("another blob").send().await.unwrap();
+    let put = http
+        .put(&other)
+        .header("trove-master", "1")
+        .body("another blob")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(put.status(), 201);
 
     let disk = hang_over(blob);
@@ -158,7 +165,13 @@ async fn reads_stuck_on_a_hung_disk_do_not_stall_the_volume() {
     assert_eq!(read.status(), 200);
     assert_eq!(read.bytes().await.unwrap(), "another blob");
     let new = format!("http://{}/written-meanwhile", v.addr);
-    let put = quick.put(&new).body("new").send().await.unwrap();
+    let put = quick
+        .put(&new)
+        .header("trove-master", "1")
+        .body("new")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(put.status(), 201);
     only_the_excess_answered(&gets, "reads", &v.addr).await;
 
@@ -303,6 +316,7 @@ async fn metadata_reads_stuck_on_a_hung_disk_are_bounded_and_reported() {
     assert_eq!(healthy.status(), 200);
     let put = quick
         .put(format!("http://{}/written-meanwhile", v.addr))
+        .header("trove-master", "1")
         .body("new")
         .send()
         .await
@@ -425,7 +439,13 @@ fn loop_disk(at: &Path, mib: u64, whose: &str) -> LoopDisk {
 fn small_puts(urls: impl Iterator<Item = String>) -> Vec<tokio::task::JoinHandle<u16>> {
     urls.map(|url| {
         tokio::spawn(async move {
-            let resp = no_redirects().put(url).body("waited").send().await.unwrap();
+            let resp = no_redirects()
+                .put(url)
+                .header("trove-master", "1")
+                .body("waited")
+                .send()
+                .await
+                .unwrap();
             resp.status().as_u16()
         })
     })
@@ -488,6 +508,7 @@ async fn writes_stuck_on_a_frozen_disk(volume_args: &[&str]) {
     // With a body of some size: the sender gets the answer, not a reset.
     let refused = quick
         .put(format!("{volume}/refused"))
+        .header("trove-master", "1")
         .body(pattern_bytes(8 * MIB, 9))
         .send()
         .await
@@ -495,7 +516,12 @@ async fn writes_stuck_on_a_frozen_disk(volume_args: &[&str]) {
     assert_eq!(refused.status(), 503);
     let why = refused.text().await.unwrap();
     assert!(why.contains("is not taking writes"), "{why}");
-    let delete = quick.delete(format!("{volume}{held}")).send().await.unwrap();
+    let delete = quick
+        .delete(format!("{volume}{held}"))
+        .header("trove-master", "1")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(delete.status(), 503);
     // And so is a copy pulled from another replica (a repair's, a
     // rebalance's), before it is fetched.

@@ -153,6 +153,7 @@ async fn an_answer_nobody_reads_is_dropped_after_the_stall_timeout() {
     let size = 64 << 20;
     let put = http
         .put(format!("http://{}/big", v.addr))
+        .header("trove-master", "1")
         .body(pattern_bytes(size, 3))
         .send()
         .await
@@ -256,7 +257,7 @@ async fn early_refusals_reach_clients_that_send_the_body_first() {
         (m, "POST /-/rebalance HTTP/1.1\r\nHost: x\r\n", 413, "at most"),
         (
             v,
-            "PUT /sha HTTP/1.1\r\nHost: x\r\nKey-Sha256: nope\r\n",
+            "PUT /sha HTTP/1.1\r\nHost: x\r\nTrove-Master: 1\r\nKey-Sha256: nope\r\n",
             400,
             "Key-Sha256",
         ),
@@ -574,6 +575,7 @@ async fn shutdown_finishes_answers_in_flight_and_closes_the_rest() {
     let http = trove_tests::no_redirects();
     let put = http
         .put(format!("http://{}/big", v.addr))
+        .header("trove-master", "1")
         .body(pattern_bytes(size, 4))
         .send()
         .await;
@@ -648,6 +650,7 @@ async fn idle_sockets_cannot_starve_a_master_with_few_descriptors() {
         let put = c
             .http
             .put(&url)
+            .header("trove-master", "1")
             .body("v")
             .timeout(Duration::from_secs(10))
             .send()

@@ -29,6 +29,7 @@ fn blob_path(dir: &Path, key: &str) -> PathBuf {
 async fn put(v: &Server, key: &str, value: Vec<u8>) {
     let resp = no_redirects()
         .put(format!("http://{}{key}", v.addr))
+        .header("trove-master", "1")
         .body(value)
         .send()
         .await

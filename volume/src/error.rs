@@ -13,6 +13,10 @@ pub enum ApiError {
     Key(#[from] KeyError),
     #[error("{0}")]
     BadRequest(String),
+    /// A `PUT` or `DELETE` of a key that no master sent
+    /// ([`trove_common::http::TROVE_MASTER`]).
+    #[error("this is a Trove volume, not the master: {0} of a key goes to the master (http://MASTER/key), which asks its volumes; a volume takes it only from a master (header Trove-Master: 1)")]
+    NotFromMaster(String),
     /// An unsigned, badly signed or expired request (with a secret).
     #[error("{0}")]
     Forbidden(String),
@@ -47,7 +51,9 @@ impl ApiError {
     pub(crate) fn status(&self) -> StatusCode {
         match self {
             ApiError::Key(KeyError::TooLong(_)) => StatusCode::URI_TOO_LONG,
-            ApiError::Key(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Key(_) | ApiError::BadRequest(_) | ApiError::NotFromMaster(_) => {
+                StatusCode::BAD_REQUEST
+            }
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Method(_) | ApiError::WrongMethod { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unsatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
@@ -162,6 +168,7 @@ pub fn every_status() -> Vec<u16> {
         ApiError::Key(KeyError::Empty),
         ApiError::Key(KeyError::TooLong(0)),
         ApiError::BadRequest(String::new()),
+        ApiError::NotFromMaster(String::new()),
         ApiError::Forbidden(String::new()),
         ApiError::Method(String::new()),
         ApiError::WrongMethod {
@@ -181,6 +188,7 @@ pub fn every_status() -> Vec<u16> {
         match e {
             ApiError::Key(_)
             | ApiError::BadRequest(_)
+            | ApiError::NotFromMaster(_)
             | ApiError::Forbidden(_)
             | ApiError::Method(_)
             | ApiError::WrongMethod { .. }

@@ -42,7 +42,10 @@ pub async fn ping(ctx: &Ctx) -> anyhow::Result<()> {
 
 pub async fn status(ctx: &Ctx) -> anyhow::Result<()> {
     let client = ctx.client()?;
-    let (s, jobs) = tokio::try_join!(client.status(), client.jobs())?;
+    // Both at once, but a master that cannot be reached is reported as
+    // the status's failure (what was asked for), not the jobs'.
+    let (s, jobs) = tokio::join!(client.status(), client.jobs());
+    let (s, jobs) = (s?, jobs?);
     ctx.ui.json(&json!({ "status": s, "jobs": jobs }));
     let opt = |v: Option<u64>, f: fn(u64) -> String| v.map(f).unwrap_or_else(|| "-".into());
     ctx.ui.out(&format!(

@@ -34,6 +34,12 @@ pub const TROVE_EXPIRES_AFTER: &str = "trove-expires-after";
 pub const TROVE_EXPIRES_AT: &str = "trove-expires-at";
 /// The id of the master write an upload to a volume belongs to.
 pub const TROVE_WRITE: &str = "trove-write";
+/// `1` on the `PUT` and `DELETE` of a key a master sends a volume: a
+/// volume refuses them without it, so a client given a volume's address
+/// for the master's (`trove --master`, curl) is told so, instead of
+/// storing a copy no record names (gc's to delete) or deleting a replica
+/// from under a live key.
+pub const TROVE_MASTER: &str = "trove-master";
 /// A volume's state of the copy it serves (`pending`, `live`, `unlinked`).
 pub const KEY_STATE: &str = "key-state";
 /// An error answer's reason, as in its body: a `HEAD` has no body to

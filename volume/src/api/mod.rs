@@ -21,6 +21,7 @@ use axum::response::Response;
 use axum::routing::{get as get_route, post, MethodRouter};
 use axum::Router;
 use std::sync::Arc;
+use trove_common::http::TROVE_MASTER;
 use trove_common::key::Key;
 use trove_common::routes::{op, read, Route};
 use trove_common::server::ZeroCopy;
@@ -155,6 +156,11 @@ async fn wrong_method(method: Method, uri: Uri) -> ApiError {
 /// A request on a key path.
 async fn key_request(State(state): State<Arc<AppState>>, req: Request<Body>) -> Result<Response, ApiError> {
     let key = Key::from_path(req.uri().path())?;
+    if matches!(*req.method(), Method::PUT | Method::DELETE)
+        && req.headers().get(TROVE_MASTER).is_none_or(|v| v != "1")
+    {
+        return Err(ApiError::NotFromMaster(req.method().to_string()));
+    }
     match *req.method() {
         Method::PUT => put::put(&state, key, req).await,
         Method::GET | Method::HEAD => {
