@@ -149,7 +149,7 @@ pub(crate) async fn remove_replicas(
 /// Soft delete: the key reads as absent and is listed by `?unlinked`; its
 /// bytes stay until `DELETE`. Only if its value passes `conditions` (else
 /// `412`).
-pub async fn unlink(state: &AppState, key: &Key, conditions: &Preconditions) -> Result<(), ApiError> {
+pub async fn unlink(state: &Arc<AppState>, key: &Key, conditions: &Preconditions) -> Result<(), ApiError> {
     let _guard = state.locks.try_lock(key).ok_or(ApiError::Busy)?;
     let stored = undo_failed_replace(state, key, state.index.get(key)?).await?;
     let record = stored
@@ -160,13 +160,24 @@ pub async fn unlink(state: &AppState, key: &Key, conditions: &Preconditions) -> 
     crash::point("unlink-recorded");
     // The volumes learn it too, so that `rebuild` does not revive it. The
     // index is the truth: a volume that misses this only matters if the
-    // index is lost before the key is deleted.
+    // index is lost before the key is deleted — so it is sent again, in
+    // the background, until every replica has it.
     if let Err(e) = state
         .volumes
         .mark_all(key, &record.volumes, BlobState::Unlinked, None, None)
         .await
     {
-        tracing::warn!(key = %key, error = %e, "a volume did not record the unlink");
+        tracing::warn!(key = %key, error = %e, "a volume did not record the unlink; trying again");
+        let unlinked = Record {
+            state: State::Unlinked,
+            ..record
+        };
+        tokio::spawn(crate::write::mark_later(
+            Arc::clone(state),
+            key.clone(),
+            unlinked,
+            BlobState::Unlinked,
+        ));
     }
     tracing::debug!(key = %key, "unlinked");
     Ok(())

@@ -255,7 +255,12 @@ pub async fn write(
         .await
     {
         tracing::warn!(key = %key, error = %e, "a replica did not record the confirmation; trying again");
-        tokio::spawn(confirm_later(Arc::clone(&state), key.clone(), record.clone()));
+        tokio::spawn(mark_later(
+            Arc::clone(&state),
+            key.clone(),
+            record.clone(),
+            BlobState::Live,
+        ));
     }
     crash::point("write-confirmed");
     retire_old_copies(&state, &key, &old_volumes, &targets).await;
@@ -368,21 +373,32 @@ async fn undo_failed(state: Arc<AppState>, key: Key, writing: Record, guard: Key
 /// (or to confirm a committed one before leaving it to `verify`).
 const UNDO_ATTEMPTS: u32 = 8;
 
-/// Sends a committed write's confirming marks again, with backoff, after
-/// some replica missed them (it was restarting, or unreachable for a
-/// moment): until a replica has its mark, its copy is `pending`, and a
-/// `rebuild` from the volumes alone — the index lost before a `verify`
-/// confirmed the copy — would take the write for a failed one (and, for a
-/// replace, bring the old value back). Each attempt holds the key's lock
-/// and stops for good unless the key is still live with this write: once
-/// it is unlinked, deleted or written again, there is nothing of this
-/// write to confirm (and an unlinked copy must stay unlinked). The marks
-/// name the write, so a volume never confirms another one's copy; marking
-/// a copy confirmed twice changes nothing.
-async fn confirm_later(state: Arc<AppState>, key: Key, record: Record) {
-    let Some(write) = record.write.clone() else {
-        return;
+/// Sends a key's marks again, with backoff, after some replica missed
+/// them (it was restarting, or unreachable for a moment): `mark` is
+/// [`BlobState::Live`] for a committed write's confirmation, or
+/// [`BlobState::Unlinked`] for an unlink's. Until a replica has its mark,
+/// its copy says otherwise — `pending` (a `rebuild` from the volumes
+/// alone, the index lost before a `verify` confirmed the copy, would take
+/// the write for a failed one and, for a replace, bring the old value
+/// back), or `live` (a `rebuild` would revive the unlinked key). Each
+/// attempt holds the key's lock and stops for good unless the key still
+/// reads as `record` did with that state: once it is deleted, written
+/// again, or unlinked or linked since, there is nothing of this mark to
+/// send (and an unlinked copy must stay unlinked). A confirmation names
+/// the write, so a volume never confirms another one's copy; marking a
+/// copy twice changes nothing.
+pub(crate) async fn mark_later(state: Arc<AppState>, key: Key, record: Record, mark: BlobState) {
+    let wanted = match mark {
+        BlobState::Live => State::Live,
+        BlobState::Unlinked => State::Unlinked,
+        BlobState::Pending => return,
     };
+    // A confirmation names its write; a value stored before writes had
+    // ids has none to confirm.
+    if mark == BlobState::Live && record.write.is_none() {
+        return;
+    }
+    let write = record.write.clone();
     let mut delay = Duration::from_millis(200);
     for attempt in 1..=UNDO_ATTEMPTS {
         tokio::time::sleep(delay).await;
@@ -397,34 +413,34 @@ async fn confirm_later(state: Arc<AppState>, key: Key, record: Record) {
             // The index's disk stalled or busy: the next attempt.
             Err(e) if e.is_transient() && attempt < UNDO_ATTEMPTS => continue,
             Err(e) => {
-                tracing::warn!(key = %key, error = %e, "cannot read the index to confirm a write again; verify will");
+                tracing::warn!(key = %key, error = %e, "cannot read the index to send a mark again; verify will");
                 return;
             }
         };
-        let Some(current) =
-            current.filter(|r| r.state == State::Live && r.write.as_deref() == Some(write.as_str()))
-        else {
+        let Some(current) = current.filter(|r| r.state == wanted && r.write == write) else {
             return;
         };
         // The replicas the record names now (a rebalance may have moved
         // some since).
+        let (digests, named) = match mark {
+            BlobState::Live => (Some(&record), write.as_deref()),
+            _ => (None, None),
+        };
         match state
             .volumes
-            .mark_all(
-                &key,
-                &current.volumes,
-                BlobState::Live,
-                Some(&record),
-                Some(&write),
-            )
+            .mark_all(&key, &current.volumes, mark, digests, named)
             .await
         {
             Ok(()) => {
-                tracing::info!(key = %key, attempt, "every replica has the write's confirmation now");
+                tracing::info!(key = %key, attempt, ?mark, "every replica has the key's mark now");
                 return;
             }
             Err(e) if attempt == UNDO_ATTEMPTS => {
-                tracing::warn!(key = %key, error = %e, "a replica still misses the write's confirmation; verify will confirm it");
+                let then = match mark {
+                    BlobState::Live => "verify will confirm it",
+                    _ => "a rebuild before the key's DELETE would revive it",
+                };
+                tracing::warn!(key = %key, error = %e, ?mark, "a replica still misses the key's mark: {then}");
             }
             Err(_) => {}
         }

@@ -1282,3 +1282,42 @@ async fn put_with_result(c: &Cluster, key: &str, body: Vec<u8>) -> reqwest::Resu
         .send()
         .await
 }
+
+/// An UNLINK acknowledged while every replica's volume is down reaches
+/// the volumes once they are back (the master sends the mark again), so a
+/// rebuild from them keeps the key unlinked: it used to revive it, live.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unlink_made_while_the_volumes_are_down_survives_a_rebuild() {
+    let mut c = Cluster::start_default().await;
+    assert_eq!(c.put("/unl/a", "v1").await, 201);
+    assert_eq!(c.put("/unl/b", "kept").await, 201);
+    for v in &mut c.volumes {
+        v.kill();
+    }
+    assert_eq!(c.unlink("/unl/a").await, 204);
+    for v in &mut c.volumes {
+        v.restart();
+    }
+    wait_for("every copy of the unlinked key to be marked unlinked", || async {
+        let mut states = vec![];
+        for i in 0..c.volumes.len() {
+            for b in c.blobs(i).await {
+                if b["key"] == "/unl/a" {
+                    states.push(b["state"].clone());
+                }
+            }
+        }
+        !states.is_empty() && states.iter().all(|s| s == "unlinked")
+    })
+    .await;
+    let rebuilt = c.dir.path().join("rebuilt");
+    let out = c.rebuild(&rebuilt, &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    c.master.set_arg("--db", rebuilt.to_str().unwrap());
+    c.master.restart();
+    c.wait_until_ready().await;
+    assert_eq!(c.get("/unl/a").await.0, 404);
+    let unlinked: serde_json::Value = c.json("/unl/?unlinked").await;
+    assert_eq!(unlinked["keys"], serde_json::json!(["/unl/a"]), "{unlinked}");
+    assert_eq!(c.get("/unl/b").await, (200, "kept".into()));
+}
