@@ -367,6 +367,30 @@ impl Cluster {
             .expect("trove-master runs")
     }
 
+    /// Rebuilds an index from the volumes alone (`trove-master rebuild`,
+    /// into a new dir of the cluster's) and has the master serve it.
+    pub async fn serve_rebuilt_index(&mut self) {
+        let rebuilt = self.dir.path().join(format!("rebuilt-{}", unique_suffix()));
+        let out = self.rebuild(&rebuilt, &[]);
+        assert!(
+            out.status.success(),
+            "rebuild: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.master.set_arg("--db", rebuilt.to_str().unwrap());
+        self.master.restart();
+        self.wait_until_ready().await;
+    }
+
+    /// Has the master serve its own index again (after
+    /// [`Cluster::serve_rebuilt_index`]).
+    pub async fn serve_real_index(&mut self) {
+        let real = self.dir.path().join("db");
+        self.master.set_arg("--db", real.to_str().unwrap());
+        self.master.restart();
+        self.wait_until_ready().await;
+    }
+
     /// Every blob sidecar on volume `i` (its `/-/blobs`).
     pub async fn blobs(&self, i: usize) -> Vec<serde_json::Value> {
         let url = format!("http://{}/-/blobs", self.volumes[i].addr);

@@ -798,12 +798,7 @@ async fn empty_values_need_the_header_and_are_kept_like_any_other() {
             .all(|m| m["meta"]["content-type"] == "application/x-directory"),
         "{metas:?}"
     );
-    let rebuilt = c.dir.path().join("rebuilt");
-    let out = c.rebuild(&rebuilt, &[]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    c.master.set_arg("--db", rebuilt.to_str().unwrap());
-    c.master.restart();
-    c.wait_until_ready().await;
+    c.serve_rebuilt_index().await;
     for key in ["/e/dir/", "/e/chunked"] {
         let h = head_302(&c, key).await;
         assert_eq!(header(&h, "key-size"), Some("0"), "{key}");
@@ -865,12 +860,7 @@ async fn metadata_survives_rebuild_rebalance_and_repair() {
     );
 
     // Rebuild into a fresh index: the same metadata, write ids, ETags.
-    let rebuilt = c.dir.path().join("rebuilt");
-    let out = c.rebuild(&rebuilt, &[]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    c.master.set_arg("--db", rebuilt.to_str().unwrap());
-    c.master.restart();
-    c.wait_until_ready().await;
+    c.serve_rebuilt_index().await;
     for (key, expected) in keys.iter().zip(&before) {
         let mut now = described(&head_302(&c, key).await);
         let mut expected = expected.clone();
@@ -940,17 +930,9 @@ fn state_of(h: &reqwest::header::HeaderMap) -> (String, String, String) {
 /// reads there as it does in the live index, then switches back.
 async fn rebuild_agrees(c: &mut Cluster, key: &str, point: &str) {
     let expected = state_of(&head_302(c, key).await);
-    let rebuilt = c.dir.path().join(format!("rebuilt-{point}"));
-    let out = c.rebuild(&rebuilt, &[]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    c.master.set_arg("--db", rebuilt.to_str().unwrap());
-    c.master.restart();
-    c.wait_until_ready().await;
+    c.serve_rebuilt_index().await;
     assert_eq!(state_of(&head_302(c, key).await), expected, "{point}: rebuild");
-    let db = c.dir.path().join("db");
-    c.master.set_arg("--db", db.to_str().unwrap());
-    c.master.restart();
-    c.wait_until_ready().await;
+    c.serve_real_index().await;
 }
 
 /// kill -9 of the master at every step of a replace, and of the volumes
@@ -1310,12 +1292,7 @@ async fn an_unlink_made_while_the_volumes_are_down_survives_a_rebuild() {
         !states.is_empty() && states.iter().all(|s| s == "unlinked")
     })
     .await;
-    let rebuilt = c.dir.path().join("rebuilt");
-    let out = c.rebuild(&rebuilt, &[]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    c.master.set_arg("--db", rebuilt.to_str().unwrap());
-    c.master.restart();
-    c.wait_until_ready().await;
+    c.serve_rebuilt_index().await;
     assert_eq!(c.get("/unl/a").await.0, 404);
     let unlinked: serde_json::Value = c.json("/unl/?unlinked").await;
     assert_eq!(unlinked["keys"], serde_json::json!(["/unl/a"]), "{unlinked}");

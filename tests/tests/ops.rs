@@ -400,6 +400,7 @@ async fn rebuild_recreates_the_index_from_the_volumes() {
     let r = c
         .http
         .put(format!("http://{v0}/never/confirmed"))
+        .header("trove-master", "1")
         .body("x")
         .send()
         .await
@@ -412,6 +413,7 @@ async fn rebuild_recreates_the_index_from_the_volumes() {
     let r = c
         .http
         .put(format!("http://{first}{conflicted}"))
+        .header("trove-master", "1")
         .body("other bytes")
         .send()
         .await
@@ -1020,6 +1022,7 @@ async fn gc_removes_orphans_and_keeps_everything_live() {
     assert_eq!(
         c.http
             .put(format!("http://{v2}/orphan"))
+            .header("trove-master", "1")
             .body("junk")
             .send()
             .await

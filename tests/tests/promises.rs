@@ -5,7 +5,7 @@
 
 use base64::Engine;
 use tokio::io::AsyncWriteExt;
-use trove_tests::{flip_byte, pattern_bytes, sha256_hex, unique_suffix, wait_for, Cluster, ClusterOptions};
+use trove_tests::{flip_byte, pattern_bytes, sha256_hex, wait_for, Cluster, ClusterOptions};
 
 const CRASH_AT: &str = "TROVE_CRASH_AT";
 
@@ -44,29 +44,6 @@ async fn copies(c: &Cluster, key: &str) -> Vec<String> {
         }
     }
     shas
-}
-
-/// Rebuilds an index from the volumes alone and has the master serve it
-/// (until [`serve_real_index`]).
-async fn serve_rebuilt_index(c: &mut Cluster) {
-    let rebuilt = c.dir.path().join(format!("rebuilt-{}", unique_suffix()));
-    let out = c.rebuild(&rebuilt, &[]);
-    assert!(
-        out.status.success(),
-        "rebuild: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    c.master.set_arg("--db", rebuilt.to_str().unwrap());
-    c.master.restart();
-    c.wait_until_ready().await;
-}
-
-/// Has the master serve its own index again.
-async fn serve_real_index(c: &mut Cluster) {
-    let real = c.dir.path().join("db");
-    c.master.set_arg("--db", real.to_str().unwrap());
-    c.master.restart();
-    c.wait_until_ready().await;
 }
 
 /// Waits until the key's failed rewrite has been undone: back in
@@ -290,12 +267,12 @@ async fn kill_9_at_every_step() {
             assert_eq!(on_disk(&c, &again), vec![sha1.clone(); 2], "{point}");
         }
         let index = (seen(&c, &fresh).await, seen(&c, &again).await);
-        serve_rebuilt_index(&mut c).await;
+        c.serve_rebuilt_index().await;
         let rebuilt = (seen(&c, &fresh).await, seen(&c, &again).await);
         // After verify (committed) or gc (not), the volumes say what the
         // index says.
         assert_eq!(rebuilt, index, "{point}: rebuild and index disagree");
-        serve_real_index(&mut c).await;
+        c.serve_real_index().await;
     }
 
     // The delete and unlink paths.
@@ -318,12 +295,12 @@ async fn kill_9_at_every_step() {
         arm(&mut c.master, None);
         c.wait_until_ready().await;
         assert_eq!(seen(&c, &key).await, Seen::Unlinked, "{point}");
-        serve_rebuilt_index(&mut c).await;
+        c.serve_rebuilt_index().await;
         // Not acknowledged: the old state or the new, never anything else.
         let rebuilt = seen(&c, &key).await;
         let allowed = [Seen::Live(sha1.clone()), Seen::Unlinked, Seen::Absent];
         assert!(allowed.contains(&rebuilt), "{point}: {rebuilt:?}");
-        serve_real_index(&mut c).await;
+        c.serve_real_index().await;
         // A DELETE finishes the job, and nothing comes back.
         assert_eq!(c.delete(&key).await, 204, "{point}");
         assert_eq!(seen(&c, &key).await, Seen::Absent);
@@ -388,13 +365,13 @@ async fn kill_9_at_every_step() {
             assert_eq!(copies(&c, &key).await, vec![sha1.clone(); 2], "{point}");
         }
         let expected = seen(&c, &key).await;
-        serve_rebuilt_index(&mut c).await;
+        c.serve_rebuilt_index().await;
         assert_eq!(
             seen(&c, &key).await,
             expected,
             "{point}: rebuild and index disagree"
         );
-        serve_real_index(&mut c).await;
+        c.serve_real_index().await;
     }
 }
 
@@ -721,7 +698,7 @@ async fn concurrent_fsynced_writes_survive_kill_9_of_the_volumes() {
     for (key, sha, _) in outcomes.iter().filter(|o| o.2) {
         assert_eq!(copies(&c, key).await, vec![sha.clone(); 2], "{key}");
     }
-    serve_rebuilt_index(&mut c).await;
+    c.serve_rebuilt_index().await;
     check_outcomes(&c, &outcomes).await;
 }
 
