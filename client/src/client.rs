@@ -331,14 +331,17 @@ fn reason(body: String, header: Option<String>) -> String {
 /// gives to what the client asks — a success where the master redirects
 /// or refuses, a `400` to a request the client built (a volume's answer to
 /// a write or delete no master sent), a `405` to a method the master
-/// takes on a key — sends one
+/// takes on a key, a `403` other than "key exists" (a volume of a cluster
+/// with a secret refuses the unsigned request) — sends one
 /// `GET /-/status` to the same server: when that is not a master's, the
 /// error is [`Error::NotAMaster`] (a volume's address given as the
 /// master's gave "server error 200" with no reason).
 pub(crate) async fn status_error(key: &str, url: &str, resp: Response) -> Error {
     let status = resp.status().as_u16();
     let body = error_body(resp).await;
-    if (status < 300 || status == 400 || status == 405) && !answers_as_master(url).await {
+    let odd =
+        status < 300 || status == 400 || status == 405 || status == 403 && !body.starts_with("key exists");
+    if odd && !answers_as_master(url).await {
         return not_a_master(url);
     }
     Error::from_status(key, url, status, &body)

@@ -77,11 +77,18 @@ pub enum IndexError {
     /// [`DISK_READS`] reads are waiting on the index's disk already.
     #[error("the index's disk is slow: {DISK_READS} reads of it are waiting already; try again")]
     ReadsQueued,
+    /// [`LISTINGS`] listings' pages are being read already.
+    #[error("{LISTINGS} listings are being read from the index already; try again")]
+    ListingsQueued,
 }
 
 /// Reads of records not held in memory that may wait on the index's disk
 /// at once ([`Index::get`]): a hung disk holds at most this many threads.
 pub const DISK_READS: usize = 64;
+
+/// Listings' pages read at once ([`Index::list`]): a hung disk holds at
+/// most this many of the blocking pool's threads with them.
+pub const LISTINGS: usize = 16;
 
 impl IndexError {
     /// Whether the index refused for now, its disk stalled or busy: the
@@ -89,7 +96,10 @@ impl IndexError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            IndexError::Stalled(_) | IndexError::ReadStalled(_) | IndexError::ReadsQueued
+            IndexError::Stalled(_)
+                | IndexError::ReadStalled(_)
+                | IndexError::ReadsQueued
+                | IndexError::ListingsQueued
         )
     }
 }
@@ -216,9 +226,10 @@ struct Inner {
     write_stalls: AtomicU64,
     /// The reads and writes of the disk running, timed ([`Index::stalled`]).
     calls: Arc<DiskCalls>,
-    /// Reads that may wait on the disk ([`DISK_READS`]): cold record
-    /// reads and listings' pages.
-    disk_reads: Arc<tokio::sync::Semaphore>,
+    /// Reads that may wait on the disk ([`DISK_READS`]).
+    disk_reads: tokio::sync::Semaphore,
+    /// Listings' pages being read ([`LISTINGS`]).
+    listings: Arc<tokio::sync::Semaphore>,
     /// Reads that take only what is in memory (memtables, block cache).
     from_memory: ReadOptions,
     /// How long a write, or a read of the disk, may wait before new ones
@@ -292,7 +303,8 @@ impl Index {
                 list_reads: AtomicU64::new(0),
                 write_stalls: AtomicU64::new(0),
                 calls: Arc::default(),
-                disk_reads: Arc::new(tokio::sync::Semaphore::new(DISK_READS)),
+                disk_reads: tokio::sync::Semaphore::new(DISK_READS),
+                listings: Arc::new(tokio::sync::Semaphore::new(LISTINGS)),
                 from_memory: {
                     let mut opts = ReadOptions::default();
                     opts.set_read_tier(ReadTier::BlockCache);
@@ -591,7 +603,12 @@ impl Index {
     /// stall timeout, new ones are refused at once
     /// ([`IndexError::ReadStalled`]).
     fn get_from_disk(&self, key: &Key) -> Result<Option<Record>, IndexError> {
-        let _slot = self.disk_read_slot()?;
+        self.check_readable()?;
+        let _slot = self
+            .inner
+            .disk_reads
+            .try_acquire()
+            .map_err(|_| IndexError::ReadsQueued)?;
         let read = || {
             let _running = self.inner.calls.reading();
             match self.inner.db.get_pinned(key.as_bytes())? {
@@ -607,31 +624,25 @@ impl Index {
         }
     }
 
-    /// One of the [`DISK_READS`] slots for a read that may go to the
-    /// disk; refused at once while such reads are stalled, or when every
-    /// slot is taken.
-    fn disk_read_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, IndexError> {
-        self.check_readable()?;
-        Arc::clone(&self.inner.disk_reads)
-            .try_acquire_owned()
-            .map_err(|_| IndexError::ReadsQueued)
-    }
-
-    /// Runs `read`, a read of the index that may go to its disk (a
-    /// listing's page), on the blocking pool, as [`Index::get_from_disk`]
-    /// reads a record: with one of the [`DISK_READS`] slots and timed, so
-    /// that on a device that hangs, listings hold at most that many of
-    /// the pool's threads (which `block_in_place` needs too) and mark the
-    /// disk's reads stalled, instead of taking threads until none is left.
+    /// Runs `read`, a listing's page, on the blocking pool with one of the
+    /// [`LISTINGS`] slots: refused at once while reads of the index's disk
+    /// are stalled ([`Index::get_from_disk`]), or when every slot is
+    /// taken. So on a device that hangs, listings hold at most that many
+    /// of the pool's threads (which `block_in_place` needs too) instead of
+    /// taking threads until none is left. A page is not timed: how long
+    /// it takes depends on how many keys it passes over, which says
+    /// nothing of the disk; the cold record reads tell a hung disk.
     async fn read_on_pool<T: Send + 'static>(
         &self,
         read: impl FnOnce(&Index) -> Result<T, IndexError> + Send + 'static,
     ) -> Result<T, IndexError> {
-        let slot = self.disk_read_slot()?;
+        self.check_readable()?;
+        let slot = Arc::clone(&self.inner.listings)
+            .try_acquire_owned()
+            .map_err(|_| IndexError::ListingsQueued)?;
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
             let _slot = slot;
-            let _running = this.inner.calls.reading();
             read(&this)
         })
         .await

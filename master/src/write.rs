@@ -380,8 +380,9 @@ const UNDO_ATTEMPTS: u32 = 8;
 /// its copy says otherwise — `pending` (a `rebuild` from the volumes
 /// alone, the index lost before a `verify` confirmed the copy, would take
 /// the write for a failed one and, for a replace, bring the old value
-/// back), or `live` (a `rebuild` would revive the unlinked key). Each
-/// attempt holds the key's lock and stops for good unless the key still
+/// back), or `live` (a `rebuild` would revive the unlinked key). While a
+/// replica's volume is down, it waits for it (up to [`MARK_WAIT`])
+/// without the key's lock; each attempt holds the key's lock and stops for good unless the key still
 /// reads as `record` did with that state: once it is deleted, written
 /// again, or unlinked or linked since, there is nothing of this mark to
 /// send (and an unlinked copy must stay unlinked). A confirmation names
@@ -399,10 +400,22 @@ pub(crate) async fn mark_later(state: Arc<AppState>, key: Key, record: Record, m
         return;
     }
     let write = record.write.clone();
+    let give_up = tokio::time::Instant::now() + MARK_WAIT;
     let mut delay = Duration::from_millis(200);
-    for attempt in 1..=UNDO_ATTEMPTS {
+    let mut attempt = 0;
+    while attempt < UNDO_ATTEMPTS {
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(10));
+        // While a replica's volume is down, its mark would fail: wait for
+        // it without the key's lock (the key would answer 409 meanwhile).
+        if record.volumes.iter().any(|v| state.volumes.is_down(v)) {
+            if tokio::time::Instant::now() < give_up {
+                continue;
+            }
+            tracing::warn!(key = %key, ?mark, "a replica's volume stayed down: its mark is left {}", left_to(mark));
+            return;
+        }
+        attempt += 1;
         // Under the key's lock, so no unlink, delete or write comes
         // between the check and the marks (a busy key: the next attempt).
         let Some(_guard) = state.locks.try_lock(&key) else {
@@ -413,7 +426,7 @@ pub(crate) async fn mark_later(state: Arc<AppState>, key: Key, record: Record, m
             // The index's disk stalled or busy: the next attempt.
             Err(e) if e.is_transient() && attempt < UNDO_ATTEMPTS => continue,
             Err(e) => {
-                tracing::warn!(key = %key, error = %e, "cannot read the index to send a mark again; verify will");
+                tracing::warn!(key = %key, error = %e, ?mark, "cannot read the index to send a mark again: it is left {}", left_to(mark));
                 return;
             }
         };
@@ -436,14 +449,22 @@ pub(crate) async fn mark_later(state: Arc<AppState>, key: Key, record: Record, m
                 return;
             }
             Err(e) if attempt == UNDO_ATTEMPTS => {
-                let then = match mark {
-                    BlobState::Live => "verify will confirm it",
-                    _ => "a rebuild before the key's DELETE would revive it",
-                };
-                tracing::warn!(key = %key, error = %e, ?mark, "a replica still misses the key's mark: {then}");
+                tracing::warn!(key = %key, error = %e, ?mark, "a replica still misses the key's mark: it is left {}", left_to(mark));
             }
             Err(_) => {}
         }
+    }
+}
+
+/// How long [`mark_later`] waits for a replica's volume that is down to
+/// come back before it gives the mark up.
+const MARK_WAIT: Duration = Duration::from_secs(3600);
+
+/// What becomes of a mark [`mark_later`] gives up.
+fn left_to(mark: BlobState) -> &'static str {
+    match mark {
+        BlobState::Live => "to verify, which confirms it",
+        _ => "undone: a rebuild before the key's DELETE would bring it back live",
     }
 }
 /// How long the clean-up waits for the key's lock to restore its record.

@@ -47,20 +47,26 @@ impl Completing {
             self.declared = true;
             return chunk;
         }
-        self.settled = true;
         let payload = match text.strip_prefix(b"<?xml") {
             Some(rest) => match rest.windows(2).position(|w| w == b"?>") {
                 Some(end) => rest[end + 2..].trim_ascii_start(),
+                // s3s sends each part whole; one cut inside a
+                // declaration goes as it is.
                 None => return chunk,
             },
             None => text,
         };
+        if payload.is_empty() {
+            // The second declaration alone: the payload comes next.
+            return chunk.slice_ref(payload);
+        }
+        self.settled = true;
+        if payload.starts_with(b"<Error>") {
+            let (code, message) = crate::request_id::code_and_message(payload);
+            tracing::error!(%code, message, "CompleteMultipartUpload failed after its 200 began");
+        }
         match crate::request_id::stamp_error(payload, &self.id) {
-            Some(error) => {
-                let (code, message) = crate::request_id::code_and_message(&error);
-                tracing::error!(%code, message, "CompleteMultipartUpload failed after its 200 began");
-                error
-            }
+            Some(error) => error,
             None => chunk.slice_ref(payload),
         }
     }
@@ -132,15 +138,28 @@ mod tests {
             body.ends_with("<Error><Code>ServiceUnavailable</Code><Message>only 2 healthy volume(s), 3 needed</Message><RequestId>00000000000000AB</RequestId></Error>"),
             "{body}"
         );
+        // The declaration in a frame of its own, the error in the next.
+        let (decl, rest) = error.split_at(DECL.len());
+        let split = mended(&[DECL, " ", decl, rest]).await;
+        assert_eq!(split.matches("<?xml").count(), 1, "{split}");
+        assert!(
+            split.contains("<RequestId>00000000000000AB</RequestId>"),
+            "{split}"
+        );
     }
 
     #[tokio::test]
     async fn a_result_passes_as_it_is() {
         let result = "<CompleteMultipartUploadResult><Bucket>b</Bucket><Key>k</Key><ETag>\"e-2\"</ETag></CompleteMultipartUploadResult>";
         assert_eq!(mended(&[DECL, " ", result]).await, format!("{DECL} {result}"));
-        // Declared again: that declaration goes.
+        // Declared again: that declaration goes, in the same frame or one
+        // of its own.
         let again = format!("{DECL}{result}").leak();
         assert_eq!(mended(&[DECL, again]).await, format!("{DECL}{result}"));
+        assert_eq!(
+            mended(&[DECL, " ", DECL, result]).await,
+            format!("{DECL} {result}")
+        );
     }
 
     #[test]

@@ -4,9 +4,12 @@
 //! the preferred form (`Sun, 06 Nov 1994 08:49:37 GMT`) and answers `400`
 //! to anything else. RFC 9110 (§5.6.7, §13.1.3) has a recipient accept
 //! the two obsolete forms as well (RFC 850's and asctime's) and ignore a
-//! date it cannot read — as the master does. So before s3s sees a
-//! request, such a date in an old form is rewritten in the preferred one
-//! and one that is no date at all is dropped.
+//! date it cannot read — as the master does on reads. So before s3s sees
+//! a request, such a date in an old form is rewritten in the preferred
+//! one, and one that is no date at all is dropped from a read's
+//! conditions (a CopyObject's source conditions guard a write: there it
+//! stays, and s3s refuses it, as the master refuses an unreadable date on
+//! a write).
 //!
 //! Only where the header is not signed: changing a signed header would
 //! break the request's signature. Signed date conditions come from SDKs,
@@ -42,9 +45,13 @@ pub fn normalise(headers: &mut HeaderMap, query: Option<&str>) {
                     headers.insert(name, preferred);
                 }
             }
-            None => {
+            // A read ignores a date it cannot read; a copy's condition
+            // guards a write, which must not go ahead unguarded (the
+            // master refuses such a write too): s3s answers `400`.
+            None if !name.starts_with("x-amz-copy-source-") => {
                 headers.remove(name);
             }
+            None => {}
         }
     }
 }
@@ -108,6 +115,8 @@ mod tests {
             None,
         );
         assert!(h.is_empty(), "{h:?}");
+        let h = normalised(&[("x-amz-copy-source-if-unmodified-since", "garbage")], None);
+        assert_eq!(h["x-amz-copy-source-if-unmodified-since"], "garbage");
     }
 
     #[test]

@@ -750,16 +750,11 @@ pub async fn complete(
         .unwrap_or_default();
     // The object's URL, as AWS gives it (path-style, on the host the
     // client called).
-    let host = req
-        .headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or_default();
-    let location = format!(
-        "http://{host}/{}/{}",
-        input.bucket,
-        crate::encoding::url(&input.key)
-    );
+    let path = format!("/{}/{}", input.bucket, crate::encoding::url(&input.key));
+    let location = match req.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()) {
+        Some(host) => format!("http://{host}{path}"),
+        None => path,
+    };
     let output = |e_tag: &str| CompleteMultipartUploadOutput {
         location: Some(location.clone()),
         bucket: Some(input.bucket.clone()),

@@ -80,9 +80,12 @@ def shot(driver, name, height=None):
 
 def wait(driver, what, condition):
     """Waits for `condition`; the page redraws on every poll, so an element
-    found a moment ago may be gone: such a try just counts as "not yet"."""
+    found a moment ago may be gone, and one not drawn yet (a volume's card
+    looked up by address: `KeyError`) is missing: such a try just counts as
+    "not yet"."""
     return WebDriverWait(driver, WAIT, poll_frequency=0.1,
-                         ignored_exceptions=(StaleElementReferenceException, NoSuchElementException)).until(
+                         ignored_exceptions=(StaleElementReferenceException, NoSuchElementException,
+                                             KeyError)).until(
         lambda d: condition(d), message=f"waited {WAIT}s for {what}")
 
 

@@ -127,8 +127,9 @@ pub fn rolled_up<'k>(key: &'k [u8], skip: usize, delimiter: &[u8]) -> Option<&'k
 }
 
 impl Index {
-    /// One page of `listing`, as a read that may go to the index's disk
-    /// ([`Index::read_on_pool`]): refused while such reads are stalled.
+    /// One page of `listing`, on the blocking pool
+    /// ([`Index::read_on_pool`]): refused while reads of the index's disk
+    /// are stalled, or [`super::LISTINGS`] pages are being read.
     pub async fn list(&self, listing: Listing) -> Result<Page, IndexError> {
         self.read_on_pool(move |this| this.list_blocking(&listing)).await
     }
