@@ -172,7 +172,7 @@ pub async fn unlink(state: &Arc<AppState>, key: &Key, conditions: &Preconditions
             state: State::Unlinked,
             ..record
         };
-        tokio::spawn(crate::write::mark_later(
+        tokio::spawn(crate::marks::mark_later(
             Arc::clone(state),
             key.clone(),
             unlinked,

@@ -624,31 +624,6 @@ impl Index {
         }
     }
 
-    /// Runs `read`, a listing's page, on the blocking pool with one of the
-    /// [`LISTINGS`] slots: refused at once while reads of the index's disk
-    /// are stalled ([`Index::get_from_disk`]), or when every slot is
-    /// taken. So on a device that hangs, listings hold at most that many
-    /// of the pool's threads (which `block_in_place` needs too) instead of
-    /// taking threads until none is left. A page is not timed: how long
-    /// it takes depends on how many keys it passes over, which says
-    /// nothing of the disk; the cold record reads tell a hung disk.
-    async fn read_on_pool<T: Send + 'static>(
-        &self,
-        read: impl FnOnce(&Index) -> Result<T, IndexError> + Send + 'static,
-    ) -> Result<T, IndexError> {
-        self.check_readable()?;
-        let slot = Arc::clone(&self.inner.listings)
-            .try_acquire_owned()
-            .map_err(|_| IndexError::ListingsQueued)?;
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let _slot = slot;
-            read(&this)
-        })
-        .await
-        .map_err(|e| IndexError::Task(e.to_string()))?
-    }
-
     fn expiry_cf(&self) -> &rocksdb::ColumnFamily {
         self.cf(EXPIRY_CF)
     }

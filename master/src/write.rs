@@ -255,7 +255,7 @@ pub async fn write(
         .await
     {
         tracing::warn!(key = %key, error = %e, "a replica did not record the confirmation; trying again");
-        tokio::spawn(mark_later(
+        tokio::spawn(crate::marks::mark_later(
             Arc::clone(&state),
             key.clone(),
             record.clone(),
@@ -369,104 +369,9 @@ async fn undo_failed(state: Arc<AppState>, key: Key, writing: Record, guard: Key
     }
 }
 
-/// Tries this many times to undo a failed write before leaving it to `gc`
-/// (or to confirm a committed one before leaving it to `verify`).
+/// Tries this many times to undo a failed write before leaving it to `gc`.
 const UNDO_ATTEMPTS: u32 = 8;
 
-/// Sends a key's marks again, with backoff, after some replica missed
-/// them (it was restarting, or unreachable for a moment): `mark` is
-/// [`BlobState::Live`] for a committed write's confirmation, or
-/// [`BlobState::Unlinked`] for an unlink's. Until a replica has its mark,
-/// its copy says otherwise — `pending` (a `rebuild` from the volumes
-/// alone, the index lost before a `verify` confirmed the copy, would take
-/// the write for a failed one and, for a replace, bring the old value
-/// back), or `live` (a `rebuild` would revive the unlinked key). While a
-/// replica's volume is down, it waits for it (up to [`MARK_WAIT`])
-/// without the key's lock; each attempt holds the key's lock and stops for good unless the key still
-/// reads as `record` did with that state: once it is deleted, written
-/// again, or unlinked or linked since, there is nothing of this mark to
-/// send (and an unlinked copy must stay unlinked). A confirmation names
-/// the write, so a volume never confirms another one's copy; marking a
-/// copy twice changes nothing.
-pub(crate) async fn mark_later(state: Arc<AppState>, key: Key, record: Record, mark: BlobState) {
-    let wanted = match mark {
-        BlobState::Live => State::Live,
-        BlobState::Unlinked => State::Unlinked,
-        BlobState::Pending => return,
-    };
-    // A confirmation names its write; a value stored before writes had
-    // ids has none to confirm.
-    if mark == BlobState::Live && record.write.is_none() {
-        return;
-    }
-    let write = record.write.clone();
-    let give_up = tokio::time::Instant::now() + MARK_WAIT;
-    let mut delay = Duration::from_millis(200);
-    let mut attempt = 0;
-    while attempt < UNDO_ATTEMPTS {
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(10));
-        // While a replica's volume is down, its mark would fail: wait for
-        // it without the key's lock (the key would answer 409 meanwhile).
-        if record.volumes.iter().any(|v| state.volumes.is_down(v)) {
-            if tokio::time::Instant::now() < give_up {
-                continue;
-            }
-            tracing::warn!(key = %key, ?mark, "a replica's volume stayed down: its mark is left {}", left_to(mark));
-            return;
-        }
-        attempt += 1;
-        // Under the key's lock, so no unlink, delete or write comes
-        // between the check and the marks (a busy key: the next attempt).
-        let Some(_guard) = state.locks.try_lock(&key) else {
-            continue;
-        };
-        let current = match state.index.get(&key) {
-            Ok(r) => r,
-            // The index's disk stalled or busy: the next attempt.
-            Err(e) if e.is_transient() && attempt < UNDO_ATTEMPTS => continue,
-            Err(e) => {
-                tracing::warn!(key = %key, error = %e, ?mark, "cannot read the index to send a mark again: it is left {}", left_to(mark));
-                return;
-            }
-        };
-        let Some(current) = current.filter(|r| r.state == wanted && r.write == write) else {
-            return;
-        };
-        // The replicas the record names now (a rebalance may have moved
-        // some since).
-        let (digests, named) = match mark {
-            BlobState::Live => (Some(&record), write.as_deref()),
-            _ => (None, None),
-        };
-        match state
-            .volumes
-            .mark_all(&key, &current.volumes, mark, digests, named)
-            .await
-        {
-            Ok(()) => {
-                tracing::info!(key = %key, attempt, ?mark, "every replica has the key's mark now");
-                return;
-            }
-            Err(e) if attempt == UNDO_ATTEMPTS => {
-                tracing::warn!(key = %key, error = %e, ?mark, "a replica still misses the key's mark: it is left {}", left_to(mark));
-            }
-            Err(_) => {}
-        }
-    }
-}
-
-/// How long [`mark_later`] waits for a replica's volume that is down to
-/// come back before it gives the mark up.
-const MARK_WAIT: Duration = Duration::from_secs(3600);
-
-/// What becomes of a mark [`mark_later`] gives up.
-fn left_to(mark: BlobState) -> &'static str {
-    match mark {
-        BlobState::Live => "to verify, which confirms it",
-        _ => "undone: a rebuild before the key's DELETE would bring it back live",
-    }
-}
 /// How long the clean-up waits for the key's lock to restore its record.
 const RESTORE_LOCK_WAIT: Duration = Duration::from_secs(10);
 

@@ -30,6 +30,7 @@
 use super::{Index, IndexError};
 use rocksdb::ReadOptions;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use trove_common::record::{now_ms, Record, State};
 
 /// Where a listing starts.
@@ -127,11 +128,26 @@ pub fn rolled_up<'k>(key: &'k [u8], skip: usize, delimiter: &[u8]) -> Option<&'k
 }
 
 impl Index {
-    /// One page of `listing`, on the blocking pool
-    /// ([`Index::read_on_pool`]): refused while reads of the index's disk
-    /// are stalled, or [`super::LISTINGS`] pages are being read.
+    /// One page of `listing`, read on the blocking pool with one of the
+    /// [`super::LISTINGS`] slots: refused at once while reads of the
+    /// index's disk are stalled ([`Index::get`]), or when every slot is
+    /// taken. So on a device that hangs, listings hold at most that many
+    /// of the pool's threads (which `block_in_place` needs too) instead of
+    /// taking threads until none is left. A page is not timed: how long it
+    /// takes depends on how many keys it passes over, which says nothing
+    /// of the disk; the cold record reads tell a hung disk.
     pub async fn list(&self, listing: Listing) -> Result<Page, IndexError> {
-        self.read_on_pool(move |this| this.list_blocking(&listing)).await
+        self.check_readable()?;
+        let slot = Arc::clone(&self.inner.listings)
+            .try_acquire_owned()
+            .map_err(|_| IndexError::ListingsQueued)?;
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            this.list_blocking(&listing)
+        })
+        .await
+        .map_err(|e| IndexError::Task(e.to_string()))?
     }
 
     /// Iterator moves made by listings since the index was opened.
