@@ -443,8 +443,7 @@ pub async fn run(
                 let head = method == http::Method::HEAD;
                 let unanswered_continue = expects_continue_without_body(&req);
                 let read_whole = expects_continue(&req).then(|| Arc::new(AtomicBool::new(false)));
-                let query = req.uri().query().map(str::to_string);
-                crate::dates::normalise(req.headers_mut(), query.as_deref());
+                crate::dates::normalise(req.headers_mut(), uri.query());
                 let mut resp = match check_delete_body(req, read_whole.as_ref()).await {
                     Ok(req) => s3.call(req).await?,
                     Err(refused) => refused,

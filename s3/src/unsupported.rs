@@ -1,9 +1,10 @@
 //! Requests that ask for what Trove cannot honour — server-side
 //! encryption, object lock, ACLs that grant anything, tagging, website
-//! redirects, a storage class other than `STANDARD` — are refused before anything is stored. Answering them with
-//! a success would be a lie a client acts on: an object "locked" in
-//! `COMPLIANCE` mode that anyone can delete, a "public" URL that answers
-//! `403`, tags a lifecycle rule will never see.
+//! redirects, a storage class other than `STANDARD` — are refused before
+//! anything is stored. Answering them with a success would be a lie a
+//! client acts on: an object "locked" in `COMPLIANCE` mode that anyone
+//! can delete, a "public" URL that answers `403`, tags a lifecycle rule
+//! will never see.
 //!
 //! The checks read the request's headers, where every S3 client sends
 //! these settings, so one function covers each group of operations.
