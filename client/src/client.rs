@@ -337,6 +337,9 @@ fn reason(body: String, header: Option<String>) -> String {
 /// error is [`Error::NotAMaster`] (a volume's address given as the
 /// master's gave "server error 200" with no reason).
 pub(crate) async fn status_error(key: &str, url: &str, resp: Response) -> Error {
+    if from_a_volume(&resp) {
+        return not_a_master(url);
+    }
     let status = resp.status().as_u16();
     let body = error_body(resp).await;
     let odd =
@@ -345,6 +348,15 @@ pub(crate) async fn status_error(key: &str, url: &str, resp: Response) -> Error 
         return not_a_master(url);
     }
     Error::from_status(key, url, status, &body)
+}
+
+/// Whether a Trove volume sent `resp` (its `Server` header): any answer
+/// from one, to a request the client sent to the master, means a volume's
+/// address was given as the master's.
+pub(crate) fn from_a_volume(resp: &Response) -> bool {
+    resp.headers()
+        .get(reqwest::header::SERVER)
+        .is_some_and(|v| trove_common::http::is_volume_server(v.as_bytes()))
 }
 
 /// [`Error::NotAMaster`] for the server of `url`.

@@ -109,9 +109,10 @@ pub enum Error {
     },
     /// The server at `url` does not answer as a Trove master does (a
     /// volume's address given as the master's, or another HTTP server):
-    /// found when an answer no master gives (a `200` to a `HEAD` of a key,
-    /// a `400` to a listing) is followed by a `/-/status` without the
-    /// master's list of volumes.
+    /// found from an answer whose `Server` names a Trove volume, or when an
+    /// answer no master gives (a `200` to a `HEAD` of a key, a `400` to a
+    /// listing) is followed by a `/-/status` without the master's list of
+    /// volumes.
     #[error("the server at {url} does not answer as a Trove master (is it a volume? the master's address is needed, port 3000 by default)")]
     NotAMaster { url: String },
     /// A bad argument to the client itself (an unusable master URL…).

@@ -197,7 +197,11 @@ impl Client {
     /// ```
     pub async fn health(&self) -> Result<Health> {
         let url = self.master_url("/-/healthy");
-        let alive = self.send_small(Method::GET, &url, |r| r).await?.status() == StatusCode::OK;
+        let resp = self.send_small(Method::GET, &url, |r| r).await?;
+        if crate::client::from_a_volume(&resp) {
+            return Err(crate::client::not_a_master(&url));
+        }
+        let alive = resp.status() == StatusCode::OK;
         let url = self.master_url("/-/ready");
         let resp = self.send_small(Method::GET, &url, |r| r).await?;
         let ready = resp.status() == StatusCode::OK;
@@ -248,7 +252,7 @@ impl Client {
     async fn ops_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
         self.call(path, |url, _| async move {
             let resp = self.send_small(Method::GET, &url, |r| r).await?;
-            if !resp.status().is_success() {
+            if !resp.status().is_success() || crate::client::from_a_volume(&resp) {
                 return Err(crate::client::status_error(path, &url, resp).await);
             }
             match resp.json::<T>().await {

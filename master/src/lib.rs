@@ -165,7 +165,15 @@ pub async fn run(
     );
     let limits = state.config.connections;
     let metrics = Arc::clone(&state.metrics);
-    let result = trove_common::server::serve(listener, api::router(state), limits, metrics, shutdown).await;
+    let result = trove_common::server::serve(
+        listener,
+        api::router(state),
+        trove_common::http::MASTER_SERVER,
+        limits,
+        metrics,
+        shutdown,
+    )
+    .await;
     monitor.abort();
     expirer.abort();
     if let Some(r) = repairer {

@@ -1611,6 +1611,16 @@ async fn a_volume_given_as_the_master_is_named_and_changes_nothing() {
         &["cp", "-r", tree, "/via-volume-tree/"],
         &["rm", "/kept"],
         &["unlink", "/kept"],
+        // Reads: a volume serves its copies and `/-/healthy` as a master
+        // would, and answers `404` for a key it holds no copy of; each
+        // answer names its server.
+        &["stat", "/kept"],
+        &["stat", "/not-on-any-volume"],
+        &["get", "/kept"],
+        &["ls", "/"],
+        &["health"],
+        &["ping"],
+        &["status"],
     ] {
         let r = c
             .trove(&[&["--master", volume.as_str()][..], args].concat())

@@ -85,7 +85,15 @@ pub async fn run(
     });
     let metrics = Arc::clone(&state.metrics);
     let store = Arc::clone(&state.store);
-    let served = trove_common::server::serve(listener, api::router(state), limits, metrics, shutdown).await;
+    let served = trove_common::server::serve(
+        listener,
+        api::router(state),
+        trove_common::http::VOLUME_SERVER,
+        limits,
+        metrics,
+        shutdown,
+    )
+    .await;
     tokio::task::spawn_blocking(move || store.close()).await?;
     Ok(served?)
 }

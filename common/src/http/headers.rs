@@ -40,6 +40,17 @@ pub const TROVE_WRITE: &str = "trove-write";
 /// storing a copy no record names (gc's to delete) or deleting a replica
 /// from under a live key.
 pub const TROVE_MASTER: &str = "trove-master";
+/// The `Server` of every master answer (`trove-master/<version>`).
+pub const MASTER_SERVER: &str = concat!("trove-master/", env!("CARGO_PKG_VERSION"));
+/// The `Server` of every volume answer (`trove-volume/<version>`): a client
+/// given a volume's address for the master's tells so from any answer (a
+/// volume serves `/-/healthy` and its copies' keys as a master would).
+pub const VOLUME_SERVER: &str = concat!("trove-volume/", env!("CARGO_PKG_VERSION"));
+
+/// Whether a `Server` header names a Trove volume, of any version.
+pub fn is_volume_server(value: &[u8]) -> bool {
+    value.starts_with(b"trove-volume/")
+}
 /// A volume's state of the copy it serves (`pending`, `live`, `unlinked`).
 pub const KEY_STATE: &str = "key-state";
 /// An error answer's reason, as in its body: a `HEAD` has no body to

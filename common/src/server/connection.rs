@@ -83,6 +83,8 @@ pub(super) struct Shared {
     busy: AtomicUsize,
     pub(super) limits: ConnectionLimits,
     metrics: Arc<HttpMetrics>,
+    /// The `Server` header of every answer.
+    server: hyper::header::HeaderValue,
 }
 
 impl Shared {
@@ -134,7 +136,11 @@ pub(super) struct Connection {
 }
 
 impl Connection {
-    pub(super) fn new(limits: ConnectionLimits, metrics: Arc<HttpMetrics>) -> Connection {
+    pub(super) fn new(
+        limits: ConnectionLimits,
+        metrics: Arc<HttpMetrics>,
+        server: &'static str,
+    ) -> Connection {
         let (phase, _) = watch::channel(Phase::Idle(Instant::now()));
         Connection {
             shared: Arc::new(Shared {
@@ -142,6 +148,7 @@ impl Connection {
                 busy: AtomicUsize::new(0),
                 limits,
                 metrics,
+                server: hyper::header::HeaderValue::from_static(server),
             }),
         }
     }
@@ -175,10 +182,12 @@ impl Connection {
                 let access = shared.limits.access_log.then(|| AccessLine::begin(peer, &req));
                 let req = body::request(req, shared.limits.stall_timeout, request_guard);
                 // A Router is always ready: `call` needs no `poll_ready` first.
-                let resp = match tower_service::Service::call(&mut app, req).await {
+                let mut resp = match tower_service::Service::call(&mut app, req).await {
                     Ok(resp) => resp,
                     Err(never) => match never {},
                 };
+                resp.headers_mut()
+                    .insert(hyper::header::SERVER, shared.server.clone());
                 if let Some(line) = access {
                     line.log(&resp);
                 }

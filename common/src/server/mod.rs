@@ -122,10 +122,12 @@ const MAX_REFUSALS: usize = 64;
 
 /// Serves `app` on `listener` until `shutdown` resolves, then stops
 /// accepting, lets requests in progress finish (idle connections are
-/// closed at once), and returns when every connection is closed.
+/// closed at once), and returns when every connection is closed. Every
+/// answer carries `server` as its `Server` header.
 pub async fn serve(
     listener: TcpListener,
     app: axum::Router,
+    server: &'static str,
     limits: ConnectionLimits,
     metrics: Arc<HttpMetrics>,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -158,13 +160,13 @@ pub async fn serve(
             metrics.connections.refused();
             if let Ok(refusal) = Arc::clone(&refusals).try_acquire_owned() {
                 tasks.spawn(async move {
-                    refuse(tcp, limits.max_connections).await;
+                    refuse(tcp, limits.max_connections, server).await;
                     drop(refusal);
                 });
             }
             continue;
         };
-        let conn = Connection::new(limits, Arc::clone(&metrics));
+        let conn = Connection::new(limits, Arc::clone(&metrics), server);
         let (app, stopping) = (app.clone(), stopping.clone());
         tasks.spawn(async move {
             conn.serve(tcp, app, stopping).await;
@@ -188,12 +190,12 @@ fn is_per_connection(e: &std::io::Error) -> bool {
 /// Answers a connection over the limit with `503` and a reason, then reads
 /// (and discards) what the client sent before closing, so that the answer
 /// is not lost to a reset; all within a couple of seconds.
-async fn refuse(mut tcp: TcpStream, max: usize) {
+async fn refuse(mut tcp: TcpStream, max: usize, server: &str) {
     let reason = format!(
         "too many connections: this server serves at most {max} at once (--max-connections); retry later\n"
     );
     let answer = format!(
-        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n\
+        "HTTP/1.1 503 Service Unavailable\r\nserver: {server}\r\ncontent-type: text/plain; charset=utf-8\r\n\
          content-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{reason}",
         reason.len()
     );
