@@ -40,14 +40,10 @@ pub async fn list(
             {
                 continue;
             }
-            let created = match gw.client.stat(&names::bucket_marker(name)).await {
-                Ok(stat) => stat.last_modified,
-                Err(e) if e.is_not_found() => None,
-                Err(e) => return Err(s3(e)),
-            };
+            let created = created(gw, name).await?;
             buckets.push(Bucket {
                 name: Some(name.to_string()),
-                creation_date: Some(s3_time(created.unwrap_or(SystemTime::UNIX_EPOCH))),
+                creation_date: Some(s3_time(created)),
                 bucket_region: None,
             });
         }
@@ -62,6 +58,26 @@ pub async fn list(
         owner: Some(owner()),
         ..Default::default()
     }))
+}
+
+/// When bucket `name` was created: its marker's date, or for a bucket of
+/// keys written with curl (no marker), the date of its first key in order
+/// (a listing knows no older one without reading them all).
+async fn created(gw: &Gateway, name: &str) -> S3Result<SystemTime> {
+    let marker = names::bucket_marker(name);
+    match gw.client.stat(&marker).await {
+        Ok(stat) => return Ok(stat.last_modified.unwrap_or(SystemTime::UNIX_EPOCH)),
+        Err(e) if e.is_not_found() => {}
+        Err(e) => return Err(s3(e)),
+    }
+    let opts = ListOptions {
+        page_size: Some(1),
+        detail: true,
+        ..Default::default()
+    };
+    let page = gw.client.list_page(&marker, &opts).await.map_err(s3)?;
+    let first = page.objects.first().map_or(0, |o| o.created);
+    Ok(SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(first))
 }
 
 /// The one owner every bucket and object reports.

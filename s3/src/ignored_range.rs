@@ -3,7 +3,10 @@
 //! unit (`items=0-1`), sent twice — is answered as if it had none: `200`
 //! with the whole object, as RFC 9110 §14.2 asks and AWS does. s3s
 //! instead refuses such a header with `400 InvalidArgument` while it
-//! parses the request.
+//! parses the request. s3s also refuses valid ranges whose positions
+//! exceed 2^63 - 1; those are answered as their meaning asks instead: a
+//! first position that large is past the end of any object (`416
+//! InvalidRange`), a last one that large means "to the end" (`206`).
 //!
 //! The header cannot simply be dropped before s3s sees it: SDKs sign every
 //! header, `Range` included, and the signature would no longer match. So
@@ -47,6 +50,41 @@ pub fn ignored_range(headers: &HeaderMap) -> bool {
     }
 }
 
+/// The largest position s3s's parser takes.
+const S3S_MAX: u64 = i64::MAX as u64;
+
+/// One valid `bytes=first-[last]` range with a position beyond what s3s
+/// parses ([`S3S_MAX`]), as a range s3s takes and answers the same: a
+/// first position that large is past the end of every object (`416`), a
+/// last one means "to the end". `None` for anything else.
+fn within_s3s_limits(value: &str) -> Option<String> {
+    let (unit, spec) = value.trim().split_once('=')?;
+    let (first, last) = spec.trim().split_once('-')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    // Positions as numbers of any length: (digit count, digits).
+    let number = |s: &str| {
+        let s = s.trim_start_matches('0');
+        (s.len(), s.to_string())
+    };
+    let too_large = |s: &str| s.parse::<u64>().map_or(true, |n| n > S3S_MAX);
+    if !unit.trim().eq_ignore_ascii_case("bytes") || !digits(first) {
+        return None;
+    }
+    if !last.is_empty() && (!digits(last) || number(last) < number(first)) {
+        return None;
+    }
+    if too_large(first) {
+        Some(format!("bytes={S3S_MAX}-"))
+    } else if !last.is_empty() && too_large(last) {
+        Some(format!(
+            "bytes={}-",
+            first.trim_start_matches('0').parse::<u64>().unwrap_or(0)
+        ))
+    } else {
+        None
+    }
+}
+
 /// The query without the parameters of a presigned URL's signature
 /// (SigV4's `X-Amz-*`, SigV2's `Signature`, `AWSAccessKeyId`, `Expires`),
 /// which the service without authentication would refuse to check.
@@ -85,7 +123,14 @@ impl S3Route for IgnoredRange {
 
     async fn call(&self, req: S3Request<Body>) -> S3Result<S3Response<Body>> {
         let mut headers = req.headers;
-        headers.remove(RANGE);
+        let honoured = headers
+            .get(RANGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(within_s3s_limits);
+        match honoured {
+            Some(range) => headers.insert(RANGE, http::HeaderValue::from_str(&range).expect("ASCII")),
+            None => headers.remove(RANGE),
+        };
         headers.remove(AUTHORIZATION);
         let mut forwarded = hyper::Request::new(req.input);
         *forwarded.method_mut() = req.method;
@@ -129,6 +174,40 @@ mod tests {
             assert!(ignored_range(&with_ranges(&[ignored])), "{ignored}");
         }
         assert!(ignored_range(&with_ranges(&["bytes=0-1", "bytes=2-3"])));
+    }
+
+    #[test]
+    fn positions_beyond_what_s3s_parses_are_brought_within_it() {
+        let huge = "99999999999999999999999";
+        let past = format!("bytes={S3S_MAX}-");
+        for (range, honoured) in [
+            (format!("bytes={huge}-"), past.clone()),
+            (format!("BYTES=0{huge}-{huge}9"), past.clone()),
+            (format!("bytes={}-", S3S_MAX + 1), past.clone()),
+            (format!("bytes=10-{huge}"), "bytes=10-".to_string()),
+            (format!("bytes=007-{}", u64::MAX), "bytes=7-".to_string()),
+        ] {
+            assert_eq!(
+                within_s3s_limits(&range).as_deref(),
+                Some(honoured.as_str()),
+                "{range}"
+            );
+            let value = http::HeaderValue::from_str(&range).unwrap();
+            let mut headers = HeaderMap::new();
+            headers.insert(RANGE, value);
+            assert!(ignored_range(&headers), "{range} is one s3s refuses");
+        }
+        for other in [
+            "bytes=0-9".to_string(),
+            format!("bytes={huge}-5"),
+            format!("bytes=-{huge}"),
+            format!("bytes={huge}-1,2-3"),
+            format!("items={huge}-"),
+            format!("bytes={S3S_MAX}-"),
+            "bytes=abc".to_string(),
+        ] {
+            assert_eq!(within_s3s_limits(&other), None, "{other}");
+        }
     }
 
     #[test]

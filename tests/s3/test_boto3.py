@@ -27,6 +27,21 @@ def test_list_buckets_shows_a_created_bucket_with_its_creation_date(s3, bucket):
     assert abs((now() - created).total_seconds()) < 600, f"creation date {created} is not about now"
 
 
+def test_a_bucket_of_curl_written_keys_is_listed_with_its_first_keys_date(s3, master):
+    # No CreateBucket: the first path segment of a key written with curl is
+    # a bucket to S3, with no marker to date it; it must not show 1970.
+    name = bucket_name()
+    try:
+        status, _ = plain_http(master, "PUT", f"/{name}/only-with-curl", {}, b"x")
+        assert status == 201, status
+        buckets = {b["Name"]: b for b in s3.list_buckets()["Buckets"]}
+        assert name in buckets, buckets
+        created = buckets[name]["CreationDate"]
+        assert abs((now() - created).total_seconds()) < 600, f"creation date {created} is not about now"
+    finally:
+        plain_http(master, "DELETE", f"/{name}/only-with-curl")
+
+
 def test_head_bucket_answers_for_an_existing_bucket_and_404_for_a_missing_one(s3, bucket):
     assert s3.head_bucket(Bucket=bucket)["ResponseMetadata"]["HTTPStatusCode"] == 200
     expect_error(None, 404, s3.head_bucket, Bucket=bucket_name())
@@ -294,6 +309,8 @@ def test_range_reads_answer_206_with_content_range(s3, bucket):
         ("bytes=-7", 993, 1000),
         ("bytes=995-5000", 995, 1000),
         ("bytes=0-999", 0, 1000),
+        # A last position too large for 64 bits: to the end.
+        ("bytes=10-99999999999999999999999", 10, 1000),
     ]
     for header, start, end in cases:
         got = s3.get_object(Bucket=bucket, Key="r", Range=header)
@@ -313,7 +330,9 @@ def test_head_with_a_range_answers_206_with_the_range_length(s3, bucket):
 
 def test_unsatisfiable_ranges_answer_invalid_range(s3, bucket):
     s3.put_object(Bucket=bucket, Key="r", Body=pattern(1000, 3))
-    for header in ["bytes=1000-", "bytes=5000-6000"]:
+    # The last: a first position too large for 64 bits, past every end.
+    # (A last position that large means "to the end": see the range test.)
+    for header in ["bytes=1000-", "bytes=5000-6000", "bytes=99999999999999999999999-"]:
         answer = expect_error("InvalidRange", 416, s3.get_object, Bucket=bucket, Key="r", Range=header)
         # RFC 9110: a 416 says how long the representation is.
         assert answer["ResponseMetadata"]["HTTPHeaders"].get("content-range") == "bytes */1000", answer
