@@ -208,13 +208,19 @@ impl Client {
 
     /// `path_and_query` on the master currently in use.
     pub(crate) fn master_url(&self, path_and_query: &str) -> String {
-        let i = self.inner.current.load(Ordering::Relaxed) % self.inner.masters.len();
-        let base = self.inner.masters[i].as_str().trim_end_matches('/');
+        let base = self.inner.masters[self.current_master()]
+            .as_str()
+            .trim_end_matches('/');
         format!("{base}{path_and_query}")
     }
 
+    /// The index in [`Client::masters`] of the master in use.
+    pub(crate) fn current_master(&self) -> usize {
+        self.inner.current.load(Ordering::Relaxed) % self.inner.masters.len()
+    }
+
     /// The next master, after the current one could not be reached.
-    fn fail_over(&self, from: usize) {
+    pub(crate) fn fail_over(&self, from: usize) {
         let n = self.inner.masters.len();
         let _ =
             self.inner
@@ -237,7 +243,7 @@ impl Client {
         let mut n = 1;
         let mut earlier = false;
         loop {
-            let i = self.inner.current.load(Ordering::Relaxed) % self.inner.masters.len();
+            let i = self.current_master();
             let url = self.master_url(path_and_query);
             match attempt(url.clone(), earlier).await {
                 Ok(v) => return Ok(v),

@@ -204,7 +204,10 @@ impl Client {
     ///
     /// The file gets the mode of the file it replaces, else the mode a new
     /// file gets (`0666` less the umask), as curl's and aws-cli's do — not
-    /// the temp file's private `0600`.
+    /// the temp file's private `0600`. A `path` that is a device, a FIFO or
+    /// a socket (`/dev/null`, `/dev/stdout`, a named pipe) is written into
+    /// as it is, as by [`Client::get_to`]: a file renamed over it would
+    /// replace it.
     ///
     /// ```no_run
     /// # async fn demo(client: trove_client::Client) -> trove_client::Result<()> {
@@ -222,6 +225,14 @@ impl Client {
             progress: opts.progress.clone(),
             skip_sha256: false,
         };
+        if std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
+            let special = tokio::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .await
+                .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
+            return self.get_to(raw_key, special, &opts).await;
+        }
         let mut stat = self.locate(raw_key).await?;
         let mut corrupt: Vec<String> = vec![];
         let mut failures: Vec<String> = vec![];

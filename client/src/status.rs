@@ -187,7 +187,8 @@ impl Client {
     }
 
     /// Whether the master serves and is ready for writes (not retried: it
-    /// reports the moment).
+    /// reports the moment). With several masters, the first that answers,
+    /// in fail-over order, is asked.
     ///
     /// ```no_run
     /// # async fn demo(client: trove_client::Client) -> trove_client::Result<()> {
@@ -196,25 +197,41 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn health(&self) -> Result<Health> {
-        let url = self.master_url("/-/healthy");
+        let mut last = None;
+        for _ in self.masters() {
+            let i = self.current_master();
+            match self.health_of(&self.master_url("")).await {
+                Err(e) if e.unreachable() => {
+                    self.fail_over(i);
+                    last = Some(e);
+                }
+                answer => return answer,
+            }
+        }
+        Err(last.expect("a client has at least one master"))
+    }
+
+    /// [`Client::health`] of the master at `base`.
+    async fn health_of(&self, base: &str) -> Result<Health> {
+        let url = format!("{base}/-/healthy");
         let resp = self.send_small(Method::GET, &url, |r| r).await?;
         if crate::client::from_a_volume(&resp) {
             return Err(crate::client::not_a_master(&url));
         }
         let alive = resp.status() == StatusCode::OK;
-        let url = self.master_url("/-/ready");
+        let url = format!("{base}/-/ready");
         let resp = self.send_small(Method::GET, &url, |r| r).await?;
         let ready = resp.status() == StatusCode::OK;
         let detail = error_body(resp).await.trim().to_string();
         Ok(Health {
-            master: self.master_url(""),
+            master: base.to_string(),
             alive,
             ready,
             detail,
         })
     }
 
-    /// Round-trip times to the master and to every volume it knows.
+    /// Round-trip times to every master and to every volume they know.
     ///
     /// ```no_run
     /// # async fn demo(client: trove_client::Client) -> trove_client::Result<()> {
@@ -223,7 +240,11 @@ impl Client {
     /// ```
     pub async fn ping(&self) -> Result<Vec<Ping>> {
         let status = self.status().await?;
-        let mut targets = vec![self.master_url("")];
+        let mut targets: Vec<String> = self
+            .masters()
+            .iter()
+            .map(|m| m.as_str().trim_end_matches('/').to_string())
+            .collect();
         targets.extend(status.volumes.iter().map(|v| format!("http://{}", v.address)));
         let pings = targets.into_iter().map(|target| async move {
             let started = Instant::now();

@@ -31,6 +31,16 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(secs).map_err(|_| format!("`{s}` is too long a duration"))
 }
 
+/// A duration flag that must not be zero: a timeout (zero would fail
+/// every call at once), an interval (zero would spin) or a URL's lifetime
+/// (zero would sign URLs already expired).
+pub fn parse_timeout(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err(format!("`{s}` must be longer than zero")),
+        d => Ok(d),
+    }
+}
+
 /// Parses a size flag: `0`, `4096`, `512KiB`, `256MiB`, `1GiB`, `2TiB`
 /// (also `KB`/`MB`/`GB`/`TB` as powers of 1000).
 pub fn parse_size(s: &str) -> Result<u64, String> {
@@ -88,6 +98,15 @@ pub fn parse_master_url(raw: &str) -> Result<reqwest::Url, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timeouts_must_be_positive() {
+        assert_eq!(parse_timeout("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_timeout("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_timeout("0").unwrap_err().contains("longer than zero"));
+        assert!(parse_timeout("0s").is_err());
+        assert!(parse_timeout("soon").is_err());
+    }
 
     #[test]
     fn master_urls() {

@@ -4,7 +4,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
-use trove_common::flags::{parse_duration, parse_master_url, parse_size};
+use trove_common::flags::{parse_duration, parse_master_url, parse_size, parse_timeout};
 use trove_common::http::Timeouts;
 use trove_common::placement::{parse_volume_list, Placement, VolumeSpec};
 use trove_common::process::say;
@@ -99,7 +99,7 @@ struct ProbeArgs {
     #[arg(env = "TROVE_PROBE_URL")]
     url: String,
     /// Give up (exit 1) when the whole answer has not arrived in this long.
-    #[arg(long, env = "TROVE_PROBE_TIMEOUT", default_value = "3s", value_parser = parse_duration)]
+    #[arg(long, env = "TROVE_PROBE_TIMEOUT", default_value = "3s", value_parser = parse_timeout)]
     timeout: Duration,
     /// Any HTTP answer counts as alive, not only a 2xx (for a server whose
     /// every path wants credentials, such as an S3 gateway).
@@ -118,9 +118,9 @@ struct RebuildArgs {
     /// Every volume that holds data, as for `serve`.
     #[arg(long, env = "TROVE_VOLUMES", value_parser = parse_volumes, required = true)]
     volumes: Vec<Vec<VolumeSpec>>,
-    #[arg(long, env = "TROVE_CONNECT_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, env = "TROVE_CONNECT_TIMEOUT", default_value = "2s", value_parser = parse_timeout)]
     connect_timeout: Duration,
-    #[arg(long, env = "TROVE_STALL_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, env = "TROVE_STALL_TIMEOUT", default_value = "30s", value_parser = parse_timeout)]
     stall_timeout: Duration,
     /// The cluster's secret, if it has one (volumes refuse unsigned listings).
     #[arg(long, env = "TROVE_SECRET", hide_env_values = true)]
@@ -160,16 +160,16 @@ struct ServeArgs {
     #[arg(long, env = "TROVE_INDEX_CACHE", default_value = "8MiB", value_parser = parse_size)]
     index_cache: u64,
     /// Give up connecting to a volume after this long.
-    #[arg(long, env = "TROVE_CONNECT_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, env = "TROVE_CONNECT_TIMEOUT", default_value = "2s", value_parser = parse_timeout)]
     connect_timeout: Duration,
     /// Give up on a volume (or a client upload), or drop an answer the
     /// client stopped reading, when no byte has moved for this long. There
     /// is no total timeout: large transfers take the time they need while
     /// they keep moving.
-    #[arg(long, env = "TROVE_STALL_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, env = "TROVE_STALL_TIMEOUT", default_value = "30s", value_parser = parse_timeout)]
     stall_timeout: Duration,
     /// How often to poll every volume's health.
-    #[arg(long, env = "TROVE_HEALTH_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, env = "TROVE_HEALTH_INTERVAL", default_value = "1s", value_parser = parse_timeout)]
     health_interval: Duration,
     /// Shared secret: sign every redirect and volume request (HMAC-SHA256);
     /// volumes started with the same secret refuse anything unsigned.
@@ -180,14 +180,14 @@ struct ServeArgs {
     #[arg(long, env = "TROVE_MIN_FREE", default_value = "256MiB", value_parser = parse_size)]
     min_free: u64,
     /// How long a signed URL (a redirect, a volume request) stays valid.
-    #[arg(long, env = "TROVE_URL_TTL", default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, env = "TROVE_URL_TTL", default_value = "5m", value_parser = parse_timeout)]
     url_ttl: Duration,
     /// Expire writes that name no expiry (Trove-Expires-After/-At) this long
     /// after they are written (`30d`, `12h`). Default: they never expire.
     #[arg(long, env = "TROVE_DEFAULT_TTL", value_parser = parse_duration)]
     default_ttl: Option<Duration>,
     /// How often the expirer looks for expired keys to delete.
-    #[arg(long, env = "TROVE_EXPIRY_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, env = "TROVE_EXPIRY_INTERVAL", default_value = "1s", value_parser = parse_timeout)]
     expiry_interval: Duration,
     /// At most this many expired keys are deleted from the volumes per second.
     #[arg(long, env = "TROVE_EXPIRY_RATE", default_value_t = 100)]

@@ -531,3 +531,103 @@ async fn errors_say_each_cause_once() {
     assert_eq!(r.code, 1);
     assert_eq!(r.stderr.matches("Not a directory").count(), 1, "{}", r.stderr);
 }
+
+#[tokio::test]
+async fn a_sync_whose_upload_fails_keeps_the_old_value() {
+    // Two volumes, two replicas: with one down no write can be placed,
+    // while the old value still reads from the other.
+    let mut c = Cluster::start(ClusterOptions {
+        volumes: 2,
+        replicas: 2,
+        ..Default::default()
+    })
+    .await;
+    let src = c.dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), "version one").unwrap();
+    let s = src.to_str().unwrap();
+    assert_eq!(c.trove(&["sync", s, "/kept/"]).await.code, 0);
+    std::fs::write(src.join("f"), "version two, which never lands").unwrap();
+    c.volumes[1].kill();
+    c.wait_volume_health(1, false).await;
+    let sync = c.trove(&["sync", s, "/kept/", "--retries", "1", "--json"]).await;
+    assert_eq!(sync.code, 1, "{}", sync.stderr);
+    assert_eq!(summary(&sync)["failed"], 1, "{}", sync.stdout);
+    // Sync used to delete the key before uploading: it was gone for good.
+    assert_eq!(c.get("/kept/f").await, (200, "version one".into()));
+}
+
+#[tokio::test]
+async fn a_second_copy_of_a_tree_skips_what_a_concurrent_one_stored() {
+    let c = small_cluster(&[]).await;
+    let src = c.dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), "the same bytes").unwrap();
+    // Another writer of the same bytes, holding the key until it sends the
+    // body's last byte: `cp` finds the key absent, and its PUT is busy.
+    let mut other = trove_tests::raw::connect(&c.master.addr);
+    let head = "PUT /race/f HTTP/1.1\r\nHost: x\r\nContent-Length: 14\r\n\r\nthe same byte";
+    std::io::Write::write_all(&mut other, head.as_bytes()).unwrap();
+    let busy = "trove_requests_total{method=\"PUT\",status=\"409\"}";
+    trove_tests::wait_for("the first writer to hold the key", || async {
+        c.client().stat("/race/f").await.is_err()
+    })
+    .await;
+    let cp = c
+        .trove_command()
+        .args(["cp", "-r", src.to_str().unwrap(), "/race/", "--json"])
+        .output();
+    let cp = tokio::spawn(cp);
+    trove_tests::wait_for("cp's PUT to be answered 409", || async {
+        trove_tests::metric(&c.http, &c.master.addr, busy).await >= 1.0
+    })
+    .await;
+    std::io::Write::write_all(&mut other, b"s").unwrap();
+    let (head, _) = trove_tests::raw::read_answer(&mut other);
+    assert_eq!(trove_tests::raw::status(&head), 201, "{head}");
+    let out = cp.await.unwrap().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let done: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        (done["skipped"].as_u64(), done["failed"].as_u64()),
+        (Some(1), Some(0)),
+        "{stdout}"
+    );
+}
+
+#[tokio::test]
+async fn a_file_put_under_a_key_ending_in_a_slash_takes_its_name() {
+    let c = small_cluster(&[]).await;
+    let file = c.dir.path().join("notes.txt");
+    std::fs::write(&file, "n").unwrap();
+    assert_eq!(c.trove(&["put", file.to_str().unwrap(), "/docs/"]).await.code, 0);
+    assert_eq!(c.get("/docs/notes.txt").await, (200, "n".into()));
+    assert_eq!(c.get("/docs/").await.0, 404, "no marker holding the file's bytes");
+}
+
+#[tokio::test]
+async fn get_into_a_fifo_writes_through_it_and_leaves_it_a_fifo() {
+    use std::os::unix::fs::FileTypeExt;
+    let c = small_cluster(&[]).await;
+    assert_eq!(c.put("/piped", "through the pipe").await, 201);
+    let fifo = c.dir.path().join("fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read(fifo).unwrap())
+    };
+    let get = c.trove(&["get", "/piped", "-o", fifo.to_str().unwrap()]).await;
+    assert_eq!(get.code, 0, "{}", get.stderr);
+    // Checked before the reader is joined: with the FIFO replaced, the
+    // reader would wait for a writer forever.
+    let kind = std::fs::symlink_metadata(&fifo).unwrap().file_type();
+    assert!(kind.is_fifo(), "the FIFO was replaced by a file: {kind:?}");
+    assert_eq!(reader.join().unwrap(), b"through the pipe");
+}

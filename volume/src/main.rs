@@ -3,7 +3,7 @@
 use clap::Parser;
 use std::path::PathBuf;
 use std::time::Duration;
-use trove_common::flags::parse_duration;
+use trove_common::flags::parse_timeout;
 use trove_common::http::Timeouts;
 use trove_common::server::ConnectionArgs;
 use trove_common::signing::Signer;
@@ -33,7 +33,7 @@ struct Args {
     /// Abandon an upload (or a pull from another volume), or drop an
     /// answer the client stopped reading, when no byte has moved for this
     /// long.
-    #[arg(long, env = "TROVE_STALL_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, env = "TROVE_STALL_TIMEOUT", default_value = "30s", value_parser = parse_timeout)]
     stall_timeout: Duration,
     /// Shared secret (the master's --secret): refuse every request that is
     /// not signed with it (403), except /-/healthy.
@@ -41,10 +41,10 @@ struct Args {
     secret: Option<String>,
     /// How long the URLs this volume signs (to pull from another volume)
     /// stay valid.
-    #[arg(long, env = "TROVE_URL_TTL", default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, env = "TROVE_URL_TTL", default_value = "5m", value_parser = parse_timeout)]
     url_ttl: Duration,
     /// Give up connecting to another volume (for a pull) after this long.
-    #[arg(long, env = "TROVE_CONNECT_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, env = "TROVE_CONNECT_TIMEOUT", default_value = "2s", value_parser = parse_timeout)]
     connect_timeout: Duration,
     /// Walk every blob at start-up even if the volume last stopped
     /// cleanly (it then trusts the key set it wrote). Use after changing

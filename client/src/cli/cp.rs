@@ -10,8 +10,10 @@
 //! only when the sizes agree). A destination that differs:
 //! - `cp` upload: refused for that file (keys are write-once); `cp`
 //!   download: the local file is replaced, as `aws s3 cp` does.
-//! - `sync`: replaced in both directions (a key is deleted, then written:
-//!   it is briefly absent), and with `--delete` whatever the destination has
+//! - `sync`: replaced in both directions (a key atomically, with
+//!   `Trove-Replace`: readers see the old value until the new one is
+//!   stored, and a failed upload leaves the old one), and with `--delete`
+//!   whatever the destination has
 //!   that the source has not is removed — only after every transfer
 //!   succeeded.
 //!
@@ -297,7 +299,11 @@ async fn transfer(ctx: &Ctx, client: &Client, plan: &Plan, args: &TransferArgs, 
     let done = AtomicU64::new(0);
     let mut s = Summary::default();
     for r in &plan.refused {
-        ui::tell(&format!("trove: {}: {}", r.name, r.why));
+        ui::tell(&format!(
+            "trove: {}: {}",
+            ui::printable(&r.name),
+            ui::printable(&r.why)
+        ));
         s.failed += 1;
         s.errors.push(format!("{}: {}", r.name, r.why));
     }
@@ -393,7 +399,6 @@ async fn upload(
                 if !replace {
                     anyhow::bail!("the key exists with different content (keys are write-once): `trove rm` it first, or use `trove sync`");
                 }
-                client.delete(&item.key).await?;
             }
             Err(e) if e.is_not_found() => {}
             Err(e) => return Err(e.into()),
@@ -404,12 +409,24 @@ async fn upload(
                 let opts = PutOptions {
                     content_md5: md5,
                     progress,
+                    replace,
                     ..opts.clone()
                 };
                 client.put_file(&item.key, &item.local, &opts).await
             })
-            .await?;
-        Ok(Outcome::Copied(written.size))
+            .await;
+        match written {
+            Ok(written) => Ok(Outcome::Copied(written.size)),
+            // Another writer stored the key since the look above (two
+            // copies of one tree at once): what matches is skipped.
+            Err(e @ trove_client::Error::Exists { .. }) => match client.stat(&item.key).await {
+                Ok(s) if s.size == size && local_matches(&item.local, &s.md5, &None).await?.0 => {
+                    Ok(Outcome::Skipped)
+                }
+                _ => Err(e.into()),
+            },
+            Err(e) => Err(e.into()),
+        }
     }
     .await;
     result.unwrap_or_else(|e| Outcome::Failed(ui::error_text(&e)))

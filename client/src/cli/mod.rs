@@ -25,13 +25,14 @@ use clap::{ArgAction, Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
 use trove_client::{Client, RetryPolicy};
-use trove_common::flags::parse_duration;
+use trove_common::flags::parse_timeout;
 
 /// The command line for a Trove cluster: put, get, list and remove values,
 /// copy directories, and check on the cluster.
 ///
 /// Exit codes: 0 success, 1 error, 2 usage error, 3 not found, 130
-/// interrupted (Ctrl-C).
+/// interrupted (Ctrl-C), 141 the reader of stdout or stderr went away
+/// (`trove get KEY | head`).
 #[derive(Parser, Debug)]
 #[command(name = "trove", version)]
 pub struct Cli {
@@ -53,11 +54,11 @@ pub struct Cli {
     #[arg(long, global = true, env = "TROVE_JSON", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     json: bool,
     /// Give up connecting to a server after this long.
-    #[arg(long, global = true, env = "TROVE_CONNECT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, global = true, env = "TROVE_CONNECT_TIMEOUT", default_value = "5s", value_parser = parse_timeout)]
     connect_timeout: Duration,
     /// Give up on a transfer when no byte has moved for this long (there is
     /// no total timeout).
-    #[arg(long, global = true, env = "TROVE_STALL_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, global = true, env = "TROVE_STALL_TIMEOUT", default_value = "30s", value_parser = parse_timeout)]
     stall_timeout: Duration,
     /// Attempts per request when the cluster is unreachable, busy (409) or
     /// short of volumes (503), with exponential backoff and jitter.
@@ -160,6 +161,7 @@ impl Ctx {
             .retry(retry)
             .on_retry(move |e, wait| {
                 if !quiet {
+                    let e = ui::printable(&e.to_string()).into_owned();
                     ui::tell(&format!("trove: {e}; retrying in {}", ui::wait(wait)));
                 }
             })

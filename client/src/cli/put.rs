@@ -12,7 +12,9 @@ pub struct PutArgs {
     /// The file to upload, or `-` for stdin (stdin is sent once, never
     /// retried: it cannot be read again).
     file: String,
-    /// The key (`photos/a.jpg` and `/photos/a.jpg` are the same).
+    /// The key (`photos/a.jpg` and `/photos/a.jpg` are the same); one
+    /// ending in `/` gets the file's name (`trove put a.jpg photos/` stores
+    /// `/photos/a.jpg`; from stdin it is the key as given).
     key: String,
     /// Expire the key this long after the write (`90s`, `30m`, `1h`, `7d`),
     /// or `never` (also on a master with a `--default-ttl`). Without it,
@@ -99,6 +101,17 @@ async fn put(ctx: &Ctx, client: &Client, key: &str, args: &PutArgs) -> anyhow::R
         ))
         .into());
     }
+    // `trove put a.txt /docs/` stores `/docs/a.txt`, as `cp` does (and
+    // `aws s3 cp`): a file's bytes under a key ending in `/` would be a
+    // directory marker no download can make a file of.
+    let named;
+    let key = match (key.ends_with('/'), path.file_name().and_then(|n| n.to_str())) {
+        (true, Some(name)) => {
+            named = format!("{key}{name}");
+            named.as_str()
+        }
+        _ => key,
+    };
     let written = ctx
         .ui
         .with_bar(key, Some(meta.len()), &None, |progress| {

@@ -35,7 +35,7 @@ pub async fn rm(ctx: &Ctx, args: RmArgs) -> anyhow::Result<()> {
             Err(e) => {
                 results.push(json!({"key": key, "deleted": false, "error": e.to_string()}));
                 if args.keys.len() > 1 {
-                    ui::tell(&format!("trove: {e}"));
+                    ui::tell(&format!("trove: {}", ui::printable(&e.to_string())));
                 }
                 errors.push(e);
             }
@@ -63,8 +63,10 @@ pub async fn rm(ctx: &Ctx, args: RmArgs) -> anyhow::Result<()> {
 pub async fn unlink(ctx: &Ctx, args: UnlinkArgs) -> anyhow::Result<()> {
     let key = key_arg(&args.key);
     ctx.client()?.unlink(&key).await?;
-    ctx.ui
-        .note(&format!("unlinked {key} (its bytes stay until `trove rm`)"));
+    ctx.ui.note(&format!(
+        "unlinked {} (its bytes stay until `trove rm`)",
+        ui::printable(&key)
+    ));
     ctx.ui.json(&json!({"key": key, "unlinked": true}));
     Ok(())
 }

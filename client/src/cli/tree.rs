@@ -78,6 +78,13 @@ pub fn walk(root: &Path) -> anyhow::Result<Tree> {
             } else if meta.is_file() {
                 let rel = path.strip_prefix(root).expect("under the root").to_path_buf();
                 tree.files.push(Entry { path, rel });
+            } else if !meta.is_dir() {
+                // Reading a FIFO would wait for a writer, a device has no
+                // end: said, never read.
+                tree.unreadable.push((
+                    path,
+                    "not a regular file (a FIFO, socket or device): only files are copied".to_string(),
+                ));
             }
         }
     }
@@ -189,6 +196,21 @@ mod tests {
         assert_eq!(rels(&tree.files), [PathBuf::from("a/x"), "b/c/.keep".into()]);
         #[cfg(unix)]
         assert_eq!(tree.unreadable.len(), 1, "{:?}", tree.unreadable);
+        #[cfg(unix)]
+        {
+            let fifo = r.join("a/fifo");
+            let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+            assert!(made.success(), "mkfifo");
+            let tree = walk(r).unwrap();
+            assert_eq!(rels(&tree.files).len(), 2, "a FIFO is no file to copy");
+            assert!(
+                tree.unreadable
+                    .iter()
+                    .any(|(p, why)| p == &fifo && why.contains("not a regular file")),
+                "{:?}",
+                tree.unreadable
+            );
+        }
         assert!(walk(&r.join("missing")).is_err());
     }
 }

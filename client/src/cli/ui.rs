@@ -189,20 +189,22 @@ fn progress(file: &Option<ProgressBar>, total: &Option<ProgressBar>) -> Option<P
 /// them (`trove_client::Error::Io`, `InvalidKey`), print their source in
 /// their own message *and* return it from `source()`, so `{:#}` would say
 /// it twice ("…rename it: …rename it"). Every error `trove` prints goes
-/// through here.
+/// through here, and comes out [`printable`]: errors name keys, and a
+/// key's control characters must not reach the terminal.
 pub fn error_text(e: &anyhow::Error) -> String {
     let mut text = String::new();
     for cause in e.chain() {
         let said = cause.to_string();
-        if text.contains(said.as_str()) {
+        let said = said.trim_end();
+        if text.contains(said) {
             continue;
         }
         if !text.is_empty() {
             text.push_str(": ");
         }
-        text.push_str(&said);
+        text.push_str(said);
     }
-    text
+    printable(&text).into_owned()
 }
 
 /// `1.5 MiB`
