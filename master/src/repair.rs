@@ -72,6 +72,21 @@ pub async fn repair(state: &AppState, volume: &str, key: &str) {
                 return;
             }
         };
+        // A replace the master died in: readers get the value it was
+        // replacing, which cannot be repaired while the dead write is
+        // there. Undone first (nothing if the write is in progress).
+        if record.state == State::Writing && record.settled().is_some_and(|r| r.state == State::Live) {
+            match crate::jobs::gc::undo_dead_write(state, &key).await {
+                Ok(Some(_)) => {
+                    tracing::info!(key = %key, "a replace the master died in was undone to repair a copy a reader could not be served");
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(key = %key, error = %e, "cannot undo the replace the master died in")
+                }
+            }
+        }
         // A copy the index does not count on (a value since replaced or
         // deleted, a key moved away) is left to gc.
         if record.state != State::Live || !record.volumes.iter().any(|v| v == volume) {

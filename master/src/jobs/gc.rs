@@ -1,8 +1,10 @@
 //! `gc`: reclaim space no live record uses.
 //!
 //! 1. Dead writes: a record still *writing* whose key nobody holds (the
-//!    master restarted mid-write) and older than the grace period — its
-//!    replicas are deleted, then the record.
+//!    master restarted mid-write, or a failed write's clean-up gave up) —
+//!    its replicas are deleted, then the key's earlier record is put back.
+//!    No grace period: a write in progress holds its key's lock for as
+//!    long as it runs, so a free key proves its write dead, however young.
 //! 2. Orphan blobs: every blob on every healthy volume that no record
 //!    references on that volume (a failed write whose clean-up could not
 //!    reach the volume, a delete done while the volume was down, the old
@@ -22,6 +24,7 @@
 
 use super::{for_each_record, JobParams, Pace, Progress};
 use crate::client::VolumeError;
+use crate::error::ApiError;
 use crate::AppState;
 use futures::StreamExt;
 use std::sync::Arc;
@@ -49,7 +52,7 @@ pub async fn run(state: Arc<AppState>, params: JobParams, progress: Arc<Progress
     for_each_record(&state, &progress, concurrency, |key, record| {
         let (state, progress, params, pace) = (&state, &progress, &params, &pace);
         async move {
-            if record.state == State::Writing && record.created <= cutoff && pace.turn(progress).await {
+            if record.state == State::Writing && pace.turn(progress).await {
                 clear_dead_write(state, progress, params.dry_run, &key).await;
             }
         }
@@ -160,13 +163,12 @@ fn references(record: Option<&Record>, addr: &str) -> bool {
 }
 
 /// Whether the blob `meta` of `key` is a copy of a dead write, which the
-/// first pass undoes (a *writing* record older than the grace period, with
-/// this copy's write id), whatever the copy's own age.
-fn dead_write_copy(state: &AppState, key: &Key, meta: &BlobMeta, cutoff: u64) -> bool {
+/// first pass undoes (a *writing* record with this copy's write id),
+/// whatever the copy's own age.
+fn dead_write_copy(state: &AppState, key: &Key, meta: &BlobMeta) -> bool {
     matches!(
         state.index.get(key),
         Ok(Some(r)) if r.state == State::Writing
-            && r.created <= cutoff
             && (r.write.is_none() || r.write == meta.write)
     )
 }
@@ -197,7 +199,7 @@ async fn collect_blob(
     let goes = || {
         meta.created <= cutoff
             && unreferenced(state, progress, &key, addr)
-            && !(dry_run && dead_write_copy(state, &key, &meta, cutoff))
+            && !(dry_run && dead_write_copy(state, &key, &meta))
     };
     // A cheap look first; the lock only for candidates, and then look again.
     // An orphan: its turn comes before its lock (waiting holds no key).
@@ -231,6 +233,49 @@ async fn collect_blob(
 }
 
 async fn clear_dead_write(state: &AppState, progress: &Progress, dry_run: bool, key: &Key) {
+    if dry_run {
+        count_dead_write(state, progress, key).await;
+        return;
+    }
+    match undo_dead_write(state, key).await {
+        Ok(Some((blobs, bytes))) => {
+            tracing::info!(key = %key, blobs, bytes, "gc undid a dead write");
+            Progress::add(&progress.found, 1);
+            // Counted like orphans: blobs deleted and their bytes.
+            Progress::add(&progress.changed, blobs);
+            Progress::add(&progress.bytes, bytes);
+        }
+        Ok(None) => {}
+        Err(e) => {
+            Progress::add(&progress.failed, 1);
+            progress.problem(format!("{key}: cannot undo a dead write: {e}"));
+        }
+    }
+}
+
+/// Undoes `key`'s write if it is dead: its record still *writing* while
+/// nobody holds the key (a write in progress holds it throughout). Its
+/// copies are removed from the volumes, each of which puts back the value
+/// it replaced, and so is the key's earlier record. `Some` with the blobs
+/// and bytes removed when it undid one; `None` when a write is in progress
+/// or the record is not *writing* (any more).
+pub(crate) async fn undo_dead_write(state: &AppState, key: &Key) -> Result<Option<(u64, u64)>, ApiError> {
+    let Some(_guard) = state.locks.try_lock(key) else {
+        return Ok(None);
+    };
+    let record = match state.index.get(key)? {
+        Some(r) if r.state == State::Writing => r,
+        _ => return Ok(None),
+    };
+    let removed = crate::write::undo_on_volumes(state, key, &record).await?;
+    crate::write::restore_record(state, key, &record).await?;
+    Ok(Some(removed))
+}
+
+/// A dry run's look at a dead write: what its undo would remove (some
+/// copies may never have reached their volume; an unreachable one counts
+/// as a failure, as the undo would).
+async fn count_dead_write(state: &AppState, progress: &Progress, key: &Key) {
     let Some(_guard) = state.locks.try_lock(key) else {
         return; // a write is in progress after all
     };
@@ -238,54 +283,29 @@ async fn clear_dead_write(state: &AppState, progress: &Progress, dry_run: bool, 
         Ok(Some(r)) if r.state == State::Writing => r,
         _ => return,
     };
-    if dry_run {
-        Progress::add(&progress.found, 1);
-        // What the undo would remove: the copies this write left (some
-        // may never have reached their volume; an unreachable one counts
-        // as a failure, as the undo would).
-        let client = state.volumes.client();
-        let found = record
-            .volumes
-            .iter()
-            .map(|addr| client.head(addr, key, record.write.as_deref()));
-        for (addr, found) in record.volumes.iter().zip(futures::future::join_all(found).await) {
-            match found {
-                Ok(Some(copy)) => {
-                    Progress::add(&progress.changed, 1);
-                    Progress::add(&progress.bytes, copy.size);
-                    progress.would(format!(
-                        "would delete {key} on {addr} ({}): a write the master died in left it",
-                        indicatif::HumanBytes(copy.size)
-                    ));
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    Progress::add(&progress.failed, 1);
-                    progress.problem(format!(
-                        "{key}: cannot look for the dead write's copy on {addr}: {e}"
-                    ));
-                }
+    Progress::add(&progress.found, 1);
+    let client = state.volumes.client();
+    let found = record
+        .volumes
+        .iter()
+        .map(|addr| client.head(addr, key, record.write.as_deref()));
+    for (addr, found) in record.volumes.iter().zip(futures::future::join_all(found).await) {
+        match found {
+            Ok(Some(copy)) => {
+                Progress::add(&progress.changed, 1);
+                Progress::add(&progress.bytes, copy.size);
+                progress.would(format!(
+                    "would delete {key} on {addr} ({}): a write the master died in left it",
+                    indicatif::HumanBytes(copy.size)
+                ));
             }
-        }
-        return;
-    }
-    let undone = match crate::write::undo_on_volumes(state, key, &record).await {
-        Ok(removed) => crate::write::restore_record(state, key, &record)
-            .await
-            .map(|()| removed),
-        Err(e) => Err(e),
-    };
-    match undone {
-        Ok((blobs, bytes)) => {
-            tracing::info!(key = %key, blobs, bytes, "gc undid a dead write");
-            Progress::add(&progress.found, 1);
-            // Counted like orphans: blobs deleted and their bytes.
-            Progress::add(&progress.changed, blobs);
-            Progress::add(&progress.bytes, bytes);
-        }
-        Err(e) => {
-            Progress::add(&progress.failed, 1);
-            progress.problem(format!("{key}: cannot undo a dead write: {e}"));
+            Ok(None) => {}
+            Err(e) => {
+                Progress::add(&progress.failed, 1);
+                progress.problem(format!(
+                    "{key}: cannot look for the dead write's copy on {addr}: {e}"
+                ));
+            }
         }
     }
 }

@@ -78,9 +78,18 @@ async fn walk(state: &AppState, progress: &Progress, params: &JobParams) -> anyh
         while page.peek().is_some() && !progress.cancelled() {
             let mut screened = vec![];
             for (key, record) in page.by_ref().take(batch) {
-                if record.state != State::Live {
-                    continue;
-                }
+                let record = match record.state {
+                    State::Live => record,
+                    // A replace of a live value: readers still get that
+                    // value, which must be checked like any other.
+                    State::Writing if record.settled().is_some_and(|r| r.state == State::Live) => {
+                        match settle_write(state, progress, params, &key).await {
+                            Some(live) => live,
+                            None => continue,
+                        }
+                    }
+                    _ => continue,
+                };
                 let mut listed = Vec::with_capacity(record.volumes.len());
                 for addr in &record.volumes {
                     listed.push(listed_good(&mut listings, addr, &key, &record).await);
@@ -102,6 +111,57 @@ async fn walk(state: &AppState, progress: &Progress, params: &JobParams) -> anyh
         }
     }
     Ok(())
+}
+
+/// The live record to check of `key`, found *writing* over a live value:
+/// a replace in progress is skipped (counted, its value checked by the
+/// next run). A dead one — the master died in it, so readers get the old
+/// value from volumes that keep the new copy too, and `gc` has yet to
+/// undo it — is undone by a `--repair` run and the value it replaced
+/// checked; a run that repairs nothing reports it and fails, since that
+/// value went unchecked.
+async fn settle_write(
+    state: &AppState,
+    progress: &Progress,
+    params: &JobParams,
+    key: &Key,
+) -> Option<Record> {
+    let dead = state.locks.try_lock(key).is_some();
+    if !dead {
+        Progress::add(&progress.skipped, 1);
+        return None;
+    }
+    if !params.repair {
+        Progress::add(&progress.failed, 1);
+        progress.problem(format!(
+            "{key}: not checked: a replace the master died in is not undone yet (`verify --repair` or `gc` undoes it)"
+        ));
+        return None;
+    }
+    match super::gc::undo_dead_write(state, key).await {
+        Ok(undone) => {
+            if let Some((blobs, _)) = undone {
+                progress.problem(format!(
+                    "{key}: a replace the master died in was undone ({blobs} copies removed)"
+                ));
+            }
+            match state.index.get(key) {
+                Ok(Some(r)) if r.state == State::Live => Some(r),
+                // Written or deleted meanwhile.
+                _ => {
+                    Progress::add(&progress.skipped, 1);
+                    None
+                }
+            }
+        }
+        Err(e) => {
+            Progress::add(&progress.failed, 1);
+            progress.problem(format!(
+                "{key}: not checked: cannot undo the replace the master died in: {e}"
+            ));
+            None
+        }
+    }
 }
 
 /// A cursor over the listing of every healthy volume that answers; the
