@@ -11,6 +11,7 @@
 
 use crate::client::VolumeError;
 use crate::error::ApiError;
+use crate::marks::{again_later, Again};
 use crate::AppState;
 use std::sync::Arc;
 use trove_common::conditions::{Current, Preconditions};
@@ -59,15 +60,63 @@ pub async fn delete(state: Arc<AppState>, key: Key, conditions: Preconditions) -
         };
         // The copies go only if the record can go after them.
         state.index.check_writable()?;
-        remove_replicas(&state, &key, &volumes)
-            .await
-            .map_err(|(_, e)| ApiError::DeleteUnfinished(e))?;
+        if let Err((_, e)) = remove_replicas(&state, &key, &volumes).await {
+            // The record as the index has it now: unlinked, or the failed
+            // write's.
+            let unfinished = Record {
+                state: match record.state {
+                    State::Writing => State::Writing,
+                    _ => State::Unlinked,
+                },
+                ..record
+            };
+            tokio::spawn(delete_later(Arc::clone(&state), key, unfinished, stored, volumes));
+            return Err(ApiError::DeleteUnfinished(e));
+        }
         crash::point("delete-removed");
         state.index.remove(&key, Some(stored)).await?;
         tracing::debug!(key = %key, "deleted");
         Ok(())
     })
     .await?
+}
+
+/// Finishes, in the background, a `DELETE` that a replica's volume
+/// interrupted: once the volume is back, the copies on `volumes` are
+/// removed and then the record, as the `DELETE` would have — unless the
+/// key changed since (written again, deleted): its record must still be
+/// `unfinished`'s (state and write; `counted` is the state the index
+/// counts it as). Meanwhile the key reads as absent; without this, the
+/// copy left `live` on that volume would stay (until gc) and a `rebuild`
+/// would bring the deleted key back.
+async fn delete_later(
+    state: Arc<AppState>,
+    key: Key,
+    unfinished: Record,
+    counted: State,
+    volumes: Vec<String>,
+) {
+    let (what, left) = (
+        "the delete of the key's copies",
+        "to a DELETE sent again (a rebuild before it would bring the key back)",
+    );
+    again_later(&state, &key, &volumes, what, left, |current| {
+        let (state, key, unfinished, volumes) = (&state, &key, &unfinished, &volumes);
+        async move {
+            let same = current.is_some_and(|r| r.state == unfinished.state && r.write == unfinished.write);
+            if !same {
+                return Again::Moot;
+            }
+            if let Err((_, e)) = remove_replicas(state, key, volumes).await {
+                return Again::Failed(e.to_string());
+            }
+            match state.index.remove(key, Some(counted)).await {
+                Ok(()) => Again::Done,
+                Err(e) => Again::Failed(e.to_string()),
+            }
+        }
+    })
+    .await;
 }
 
 /// The key's record `stored`, after undoing a failed or dead replace not

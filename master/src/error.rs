@@ -94,7 +94,7 @@ pub enum ApiError {
     #[error("{0}")]
     Volume(#[from] VolumeError),
     /// A `DELETE` that unlinked the key but could not remove a copy.
-    #[error("{0}; the key now reads as absent, but that copy stays: send the DELETE again once the volume answers")]
+    #[error("{0}; the key now reads as absent, and the master removes that copy once its volume answers again (or send the DELETE again then)")]
     DeleteUnfinished(VolumeError),
     #[error("replica {addr} stored {got} but {expected} was sent; nothing was stored")]
     ReplicaMismatch {

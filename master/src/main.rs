@@ -44,9 +44,11 @@ enum Command {
 /// Where the running master is, and how hard to work.
 #[derive(clap::Args, Debug)]
 struct JobArgs {
-    /// The running master.
-    #[arg(long, env = "TROVE_MASTER", default_value = "http://127.0.0.1:3000", value_parser = parse_master_url)]
-    master: reqwest::Url,
+    /// The running master; with several (repeated, or comma-separated as
+    /// for `trove`), the first that answers runs the job.
+    #[arg(long, env = "TROVE_MASTER", default_value = "http://127.0.0.1:3000",
+          value_delimiter = ',', value_parser = parse_master_url)]
+    master: Vec<reqwest::Url>,
     /// Keys worked on at once (1 to 256).
     #[arg(long, env = "TROVE_CONCURRENCY", default_value_t = 4,
           value_parser = clap::value_parser!(u16).range(1..=256))]
@@ -103,7 +105,7 @@ struct ProbeArgs {
     timeout: Duration,
     /// Any HTTP answer counts as alive, not only a 2xx (for a server whose
     /// every path wants credentials, such as an S3 gateway).
-    #[arg(long, env = "TROVE_PROBE_ANY_STATUS")]
+    #[arg(long, env = "TROVE_PROBE_ANY_STATUS", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
     any_status: bool,
     /// Print the answer's body on stdout (to read /-/status without curl).
     #[arg(long)]
@@ -147,12 +149,12 @@ struct ServeArgs {
     #[arg(long, env = "TROVE_REPLICAS", default_value_t = 3)]
     replicas: usize,
     /// Refuse DELETE of a live key: it must be UNLINKed first.
-    #[arg(long, env = "TROVE_PROTECT")]
+    #[arg(long, env = "TROVE_PROTECT", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
     protect: bool,
     /// Do not sync index writes to disk. Faster, but a crash of the machine
     /// can forget writes that were acknowledged. (Volumes have their own
     /// --no-fsync.)
-    #[arg(long, env = "TROVE_NO_FSYNC")]
+    #[arg(long, env = "TROVE_NO_FSYNC", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
     no_fsync: bool,
     /// Memory for the index's block cache (RocksDB): records and the
     /// filters that let a lookup of a missing key skip the disk. More
@@ -184,7 +186,7 @@ struct ServeArgs {
     url_ttl: Duration,
     /// Expire writes that name no expiry (Trove-Expires-After/-At) this long
     /// after they are written (`30d`, `12h`). Default: they never expire.
-    #[arg(long, env = "TROVE_DEFAULT_TTL", value_parser = parse_duration)]
+    #[arg(long, env = "TROVE_DEFAULT_TTL", value_parser = parse_timeout)]
     default_ttl: Option<Duration>,
     /// How often the expirer looks for expired keys to delete.
     #[arg(long, env = "TROVE_EXPIRY_INTERVAL", default_value = "1s", value_parser = parse_timeout)]
@@ -196,7 +198,7 @@ struct ServeArgs {
     /// (behind a confirmation). Off: the page only shows, and its admin
     /// endpoints (/-/ui/jobs/…) answer 403. /-/rebalance, /-/verify and
     /// /-/gc, which the admin commands use, answer either way.
-    #[arg(long, env = "TROVE_UI_ADMIN")]
+    #[arg(long, env = "TROVE_UI_ADMIN", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
     ui_admin: bool,
     #[command(flatten)]
     connections: ConnectionArgs,
@@ -285,11 +287,36 @@ impl JobArgs {
     }
 }
 
+/// The first of `masters` that answers `/-/healthy` within a couple of
+/// seconds, else the first (whose error the job then reports).
+async fn answering(masters: &[reqwest::Url]) -> &reqwest::Url {
+    if let [only] = masters {
+        return only;
+    }
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(2))
+        .build()
+        .expect("an HTTP client");
+    for master in masters {
+        let healthy = master.join("/-/healthy").expect("a path on a master URL");
+        if http
+            .get(healthy)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return master;
+        }
+    }
+    &masters[0]
+}
+
 /// Runs an admin job on the master; the exit code is 0 only when it
 /// finished with nothing failed and nothing left broken.
 async fn job(args: &JobArgs, kind: JobKind, params: JobParams) -> anyhow::Result<i32> {
     let started = std::time::Instant::now();
-    let report = trove_master::cli::run_job(args.master.as_str(), kind, params).await?;
+    let master = answering(&args.master).await;
+    let report = trove_master::cli::run_job(master.as_str(), kind, params).await?;
     say(format_args!(
         "{}",
         trove_master::cli::summary(&report, started.elapsed())
@@ -424,7 +451,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         signer: args.secret.as_deref().filter(|s| !s.is_empty()).map(Signer::new),
         url_ttl: args.url_ttl,
         min_free: args.min_free,
-        default_ttl: args.default_ttl.filter(|d| !d.is_zero()),
+        default_ttl: args.default_ttl,
         expiry_interval: args.expiry_interval,
         expiry_rate: args.expiry_rate,
         connections: args.connections.limits(args.stall_timeout),

@@ -137,14 +137,12 @@ async fn send(client: &VolumeClient, addr: &str, batch: Vec<Queued>) {
 /// the write for a failed one and, for a replace, bring the old value
 /// back), or `live` (a `rebuild` would revive the unlinked key).
 ///
-/// While a replica's volume is down, it waits for it (up to
-/// [`MARK_WAIT`]) without the key's lock; each of [`MARK_ATTEMPTS`]
-/// attempts holds the key's lock, and stops for good unless the key still
-/// reads as `record` did with that state: once it is deleted, written
-/// again, or unlinked or linked since, there is nothing of this mark to
-/// send (and an unlinked copy must stay unlinked). A confirmation names
-/// the write, so a volume never confirms another one's copy; marking a
-/// copy twice changes nothing.
+/// Sent by [`again_later`]: only while the key still reads as `record`
+/// did with that state — once it is deleted, written again, or unlinked
+/// or linked since, there is nothing of this mark to send (and an
+/// unlinked copy must stay unlinked). A confirmation names the write, so
+/// a volume never confirms another one's copy; marking a copy twice
+/// changes nothing.
 pub(crate) async fn mark_later(state: Arc<AppState>, key: Key, record: Record, mark: BlobState) {
     let wanted = match mark {
         BlobState::Live => State::Live,
@@ -156,74 +154,110 @@ pub(crate) async fn mark_later(state: Arc<AppState>, key: Key, record: Record, m
     if mark == BlobState::Live && record.write.is_none() {
         return;
     }
+    let what = match mark {
+        BlobState::Live => "the confirmation of the key's copies",
+        _ => "the unlink mark of the key's copies",
+    };
+    let left = match mark {
+        BlobState::Live => "to verify, which confirms it",
+        _ => "undone: a rebuild before the key's DELETE would bring it back live",
+    };
     let write = record.write.clone();
+    again_later(&state, &key, &record.volumes, what, left, |current| {
+        let (state, key, record, write) = (&state, &key, &record, &write);
+        async move {
+            let Some(current) = current.filter(|r| r.state == wanted && r.write == *write) else {
+                return Again::Moot;
+            };
+            // The replicas the record names now (a rebalance may have
+            // moved some since).
+            let (digests, named) = match mark {
+                BlobState::Live => (Some(record), write.as_deref()),
+                _ => (None, None),
+            };
+            match state
+                .volumes
+                .mark_all(key, &current.volumes, mark, digests, named)
+                .await
+            {
+                Ok(()) => Again::Done,
+                Err(e) => Again::Failed(e.to_string()),
+            }
+        }
+    })
+    .await;
+}
+
+/// What one attempt of [`again_later`] came to.
+pub(crate) enum Again {
+    Done,
+    /// The key changed since: nothing left to send.
+    Moot,
+    Failed(String),
+}
+
+/// Runs `attempt` — something `volumes` missed about `key` (`what`), sent
+/// again — with backoff until it is done, moot, or has failed
+/// [`MARK_ATTEMPTS`] times while every volume was up; `left` says what
+/// becomes of it then. While one of `volumes` is down, it waits for it (up
+/// to [`MARK_WAIT`]) without the key's lock. Each attempt holds the key's
+/// lock (a busy key: the next attempt) and is given the key's record as
+/// the index has it then, so no write, unlink or delete comes between its
+/// look and its calls.
+pub(crate) async fn again_later<F, Fut>(
+    state: &AppState,
+    key: &Key,
+    volumes: &[String],
+    what: &str,
+    left: &str,
+    mut attempt: F,
+) where
+    F: FnMut(Option<Record>) -> Fut,
+    Fut: std::future::Future<Output = Again>,
+{
     let give_up = tokio::time::Instant::now() + MARK_WAIT;
     let mut delay = Duration::from_millis(200);
-    let mut attempt = 0;
-    while attempt < MARK_ATTEMPTS {
+    let mut n = 0;
+    while n < MARK_ATTEMPTS {
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(10));
-        // While a replica's volume is down, its mark would fail: wait for
-        // it without the key's lock (the key would answer 409 meanwhile).
-        if record.volumes.iter().any(|v| state.volumes.is_down(v)) {
+        if volumes.iter().any(|v| state.volumes.is_down(v)) {
             if tokio::time::Instant::now() < give_up {
                 continue;
             }
-            tracing::warn!(key = %key, ?mark, "a replica's volume stayed down: its mark is left {}", left_to(mark));
+            tracing::warn!(key = %key, "a replica's volume stayed down: {what} is left {left}");
             return;
         }
-        attempt += 1;
-        // Under the key's lock, so no unlink, delete or write comes
-        // between the check and the marks (a busy key: the next attempt).
-        let Some(_guard) = state.locks.try_lock(&key) else {
+        n += 1;
+        let Some(_guard) = state.locks.try_lock(key) else {
             continue;
         };
-        let current = match state.index.get(&key) {
+        let current = match state.index.get(key) {
             Ok(r) => r,
             // The index's disk stalled or busy: the next attempt.
-            Err(e) if e.is_transient() && attempt < MARK_ATTEMPTS => continue,
+            Err(e) if e.is_transient() && n < MARK_ATTEMPTS => continue,
             Err(e) => {
-                tracing::warn!(key = %key, error = %e, ?mark, "cannot read the index to send a mark again: it is left {}", left_to(mark));
+                tracing::warn!(key = %key, error = %e, "cannot read the index to send {what} again: it is left {left}");
                 return;
             }
         };
-        let Some(current) = current.filter(|r| r.state == wanted && r.write == write) else {
-            return;
-        };
-        // The replicas the record names now (a rebalance may have moved
-        // some since).
-        let (digests, named) = match mark {
-            BlobState::Live => (Some(&record), write.as_deref()),
-            _ => (None, None),
-        };
-        match state
-            .volumes
-            .mark_all(&key, &current.volumes, mark, digests, named)
-            .await
-        {
-            Ok(()) => {
-                tracing::info!(key = %key, attempt, ?mark, "every replica has the key's mark now");
+        match attempt(current).await {
+            Again::Done => {
+                tracing::info!(key = %key, attempt = n, "{what}: done now");
                 return;
             }
-            Err(e) if attempt == MARK_ATTEMPTS => {
-                tracing::warn!(key = %key, error = %e, ?mark, "a replica still misses the key's mark: it is left {}", left_to(mark));
+            Again::Moot => return,
+            Again::Failed(e) if n == MARK_ATTEMPTS => {
+                tracing::warn!(key = %key, error = %e, "a replica still misses {what}: it is left {left}");
             }
-            Err(_) => {}
+            Again::Failed(_) => {}
         }
     }
 }
 
-/// Attempts [`mark_later`] makes while every replica's volume is up.
+/// Attempts [`again_later`] makes while every replica's volume is up.
 const MARK_ATTEMPTS: u32 = 8;
 
-/// How long [`mark_later`] waits for a replica's volume that is down to
-/// come back before it gives the mark up.
+/// How long [`again_later`] waits for a replica's volume that is down to
+/// come back before it gives up.
 const MARK_WAIT: Duration = Duration::from_secs(3600);
-
-/// What becomes of a mark [`mark_later`] gives up.
-fn left_to(mark: BlobState) -> &'static str {
-    match mark {
-        BlobState::Live => "to verify, which confirms it",
-        _ => "undone: a rebuild before the key's DELETE would bring it back live",
-    }
-}

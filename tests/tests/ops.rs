@@ -874,10 +874,11 @@ async fn jobs_do_not_wait_on_a_volume_that_is_down() {
 }
 
 /// A `DELETE` that cannot reach one of the key's volumes leaves the key
-/// unlinked, and says to send it again; sent again once the volume is
-/// back, it finishes.
+/// unlinked, and the master finishes it once the volume is back: the
+/// copy there is removed (it stayed `live`, so a `rebuild` brought the
+/// deleted key back), and then the record.
 #[tokio::test]
-async fn a_delete_a_dead_volume_interrupts_says_to_send_it_again() {
+async fn a_delete_a_dead_volume_interrupts_is_finished_once_it_is_back() {
     let mut c = Cluster::start_default().await;
     let data = dataset(8);
     c.put_all(data.clone(), 4).await;
@@ -895,17 +896,19 @@ async fn a_delete_a_dead_volume_interrupts_says_to_send_it_again() {
     assert_eq!(r.status(), 502);
     let body = r.text().await.unwrap();
     assert!(
-        body.contains("send the DELETE again once the volume answers"),
+        body.contains("the master removes that copy once its volume answers again"),
         "{body}"
     );
     assert_eq!(c.record_of(&key).await.status, 404, "it reads as absent");
     c.volumes[1].restart();
-    wait_for("the volume back up", || async {
-        c.status().await["volumes"][1]["healthy"] == true
+    wait_for("the delete to finish", || async {
+        !c.blob_path(1, &key).exists() && c.json("/?unlinked").await["keys"] == serde_json::json!([])
     })
     .await;
-    assert_eq!(c.delete(&key).await, 204);
-    assert!(!c.blob_path(1, &key).exists(), "the copy went with it");
+    assert_eq!(c.delete(&key).await, 404, "nothing left to delete");
+    // Nothing for a rebuild to bring back.
+    c.serve_rebuilt_index().await;
+    assert_eq!(c.record_of(&key).await.status, 404);
 }
 
 /// A `SIGTERM` to the command following a job stops the job, as Ctrl-C
@@ -1370,21 +1373,7 @@ async fn a_replace_the_master_died_in_is_undone_by_verify_repair_and_gc() {
     let mut c = Cluster::start_default().await;
     for key in ["/died/verified", "/died/collected"] {
         assert_eq!(c.put(key, format!("old value of {key}")).await, 201);
-        c.master.set_env("TROVE_CRASH_AT", Some("write-stored"));
-        c.master.restart();
-        c.wait_until_ready().await;
-        let sent = c
-            .http
-            .put(c.url(key))
-            .header("trove-replace", "1")
-            .body("the new value, never committed")
-            .send()
-            .await;
-        assert!(sent.is_err(), "the master answered");
-        c.master.wait_exit();
-        c.master.set_env("TROVE_CRASH_AT", None);
-        c.master.restart();
-        c.wait_until_ready().await;
+        die_in_a_replace(&mut c, key).await;
     }
     let (code, out) = c.admin(&["verify"]).await;
     assert_eq!(code, 1, "{out}");
@@ -1397,21 +1386,7 @@ async fn a_replace_the_master_died_in_is_undone_by_verify_repair_and_gc() {
     assert!(out.contains("2 dead write(s) undone"), "{out}");
     // gc undid both (the default grace period applies to orphans only);
     // write one dead replace again for verify --repair.
-    c.master.set_env("TROVE_CRASH_AT", Some("write-stored"));
-    c.master.restart();
-    c.wait_until_ready().await;
-    let sent = c
-        .http
-        .put(c.url("/died/verified"))
-        .header("trove-replace", "1")
-        .body("the new value, never committed")
-        .send()
-        .await;
-    assert!(sent.is_err(), "the master answered");
-    c.master.wait_exit();
-    c.master.set_env("TROVE_CRASH_AT", None);
-    c.master.restart();
-    c.wait_until_ready().await;
+    die_in_a_replace(&mut c, "/died/verified").await;
     let (code, out) = c.admin(&["verify", "--repair"]).await;
     assert_eq!(code, 0, "{out}");
     assert!(
@@ -1423,4 +1398,54 @@ async fn a_replace_the_master_died_in_is_undone_by_verify_repair_and_gc() {
     for key in ["/died/verified", "/died/collected"] {
         assert_eq!(c.get(key).await, (200, format!("old value of {key}").into()));
     }
+}
+
+/// Makes the master die in a replace of `key`, after every copy was
+/// stored and before the commit, and starts it again.
+async fn die_in_a_replace(c: &mut Cluster, key: &str) {
+    c.master.set_env("TROVE_CRASH_AT", Some("write-stored"));
+    c.master.restart();
+    c.wait_until_ready().await;
+    let sent = c
+        .http
+        .put(c.url(key))
+        .header("trove-replace", "1")
+        .body("the new value, never committed")
+        .send()
+        .await;
+    assert!(sent.is_err(), "the master answered");
+    c.master.wait_exit();
+    c.master.set_env("TROVE_CRASH_AT", None);
+    c.master.restart();
+    c.wait_until_ready().await;
+}
+
+/// A server's switch takes `1`, `yes` or `on` from its environment
+/// variable, as the client's do (clap's default took only `true`, so
+/// `TROVE_PROTECT=1` stopped the master at start-up); and the admin
+/// commands take a list of masters, as `trove` does, running the job on
+/// the first that answers.
+#[tokio::test]
+async fn switches_take_boolish_values_and_jobs_take_a_list_of_masters() {
+    let mut c = Cluster::start_default().await;
+    c.master.set_env("TROVE_PROTECT", Some("1"));
+    c.master.restart();
+    c.wait_until_ready().await;
+    assert_eq!(c.put("/protected", "v").await, 201);
+    assert_eq!(c.delete("/protected").await, 403, "--protect is on");
+    let masters = format!("http://127.0.0.1:1,http://{}", c.master.addr);
+    let out = tokio::process::Command::new(trove_tests::bin("trove-master"))
+        .args(["gc", "--master", &masters])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("gc done"), "{said}");
 }

@@ -21,14 +21,14 @@ struct Args {
     bind: String,
     /// Do not fsync writes. Faster, but a power loss can lose values the
     /// master already acknowledged.
-    #[arg(long, env = "TROVE_NO_FSYNC")]
+    #[arg(long, env = "TROVE_NO_FSYNC", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
     no_fsync: bool,
     /// Let concurrent small writes, marks and deletes share syncs: one
     /// `syncfs` of a data dir's file system for a whole group of them,
     /// instead of fsyncs of their own files and directories. Faster under
     /// load, but each sync also flushes everything else dirty on that file
     /// system: only for data dirs on file systems of their own.
-    #[arg(long, env = "TROVE_SHARED_SYNC")]
+    #[arg(long, env = "TROVE_SHARED_SYNC", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
     shared_sync: bool,
     /// Abandon an upload (or a pull from another volume), or drop an
     /// answer the client stopped reading, when no byte has moved for this
@@ -49,7 +49,7 @@ struct Args {
     /// Walk every blob at start-up even if the volume last stopped
     /// cleanly (it then trusts the key set it wrote). Use after changing
     /// files in the data dirs by hand while the volume was stopped.
-    #[arg(long, env = "TROVE_RESCAN")]
+    #[arg(long, env = "TROVE_RESCAN", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
     rescan: bool,
     #[command(flatten)]
     connections: ConnectionArgs,

@@ -79,7 +79,7 @@ pub struct ConnectionArgs {
     /// (from Content-Length; `-` when streamed without one) and the time
     /// to the answer's headers. Off by default: errors and admin events
     /// are logged either way.
-    #[arg(long, env = "TROVE_ACCESS_LOG")]
+    #[arg(long, env = "TROVE_ACCESS_LOG", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
     pub access_log: bool,
 }
 
