@@ -9,18 +9,41 @@ use s3s::{s3_error, S3Request, S3Response, S3Result};
 use std::time::SystemTime;
 use trove_client::{ListOptions, PutOptions};
 
-/// ListBuckets: the first path segments that are valid bucket names.
-pub async fn list(
-    gw: &Gateway,
-    _req: S3Request<ListBucketsInput>,
-) -> S3Result<S3Response<ListBucketsOutput>> {
+/// The one region the gateway serves, as S3 names it.
+const REGION: &str = "us-east-1";
+
+/// ListBuckets: the first path segments that are valid bucket names, in
+/// order; with `prefix`, those that start with it; `max-buckets` a page
+/// (then a `ContinuationToken`: the page's last name); `bucket-region`
+/// other than the gateway's one region, none.
+pub async fn list(gw: &Gateway, req: S3Request<ListBucketsInput>) -> S3Result<S3Response<ListBucketsOutput>> {
+    let input = req.input;
+    let prefix = input.prefix.clone().unwrap_or_default();
+    let max = match input.max_buckets {
+        None => usize::MAX,
+        Some(n @ 1..=10_000) => n as usize,
+        Some(n) => {
+            return Err(s3_error!(
+                InvalidArgument,
+                "max-buckets must be from 1 to 10000, not {n}"
+            ))
+        }
+    };
     let mut buckets = vec![];
+    let mut more = false;
     let mut opts = ListOptions {
         delimiter: Some("/".into()),
         page_size: Some(1000),
         ..Default::default()
     };
-    loop {
+    match &input.continuation_token {
+        // Past every key of the last bucket given.
+        Some(last) => opts.after = Some(names::bucket_marker(last)),
+        None if !prefix.is_empty() => opts.start = Some(format!("/{prefix}")),
+        None => {}
+    }
+    let elsewhere = input.bucket_region.as_deref().is_some_and(|r| r != REGION);
+    'pages: while !elsewhere {
         let page = gw.client.list_page("/", &opts).await.map_err(s3)?;
         // Keys the master did not roll up (one without delimiter support)
         // still name their bucket; the next page then starts past it.
@@ -34,16 +57,25 @@ pub async fn list(
                 break;
             }
         }
-        for prefix in found {
-            let name = prefix.trim_start_matches('/').trim_end_matches('/');
+        for found in found {
+            let name = found.trim_start_matches('/').trim_end_matches('/');
+            if !name.starts_with(&prefix) {
+                if name > prefix.as_str() {
+                    break 'pages; // past every name with the prefix
+                }
+                continue;
+            }
             if !names::valid_bucket(name) || buckets.iter().any(|b: &Bucket| b.name.as_deref() == Some(name))
             {
                 continue;
             }
-            let created = created(gw, name).await?;
+            if buckets.len() == max {
+                more = true;
+                break 'pages;
+            }
             buckets.push(Bucket {
                 name: Some(name.to_string()),
-                creation_date: Some(s3_time(created)),
+                creation_date: Some(s3_time(created(gw, name).await?)),
                 bucket_region: None,
             });
         }
@@ -52,11 +84,16 @@ pub async fn list(
             (None, Some(next)) => Some(next),
             (None, None) => break,
         };
+        opts.after = None;
     }
+    let continuation_token = more
+        .then(|| buckets.last().and_then(|b| b.name.clone()))
+        .flatten();
     Ok(S3Response::new(ListBucketsOutput {
         buckets: Some(buckets),
         owner: Some(owner()),
-        ..Default::default()
+        prefix: input.prefix,
+        continuation_token,
     }))
 }
 

@@ -33,7 +33,11 @@ pub struct IgnoredRange {
 impl IgnoredRange {
     pub fn new(gateway: Gateway) -> IgnoredRange {
         IgnoredRange {
-            trusted: S3ServiceBuilder::new(gateway).build(),
+            trusted: {
+                let mut builder = S3ServiceBuilder::new(gateway);
+                builder.set_validation(crate::names::BucketNames);
+                builder.build()
+            },
         }
     }
 }

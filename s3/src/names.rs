@@ -33,6 +33,18 @@ pub fn valid_bucket(name: &str) -> bool {
     name.parse::<std::net::Ipv4Addr>().is_err()
 }
 
+/// The bucket names s3s routes: [`valid_bucket`]'s. (s3s's own rules
+/// also refuse names starting with `xn--`, one of the prefixes AWS only
+/// reserves for new buckets: a bucket of curl-written keys named so was
+/// listed by ListBuckets and then refused by every other call.)
+pub struct BucketNames;
+
+impl s3s::validation::NameValidation for BucketNames {
+    fn validate_bucket_name(&self, name: &str) -> bool {
+        valid_bucket(name)
+    }
+}
+
 /// The name of a bucket to create: [`bucket`]'s rules, and none of the
 /// prefixes and suffixes AWS reserves (`xn--`, `sthree-`, `-s3alias`, …),
 /// or `InvalidBucketName`.

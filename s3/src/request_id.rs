@@ -65,15 +65,26 @@ pub fn stamp_error(xml: &[u8], id: &str) -> Option<Bytes> {
 }
 
 /// An error answer's `<Code>` and `<Message>` (empty where it has none),
-/// for the log.
-pub fn code_and_message(xml: &[u8]) -> (&str, &str) {
+/// for the log: as text, its XML escapes (`&apos;`, `&amp;`, …) undone.
+pub fn code_and_message(xml: &[u8]) -> (String, String) {
     let Ok(text) = std::str::from_utf8(xml) else {
-        return ("", "");
+        return (String::new(), String::new());
     };
-    (
-        between(text, "<Code>", "</Code>").unwrap_or_default(),
-        between(text, "<Message>", "</Message>").unwrap_or_default(),
-    )
+    let field = |open, close| unescape(between(text, open, close).unwrap_or_default());
+    (field("<Code>", "</Code>"), field("<Message>", "</Message>"))
+}
+
+/// `text` with XML's five predefined entities made characters again
+/// (`&amp;` last, so `&amp;lt;` stays `&lt;`).
+fn unescape(text: &str) -> String {
+    if !text.contains('&') {
+        return text.to_string();
+    }
+    text.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
 }
 
 /// The text between the first `open` and the `close` after it.
@@ -88,6 +99,14 @@ mod tests {
     use super::*;
 
     const DECL: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>";
+
+    #[test]
+    fn the_log_reads_a_message_as_text() {
+        let xml = "<Error><Code>InternalError</Code><Message>the gateway&apos;s log &amp;lt; &lt;here&gt;</Message></Error>";
+        let (code, message) = code_and_message(xml.as_bytes());
+        assert_eq!(code, "InternalError");
+        assert_eq!(message, "the gateway's log &lt; <here>");
+    }
 
     #[test]
     fn a_bare_code_gets_a_message_and_every_error_an_id() {

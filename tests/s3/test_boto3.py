@@ -42,6 +42,51 @@ def test_a_bucket_of_curl_written_keys_is_listed_with_its_first_keys_date(s3, ma
         plain_http(master, "DELETE", f"/{name}/only-with-curl")
 
 
+def test_a_curl_written_bucket_with_a_name_aws_reserves_works_like_any_other(s3, master):
+    # Reserved names are refused by CreateBucket only; `xn--` ones used to
+    # be listed and then refused by every other call.
+    name = "xn--" + bucket_name()
+    try:
+        status, _ = plain_http(master, "PUT", f"/{name}/k", {}, b"reserved")
+        assert status == 201, status
+        assert name in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+        assert s3.get_object(Bucket=name, Key="k")["Body"].read() == b"reserved"
+        assert [o["Key"] for o in s3.list_objects_v2(Bucket=name)["Contents"]] == ["k"]
+        s3.delete_object(Bucket=name, Key="k")
+        expect_error("InvalidBucketName", 400, s3.create_bucket, Bucket=name)
+    finally:
+        plain_http(master, "DELETE", f"/{name}/k")
+
+
+def test_list_buckets_honours_prefix_max_buckets_and_bucket_region(s3):
+    names = sorted(bucket_name() for _ in range(3))
+    try:
+        for name in names:
+            s3.create_bucket(Bucket=name)
+        got = [b["Name"] for b in s3.list_buckets(Prefix=names[0])["Buckets"]]
+        assert got == [names[0]], got
+        page = s3.list_buckets(Prefix=names[0][:3], MaxBuckets=1)
+        assert len(page["Buckets"]) == 1, page
+        assert page.get("Prefix") == names[0][:3], page
+        # Paging through everything one bucket at a time finds all three.
+        seen, token = [], None
+        for _ in range(1000):
+            kwargs = {"MaxBuckets": 1, **({"ContinuationToken": token} if token else {})}
+            page = s3.list_buckets(**kwargs)
+            seen += [b["Name"] for b in page["Buckets"]]
+            token = page.get("ContinuationToken")
+            if not token:
+                break
+        assert set(names) <= set(seen), (names, seen)
+        assert len(seen) == len(set(seen)), f"a bucket listed twice: {seen}"
+        assert s3.list_buckets(BucketRegion="eu-west-1")["Buckets"] == []
+        assert set(names) <= {b["Name"] for b in s3.list_buckets(BucketRegion="us-east-1")["Buckets"]}
+        expect_error("InvalidArgument", 400, s3.list_buckets, MaxBuckets=10001)
+    finally:
+        for name in names:
+            remove_bucket(s3, name)
+
+
 def test_head_bucket_answers_for_an_existing_bucket_and_404_for_a_missing_one(s3, bucket):
     assert s3.head_bucket(Bucket=bucket)["ResponseMetadata"]["HTTPStatusCode"] == 200
     expect_error(None, 404, s3.head_bucket, Bucket=bucket_name())
