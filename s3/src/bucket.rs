@@ -42,8 +42,15 @@ pub async fn list(gw: &Gateway, req: S3Request<ListBucketsInput>) -> S3Result<S3
         None if !prefix.is_empty() => opts.start = Some(format!("/{prefix}")),
         None => {}
     }
-    let elsewhere = input.bucket_region.as_deref().is_some_and(|r| r != REGION);
-    'pages: while !elsewhere {
+    if input.bucket_region.as_deref().is_some_and(|r| r != REGION) {
+        return Ok(S3Response::new(ListBucketsOutput {
+            buckets: Some(vec![]),
+            owner: Some(owner()),
+            prefix: input.prefix,
+            continuation_token: None,
+        }));
+    }
+    'pages: loop {
         let page = gw.client.list_page("/", &opts).await.map_err(s3)?;
         // Keys the master did not roll up (one without delimiter support)
         // still name their bucket; the next page then starts past it.
