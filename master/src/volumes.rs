@@ -391,6 +391,23 @@ impl Volumes {
             .is_none_or(|h| h.read().lost_data_at.is_none_or(|lost| created >= lost))
     }
 
+    /// The copies of `record` the master vouches for: not found damaged
+    /// ([`Record::readable`]), on volumes that have not lost their data
+    /// since the value was written ([`Volumes::kept_data`]), health aside.
+    /// What `Key-Volumes` lists for a reader to fall back on.
+    pub fn held_copies(&self, record: &Record) -> Vec<String> {
+        let mut copies = record.readable();
+        copies.retain(|a| self.kept_data(a, record.created));
+        copies
+    }
+
+    /// Whether `key`'s copies are where the placement puts them, each one
+    /// still held (a copy on a volume emptied since is not).
+    pub fn balanced(&self, key: &Key, record: &Record) -> bool {
+        self.placement().is_balanced(key.as_bytes(), &record.volumes)
+            && record.volumes.iter().all(|a| self.kept_data(a, record.created))
+    }
+
     /// Why none of `stored` (the replicas of a key written at `created`)
     /// can serve it, one reason per replica, for a `503`: down, or up but
     /// emptied since the key was written.

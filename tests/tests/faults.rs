@@ -254,7 +254,7 @@ async fn a_data_dir_gone_under_a_running_volume_gets_no_readers() {
     let lost = c.volumes[0].addr.clone();
     let mut both = None;
     for k in &keys {
-        let replicas = trove_tests::key_volumes(c.head(k).await.headers());
+        let replicas = c.recorded_on(k).await;
         if replicas.contains(&lost) {
             let other = replicas.into_iter().find(|a| *a != lost).unwrap();
             both = Some((k.clone(), c.volume_index(&other)));

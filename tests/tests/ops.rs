@@ -1192,6 +1192,13 @@ async fn a_volume_emptied_before_a_master_restart_is_known_to_lack_older_keys_un
                 !location.contains(&emptied),
                 "{k} redirected to the emptied volume"
             );
+            // Nor is a reader told to fall back on it, or the key said
+            // to be balanced with a copy missing there.
+            let listed = trove_tests::key_volumes(r.headers());
+            assert!(!listed.contains(&emptied), "{k}: Key-Volumes {listed:?}");
+            if c.recorded_on(k).await.contains(&emptied) {
+                assert_eq!(header(r.headers(), "key-balance"), Some("unbalanced"), "{k}");
+            }
         }
         let (status, body) = c.get(k).await;
         assert_eq!((status, sha256_hex(&body)), (200, sha256_hex(v)), "{k}");
@@ -1204,7 +1211,7 @@ async fn a_volume_emptied_before_a_master_restart_is_known_to_lack_older_keys_un
     // a restart.
     let mut before = vec![];
     for (k, _) in &data {
-        before.push(c.volumes_of(k).await);
+        before.push(c.recorded_on(k).await);
     }
     let (code, out) = c.admin(&["rebalance"]).await;
     assert_eq!(code, 0, "{out}");

@@ -48,10 +48,7 @@ pub async fn get(state: &AppState, key: Key, request: &HeaderMap) -> Result<Resp
         .pick_reader(&readable, record.created)
         .await
         .ok_or_else(|| ApiError::ReplicasDown(state.volumes.why_unreadable(&readable, record.created)))?;
-    let balanced = state
-        .volumes
-        .placement()
-        .is_balanced(key.as_bytes(), &record.volumes);
+    let balanced = state.volumes.balanced(&key, record);
     // Pinned to the write; a value stored before writes had ids, to its
     // bytes (a volume keeps the replaced copy aside all the same).
     let pin = match record.write.as_deref() {
@@ -67,8 +64,9 @@ pub async fn get(state: &AppState, key: Key, request: &HeaderMap) -> Result<Resp
             (CONTENT_MD5, record.md5.clone()),
             (KEY_SHA256, record.sha256.clone()),
             (KEY_SIZE, record.size.to_string()),
-            // Only the replicas a reader may use: never a damaged one.
-            (KEY_VOLUMES, readable.join(",")),
+            // Only the replicas a reader may use: never a damaged one, nor
+            // one on a volume that has lost its data since.
+            (KEY_VOLUMES, state.volumes.held_copies(record).join(",")),
             (
                 KEY_BALANCE,
                 if balanced { "balanced" } else { "unbalanced" }.to_string(),

@@ -110,10 +110,7 @@ pub async fn key(
         .as_ref()
         .and_then(|r| r.visible(now_ms()))
         .ok_or(ApiError::NotFound)?;
-    let balanced = state
-        .volumes
-        .placement()
-        .is_balanced(key.as_bytes(), &record.volumes);
+    let balanced = state.volumes.balanced(&key, record);
     Ok(Json(KeyRecord {
         key: key.as_str().to_string(),
         size: record.size,
@@ -123,8 +120,9 @@ pub async fn key(
         created: record.created,
         expires: record.expires,
         write: record.write.clone(),
-        healthy: record
-            .readable()
+        healthy: state
+            .volumes
+            .held_copies(record)
             .into_iter()
             .filter(|v| state.volumes.is_healthy(v))
             .collect(),
