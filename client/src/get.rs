@@ -204,10 +204,10 @@ impl Client {
     ///
     /// The file gets the mode of the file it replaces, else the mode a new
     /// file gets (`0666` less the umask), as curl's and aws-cli's do — not
-    /// the temp file's private `0600`. A `path` that is a device, a FIFO or
-    /// a socket (`/dev/null`, `/dev/stdout`, a named pipe) is written into
-    /// as it is, as by [`Client::get_to`]: a file renamed over it would
-    /// replace it.
+    /// the temp file's private `0600`. A `path` that is a device or a FIFO
+    /// (`/dev/null`, `/dev/stdout`, a named pipe, `>(gzip > f)`) is written
+    /// into as it is, as by [`Client::get_to`]: a file renamed over it
+    /// would replace it. (Opening a FIFO waits for its reader.)
     ///
     /// ```no_run
     /// # async fn demo(client: trove_client::Client) -> trove_client::Result<()> {
@@ -225,15 +225,16 @@ impl Client {
             progress: opts.progress.clone(),
             skip_sha256: false,
         };
-        if std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
+        let mut stat = self.locate(raw_key).await?;
+        if is_special(path) {
             let special = tokio::fs::OpenOptions::new()
                 .write(true)
                 .open(path)
                 .await
                 .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
-            return self.get_to(raw_key, special, &opts).await;
+            let stream = self.get_located(raw_key, stat, &opts).await?;
+            return copy_to(stream, special).await;
         }
-        let mut stat = self.locate(raw_key).await?;
         let mut corrupt: Vec<String> = vec![];
         let mut failures: Vec<String> = vec![];
         let replaced = std::fs::metadata(path).ok().filter(|m| m.is_file());
@@ -352,6 +353,12 @@ impl Client {
             inner: None,
         })
     }
+}
+
+/// Whether `path` (followed through symlinks) is a device or a FIFO: a
+/// file to write into, never to replace.
+fn is_special(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir())
 }
 
 /// Writes a stream into `writer`, flushes, and returns the report.

@@ -84,9 +84,9 @@ pub async fn delete(state: Arc<AppState>, key: Key, conditions: Preconditions) -
 /// Finishes, in the background, a `DELETE` that a replica's volume
 /// interrupted: once the volume is back, the copies on `volumes` are
 /// removed and then the record, as the `DELETE` would have — unless the
-/// key changed since (written again, deleted): its record must still be
-/// `unfinished`'s (state and write; `counted` is the state the index
-/// counts it as). Meanwhile the key reads as absent; without this, the
+/// key changed since (written again, deleted): it must still read as
+/// `unfinished` does (its settled state and write; `counted` is the state
+/// the index counts it as). Meanwhile the key reads as absent; without this, the
 /// copy left `live` on that volume would stay (until gc) and a `rebuild`
 /// would bring the deleted key back.
 async fn delete_later(
@@ -103,7 +103,11 @@ async fn delete_later(
     again_later(&state, &key, &volumes, what, left, |current| {
         let (state, key, unfinished, volumes) = (&state, &key, &unfinished, &volumes);
         async move {
-            let same = current.is_some_and(|r| r.state == unfinished.state && r.write == unfinished.write);
+            // The key as it reads must be unchanged: a failed write's
+            // record may have been put back as the unlinked one it was
+            // over (by its clean-up, or gc) meanwhile.
+            let settled = |r: &Record| r.settled().map(|s| (s.state, s.write.clone()));
+            let same = current.is_some_and(|r| settled(&r) == settled(unfinished));
             if !same {
                 return Again::Moot;
             }

@@ -250,6 +250,9 @@ pub(crate) async fn again_later<F, Fut>(
             Again::Failed(e) if n == MARK_ATTEMPTS => {
                 tracing::warn!(key = %key, error = %e, "a replica still misses {what}: it is left {left}");
             }
+            // A volume that failed the call is marked down at once: this
+            // attempt does not count, and the wait for it begins.
+            Again::Failed(_) if volumes.iter().any(|v| state.volumes.is_down(v)) => n -= 1,
             Again::Failed(_) => {}
         }
     }

@@ -13,7 +13,8 @@ use trove_client::{ListOptions, PutOptions};
 const REGION: &str = "us-east-1";
 
 /// ListBuckets: the first path segments that are valid bucket names, in
-/// order; with `prefix`, those that start with it; `max-buckets` a page
+/// the byte order of their keys (`/name/`: `abc-d` before `abc`, since
+/// `-` sorts before `/`); with `prefix`, those that start with it; `max-buckets` a page
 /// (then a `ContinuationToken`: the page's last name); `bucket-region`
 /// other than the gateway's one region, none.
 pub async fn list(gw: &Gateway, req: S3Request<ListBucketsInput>) -> S3Result<S3Response<ListBucketsOutput>> {

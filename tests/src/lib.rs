@@ -633,6 +633,12 @@ impl Cluster {
 
     /// The volumes the master names for `key` (`Key-Volumes` of a `HEAD`),
     /// in its order; panics unless the answer is a `302`.
+    pub async fn volumes_of(&self, key: &str) -> Vec<String> {
+        let resp = self.head(key).await;
+        assert_eq!(resp.status(), 302, "HEAD {key}");
+        key_volumes(resp.headers())
+    }
+
     /// The volumes `key`'s record names (`/-/ui/key`), whether or not
     /// they still hold a copy: `Key-Volumes` ([`Cluster::volumes_of`])
     /// lists only those the master vouches for. `key` must need no
@@ -640,12 +646,6 @@ impl Cluster {
     pub async fn recorded_on(&self, key: &str) -> Vec<String> {
         let record = self.json(&format!("/-/ui/key?key={key}")).await;
         serde_json::from_value(record["volumes"].clone()).expect("a record's volumes")
-    }
-
-    pub async fn volumes_of(&self, key: &str) -> Vec<String> {
-        let resp = self.head(key).await;
-        assert_eq!(resp.status(), 302, "HEAD {key}");
-        key_volumes(resp.headers())
     }
 
     /// No orphans: every blob on every volume is a replica that a live

@@ -570,7 +570,7 @@ async fn a_second_copy_of_a_tree_skips_what_a_concurrent_one_stored() {
     std::io::Write::write_all(&mut other, head.as_bytes()).unwrap();
     let busy = "trove_requests_total{method=\"PUT\",status=\"409\"}";
     trove_tests::wait_for("the first writer to hold the key", || async {
-        c.client().stat("/race/f").await.is_err()
+        c.status().await["keys"]["writing"] == 1
     })
     .await;
     let cp = c
@@ -630,4 +630,15 @@ async fn get_into_a_fifo_writes_through_it_and_leaves_it_a_fifo() {
     let kind = std::fs::symlink_metadata(&fifo).unwrap().file_type();
     assert!(kind.is_fifo(), "the FIFO was replaced by a file: {kind:?}");
     assert_eq!(reader.join().unwrap(), b"through the pipe");
+
+    // A tree download meeting a FIFO where a file belongs fails that file
+    // (opening it would wait for a reader for ever).
+    assert_eq!(c.put("/tree/fifo", "x").await, 201);
+    let into = c.dir.path().join("into");
+    std::fs::create_dir_all(&into).unwrap();
+    let made = Command::new("mkfifo").arg(into.join("fifo")).status().unwrap();
+    assert!(made.success());
+    let cp = c.trove(&["cp", "-r", "/tree/", into.to_str().unwrap()]).await;
+    assert_eq!(cp.code, 1, "{}", cp.stderr);
+    assert!(cp.stderr.contains("is not a regular file"), "{}", cp.stderr);
 }

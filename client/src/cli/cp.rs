@@ -441,6 +441,15 @@ async fn download(ctx: &Ctx, client: &Client, item: &Item, total: &Option<Progre
         if let Some(t) = total {
             t.inc_length(stat.size);
         }
+        // A FIFO (or a device) where a file of the tree belongs: writing
+        // into it could wait for a reader for ever, and replacing it is
+        // not a copy's business.
+        if std::fs::metadata(&item.local).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
+            anyhow::bail!(
+                "{} is not a regular file (a FIFO, socket or device): remove it, or read the key alone with `trove get -o`",
+                item.local.display()
+            );
+        }
         if std::fs::metadata(&item.local).is_ok_and(|m| m.is_file() && m.len() == stat.size)
             && local_matches(&item.local, &stat.md5, total).await?.0
         {

@@ -83,7 +83,7 @@ async fn walk(state: &AppState, progress: &Progress, params: &JobParams) -> anyh
                     // A replace of a live value: readers still get that
                     // value, which must be checked like any other.
                     State::Writing if record.settled().is_some_and(|r| r.state == State::Live) => {
-                        match settle_write(state, progress, params, &key).await {
+                        match settle_write(state, progress, params, &key, &record).await {
                             Some(live) => live,
                             None => continue,
                         }
@@ -113,28 +113,41 @@ async fn walk(state: &AppState, progress: &Progress, params: &JobParams) -> anyh
     Ok(())
 }
 
-/// The live record to check of `key`, found *writing* over a live value:
-/// a replace in progress is skipped (counted, its value checked by the
-/// next run). A dead one — the master died in it, so readers get the old
-/// value from volumes that keep the new copy too, and `gc` has yet to
-/// undo it — is undone by a `--repair` run and the value it replaced
-/// checked; a run that repairs nothing reports it and fails, since that
-/// value went unchecked.
+/// The live record to check of `key`, found *writing* over a live value
+/// (`seen`): a replace in progress is skipped (counted, its value checked
+/// by the next run), one committed since is checked. A dead one — the
+/// master died in it, or it failed and its clean-up has not finished:
+/// readers get the old value from volumes that keep the new copy too —
+/// is undone by a `--repair` run and the value it replaced checked; a run
+/// that repairs nothing reports it and fails, since that value went
+/// unchecked.
 async fn settle_write(
     state: &AppState,
     progress: &Progress,
     params: &JobParams,
     key: &Key,
+    seen: &Record,
 ) -> Option<Record> {
-    let dead = state.locks.try_lock(key).is_some();
-    if !dead {
-        Progress::add(&progress.skipped, 1);
-        return None;
+    {
+        // Under the key's lock, the record as it is now: the page that
+        // showed it may be seconds old.
+        let Some(_guard) = state.locks.try_lock(key) else {
+            Progress::add(&progress.skipped, 1);
+            return None;
+        };
+        match state.index.get(key) {
+            Ok(Some(r)) if r.state == State::Live => return Some(r),
+            Ok(Some(r)) if r.state == State::Writing && r.write == seen.write => {}
+            _ => {
+                Progress::add(&progress.skipped, 1);
+                return None;
+            }
+        }
     }
     if !params.repair {
         Progress::add(&progress.failed, 1);
         progress.problem(format!(
-            "{key}: not checked: a replace the master died in is not undone yet (`verify --repair` or `gc` undoes it)"
+            "{key}: not checked: a replace that failed (or that the master died in) is not undone yet (`verify --repair` or `gc` undoes it)"
         ));
         return None;
     }
@@ -142,7 +155,7 @@ async fn settle_write(
         Ok(undone) => {
             if let Some((blobs, _)) = undone {
                 progress.problem(format!(
-                    "{key}: a replace the master died in was undone ({blobs} copies removed)"
+                    "{key}: a replace that failed (or that the master died in) was undone ({blobs} copies removed)"
                 ));
             }
             match state.index.get(key) {
@@ -156,9 +169,7 @@ async fn settle_write(
         }
         Err(e) => {
             Progress::add(&progress.failed, 1);
-            progress.problem(format!(
-                "{key}: not checked: cannot undo the replace the master died in: {e}"
-            ));
+            progress.problem(format!("{key}: not checked: cannot undo the failed replace: {e}"));
             None
         }
     }
