@@ -86,9 +86,9 @@ pub async fn delete(state: Arc<AppState>, key: Key, conditions: Preconditions) -
 /// removed and then the record, as the `DELETE` would have — unless the
 /// key changed since (written again, deleted): it must still read as
 /// `unfinished` does (its settled state and write; `counted` is the state
-/// the index counts it as). Meanwhile the key reads as absent; without this, the
-/// copy left `live` on that volume would stay (until gc) and a `rebuild`
-/// would bring the deleted key back.
+/// the index counts it as). Meanwhile the key reads as absent; without
+/// this, the copy left `live` on that volume would stay (until gc) and a
+/// `rebuild` would bring the deleted key back.
 async fn delete_later(
     state: Arc<AppState>,
     key: Key,

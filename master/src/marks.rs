@@ -154,13 +154,15 @@ pub(crate) async fn mark_later(state: Arc<AppState>, key: Key, record: Record, m
     if mark == BlobState::Live && record.write.is_none() {
         return;
     }
-    let what = match mark {
-        BlobState::Live => "the confirmation of the key's copies",
-        _ => "the unlink mark of the key's copies",
-    };
-    let left = match mark {
-        BlobState::Live => "to verify, which confirms it",
-        _ => "undone: a rebuild before the key's DELETE would bring it back live",
+    let (what, left) = match mark {
+        BlobState::Live => (
+            "the confirmation of the key's copies",
+            "to verify, which confirms it",
+        ),
+        _ => (
+            "the unlink mark of the key's copies",
+            "undone: a rebuild before the key's DELETE would bring it back live",
+        ),
     };
     let write = record.write.clone();
     again_later(&state, &key, &record.volumes, what, left, |current| {
